@@ -1,0 +1,101 @@
+// colony generate: single-node text generation (a cluster of one).
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/process_info.h"
+#include "model/gguf_file.h"
+#include "model/hparams.h"
+#include "model/kv_cache.h"
+#include "runtime/generate.h"
+#include "runtime/stage.h"
+#include "runtime/tokenizer.h"
+#include "util/error.h"
+
+namespace colony {
+
+int cmd_generate(int argc, char **argv) {
+    std::string model, prompt, cache_k = "f16", cache_v = "f16";
+    int32_t n_predict = 128, threads = 0;
+    uint32_t n_ctx = 4096, n_ubatch = 512;
+    SamplingParams sp;
+    int32_t seed = -1;
+    bool chat = false, no_mmap = false, no_repack = false, raw = false;
+    ArgParser p("colony generate", "Generate text from a prompt with the whole model on this machine.\n"
+                                   "Text streams to stdout; a timing line goes to stderr.");
+    p.add("-m", "--model", "PATH", "GGUF model file", &model, true);
+    p.add("-p", "--prompt", "TEXT", "prompt text", &prompt, true);
+    p.add("-n", "--n-predict", "N", "tokens to generate (-1: until end of text or context)", &n_predict);
+    p.add("", "--temp", "T", "temperature; 0 = greedy", &sp.temperature);
+    p.add("", "--top-k", "K", "top-k sampling, 0 = off", &sp.top_k);
+    p.add("", "--top-p", "P", "top-p (nucleus) sampling, 1 = off", &sp.top_p);
+    p.add("", "--min-p", "P", "min-p sampling, 0 = off", &sp.min_p);
+    p.add("", "--repeat-penalty", "F", "repetition penalty, 1 = off", &sp.repeat_penalty);
+    p.add("", "--frequency-penalty", "F", "frequency penalty, 0 = off", &sp.frequency_penalty);
+    p.add("", "--presence-penalty", "F", "presence penalty, 0 = off", &sp.presence_penalty);
+    p.add("", "--repeat-last-n", "N", "tokens the penalties look back over", &sp.penalty_last_n);
+    p.add("", "--seed", "S", "sampling seed, -1 = random", &seed);
+    p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &threads);
+    p.add("-c", "--ctx-size", "N", "context size in tokens (KV cache cells)", &n_ctx);
+    p.add("-ub", "--ubatch-size", "N", "tokens per prefill step", &n_ubatch);
+    p.add("-ctk", "--cache-type-k", "TYPE", "KV cache type of K: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1", &cache_k);
+    p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V (same types)", &cache_v);
+    p.flag("", "--chat", "wrap the prompt as a user message in the model's chat template", &chat);
+    p.flag("", "--raw", "do not echo the prompt before the generated text", &raw);
+    p.flag("", "--no-mmap", "copy weights into memory instead of mapping the file", &no_mmap);
+    p.flag("-nr", "--no-repack", "do not repack weights for the CPU backend's faster kernels", &no_repack);
+    p.parse(argc, argv);
+    if (p.help_requested()) {
+        std::fputs(p.usage().c_str(), stdout);
+        return 0;
+    }
+    if (n_ctx == 0) throw Error(ErrorCode::kInvalidArgument, "--ctx-size must be positive");
+    if (seed >= 0) sp.seed = static_cast<uint32_t>(seed);
+
+    std::shared_ptr<const GgufFile> file = GgufFile::open(model);
+    const ModelHparams hp = ModelHparams::from_gguf(*file);
+    Tokenizer tok(model);
+    std::string text = prompt;
+    if (chat) text = tok.apply_chat_template({{"user", prompt}});
+    const std::vector<int32_t> tokens = tok.tokenize(text, true, chat);
+    if (tokens.size() >= n_ctx) {
+        throw Error(ErrorCode::kOutOfRange, "context overflow: the prompt has " + std::to_string(tokens.size()) +
+                                                " tokens, the context holds " + std::to_string(n_ctx));
+    }
+
+    StageConfig cfg;
+    cfg.range = {0, hp.n_layer};
+    cfg.n_ctx = n_ctx;
+    cfg.n_ubatch = n_ubatch;
+    cfg.n_threads = threads;
+    cfg.type_k = parse_cache_type(cache_k);
+    cfg.type_v = parse_cache_type(cache_v);
+    cfg.load.use_mmap = !no_mmap;
+    cfg.load.use_repack = !no_repack;
+    Stage stage(file, hp, cfg);
+
+    if (!raw) {
+        std::fputs(text.c_str(), stdout);
+        std::fflush(stdout);
+    }
+    GenerateOptions go;
+    go.n_predict = n_predict;
+    go.sampling = sp;
+    const GenerateStats st = generate(stage, tok, tokens, go, [](int32_t, const std::string &piece) {
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        std::fflush(stdout);
+        return true;
+    });
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+    std::fprintf(stderr,
+                 "colony: prompt %d tokens | prefill %.1f tok/s | TTFT %.2f ms | decode %.1f tok/s (%d tokens, %s) | "
+                 "peak RSS %.1f MB\n",
+                 st.n_prompt, st.prefill_tps(), st.ttft_us / 1000.0, st.decode_tps(), st.n_generated,
+                 st.stop_reason.c_str(), peak_rss_bytes() / 1e6);
+    return 0;
+}
+
+}  // namespace colony

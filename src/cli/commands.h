@@ -1,0 +1,11 @@
+// colony's subcommands. Each takes the subcommand's own argv (argv[0] is the
+// subcommand name), returns the process exit code, and lets colony::Error
+// escape to main(), which prints it as one line.
+#pragma once
+
+namespace colony {
+
+int cmd_generate(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+}  // namespace colony

@@ -1,0 +1,68 @@
+// colony: one model, many devices. Entry point and subcommand dispatch.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "cli/commands.h"
+#include "cli/process_info.h"
+#include "llama.h"
+#include "util/error.h"
+
+#if __has_include("cli/cmd_synth.h")
+#include "cli/cmd_synth.h"
+#define COLONY_HAS_SYNTH 1
+#endif
+
+namespace {
+
+struct Subcommand {
+    const char *name;
+    int (*run)(int, char **);
+    const char *summary;
+};
+
+const Subcommand kCommands[] = {
+    {"generate", colony::cmd_generate, "generate text from a prompt on this machine (a cluster of one)"},
+#ifdef COLONY_HAS_SYNTH
+    {"synth", colony::cmd_synth, "write a synthetic GGUF with a real model's shapes and tokenizer"},
+#endif
+    {"bench", colony::cmd_bench, "prefill/decode speed of colony against llama.cpp's llama-bench"},
+};
+
+void print_usage() {
+    std::printf("usage: colony <command> [options]\n\ncommands:\n");
+    for (const auto &c : kCommands) std::printf("  %-10s %s\n", c.name, c.summary);
+    std::printf("\n'colony <command> --help' describes a command's options.\n");
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help")) {
+        print_usage();
+        return argc < 2 ? 1 : 0;
+    }
+    if (!std::strcmp(argv[1], "--version") || !std::strcmp(argv[1], "version")) {
+        std::printf("colony %s\n", COLONY_VERSION);
+        return 0;
+    }
+    for (const auto &c : kCommands) {
+        if (std::strcmp(argv[1], c.name) != 0) continue;
+        try {
+            colony::install_library_logging();
+            llama_backend_init();
+            const int rc = c.run(argc - 1, argv + 1);
+            llama_backend_free();
+            return rc;
+        } catch (const colony::Error &e) {
+            std::fprintf(stderr, "colony %s: error: %s\n", c.name, e.what());
+            return 1;
+        } catch (const std::exception &e) {
+            std::fprintf(stderr, "colony %s: error: %s\n", c.name, e.what());
+            return 1;
+        }
+    }
+    std::fprintf(stderr, "colony: unknown command '%s'\n", argv[1]);
+    print_usage();
+    return 1;
+}

@@ -1,0 +1,175 @@
+#include "model/graph.h"
+
+#include <cmath>
+
+#include "model/kv_cache.h"
+#include "model/weights.h"
+
+namespace colony {
+namespace {
+
+// RoPE extrapolation parameters as llama.cpp sets them without YaRN
+// (src/llama-context.cpp: yarn_ext_factor = 0, attn_factor = 1, beta 32/1).
+constexpr float kExtFactor = 0.0f;
+constexpr float kAttnFactor = 1.0f;
+constexpr float kBetaFast = 32.0f;
+constexpr float kBetaSlow = 1.0f;
+
+struct Builder {
+    const ModelHparams &hp;
+    const StageWeights &w;
+    const KvCache &kv;
+    const GraphShape &shape;
+    StageGraph &g;
+    ggml_context *ctx;
+
+    // RMS norm then scale by the weight (build_norm, LLM_NORM_RMS).
+    ggml_tensor *rms_norm(ggml_tensor *x, ggml_tensor *weight) const {
+        x = ggml_rms_norm(ctx, x, hp.rms_eps);
+        return ggml_mul(ctx, x, weight);
+    }
+
+    ggml_tensor *rope(ggml_tensor *x) const {
+        return ggml_rope_ext(ctx, x, g.inp_pos, w.rope_freqs, static_cast<int>(hp.n_rot),
+                             static_cast<int>(hp.rope_type), static_cast<int>(hp.n_ctx_train), hp.rope_freq_base,
+                             hp.rope_freq_scale, kExtFactor, kAttnFactor, kBetaFast, kBetaSlow);
+    }
+
+    // Self-attention of block il on normalized input cur [n_embd, n_tokens];
+    // writes K/V of this ubatch into the cache and attends over n_kv cells.
+    ggml_tensor *attention(uint32_t il, ggml_tensor *cur) const {
+        const LayerWeights &l = w.layer(il);
+        const int64_t n_tokens = shape.n_tokens;
+        const int64_t hd = hp.head_dim_k;
+
+        ggml_tensor *q = ggml_mul_mat(ctx, l.wq, cur);
+        if (l.bq) q = ggml_add(ctx, q, l.bq);
+        ggml_tensor *k = ggml_mul_mat(ctx, l.wk, cur);
+        if (l.bk) k = ggml_add(ctx, k, l.bk);
+        ggml_tensor *v = ggml_mul_mat(ctx, l.wv, cur);
+        if (l.bv) v = ggml_add(ctx, v, l.bv);
+        q = ggml_reshape_3d(ctx, q, hd, hp.n_head, n_tokens);     // [hd, n_head, n_tokens]
+        k = ggml_reshape_3d(ctx, k, hd, hp.n_head_kv, n_tokens);  // [hd, n_head_kv, n_tokens]
+        v = ggml_reshape_3d(ctx, v, hd, hp.n_head_kv, n_tokens);
+        if (l.q_norm) q = rms_norm(q, l.q_norm);
+        q = rope(q);
+        if (l.k_norm) k = rms_norm(k, l.k_norm);
+        k = rope(k);
+
+        // same expansion order as llama.cpp, then the cache stores
+        ggml_build_forward_expand(g.gf, q);
+        ggml_build_forward_expand(g.gf, v);
+        ggml_build_forward_expand(g.gf, k);
+        ggml_tensor *k_cache = kv.k(il);
+        ggml_tensor *v_cache = kv.v(il);
+        ggml_tensor *k_rows = ggml_view_2d(ctx, k, hd * hp.n_head_kv, n_tokens, k->nb[2], 0);
+        ggml_tensor *v_rows = ggml_view_2d(ctx, v, hd * hp.n_head_kv, n_tokens, v->nb[2], 0);
+        ggml_build_forward_expand(g.gf, ggml_set_rows(ctx, k_cache, k_rows, g.inp_k_idxs));
+        ggml_build_forward_expand(g.gf, ggml_set_rows(ctx, v_cache, v_rows, g.inp_k_idxs));
+
+        const int64_t n_kv = shape.n_kv;
+        ggml_tensor *kc = ggml_view_4d(ctx, k_cache, hd, hp.n_head_kv, n_kv, 1, ggml_row_size(k_cache->type, hd),
+                                       k_cache->nb[1], ggml_row_size(k_cache->type, hp.n_embd_k_gqa() * kv.size()), 0);
+        ggml_tensor *vc = ggml_view_4d(ctx, v_cache, hd, hp.n_head_kv, n_kv, 1, ggml_row_size(v_cache->type, hd),
+                                       v_cache->nb[1], ggml_row_size(v_cache->type, hp.n_embd_v_gqa() * kv.size()), 0);
+        ggml_tensor *q4 = ggml_view_4d(ctx, q, q->ne[0], q->ne[1], q->ne[2], 1, q->nb[1], q->nb[2], q->nb[3], 0);
+        q4 = ggml_permute(ctx, q4, 0, 2, 1, 3);  // [hd, n_tokens, n_head, 1]
+        kc = ggml_permute(ctx, kc, 0, 2, 1, 3);  // [hd, n_kv, n_head_kv, 1]
+        vc = ggml_permute(ctx, vc, 0, 2, 1, 3);
+
+        const float kq_scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        ggml_tensor *att = ggml_flash_attn_ext(ctx, q4, kc, vc, g.inp_mask, kq_scale, 0.0f, 0.0f);
+        ggml_flash_attn_ext_set_n_kv_max(att, 0);
+        ggml_prec_set_acc(att, GGML_PREC_F32);
+        att = ggml_reshape_2d(ctx, att, att->ne[0] * att->ne[1], att->ne[2] * att->ne[3]);  // [n_embd_q, n_tokens]
+
+        ggml_tensor *out = ggml_mul_mat(ctx, l.wo, att);
+        if (l.bo) out = ggml_add(ctx, out, l.bo);
+        return out;
+    }
+
+    // SwiGLU feed-forward (build_ffn with LLM_FFN_SILU, LLM_FFN_PAR).
+    ggml_tensor *ffn(uint32_t il, ggml_tensor *cur) const {
+        const LayerWeights &l = w.layer(il);
+        ggml_tensor *up = ggml_mul_mat(ctx, l.ffn_up, cur);
+        ggml_tensor *gate = ggml_mul_mat(ctx, l.ffn_gate, cur);
+        cur = ggml_swiglu_split(ctx, gate, up);
+        return ggml_mul_mat(ctx, l.ffn_down, cur);
+    }
+
+    ggml_tensor *input() {
+        if (w.is_first()) {
+            g.inp_tokens = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n_tokens);
+            ggml_set_input(g.inp_tokens);
+            ggml_set_name(g.inp_tokens, "inp_tokens");
+            return ggml_get_rows(ctx, w.tok_embd, g.inp_tokens);
+        }
+        g.inp_embd = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp.n_embd, shape.n_tokens);
+        ggml_set_input(g.inp_embd);
+        ggml_set_name(g.inp_embd, "inp_embd");
+        return g.inp_embd;
+    }
+
+    void inputs_common() {
+        g.inp_pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n_tokens);
+        ggml_set_input(g.inp_pos);
+        ggml_set_name(g.inp_pos, "inp_pos");
+        g.inp_mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, shape.n_kv, shape.n_tokens, 1, 1);
+        ggml_set_input(g.inp_mask);
+        ggml_set_name(g.inp_mask, "inp_mask");
+        g.inp_k_idxs = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, shape.n_tokens);
+        ggml_set_input(g.inp_k_idxs);
+        ggml_set_name(g.inp_k_idxs, "inp_k_idxs");
+        if (w.is_last() && shape.n_outputs < shape.n_tokens) {
+            g.inp_out_ids = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n_outputs);
+            ggml_set_input(g.inp_out_ids);
+            ggml_set_name(g.inp_out_ids, "inp_out_ids");
+        }
+    }
+
+    void build() {
+        ggml_tensor *x = input();
+        inputs_common();
+        const LayerRange r = w.range();
+        for (uint32_t il = r.first; il < r.last; ++il) {
+            ggml_tensor *residual = x;
+            ggml_tensor *cur = rms_norm(x, w.layer(il).attn_norm);
+            cur = attention(il, cur);
+            if (il == r.last - 1 && g.inp_out_ids) {
+                // only the rows whose logits are wanted go through the last FFN
+                cur = ggml_get_rows(ctx, cur, g.inp_out_ids);
+                residual = ggml_get_rows(ctx, residual, g.inp_out_ids);
+            }
+            ggml_tensor *ffn_inp = ggml_add(ctx, cur, residual);
+            cur = rms_norm(ffn_inp, w.layer(il).ffn_norm);
+            cur = ffn(il, cur);
+            x = ggml_add(ctx, cur, ffn_inp);
+        }
+        if (w.is_last()) {
+            x = rms_norm(x, w.output_norm);
+            x = ggml_mul_mat(ctx, w.output, x);
+        }
+        ggml_set_output(x);
+        ggml_set_name(x, w.is_last() ? "logits" : "hidden");
+        g.out = x;
+        ggml_build_forward_expand(g.gf, x);
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<StageGraph> build_stage_graph(const ModelHparams &hp, const StageWeights &weights,
+                                              const KvCache &kv, const GraphShape &shape) {
+    auto g = std::make_unique<StageGraph>();
+    g->shape = shape;
+    const size_t max_nodes = 1024 + 48 * static_cast<size_t>(weights.range().size());
+    ggml_init_params params{ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false),
+                            nullptr, true};
+    g->ctx.reset(ggml_init(params));
+    g->gf = ggml_new_graph_custom(g->ctx.get(), max_nodes, false);
+    Builder b{hp, weights, kv, shape, *g, g->ctx.get()};
+    b.build();
+    return g;
+}
+
+}  // namespace colony

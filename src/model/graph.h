@@ -1,0 +1,50 @@
+// The ggml compute graph of one stage for one ubatch.
+//
+// The blocks follow the pinned tree's src/models/{llama,qwen2,qwen3}.cpp and
+// src/llama-graph.cpp (build_norm, build_qkv, build_attn with flash attention,
+// build_ffn SILU/PAR) op for op, so a stage computes what libllama computes.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "ggml-cpp.h"
+#include "ggml.h"
+#include "model/hparams.h"
+
+namespace colony {
+
+class StageWeights;
+class KvCache;
+
+/// What determines a graph's structure. Graphs with equal shapes are reused
+/// with new input values (positions, mask, cache cells, tokens).
+struct GraphShape {
+    uint32_t n_tokens = 0;   // tokens in the ubatch
+    uint32_t n_kv = 0;       // KV cells attended (KvCache::n_kv)
+    uint32_t n_outputs = 0;  // last stage: rows of logits wanted (<= n_tokens)
+    bool operator==(const GraphShape &o) const {
+        return n_tokens == o.n_tokens && n_kv == o.n_kv && n_outputs == o.n_outputs;
+    }
+};
+
+/// A built graph and its input/output tensors.
+struct StageGraph {
+    GraphShape shape;
+    ggml_context_ptr ctx;
+    ggml_cgraph *gf = nullptr;
+    ggml_tensor *inp_tokens = nullptr;  // I32 [n_tokens]              first stage
+    ggml_tensor *inp_embd = nullptr;    // F32 [n_embd, n_tokens]      other stages
+    ggml_tensor *inp_pos = nullptr;     // I32 [n_tokens]
+    ggml_tensor *inp_mask = nullptr;    // F16 [n_kv, n_tokens, 1, 1]
+    ggml_tensor *inp_k_idxs = nullptr;  // I64 [n_tokens] cache cell of each token
+    ggml_tensor *inp_out_ids = nullptr; // I32 [n_outputs] (last stage, when n_outputs < n_tokens)
+    ggml_tensor *out = nullptr;         // F32 hidden [n_embd, n_tokens] or logits [n_vocab, n_outputs]
+};
+
+/// Builds the graph of `weights`' layer range for `shape`. The stage is first
+/// (token ids in) when weights.is_first(), last (logits out) when is_last().
+std::unique_ptr<StageGraph> build_stage_graph(const ModelHparams &hp, const StageWeights &weights,
+                                              const KvCache &kv, const GraphShape &shape);
+
+}  // namespace colony

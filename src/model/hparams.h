@@ -1,0 +1,53 @@
+// Hyper-parameters of a decoder-only transformer, read from GGUF metadata.
+//
+// Key names follow the pinned tree's src/llama-arch.cpp (LLM_KV_*), e.g.
+// "<arch>.block_count", "<arch>.attention.head_count_kv". Supported
+// architectures: llama, qwen2, qwen3. Any other is Error(kUnsupported) naming it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace colony {
+
+class GgufFile;
+
+enum class Arch { kLlama, kQwen2, kQwen3 };
+
+/// RoPE variants as ggml's ggml_rope_ext mode: 0 = normal (adjacent pairs,
+/// llama), 2 = NeoX (halves, qwen2/qwen3). Source: ggml.h GGML_ROPE_TYPE_NEOX.
+enum class RopeType : int { kNormal = 0, kNeox = 2 };
+
+struct ModelHparams {
+    Arch arch = Arch::kLlama;
+    std::string arch_name;   // as in general.architecture
+    uint32_t n_layer = 0;    // transformer blocks
+    uint32_t n_embd = 0;     // hidden size
+    uint32_t n_head = 0;     // query heads
+    uint32_t n_head_kv = 0;  // key/value heads (GQA when < n_head)
+    uint32_t head_dim_k = 0; // per-head size of Q and K (may differ from n_embd/n_head, qwen3)
+    uint32_t head_dim_v = 0; // per-head size of V
+    uint32_t n_ff = 0;       // feed-forward inner size
+    uint32_t n_vocab = 0;
+    uint32_t n_ctx_train = 0;
+    uint32_t n_rot = 0;      // rotary dimensions per head
+    float rms_eps = 1e-5f;
+    float rope_freq_base = 10000.0f;
+    float rope_freq_scale = 1.0f;  // 1/factor for linear scaling
+    RopeType rope_type = RopeType::kNormal;
+    bool has_qk_norm = false;      // qwen3: RMS norm of Q and K per head before RoPE
+
+    uint32_t n_embd_q() const { return head_dim_k * n_head; }
+    uint32_t n_embd_k_gqa() const { return head_dim_k * n_head_kv; }
+    uint32_t n_embd_v_gqa() const { return head_dim_v * n_head_kv; }
+
+    /// Reads and validates the hyper-parameters. Errors: kUnsupported for an
+    /// unknown architecture or RoPE scaling, kCorrupt for missing or
+    /// inconsistent values (e.g. n_head not a multiple of n_head_kv).
+    static ModelHparams from_gguf(const GgufFile &file);
+};
+
+/// "llama", "qwen2", "qwen3".
+const char *arch_name(Arch arch);
+
+}  // namespace colony

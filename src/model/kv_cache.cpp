@@ -1,0 +1,151 @@
+#include "model/kv_cache.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "util/error.h"
+
+namespace colony {
+
+ggml_type parse_cache_type(const std::string &name) {
+    static const std::pair<const char *, ggml_type> kTypes[] = {
+        {"f32", GGML_TYPE_F32},   {"f16", GGML_TYPE_F16},   {"bf16", GGML_TYPE_BF16}, {"q8_0", GGML_TYPE_Q8_0},
+        {"q4_0", GGML_TYPE_Q4_0}, {"q4_1", GGML_TYPE_Q4_1}, {"q5_0", GGML_TYPE_Q5_0}, {"q5_1", GGML_TYPE_Q5_1},
+    };
+    for (const auto &[n, t] : kTypes) {
+        if (name == n) return t;
+    }
+    throw Error(ErrorCode::kInvalidArgument,
+                "unknown KV cache type '" + name + "' (use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)");
+}
+
+KvCache::KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32_t n_seq_max, uint32_t n_ctx_seq,
+                 ggml_type type_k, ggml_type type_v, ggml_backend_buffer_type_t buft)
+    : range_(range), n_seq_max_(n_seq_max), n_ctx_seq_(n_ctx_seq) {
+    if (size == 0 || n_seq_max == 0 || n_ctx_seq == 0) {
+        throw Error(ErrorCode::kInvalidArgument, "KV cache size, sequences and context must be positive");
+    }
+    for (ggml_type t : {type_k, type_v}) {
+        const int64_t row = static_cast<int64_t>(t == type_k ? hp.n_embd_k_gqa() : hp.n_embd_v_gqa());
+        if (row % ggml_blck_size(t) != 0) {
+            throw Error(ErrorCode::kInvalidArgument, std::string("KV cache type ") + ggml_type_name(t) +
+                                                         " needs rows that are a multiple of " +
+                                                         std::to_string(ggml_blck_size(t)));
+        }
+    }
+    cells_.resize(size);
+    seq_pos_max_.assign(n_seq_max, -1);
+    ggml_init_params params{ggml_tensor_overhead() * 2 * (range.size() + 1), nullptr, true};
+    ctx_.reset(ggml_init(params));
+    for (uint32_t il = range.first; il < range.last; ++il) {
+        ggml_tensor *k = ggml_new_tensor_2d(ctx_.get(), type_k, hp.n_embd_k_gqa(), size);
+        ggml_tensor *v = ggml_new_tensor_2d(ctx_.get(), type_v, hp.n_embd_v_gqa(), size);
+        ggml_format_name(k, "cache_k_l%u", il);
+        ggml_format_name(v, "cache_v_l%u", il);
+        k_.push_back(k);
+        v_.push_back(v);
+    }
+    buf_.reset(ggml_backend_alloc_ctx_tensors_from_buft(ctx_.get(), buft));
+    if (!buf_) throw Error(ErrorCode::kResource, "cannot allocate the KV cache");
+    ggml_backend_buffer_clear(buf_.get(), 0);
+}
+
+uint64_t KvCache::bytes() const { return buf_ ? ggml_backend_buffer_get_size(buf_.get()) : 0; }
+
+void KvCache::store(const int32_t *seq_ids, const int32_t *pos, uint32_t n_tokens, std::vector<int64_t> &cells) {
+    for (uint32_t i = 0; i < n_tokens; ++i) {
+        if (seq_ids[i] < 0 || static_cast<uint32_t>(seq_ids[i]) >= n_seq_max_) {
+            throw Error(ErrorCode::kInvalidArgument, "sequence id " + std::to_string(seq_ids[i]) +
+                                                         " outside [0," + std::to_string(n_seq_max_) + ")");
+        }
+        if (pos[i] < 0 || static_cast<uint32_t>(pos[i]) >= n_ctx_seq_) {
+            throw Error(ErrorCode::kOutOfRange, "context overflow: position " + std::to_string(pos[i]) +
+                                                    " of sequence " + std::to_string(seq_ids[i]) +
+                                                    " does not fit a context of " + std::to_string(n_ctx_seq_));
+        }
+        if (pos[i] <= seq_pos_max_[seq_ids[i]]) {
+            throw Error(ErrorCode::kInvalidArgument,
+                        "position " + std::to_string(pos[i]) + " of sequence " + std::to_string(seq_ids[i]) +
+                            " is already in the KV cache (positions must grow; trim with seq_rm first)");
+        }
+    }
+    if (used_ + n_tokens > size()) {
+        throw Error(ErrorCode::kResource, "KV cache full: " + std::to_string(used_) + " of " +
+                                              std::to_string(size()) + " cells used, " +
+                                              std::to_string(n_tokens) + " more needed");
+    }
+    cells.resize(n_tokens);
+    uint32_t c = 0;
+    for (uint32_t i = 0; i < n_tokens; ++i) {
+        while (cells_[c].seq >= 0) ++c;
+        cells_[c] = {seq_ids[i], pos[i]};
+        cells[i] = c;
+        seq_pos_max_[seq_ids[i]] = std::max(seq_pos_max_[seq_ids[i]], pos[i]);
+        max_used_p1_ = std::max(max_used_p1_, c + 1);
+        ++used_;
+    }
+}
+
+uint32_t KvCache::n_kv() const {
+    constexpr uint32_t kPad = 256;
+    const uint32_t padded = std::max(kPad, (max_used_p1_ + kPad - 1) / kPad * kPad);
+    return std::min(size(), padded);
+}
+
+void KvCache::fill_mask(ggml_fp16_t *dst, uint32_t n_kv, const int32_t *seq_ids, const int32_t *pos,
+                        uint32_t n_tokens) const {
+    const ggml_fp16_t keep = ggml_fp32_to_fp16(0.0f);
+    const ggml_fp16_t drop = ggml_fp32_to_fp16(-INFINITY);
+    for (uint32_t i = 0; i < n_tokens; ++i) {
+        ggml_fp16_t *row = dst + static_cast<size_t>(i) * n_kv;
+        // tokens of the same sequence in a row of the ubatch share most of the mask
+        if (i > 0 && seq_ids[i] == seq_ids[i - 1] && pos[i] >= pos[i - 1]) {
+            std::copy(row - n_kv, row, row);
+            for (uint32_t j = 0; j < n_kv; ++j) {
+                const Cell &c = cells_[j];
+                if (c.seq == seq_ids[i] && c.pos > pos[i - 1] && c.pos <= pos[i]) row[j] = keep;
+            }
+            continue;
+        }
+        for (uint32_t j = 0; j < n_kv; ++j) {
+            const Cell &c = cells_[j];
+            row[j] = (c.seq == seq_ids[i] && c.pos <= pos[i]) ? keep : drop;
+        }
+    }
+}
+
+void KvCache::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
+    if (seq < 0 || static_cast<uint32_t>(seq) >= n_seq_max_) return;
+    for (Cell &c : cells_) {
+        if (c.seq == seq && c.pos >= p0 && (p1 < 0 || c.pos < p1)) {
+            c = Cell{};
+            --used_;
+        }
+    }
+    recompute_bounds();
+}
+
+int32_t KvCache::seq_pos_max(int32_t seq) const {
+    if (seq < 0 || static_cast<uint32_t>(seq) >= n_seq_max_) return -1;
+    return seq_pos_max_[seq];
+}
+
+void KvCache::clear() {
+    std::fill(cells_.begin(), cells_.end(), Cell{});
+    used_ = 0;
+    recompute_bounds();
+}
+
+void KvCache::recompute_bounds() {
+    std::fill(seq_pos_max_.begin(), seq_pos_max_.end(), -1);
+    max_used_p1_ = 0;
+    for (uint32_t j = 0; j < cells_.size(); ++j) {
+        const Cell &c = cells_[j];
+        if (c.seq < 0) continue;
+        seq_pos_max_[c.seq] = std::max(seq_pos_max_[c.seq], c.pos);
+        max_used_p1_ = j + 1;
+    }
+}
+
+}  // namespace colony

@@ -1,0 +1,84 @@
+// The KV cache of one stage: for every block of its layer range a K and a V
+// tensor of `size` cells, shared by up to `n_seq_max` sequences.
+//
+// Layout (as llama.cpp's llama_kv_cache with flash attention, src/llama-kv-cache.cpp):
+//   K[il]: type_k [n_embd_k_gqa, size]   V[il]: type_v [n_embd_v_gqa, size] (not transposed)
+// Each cell holds one (sequence, position) or is free. A ubatch's tokens are
+// scattered into free cells with ggml_set_rows (indices from find_cells), and
+// attention reads the first n_kv cells, n_kv padded to 256 so graphs can be reused.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ggml-backend.h"
+#include "ggml-cpp.h"
+#include "model/hparams.h"
+#include "model/layer_range.h"
+
+namespace colony {
+
+class KvCache {
+public:
+    /// Allocates K/V for `range` in `buft`. n_ctx_seq bounds the positions of
+    /// any one sequence (context overflow beyond it is Error(kOutOfRange)).
+    /// Errors: kInvalidArgument (bad type, zero size), kResource (allocation).
+    KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32_t n_seq_max, uint32_t n_ctx_seq,
+            ggml_type type_k, ggml_type type_v, ggml_backend_buffer_type_t buft);
+
+    uint32_t size() const { return static_cast<uint32_t>(cells_.size()); }
+    uint32_t n_seq_max() const { return n_seq_max_; }
+    uint32_t n_ctx_seq() const { return n_ctx_seq_; }
+    uint32_t used() const { return used_; }
+    uint64_t bytes() const;
+
+    ggml_tensor *k(uint32_t il) const { return k_[il - range_.first]; }
+    ggml_tensor *v(uint32_t il) const { return v_[il - range_.first]; }
+
+    /// Finds one free cell per token (lowest first) and records (seq, pos) there.
+    /// Checks every seq id < n_seq_max and pos < n_ctx_seq, and that a sequence
+    /// does not store a position twice. Errors: kInvalidArgument, kOutOfRange
+    /// (context overflow), kResource (cache full). On error nothing is stored.
+    /// `cells` receives the cell index of each token.
+    void store(const int32_t *seq_ids, const int32_t *pos, uint32_t n_tokens, std::vector<int64_t> &cells);
+
+    /// Number of cells attention must look at: highest used cell + 1, padded
+    /// to 256, at most size().
+    uint32_t n_kv() const;
+
+    /// Fills the attention mask F16 [n_kv, n_tokens] (row per token): 0 where
+    /// the cell belongs to the token's sequence at a position <= the token's,
+    /// -inf elsewhere (causal, per sequence).
+    void fill_mask(ggml_fp16_t *dst, uint32_t n_kv, const int32_t *seq_ids, const int32_t *pos,
+                   uint32_t n_tokens) const;
+
+    /// Frees the cells of `seq` with p0 <= pos < p1 (p1 < 0: to the end).
+    void seq_rm(int32_t seq, int32_t p0 = 0, int32_t p1 = -1);
+    /// Highest stored position of `seq`, or -1.
+    int32_t seq_pos_max(int32_t seq) const;
+    void clear();
+
+private:
+    struct Cell {
+        int32_t seq = -1;  // -1: free
+        int32_t pos = -1;
+    };
+    LayerRange range_;
+    uint32_t n_seq_max_;
+    uint32_t n_ctx_seq_;
+    uint32_t used_ = 0;
+    uint32_t max_used_p1_ = 0;  // highest used cell + 1
+    std::vector<Cell> cells_;
+    std::vector<int32_t> seq_pos_max_;  // per sequence, -1 when empty
+    ggml_context_ptr ctx_;
+    ggml_backend_buffer_ptr buf_;
+    std::vector<ggml_tensor *> k_, v_;
+
+    void recompute_bounds();
+};
+
+/// Parses a KV cache type as llama.cpp names it: f32, f16, bf16, q8_0, q4_0,
+/// q4_1, q5_0, q5_1. Error(kInvalidArgument) otherwise.
+ggml_type parse_cache_type(const std::string &name);
+
+}  // namespace colony

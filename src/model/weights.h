@@ -1,0 +1,85 @@
+// Weights of one stage: the tensors of its layer range, plus the token
+// embedding on the first stage and the output norm and LM head on the last.
+//
+// Loading follows llama.cpp's CPU path (src/llama-model-loader.cpp,
+// select_weight_buft / make_cpu_buft_list): each matrix goes to the first CPU
+// *extra* buffer type (weight repacking, e.g. Q4_0 -> Q4_0x8) whose device
+// supports the op that uses it; everything else stays in the file mapping
+// (mmap, zero copy). Only the byte ranges of tensors this stage needs are mapped;
+// repacked tensors are read with pread so their file pages never count as RSS.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "ggml-backend.h"
+#include "ggml-cpp.h"
+#include "model/hparams.h"
+#include "model/layer_range.h"
+
+namespace colony {
+
+class GgufFile;
+class MappedRange;
+
+/// Tensors of one transformer block. Optional ones are nullptr when absent.
+/// Shapes in ggml order (innermost first): wq [n_embd, n_embd_q], wk [n_embd,
+/// n_embd_k_gqa], wv [n_embd, n_embd_v_gqa], wo [n_embd_q, n_embd], ffn_gate/up
+/// [n_embd, n_ff], ffn_down [n_ff, n_embd], norms [n_embd], q/k_norm [head_dim].
+struct LayerWeights {
+    ggml_tensor *attn_norm = nullptr;
+    ggml_tensor *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr;
+    ggml_tensor *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;  // optional (qwen2)
+    ggml_tensor *q_norm = nullptr, *k_norm = nullptr;                      // qwen3
+    ggml_tensor *ffn_norm = nullptr;
+    ggml_tensor *ffn_gate = nullptr, *ffn_up = nullptr, *ffn_down = nullptr;
+};
+
+struct WeightLoadOptions {
+    bool use_mmap = true;    // map non-repacked tensors instead of copying them
+    bool use_repack = true;  // use the CPU backend's extra buffer types
+    /// Called with (bytes done, bytes total) while loading; may be empty.
+    std::function<void(uint64_t, uint64_t)> progress;
+};
+
+class StageWeights {
+public:
+    /// Loads the tensors that `range` needs from `file`. The stage is first when
+    /// range.first == 0 (token embedding) and last when range.last == n_layer
+    /// (output norm and LM head; the LM head falls back to the token embedding for
+    /// tied models). Errors: kOutOfRange for a range outside the model,
+    /// kCorrupt for a missing tensor or a tensor of the wrong shape (naming
+    /// expected and found shapes), kResource when a buffer cannot be allocated.
+    StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRange range, ggml_backend_dev_t dev,
+                 const WeightLoadOptions &opts);
+    ~StageWeights();
+    StageWeights(const StageWeights &) = delete;
+    StageWeights &operator=(const StageWeights &) = delete;
+
+    LayerRange range() const { return range_; }
+    bool is_first() const { return tok_embd != nullptr; }
+    bool is_last() const { return output != nullptr; }
+    /// Block `il` (absolute index, range.first <= il < range.last).
+    const LayerWeights &layer(uint32_t il) const { return layers_[il - range_.first]; }
+    uint64_t bytes() const { return bytes_; }  // weight bytes this stage holds
+    /// Names of the buffer types used, with bytes each (for logs and profiles).
+    std::string describe_buffers() const;
+
+    ggml_tensor *tok_embd = nullptr;     // F? [n_embd, n_vocab], first stage only
+    ggml_tensor *output_norm = nullptr;  // [n_embd], last stage only
+    ggml_tensor *output = nullptr;       // [n_embd, n_vocab], last stage only
+    ggml_tensor *rope_freqs = nullptr;   // optional [n_rot/2] (llama 3 RoPE scaling)
+
+private:
+    struct Pending;
+    LayerRange range_;
+    uint64_t bytes_ = 0;
+    ggml_context_ptr ctx_;
+    std::vector<LayerWeights> layers_;
+    std::vector<ggml_backend_buffer_ptr> buffers_;
+    std::vector<std::unique_ptr<MappedRange>> maps_;
+};
+
+}  // namespace colony

@@ -1,0 +1,94 @@
+#include "runtime/generate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+
+#include "runtime/stage.h"
+#include "runtime/tokenizer.h"
+#include "util/error.h"
+
+namespace colony {
+
+namespace {
+int64_t now_us() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+}  // namespace
+
+GenerateStats generate(Stage &stage, const Tokenizer &tok, const std::vector<int32_t> &prompt,
+                       const GenerateOptions &opts,
+                       const std::function<bool(int32_t, const std::string &)> &on_token) {
+    if (!stage.is_first() || !stage.is_last()) {
+        throw Error(ErrorCode::kInvalidArgument, "generate() needs a stage that holds the whole model");
+    }
+    if (prompt.empty()) throw Error(ErrorCode::kInvalidArgument, "empty prompt");
+    GenerateStats st;
+    st.n_prompt = static_cast<int32_t>(prompt.size());
+    Sampler sampler(opts.sampling, static_cast<int32_t>(stage.hparams().n_vocab));
+    for (int32_t t : prompt) sampler.accept(t);
+    Detokenizer detok(tok);
+
+    const int32_t seq = opts.seq_id;
+    const uint32_t n_ubatch = stage.config().n_ubatch;
+    std::vector<int32_t> pos(n_ubatch), seqs(n_ubatch, seq);
+    const int64_t t_start = now_us();
+    const float *logits = nullptr;
+    for (size_t i = 0; i < prompt.size(); i += n_ubatch) {
+        const uint32_t n = static_cast<uint32_t>(std::min<size_t>(n_ubatch, prompt.size() - i));
+        std::iota(pos.begin(), pos.begin() + n, static_cast<int32_t>(i));
+        const int32_t last_row = static_cast<int32_t>(n - 1);
+        Ubatch ub;
+        ub.n_tokens = n;
+        ub.tokens = prompt.data() + i;
+        ub.pos = pos.data();
+        ub.seq_id = seqs.data();
+        ub.out_ids = &last_row;
+        ub.n_outputs = 1;
+        logits = stage.forward(ub);
+    }
+    st.prefill_us = now_us() - t_start;
+
+    int32_t next_pos = static_cast<int32_t>(prompt.size());
+    int64_t t_first = 0;
+    st.stop_reason = "length";
+    for (int32_t i = 0; opts.n_predict < 0 || i < opts.n_predict; ++i) {
+        const int32_t token = sampler.sample(logits);
+        ++st.n_generated;
+        if (i == 0) {
+            t_first = now_us();
+            st.ttft_us = t_first - t_start;
+        }
+        if (opts.stop_at_eog && tok.is_eog(token)) {
+            st.stop_reason = "eog";
+            break;
+        }
+        if (!on_token(token, detok.push(token))) {
+            st.stop_reason = "cancelled";
+            break;
+        }
+        if (opts.n_predict >= 0 && i + 1 >= opts.n_predict) break;
+        if (static_cast<uint32_t>(next_pos) >= stage.config().n_ctx_seq) {
+            st.stop_reason = "length";
+            break;
+        }
+        const int32_t row = 0;
+        Ubatch ub;
+        ub.n_tokens = 1;
+        ub.tokens = &token;
+        ub.pos = &next_pos;
+        ub.seq_id = &seq;
+        ub.out_ids = &row;
+        ub.n_outputs = 1;
+        logits = stage.forward(ub);
+        ++next_pos;
+    }
+    const std::string rest = detok.flush();
+    if (!rest.empty()) on_token(-1, rest);
+    st.decode_us = t_first ? now_us() - t_first : 0;
+    return st;
+}
+
+}  // namespace colony

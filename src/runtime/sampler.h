@@ -1,0 +1,46 @@
+// Token sampling with libllama's sampler chain (src/llama-sampler.cpp), applied
+// to logits that colony computed: penalties -> top-k -> top-p -> min-p ->
+// temperature -> seeded draw, or greedy (arg max) when temperature <= 0.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "llama.h"
+
+
+namespace colony {
+
+struct SamplingParams {
+    float temperature = 0.8f;       // <= 0: greedy
+    int32_t top_k = 40;             // <= 0: off
+    float top_p = 0.95f;            // >= 1: off
+    float min_p = 0.05f;            // <= 0: off
+    float repeat_penalty = 1.0f;    // 1: off
+    float frequency_penalty = 0.0f; // 0: off
+    float presence_penalty = 0.0f;  // 0: off
+    int32_t penalty_last_n = 64;    // tokens the penalties look back over
+    uint32_t seed = 0xFFFFFFFF;     // LLAMA_DEFAULT_SEED: random
+};
+
+class Sampler {
+public:
+    /// Errors: kInvalidArgument for out-of-range parameters (negative
+    /// temperature is allowed and means greedy; top_p/min_p outside [0,1]).
+    Sampler(const SamplingParams &params, int32_t n_vocab);
+    ~Sampler();
+    Sampler(const Sampler &) = delete;
+    Sampler &operator=(const Sampler &) = delete;
+
+    /// Picks a token from logits F32 [n_vocab] and records it for penalties.
+    int32_t sample(const float *logits);
+    /// Records a token that was not sampled (the prompt), for penalties.
+    void accept(int32_t token);
+
+private:
+    llama_sampler *chain_ = nullptr;
+    int32_t n_vocab_;
+    std::vector<::llama_token_data> candidates_;
+};
+
+}  // namespace colony

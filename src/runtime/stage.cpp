@@ -1,0 +1,162 @@
+#include "runtime/stage.h"
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "ggml-cpu.h"
+#include "model/gguf_file.h"
+#include "model/graph.h"
+#include "model/kv_cache.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace colony {
+
+namespace {
+int64_t now_us() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+}  // namespace
+
+int default_thread_count() {
+    const unsigned n = std::thread::hardware_concurrency();
+    return n == 0 ? 4 : static_cast<int>(n);
+}
+
+void Stage::ThreadpoolDeleter::operator()(ggml_threadpool *tp) const { ggml_threadpool_free(tp); }
+
+Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const StageConfig &cfg)
+    : file_(std::move(file)), hp_(hp), cfg_(cfg) {
+    if (cfg_.n_ubatch == 0) throw Error(ErrorCode::kInvalidArgument, "ubatch size must be positive");
+    if (cfg_.n_ctx_seq == 0) cfg_.n_ctx_seq = cfg_.n_ctx;
+    if (cfg_.n_threads <= 0) cfg_.n_threads = default_thread_count();
+
+    ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    if (!dev) throw Error(ErrorCode::kUnsupported, "ggml has no CPU backend");
+    backend_.reset(ggml_backend_dev_init(dev, nullptr));
+    if (!backend_) throw Error(ErrorCode::kResource, "cannot initialise the ggml CPU backend");
+    ggml_threadpool_params tpp = ggml_threadpool_params_default(cfg_.n_threads);
+    threadpool_.reset(ggml_threadpool_new(&tpp));
+    if (!threadpool_) throw Error(ErrorCode::kResource, "cannot create a ggml threadpool");
+    ggml_backend_cpu_set_n_threads(backend_.get(), cfg_.n_threads);
+    ggml_backend_cpu_set_threadpool(backend_.get(), threadpool_.get());
+
+    weights_ = std::make_unique<StageWeights>(*file_, hp_, cfg_.range, dev, cfg_.load);
+    kv_ = std::make_unique<KvCache>(hp_, cfg_.range, cfg_.n_ctx, cfg_.n_seq_max, cfg_.n_ctx_seq, cfg_.type_k,
+                                    cfg_.type_v, ggml_backend_dev_buffer_type(dev));
+
+    ggml_backend_t backends[] = {backend_.get()};
+    const size_t graph_size = 1024 + 48 * static_cast<size_t>(cfg_.range.size());
+    sched_.reset(ggml_backend_sched_new(backends, nullptr, 1, graph_size, false, true));
+    // Reserve the compute buffer for the worst case so no request reallocates.
+    const uint32_t n_tok = std::min(cfg_.n_ubatch, cfg_.n_ctx);
+    auto worst = build_stage_graph(hp_, *weights_, *kv_, GraphShape{n_tok, kv_->size(), n_tok});
+    if (!ggml_backend_sched_reserve(sched_.get(), worst->gf)) {
+        throw Error(ErrorCode::kResource, "cannot reserve the compute buffer");
+    }
+    COLONY_LOG_DEBUG("stage %s: weights %s; KV cache %u cells, %.1f MiB (%s/%s)", cfg_.range.str().c_str(),
+                     weights_->describe_buffers().c_str(), kv_->size(), kv_->bytes() / 1048576.0,
+                     ggml_type_name(cfg_.type_k), ggml_type_name(cfg_.type_v));
+}
+
+Stage::~Stage() {
+    graph_.reset();
+    sched_.reset();
+}
+
+bool Stage::is_first() const { return weights_->is_first(); }
+bool Stage::is_last() const { return weights_->is_last(); }
+void Stage::seq_rm(int32_t seq, int32_t p0, int32_t p1) { kv_->seq_rm(seq, p0, p1); }
+int32_t Stage::seq_pos_max(int32_t seq) const { return kv_->seq_pos_max(seq); }
+uint32_t Stage::kv_used() const { return kv_->used(); }
+uint32_t Stage::kv_size() const { return kv_->size(); }
+uint64_t Stage::kv_bytes() const { return kv_->bytes(); }
+uint64_t Stage::weight_bytes() const { return weights_->bytes(); }
+
+void Stage::validate(const Ubatch &ub) const {
+    if (ub.n_tokens == 0 || ub.n_tokens > cfg_.n_ubatch) {
+        throw Error(ErrorCode::kInvalidArgument, "ubatch of " + std::to_string(ub.n_tokens) +
+                                                     " tokens; must be 1.." + std::to_string(cfg_.n_ubatch));
+    }
+    if (!ub.pos || !ub.seq_id) throw Error(ErrorCode::kInvalidArgument, "ubatch without positions or sequence ids");
+    if (is_first()) {
+        if (!ub.tokens) throw Error(ErrorCode::kInvalidArgument, "first stage needs token ids");
+        for (uint32_t i = 0; i < ub.n_tokens; ++i) {
+            if (ub.tokens[i] < 0 || static_cast<uint32_t>(ub.tokens[i]) >= hp_.n_vocab) {
+                throw Error(ErrorCode::kInvalidArgument, "token id " + std::to_string(ub.tokens[i]) +
+                                                             " outside the vocabulary of " +
+                                                             std::to_string(hp_.n_vocab));
+            }
+        }
+    } else if (!ub.embd) {
+        throw Error(ErrorCode::kInvalidArgument, "stage " + cfg_.range.str() + " needs hidden states");
+    }
+    if (is_last()) {
+        if (ub.n_outputs == 0 || ub.n_outputs > ub.n_tokens || !ub.out_ids) {
+            throw Error(ErrorCode::kInvalidArgument, "last stage needs 1..n_tokens output rows");
+        }
+        for (uint32_t i = 0; i < ub.n_outputs; ++i) {
+            if (ub.out_ids[i] < 0 || static_cast<uint32_t>(ub.out_ids[i]) >= ub.n_tokens ||
+                (i > 0 && ub.out_ids[i] <= ub.out_ids[i - 1])) {
+                throw Error(ErrorCode::kInvalidArgument, "output rows must be increasing rows of the ubatch");
+            }
+        }
+    }
+}
+
+void Stage::prepare_graph(const Ubatch &ub, uint32_t n_kv) {
+    const uint32_t n_outputs = is_last() ? ub.n_outputs : ub.n_tokens;
+    const GraphShape shape{ub.n_tokens, n_kv, n_outputs};
+    const int64_t t0 = now_us();
+    if (graph_ && graph_->shape == shape) {
+        timings_.reused = true;
+        timings_.build_us = 0;
+        return;
+    }
+    graph_.reset();
+    ggml_backend_sched_reset(sched_.get());
+    graph_ = build_stage_graph(hp_, *weights_, *kv_, shape);
+    if (!ggml_backend_sched_alloc_graph(sched_.get(), graph_->gf)) {
+        graph_.reset();
+        throw Error(ErrorCode::kResource, "cannot allocate the compute graph");
+    }
+    timings_.reused = false;
+    timings_.build_us = now_us() - t0;
+}
+
+const float *Stage::forward(const Ubatch &ub) {
+    validate(ub);
+    // Store first (validates ids, positions and capacity; throws with nothing stored).
+    kv_->store(ub.seq_id, ub.pos, ub.n_tokens, cells_);
+    try {
+        const uint32_t n_kv = kv_->n_kv();
+        prepare_graph(ub, n_kv);
+        const int64_t t0 = now_us();
+        StageGraph &g = *graph_;
+        if (g.inp_tokens) ggml_backend_tensor_set(g.inp_tokens, ub.tokens, 0, ub.n_tokens * sizeof(int32_t));
+        if (g.inp_embd) ggml_backend_tensor_set(g.inp_embd, ub.embd, 0, ggml_nbytes(g.inp_embd));
+        ggml_backend_tensor_set(g.inp_pos, ub.pos, 0, ub.n_tokens * sizeof(int32_t));
+        ggml_backend_tensor_set(g.inp_k_idxs, cells_.data(), 0, ub.n_tokens * sizeof(int64_t));
+        mask_.resize(static_cast<size_t>(n_kv) * ub.n_tokens);
+        kv_->fill_mask(mask_.data(), n_kv, ub.seq_id, ub.pos, ub.n_tokens);
+        ggml_backend_tensor_set(g.inp_mask, mask_.data(), 0, mask_.size() * sizeof(ggml_fp16_t));
+        if (g.inp_out_ids) ggml_backend_tensor_set(g.inp_out_ids, ub.out_ids, 0, ub.n_outputs * sizeof(int32_t));
+
+        if (ggml_backend_sched_graph_compute(sched_.get(), g.gf) != GGML_STATUS_SUCCESS) {
+            throw Error(ErrorCode::kInternal, "ggml graph compute failed");
+        }
+        out_.resize(ggml_nelements(g.out));
+        ggml_backend_tensor_get(g.out, out_.data(), 0, ggml_nbytes(g.out));
+        timings_.compute_us = now_us() - t0;
+    } catch (...) {
+        // undo this ubatch's cells so the cache is as before the call
+        for (uint32_t i = 0; i < ub.n_tokens; ++i) kv_->seq_rm(ub.seq_id[i], ub.pos[i], ub.pos[i] + 1);
+        throw;
+    }
+    return out_.data();
+}
+
+}  // namespace colony

@@ -1,0 +1,119 @@
+// A stage: the executor of one layer range on this device. This is the one
+// interface the rest of colony computes through, whether the stage is the
+// whole model (a cluster of one) or one link of a pipeline.
+//
+//   first stage  : token ids            -> hidden states (or logits if also last)
+//   middle stage : hidden states        -> hidden states
+//   last stage   : hidden states/tokens -> logits of the requested rows
+//
+// Hidden states are F32 [n_embd, n_tokens] (row per token); logits are F32
+// [n_vocab, n_outputs]. Sequences are independent (own positions, own KV cells).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "ggml-backend.h"
+#include "ggml-cpp.h"
+#include "model/hparams.h"
+#include "model/layer_range.h"
+#include "model/weights.h"
+
+namespace colony {
+
+class GgufFile;
+class KvCache;
+struct StageGraph;
+
+struct StageConfig {
+    LayerRange range;             // blocks this stage runs; first==0 embeds, last==n_layer has the head
+    uint32_t n_ctx = 4096;        // KV cells in total (shared by all sequences)
+    uint32_t n_seq_max = 1;       // concurrent sequences
+    uint32_t n_ctx_seq = 0;       // max positions per sequence; 0 = n_ctx
+    uint32_t n_ubatch = 512;      // max tokens per forward()
+    ggml_type type_k = GGML_TYPE_F16;
+    ggml_type type_v = GGML_TYPE_F16;
+    int n_threads = 0;            // 0 = all cores
+    WeightLoadOptions load;
+};
+
+/// A batch of tokens of one or more sequences, as views into caller memory.
+/// Exactly one of tokens (first stage) and embd (other stages) is set.
+struct Ubatch {
+    uint32_t n_tokens = 0;
+    const int32_t *tokens = nullptr;  // [n_tokens] token ids
+    const float *embd = nullptr;      // [n_embd * n_tokens] hidden states
+    const int32_t *pos = nullptr;     // [n_tokens] position of each token in its sequence
+    const int32_t *seq_id = nullptr;  // [n_tokens] sequence of each token
+    const int32_t *out_ids = nullptr; // [n_outputs] last stage: increasing ubatch rows whose logits are wanted
+    uint32_t n_outputs = 0;
+};
+
+/// Wall-clock timings of the last forward(), microseconds.
+struct StageTimings {
+    int64_t build_us = 0;    // graph build + allocation (0 when the graph was reused)
+    int64_t compute_us = 0;  // ggml compute incl. input upload and output download
+    bool reused = false;
+};
+
+class Stage {
+public:
+    /// Loads the weights of cfg.range from `file` and allocates the KV cache.
+    /// Errors: see StageWeights and KvCache; kInvalidArgument for a bad config.
+    Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const StageConfig &cfg);
+    ~Stage();
+    Stage(const Stage &) = delete;
+    Stage &operator=(const Stage &) = delete;
+
+    /// Runs the ubatch through this stage's blocks. Returns hidden states
+    /// [n_embd, n_tokens] or, on the last stage, logits [n_vocab, n_outputs];
+    /// the pointer stays valid until the next call. Errors: kInvalidArgument
+    /// (shape, ids, sizes), kOutOfRange (context overflow), kResource (KV cache
+    /// full), kInternal (ggml compute failure). On error the KV cache is unchanged.
+    const float *forward(const Ubatch &ub);
+
+    bool is_first() const;
+    bool is_last() const;
+    LayerRange range() const { return cfg_.range; }
+    const ModelHparams &hparams() const { return hp_; }
+    const StageConfig &config() const { return cfg_; }
+    /// Floats per output row: n_vocab on the last stage, else n_embd.
+    uint32_t out_row_size() const { return is_last() ? hp_.n_vocab : hp_.n_embd; }
+
+    /// Forgets positions [p0, p1) of sequence `seq` (p1 < 0: to the end).
+    void seq_rm(int32_t seq, int32_t p0 = 0, int32_t p1 = -1);
+    int32_t seq_pos_max(int32_t seq) const;
+    uint32_t kv_used() const;
+    uint32_t kv_size() const;
+    uint64_t kv_bytes() const;
+    uint64_t weight_bytes() const;
+    const StageTimings &last_timings() const { return timings_; }
+    const StageWeights &weights() const { return *weights_; }
+
+private:
+    struct ThreadpoolDeleter {
+        void operator()(ggml_threadpool *tp) const;
+    };
+    std::shared_ptr<const GgufFile> file_;
+    ModelHparams hp_;
+    StageConfig cfg_;
+    ggml_backend_ptr backend_;
+    std::unique_ptr<ggml_threadpool, ThreadpoolDeleter> threadpool_;
+    std::unique_ptr<StageWeights> weights_;
+    std::unique_ptr<KvCache> kv_;
+    ggml_backend_sched_ptr sched_;
+    std::unique_ptr<StageGraph> graph_;
+    std::vector<int64_t> cells_;
+    std::vector<ggml_fp16_t> mask_;
+    std::vector<float> out_;
+    StageTimings timings_;
+
+    void validate(const Ubatch &ub) const;
+    void prepare_graph(const Ubatch &ub, uint32_t n_kv);
+};
+
+/// Default thread count for compute: the number of online CPUs.
+int default_thread_count();
+
+}  // namespace colony
