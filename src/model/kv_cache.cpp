@@ -26,12 +26,13 @@ KvCache::KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32
     if (size == 0 || n_seq_max == 0 || n_ctx_seq == 0) {
         throw Error(ErrorCode::kInvalidArgument, "KV cache size, sequences and context must be positive");
     }
-    for (ggml_type t : {type_k, type_v}) {
-        const int64_t row = static_cast<int64_t>(t == type_k ? hp.n_embd_k_gqa() : hp.n_embd_v_gqa());
-        if (row % ggml_blck_size(t) != 0) {
-            throw Error(ErrorCode::kInvalidArgument, std::string("KV cache type ") + ggml_type_name(t) +
-                                                         " needs rows that are a multiple of " +
-                                                         std::to_string(ggml_blck_size(t)));
+    // K and V are viewed per head, so a head must hold whole quantization blocks
+    const std::pair<ggml_type, uint32_t> checks[] = {{type_k, hp.head_dim_k}, {type_v, hp.head_dim_v}};
+    for (const auto &[t, head_dim] : checks) {
+        if (head_dim % ggml_blck_size(t) != 0) {
+            throw Error(ErrorCode::kInvalidArgument,
+                        std::string("KV cache type ") + ggml_type_name(t) + " needs a head size that is a multiple of " +
+                            std::to_string(ggml_blck_size(t)) + "; this model's is " + std::to_string(head_dim));
         }
     }
     cells_.resize(size);
