@@ -100,6 +100,7 @@ netlab_ctl() {
 # Quiet variant: prints the reply only when it is an error.
 netlab__ctl_quiet() {
   local reply
+  netlab_hosts >/dev/null || return 1
   if reply=$(netlab_ctl "$@" 2>&1); then return 0; fi
   netlab__err "colony-netem: ${reply##*$'\n'}"
 }
@@ -133,7 +134,7 @@ netlab_up() {
   sw=$(netlab__switch_ns) || return 1
   prefix=$(netlab__prefix) || return 1
   "$netem" profiles | awk '{print $1}' | grep -qx -- "$profile" ||
-    { netlab__err "unknown profile '$profile' (known: $("$netem" profiles | awk '{print $1}' | tr '\n' ' '))"; return 1; }
+    { netlab__err "unknown profile '$profile' (known: $("$netem" profiles | awk '{print $1}' | paste -sd' '))"; return 1; }
   if [[ -f $state/netem.pid ]] && netlab__pid_alive "$(cat "$state/netem.pid")"; then
     netlab__err "a lab is already up (${prefix}h*, state $state); run: netlab.sh down"; return 1
   fi
@@ -222,6 +223,7 @@ netlab_down() {
     ip link del "$link" 2>/dev/null || true
   done
   rm -rf "$state"
+  rmdir "$(dirname "$state")" 2>/dev/null || true  # the last lab gone
   local left; left=$(netlab__lab_namespaces "$prefix")
   [[ -z $left ]] || { netlab__err "down: namespaces left: $left"; return 1; }
   netlab__log "down: ${prefix}* removed"
@@ -249,8 +251,9 @@ netlab__kill_in_netns() {
 }
 
 # netlab__link_settings ARGS...: turns "PROFILE" or "--delay-ms X --jitter-ms
-# Y --rate-mbit Z --loss-pct W --queue-kb Q" (an optional leading PROFILE, then
-# options that override it) into colony-netem's key=value settings.
+# Y --jitter-hold-ms H --rate-mbit Z --loss-pct W --queue-kb Q" (an optional
+# leading PROFILE, then options that override it) into colony-netem's
+# key=value settings.
 netlab__link_settings() {
   local out=()
   if [[ $# -gt 0 && $1 != --* ]]; then out+=("profile=$1"); shift; fi
@@ -259,6 +262,7 @@ netlab__link_settings() {
       --profile) out+=("profile=${2:-}") ;;
       --delay-ms) out+=("delay_ms=${2:-}") ;;
       --jitter-ms) out+=("jitter_ms=${2:-}") ;;
+      --jitter-hold-ms) out+=("jitter_hold_ms=${2:-}") ;;
       --rate-mbit) out+=("rate_mbit=${2:-}") ;;
       --loss-pct) out+=("loss_pct=${2:-}") ;;
       --queue-kb) out+=("queue_kb=${2:-}") ;;

@@ -270,6 +270,8 @@ def main():
     args = parser.parse_args()
     if getattr(args, "count", 1) < 1:
         parser.error("--count must be >= 1")
+    if args.cmd == "udp-send" and not 4 <= args.size <= 65000:
+        parser.error("--size must be within 4..65000")
     return args.func(args)
 
 

@@ -2,9 +2,10 @@
 # colony network lab: N hosts in network namespaces behind a user-space link
 # emulator (colony-netem). See docs/netlab.md.
 #
-#   netlab.sh up N [--profile P] [--seed S] [--rt]
+#   netlab.sh up N [--profile P] [--seed S] [--spin-us US] [--rt]
 #   netlab.sh down
-#   netlab.sh set-link A B PROFILE|[--delay-ms X] [--jitter-ms X] [--rate-mbit X] [--loss-pct X] [--queue-kb X] [--oneway]
+#   netlab.sh set-link A B [PROFILE] [--delay-ms X] [--jitter-ms X] [--jitter-hold-ms X]
+#                      [--rate-mbit X] [--loss-pct X] [--queue-kb X] [--oneway]
 #   netlab.sh cut A B [--oneway] | restore A B [--oneway]
 #   netlab.sh exec I CMD...
 #   netlab.sh addr I | ns I
@@ -13,10 +14,10 @@
 #
 # A and B are host numbers (1..N) or "all". Profiles: loopback, ethernet, wifi, wifi-poor.
 set -euo pipefail
-# shellcheck source=netlab-lib.sh
+# shellcheck source=SCRIPTDIR/netlab-lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/netlab-lib.sh"
 
-usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 cmd=${1:-}
 [[ $# -gt 0 ]] && shift
