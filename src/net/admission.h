@@ -1,0 +1,75 @@
+// The coordinator's admission state (the design is in tokens.h): which join
+// keys may open the control socket, which node keys may use the data plane,
+// and which token admitted each member. It keeps the ZAP allow-lists in step
+// with the tokens file. Members live in memory only: a restarted coordinator
+// admits workers again when they re-join with their token.
+#pragma once
+
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "net/tokens.h"
+#include "net/zap.h"
+
+namespace colony {
+
+struct admission_member {
+    std::string node_public_z85;
+    std::string token_id;  // the token that admitted it
+};
+
+/// Thread-safe (one mutex guards the token store, the members and the updates
+/// to zap). tokens and zap must outlive it; use the token store only through
+/// this object while it exists.
+class admission_control {
+  public:
+    /// Puts the active tokens' join keys on zap's control list and
+    /// coordinator_public_z85 on the data list.
+    admission_control(token_store &tokens, zap_handler &zap, std::string coordinator_public_z85);
+
+    /// Creates a token (persisted) and admits its join key at once.
+    token_record create_token();
+
+    /// Records a member admitted by token_id (the User-Id of its JOIN message)
+    /// and admits its node key on the data plane. Re-joining with the same key
+    /// updates the token. Throws Error(kUnauthorized) when token_id is unknown
+    /// or revoked, Error(kInvalidArgument) on a malformed key.
+    void admit_member(const std::string &token_id, const std::string &node_public_z85);
+
+    /// Removes a member (it left or was evicted); its key leaves the data list.
+    /// Does nothing for an unknown key.
+    void remove_member(const std::string &node_public_z85);
+
+    /// Revokes a token (persisted), removes its join key from the control list
+    /// and its members from the data list. Returns the removed members' node
+    /// keys, whose open connections the caller must drop. Throws what
+    /// token_store::revoke throws (kNotFound, kInvalidArgument).
+    std::vector<std::string> revoke_token(std::string_view id_prefix);
+
+    /// Re-reads the tokens file and applies what another process changed: new
+    /// tokens are admitted, revoked ones handled as in revoke_token. Returns
+    /// the removed members' node keys.
+    std::vector<std::string> reload();
+
+    /// The token that admitted a member; nullopt when the key is no member.
+    std::optional<std::string> member_token(const std::string &node_public_z85) const;
+    /// True when token_id names an active (not revoked) token.
+    bool token_active(const std::string &token_id) const;
+    std::vector<admission_member> members() const;
+    std::vector<token_record> tokens() const;
+
+  private:
+    std::vector<std::string> apply_tokens();  // requires mutex_ held
+
+    mutable std::mutex mutex_;
+    token_store &tokens_;  // guarded by mutex_
+    zap_handler &zap_;
+    std::string coordinator_key_;
+    std::vector<admission_member> members_;  // guarded by mutex_
+    std::vector<std::string> control_keys_;  // join keys on zap's control list; guarded by mutex_
+};
+
+}  // namespace colony

@@ -1,0 +1,257 @@
+#include "net/wire-check.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "util/error.h"
+
+namespace colony::wire_detail {
+
+namespace {
+
+[[noreturn]] void fail(const std::string &reason) {
+    throw Error(ErrorCode::kProtocol, reason);
+}
+
+std::string str(uint64_t v) {
+    return std::to_string(v);
+}
+
+void check_string(const std::string &s, const char *field, uint32_t max) {
+    if (s.size() > max) {
+        fail(std::string(field) + " is " + str(s.size()) + " bytes, the limit is " + str(max));
+    }
+}
+
+void check_range(uint64_t v, uint64_t lo, uint64_t hi, const char *field) {
+    if (v < lo || v > hi) {
+        fail(std::string(field) + " = " + str(v) + " is outside [" + str(lo) + ", " + str(hi) +
+             "]");
+    }
+}
+
+void check_layers(uint32_t first, uint32_t last, uint32_t max) {
+    if (!(first < last && last <= max)) {
+        fail("layer range [" + str(first) + ", " + str(last) + ") is empty or beyond " + str(max) +
+             " layers");
+    }
+}
+
+void check_dtype(wire_dtype dtype) {
+    if (dtype >= WIRE_DTYPE_COUNT) {
+        fail("unknown dtype " + str(dtype));
+    }
+}
+
+void check_finite(float v, const char *field) {
+    if (!std::isfinite(v)) {
+        fail(std::string(field) + " is not finite");
+    }
+}
+
+void check_sampling(const wire_sampling &s) {
+    check_finite(s.temperature, "temperature");
+    check_finite(s.top_p, "top_p");
+    check_finite(s.min_p, "min_p");
+    check_finite(s.penalty_repeat, "penalty_repeat");
+    check_finite(s.penalty_freq, "penalty_freq");
+    check_finite(s.penalty_present, "penalty_present");
+    if (s.temperature < 0.0f) {
+        fail("temperature " + std::to_string(s.temperature) + " < 0");
+    }
+    if (s.top_p < 0.0f || s.top_p > 1.0f || s.min_p < 0.0f || s.min_p > 1.0f) {
+        fail("top_p/min_p outside [0, 1]");
+    }
+    if (s.penalty_last_n < -1) {
+        fail("penalty_last_n " + std::to_string(s.penalty_last_n) + " < -1");
+    }
+    if (s.penalty_repeat <= 0.0f) {
+        fail("penalty_repeat must be > 0");
+    }
+}
+
+void check(const wire_join &m, const wire_limits &l) {
+    check_string(m.node_name, "node_name", l.max_string_bytes);
+    check_string(m.software_version, "software_version", l.max_string_bytes);
+    check_string(m.os, "os", l.max_string_bytes);
+    check_string(m.arch, "arch", l.max_string_bytes);
+    check_string(m.backend, "backend", l.max_string_bytes);
+    check_string(m.data_endpoint, "data_endpoint", l.max_string_bytes);
+    if (m.node_key == wire_key{}) {
+        fail("node_key is all zero");
+    }
+}
+
+void check(const wire_join_accept &, const wire_limits &) {}
+void check(const wire_join_reject &m, const wire_limits &l) {
+    check_string(m.reason, "reason", l.max_string_bytes);
+}
+void check(const wire_heartbeat &, const wire_limits &) {}
+
+void check(const wire_assign &m, const wire_limits &l) {
+    check_range(m.n_layer, 1, l.max_n_layer, "n_layer");
+    check_layers(m.layer_first, m.layer_last, m.n_layer);
+    check_range(m.n_embd, 1, l.max_n_embd, "n_embd");
+    check_range(m.n_vocab, 1, l.max_n_vocab, "n_vocab");
+    check_range(m.n_ctx, 1, l.max_n_ctx, "n_ctx");
+    check_range(m.n_ubatch, 1, l.max_tokens, "n_ubatch");
+    check_range(m.n_seq_max, 1, l.max_n_seq, "n_seq_max");
+    check_dtype(m.dtype);
+    uint64_t row_bytes = 0;
+    try {
+        row_bytes = wire_dtype_row_bytes(m.dtype, m.n_embd);
+    } catch (const Error &e) {
+        fail(e.what());
+    }
+    if (row_bytes * m.n_ubatch > l.max_payload_bytes) {  // < 2^34 * 2^32: no overflow
+        fail("an ubatch of " + str(m.n_ubatch) + " x " + str(row_bytes) +
+             " bytes would exceed max_payload_bytes " + str(l.max_payload_bytes));
+    }
+    if (m.next_endpoint.empty()) {
+        fail("next_endpoint is empty");
+    }
+    check_string(m.next_endpoint, "next_endpoint", l.max_string_bytes);
+}
+
+void check(const wire_ready &m, const wire_limits &l) {
+    check_layers(m.layer_first, m.layer_last, l.max_n_layer);
+}
+
+void check(const wire_shard_request &m, const wire_limits &l) {
+    check_layers(m.layer_first, m.layer_last, l.max_n_layer);
+}
+
+void check(const wire_shard_chunk &m, const wire_limits &) {
+    if (m.offset > m.total || m.bytes.size() > m.total - m.offset) {
+        fail("chunk [" + str(m.offset) + ", +" + str(m.bytes.size()) + ") runs past total " +
+             str(m.total));
+    }
+}
+
+void check(const wire_shard_end &, const wire_limits &) {}
+
+// Sequences sorted by id, to look up a token's sequence in O(log n_seqs).
+struct seq_slot {
+    int32_t seq_id;
+    uint32_t index;
+};
+
+void check_activation_tokens(const wire_activations &m, const wire_limits &l,
+                             const std::vector<seq_slot> &sorted) {
+    std::vector<uint32_t> seen(m.seqs.size(), 0);
+    std::vector<int32_t> last_pos(m.seqs.size(), -1);
+    for (uint32_t t = 0; t < m.n_tokens; ++t) {
+        if (m.tokens[t] < -1 || (m.n_embd == 0 && m.tokens[t] < 0) ||
+            uint64_t(std::max(m.tokens[t], 0)) >= l.max_n_vocab) {
+            fail("token " + str(t) + " has invalid id " + std::to_string(m.tokens[t]));
+        }
+        if (m.pos[t] < 0 || m.pos[t] >= l.max_pos) {
+            fail("token " + str(t) + " has position " + std::to_string(m.pos[t]) + " outside [0, " +
+                 std::to_string(l.max_pos) + ")");
+        }
+        auto it = std::lower_bound(sorted.begin(), sorted.end(), m.seq_id[t],
+                                   [](const seq_slot &s, int32_t id) { return s.seq_id < id; });
+        if (it == sorted.end() || it->seq_id != m.seq_id[t]) {
+            fail("token " + str(t) + " belongs to seq " + std::to_string(m.seq_id[t]) +
+                 ", which is not in the sequence list");
+        }
+        if (m.pos[t] <= last_pos[it->index]) {
+            fail("positions of seq " + std::to_string(m.seq_id[t]) +
+                 " are not strictly increasing at token " + str(t));
+        }
+        last_pos[it->index] = m.pos[t];
+        ++seen[it->index];
+    }
+    for (size_t s = 0; s < m.seqs.size(); ++s) {
+        if (seen[s] != m.seqs[s].n_tokens) {
+            fail("seq " + std::to_string(m.seqs[s].seq_id) + " declares " +
+                 str(m.seqs[s].n_tokens) + " tokens, the ubatch has " + str(seen[s]));
+        }
+    }
+}
+
+void check(const wire_activations &m, const wire_limits &l) {
+    check_dtype(m.dtype);
+    check_range(m.n_tokens, 1, l.max_tokens, "n_tokens");
+    check_range(m.n_embd, 0, l.max_n_embd, "n_embd");
+    if (m.tokens.size() != m.n_tokens || m.pos.size() != m.n_tokens ||
+        m.seq_id.size() != m.n_tokens) {
+        fail("n_tokens = " + str(m.n_tokens) + " but " + str(m.tokens.size()) + " tokens, " +
+             str(m.pos.size()) + " positions, " + str(m.seq_id.size()) + " seq ids");
+    }
+    uint64_t expected = 0;
+    if (m.n_embd > 0) {
+        try {
+            expected = uint64_t(m.n_tokens) * wire_dtype_row_bytes(m.dtype, m.n_embd);
+        } catch (const Error &e) {
+            fail(e.what());
+        }
+    }
+    if (m.data.size() != expected) {
+        fail(std::string("hidden state ") + wire_dtype_name(m.dtype) + " [" + str(m.n_embd) + ", " +
+             str(m.n_tokens) + "] needs " + str(expected) + " bytes, got " + str(m.data.size()));
+    }
+    check_range(m.seqs.size(), 1, m.n_tokens, "n_seqs");
+    std::vector<seq_slot> sorted;
+    sorted.reserve(m.seqs.size());
+    for (uint32_t s = 0; s < m.seqs.size(); ++s) {
+        const wire_seq &q = m.seqs[s];
+        if (q.seq_id < 0 || uint32_t(q.seq_id) >= l.max_n_seq) {
+            fail("seq id " + std::to_string(q.seq_id) + " outside [0, " + str(l.max_n_seq) + ")");
+        }
+        check_sampling(q.sampling);
+        sorted.push_back({q.seq_id, s});
+    }
+    std::sort(sorted.begin(), sorted.end(),
+              [](const seq_slot &a, const seq_slot &b) { return a.seq_id < b.seq_id; });
+    for (size_t i = 1; i < sorted.size(); ++i) {
+        if (sorted[i].seq_id == sorted[i - 1].seq_id) {
+            fail("seq " + std::to_string(sorted[i].seq_id) + " is listed twice");
+        }
+    }
+    check_activation_tokens(m, l, sorted);
+    for (size_t i = 0; i < m.outputs.size(); ++i) {
+        if (m.outputs[i] >= m.n_tokens || (i > 0 && m.outputs[i] <= m.outputs[i - 1])) {
+            fail("output indices must be ascending and < n_tokens; index " + str(i) + " is " +
+                 str(m.outputs[i]));
+        }
+    }
+}
+
+void check(const wire_tokens &m, const wire_limits &l) {
+    check_range(m.sampled.size(), 0, l.max_tokens, "n_sampled");
+    for (const wire_sampled &s : m.sampled) {
+        if (s.seq_id < 0 || uint32_t(s.seq_id) >= l.max_n_seq || s.token < 0 ||
+            uint32_t(s.token) >= l.max_n_vocab || s.pos < 0 || s.pos >= l.max_pos) {
+            fail("sampled entry (seq " + std::to_string(s.seq_id) + ", token " +
+                 std::to_string(s.token) + ", pos " + std::to_string(s.pos) + ") out of range");
+        }
+    }
+}
+
+void check(const wire_seq_release &m, const wire_limits &l) {
+    if (m.seq_id < -1 || (m.seq_id >= 0 && uint32_t(m.seq_id) >= l.max_n_seq)) {
+        fail("seq_id " + std::to_string(m.seq_id) + " outside [-1, " + str(l.max_n_seq) + ")");
+    }
+    if (m.p0 < 0 || m.p0 > l.max_pos) {
+        fail("p0 " + std::to_string(m.p0) + " outside [0, " + std::to_string(l.max_pos) + "]");
+    }
+}
+
+void check(const wire_error &m, const wire_limits &l) {
+    check_string(m.message, "message", l.max_string_bytes);
+}
+
+void check(const wire_status &m, const wire_limits &l) {
+    check_string(m.json, "json", l.max_status_bytes);
+}
+
+}  // namespace
+
+void check_body(const wire_body &body, const wire_limits &limits) {
+    std::visit([&](const auto &m) { check(m, limits); }, body);
+}
+
+}  // namespace colony::wire_detail

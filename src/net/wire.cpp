@@ -1,0 +1,517 @@
+#include "net/wire.h"
+
+#include <cstring>
+#include <string>
+
+#include "net/wire-check.h"
+#include "net/wire-codec.h"
+#include "util/error.h"
+
+namespace colony {
+
+using wire_detail::wire_reader;
+using wire_detail::wire_writer;
+
+namespace {
+
+constexpr size_t kSamplingBytes = 9 * 4;  // wire_sampling on the wire
+constexpr size_t kSeqBytes = 4 + 4 + kSamplingBytes;
+constexpr size_t kSampledBytes = 3 * 4;
+constexpr size_t kTokenBytes = 3 * 4;  // token, pos, seq_id
+
+// ErrorCode <-> u16 on the wire (ERROR, JOIN_REJECT). Values are pinned.
+uint16_t error_code_to_wire(ErrorCode code) {
+    switch (code) {
+        case ErrorCode::kInvalidArgument:
+            return 1;
+        case ErrorCode::kNotFound:
+            return 2;
+        case ErrorCode::kCorrupt:
+            return 3;
+        case ErrorCode::kUnsupported:
+            return 4;
+        case ErrorCode::kOutOfRange:
+            return 5;
+        case ErrorCode::kResource:
+            return 6;
+        case ErrorCode::kProtocol:
+            return 7;
+        case ErrorCode::kUnauthorized:
+            return 8;
+        case ErrorCode::kUnavailable:
+            return 9;
+        case ErrorCode::kCancelled:
+            return 10;
+        case ErrorCode::kInternal:
+            return 11;
+    }
+    return 11;
+}
+
+ErrorCode error_code_from_wire(uint16_t v) {
+    constexpr ErrorCode kCodes[] = {
+        ErrorCode::kInvalidArgument, ErrorCode::kNotFound,     ErrorCode::kCorrupt,
+        ErrorCode::kUnsupported,     ErrorCode::kOutOfRange,   ErrorCode::kResource,
+        ErrorCode::kProtocol,        ErrorCode::kUnauthorized, ErrorCode::kUnavailable,
+        ErrorCode::kCancelled,       ErrorCode::kInternal,
+    };
+    if (v == 0 || v > std::size(kCodes)) {
+        wire_reader::fail("unknown error code " + std::to_string(v));
+    }
+    return kCodes[v - 1];
+}
+
+// ---- encoders: one per body type, field order as in wire.h ----
+
+void put(wire_writer &w, const wire_join &m) {
+    w.str(m.node_name);
+    w.bytes32(m.node_key);
+    w.str(m.software_version);
+    w.u64(m.free_memory_bytes);
+    w.u64(m.mem_limit_bytes);
+    w.u32(m.n_threads);
+    w.str(m.os);
+    w.str(m.arch);
+    w.str(m.backend);
+    w.str(m.data_endpoint);
+}
+void put(wire_writer &w, const wire_join_accept &m) {
+    w.u32(m.node_id);
+    w.u32(m.heartbeat_interval_ms);
+}
+void put(wire_writer &w, const wire_join_reject &m) {
+    w.u16(error_code_to_wire(m.code));
+    w.str(m.reason);
+}
+void put(wire_writer &w, const wire_heartbeat &m) {
+    w.u64(m.timestamp_ns);
+    w.u64(m.counter);
+}
+void put(wire_writer &w, const wire_assign &m) {
+    w.u64(m.plan_epoch);
+    w.u32(m.layer_first);
+    w.u32(m.layer_last);
+    w.bytes32(m.model_hash);
+    w.u32(m.n_layer);
+    w.u32(m.n_embd);
+    w.u32(m.n_vocab);
+    w.u8(m.dtype);
+    w.u32(m.n_ctx);
+    w.u32(m.n_ubatch);
+    w.u32(m.n_seq_max);
+    w.boolean(m.is_last);
+    w.boolean(m.sampling);
+    w.str(m.next_endpoint);
+    w.bytes32(m.next_key);
+    w.bytes32(m.prev_key);
+}
+void put(wire_writer &w, const wire_ready &m) {
+    w.u64(m.plan_epoch);
+    w.u32(m.layer_first);
+    w.u32(m.layer_last);
+}
+void put(wire_writer &w, const wire_shard_request &m) {
+    w.bytes32(m.model_hash);
+    w.u32(m.layer_first);
+    w.u32(m.layer_last);
+    w.u64(m.offset);
+}
+void put(wire_writer &w, const wire_shard_chunk &m) {
+    w.u64(m.offset);
+    w.u64(m.total);
+    w.u32(static_cast<uint32_t>(m.bytes.size()));
+    w.raw(m.bytes.data(), m.bytes.size());
+}
+void put(wire_writer &w, const wire_shard_end &m) {
+    w.u64(m.total);
+    w.bytes32(m.sha256);
+}
+void put_i32s(wire_writer &w, const std::vector<int32_t> &v) {
+    for (int32_t x : v) {
+        w.i32(x);
+    }
+}
+void put(wire_writer &w, const wire_activations &m) {
+    w.u64(m.plan_epoch);
+    w.u8(m.dtype);
+    w.u32(m.n_embd);
+    w.u32(m.n_tokens);
+    w.u32(static_cast<uint32_t>(m.seqs.size()));
+    for (const wire_seq &q : m.seqs) {
+        w.i32(q.seq_id);
+        w.u32(q.n_tokens);
+        const wire_sampling &s = q.sampling;
+        w.f32(s.temperature);
+        w.i32(s.top_k);
+        w.f32(s.top_p);
+        w.f32(s.min_p);
+        w.u32(s.seed);
+        w.i32(s.penalty_last_n);
+        w.f32(s.penalty_repeat);
+        w.f32(s.penalty_freq);
+        w.f32(s.penalty_present);
+    }
+    put_i32s(w, m.tokens);
+    put_i32s(w, m.pos);
+    put_i32s(w, m.seq_id);
+    w.u32(static_cast<uint32_t>(m.outputs.size()));
+    for (uint32_t i : m.outputs) {
+        w.u32(i);
+    }
+    w.u32(static_cast<uint32_t>(m.data.size()));
+    w.raw(m.data.data(), m.data.size());
+}
+void put(wire_writer &w, const wire_tokens &m) {
+    w.u64(m.plan_epoch);
+    w.u32(static_cast<uint32_t>(m.sampled.size()));
+    for (const wire_sampled &s : m.sampled) {
+        w.i32(s.seq_id);
+        w.i32(s.token);
+        w.i32(s.pos);
+    }
+}
+void put(wire_writer &w, const wire_seq_release &m) {
+    w.i32(m.seq_id);
+    w.i32(m.p0);
+}
+void put(wire_writer &w, const wire_error &m) {
+    w.u16(error_code_to_wire(m.code));
+    w.str(m.message);
+}
+void put(wire_writer &w, const wire_status &m) {
+    w.str(m.json);
+}
+
+// ---- decoders: read in the same order; counts are bounded before allocation ----
+
+void get(wire_reader &r, const wire_limits &l, wire_join &m) {
+    m.node_name = r.str("node_name", l.max_string_bytes);
+    r.bytes32(m.node_key, "node_key");
+    m.software_version = r.str("software_version", l.max_string_bytes);
+    m.free_memory_bytes = r.u64("free_memory_bytes");
+    m.mem_limit_bytes = r.u64("mem_limit_bytes");
+    m.n_threads = r.u32("n_threads");
+    m.os = r.str("os", l.max_string_bytes);
+    m.arch = r.str("arch", l.max_string_bytes);
+    m.backend = r.str("backend", l.max_string_bytes);
+    m.data_endpoint = r.str("data_endpoint", l.max_string_bytes);
+}
+void get(wire_reader &r, const wire_limits &, wire_join_accept &m) {
+    m.node_id = r.u32("node_id");
+    m.heartbeat_interval_ms = r.u32("heartbeat_interval_ms");
+}
+void get(wire_reader &r, const wire_limits &l, wire_join_reject &m) {
+    m.code = error_code_from_wire(r.u16("code"));
+    m.reason = r.str("reason", l.max_string_bytes);
+}
+void get(wire_reader &r, const wire_limits &, wire_heartbeat &m) {
+    m.timestamp_ns = r.u64("timestamp_ns");
+    m.counter = r.u64("counter");
+}
+wire_dtype get_dtype(wire_reader &r) {
+    const uint8_t v = r.u8("dtype");
+    if (v >= WIRE_DTYPE_COUNT) {
+        wire_reader::fail("unknown dtype " + std::to_string(v));
+    }
+    return static_cast<wire_dtype>(v);
+}
+void get(wire_reader &r, const wire_limits &l, wire_assign &m) {
+    m.plan_epoch = r.u64("plan_epoch");
+    m.layer_first = r.u32("layer_first");
+    m.layer_last = r.u32("layer_last");
+    r.bytes32(m.model_hash, "model_hash");
+    m.n_layer = r.u32("n_layer");
+    m.n_embd = r.u32("n_embd");
+    m.n_vocab = r.u32("n_vocab");
+    m.dtype = get_dtype(r);
+    m.n_ctx = r.u32("n_ctx");
+    m.n_ubatch = r.u32("n_ubatch");
+    m.n_seq_max = r.u32("n_seq_max");
+    m.is_last = r.boolean("is_last");
+    m.sampling = r.boolean("sampling");
+    m.next_endpoint = r.str("next_endpoint", l.max_string_bytes);
+    r.bytes32(m.next_key, "next_key");
+    r.bytes32(m.prev_key, "prev_key");
+}
+void get(wire_reader &r, const wire_limits &, wire_ready &m) {
+    m.plan_epoch = r.u64("plan_epoch");
+    m.layer_first = r.u32("layer_first");
+    m.layer_last = r.u32("layer_last");
+}
+void get(wire_reader &r, const wire_limits &, wire_shard_request &m) {
+    r.bytes32(m.model_hash, "model_hash");
+    m.layer_first = r.u32("layer_first");
+    m.layer_last = r.u32("layer_last");
+    m.offset = r.u64("offset");
+}
+void get(wire_reader &r, const wire_limits &l, wire_shard_chunk &m) {
+    m.offset = r.u64("offset");
+    m.total = r.u64("total");
+    m.bytes.resize(r.count("n_bytes", l.max_payload_bytes, 1));
+    r.raw(m.bytes.data(), m.bytes.size(), "bytes");
+}
+void get(wire_reader &r, const wire_limits &, wire_shard_end &m) {
+    m.total = r.u64("total");
+    r.bytes32(m.sha256, "sha256");
+}
+void get_i32s(wire_reader &r, std::vector<int32_t> &v, uint32_t n, const char *field) {
+    v.resize(n);  // the caller bounded n by the bytes left
+    for (int32_t &x : v) {
+        x = r.i32(field);
+    }
+}
+void get(wire_reader &r, const wire_limits &l, wire_activations &m) {
+    m.plan_epoch = r.u64("plan_epoch");
+    m.dtype = get_dtype(r);
+    m.n_embd = r.u32("n_embd");
+    m.n_tokens = r.count("n_tokens", l.max_tokens, kTokenBytes);
+    m.seqs.resize(r.count("n_seqs", l.max_tokens, kSeqBytes));
+    for (wire_seq &q : m.seqs) {
+        q.seq_id = r.i32("seq_id");
+        q.n_tokens = r.u32("seq n_tokens");
+        wire_sampling &s = q.sampling;
+        s.temperature = r.f32("temperature");
+        s.top_k = r.i32("top_k");
+        s.top_p = r.f32("top_p");
+        s.min_p = r.f32("min_p");
+        s.seed = r.u32("seed");
+        s.penalty_last_n = r.i32("penalty_last_n");
+        s.penalty_repeat = r.f32("penalty_repeat");
+        s.penalty_freq = r.f32("penalty_freq");
+        s.penalty_present = r.f32("penalty_present");
+    }
+    get_i32s(r, m.tokens, m.n_tokens, "tokens");
+    get_i32s(r, m.pos, m.n_tokens, "pos");
+    get_i32s(r, m.seq_id, m.n_tokens, "seq_id");
+    m.outputs.resize(r.count("n_outputs", m.n_tokens, 4));
+    for (uint32_t &i : m.outputs) {
+        i = r.u32("output index");
+    }
+    m.data.resize(r.count("n_data", l.max_payload_bytes, 1));
+    r.raw(m.data.data(), m.data.size(), "data");
+}
+void get(wire_reader &r, const wire_limits &l, wire_tokens &m) {
+    m.plan_epoch = r.u64("plan_epoch");
+    m.sampled.resize(r.count("n_sampled", l.max_tokens, kSampledBytes));
+    for (wire_sampled &s : m.sampled) {
+        s.seq_id = r.i32("seq_id");
+        s.token = r.i32("token");
+        s.pos = r.i32("pos");
+    }
+}
+void get(wire_reader &r, const wire_limits &, wire_seq_release &m) {
+    m.seq_id = r.i32("seq_id");
+    m.p0 = r.i32("p0");
+}
+void get(wire_reader &r, const wire_limits &l, wire_error &m) {
+    m.code = error_code_from_wire(r.u16("code"));
+    m.message = r.str("message", l.max_string_bytes);
+}
+void get(wire_reader &r, const wire_limits &l, wire_status &m) {
+    m.json = r.str("json", l.max_status_bytes);
+}
+
+// Default-constructs the body alternative of `type` (1 .. COUNT-1).
+template <size_t I = 0>
+wire_body make_body(size_t index) {
+    if constexpr (I < std::variant_size_v<wire_body>) {
+        if (index == I) {
+            return wire_body(std::in_place_index<I>);
+        }
+        return make_body<I + 1>(index);
+    } else {
+        throw Error(ErrorCode::kInternal, "make_body: index out of range");
+    }
+}
+
+size_t payload_reserve(const wire_body &body) {
+    if (const auto *a = std::get_if<wire_activations>(&body)) {
+        return 64 + a->seqs.size() * kSeqBytes + a->tokens.size() * kTokenBytes +
+               a->outputs.size() * 4 + a->data.size();
+    }
+    if (const auto *c = std::get_if<wire_shard_chunk>(&body)) {
+        return 64 + c->bytes.size();
+    }
+    return 256;
+}
+
+}  // namespace
+
+const char *wire_type_name(wire_type type) {
+    switch (type) {
+        case WIRE_TYPE_JOIN:
+            return "JOIN";
+        case WIRE_TYPE_JOIN_ACCEPT:
+            return "JOIN_ACCEPT";
+        case WIRE_TYPE_JOIN_REJECT:
+            return "JOIN_REJECT";
+        case WIRE_TYPE_HEARTBEAT:
+            return "HEARTBEAT";
+        case WIRE_TYPE_ASSIGN:
+            return "ASSIGN";
+        case WIRE_TYPE_READY:
+            return "READY";
+        case WIRE_TYPE_SHARD_REQUEST:
+            return "SHARD_REQUEST";
+        case WIRE_TYPE_SHARD_CHUNK:
+            return "SHARD_CHUNK";
+        case WIRE_TYPE_SHARD_END:
+            return "SHARD_END";
+        case WIRE_TYPE_ACTIVATIONS:
+            return "ACTIVATIONS";
+        case WIRE_TYPE_TOKENS:
+            return "TOKENS";
+        case WIRE_TYPE_SEQ_RELEASE:
+            return "SEQ_RELEASE";
+        case WIRE_TYPE_ERROR:
+            return "ERROR";
+        case WIRE_TYPE_STATUS:
+            return "STATUS";
+        default:
+            return "INVALID";
+    }
+}
+
+wire_type wire_message_type(const wire_message &msg) {
+    return static_cast<wire_type>(msg.body.index() + 1);
+}
+
+std::vector<uint8_t> wire_encode(const wire_message &msg, const wire_limits &limits) {
+    const wire_type type = wire_message_type(msg);
+    try {
+        wire_detail::check_body(msg.body, limits);
+    } catch (const Error &e) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    std::string("cannot encode ") + wire_type_name(type) + ": " + e.what());
+    }
+    std::vector<uint8_t> out;
+    out.reserve(kWireHeaderBytes + payload_reserve(msg.body));
+    wire_writer w(out);
+    w.raw(kWireMagic, sizeof kWireMagic);
+    w.u16(kWireVersion);
+    w.u16(type);
+    w.u32(0);  // flags
+    w.u32(msg.sequence);
+    w.u64(msg.request_id);
+    w.u32(0);  // payload_len, patched below
+    w.u32(0);  // reserved
+    std::visit([&](const auto &m) { put(w, m); }, msg.body);
+    const uint64_t payload = out.size() - kWireHeaderBytes;
+    if (payload > limits.max_payload_bytes) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    std::string("cannot encode ") + wire_type_name(type) + ": payload of " +
+                        std::to_string(payload) + " bytes exceeds max_payload_bytes " +
+                        std::to_string(limits.max_payload_bytes));
+    }
+    for (size_t i = 0; i < 4; ++i) {
+        out[24 + i] = static_cast<uint8_t>(payload >> (8 * i));
+    }
+    return out;
+}
+
+std::optional<wire_header> wire_peek_header(std::span<const uint8_t> frame) {
+    if (frame.size() < kWireHeaderBytes ||
+        std::memcmp(frame.data(), kWireMagic, sizeof kWireMagic) != 0) {
+        return std::nullopt;
+    }
+    wire_reader h(frame.data() + 4, kWireHeaderBytes - 4);
+    wire_header out;
+    out.version = h.u16("version");
+    out.type = h.u16("type");
+    out.flags = h.u32("flags");
+    out.sequence = h.u32("sequence");
+    out.request_id = h.u64("request_id");
+    out.payload_len = h.u32("payload_len");
+    return out;
+}
+
+wire_message wire_decode(std::span<const uint8_t> frame, const wire_limits &limits) {
+    if (frame.size() < kWireHeaderBytes) {
+        wire_reader::fail("frame of " + std::to_string(frame.size()) +
+                          " bytes is shorter than the 32-byte header");
+    }
+    if (std::memcmp(frame.data(), kWireMagic, sizeof kWireMagic) != 0) {
+        wire_reader::fail("bad magic (not a colony message)");
+    }
+    wire_reader h(frame.data() + 4, kWireHeaderBytes - 4);
+    const uint16_t version = h.u16("version");
+    const uint16_t type = h.u16("type");
+    const uint32_t flags = h.u32("flags");
+    wire_message msg;
+    msg.sequence = h.u32("sequence");
+    msg.request_id = h.u64("request_id");
+    const uint32_t payload_len = h.u32("payload_len");
+    const uint32_t reserved = h.u32("reserved");
+    if (version != kWireVersion) {
+        wire_reader::fail("protocol version " + std::to_string(version) +
+                          " is not supported (this build speaks " + std::to_string(kWireVersion) +
+                          ")");
+    }
+    if (type == 0 || type >= WIRE_TYPE_COUNT) {
+        wire_reader::fail("unknown message type " + std::to_string(type));
+    }
+    const char *name = wire_type_name(static_cast<wire_type>(type));
+    if (flags != 0 || reserved != 0) {
+        wire_reader::fail(std::string(name) + ": unknown flags or non-zero reserved field");
+    }
+    if (payload_len > limits.max_payload_bytes) {
+        wire_reader::fail(std::string(name) + ": payload_len " + std::to_string(payload_len) +
+                          " exceeds max_payload_bytes " + std::to_string(limits.max_payload_bytes));
+    }
+    if (payload_len != frame.size() - kWireHeaderBytes) {
+        wire_reader::fail(std::string(name) + ": payload_len " + std::to_string(payload_len) +
+                          " but the frame carries " +
+                          std::to_string(frame.size() - kWireHeaderBytes) + " payload bytes");
+    }
+    msg.body = make_body(type - 1);
+    try {
+        wire_reader r(frame.data() + kWireHeaderBytes, payload_len);
+        std::visit([&](auto &m) { get(r, limits, m); }, msg.body);
+        r.expect_end();
+        wire_detail::check_body(msg.body, limits);
+    } catch (const Error &e) {
+        throw Error(ErrorCode::kProtocol, std::string(name) + ": " + e.what());
+    }
+    return msg;
+}
+
+void wire_check_activations(const wire_activations &act, const wire_plan_shape &plan) {
+    auto mismatch = [](const std::string &what, uint64_t expected, uint64_t got) {
+        throw Error(ErrorCode::kProtocol, "ACTIVATIONS: " + what + ": expected " +
+                                              std::to_string(expected) + ", got " +
+                                              std::to_string(got));
+    };
+    if (act.plan_epoch != plan.plan_epoch) {
+        throw Error(ErrorCode::kOutOfRange,
+                    "ACTIVATIONS of plan epoch " + std::to_string(act.plan_epoch) +
+                        ", the current epoch is " + std::to_string(plan.plan_epoch));
+    }
+    if (act.n_embd != plan.n_embd) {
+        mismatch("n_embd", plan.n_embd, act.n_embd);
+    }
+    if (act.n_tokens > plan.n_ubatch) {
+        mismatch("n_tokens <= n_ubatch", plan.n_ubatch, act.n_tokens);
+    }
+    for (const wire_seq &q : act.seqs) {
+        if (uint32_t(q.seq_id) >= plan.n_seq_max) {  // seq_id >= 0 after wire_decode
+            mismatch("seq id < n_seq_max", plan.n_seq_max, uint32_t(q.seq_id));
+        }
+    }
+    for (uint32_t t = 0; t < act.n_tokens; ++t) {
+        if (uint32_t(act.pos[t]) >= plan.n_ctx) {
+            throw Error(ErrorCode::kOutOfRange,
+                        "ACTIVATIONS: position " + std::to_string(act.pos[t]) +
+                            " is beyond the context size " + std::to_string(plan.n_ctx));
+        }
+        const int32_t tok = act.tokens[t];
+        if (tok < 0 && plan.n_embd == 0) {
+            throw Error(ErrorCode::kProtocol, "ACTIVATIONS: stage 0 needs the id of token " +
+                                                  std::to_string(t) + ", got -1");
+        }
+        if (tok >= 0 && uint32_t(tok) >= plan.n_vocab) {
+            mismatch("token id < n_vocab", plan.n_vocab, uint32_t(tok));
+        }
+    }
+}
+
+}  // namespace colony

@@ -1,0 +1,389 @@
+// colony's wire protocol, version 1 (DESIGN.md, decision 5). Every message is
+// one ZeroMQ frame (a ROUTER socket adds its routing-id frame in front; that
+// frame is ZeroMQ's, not ours). The frame is a fixed 32-byte header and a
+// typed payload. Everything is little-endian; f32 is IEEE-754 binary32.
+//
+// Header (kWireHeaderBytes = 32):
+//
+//   offset size  field        meaning
+//    0     4     magic        "CLNY" (0x43 0x4C 0x4E 0x59)
+//    4     2     version      u16, kWireVersion; any other value is rejected
+//    6     2     type         u16, wire_type (values pinned below); unknown is rejected
+//    8     4     flags        u32, no flag is defined in version 1: must be 0
+//   12     4     sequence     u32, chosen by the sender (e.g. a ubatch counter per link,
+//                             so the receiver can see gaps); NOT a llama sequence id
+//   16     8     request_id   u64, the coordinator's request id; 0 when none
+//   24     4     payload_len  u32, must equal frame size - 32 and <= limits.max_payload_bytes
+//   28     4     reserved     u32, must be 0
+//   32     payload_len        payload, laid out per type below
+//
+// Payload primitives: u8 u16 u32 u64 i32 f32 as above;
+//   str  = u32 byte count n, then n bytes (n <= limits.max_string_bytes unless said otherwise)
+//   key  = 32 raw bytes (a CURVE public key; all zero = none)
+//   hash = 32 raw bytes (SHA-256)
+//   bool = u8, 0 or 1 (anything else is rejected)
+//   code = u16 error code (ERROR, JOIN_REJECT): 1 invalid_argument, 2 not_found, 3 corrupt,
+//          4 unsupported, 5 out_of_range, 6 resource, 7 protocol, 8 unauthorized,
+//          9 unavailable, 10 cancelled, 11 internal (colony::ErrorCode; others are rejected)
+// A payload must be consumed exactly: trailing bytes are an error.
+//
+//   type  name          direction              payload
+//    1    JOIN          worker -> coordinator  str node_name, key node_key, str software_version,
+//                                              u64 free_memory_bytes, u64 mem_limit_bytes,
+//                                              u32 n_threads, str os, str arch, str backend,
+//                                              str data_endpoint
+//    2    JOIN_ACCEPT   coordinator -> worker  u32 node_id, u32 heartbeat_interval_ms
+//    3    JOIN_REJECT   coordinator -> worker  u16 code, str reason
+//    4    HEARTBEAT     both ways              u64 timestamp_ns, u64 counter
+//    5    ASSIGN        coordinator -> worker  u64 plan_epoch, u32 layer_first, u32 layer_last,
+//                                              hash model_hash, u32 n_layer, u32 n_embd,
+//                                              u32 n_vocab, u8 dtype, u32 n_ctx, u32 n_ubatch,
+//                                              u32 n_seq_max, bool is_last, bool sampling,
+//                                              str next_endpoint, key next_key, key prev_key
+//    6    READY         worker -> coordinator  u64 plan_epoch, u32 layer_first, u32 layer_last
+//    7    SHARD_REQUEST worker -> coordinator  hash model_hash, u32 layer_first, u32 layer_last,
+//                                              u64 offset
+//    8    SHARD_CHUNK   coordinator -> worker  u64 offset, u64 total, u32 n, n bytes
+//    9    SHARD_END     coordinator -> worker  u64 total, hash sha256
+//   10    ACTIVATIONS   stage k -> stage k+1   see below
+//   11    TOKENS        last stage -> coord.   u64 plan_epoch, u32 n, n x (i32 seq_id, i32 token,
+//                                              i32 pos)
+//   12    SEQ_RELEASE   coordinator -> stages  i32 seq_id (-1 = every sequence), i32 p0
+//   13    ERROR         any                    u16 code, str message
+//   14    STATUS        worker -> coordinator  str json (n <= limits.max_status_bytes)
+//
+// ACTIVATIONS payload (one ubatch; one token belongs to exactly one sequence):
+//   u64 plan_epoch
+//   u8  dtype                  wire_dtype of the hidden state
+//   u32 n_embd                 0 = no hidden state: token ids only (the input of stage 0)
+//   u32 n_tokens               1 .. limits.max_tokens
+//   u32 n_seqs                 1 .. n_tokens
+//   n_seqs x { i32 seq_id, u32 n_tokens, sampling }  where sampling is 36 bytes:
+//                              f32 temperature, i32 top_k, f32 top_p, f32 min_p, u32 seed,
+//                              i32 penalty_last_n, f32 penalty_repeat, f32 penalty_freq,
+//                              f32 penalty_present
+//   n_tokens x i32 token       input token id of each position (-1 = unknown, allowed only
+//                              when n_embd > 0); the last stage feeds them to the penalties
+//   n_tokens x i32 pos         0 <= pos < limits.max_pos, strictly increasing per sequence
+//   n_tokens x i32 seq_id      each one listed in the sequences, counts matching n_tokens
+//   u32 n_outputs, n_outputs x u32 token index   strictly ascending, < n_tokens: the tokens
+//                              whose hidden state gives logits (sampled at the last stage)
+//   u32 n_data, n_data bytes   hidden state, dtype [n_embd, n_tokens] row-major (token t's
+//                              row at t*row_bytes); n_data == n_tokens*wire_dtype_row_bytes
+//
+// wire_decode checks, in this order: header size, magic, version, type, flags,
+// reserved, payload_len against the frame and the limit; then each field as it
+// is read: every count against its limit and against the bytes left BEFORE
+// anything is allocated (64-bit arithmetic, no overflow), enums and bools,
+// shapes (bytes == n_embd*n_tokens*dtype size, one pos and seq_id per token),
+// and no trailing bytes. Checks that need the plan (n_embd of the model, the
+// context size, the plan epoch, known sequence ids) are the receiver's:
+// wire_check_activations does the shape ones.
+//
+// All functions here are pure and thread-safe.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "net/wire-dtype.h"
+#include "util/error.h"
+
+namespace colony {
+
+constexpr uint16_t kWireVersion = 1;
+constexpr size_t kWireHeaderBytes = 32;
+constexpr uint8_t kWireMagic[4] = {'C', 'L', 'N', 'Y'};
+static_assert(kWireVersion == 1, "changing the wire layout needs a new kWireVersion");
+
+/// Message type (header offset 6). Values are part of the protocol: never renumber.
+enum wire_type : uint16_t {
+    WIRE_TYPE_JOIN = 1,
+    WIRE_TYPE_JOIN_ACCEPT = 2,
+    WIRE_TYPE_JOIN_REJECT = 3,
+    WIRE_TYPE_HEARTBEAT = 4,
+    WIRE_TYPE_ASSIGN = 5,
+    WIRE_TYPE_READY = 6,
+    WIRE_TYPE_SHARD_REQUEST = 7,
+    WIRE_TYPE_SHARD_CHUNK = 8,
+    WIRE_TYPE_SHARD_END = 9,
+    WIRE_TYPE_ACTIVATIONS = 10,
+    WIRE_TYPE_TOKENS = 11,
+    WIRE_TYPE_SEQ_RELEASE = 12,
+    WIRE_TYPE_ERROR = 13,
+    WIRE_TYPE_STATUS = 14,
+    WIRE_TYPE_COUNT = 15,  // one past the last; not a type
+};
+static_assert(WIRE_TYPE_JOIN == 1, "WIRE_TYPE_JOIN must always be 1");
+static_assert(WIRE_TYPE_ACTIVATIONS == 10, "WIRE_TYPE_ACTIVATIONS must always be 10");
+static_assert(WIRE_TYPE_STATUS == 14, "WIRE_TYPE_STATUS must always be 14");
+
+/// "JOIN", "ACTIVATIONS", ...; "INVALID" for unknown values.
+const char *wire_type_name(wire_type type);
+
+/// Bounds that every decoded message must respect; the sender checks the same
+/// ones (wire_encode). Both ends should use the same values.
+struct wire_limits {
+    uint32_t max_payload_bytes = 256u << 20;  // bytes after the header; a ubatch of 2048
+                                              // tokens x n_embd 16384 in f32 is 128 MiB
+    uint32_t max_tokens = 4096;               // tokens per ubatch, entries per TOKENS message
+    uint32_t max_n_embd = 65536;              // hidden size
+    uint32_t max_string_bytes = 4096;         // names, endpoints, error texts
+    uint32_t max_status_bytes = 256u << 10;   // STATUS json
+    int32_t max_pos = 1 << 24;                // positions are in [0, max_pos)
+    uint32_t max_n_layer = 4096;
+    uint32_t max_n_vocab = 1u << 24;
+    uint32_t max_n_ctx = 1u << 24;
+    uint32_t max_n_seq = 4096;  // n_seq_max of a plan; seq ids are in [0, max_n_seq)
+
+    /// Largest whole frame (header + payload) in bytes: the value for ZMQ_MAXMSGSIZE.
+    uint64_t max_message_bytes() const { return kWireHeaderBytes + uint64_t(max_payload_bytes); }
+};
+
+using wire_key = std::array<uint8_t, 32>;   // CURVE public key, raw (not z85)
+using wire_hash = std::array<uint8_t, 32>;  // SHA-256 digest
+
+struct wire_join {
+    std::string node_name;
+    wire_key node_key{};           // the worker's long-term CURVE public key
+    std::string software_version;  // e.g. "0.1.0"
+    uint64_t free_memory_bytes = 0;
+    uint64_t mem_limit_bytes = 0;  // --mem-limit; 0 = none given
+    uint32_t n_threads = 0;
+    std::string os;             // "linux", "android", ...
+    std::string arch;           // "x86_64", "aarch64", ...
+    std::string backend;        // "cpu", "vulkan", ...
+    std::string data_endpoint;  // where the worker's data socket listens, e.g. "tcp://*:7412"
+                                // (the coordinator replaces a wildcard host by the peer's address)
+
+    friend bool operator==(const wire_join &, const wire_join &) = default;
+};
+
+struct wire_join_accept {
+    uint32_t node_id = 0;
+    uint32_t heartbeat_interval_ms = 0;
+
+    friend bool operator==(const wire_join_accept &, const wire_join_accept &) = default;
+};
+
+struct wire_join_reject {
+    ErrorCode code = ErrorCode::kUnauthorized;
+    std::string reason;
+
+    friend bool operator==(const wire_join_reject &, const wire_join_reject &) = default;
+};
+
+struct wire_heartbeat {
+    uint64_t timestamp_ns = 0;  // sender's clock (steady or system; only compared to itself)
+    uint64_t counter = 0;
+
+    friend bool operator==(const wire_heartbeat &, const wire_heartbeat &) = default;
+};
+
+/// The plan's part for one stage: its layer range [layer_first, layer_last)
+/// of a model with n_layer blocks, and where to send its output.
+struct wire_assign {
+    uint64_t plan_epoch = 0;
+    uint32_t layer_first = 0;
+    uint32_t layer_last = 0;
+    wire_hash model_hash{};
+    uint32_t n_layer = 0;
+    uint32_t n_embd = 0;
+    uint32_t n_vocab = 0;
+    wire_dtype dtype = WIRE_DTYPE_F16;  // of the hidden states this stage sends
+    uint32_t n_ctx = 0;                 // context size (positions) per sequence
+    uint32_t n_ubatch = 0;              // max tokens per ACTIVATIONS message
+    uint32_t n_seq_max = 0;             // sequences the KV cache holds at once
+    bool is_last = false;               // owns output norm + LM head, sends TOKENS
+    bool sampling = false;              // last stage samples (else: greedy only)
+    std::string next_endpoint;          // next stage's data socket, or the coordinator's
+    wire_key next_key{};                // CURVE server key of next_endpoint
+    wire_key prev_key{};                // the only node key this stage's data socket admits
+                                        // besides the coordinator's (zero: coordinator only)
+
+    friend bool operator==(const wire_assign &, const wire_assign &) = default;
+};
+
+struct wire_ready {
+    uint64_t plan_epoch = 0;
+    uint32_t layer_first = 0;
+    uint32_t layer_last = 0;
+
+    friend bool operator==(const wire_ready &, const wire_ready &) = default;
+};
+
+struct wire_shard_request {
+    wire_hash model_hash{};
+    uint32_t layer_first = 0;
+    uint32_t layer_last = 0;
+    uint64_t offset = 0;  // resume from this byte of the shard; 0 = from the start
+
+    friend bool operator==(const wire_shard_request &, const wire_shard_request &) = default;
+};
+
+struct wire_shard_chunk {
+    uint64_t offset = 0;  // of bytes[0] in the shard file
+    uint64_t total = 0;   // shard file size; offset + bytes.size() <= total
+    std::vector<uint8_t> bytes;
+
+    friend bool operator==(const wire_shard_chunk &, const wire_shard_chunk &) = default;
+};
+
+struct wire_shard_end {
+    uint64_t total = 0;
+    wire_hash sha256{};  // of the whole shard file
+
+    friend bool operator==(const wire_shard_end &, const wire_shard_end &) = default;
+};
+
+/// Per-sequence sampling parameters (libllama's sampler chain; the last stage
+/// builds it). Decode checks: finite, temperature >= 0, 0 <= top_p, min_p <= 1,
+/// penalty_last_n >= -1, penalty_repeat > 0.
+struct wire_sampling {
+    float temperature = 0.0f;  // 0 = greedy
+    int32_t top_k = 0;         // <= 0: off
+    float top_p = 1.0f;
+    float min_p = 0.0f;
+    uint32_t seed = 0xFFFFFFFFu;  // LLAMA_DEFAULT_SEED: random
+    int32_t penalty_last_n = 0;   // 0: off, -1: whole context
+    float penalty_repeat = 1.0f;
+    float penalty_freq = 0.0f;
+    float penalty_present = 0.0f;
+
+    friend bool operator==(const wire_sampling &, const wire_sampling &) = default;
+};
+
+/// One sequence with tokens in an ubatch.
+struct wire_seq {
+    int32_t seq_id = 0;     // >= 0
+    uint32_t n_tokens = 0;  // tokens of this sequence in the ubatch, >= 1
+    wire_sampling sampling;
+
+    friend bool operator==(const wire_seq &, const wire_seq &) = default;
+};
+
+/// One ubatch travelling from stage k to stage k+1 (see the layout above).
+struct wire_activations {
+    uint64_t plan_epoch = 0;
+    wire_dtype dtype = WIRE_DTYPE_F16;
+    uint32_t n_embd = 0;  // 0: token ids only, data empty
+    uint32_t n_tokens = 0;
+    std::vector<wire_seq> seqs;
+    std::vector<int32_t> tokens;    // [n_tokens] input token ids, -1 = unknown
+    std::vector<int32_t> pos;       // [n_tokens]
+    std::vector<int32_t> seq_id;    // [n_tokens]
+    std::vector<uint32_t> outputs;  // token indices that produce logits, ascending
+    std::vector<uint8_t> data;      // dtype [n_embd, n_tokens]
+
+    friend bool operator==(const wire_activations &, const wire_activations &) = default;
+};
+
+struct wire_sampled {
+    int32_t seq_id = 0;
+    int32_t token = 0;
+    int32_t pos = 0;  // position of the token that was sampled from
+
+    friend bool operator==(const wire_sampled &, const wire_sampled &) = default;
+};
+
+struct wire_tokens {
+    uint64_t plan_epoch = 0;
+    std::vector<wire_sampled> sampled;
+
+    friend bool operator==(const wire_tokens &, const wire_tokens &) = default;
+};
+
+/// Remove KV cache cells of seq_id with position >= p0 on every stage:
+/// p0 = 0 frees the sequence, p0 > 0 trims it; seq_id = -1 means all sequences.
+struct wire_seq_release {
+    int32_t seq_id = 0;
+    int32_t p0 = 0;
+
+    friend bool operator==(const wire_seq_release &, const wire_seq_release &) = default;
+};
+
+struct wire_error {
+    ErrorCode code = ErrorCode::kInternal;
+    std::string message;
+
+    friend bool operator==(const wire_error &, const wire_error &) = default;
+};
+
+/// A worker's status/profile as JSON text (the cluster code defines the schema).
+struct wire_status {
+    std::string json;
+
+    friend bool operator==(const wire_status &, const wire_status &) = default;
+};
+
+/// Alternatives in wire_type order: index i holds type i + 1.
+using wire_body =
+    std::variant<wire_join, wire_join_accept, wire_join_reject, wire_heartbeat, wire_assign,
+                 wire_ready, wire_shard_request, wire_shard_chunk, wire_shard_end, wire_activations,
+                 wire_tokens, wire_seq_release, wire_error, wire_status>;
+static_assert(std::variant_size_v<wire_body> == WIRE_TYPE_COUNT - 1,
+              "one wire_body alternative per wire_type");
+
+/// A decoded message: the header's ids and the typed payload.
+struct wire_message {
+    uint32_t sequence = 0;
+    uint64_t request_id = 0;
+    wire_body body;
+
+    friend bool operator==(const wire_message &, const wire_message &) = default;
+};
+
+/// The type of a message's body.
+wire_type wire_message_type(const wire_message &msg);
+
+/// Encodes msg as one frame (header + payload). Runs the same checks as
+/// wire_decode, so a message that encodes also decodes with the same limits.
+/// Throws Error(kInvalidArgument, reason) when a field breaks a limit or a
+/// shape rule.
+std::vector<uint8_t> wire_encode(const wire_message &msg, const wire_limits &limits = {});
+
+/// The fixed header's fields, as found in a frame.
+struct wire_header {
+    uint16_t version = 0;
+    uint16_t type = 0;  // not checked against wire_type
+    uint32_t flags = 0;
+    uint32_t sequence = 0;
+    uint64_t request_id = 0;
+    uint32_t payload_len = 0;
+};
+
+/// Reads the header without validating anything past the magic, e.g. to answer
+/// a JOIN of another protocol version with a JOIN_REJECT that says so.
+/// Returns nullopt when the frame is shorter than 32 bytes or the magic is wrong.
+std::optional<wire_header> wire_peek_header(std::span<const uint8_t> frame);
+
+/// Decodes one frame. Never reads outside `frame` and never allocates more than
+/// the counts that fit in the bytes actually present.
+/// Throws Error(kProtocol, reason) for anything malformed, truncated, oversized,
+/// of another version, of an unknown type, or with inconsistent shapes; the
+/// reason names the field and the values found.
+wire_message wire_decode(std::span<const uint8_t> frame, const wire_limits &limits = {});
+
+/// What a stage expects of an ACTIVATIONS message under the current plan.
+struct wire_plan_shape {
+    uint64_t plan_epoch = 0;
+    uint32_t n_embd = 0;     // 0: the stage is stage 0 and takes token ids
+    uint32_t n_ctx = 0;      // positions must be < n_ctx
+    uint32_t n_vocab = 0;    // token ids must be < n_vocab
+    uint32_t n_ubatch = 0;   // n_tokens <= n_ubatch
+    uint32_t n_seq_max = 0;  // seq ids < n_seq_max
+};
+
+/// Checks a decoded ACTIVATIONS message against the receiving stage's plan.
+/// Throws Error(kOutOfRange) for another plan epoch (a stale message: drop it)
+/// or a position >= n_ctx (context overflow); Error(kProtocol, "expected X,
+/// got Y") for n_embd != plan, n_tokens > n_ubatch, seq id >= n_seq_max or a
+/// token id >= n_vocab (or -1 when the stage needs token ids).
+void wire_check_activations(const wire_activations &act, const wire_plan_shape &plan);
+
+}  // namespace colony

@@ -1,0 +1,72 @@
+// A ZAP handler (ZeroMQ Authentication Protocol, ref: rfc.zeromq.org/spec/27)
+// that admits CURVE clients whose public key is on an allow-list, one list per
+// ZAP domain. libzmq asks the handler bound at inproc://zeromq.zap.01 of the
+// socket's context during every CURVE handshake on a socket that has
+// ZMQ_ZAP_DOMAIN set (configure_curve_server in transport.h sets it).
+//
+// Replies: 200 with User-Id = key_fingerprint(client key) when the key is on
+// the domain's list; 400 otherwise (logged as a warning with the fingerprint,
+// the peer address and the domain). Non-CURVE mechanisms are always denied.
+// A received message's "User-Id" property (zmq_msg_gets) is that fingerprint:
+// on the control socket it is the id of the token the worker used.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "net/keys.h"
+
+namespace colony {
+
+/// ZAP domain of the coordinator's control socket: join keys of active tokens.
+constexpr const char *kZapDomainControl = "colony-control";
+/// ZAP domain of data-plane sockets: member node keys and the coordinator key.
+constexpr const char *kZapDomainData = "colony-data";
+
+class zap_handler {
+  public:
+    /// Binds inproc://zeromq.zap.01 in ctx and starts the handler thread; the
+    /// handler is ready when the constructor returns, so sockets configured
+    /// afterwards are never admitted without a check. Throws Error(kInternal)
+    /// when ctx already has a ZAP handler. ctx must outlive the handler.
+    explicit zap_handler(zmq::context_t &ctx);
+    /// Stops and joins the thread (within ~50 ms) and closes its socket.
+    ~zap_handler();
+    zap_handler(const zap_handler &) = delete;
+    zap_handler &operator=(const zap_handler &) = delete;
+
+    /// Adds / removes a Z85 public key on a domain's list. Thread-safe; takes
+    /// effect for the next handshake. allow() throws Error(kInvalidArgument)
+    /// on a malformed key; remove() of an absent key does nothing.
+    void allow(const std::string &domain, const std::string &public_z85);
+    void remove(const std::string &domain, const std::string &public_z85);
+    /// Removes every key of a domain.
+    void clear(const std::string &domain);
+    bool is_allowed(const std::string &domain, const curve_key &public_key) const;
+    /// The Z85 keys on a domain's list.
+    std::vector<std::string> allowed(const std::string &domain) const;
+
+    uint64_t n_admitted() const { return n_admitted_.load(); }
+    uint64_t n_denied() const { return n_denied_.load(); }
+
+  private:
+    void run();
+    void handle_request();
+
+    mutable std::mutex mutex_;
+    std::map<std::string, std::set<curve_key>> allowed_;  // guarded by mutex_
+    zmq::socket_t socket_;  // used only by thread_ once it has started
+    std::atomic<bool> stop_{false};
+    std::atomic<uint64_t> n_admitted_{0};
+    std::atomic<uint64_t> n_denied_{0};
+    std::thread thread_;
+};
+
+}  // namespace colony

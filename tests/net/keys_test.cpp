@@ -1,0 +1,240 @@
+// Node key files, fingerprints, join tokens, the tokens file and admission.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "net/admission.h"
+#include "net/hash.h"
+#include "net/keys.h"
+#include "net/private-file.h"
+#include "net/tokens.h"
+#include "net_test_util.h"
+#include "util/error.h"
+
+namespace colony {
+namespace {
+
+namespace fs = std::filesystem;
+
+ErrorCode code_of(const std::function<void()> &f, std::string *what = nullptr) {
+    try {
+        f();
+    } catch (const Error &e) {
+        if (what != nullptr) {
+            *what = e.what();
+        }
+        return e.code();
+    }
+    ADD_FAILURE() << "no error thrown";
+    return ErrorCode::kInternal;
+}
+
+TEST(NodeKeys, CreatedWithMode0600AndReloaded) {
+    test::temp_dir tmp;
+    const fs::path dir = tmp.path() / "config" / "colony";
+    const curve_keypair a = load_or_create_node_keys(dir);
+    EXPECT_EQ(a.public_z85.size(), 40u);
+    EXPECT_EQ(curve_public_from_secret(a.secret_z85), a.public_z85);
+    EXPECT_EQ(test::file_mode(node_key_path(dir)), 0600u);
+    EXPECT_EQ(test::file_mode(dir), 0700u);
+    const curve_keypair b = load_or_create_node_keys(dir);  // same key, not a new one
+    EXPECT_EQ(b.public_z85, a.public_z85);
+    EXPECT_EQ(b.secret_z85, a.secret_z85);
+}
+
+TEST(NodeKeys, RefusesGroupOrWorldReadableKeyFile) {
+    test::temp_dir tmp;
+    const curve_keypair a = load_or_create_node_keys(tmp.path());
+    const fs::path file = node_key_path(tmp.path());
+    ASSERT_EQ(::chmod(file.c_str(), 0644), 0);
+    std::string why;
+    EXPECT_EQ(code_of([&] { load_or_create_node_keys(tmp.path()); }, &why),
+              ErrorCode::kUnauthorized);
+    EXPECT_NE(why.find("mode 0644"), std::string::npos) << why;
+    EXPECT_NE(why.find("chmod 600"), std::string::npos) << why;
+    ASSERT_EQ(::chmod(file.c_str(), 0640), 0);
+    EXPECT_EQ(code_of([&] { load_key_file(file); }), ErrorCode::kUnauthorized);
+    // The refused file was not replaced by a new key.
+    ASSERT_EQ(::chmod(file.c_str(), 0600), 0);
+    EXPECT_EQ(load_key_file(file).public_z85, a.public_z85);
+}
+
+TEST(NodeKeys, RefusesSymlinkAndCorruptFiles) {
+    test::temp_dir tmp;
+    load_or_create_node_keys(tmp.path());
+    const fs::path link = tmp.path() / "link.key";
+    fs::create_symlink(node_key_path(tmp.path()), link);
+    EXPECT_EQ(code_of([&] { load_key_file(link); }), ErrorCode::kUnauthorized);
+
+    const fs::path bad = tmp.path() / "bad.key";
+    create_private_file(bad, "public 0123\nsecret 4567\n");
+    EXPECT_EQ(code_of([&] { load_key_file(bad); }), ErrorCode::kCorrupt);
+
+    const curve_keypair k1 = curve_keypair_generate();
+    const curve_keypair k2 = curve_keypair_generate();
+    const fs::path mismatched = tmp.path() / "mismatched.key";
+    create_private_file(mismatched, "public " + k1.public_z85 + "\nsecret " + k2.secret_z85 + "\n");
+    std::string why;
+    EXPECT_EQ(code_of([&] { load_key_file(mismatched); }, &why), ErrorCode::kCorrupt);
+    EXPECT_NE(why.find("does not match"), std::string::npos) << why;
+    EXPECT_EQ(code_of([&] { load_key_file(tmp.path() / "missing.key"); }), ErrorCode::kNotFound);
+}
+
+TEST(NodeKeys, CreateIsExclusive) {
+    test::temp_dir tmp;
+    const fs::path file = tmp.path() / "x.key";
+    save_key_file(file, curve_keypair_generate());
+    EXPECT_EQ(code_of([&] { save_key_file(file, curve_keypair_generate()); }),
+              ErrorCode::kInvalidArgument);
+    EXPECT_EQ(test::file_mode(file), 0600u);
+}
+
+TEST(NodeKeys, FingerprintIsSha256OfRawKey) {
+    const curve_keypair k = curve_keypair_generate();
+    const curve_key raw = curve_key_from_z85(k.public_z85);
+    EXPECT_EQ(curve_key_to_z85(raw), k.public_z85);
+    const std::string fp = key_fingerprint(k.public_z85);
+    EXPECT_EQ(fp.size(), 16u);
+    EXPECT_EQ(fp, to_hex(sha256(raw)).substr(0, 16));
+    EXPECT_EQ(code_of([] { key_fingerprint(std::string("short")); }), ErrorCode::kInvalidArgument);
+}
+
+TEST(Sha256, KnownVector) {
+    const std::string abc = "abc";  // FIPS 180-4 example
+    EXPECT_EQ(to_hex(sha256({reinterpret_cast<const uint8_t *>(abc.data()), abc.size()})),
+              "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(JoinToken, FormatAndParseRoundTrip) {
+    join_token t;
+    t.coordinator_public_z85 = curve_keypair_generate().public_z85;
+    t.join_keys = curve_keypair_generate();
+    const std::string text = join_token_format(t);
+    EXPECT_EQ(text.size(), 95u);
+    EXPECT_EQ(text.rfind("colony1.", 0), 0u);
+    EXPECT_EQ(
+        text.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."),
+        std::string::npos);
+    const join_token back = join_token_parse("  " + text + "\n");
+    EXPECT_EQ(back.coordinator_public_z85, t.coordinator_public_z85);
+    EXPECT_EQ(back.join_keys.secret_z85, t.join_keys.secret_z85);
+    EXPECT_EQ(back.join_keys.public_z85, t.join_keys.public_z85);
+    EXPECT_EQ(back.id(), key_fingerprint(t.join_keys.public_z85));
+}
+
+TEST(JoinToken, RejectsMalformedTokens) {
+    join_token t;
+    t.coordinator_public_z85 = curve_keypair_generate().public_z85;
+    t.join_keys = curve_keypair_generate();
+    const std::string good = join_token_format(t);
+    std::string bad_char = good;
+    bad_char[20] = '$';
+    std::string bad_padding = good;
+    bad_padding[50] = 'B';  // last digit of the first key: its low 2 bits must be 0
+    const std::vector<std::string> bad = {
+        "",          "colony2." + good.substr(8),     good.substr(0, good.size() - 1),
+        good + "A",  "colony1." + good.substr(8, 43), bad_char,
+        bad_padding,
+    };
+    for (const std::string &b : bad) {
+        EXPECT_EQ(code_of([&] { join_token_parse(b); }), ErrorCode::kInvalidArgument) << b;
+    }
+}
+
+TEST(TokenStore, CreateListRevokePersist) {
+    test::temp_dir tmp;
+    std::string id1, id2;
+    {
+        token_store store(tmp.path());
+        EXPECT_TRUE(store.list().empty());
+        id1 = store.create().id;
+        id2 = store.create().id;
+        EXPECT_EQ(store.active_join_keys().size(), 2u);
+        EXPECT_EQ(test::file_mode(store.path()), 0600u);
+    }
+    {
+        token_store store(tmp.path());  // reloaded from the file
+        ASSERT_EQ(store.list().size(), 2u);
+        EXPECT_EQ(store.list()[0].id, id1);
+        EXPECT_EQ(store.list()[1].id, id2);
+        EXPECT_FALSE(store.list()[0].revoked);
+        EXPECT_GT(store.list()[0].created_unix, 1600000000);
+        EXPECT_TRUE(store.revoke(id1.substr(0, 6)));  // a unique prefix is enough
+        EXPECT_FALSE(store.revoke(id1));              // already revoked
+        EXPECT_EQ(code_of([&] { store.revoke("ffffffffffffffff0"); }), ErrorCode::kNotFound);
+        EXPECT_EQ(code_of([&] { store.find("ab"); }), ErrorCode::kInvalidArgument);
+    }
+    token_store store(tmp.path());
+    ASSERT_EQ(store.list().size(), 2u);
+    EXPECT_TRUE(store.list()[0].revoked);
+    EXPECT_FALSE(store.list()[1].revoked);
+    ASSERT_EQ(store.active_join_keys().size(), 1u);
+    EXPECT_EQ(store.active_join_keys()[0], store.list()[1].join_keys.public_z85);
+}
+
+TEST(TokenStore, RefusesReadableOrCorruptFile) {
+    test::temp_dir tmp;
+    {
+        token_store store(tmp.path());
+        store.create();
+    }
+    const fs::path file = tmp.path() / "tokens";
+    ASSERT_EQ(::chmod(file.c_str(), 0604), 0);
+    EXPECT_EQ(code_of([&] { token_store s(tmp.path()); }), ErrorCode::kUnauthorized);
+    ASSERT_EQ(::chmod(file.c_str(), 0600), 0);
+    {
+        std::ofstream out(file, std::ios::app);
+        out << "0123456789abcdef 1 0 notakey notakey\n";
+    }
+    EXPECT_EQ(code_of([&] { token_store s(tmp.path()); }), ErrorCode::kCorrupt);
+}
+
+TEST(Admission, RevokeRemovesJoinKeyAndMembers) {
+    test::temp_dir tmp;
+    zmq::context_t ctx;
+    zap_handler zap(ctx);
+    token_store store(tmp.path());
+    const curve_keypair coordinator = curve_keypair_generate();
+    admission_control adm(store, zap, coordinator.public_z85);
+    const token_record t1 = adm.create_token();
+    const token_record t2 = adm.create_token();
+    const curve_key j1 = curve_key_from_z85(t1.join_keys.public_z85);
+    EXPECT_TRUE(zap.is_allowed(kZapDomainControl, j1));
+    EXPECT_TRUE(zap.is_allowed(kZapDomainData, curve_key_from_z85(coordinator.public_z85)));
+
+    const curve_keypair node_a = curve_keypair_generate();
+    const curve_keypair node_b = curve_keypair_generate();
+    adm.admit_member(t1.id, node_a.public_z85);
+    adm.admit_member(t2.id, node_b.public_z85);
+    EXPECT_TRUE(zap.is_allowed(kZapDomainData, curve_key_from_z85(node_a.public_z85)));
+    EXPECT_EQ(adm.member_token(node_a.public_z85), t1.id);
+
+    const std::vector<std::string> removed = adm.revoke_token(t1.id);
+    ASSERT_EQ(removed.size(), 1u);
+    EXPECT_EQ(removed[0], node_a.public_z85);
+    EXPECT_FALSE(zap.is_allowed(kZapDomainControl, j1));
+    EXPECT_FALSE(zap.is_allowed(kZapDomainData, curve_key_from_z85(node_a.public_z85)));
+    EXPECT_TRUE(zap.is_allowed(kZapDomainData, curve_key_from_z85(node_b.public_z85)));
+    EXPECT_FALSE(adm.member_token(node_a.public_z85).has_value());
+    EXPECT_FALSE(adm.token_active(t1.id));
+    EXPECT_TRUE(adm.token_active(t2.id));
+    EXPECT_EQ(code_of([&] { adm.admit_member(t1.id, node_a.public_z85); }),
+              ErrorCode::kUnauthorized);
+
+    // Another process revokes t2 in the file; reload() applies it.
+    {
+        token_store other(tmp.path());
+        other.revoke(t2.id);
+    }
+    const std::vector<std::string> removed2 = adm.reload();
+    ASSERT_EQ(removed2.size(), 1u);
+    EXPECT_EQ(removed2[0], node_b.public_z85);
+    EXPECT_TRUE(zap.allowed(kZapDomainControl).empty());
+    EXPECT_EQ(zap.allowed(kZapDomainData).size(), 1u);  // the coordinator only
+}
+
+}  // namespace
+}  // namespace colony

@@ -1,0 +1,377 @@
+// Hostile input for wire_decode: every truncation, a named list of forged
+// fields (E11 style), and random mutations. Each must give Error(kProtocol)
+// with a reason, never a crash, and never an allocation bigger than the frame
+// (operator new is instrumented below).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <new>
+#include <random>
+
+#include "net/wire.h"
+#include "wire_samples.h"
+
+namespace {
+std::atomic<bool> g_track{false};
+std::atomic<size_t> g_max_alloc{0};
+
+void *tracked_alloc(size_t n) {
+    if (g_track.load(std::memory_order_relaxed)) {
+        size_t prev = g_max_alloc.load(std::memory_order_relaxed);
+        while (n > prev && !g_max_alloc.compare_exchange_weak(prev, n)) {
+        }
+    }
+    void *p = std::malloc(n != 0 ? n : 1);
+    if (p == nullptr) {
+        throw std::bad_alloc();
+    }
+    return p;
+}
+}  // namespace
+
+void *operator new(size_t n) {
+    return tracked_alloc(n);
+}
+void *operator new[](size_t n) {
+    return tracked_alloc(n);
+}
+void operator delete(void *p) noexcept {
+    std::free(p);
+}
+void operator delete[](void *p) noexcept {
+    std::free(p);
+}
+void operator delete(void *p, size_t) noexcept {
+    std::free(p);
+}
+void operator delete[](void *p, size_t) noexcept {
+    std::free(p);
+}
+
+namespace colony {
+namespace {
+
+using frame_t = std::vector<uint8_t>;
+
+// Payload offsets of test::sample_activations() (see the layout in wire.h).
+constexpr size_t H = kWireHeaderBytes;
+constexpr size_t kActDtype = H + 8;
+constexpr size_t kActNEmbd = H + 9;
+constexpr size_t kActNTokens = H + 13;
+constexpr size_t kActNSeqs = H + 17;
+constexpr size_t kActSeq0 = H + 21;  // seq_id, n_tokens, temperature, ...
+constexpr size_t kActSeq1 = kActSeq0 + 44;
+constexpr size_t kActTokens = kActSeq1 + 44;
+constexpr size_t kActPos = kActTokens + 12;
+constexpr size_t kActSeqId = kActPos + 12;
+constexpr size_t kActNOutputs = kActSeqId + 12;
+constexpr size_t kActOutputs = kActNOutputs + 4;
+constexpr size_t kActNData = kActOutputs + 8;
+
+void put_u32(frame_t &f, size_t off, uint32_t v) {
+    for (int i = 0; i < 4; ++i) {
+        f[off + i] = static_cast<uint8_t>(v >> (8 * i));
+    }
+}
+void put_u16(frame_t &f, size_t off, uint16_t v) {
+    f[off] = static_cast<uint8_t>(v);
+    f[off + 1] = static_cast<uint8_t>(v >> 8);
+}
+void fix_payload_len(frame_t &f) {
+    put_u32(f, 24, static_cast<uint32_t>(f.size() - H));
+}
+
+frame_t encode(wire_body body) {
+    wire_message m;
+    m.body = std::move(body);
+    return wire_encode(m);
+}
+
+// Decodes with allocation tracking; returns the error (or fails the test).
+Error decode_error(const frame_t &f, size_t *max_alloc = nullptr) {
+    g_max_alloc = 0;
+    g_track = true;
+    try {
+        (void)wire_decode(f);
+        g_track = false;
+    } catch (const Error &e) {
+        g_track = false;
+        if (max_alloc != nullptr) {
+            *max_alloc = g_max_alloc;
+        }
+        return e;
+    }
+    ADD_FAILURE() << "decoded a frame that should have been rejected";
+    return Error(ErrorCode::kInternal, "no error");
+}
+
+struct hostile_case {
+    const char *name;
+    std::function<frame_t()> make;
+    const char *reason;  // substring of the expected error message
+};
+
+frame_t activations_with(const std::function<void(frame_t &)> &mutate) {
+    frame_t f = encode(test::sample_activations());
+    mutate(f);
+    return f;
+}
+
+std::vector<hostile_case> hostile_cases() {
+    return {
+        {"SHORT_HEADER", [] { return frame_t(31, 0); }, "shorter than the 32-byte header"},
+        {"BAD_MAGIC", [] { return activations_with([](frame_t &f) { f[0] = 'X'; }); }, "bad magic"},
+        {"VERSION_2", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 2); }); },
+         "protocol version 2"},
+        {"VERSION_0", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 0); }); },
+         "protocol version 0"},
+        {"TYPE_ZERO", [] { return activations_with([](frame_t &f) { put_u16(f, 6, 0); }); },
+         "unknown message type 0"},
+        {"TYPE_COUNT", [] { return activations_with([](frame_t &f) { put_u16(f, 6, 15); }); },
+         "unknown message type 15"},
+        {"TYPE_FFFF", [] { return activations_with([](frame_t &f) { put_u16(f, 6, 0xFFFF); }); },
+         "unknown message type 65535"},
+        {"FLAGS_SET", [] { return activations_with([](frame_t &f) { f[8] = 1; }); },
+         "unknown flags"},
+        {"RESERVED_SET", [] { return activations_with([](frame_t &f) { f[31] = 1; }); },
+         "reserved"},
+        {"PAYLOAD_LEN_LONGER_THAN_FRAME",
+         [] { return activations_with([](frame_t &f) { put_u32(f, 24, f.size() - H + 1); }); },
+         "but the frame carries"},
+        {"PAYLOAD_LEN_OVER_LIMIT",
+         [] { return activations_with([](frame_t &f) { put_u32(f, 24, 0xFFFFFFFFu); }); },
+         "exceeds max_payload_bytes"},
+        {"TRAILING_BYTE",
+         [] {
+             return activations_with([](frame_t &f) {
+                 f.push_back(0);
+                 fix_payload_len(f);
+             });
+         },
+         "trailing bytes"},
+        {"N_TOKENS_FFFFFFFF",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActNTokens, 0xFFFFFFFFu); }); },
+         "n_tokens = 4294967295 exceeds the limit"},
+        {"N_TOKENS_BEYOND_BYTES",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActNTokens, 4000); }); },
+         "n_tokens = 4000 needs"},
+        {"N_SEQS_FFFFFFFF",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActNSeqs, 0xFFFFFFFFu); }); },
+         "n_seqs"},
+        {"N_SEQS_ZERO",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActNSeqs, 0); }); },
+         ""},  // reading shifts: any rejection will do
+        {"N_OUTPUTS_ABOVE_N_TOKENS",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActNOutputs, 4); }); },
+         "n_outputs = 4 exceeds the limit 3"},
+        {"N_DATA_FFFFFFFF",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActNData, 0xFFFFFFFFu); }); },
+         "n_data"},
+        {"N_DATA_SHORT",
+         [] {
+             return activations_with([](frame_t &f) {
+                 put_u32(f, kActNData, 3 * 64 * 2 - 2);
+                 f.resize(f.size() - 2);
+                 fix_payload_len(f);
+             });
+         },
+         "needs 384 bytes, got 382"},
+        {"N_EMBD_NOT_MATCHING_DATA",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActNEmbd, 65); }); },
+         "[65, 3] needs 390 bytes, got 384"},
+        {"N_EMBD_HUGE",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActNEmbd, 0x7FFFFFFF); }); },
+         "n_embd = 2147483647"},
+        {"DTYPE_UNKNOWN", [] { return activations_with([](frame_t &f) { f[kActDtype] = 3; }); },
+         "unknown dtype 3"},
+        {"DTYPE_Q8_0_SHAPE",
+         [] { return activations_with([](frame_t &f) { f[kActDtype] = WIRE_DTYPE_Q8_0; }); },
+         "q8_0 [64, 3] needs 204 bytes, got 384"},
+        {"SEQ_LISTED_TWICE",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActSeq1, 3); }); },
+         "listed twice"},
+        {"SEQ_NEGATIVE",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActSeq1, 0xFFFFFFFFu); }); },
+         "seq id -1 outside"},
+        {"SEQ_COUNT_MISMATCH",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActSeq0 + 4, 1); }); },
+         "declares 1 tokens, the ubatch has 2"},
+        {"TEMPERATURE_NAN",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActSeq0 + 8, 0x7FC00000u); }); },
+         "temperature is not finite"},
+        {"TOKEN_BELOW_MINUS_ONE",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActTokens, 0xFFFFFFFEu); }); },
+         "invalid id -2"},
+        {"POS_NEGATIVE",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActPos + 4, 0x80000000u); }); },
+         "position -2147483648"},
+        {"POS_NOT_INCREASING",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActPos + 8, 10); }); },
+         "not strictly increasing"},
+        {"SEQ_ID_NOT_LISTED",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActSeqId + 4, 8); }); },
+         "seq 8, which is not in the sequence list"},
+        {"OUTPUTS_NOT_ASCENDING",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActOutputs + 4, 1); }); },
+         "ascending"},
+        {"JOIN_NAME_LENGTH_FFFFFFFF",
+         [] {
+             frame_t f = encode(std::get<wire_join>(test::sample_messages()[0].body));
+             put_u32(f, H, 0xFFFFFFFFu);
+             return f;
+         },
+         "node_name = 4294967295 exceeds the limit"},
+        {"JOIN_NAME_LENGTH_BEYOND_BYTES",
+         [] {
+             frame_t f = encode(std::get<wire_join>(test::sample_messages()[0].body));
+             put_u32(f, H, 4000);
+             return f;
+         },
+         "node_name = 4000 needs"},
+        {"ASSIGN_BOOL_2",
+         [] {
+             frame_t f = encode(std::get<wire_assign>(test::sample_messages()[4].body));
+             // is_last: after 8+4+4+32+4+4+4+1+4+4+4 = 73 payload bytes
+             f[H + 73] = 2;
+             return f;
+         },
+         "is_last must be 0 or 1"},
+        {"ASSIGN_EMPTY_RANGE",
+         [] {
+             frame_t f = encode(std::get<wire_assign>(test::sample_messages()[4].body));
+             put_u32(f, H + 12, 4);  // layer_last = layer_first
+             return f;
+         },
+         "layer range [4, 4)"},
+        {"ERROR_CODE_UNKNOWN",
+         [] {
+             frame_t f = encode(wire_error{ErrorCode::kInternal, "x"});
+             put_u16(f, H, 99);
+             return f;
+         },
+         "unknown error code 99"},
+        {"SHARD_CHUNK_PAST_TOTAL",
+         [] {
+             frame_t f = encode(wire_shard_chunk{0, 10, std::vector<uint8_t>(10, 1)});
+             put_u32(f, H, 1);  // offset 1 + 10 bytes > total 10
+             return f;
+         },
+         "runs past total"},
+        {"SHARD_CHUNK_OFFSET_OVERFLOW",
+         [] {
+             frame_t f = encode(wire_shard_chunk{0, 10, std::vector<uint8_t>(10, 1)});
+             for (int i = 0; i < 8; ++i) {
+                 f[H + i] = 0xFF;  // offset = 2^64-1: offset + size wraps around
+             }
+             return f;
+         },
+         "runs past total"},
+        {"TOKENS_COUNT_FFFFFFFF",
+         [] {
+             frame_t f = encode(wire_tokens{1, {{0, 1, 2}}});
+             put_u32(f, H + 8, 0xFFFFFFFFu);
+             return f;
+         },
+         "n_sampled = 4294967295 exceeds the limit"},
+        {"SEQ_RELEASE_BELOW_MINUS_ONE",
+         [] {
+             frame_t f = encode(wire_seq_release{1, 0});
+             put_u32(f, H, 0xFFFFFFFEu);
+             return f;
+         },
+         "seq_id -2"},
+    };
+}
+
+TEST(WireProtocol, RejectsEachHandcraftedBadInput) {
+    for (const hostile_case &c : hostile_cases()) {
+        SCOPED_TRACE(c.name);
+        const frame_t f = c.make();
+        size_t max_alloc = 0;
+        const Error e = decode_error(f, &max_alloc);
+        EXPECT_EQ(e.code(), ErrorCode::kProtocol);
+        EXPECT_NE(std::string(e.what()).find(c.reason), std::string::npos)
+            << "error was: " << e.what();
+        EXPECT_LE(max_alloc, 4 * f.size() + 1024) << "allocated more than the frame holds";
+    }
+    // The decoder keeps no state: a good frame still decodes after all that.
+    EXPECT_NO_THROW(wire_decode(encode(test::sample_activations())));
+}
+
+TEST(WireProtocol, RejectsTruncationAtEveryLength) {
+    for (const wire_message &m : test::sample_messages()) {
+        SCOPED_TRACE(wire_type_name(wire_message_type(m)));
+        const frame_t full = wire_encode(m);
+        for (size_t len = 0; len < full.size(); ++len) {
+            frame_t cut(full.begin(), full.begin() + len);
+            EXPECT_EQ(decode_error(cut).code(), ErrorCode::kProtocol) << "len " << len;
+            if (len >= H) {  // a consistent header, so the field reader meets the end
+                fix_payload_len(cut);
+                size_t max_alloc = 0;
+                EXPECT_EQ(decode_error(cut, &max_alloc).code(), ErrorCode::kProtocol)
+                    << "len " << len;
+                EXPECT_LE(max_alloc, 4 * full.size() + 1024);
+            }
+        }
+    }
+}
+
+TEST(WireProtocol, SurvivesRandomMutations) {
+    std::mt19937 rng(12345);
+    size_t n_accepted = 0;
+    size_t n_rejected = 0;
+    for (const wire_message &m : test::sample_messages()) {
+        const frame_t good = wire_encode(m);
+        for (int iter = 0; iter < 2000; ++iter) {
+            frame_t f = good;
+            const int n_flips = 1 + int(rng() % 4);
+            for (int k = 0; k < n_flips; ++k) {
+                f[rng() % f.size()] ^= static_cast<uint8_t>(1u << (rng() % 8));
+            }
+            if (rng() % 2 == 0 && f.size() > H) {
+                fix_payload_len(f);
+            }
+            g_max_alloc = 0;
+            g_track = true;
+            try {
+                (void)wire_decode(f);
+                ++n_accepted;
+            } catch (const Error &e) {
+                EXPECT_EQ(e.code(), ErrorCode::kProtocol);
+                ++n_rejected;
+            }
+            g_track = false;
+            ASSERT_LE(g_max_alloc.load(), 4 * f.size() + 1024);
+        }
+    }
+    EXPECT_GT(n_rejected, 0u);
+    // Flips inside payload data (hidden-state bytes, names) are valid messages.
+    EXPECT_GT(n_accepted, 0u);
+}
+
+TEST(WireProtocol, SmallerLimitsRejectWhatDefaultsAccept) {
+    wire_limits tight;
+    tight.max_tokens = 2;
+    const frame_t f = encode(test::sample_activations());  // 3 tokens
+    EXPECT_NO_THROW(wire_decode(f));
+    try {
+        wire_decode(f, tight);
+        FAIL();
+    } catch (const Error &e) {
+        EXPECT_EQ(e.code(), ErrorCode::kProtocol);
+        EXPECT_NE(std::string(e.what()).find("n_tokens = 3 exceeds the limit 2"), std::string::npos)
+            << e.what();
+    }
+    wire_limits tiny;
+    tiny.max_payload_bytes = 100;
+    EXPECT_THROW(wire_decode(f, tiny), Error);
+    wire_message m;
+    m.body = test::sample_activations();
+    EXPECT_THROW(wire_encode(m, tiny), Error);
+}
+
+}  // namespace
+}  // namespace colony

@@ -1,0 +1,155 @@
+// Round trips of every wire message type and the pinned frame layout.
+#include <gtest/gtest.h>
+
+#include "net/wire.h"
+#include "wire_samples.h"
+
+namespace colony {
+namespace {
+
+TEST(WireProtocol, RoundTripsEveryMessageType) {
+    const std::vector<wire_message> samples = test::sample_messages();
+    ASSERT_EQ(samples.size(), size_t(WIRE_TYPE_COUNT - 1));
+    for (const wire_message &m : samples) {
+        SCOPED_TRACE(wire_type_name(wire_message_type(m)));
+        const std::vector<uint8_t> frame = wire_encode(m);
+        const wire_message back = wire_decode(frame);
+        EXPECT_EQ(wire_message_type(back), wire_message_type(m));
+        EXPECT_EQ(back.sequence, m.sequence);
+        EXPECT_EQ(back.request_id, m.request_id);
+        EXPECT_TRUE(back == m);
+        EXPECT_EQ(wire_encode(back), frame);  // canonical: re-encoding gives the same bytes
+    }
+}
+
+TEST(WireProtocol, HeaderLayoutIsPinned) {
+    wire_message m;
+    m.sequence = 0x11223344;
+    m.request_id = 0x0102030405060708ull;
+    m.body = wire_heartbeat{1, 2};
+    const std::vector<uint8_t> f = wire_encode(m);
+    ASSERT_EQ(f.size(), kWireHeaderBytes + 16);
+    const std::vector<uint8_t> header(f.begin(), f.begin() + kWireHeaderBytes);
+    const std::vector<uint8_t> expected = {
+        'C',  'L',  'N',  'Y',                           // magic
+        1,    0,                                         // version 1
+        4,    0,                                         // type HEARTBEAT
+        0,    0,    0,    0,                             // flags
+        0x44, 0x33, 0x22, 0x11,                          // sequence
+        0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,  // request_id
+        16,   0,    0,    0,                             // payload_len
+        0,    0,    0,    0,                             // reserved
+    };
+    EXPECT_EQ(header, expected);
+    EXPECT_EQ(f[kWireHeaderBytes], 1);      // timestamp_ns, little-endian
+    EXPECT_EQ(f[kWireHeaderBytes + 8], 2);  // counter
+}
+
+TEST(WireProtocol, ErrorCodesArePinned) {
+    const ErrorCode codes[] = {
+        ErrorCode::kInvalidArgument, ErrorCode::kNotFound,     ErrorCode::kCorrupt,
+        ErrorCode::kUnsupported,     ErrorCode::kOutOfRange,   ErrorCode::kResource,
+        ErrorCode::kProtocol,        ErrorCode::kUnauthorized, ErrorCode::kUnavailable,
+        ErrorCode::kCancelled,       ErrorCode::kInternal,
+    };
+    for (size_t i = 0; i < std::size(codes); ++i) {
+        wire_message m;
+        m.body = wire_error{codes[i], error_code_name(codes[i])};
+        const std::vector<uint8_t> f = wire_encode(m);
+        EXPECT_EQ(f[kWireHeaderBytes], i + 1) << error_code_name(codes[i]);
+        EXPECT_EQ(f[kWireHeaderBytes + 1], 0);
+        EXPECT_TRUE(wire_decode(f) == m);
+    }
+}
+
+TEST(WireProtocol, PeeksHeaderOfAnotherVersion) {
+    std::vector<uint8_t> f = wire_encode(test::sample_messages()[0]);
+    f[4] = 2;  // a JOIN from a future protocol version
+    EXPECT_THROW(wire_decode(f), Error);
+    const std::optional<wire_header> h = wire_peek_header(f);
+    ASSERT_TRUE(h.has_value());
+    EXPECT_EQ(h->version, 2);
+    EXPECT_EQ(h->type, WIRE_TYPE_JOIN);
+    EXPECT_EQ(h->payload_len, f.size() - kWireHeaderBytes);
+    f[0] = 'X';
+    EXPECT_FALSE(wire_peek_header(f).has_value());
+    EXPECT_FALSE(wire_peek_header(std::span<const uint8_t>(f.data(), 31)).has_value());
+}
+
+TEST(WireProtocol, TypeNamesAndIndicesAgree) {
+    for (uint16_t t = 1; t < WIRE_TYPE_COUNT; ++t) {
+        EXPECT_STRNE(wire_type_name(static_cast<wire_type>(t)), "INVALID");
+    }
+    EXPECT_STREQ(wire_type_name(WIRE_TYPE_COUNT), "INVALID");
+    wire_message m;
+    m.body = wire_activations{};
+    EXPECT_EQ(wire_message_type(m), WIRE_TYPE_ACTIVATIONS);
+    m.body = wire_status{};
+    EXPECT_EQ(wire_message_type(m), WIRE_TYPE_STATUS);
+}
+
+TEST(WireProtocol, TokenOnlyActivationsForStageZero) {
+    wire_activations a = test::sample_activations();
+    a.n_embd = 0;
+    a.data.clear();
+    a.tokens = {100, 200, 300};
+    wire_message m;
+    m.body = a;
+    EXPECT_TRUE(wire_decode(wire_encode(m)) == m);
+    a.tokens[2] = -1;  // stage 0 needs every token id
+    m.body = a;
+    EXPECT_THROW(wire_encode(m), Error);
+}
+
+TEST(WireProtocol, EncodeRejectsInvalidMessages) {
+    wire_activations a = test::sample_activations();
+    a.data.pop_back();
+    wire_message m;
+    m.body = a;
+    try {
+        wire_encode(m);
+        FAIL() << "expected an error";
+    } catch (const Error &e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("hidden state"), std::string::npos) << e.what();
+    }
+    wire_assign as;  // n_layer = 0 etc.
+    m.body = as;
+    EXPECT_THROW(wire_encode(m), Error);
+}
+
+TEST(WireProtocol, ChecksActivationsAgainstThePlan) {
+    const wire_activations a = test::sample_activations();
+    wire_plan_shape plan{42, 64, 4096, 32000, 512, 8};
+    EXPECT_NO_THROW(wire_check_activations(a, plan));
+
+    auto code_of = [&](wire_plan_shape p) {
+        try {
+            wire_check_activations(a, p);
+        } catch (const Error &e) {
+            return e.code();
+        }
+        return ErrorCode::kInternal;  // "no error" marker for the test
+    };
+    wire_plan_shape p = plan;
+    p.plan_epoch = 43;
+    EXPECT_EQ(code_of(p), ErrorCode::kOutOfRange);
+    p = plan;
+    p.n_embd = 128;
+    EXPECT_EQ(code_of(p), ErrorCode::kProtocol);
+    p = plan;
+    p.n_ctx = 11;  // position 11 is out of the context
+    EXPECT_EQ(code_of(p), ErrorCode::kOutOfRange);
+    p = plan;
+    p.n_seq_max = 7;  // seq 7 does not exist
+    EXPECT_EQ(code_of(p), ErrorCode::kProtocol);
+    p = plan;
+    p.n_vocab = 200;  // token 200 is out of the vocabulary
+    EXPECT_EQ(code_of(p), ErrorCode::kProtocol);
+    p = plan;
+    p.n_ubatch = 2;
+    EXPECT_EQ(code_of(p), ErrorCode::kProtocol);
+}
+
+}  // namespace
+}  // namespace colony
