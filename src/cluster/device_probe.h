@@ -1,0 +1,107 @@
+// Device probes: what a node can learn about itself from Linux procfs and
+// sysfs (also Android under Termux): available memory, big and little cores,
+// battery, temperature, OS and architecture; and pinning a thread to cores.
+// Every reader takes the file-system root ("/" on a real system) so tests can
+// build a fake tree in a temporary directory. Readers never throw on missing
+// or malformed files: they return what they could read (a file that is not
+// there is a normal outcome on many devices).
+//
+// Sources (Linux ABI documentation):
+//   /proc/meminfo                           MemAvailable (kB), Documentation/filesystems/proc.rst
+//   /sys/devices/system/cpu/online          core list "0-3,6", ABI/stable/sysfs-devices-system-cpu
+//   /sys/devices/system/cpu/cpuN/cpufreq/cpuinfo_max_freq   kHz, Documentation/cpu-freq/
+//   /sys/class/power_supply/*/{type,scope,capacity,status,online}   ABI/testing/sysfs-class-power
+//   /sys/class/thermal/thermal_zone*/{type,temp}   temp in millidegrees C,
+//   ABI/testing/sysfs-class-thermal termux-battery-status (Termux:API)      JSON with "percentage",
+//   "status", "plugged"
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cluster/profile.h"
+
+namespace colony {
+
+/// Big and little cores. A core is big when its cpuinfo_max_freq is at least
+/// 0.8 x the highest core's; without cpufreq every core is big; a core
+/// without cpufreq on a system that has it counts as little.
+struct CpuTopology {
+    std::vector<int> cores;         // online core ids, ascending
+    std::vector<int> big_cores;     // subset of cores
+    std::vector<int> little_cores;  // cores \ big_cores
+    bool has_cpufreq = false;       // at least one core reported cpuinfo_max_freq
+};
+
+struct OsInfo {
+    std::string os;    // "Linux 6.1.0-18-amd64", "Android 5.10.198", "Android (Termux) 5.10.198"
+    std::string arch;  // uname machine: "x86_64", "aarch64"
+};
+
+/// Parses a kernel CPU list such as "0-3,6,8-9" (trailing newline allowed).
+/// Returns nullopt when malformed (reversed range, junk, ids over 65535).
+std::optional<std::vector<int>> parse_cpu_list(std::string_view text);
+
+/// MemAvailable from <root>/proc/meminfo, bytes. Kernels before 3.14 lack it:
+/// then MemFree + Buffers + Cached. nullopt when unreadable.
+std::optional<uint64_t> probe_mem_available_bytes(const std::string &root = "/");
+
+/// Online cores (<root>/sys/devices/system/cpu/online, else every cpuN
+/// directory, else "processor" lines of /proc/cpuinfo, else
+/// std::thread::hardware_concurrency when root is "/") and their classes.
+CpuTopology probe_cpu_topology(const std::string &root = "/");
+
+/// Threads to use by default: the number of big cores, at least 1.
+int default_thread_count(const CpuTopology &topology);
+
+/// Battery from <root>/sys/class/power_supply: mean capacity of the device's
+/// own batteries (type Battery, scope not "Device"); charging when a battery
+/// reports Charging or Full, or a Mains/USB/Wireless supply is online.
+/// nullopt without a battery.
+std::optional<BatteryState> probe_battery_sysfs(const std::string &root = "/");
+
+/// Parses the JSON that termux-battery-status prints. charging when status is
+/// CHARGING or FULL, or plugged is not UNPLUGGED. nullopt when the JSON is
+/// malformed or lacks "percentage" (logged as a warning).
+std::optional<BatteryState> parse_termux_battery_status(std::string_view json);
+
+/// Runs `command` (looked up in PATH unless it contains a '/') with no
+/// arguments, reads at most 64 KiB of its output, kills it after timeout_ms
+/// (termux-battery-status hangs when the Termux:API app is missing) and
+/// parses it. nullopt when the command is absent, fails or times out.
+std::optional<BatteryState> probe_battery_termux(
+    const std::string &command = "termux-battery-status", int timeout_ms = 5000);
+
+/// probe_battery_sysfs, then (only when root is "/" and sysfs shows no
+/// battery, as under Termux where SELinux hides it) probe_battery_termux.
+std::optional<BatteryState> probe_battery(const std::string &root = "/");
+
+/// Hottest CPU thermal zone (type containing cpu, soc, core, tsens, cluster,
+/// x86_pkg_temp or k10temp), else the hottest zone, °C. Values under 1000 in
+/// magnitude are taken as degrees (some Android kernels), others as
+/// millidegrees; readings outside -40..150 °C are ignored. nullopt when no
+/// zone can be read.
+std::optional<double> probe_temperature_c(const std::string &root = "/");
+
+/// uname sysname/release and machine; "Android" when <root>/system/build.prop
+/// exists, "(Termux)" when TERMUX_VERSION is set (root "/" only).
+OsInfo probe_os(const std::string &root = "/");
+
+/// Everything a probe can fill in a DeviceProfile: mem_available_bytes
+/// (MemAvailable, lowered to mem_limit_bytes when given; 0 when neither is
+/// known), n_big_cores, n_little_cores, n_threads (default_thread_count),
+/// battery, temperature_c, os, arch. Times, model bytes, node id, name,
+/// headroom and backend are left for the caller.
+DeviceProfile probe_device_profile(const std::string &root = "/",
+                                   std::optional<uint64_t> mem_limit_bytes = std::nullopt);
+
+/// Pins the calling thread to `cores` (sched_setaffinity on Linux and
+/// Android). Returns false and logs a warning when cores is empty or holds an
+/// id outside 0..CPU_SETSIZE-1, when the kernel refuses, or on systems without
+/// thread affinity (then it does nothing).
+bool pin_current_thread(const std::vector<int> &cores);
+
+}  // namespace colony
