@@ -6,17 +6,10 @@
 
 #include "runtime/stage.h"
 #include "runtime/tokenizer.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 namespace colony {
-
-namespace {
-int64_t now_us() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-}  // namespace
 
 GenerateStats generate(Stage &stage, const Tokenizer &tok, const std::vector<int32_t> &prompt,
                        const GenerateOptions &opts,

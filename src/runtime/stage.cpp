@@ -8,18 +8,11 @@
 #include "model/gguf_file.h"
 #include "model/graph.h"
 #include "model/kv_cache.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
 
 namespace colony {
-
-namespace {
-int64_t now_us() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-}  // namespace
 
 int default_thread_count() {
     const unsigned n = std::thread::hardware_concurrency();
