@@ -6,6 +6,7 @@
 #include "common/test_env.h"
 #include "runtime/stage_runner.h"
 #include "runtime/tokenizer.h"
+#include "runtime/stage_probe.h"
 #include "util/error.h"
 
 namespace colony::test {
@@ -115,6 +116,20 @@ TEST(Stage, QuantizedKvCacheNeedsWholeBlocksPerHead) {
     } catch (const Error &e) {
         EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
         EXPECT_NE(std::string(e.what()).find("head size"), std::string::npos) << e.what();
+    }
+}
+
+TEST(StageProbe, MeasuresPositiveSpeedsAndLeavesTheCacheEmpty) {
+    auto file = open_model("stories260K-f32.gguf");
+    const ModelHparams hp = ModelHparams::from_gguf(*file);
+    for (LayerRange r : {LayerRange{0, 2}, LayerRange{2, hp.n_layer}}) {
+        StageConfig cfg = whole(hp);
+        cfg.range = r;
+        Stage s(file, hp, cfg);
+        const StageSpeed speed = measure_stage_speed(s, 4, 32);
+        EXPECT_GT(speed.decode_ms_per_layer, 0.0);
+        EXPECT_GT(speed.prefill_ms_per_layer_per_token, 0.0);
+        EXPECT_EQ(s.kv_used(), 0u);
     }
 }
 
