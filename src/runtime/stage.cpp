@@ -25,6 +25,7 @@ Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const
     : file_(std::move(file)), hp_(hp), cfg_(cfg) {
     if (cfg_.n_ubatch == 0) throw Error(ErrorCode::kInvalidArgument, "ubatch size must be positive");
     if (cfg_.n_ctx_seq == 0) cfg_.n_ctx_seq = cfg_.n_ctx;
+    if (!(cfg_.slowdown >= 1.0)) throw Error(ErrorCode::kInvalidArgument, "slow-down factor must be >= 1");
     if (cfg_.n_threads <= 0) cfg_.n_threads = default_thread_count();
 
     ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
@@ -58,6 +59,11 @@ Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const
 Stage::~Stage() {
     graph_.reset();
     sched_.reset();
+}
+
+void Stage::set_slowdown(double factor) {
+    if (!(factor >= 1.0)) throw Error(ErrorCode::kInvalidArgument, "slow-down factor must be >= 1");
+    cfg_.slowdown = factor;
 }
 
 bool Stage::is_first() const { return weights_->is_first(); }
@@ -144,6 +150,10 @@ const float *Stage::forward(const Ubatch &ub) {
         out_.resize(ggml_nelements(g.out));
         ggml_backend_tensor_get(g.out, out_.data(), 0, ggml_nbytes(g.out));
         timings_.compute_us = now_us() - t0;
+        if (cfg_.slowdown > 1.0) {
+            std::this_thread::sleep_for(std::chrono::microseconds(
+                static_cast<int64_t>((cfg_.slowdown - 1.0) * static_cast<double>(timings_.compute_us))));
+        }
     } catch (...) {
         // undo this ubatch's cells so the cache is as before the call
         for (uint32_t i = 0; i < ub.n_tokens; ++i) kv_->seq_rm(ub.seq_id[i], ub.pos[i], ub.pos[i] + 1);

@@ -36,6 +36,10 @@ struct StageConfig {
     ggml_type type_v = GGML_TYPE_F16;
     int n_threads = 0;            // 0 = all cores
     WeightLoadOptions load;
+    /// Debug: emulate a slower device. After each forward() the stage sleeps
+    /// (slowdown - 1) x the compute time, so it runs `slowdown` times slower.
+    /// Changeable at run time with set_slowdown(). 1 = off.
+    double slowdown = 1.0;
 };
 
 /// A batch of tokens of one or more sequences, as views into caller memory.
@@ -89,6 +93,9 @@ public:
     uint64_t kv_bytes() const;
     uint64_t weight_bytes() const;
     const StageTimings &last_timings() const { return timings_; }
+    /// Debug slow-down factor (see StageConfig::slowdown); >= 1.
+    void set_slowdown(double factor);
+    double slowdown() const { return cfg_.slowdown; }
     const StageWeights &weights() const { return *weights_; }
 
 private:

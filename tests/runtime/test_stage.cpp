@@ -133,5 +133,16 @@ TEST(StageProbe, MeasuresPositiveSpeedsAndLeavesTheCacheEmpty) {
     }
 }
 
+TEST(StageProbe, SlowdownFactorSlowsTheStageDown) {
+    auto file = open_model("stories260K-f32.gguf");
+    const ModelHparams hp = ModelHparams::from_gguf(*file);
+    Stage s(file, hp, whole(hp));
+    const double base = measure_stage_speed(s, 6, 16).decode_ms_per_layer;
+    s.set_slowdown(4.0);
+    const double slow = measure_stage_speed(s, 6, 16).decode_ms_per_layer;
+    EXPECT_GT(slow, 2.5 * base) << base << " -> " << slow;
+    EXPECT_THROW(s.set_slowdown(0.5), Error);
+}
+
 }  // namespace
 }  // namespace colony::test
