@@ -36,6 +36,7 @@ debian_deps=(
   "libgtest-dev:/usr/include/gtest/gtest.h" "libgmock-dev:/usr/include/gmock/gmock.h"
   "libbenchmark-dev:/usr/include/benchmark/benchmark.h"
   "nodejs:node" "npm:npm" "iproute2:ip" "openssl:openssl" "procps:ps" "curl:curl" "python3:python3"
+  "chromium:/usr/bin/chromium" "fonts-dejavu-core:/usr/share/fonts/truetype/dejavu" "gnuplot-nox:gnuplot"
 )
 
 have() { case "$1" in /*) [ -e "$1" ] ;; *) command -v "$1" >/dev/null 2>&1 ;; esac; }
@@ -68,6 +69,15 @@ else
   log "unknown platform: install a C++20 compiler, cmake, libzmq+cppzmq, OpenSSL, GoogleTest, node/npm"
 fi
 [ "$deps_only" = 1 ] && exit 0
+
+# JavaScript test clients (the official openai package, playwright-core for the
+# browser test), pinned by tests/api/js/package-lock.json
+if [ -f tests/api/js/package-lock.json ] && command -v npm >/dev/null 2>&1; then
+  if [ ! -d tests/api/js/node_modules ] || [ tests/api/js/package-lock.json -nt tests/api/js/node_modules ]; then
+    log "installing the JavaScript test clients (npm ci)"
+    npm ci --silent --no-audit --no-fund --prefix tests/api/js >/dev/null
+  fi
+fi
 
 if [ -z "$llama_dir" ]; then
   llama_dir=$(bash scripts/fetch-llama.sh | tail -n1)

@@ -7,5 +7,9 @@ namespace colony {
 
 int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_join(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_token(int argc, char **argv);
 
 }  // namespace colony

@@ -23,6 +23,12 @@ struct Subcommand {
 
 const Subcommand kCommands[] = {
     {"generate", colony::cmd_generate, "generate text from a prompt on this machine (a cluster of one)"},
+#ifdef COLONY_HAS_PIPELINE
+    {"serve", colony::cmd_serve, "start a coordinator: the model, the first layers, the HTTP API"},
+    {"join", colony::cmd_join, "join a coordinator as a worker and run the layers it assigns"},
+    {"run", colony::cmd_run, "start a coordinator and N workers on this machine (a local cluster)"},
+    {"token", colony::cmd_token, "list, create or revoke a coordinator's join tokens"},
+#endif
 #ifdef COLONY_HAS_SYNTH
     {"synth", colony::cmd_synth, "write a synthetic GGUF with a real model's shapes and tokenizer"},
 #endif

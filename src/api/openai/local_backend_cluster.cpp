@@ -1,0 +1,107 @@
+// LocalBackend::cluster_json: the cluster of one as GET /v1/cluster shows it
+// (schema: docs/api.md).
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "api/openai/local_backend.h"
+#include "cluster/device_probe.h"
+#include "util/clock.h"
+
+namespace colony {
+
+namespace {
+
+/// Resident set size of this process from /proc/self/statm (pages), bytes; 0 if unknown.
+uint64_t rss_bytes() {
+    FILE *f = std::fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    unsigned long long size = 0, resident = 0;
+    const int n = std::fscanf(f, "%llu %llu", &size, &resident);
+    std::fclose(f);
+    if (n != 2)
+        return 0;
+    const long page = ::sysconf(_SC_PAGESIZE);
+    return resident * static_cast<uint64_t>(page > 0 ? page : 4096);
+}
+
+template <typename T>
+nlohmann::json or_null(const std::optional<T> &v) {
+    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+}  // namespace
+
+std::string LocalBackend::cluster_json() const {
+    using nlohmann::json;
+    const BackendHealth h = health();
+    const BackendStats s = stats();
+    const StageStats &st = s.stages.front();
+
+    std::string state;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        state = state_;
+    }
+    double tokens_per_s = 0;
+    uint64_t weight_bytes = 0, kv_bytes = 0;
+    {
+        std::lock_guard<std::mutex> lock(counters_mutex_);
+        const int64_t now = now_us();
+        uint64_t n = 0;
+        for (const auto &[t, k] : counters_.recent) {
+            if (t >= now - 5'000'000)
+                n += k;
+        }
+        tokens_per_s = n / 5.0;
+        weight_bytes = counters_.weight_bytes;
+        kv_bytes = counters_.kv_bytes;
+    }
+    const uint64_t total = load_total_.load();
+    const double progress =
+        state == "loading" ? (total ? static_cast<double>(load_done_.load()) / total : 0.0) : 1.0;
+
+    json battery = nullptr;
+    if (auto b = probe_battery_sysfs())
+        battery = {{"percent", b->percent}, {"charging", b->charging}};
+
+    json node = {
+        {"id", "local"},
+        {"name", hostname_},
+        {"role", "coordinator"},
+        {"device", device_.empty() ? "CPU" : device_},
+        {"state", state},
+        {"progress", progress},
+        {"layers", {{"first", st.layers.first}, {"last", st.layers.last}}},
+        {"memory",
+         {{"weights_bytes", weight_bytes},
+          {"kv_bytes", kv_bytes},
+          {"rss_bytes", rss_bytes()},
+          {"available_bytes", or_null(probe_mem_available_bytes())}}},
+        {"kv", {{"used_cells", st.kv_used_cells}, {"size_cells", st.kv_size_cells}}},
+        {"tokens_per_s", tokens_per_s},
+        {"compute_ms", st.n_ubatches ? st.compute_seconds * 1000.0 / st.n_ubatches : 0.0},
+        {"ubatches", st.n_ubatches},
+        {"link_rtt_ms", nullptr},
+        {"battery", battery},
+        {"temperature_c", or_null(probe_temperature_c())},
+    };
+    json out = {
+        {"model",
+         {{"id", info_.id},
+          {"arch", info_.arch},
+          {"n_layer", info_.n_layer},
+          {"n_vocab", info_.n_vocab},
+          {"n_ctx_seq", info_.n_ctx_seq}}},
+        {"status", h.status},
+        {"reason", h.reason},
+        {"requests",
+         {{"running", s.n_running}, {"queued", s.n_queued}, {"parallel", s.n_parallel}}},
+        {"nodes", json::array({node})},
+    };
+    return out.dump();
+}
+
+}  // namespace colony

@@ -1,0 +1,52 @@
+// Response bodies and server-sent-event chunks in OpenAI's shapes (ref:
+// platform.openai.com/docs/api-reference/chat/object, .../chat-streaming,
+// .../completions/object). Text that is not valid UTF-8 is sent with U+FFFD
+// in place of the bad bytes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "api/openai/inference_backend.h"
+#include "api/openai/request_parse.h"
+
+namespace colony {
+
+/// What every object of one response shares.
+struct ResponseIds {
+    std::string id;       // "chatcmpl-..." or "cmpl-..."
+    int64_t created = 0;  // Unix seconds
+    std::string model;
+};
+
+struct Usage {
+    int32_t prompt_tokens = 0;
+    int32_t completion_tokens = 0;
+};
+
+/// Non-streaming body: chat.completion {choices: [{index, message: {role:
+/// "assistant", content}, logprobs: null, finish_reason}], usage} or
+/// text_completion {choices: [{text, index, logprobs: null, finish_reason}], usage}.
+std::string completion_body(RequestKind kind, const ResponseIds &ids, const std::string &text,
+                            const std::string &finish_reason, const Usage &usage);
+
+/// One streamed chunk: chat.completion.chunk with delta {role?, content?}
+/// or text_completion with text. finish_reason empty: null. with_usage_field:
+/// the chunk carries "usage": null (stream_options.include_usage).
+std::string chunk_body(RequestKind kind, const ResponseIds &ids, const std::string *role,
+                       const std::string *text, const std::string &finish_reason,
+                       bool with_usage_field);
+
+/// The last chunk when include_usage is set: "choices": [] and "usage".
+std::string usage_chunk_body(RequestKind kind, const ResponseIds &ids, const Usage &usage);
+
+/// GET /v1/models: {"object": "list", "data": [model]}.
+std::string models_body(const BackendModelInfo &info, bool has_chat_template);
+/// GET /v1/models/{id}: {"id", "object": "model", "created", "owned_by": "colony"} and colony's
+/// extensions "chat_template" (whether /v1/chat/completions works), "n_ctx_seq", "n_layer".
+std::string model_body(const BackendModelInfo &info, bool has_chat_template);
+
+/// A server-sent event carrying `data` ("data: <data>\n\n").
+std::string sse_event(const std::string &data);
+
+}  // namespace colony

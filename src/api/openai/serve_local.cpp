@@ -1,0 +1,118 @@
+#include "api/openai/serve_local.h"
+
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "api/openai/local_backend.h"
+#include "api/openai/openai_server.h"
+#include "cli/args.h"
+#include "model/kv_cache.h"
+#include "runtime/tokenizer.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace colony {
+
+namespace {
+
+/// Blocks SIGINT and SIGTERM in this thread and every thread it starts
+/// afterwards, so that wait_for_signal() receives them.
+sigset_t block_stop_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    return set;
+}
+
+int wait_for_signal(const sigset_t &set) {
+    int sig = 0;
+    sigwait(&set, &sig);
+    return sig;
+}
+
+}  // namespace
+
+int cmd_serve_local(int argc, char **argv) {
+    LocalBackendOptions bo;
+    OpenAiServerOptions so;
+    uint32_t port = so.port, max_body = static_cast<uint32_t>(so.max_body_bytes),
+             queue = bo.max_queue;
+    std::string cache_k = "f16", cache_v = "f16";
+    bool no_mmap = false;
+    ArgParser p(
+        "colony serve",
+        "Serve a model from this machine alone (no workers): the OpenAI-compatible API\n"
+        "(/v1/chat/completions, /v1/completions, /v1/models), /health, /metrics, /v1/cluster\n"
+        "and the dashboard at /.");
+    p.add("-m", "--model", "PATH", "GGUF model file", &bo.model_path, true);
+    p.add("", "--alias", "NAME", "model name in the API (default: the file name without .gguf)",
+          &bo.model_id);
+    p.add("", "--host", "ADDR", "address to listen on (0.0.0.0: every interface)", &so.host);
+    p.add("", "--api-host", "ADDR", "same as --host (the name `colony serve` with workers uses)",
+          &so.host);
+    p.add("", "--api-port", "PORT", "HTTP port (0: any free port)", &port);
+    p.add("", "--api-key", "KEY", "require 'Authorization: Bearer KEY' (default: $COLONY_API_KEY)",
+          &so.api_key);
+    p.add("", "--ssl-cert", "PEM", "TLS certificate chain (serve HTTPS; needs --ssl-key)",
+          &so.ssl_cert);
+    p.add("", "--ssl-key", "PEM", "TLS private key", &so.ssl_key);
+    p.add("-np", "--parallel", "N", "sequences generated at once (continuous batching)",
+          &bo.n_parallel);
+    p.add("-c", "--ctx-size", "N", "KV cache cells in total, shared by the parallel sequences",
+          &bo.n_ctx);
+    p.add("-ub", "--ubatch-size", "N", "tokens per forward pass", &bo.n_ubatch);
+    p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &bo.n_threads);
+    p.add("-ctk", "--cache-type-k", "TYPE", "KV cache type of K: f32, f16, bf16, q8_0, q4_0, ...",
+          &cache_k);
+    p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V", &cache_v);
+    p.add("", "--queue-size", "N", "requests waiting for a sequence before 429", &queue);
+    p.add("", "--max-body-bytes", "N", "largest request body (413 above)", &max_body);
+    p.add("", "--max-prompt-tokens", "N", "longest prompt in tokens (413 above); 0 = the context",
+          &so.max_prompt_tokens);
+    p.add("", "--max-tokens-limit", "N", "largest max_tokens a request may ask for (400 above)",
+          &so.max_tokens_limit);
+    p.flag("", "--no-mmap", "copy weights into memory instead of mapping the file", &no_mmap);
+    p.parse(argc, argv);
+    if (p.help_requested()) {
+        std::fputs(p.usage().c_str(), stdout);
+        return 0;
+    }
+    if (port > 65535)
+        throw Error(ErrorCode::kInvalidArgument, "--api-port must be 0..65535");
+    so.port = static_cast<uint16_t>(port);
+    so.max_body_bytes = max_body;
+    bo.max_queue = queue;
+    bo.type_k = parse_cache_type(cache_k);
+    bo.type_v = parse_cache_type(cache_v);
+    bo.use_mmap = !no_mmap;
+    if (so.api_key.empty()) {
+        if (const char *env = std::getenv("COLONY_API_KEY"))
+            so.api_key = env;
+    }
+    if (so.host != "127.0.0.1" && so.host != "localhost" && so.host != "::1" &&
+        so.api_key.empty()) {
+        COLONY_LOG_WARN(
+            "serving on %s without an API key: anyone who can reach this port can use the model",
+            so.host.c_str());
+    }
+
+    const sigset_t signals = block_stop_signals();
+    LocalBackend backend(bo);  // loads the weights on its own thread
+    OpenAiServer server(backend, backend.tokenizer(), so);
+    std::printf("colony: listening on %s://%s:%u/\n", server.tls() ? "https" : "http",
+                so.host.c_str(), server.port());
+    std::fflush(stdout);
+    backend.wait_ready();
+    std::printf("colony: model %s ready\n", backend.model_info().id.c_str());
+    std::fflush(stdout);
+    const int sig = wait_for_signal(signals);
+    COLONY_LOG_INFO("serve: signal %d, shutting down", sig);
+    return 0;
+}
+
+}  // namespace colony

@@ -1,0 +1,45 @@
+// Internals of OpenAiServer shared by its source files (not a public header).
+#pragma once
+
+#include <cpp-httplib/httplib.h>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "api/openai/api_error.h"
+#include "api/openai/metrics.h"
+#include "api/openai/openai_server.h"
+#include "api/openai/request_parse.h"
+#include "api/openai/web_assets.h"
+
+namespace colony {
+
+struct OpenAiServer::Impl {
+    Impl(InferenceBackend &b, const Tokenizer &t, const OpenAiServerOptions &o)
+        : backend(b), tok(t), opts(o) {}
+
+    InferenceBackend &backend;
+    const Tokenizer &tok;
+    OpenAiServerOptions opts;
+    ApiMetrics metrics;
+    std::unique_ptr<httplib::Server> server;
+    std::thread thread;
+    uint16_t port = 0;
+    bool tls = false;
+    std::string id_prefix;  // random per server start
+    std::atomic<uint64_t> id_counter{0};
+
+    /// A new response id: "<prefix>-<random><counter>".
+    std::string next_id(const char *prefix);
+};
+
+/// Sends `e` as the response (status and OpenAI error body).
+void send_error(httplib::Response &res, const HttpError &e);
+
+/// POST /v1/chat/completions and /v1/completions (generation_handler.cpp).
+/// Throws on bad requests before anything is sent; the caller maps the error.
+void handle_generation(OpenAiServer::Impl &impl, RequestKind kind, const httplib::Request &req,
+                       httplib::Response &res);
+
+}  // namespace colony

@@ -1,0 +1,98 @@
+// colony join: a worker that takes a layer range from a coordinator.
+#include <atomic>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <thread>
+
+#include "cli/args.h"
+#include "cli/cli_paths.h"
+#include "cli/commands.h"
+#include "cli/process_info.h"
+#include "cli/signals.h"
+#include "pipeline/worker.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace colony {
+
+int cmd_join(int argc, char **argv) {
+    WorkerOptions o;
+    std::string config_dir, cache_dir;
+    float mem_limit = 0, join_timeout_s = 0;
+    int32_t threads = 0;
+    uint32_t data_port = 0;
+    bool insecure = false;
+    ArgParser p("colony join",
+                "Join a coordinator as a worker: take the layer range it assigns, fetch that\n"
+                "range's shard (or find it in the cache), and compute it.");
+    p.add("", "--coordinator", "HOST:PORT", "the coordinator's control socket", &o.coordinator,
+          true);
+    p.add("", "--token", "TOKEN", "join token printed by colony serve", &o.token);
+    p.add("", "--name", "NAME", "name shown by the coordinator (default: host name)", &o.name);
+    p.add("", "--mem-limit", "GiB", "memory this worker offers (weight of its layer share)",
+          &mem_limit);
+    p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &threads);
+    p.add("", "--cache-dir", "DIR", "shard cache (default ~/.cache/colony/shards)", &cache_dir);
+    p.add("", "--config-dir", "DIR", "node key (default ~/.config/colony/worker)", &config_dir);
+    p.add("", "--data-host", "HOST", "interface of the data socket (* = all)", &o.data_host);
+    p.add("", "--data-port", "N", "port of the data socket (0: any free port)", &data_port);
+    p.add("", "--join-timeout", "S", "give up when not admitted within S seconds (0: never)",
+          &join_timeout_s);
+    p.add("", "--coordinator-timeout-ms", "MS", "a coordinator silent this long is re-joined",
+          &o.coordinator_timeout_ms);
+    p.flag("", "--insecure", "plaintext, no authentication (the coordinator must agree)",
+           &insecure);
+    p.parse(argc, argv);
+    if (p.help_requested()) {
+        std::fputs(p.usage().c_str(), stdout);
+        return 0;
+    }
+    if (!insecure && o.token.empty()) {
+        throw Error(ErrorCode::kInvalidArgument, "--token is required (or --insecure)");
+    }
+    if (data_port > 65535)
+        throw Error(ErrorCode::kInvalidArgument, "--data-port must be 0..65535");
+    o.data_port = static_cast<uint16_t>(data_port);
+    o.mem_limit_gib = mem_limit;
+    o.n_threads = threads;
+    o.insecure = insecure;
+    o.join_timeout_ms = static_cast<int>(join_timeout_s * 1000);
+    o.config_dir = config_dir_or_default(config_dir, true);
+    o.cache_dir = cache_dir_or_default(cache_dir);
+    if (insecure) {
+        COLONY_LOG_WARN("--insecure: this worker's traffic is plaintext and unauthenticated");
+    }
+
+    block_stop_signals();
+    std::atomic<bool> stop{false};
+    std::atomic<bool> done{false};
+    Worker worker(o);
+    std::thread watcher([&] {
+        while (!done.load()) {
+            if (wait_stop_signal(200) != 0) {
+                stop.store(true);
+                return;
+            }
+        }
+    });
+    std::exception_ptr failure;
+    try {
+        worker.run(stop);
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    done.store(true);
+    watcher.join();
+    std::fprintf(stderr,
+                 "colony join: shard bytes received %llu | ubatches %llu | data bytes sent %llu | "
+                 "peak RSS %.1f MB\n",
+                 static_cast<unsigned long long>(worker.shard_bytes_received()),
+                 static_cast<unsigned long long>(worker.ubatches()),
+                 static_cast<unsigned long long>(worker.data_bytes_sent()), peak_rss_bytes() / 1e6);
+    if (failure)
+        std::rethrow_exception(failure);
+    return 0;
+}
+
+}  // namespace colony

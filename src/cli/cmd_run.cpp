@@ -1,0 +1,297 @@
+// colony run: a whole cluster on this machine, over the real network path: a
+// coordinator and N workers as separate processes talking CURVE over
+// loopback TCP, with a fresh join token and their own config and cache
+// directories under a temporary directory.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <cpp-httplib/httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/signals.h"
+#include "pipeline/child_process.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace colony {
+
+namespace {
+
+constexpr int kReadyTimeoutMs = 60000;
+constexpr int kHealthTimeoutMs = 120000;
+
+struct RunOptions {
+    std::string model, prompt, split, wire_type = "f16";
+    uint32_t workers = 1;
+    int32_t api_port = -1, n_predict = 128, threads = 0, seed = -1, top_k = 40;
+    uint32_t n_ctx = 4096, parallel = 4;
+    float temp = 0.8f, top_p = 0.95f, min_p = 0.05f;
+    bool keep_dir = false;
+};
+
+/// The cluster's processes and their temporary directory.
+class LocalCluster {
+  public:
+    explicit LocalCluster(bool keep_dir) : keep_(keep_dir) {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "colony-run-XXXXXX").string();
+        if (!::mkdtemp(tmpl.data())) {
+            throw Error(ErrorCode::kResource, "cannot create a temporary directory");
+        }
+        dir_ = tmpl;
+    }
+    ~LocalCluster() {
+        for (auto it = workers_.rbegin(); it != workers_.rend(); ++it)
+            (*it)->stop();
+        if (serve_)
+            serve_->stop();
+        if (keep_) {
+            std::fprintf(stderr, "colony run: kept %s\n", dir_.c_str());
+        } else {
+            std::error_code ec;
+            std::filesystem::remove_all(dir_, ec);
+        }
+    }
+    const std::filesystem::path &dir() const { return dir_; }
+    std::string log(const std::string &name) const { return (dir_ / (name + ".log")).string(); }
+
+    /// The last lines of a child's log, for error messages.
+    std::string log_tail(const std::string &name) const {
+        std::ifstream in(log(name));
+        std::vector<std::string> lines;
+        for (std::string l; std::getline(in, l);)
+            lines.push_back(l);
+        std::string out;
+        for (size_t i = lines.size() > 8 ? lines.size() - 8 : 0; i < lines.size(); ++i) {
+            out += "\n  " + name + ": " + lines[i];
+        }
+        return out;
+    }
+
+    std::unique_ptr<ChildProcess> serve_;
+    std::vector<std::unique_ptr<ChildProcess>> workers_;
+
+  private:
+    std::filesystem::path dir_;
+    bool keep_;
+};
+
+void check_alive(LocalCluster &c) {
+    if (c.serve_ && !c.serve_->running()) {
+        throw Error(ErrorCode::kUnavailable, "the coordinator exited (status " +
+                                                 std::to_string(c.serve_->exit_code()) + ")" +
+                                                 c.log_tail("coordinator"));
+    }
+    for (size_t i = 0; i < c.workers_.size(); ++i) {
+        if (!c.workers_[i]->running()) {
+            const std::string name = "worker-" + std::to_string(i + 1);
+            throw Error(ErrorCode::kUnavailable, name + " exited (status " +
+                                                     std::to_string(c.workers_[i]->exit_code()) +
+                                                     ")" + c.log_tail(name));
+        }
+    }
+}
+
+nlohmann::json wait_ready_file(LocalCluster &c, const std::filesystem::path &file) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(kReadyTimeoutMs);
+    while (std::chrono::steady_clock::now() < end) {
+        check_alive(c);
+        std::ifstream in(file);
+        if (in) {
+            nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+            if (j.is_object())
+                return j;
+        }
+        if (wait_stop_signal(50))
+            throw Error(ErrorCode::kCancelled, "interrupted");
+    }
+    throw Error(ErrorCode::kUnavailable, "the coordinator did not start within " +
+                                             std::to_string(kReadyTimeoutMs / 1000) + " s" +
+                                             c.log_tail("coordinator"));
+}
+
+void wait_healthy(LocalCluster &c, uint16_t api_port) {
+    httplib::Client http("127.0.0.1", api_port);
+    http.set_connection_timeout(1);
+    http.set_read_timeout(5);
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(kHealthTimeoutMs);
+    std::string last;
+    while (std::chrono::steady_clock::now() < end) {
+        check_alive(c);
+        if (auto res = http.Get("/health")) {
+            if (res->status == 200)
+                return;
+            last = res->body;
+        }
+        if (wait_stop_signal(100))
+            throw Error(ErrorCode::kCancelled, "interrupted");
+    }
+    throw Error(ErrorCode::kUnavailable,
+                "the cluster did not become ready: " + last + c.log_tail("coordinator"));
+}
+
+std::string complete(uint16_t api_port, const RunOptions &o) {
+    nlohmann::json req = {{"prompt", o.prompt},    {"max_tokens", o.n_predict},
+                          {"temperature", o.temp}, {"top_k", o.top_k},
+                          {"top_p", o.top_p},      {"min_p", o.min_p},
+                          {"seed", o.seed}};
+    httplib::Client http("127.0.0.1", api_port);
+    http.set_read_timeout(3600);
+    auto res = http.Post("/v1/completions", req.dump(), "application/json");
+    if (!res)
+        throw Error(ErrorCode::kUnavailable, "no answer from the coordinator's API");
+    const nlohmann::json j = nlohmann::json::parse(res->body, nullptr, false);
+    if (res->status != 200 || !j.is_object() || !j.contains("choices")) {
+        std::string msg = res->body;
+        if (j.is_object() && j.contains("error"))
+            msg = j["error"].value("message", msg);
+        throw Error(res->status == 400 ? ErrorCode::kInvalidArgument : ErrorCode::kUnavailable,
+                    "completion failed (HTTP " + std::to_string(res->status) + "): " + msg);
+    }
+    const auto &usage = j["usage"];
+    const int n_gen = usage.value("completion_tokens", 0);
+    const double ttft = j["timings"].value("ttft_ms", 0.0);
+    const double total = j["timings"].value("total_ms", 0.0);
+    const double decode_tps =
+        n_gen > 1 && total > ttft ? (n_gen - 1) * 1000.0 / (total - ttft) : 0.0;
+    std::fprintf(stderr,
+                 "colony run: %u worker(s) | prompt %d tokens | TTFT %.2f ms | decode %.1f tok/s "
+                 "(%d tokens, %s)\n",
+                 o.workers, usage.value("prompt_tokens", 0), ttft, decode_tps, n_gen,
+                 j["choices"][0].value("finish_reason", "?").c_str());
+    return j["choices"][0].value("text", "");
+}
+
+}  // namespace
+
+int cmd_run(int argc, char **argv) {
+    RunOptions o;
+    ArgParser p("colony run",
+                "Start a whole cluster on this machine: a coordinator and N workers as separate\n"
+                "processes over loopback TCP with CURVE. With -p, print the completion and exit;\n"
+                "without, serve the API until interrupted.");
+    p.add("-m", "--model", "PATH", "GGUF model file", &o.model, true);
+    p.add("", "--workers", "N", "worker processes", &o.workers);
+    p.add("", "--api-port", "N", "HTTP API port (default 8080; with -p any free port)",
+          &o.api_port);
+    p.add("-p", "--prompt", "TEXT", "prompt: print its completion and exit", &o.prompt);
+    p.add("-n", "--n-predict", "N", "tokens to generate", &o.n_predict);
+    p.add("", "--temp", "T", "temperature; 0 = greedy", &o.temp);
+    p.add("", "--top-k", "K", "top-k sampling, 0 = off", &o.top_k);
+    p.add("", "--top-p", "P", "top-p sampling, 1 = off", &o.top_p);
+    p.add("", "--min-p", "P", "min-p sampling, 0 = off", &o.min_p);
+    p.add("", "--seed", "S", "sampling seed, -1 = random", &o.seed);
+    p.add("", "--split", "RANGES", "layer ranges per stage, coordinator first, e.g. 0:3,3:5",
+          &o.split);
+    p.add("", "--wire-type", "TYPE", "hidden states on the wire: f16, f32 or q8_0", &o.wire_type);
+    p.add("-c", "--ctx-size", "N", "KV cache cells per stage", &o.n_ctx);
+    p.add("", "--parallel", "N", "sequences in flight at once", &o.parallel);
+    p.add("-t", "--threads", "N", "compute threads per process (default: cores / processes)",
+          &o.threads);
+    p.flag("", "--keep-dir", "keep the temporary directory (logs, keys, shards)", &o.keep_dir);
+    p.parse(argc, argv);
+    if (p.help_requested()) {
+        std::fputs(p.usage().c_str(), stdout);
+        return 0;
+    }
+    if (o.workers < 1 || o.workers > 64) {
+        throw Error(ErrorCode::kInvalidArgument, "--workers must be in 1..64");
+    }
+    if (!std::filesystem::is_regular_file(o.model)) {
+        throw Error(ErrorCode::kNotFound, "model file " + o.model + " not found");
+    }
+    const bool one_shot = !o.prompt.empty();
+    const int api_port = o.api_port >= 0 ? o.api_port : (one_shot ? 0 : 8080);
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    const int threads = o.threads > 0 ? o.threads : std::max(1, int(cores / (o.workers + 1)));
+    const std::string model = std::filesystem::absolute(o.model).string();
+    const std::string exe = self_executable();
+
+    block_stop_signals();
+    LocalCluster cluster(o.keep_dir);
+    const auto sub = [&](const std::string &name) { return (cluster.dir() / name).string(); };
+    const std::filesystem::path ready = cluster.dir() / "ready.json";
+    std::vector<std::string> serve = {exe,
+                                      "serve",
+                                      "-m",
+                                      model,
+                                      "--host",
+                                      "127.0.0.1",
+                                      "--port",
+                                      "0",
+                                      "--api-port",
+                                      std::to_string(api_port),
+                                      "--workers-expected",
+                                      std::to_string(o.workers),
+                                      "--config-dir",
+                                      sub("coordinator/config"),
+                                      "--cache-dir",
+                                      sub("coordinator/cache"),
+                                      "--ready-file",
+                                      ready.string(),
+                                      "--wire-type",
+                                      o.wire_type,
+                                      "-c",
+                                      std::to_string(o.n_ctx),
+                                      "--parallel",
+                                      std::to_string(o.parallel),
+                                      "-t",
+                                      std::to_string(threads)};
+    if (!o.split.empty()) {
+        serve.push_back("--split");
+        serve.push_back(o.split);
+    }
+    const std::string out_log = cluster.log("coordinator.out");
+    cluster.serve_ =
+        std::make_unique<ChildProcess>(serve, out_log, one_shot ? cluster.log("coordinator") : "");
+    const nlohmann::json info = wait_ready_file(cluster, ready);
+    const uint16_t control_port = info.value("control_port", 0);
+    const uint16_t api = info.value("api_port", 0);
+    const std::string token = info.value("token", "");
+    for (uint32_t i = 1; i <= o.workers; ++i) {
+        const std::string name = "worker-" + std::to_string(i);
+        cluster.workers_.push_back(std::make_unique<ChildProcess>(
+            std::vector<std::string>{
+                exe, "join", "--coordinator", "127.0.0.1:" + std::to_string(control_port),
+                "--token", token, "--name", name, "--config-dir", sub(name + "/config"),
+                "--cache-dir", sub(name + "/cache"), "--data-host", "127.0.0.1", "-t",
+                std::to_string(threads), "--join-timeout", "60"},
+            "", one_shot ? cluster.log(name) : ""));
+    }
+    wait_healthy(cluster, api);
+
+    if (one_shot) {
+        const std::string text = complete(api, o);
+        std::fputs(o.prompt.c_str(), stdout);
+        std::fputs(text.c_str(), stdout);
+        std::fputc('\n', stdout);
+        std::fflush(stdout);
+        return 0;
+    }
+    std::printf(
+        "colony run: a coordinator and %u worker(s) serve http://127.0.0.1:%u/v1/completions"
+        " (Ctrl-C stops them)\n",
+        o.workers, api);
+    std::fflush(stdout);
+    for (;;) {
+        if (const int sig = wait_stop_signal(200)) {
+            COLONY_LOG_INFO("run: signal %d, stopping the cluster", sig);
+            return 0;
+        }
+        check_alive(cluster);
+    }
+}
+
+}  // namespace colony

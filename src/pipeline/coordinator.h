@@ -1,0 +1,80 @@
+// The coordinator (`colony serve`, DESIGN.md decision 6): owns the model file,
+// the node key and the join tokens, the membership view and the plan; runs
+// stage 0 itself; serves completions. It is three parts on their own threads:
+//   CoordinatorControl    control socket: joins, heartbeats, plan, shards
+//   CoordinatorScheduler  stage 0, ubatches, the data sockets
+//   (the caller's threads) complete(): tokenize, submit, detokenize, stop strings
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "net/keys.h"
+#include "pipeline/coordinator_control.h"
+#include "pipeline/coordinator_options.h"
+#include "pipeline/generation.h"
+
+namespace colony {
+
+class admission_control;
+class ClusterState;
+class CoordinatorScheduler;
+class GgufFile;
+class ShardService;
+class Tokenizer;
+class token_store;
+class zap_handler;
+
+class Coordinator : public GenerationService {
+  public:
+    /// Loads and hashes the model, loads or creates the node key and a join
+    /// token in opts.config_dir, binds the control and data sockets and starts
+    /// the threads. Throws Error: kNotFound/kCorrupt (model), kUnauthorized
+    /// (unsafe key files), kUnavailable (a port cannot be bound),
+    /// kInvalidArgument (bad options, e.g. --split).
+    explicit Coordinator(CoordinatorOptions opts);
+    /// Stops the threads (see stop()).
+    ~Coordinator() override;
+    Coordinator(const Coordinator &) = delete;
+    Coordinator &operator=(const Coordinator &) = delete;
+
+    /// Stops the control plane and the scheduler: running and queued
+    /// requests fail with Error(kUnavailable), later ones are refused. Call it
+    /// before stopping the HTTP server, whose handlers may wait on requests.
+    /// Idempotent.
+    void stop();
+
+    CompletionResult complete(const CompletionParams &params) override;
+    HealthReport health() const override;
+    std::string model_name() const override;
+
+    /// The join token workers need ("" in insecure mode).
+    const std::string &join_token() const { return join_token_; }
+    uint16_t control_port() const;
+    /// The data socket that receives TOKENS, as bound ("tcp://127.0.0.1:40123").
+    const std::string &data_endpoint() const { return data_endpoint_; }
+    const std::string &model_hash_hex() const { return model_.hash_hex; }
+    uint64_t shard_bytes_served() const;
+
+  private:
+    CoordinatorOptions opts_;
+    std::shared_ptr<const GgufFile> file_;
+    PlannedModel model_;
+    std::unique_ptr<Tokenizer> tokenizer_;
+    curve_keypair node_keys_;
+    zmq::context_t ctx_;
+    std::unique_ptr<zap_handler> zap_;
+    std::unique_ptr<token_store> tokens_;
+    std::unique_ptr<admission_control> admission_;
+    std::string join_token_;
+    std::string data_endpoint_;
+    std::unique_ptr<ShardService> shards_;
+    std::unique_ptr<ClusterState> state_;
+    std::unique_ptr<CoordinatorScheduler> scheduler_;
+    std::unique_ptr<CoordinatorControl> control_;
+};
+
+}  // namespace colony

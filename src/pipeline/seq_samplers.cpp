@@ -1,0 +1,73 @@
+#include "pipeline/seq_samplers.h"
+
+#include <algorithm>
+
+#include "util/error.h"
+
+namespace colony {
+
+SamplingParams sampling_from_wire(const wire_sampling &w) {
+    SamplingParams p;
+    p.temperature = w.temperature;
+    p.top_k = w.top_k;
+    p.top_p = w.top_p;
+    p.min_p = w.min_p;
+    p.seed = w.seed;
+    p.penalty_last_n = w.penalty_last_n;
+    p.repeat_penalty = w.penalty_repeat;
+    p.frequency_penalty = w.penalty_freq;
+    p.presence_penalty = w.penalty_present;
+    return p;
+}
+
+wire_sampling sampling_to_wire(const SamplingParams &p) {
+    wire_sampling w;
+    w.temperature = std::max(p.temperature, 0.0f);
+    w.top_k = p.top_k;
+    w.top_p = p.top_p;
+    w.min_p = p.min_p;
+    w.seed = p.seed;
+    w.penalty_last_n = p.penalty_last_n;
+    w.penalty_repeat = p.repeat_penalty;
+    w.penalty_freq = p.frequency_penalty;
+    w.penalty_present = p.presence_penalty;
+    return w;
+}
+
+void SequenceSamplers::observe(const wire_activations &act) {
+    for (const wire_seq &s : act.seqs) {
+        if (seqs_.count(s.seq_id) == 0) {
+            Entry e;
+            e.sampler = std::make_unique<Sampler>(sampling_from_wire(s.sampling), n_vocab_);
+            seqs_.emplace(s.seq_id, std::move(e));
+        }
+    }
+    for (uint32_t t = 0; t < act.n_tokens; ++t) {
+        Entry &e = seqs_.at(act.seq_id[t]);
+        if (act.pos[t] < e.n_seen)
+            continue;
+        if (act.tokens[t] >= 0)
+            e.sampler->accept(act.tokens[t]);
+        e.n_seen = act.pos[t] + 1;
+    }
+}
+
+int32_t SequenceSamplers::sample(int32_t seq, int32_t pos, const float *logits) {
+    auto it = seqs_.find(seq);
+    if (it == seqs_.end()) {
+        throw Error(ErrorCode::kInternal, "no sampler for sequence " + std::to_string(seq));
+    }
+    const int32_t token = it->second.sampler->sample(logits);
+    it->second.n_seen = std::max(it->second.n_seen, pos + 2);  // the sample sits at pos + 1
+    return token;
+}
+
+void SequenceSamplers::release(int32_t seq) {
+    if (seq < 0) {
+        seqs_.clear();
+    } else {
+        seqs_.erase(seq);
+    }
+}
+
+}  // namespace colony

@@ -1,0 +1,51 @@
+// The last stage's samplers, one per sequence (DESIGN.md, decision 1: the
+// last stage samples, so only token ids travel back). A sequence's sampler is
+// created from the wire_sampling of its first ubatch and fed every input token
+// it has not seen yet (the prompt), so repetition penalties see the same
+// history as in single-node generation; a sampled token is recorded by the
+// sampler itself, and when it comes back as the next input it is not counted
+// twice.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+
+#include "net/wire.h"
+#include "runtime/sampler.h"
+
+namespace colony {
+
+/// wire_sampling <-> SamplingParams (same fields; a negative temperature,
+/// which SamplingParams allows, is sent as 0 = greedy).
+SamplingParams sampling_from_wire(const wire_sampling &w);
+wire_sampling sampling_to_wire(const SamplingParams &p);
+
+class SequenceSamplers {
+  public:
+    explicit SequenceSamplers(int32_t n_vocab) : n_vocab_(n_vocab) {}
+
+    /// Creates samplers for sequences seen for the first time and feeds each
+    /// sequence the input tokens at positions it has not seen. Tokens of -1
+    /// (unknown) are skipped. Throws Error(kInvalidArgument) when a sampling
+    /// parameter is out of range (Sampler's check).
+    void observe(const wire_activations &act);
+
+    /// Samples the token after position `pos` of `seq` from logits F32
+    /// [n_vocab]. Throws Error(kInternal) for a sequence never observed.
+    int32_t sample(int32_t seq, int32_t pos, const float *logits);
+
+    /// Drops the sampler of `seq`; -1 drops all.
+    void release(int32_t seq);
+    size_t size() const { return seqs_.size(); }
+
+  private:
+    struct Entry {
+        std::unique_ptr<Sampler> sampler;
+        int32_t n_seen = 0;  // positions [0, n_seen) have been accepted
+    };
+    int32_t n_vocab_;
+    std::map<int32_t, Entry> seqs_;
+};
+
+}  // namespace colony

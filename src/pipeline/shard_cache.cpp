@@ -1,0 +1,127 @@
+#include "pipeline/shard_cache.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include <unistd.h>
+
+#include "model/gguf_file.h"
+#include "util/error.h"
+
+namespace colony {
+
+std::filesystem::path shard_cache_path(const std::filesystem::path &cache_dir,
+                                       const std::string &model_hash_hex, LayerRange range) {
+    return cache_dir / model_hash_hex /
+           (std::to_string(range.first) + "-" + std::to_string(range.last) + ".gguf");
+}
+
+bool shard_file_matches(const std::filesystem::path &file, const std::string &model_hash_hex,
+                        LayerRange range, std::string *why) {
+    std::string reason;
+    try {
+        if (!std::filesystem::is_regular_file(file)) {
+            reason = "no file";
+        } else {
+            const auto gguf = GgufFile::open(file.string());
+            const auto first = gguf->get_int("colony.shard.first");
+            const auto last = gguf->get_int("colony.shard.last");
+            const auto hash = gguf->get_string("colony.shard.model_sha256");
+            if (!first || !last || !hash) {
+                reason = "not a colony shard (no colony.shard.* keys)";
+            } else if (*hash != model_hash_hex) {
+                reason = "shard of another model (" + *hash + ")";
+            } else if (*first != range.first || *last != range.last) {
+                reason = "shard of layers [" + std::to_string(*first) + "," +
+                         std::to_string(*last) + "), not " + range.str();
+            }
+        }
+    } catch (const Error &e) {
+        reason = e.what();
+    }
+    if (why)
+        *why = reason;
+    return reason.empty();
+}
+
+void ShardDownload::FileCloser::operator()(std::FILE *f) const {
+    std::fclose(f);
+}
+
+ShardDownload::ShardDownload(std::filesystem::path final_path)
+    : final_(std::move(final_path)), part_(final_.string() + ".part") {
+    std::error_code ec;
+    std::filesystem::create_directories(final_.parent_path(), ec);
+    if (ec) {
+        throw Error(ErrorCode::kResource,
+                    "cannot create " + final_.parent_path().string() + ": " + ec.message());
+    }
+    file_.reset(std::fopen(part_.c_str(), "wb"));
+    if (!file_) {
+        throw Error(ErrorCode::kResource,
+                    "cannot write " + part_.string() + ": " + std::strerror(errno));
+    }
+}
+
+ShardDownload::~ShardDownload() {
+    file_.reset();
+    if (!done_) {
+        std::error_code ec;
+        std::filesystem::remove(part_, ec);
+    }
+}
+
+void ShardDownload::write(const wire_shard_chunk &chunk, uint64_t max_total) {
+    if (chunk.total == 0 || chunk.total > max_total) {
+        throw Error(ErrorCode::kProtocol, "shard chunk announces " + std::to_string(chunk.total) +
+                                              " bytes; the limit is " + std::to_string(max_total));
+    }
+    if (total_ != 0 && chunk.total != total_) {
+        throw Error(ErrorCode::kProtocol, "shard chunk total changed from " +
+                                              std::to_string(total_) + " to " +
+                                              std::to_string(chunk.total));
+    }
+    if (chunk.offset != received_) {
+        throw Error(ErrorCode::kProtocol, "shard chunk at offset " + std::to_string(chunk.offset) +
+                                              ", expected " + std::to_string(received_));
+    }
+    if (chunk.bytes.size() > chunk.total - chunk.offset) {
+        throw Error(ErrorCode::kProtocol, "shard chunk runs past the announced total");
+    }
+    total_ = chunk.total;
+    if (!chunk.bytes.empty() &&
+        std::fwrite(chunk.bytes.data(), 1, chunk.bytes.size(), file_.get()) != chunk.bytes.size()) {
+        throw Error(ErrorCode::kResource,
+                    "cannot write " + part_.string() + ": " + std::strerror(errno));
+    }
+    hasher_.update(chunk.bytes);
+    received_ += chunk.bytes.size();
+}
+
+void ShardDownload::finish(const wire_shard_end &end) {
+    if (end.total != received_ || (total_ != 0 && end.total != total_)) {
+        throw Error(ErrorCode::kCorrupt, "shard transfer incomplete: received " +
+                                             std::to_string(received_) + " of " +
+                                             std::to_string(end.total) + " bytes");
+    }
+    const sha256_digest got = hasher_.finish();
+    if (got != end.sha256) {
+        throw Error(ErrorCode::kCorrupt, "shard hash mismatch: received bytes hash to " +
+                                             to_hex(got) + ", the coordinator announced " +
+                                             to_hex(end.sha256) + "; the shard was discarded");
+    }
+    if (std::fflush(file_.get()) != 0 || ::fsync(fileno(file_.get())) != 0) {
+        throw Error(ErrorCode::kResource, "cannot flush " + part_.string());
+    }
+    file_.reset();
+    std::error_code ec;
+    std::filesystem::rename(part_, final_, ec);
+    if (ec) {
+        throw Error(ErrorCode::kResource, "cannot move " + part_.string() + " to " +
+                                              final_.string() + ": " + ec.message());
+    }
+    done_ = true;
+}
+
+}  // namespace colony

@@ -1,0 +1,70 @@
+// A worker's shard cache (DESIGN.md, decision 7): shards live at
+//   <cache_dir>/<model sha256 hex>/<first>-<last>.gguf
+// A download is written to "<that path>.part", hashed as it arrives, and
+// renamed into place only when its size and SHA-256 match what the
+// coordinator announced in SHARD_END; a mismatch deletes the part file, so
+// the cache never holds a shard whose hash was not verified.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "model/layer_range.h"
+#include "net/hash.h"
+#include "net/wire.h"
+
+namespace colony {
+
+/// <cache_dir>/<model_hash_hex>/<first>-<last>.gguf
+std::filesystem::path shard_cache_path(const std::filesystem::path &cache_dir,
+                                       const std::string &model_hash_hex, LayerRange range);
+
+/// True when `file` is a readable GGUF shard of the model with that hash and
+/// exactly that layer range (its colony.shard.* metadata). Sets *why to the
+/// reason otherwise. Does not re-hash the file (a cached shard was verified
+/// when it was downloaded).
+bool shard_file_matches(const std::filesystem::path &file, const std::string &model_hash_hex,
+                        LayerRange range, std::string *why);
+
+/// One shard download into the cache. Not thread-safe.
+class ShardDownload {
+  public:
+    /// Starts writing `final_path`.part (truncated). Throws Error(kResource)
+    /// when the directory or the file cannot be created.
+    explicit ShardDownload(std::filesystem::path final_path);
+    /// Removes the part file unless finish() succeeded.
+    ~ShardDownload();
+    ShardDownload(const ShardDownload &) = delete;
+    ShardDownload &operator=(const ShardDownload &) = delete;
+
+    /// Appends a chunk. Chunks must arrive in order: offset == received(), and
+    /// every chunk must name the same total (<= max_total). Throws
+    /// Error(kProtocol) otherwise, Error(kResource) on a write failure.
+    void write(const wire_shard_chunk &chunk, uint64_t max_total);
+
+    /// Checks that received() == end.total == the chunks' total and that the
+    /// SHA-256 of the bytes equals end.sha256, then renames the part file into
+    /// place. Throws Error(kCorrupt) on any mismatch (the part file is deleted
+    /// and nothing is cached).
+    void finish(const wire_shard_end &end);
+
+    uint64_t received() const { return received_; }
+    uint64_t total() const { return total_; }  // 0 until the first chunk
+    const std::filesystem::path &final_path() const { return final_; }
+
+  private:
+    std::filesystem::path final_;
+    std::filesystem::path part_;
+    struct FileCloser {
+        void operator()(std::FILE *f) const;
+    };
+    std::unique_ptr<std::FILE, FileCloser> file_;
+    sha256_hasher hasher_;
+    uint64_t received_ = 0;
+    uint64_t total_ = 0;
+    bool done_ = false;
+};
+
+}  // namespace colony

@@ -1,0 +1,148 @@
+#include "pipeline/shard_service.h"
+
+#include <fstream>
+
+#include "model/gguf_file.h"
+#include "model/hparams.h"
+#include "model/shard.h"
+#include "net/hash.h"
+#include "pipeline/shard_cache.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace colony {
+
+wire_hash hash_from_hex(const std::string &hex) {
+    wire_hash h{};
+    auto nibble = [&](char c) -> uint8_t {
+        if (c >= '0' && c <= '9')
+            return static_cast<uint8_t>(c - '0');
+        if (c >= 'a' && c <= 'f')
+            return static_cast<uint8_t>(c - 'a' + 10);
+        if (c >= 'A' && c <= 'F')
+            return static_cast<uint8_t>(c - 'A' + 10);
+        throw Error(ErrorCode::kInvalidArgument, "'" + hex + "' is not a hex SHA-256");
+    };
+    if (hex.size() != 2 * h.size()) {
+        throw Error(ErrorCode::kInvalidArgument, "'" + hex + "' is not a hex SHA-256");
+    }
+    for (size_t i = 0; i < h.size(); ++i) {
+        h[i] = static_cast<uint8_t>(nibble(hex[2 * i]) << 4 | nibble(hex[2 * i + 1]));
+    }
+    return h;
+}
+
+ShardService::ShardService(const GgufFile &model, const ModelHparams &hp,
+                           std::string model_hash_hex, std::filesystem::path cache_dir)
+    : model_(model),
+      hp_(hp),
+      model_hash_hex_(std::move(model_hash_hex)),
+      model_hash_(hash_from_hex(model_hash_hex_)),
+      cache_dir_(std::move(cache_dir)) {}
+
+namespace {
+
+/// SHA-256 of a file, calling keepalive between 4 MiB blocks.
+wire_hash hash_file(const std::filesystem::path &path, const std::function<void()> &keepalive) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        throw Error(ErrorCode::kResource, "cannot read " + path.string());
+    sha256_hasher h;
+    std::vector<uint8_t> buf(4u << 20);
+    while (in) {
+        in.read(reinterpret_cast<char *>(buf.data()), static_cast<std::streamsize>(buf.size()));
+        const auto n = static_cast<size_t>(in.gcount());
+        if (n == 0)
+            break;
+        h.update({buf.data(), n});
+        if (keepalive)
+            keepalive();
+    }
+    if (in.bad())
+        throw Error(ErrorCode::kResource, "cannot read " + path.string());
+    return h.finish();
+}
+
+}  // namespace
+
+const ShardInfo &ShardService::prepare(LayerRange range, const std::function<void()> &keepalive) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto key = std::make_pair(range.first, range.last);
+    auto it = shards_.find(key);
+    if (it != shards_.end())
+        return it->second;
+
+    const std::filesystem::path path = shard_cache_path(cache_dir_, model_hash_hex_, range);
+    std::string why;
+    if (!shard_file_matches(path, model_hash_hex_, range, &why)) {
+        std::error_code ec;
+        std::filesystem::create_directories(path.parent_path(), ec);
+        if (ec) {
+            throw Error(ErrorCode::kResource,
+                        "cannot create " + path.parent_path().string() + ": " + ec.message());
+        }
+        COLONY_LOG_INFO("shards: writing %s (layers %s)", path.c_str(), range.str().c_str());
+        write_shard(model_, hp_, range, model_hash_hex_, path.string(), [&](uint64_t, uint64_t) {
+            if (keepalive)
+                keepalive();
+        });
+    }
+    ShardInfo info;
+    info.range = range;
+    info.path = path;
+    info.size = std::filesystem::file_size(path);
+    info.sha256 = hash_file(path, keepalive);
+    COLONY_LOG_INFO("shards: layers %s ready, %.1f MiB", range.str().c_str(),
+                    info.size / 1048576.0);
+    return shards_.emplace(key, std::move(info)).first->second;
+}
+
+std::vector<wire_body> ShardService::serve(const wire_shard_request &req) {
+    ShardInfo info;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto it = shards_.find({req.layer_first, req.layer_last});
+        if (req.model_hash != model_hash_ || it == shards_.end()) {
+            throw Error(ErrorCode::kNotFound,
+                        "no shard of layers [" + std::to_string(req.layer_first) + "," +
+                            std::to_string(req.layer_last) + ") of this model is assigned");
+        }
+        info = it->second;
+    }
+    if (req.offset > info.size) {
+        throw Error(ErrorCode::kOutOfRange, "shard offset " + std::to_string(req.offset) +
+                                                " is past its end " + std::to_string(info.size));
+    }
+    std::ifstream in(info.path, std::ios::binary);
+    in.seekg(static_cast<std::streamoff>(req.offset));
+    if (!in)
+        throw Error(ErrorCode::kResource, "cannot read " + info.path.string());
+
+    std::vector<wire_body> out;
+    const uint64_t end = std::min(info.size, req.offset + kShardWindowBytes);
+    uint64_t sent = 0;
+    for (uint64_t off = req.offset; off < end; off += kShardChunkBytes) {
+        wire_shard_chunk chunk;
+        chunk.offset = off;
+        chunk.total = info.size;
+        chunk.bytes.resize(std::min(kShardChunkBytes, end - off));
+        in.read(reinterpret_cast<char *>(chunk.bytes.data()),
+                static_cast<std::streamsize>(chunk.bytes.size()));
+        if (!in)
+            throw Error(ErrorCode::kResource, "cannot read " + info.path.string());
+        sent += chunk.bytes.size();
+        out.emplace_back(std::move(chunk));
+    }
+    if (end == info.size)
+        out.emplace_back(wire_shard_end{info.size, info.sha256});
+    std::lock_guard<std::mutex> lock(mutex_);
+    bytes_served_ += sent;
+    return out;
+}
+
+uint64_t ShardService::bytes_served() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return bytes_served_;
+}
+
+}  // namespace colony

@@ -1,0 +1,69 @@
+#include "pipeline/stage_step.h"
+
+#include <vector>
+
+#include "net/wire-dtype.h"
+#include "pipeline/seq_samplers.h"
+#include "runtime/stage.h"
+#include "util/error.h"
+
+namespace colony {
+
+StageOutput run_stage_step(Stage &stage, const wire_activations &in, wire_dtype out_dtype,
+                           SequenceSamplers &samplers) {
+    const uint32_t n_embd = stage.hparams().n_embd;
+    std::vector<float> embd;
+    Ubatch ub;
+    ub.n_tokens = in.n_tokens;
+    ub.pos = in.pos.data();
+    ub.seq_id = in.seq_id.data();
+    if (stage.is_first()) {
+        ub.tokens = in.tokens.data();
+    } else {
+        embd.resize(static_cast<size_t>(n_embd) * in.n_tokens);
+        wire_unpack_hidden(in.data, in.dtype, n_embd, embd);
+        ub.embd = embd.data();
+    }
+    std::vector<int32_t> out_ids(in.outputs.begin(), in.outputs.end());
+    const bool discard_logits = stage.is_last() && out_ids.empty();
+    if (discard_logits)
+        out_ids.push_back(static_cast<int32_t>(in.n_tokens - 1));
+    ub.out_ids = out_ids.data();
+    ub.n_outputs = static_cast<uint32_t>(out_ids.size());
+
+    if (stage.is_last())
+        samplers.observe(in);  // may throw on bad sampling: before forward
+    const float *out = stage.forward(ub);
+
+    if (!stage.is_last()) {
+        wire_activations next;
+        next.plan_epoch = in.plan_epoch;
+        next.dtype = out_dtype;
+        next.n_embd = n_embd;
+        next.n_tokens = in.n_tokens;
+        next.seqs = in.seqs;
+        next.tokens = in.tokens;
+        next.pos = in.pos;
+        next.seq_id = in.seq_id;
+        next.outputs = in.outputs;
+        next.data =
+            wire_pack_hidden({out, static_cast<size_t>(n_embd) * in.n_tokens}, n_embd, out_dtype);
+        return next;
+    }
+    wire_tokens tokens;
+    tokens.plan_epoch = in.plan_epoch;
+    if (discard_logits)
+        return tokens;
+    const size_t n_vocab = stage.hparams().n_vocab;
+    for (size_t i = 0; i < in.outputs.size(); ++i) {
+        const uint32_t row = in.outputs[i];
+        wire_sampled s;
+        s.seq_id = in.seq_id[row];
+        s.pos = in.pos[row];
+        s.token = samplers.sample(s.seq_id, s.pos, out + i * n_vocab);
+        tokens.sampled.push_back(s);
+    }
+    return tokens;
+}
+
+}  // namespace colony

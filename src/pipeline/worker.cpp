@@ -1,0 +1,415 @@
+#include "pipeline/worker.h"
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "net/hash.h"
+#include "net/transport.h"
+#include "net/zap.h"
+#include "pipeline/shard_cache.h"
+#include "pipeline/shard_service.h"
+#include "pipeline/worker_data.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace colony {
+
+namespace {
+
+constexpr int kPollMs = 50;
+constexpr int kJoinRetryMs = 2000;
+constexpr int kJoinWarnMs = 10000;
+constexpr int kAuthGraceMs = 3000;  // a refused token is retried this long
+constexpr int kAuthRetryMs = 500;
+constexpr uint64_t kMaxShardBytes = 1ull << 40;
+constexpr const char *kSoftwareVersion = "0.1.0";
+
+int64_t ms_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 t)
+        .count();
+}
+
+std::string random_hex(size_t n) {
+    std::random_device rd;
+    std::string s;
+    for (size_t i = 0; i < n; ++i)
+        s += "0123456789abcdef"[rd() % 16];
+    return s;
+}
+
+std::string host_name() {
+    char buf[256] = {};
+    return gethostname(buf, sizeof(buf) - 1) == 0 ? std::string(buf) : std::string("worker");
+}
+
+uint64_t free_memory_bytes() {
+    const long pages = sysconf(_SC_AVPHYS_PAGES);
+    const long size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? uint64_t(pages) * uint64_t(size) : 0;
+}
+
+}  // namespace
+
+Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
+    coordinator_ = parse_host_port(opts_.coordinator, 7411);
+    if (opts_.name.empty())
+        opts_.name = host_name();
+    if (opts_.n_threads <= 0) {
+        opts_.n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    }
+    if (!opts_.insecure) {
+        token_ = join_token_parse(opts_.token);
+        coordinator_key_z85_ = token_->coordinator_public_z85;
+    }
+    node_keys_ = load_or_create_node_keys(opts_.config_dir);
+    if (!opts_.insecure)
+        zap_ = std::make_unique<zap_handler>(ctx_);
+    data_ = std::make_unique<WorkerData>(ctx_, zap_.get(), node_keys_, coordinator_key_z85_,
+                                         opts_.n_threads,
+                                         tcp_endpoint(opts_.data_host, opts_.data_port));
+    announced_data_endpoint_ = announced_endpoint(data_->endpoint());
+}
+
+Worker::~Worker() {
+    if (data_)
+        data_->stop();
+    monitor_.reset();
+    control_.reset();
+    data_.reset();
+    zap_.reset();
+    ctx_.shutdown();
+}
+
+uint64_t Worker::ubatches() const {
+    return data_->status().ubatches;
+}
+uint64_t Worker::data_bytes_sent() const {
+    return data_->status().bytes_out;
+}
+
+void Worker::connect_control() {
+    monitor_.reset();
+    control_.reset();
+    control_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+    configure_socket(*control_);
+    control_->set(zmq::sockopt::immediate, 1);  // no JOIN queued for a connection not yet up
+    control_->set(zmq::sockopt::routing_id,
+                  "w-" + key_fingerprint(node_keys_.public_z85) + "-" + random_hex(8));
+    if (opts_.insecure) {
+        configure_insecure(*control_, "control client");
+    } else {
+        configure_curve_client(*control_, coordinator_key_z85_, token_->join_keys);
+    }
+    const std::string monitor_ep = "inproc://colony-worker-control-" + random_hex(8);
+    if (zmq_socket_monitor(control_->handle(), monitor_ep.c_str(),
+                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
+        throw Error(ErrorCode::kInternal, "cannot monitor the control socket");
+    }
+    monitor_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pair);
+    monitor_->connect(monitor_ep);
+    control_->connect(tcp_endpoint(coordinator_.host, coordinator_.port));
+    state_ = State::kJoining;
+    last_join_sent_ = {};
+}
+
+void Worker::run(const std::atomic<bool> &stop) {
+    data_->start();
+    connect_control();
+    joining_since_ = clock::now();
+    COLONY_LOG_INFO("worker '%s': joining %s:%u (node key %s, data %s)", opts_.name.c_str(),
+                    coordinator_.host.c_str(), coordinator_.port,
+                    key_fingerprint(node_keys_.public_z85).c_str(),
+                    announced_data_endpoint_.c_str());
+    while (!stop.load()) {
+        zmq::pollitem_t items[] = {{control_->handle(), 0, ZMQ_POLLIN, 0},
+                                   {monitor_->handle(), 0, ZMQ_POLLIN, 0}};
+        zmq::poll(items, 2, std::chrono::milliseconds(kPollMs));
+        for (;;) {
+            received_message rm = recv_message(*control_, {}, zmq::recv_flags::dontwait);
+            if (rm.status == RECV_STATUS_TIMEOUT)
+                break;
+            if (rm.status == RECV_STATUS_OK)
+                handle(rm);
+        }
+        check_monitor();
+        tick();
+    }
+}
+
+void Worker::send(wire_body body) {
+    wire_message msg;
+    msg.sequence = send_counter_++;
+    msg.body = std::move(body);
+    try {
+        if (!send_message(*control_, msg, {}, {}, zmq::send_flags::dontwait)) {
+            COLONY_LOG_DEBUG("worker: %s not sent: no connection to the coordinator",
+                             wire_type_name(wire_message_type(msg)));
+        }
+    } catch (const Error &e) {
+        COLONY_LOG_WARN("worker: %s", e.what());
+    }
+}
+
+void Worker::handle(const received_message &rm) {
+    last_seen_ = clock::now();
+    const wire_type type = wire_message_type(rm.message);
+    switch (type) {
+        case WIRE_TYPE_JOIN_ACCEPT: {
+            if (state_ != State::kJoining)
+                break;
+            const auto &acc = std::get<wire_join_accept>(rm.message.body);
+            state_ = State::kMember;
+            node_id_ = acc.node_id;
+            heartbeat_interval_ms_ = std::clamp<uint32_t>(acc.heartbeat_interval_ms, 100, 10000);
+            COLONY_LOG_INFO("worker: joined %s:%u as node %u", coordinator_.host.c_str(),
+                            coordinator_.port, node_id_);
+            break;
+        }
+        case WIRE_TYPE_JOIN_REJECT:
+            throw Error(ErrorCode::kUnauthorized,
+                        "the coordinator refused this worker: " +
+                            std::get<wire_join_reject>(rm.message.body).reason);
+        case WIRE_TYPE_HEARTBEAT:
+            break;
+        case WIRE_TYPE_ASSIGN:
+            if (state_ == State::kMember)
+                on_assign(std::get<wire_assign>(rm.message.body));
+            break;
+        case WIRE_TYPE_SHARD_CHUNK:
+            on_chunk(std::get<wire_shard_chunk>(rm.message.body));
+            break;
+        case WIRE_TYPE_SHARD_END:
+            on_shard_end(std::get<wire_shard_end>(rm.message.body));
+            break;
+        case WIRE_TYPE_ERROR: {
+            const auto &err = std::get<wire_error>(rm.message.body);
+            if (err.code == ErrorCode::kUnavailable && state_ == State::kMember) {
+                rejoin("the coordinator does not know this worker (" + err.message + ")");
+            } else {
+                COLONY_LOG_WARN("worker: the coordinator reports: %s", err.message.c_str());
+            }
+            break;
+        }
+        default:
+            COLONY_LOG_WARN("worker: dropped unexpected %s on the control socket",
+                            wire_type_name(type));
+    }
+}
+
+void Worker::on_assign(const wire_assign &a) {
+    assign_ = a;
+    ready_sent_ = false;
+    download_.reset();
+    const LayerRange range{a.layer_first, a.layer_last};
+    const std::string hash_hex = to_hex(a.model_hash);
+    const std::filesystem::path path = shard_cache_path(opts_.cache_dir, hash_hex, range);
+    COLONY_LOG_INFO("worker: assigned layers %s of %u (plan %llu)%s", range.str().c_str(),
+                    a.n_layer, static_cast<unsigned long long>(a.plan_epoch),
+                    a.is_last ? ", last stage" : "");
+    std::string why;
+    if (shard_file_matches(path, hash_hex, range, &why)) {
+        COLONY_LOG_INFO("worker: shard cache hit: %s", path.c_str());
+        hand_to_data_plane(path);
+        return;
+    }
+    COLONY_LOG_INFO("worker: fetching the shard of layers %s (%s)", range.str().c_str(),
+                    why.c_str());
+    download_ = std::make_unique<ShardDownload>(path);
+    requested_until_ = kShardWindowBytes;
+    last_progress_pct_ = -1;
+    send(wire_shard_request{a.model_hash, a.layer_first, a.layer_last, 0});
+}
+
+void Worker::on_chunk(const wire_shard_chunk &c) {
+    if (!download_) {
+        COLONY_LOG_WARN("worker: dropped a SHARD_CHUNK: no download in progress");
+        return;
+    }
+    try {
+        download_->write(c, kMaxShardBytes);
+    } catch (const Error &e) {
+        send(wire_error{ErrorCode::kCorrupt, std::string("shard transfer failed: ") + e.what()});
+        download_.reset();
+        throw Error(ErrorCode::kCorrupt, std::string("shard transfer failed: ") + e.what());
+    }
+    shard_bytes_received_ += c.bytes.size();
+    const uint64_t got = download_->received(), total = download_->total();
+    const int pct = static_cast<int>(got * 100 / total);
+    if (pct != last_progress_pct_) {
+        last_progress_pct_ = pct;
+        std::fprintf(stderr, "\rcolony join: shard of layers [%u,%u): %.1f / %.1f MiB (%d%%)%s",
+                     assign_->layer_first, assign_->layer_last, got / 1048576.0, total / 1048576.0,
+                     pct, got == total ? "\n" : "");
+        std::fflush(stderr);
+    }
+    if (got == std::min(requested_until_, total) && got < total) {
+        requested_until_ = got + kShardWindowBytes;
+        send(wire_shard_request{assign_->model_hash, assign_->layer_first, assign_->layer_last,
+                                got});
+    }
+}
+
+void Worker::on_shard_end(const wire_shard_end &e) {
+    if (!download_) {
+        COLONY_LOG_WARN("worker: dropped a SHARD_END: no download in progress");
+        return;
+    }
+    try {
+        download_->finish(e);
+    } catch (const Error &err) {
+        send(wire_error{err.code(), err.what()});
+        download_.reset();
+        throw;
+    }
+    const std::filesystem::path path = download_->final_path();
+    COLONY_LOG_INFO("worker: shard verified (sha256 %s), cached at %s", to_hex(e.sha256).c_str(),
+                    path.c_str());
+    download_.reset();
+    hand_to_data_plane(path);
+}
+
+void Worker::hand_to_data_plane(const std::filesystem::path &shard) {
+    const wire_assign &a = *assign_;
+    WorkerAssignment w;
+    w.assign = a;
+    w.shard_path = shard;
+    w.next_endpoint = resolve_endpoint(a.next_endpoint, coordinator_.host);
+    if (!opts_.insecure) {
+        if (a.next_key == wire_key{}) {
+            throw Error(ErrorCode::kProtocol, "ASSIGN without the next stage's key");
+        }
+        w.next_key_z85 = curve_key_to_z85(a.next_key);
+        if (a.prev_key != wire_key{})
+            w.prev_key_z85 = curve_key_to_z85(a.prev_key);
+    }
+    data_->assign(std::move(w));
+}
+
+void Worker::check_monitor() {
+    for (;;) {
+        zmq::message_t event;
+        if (!monitor_->recv(event, zmq::recv_flags::dontwait))
+            return;
+        zmq::message_t address;
+        if (event.more())
+            (void)monitor_->recv(address, zmq::recv_flags::none);
+        if (event.size() < 6)
+            continue;
+        uint16_t id = 0;
+        uint32_t value = 0;
+        std::memcpy(&id, event.data(), sizeof id);
+        std::memcpy(&value, static_cast<const uint8_t *>(event.data()) + 2, sizeof value);
+        if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            // A token created a moment ago may not be loaded yet: retry briefly.
+            if (!auth_failed_since_) {
+                auth_failed_since_ = clock::now();
+                COLONY_LOG_WARN(
+                    "worker: the coordinator refused the join token; retrying for "
+                    "%d s",
+                    kAuthGraceMs / 1000);
+            }
+            if (ms_since(*auth_failed_since_) >= kAuthGraceMs) {
+                throw Error(ErrorCode::kUnauthorized,
+                            "the coordinator at " + opts_.coordinator +
+                                " refused the join token (ZAP status " + std::to_string(value) +
+                                "): it was revoked, or this coordinator never issued it");
+            }
+            reconnect_at_ = clock::now() + std::chrono::milliseconds(kAuthRetryMs);
+            return;
+        }
+        if (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            char code[16];
+            std::snprintf(code, sizeof code, "0x%08x", value);  // ZMQ_PROTOCOL_ERROR_*
+            throw Error(ErrorCode::kUnauthorized,
+                        "the handshake with the coordinator at " + opts_.coordinator +
+                            " failed (ZMTP error " + code +
+                            "): one side uses --insecure and the other does not, or the "
+                            "token belongs to another coordinator");
+        }
+        if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            COLONY_LOG_DEBUG("worker: secure connection to the coordinator is up");
+            auth_failed_since_.reset();
+        }
+    }
+}
+
+void Worker::tick() {
+    if (reconnect_at_ && clock::now() >= *reconnect_at_) {
+        reconnect_at_.reset();
+        connect_control();  // a fresh socket: libzmq gives up on a refused one
+        return;
+    }
+    if (state_ == State::kJoining) {
+        if (ms_since(last_join_sent_) >= kJoinRetryMs) {
+            last_join_sent_ = clock::now();
+            wire_join j;
+            j.node_name = opts_.name;
+            j.node_key = curve_key_from_z85(node_keys_.public_z85);
+            j.software_version = kSoftwareVersion;
+            j.free_memory_bytes = free_memory_bytes();
+            j.mem_limit_bytes = static_cast<uint64_t>(opts_.mem_limit_gib * (1ull << 30));
+            j.n_threads = static_cast<uint32_t>(opts_.n_threads);
+            utsname u{};
+            if (uname(&u) == 0) {
+                j.os = u.sysname;
+                j.arch = u.machine;
+            }
+            j.backend = "cpu";
+            j.data_endpoint = announced_data_endpoint_;
+            send(j);
+        }
+        const int64_t waited = ms_since(joining_since_);
+        if (opts_.join_timeout_ms > 0 && waited > opts_.join_timeout_ms) {
+            throw Error(ErrorCode::kUnavailable,
+                        "no answer from the coordinator at " + opts_.coordinator + " within " +
+                            std::to_string(opts_.join_timeout_ms / 1000.0).substr(0, 4) +
+                            " s: is it running there, and is the token its own?");
+        }
+        if (waited / kJoinWarnMs != (waited - kPollMs) / kJoinWarnMs && waited >= kJoinWarnMs) {
+            COLONY_LOG_WARN("worker: still no answer from the coordinator at %s after %lld s",
+                            opts_.coordinator.c_str(), static_cast<long long>(waited / 1000));
+        }
+        return;
+    }
+    if (ms_since(last_heartbeat_) >= heartbeat_interval_ms_) {
+        last_heartbeat_ = clock::now();
+        send(wire_heartbeat{static_cast<uint64_t>(last_heartbeat_.time_since_epoch().count()),
+                            send_counter_});
+    }
+    if (ms_since(last_seen_) > opts_.coordinator_timeout_ms) {
+        rejoin("the coordinator sent nothing for " + std::to_string(ms_since(last_seen_)) + " ms");
+        return;
+    }
+    const WorkerData::Status st = data_->status();
+    if (assign_ && !ready_sent_ && !download_) {
+        if (st.loaded_epoch == assign_->plan_epoch) {
+            send(wire_ready{assign_->plan_epoch, assign_->layer_first, assign_->layer_last});
+            ready_sent_ = true;
+            COLONY_LOG_INFO("worker: ready with layers [%u,%u)", assign_->layer_first,
+                            assign_->layer_last);
+        } else if (!st.error.empty()) {
+            send(wire_error{ErrorCode::kResource, "cannot load the stage: " + st.error});
+            throw Error(ErrorCode::kResource, "cannot load the assigned stage: " + st.error);
+        }
+    }
+}
+
+void Worker::rejoin(const std::string &why) {
+    COLONY_LOG_WARN("worker: %s; joining again", why.c_str());
+    data_->unassign();
+    download_.reset();
+    assign_.reset();
+    ready_sent_ = false;
+    connect_control();
+    joining_since_ = clock::now();
+}
+
+}  // namespace colony

@@ -1,0 +1,120 @@
+// A worker (`colony join`): joins a coordinator with a join token, takes the
+// layer range the coordinator assigns, fetches that range's GGUF shard (or
+// finds it in its cache), runs it, and keeps heartbeats going.
+//
+// Control flow (this object's thread; the data plane is WorkerData's thread):
+//   connect the control DEALER as a CURVE client with the token's join key
+//   pair, the coordinator's key pinned -> JOIN (node key, data endpoint)
+//   -> JOIN_ACCEPT -> ASSIGN -> [SHARD_REQUEST -> SHARD_CHUNK... -> SHARD_END]
+//   -> load the stage -> READY; HEARTBEAT both ways all along.
+// A coordinator silent for coordinator_timeout_ms is presumed gone: the stage
+// is dropped and the worker joins again (a restarted coordinator takes it back).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "net/keys.h"
+#include "net/tokens.h"
+#include "net/wire.h"
+#include "pipeline/endpoint.h"
+
+namespace colony {
+
+class ShardDownload;
+class WorkerData;
+class zap_handler;
+struct received_message;
+
+struct WorkerOptions {
+    std::string coordinator;             // HOST:PORT of the control socket
+    std::string token;                   // join token (ignored with insecure)
+    std::string name;                    // shown by the coordinator; default: host name
+    double mem_limit_gib = 0;            // weight in the proportional split; 0 = none
+    int n_threads = 0;                   // compute threads; 0 = all cores
+    std::filesystem::path config_dir;    // node.key
+    std::filesystem::path cache_dir;     // shards
+    std::string data_host = "*";         // interface of the data socket
+    uint16_t data_port = 0;              // 0 = an ephemeral port
+    bool insecure = false;               // plaintext; the coordinator must be insecure too
+    int join_timeout_ms = 0;             // give up joining after this long; 0 = never
+    int coordinator_timeout_ms = 10000;  // no message from the coordinator: join again
+};
+
+class Worker {
+  public:
+    /// Loads or creates the node key, parses the token, binds the data socket.
+    /// Throws Error(kInvalidArgument) for a malformed token or address,
+    /// Error(kUnavailable) when the data port cannot be bound.
+    explicit Worker(WorkerOptions opts);
+    ~Worker();
+    Worker(const Worker &) = delete;
+    Worker &operator=(const Worker &) = delete;
+
+    /// Runs until `stop` becomes true (returns normally) or a fatal error:
+    /// Error(kUnauthorized) when the coordinator refuses the token or the
+    /// handshake fails, Error(kUnavailable) when joining timed out,
+    /// Error(kCorrupt) when a shard fails its hash check, or what loading the
+    /// stage throws.
+    void run(const std::atomic<bool> &stop);
+
+    /// Shard bytes received over the network by this process.
+    uint64_t shard_bytes_received() const { return shard_bytes_received_; }
+    /// Ubatches computed and wire bytes sent to the next stage so far.
+    uint64_t ubatches() const;
+    uint64_t data_bytes_sent() const;
+
+  private:
+    using clock = std::chrono::steady_clock;
+    enum class State { kJoining, kMember };
+
+    void connect_control();
+    void send(wire_body body);
+    void handle(const received_message &rm);
+    void on_assign(const wire_assign &a);
+    void on_chunk(const wire_shard_chunk &c);
+    void on_shard_end(const wire_shard_end &e);
+    void hand_to_data_plane(const std::filesystem::path &shard);
+    void check_monitor();
+    void tick();
+    void rejoin(const std::string &why);
+
+    WorkerOptions opts_;
+    HostPort coordinator_;
+    std::optional<join_token> token_;
+    std::string coordinator_key_z85_;  // "" in insecure mode
+    curve_keypair node_keys_;
+    zmq::context_t ctx_;
+    std::unique_ptr<zap_handler> zap_;
+    std::unique_ptr<WorkerData> data_;
+    std::unique_ptr<zmq::socket_t> control_;
+    std::unique_ptr<zmq::socket_t> monitor_;
+    std::string announced_data_endpoint_;
+
+    State state_ = State::kJoining;
+    clock::time_point joining_since_;
+    std::optional<clock::time_point> auth_failed_since_;  // first refused handshake
+    std::optional<clock::time_point> reconnect_at_;       // retry a refused handshake then
+    clock::time_point last_join_sent_{};
+    clock::time_point last_seen_;
+    clock::time_point last_heartbeat_{};
+    uint32_t heartbeat_interval_ms_ = 1000;
+    uint32_t send_counter_ = 0;
+    uint32_t node_id_ = 0;
+
+    std::optional<wire_assign> assign_;  // the latest ASSIGN
+    bool ready_sent_ = false;
+    std::unique_ptr<ShardDownload> download_;
+    uint64_t requested_until_ = 0;  // end of the shard window asked for
+    int last_progress_pct_ = -1;
+    uint64_t shard_bytes_received_ = 0;
+};
+
+}  // namespace colony

@@ -1,0 +1,56 @@
+// Starts colony-serve-local (the `colony serve` of a single machine) on an
+// ephemeral port of 127.0.0.1 and waits until the model is ready.
+//   const srv = await startServer(modelPath, ['--parallel', '4']);
+//   ... srv.url ...
+//   await srv.stop();
+// Environment: COLONY_SERVE = path of the colony-serve-local binary.
+// startProcess(exe, args) starts another program with the same protocol.
+import { spawn } from 'node:child_process';
+
+export function env(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`environment variable ${name} is not set (run this test through ctest)`);
+  return v;
+}
+
+export async function startServer(model, extraArgs = [], extraEnv = {}) {
+  const args = ['-m', model, '--host', '127.0.0.1', '--api-port', '0', '-t', '2', ...extraArgs];
+  return startProcess(env('COLONY_SERVE'), args, extraEnv);
+}
+
+// Starts any program that prints "colony: listening on URL/" and then
+// "colony: model NAME ready" on stdout, as colony serve does.
+export async function startProcess(exe, args, extraEnv = {}) {
+  const child = spawn(exe, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...extraEnv } });
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (d) => { err += d; });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start in 60 s\nstdout:\n${out}\nstderr:\n${err}`)), 60000);
+    let base = null;
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on (https?:\/\/[^\s]+?)\/?\n/);
+      if (m) base = m[1];
+      if (base && /model .* ready\n/.test(out)) {
+        clearTimeout(timer);
+        resolve(base);
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}\nstdout:\n${out}\nstderr:\n${err}`));
+    });
+  });
+  return {
+    url,
+    stderr: () => err,
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      child.removeAllListeners('exit');
+      const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)));
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}

@@ -1,0 +1,100 @@
+// Test helper: colony processes on 127.0.0.1 (serve, join, run, generate),
+// their logs, and HTTP calls to the coordinator's API.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "pipeline/child_process.h"
+
+namespace colony::test {
+
+/// Path of the colony binary under test.
+std::string colony_bin();
+
+/// Whole content of a file ("" when missing).
+std::string read_text(const std::filesystem::path &p);
+
+/// Runs colony with args to completion; returns stdout. *rc gets the exit code.
+std::string run_colony(const std::vector<std::string> &args, int *rc = nullptr,
+                       std::string *stderr_text = nullptr, int timeout_ms = 120000);
+
+/// `colony generate --temp 0` text, the single-process reference.
+std::string reference_greedy(const std::string &model, const std::string &prompt, int n);
+
+/// A `colony serve` process with its own config and cache dirs under dir.
+class ServeProcess {
+  public:
+    /// prefix goes before the colony binary (e.g. {"ip", "netns", "exec", NS}).
+    ServeProcess(const std::filesystem::path &dir, const std::string &model, int workers_expected,
+                 const std::vector<std::string> &extra = {},
+                 const std::vector<std::string> &prefix = {});
+    uint16_t control_port() const { return control_port_; }
+    uint16_t api_port() const { return api_port_; }
+    const std::string &token() const { return token_; }
+    const std::string &data_endpoint() const { return data_endpoint_; }
+    std::string coordinator() const { return "127.0.0.1:" + std::to_string(control_port_); }
+    std::filesystem::path config_dir() const { return dir_ / "config"; }
+    std::string log() const { return read_text(dir_ / "serve.log"); }
+    ChildProcess &process() { return *proc_; }
+
+  private:
+    std::filesystem::path dir_;
+    std::unique_ptr<ChildProcess> proc_;
+    uint16_t control_port_ = 0, api_port_ = 0;
+    std::string token_, data_endpoint_;
+};
+
+/// A `colony join` process; config and cache dirs under dir (reused when the
+/// same dir is given again, like a restarted worker).
+class JoinProcess {
+  public:
+    JoinProcess(const std::filesystem::path &dir, const std::string &coordinator,
+                const std::string &token, const std::vector<std::string> &extra = {},
+                const std::vector<std::string> &prefix = {});
+    std::string log() const { return read_text(dir_ / "join.log"); }
+    std::filesystem::path cache_dir() const { return dir_ / "cache"; }
+    std::filesystem::path config_dir() const { return dir_ / "config"; }
+    ChildProcess &process() { return *proc_; }
+
+  private:
+    std::filesystem::path dir_;
+    std::unique_ptr<ChildProcess> proc_;
+};
+
+struct HttpReply {
+    int status = 0;  // 0: no answer
+    nlohmann::json body;
+};
+
+HttpReply http_get(uint16_t port, const std::string &path);
+HttpReply http_post(uint16_t port, const std::string &path, const nlohmann::json &body,
+                    int timeout_s = 60);
+
+/// Polls /health until its status is `status`; returns false on timeout.
+bool wait_health(uint16_t port, const std::string &status, int timeout_ms);
+
+/// Greedy completion text through the API (throws std::runtime_error with
+/// the body on a non-200 answer).
+std::string complete_greedy(uint16_t port, const std::string &prompt, int n);
+
+/// Waits until `pred` holds or timeout_ms passes.
+template <class Pred>
+bool eventually(Pred pred, int timeout_ms) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < end) {
+        if (pred())
+            return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return pred();
+}
+
+}  // namespace colony::test

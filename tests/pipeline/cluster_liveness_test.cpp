@@ -1,0 +1,65 @@
+// Liveness: a worker killed with SIGKILL during a request fails that request
+// with a clear error within a bounded time, the coordinator keeps running,
+// and a restarted worker makes the next request succeed.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <future>
+#include <string>
+
+#include "cluster_harness.h"
+#include "common/test_env.h"
+
+namespace colony::test {
+namespace {
+
+constexpr const char *kPrompt = "Once upon a time";
+
+TEST(PipelineLiveness, KilledWorkerFailsTheRequestAndARestartedOneServes) {
+    const std::string model = model_path("stories260K-f32.gguf");
+    const std::string ref = reference_greedy(model, kPrompt, 32);
+    TempDir dir;
+    ServeProcess serve(dir.file("coordinator"), model, 2,
+                       {"-c", "16384", "--parallel", "1", "--heartbeat-timeout-ms", "2000"});
+    JoinProcess w1(dir.file("w1"), serve.coordinator(), serve.token());
+    auto w2 = std::make_unique<JoinProcess>(dir.file("w2"), serve.coordinator(), serve.token());
+    ASSERT_TRUE(wait_health(serve.api_port(), "ok", 30000)) << serve.log();
+
+    // A request long enough to be running when the worker dies.
+    auto long_request = std::async(std::launch::async, [&] {
+        return http_post(
+            serve.api_port(), "/v1/completions",
+            {{"prompt", kPrompt}, {"max_tokens", 16000}, {"temperature", 0}, {"ignore_eos", true}},
+            120);
+    });
+    ASSERT_TRUE(eventually(
+        [&] { return http_get(serve.api_port(), "/health").body.value("requests_active", 0) == 1; },
+        5000));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const auto killed_at = std::chrono::steady_clock::now();
+    w2->process().signal(SIGKILL);
+    ASSERT_EQ(long_request.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+    const HttpReply r = long_request.get();
+    EXPECT_EQ(r.status, 503) << r.body.dump();
+    const std::string message = r.body["error"].value("message", "");
+    EXPECT_NE(message.find("no heartbeat"), std::string::npos) << message;
+    EXPECT_LE(seconds, 10.0);
+    std::printf("request failed %.2f s after the kill: %s\n", seconds, message.c_str());
+
+    EXPECT_TRUE(serve.process().running());
+    const HttpReply down = http_get(serve.api_port(), "/health");
+    EXPECT_EQ(down.status, 503);
+    EXPECT_EQ(down.body.value("status", ""), "degraded");
+    const HttpReply refused =
+        http_post(serve.api_port(), "/v1/completions", {{"prompt", kPrompt}, {"max_tokens", 4}});
+    EXPECT_EQ(refused.status, 503);
+
+    w2 = std::make_unique<JoinProcess>(dir.file("w2"), serve.coordinator(), serve.token());
+    ASSERT_TRUE(wait_health(serve.api_port(), "ok", 30000)) << serve.log();
+    EXPECT_EQ(kPrompt + complete_greedy(serve.api_port(), kPrompt, 32) + "\n", ref);
+}
+
+}  // namespace
+}  // namespace colony::test

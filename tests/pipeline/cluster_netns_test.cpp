@@ -1,0 +1,150 @@
+// Separate hosts: the coordinator and two workers in their own network
+// namespaces of the network lab (scripts/netlab, docs/netlab.md), with their
+// own addresses and emulated ethernet links. Greedy text equals single-process
+// colony generate; a link cut fails the running request with a clear error
+// and the cluster serves again once the link is back. Skipped without root or
+// network namespaces.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <string>
+#include <vector>
+
+#include "cluster_harness.h"
+#include "common/test_env.h"
+
+namespace colony::test {
+namespace {
+
+constexpr const char *kPrompt = "Once upon a time";
+
+std::string find_ip() {
+    for (const char *p : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}) {
+        if (::access(p, X_OK) == 0)
+            return p;
+    }
+    return "";
+}
+
+/// Runs f on a thread that has entered network namespace `ns`.
+template <class F>
+auto in_netns(const std::string &ns, F f) {
+    return std::async(std::launch::async,
+                      [ns, f] {
+                          const int fd =
+                              ::open(("/var/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+                          if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
+                              throw std::runtime_error("cannot enter network namespace " + ns);
+                          }
+                          ::close(fd);
+                          return f();
+                      })
+        .get();
+}
+
+/// The lab: `netlab.sh up 3` with its own id, torn down at scope exit.
+class Lab {
+  public:
+    Lab() {
+        id_ = "pt" + std::to_string(::getpid() % 100000);
+        ::setenv("COLONY_NETLAB_ID", id_.c_str(), 1);
+        ::setenv("COLONY_NETEM", COLONY_TEST_NETEM, 1);
+        up_ = script({"up", "3", "--profile", "ethernet"}) == 0;
+    }
+    ~Lab() {
+        if (up_)
+            script({"down"});
+    }
+    bool up() const { return up_; }
+    std::string ns(int host) const { return "cl-" + id_ + "-h" + std::to_string(host); }
+    int script(const std::vector<std::string> &args) const {
+        std::vector<std::string> argv = {"/bin/bash", COLONY_TEST_NETLAB_SH};
+        argv.insert(argv.end(), args.begin(), args.end());
+        ChildProcess p(argv, "/dev/null", "/dev/null");
+        if (!p.wait(60000))
+            p.stop(1000);
+        return p.exit_code();
+    }
+
+  private:
+    std::string id_;
+    bool up_ = false;
+};
+
+TEST(PipelineNetns, SeparateHostsMatchGenerateAndSurviveLinkCuts) {
+    const std::string ip = find_ip();
+    if (::geteuid() != 0 || ip.empty())
+        GTEST_SKIP() << "needs root and iproute2";
+    const std::string model = model_path("stories260K-f32.gguf");
+    const std::string ref = reference_greedy(model, kPrompt, 32);
+    Lab lab;
+    if (!lab.up())
+        GTEST_SKIP() << "the network lab cannot start here";
+    TempDir dir;
+    auto in = [&](int host) { return std::vector<std::string>{ip, "netns", "exec", lab.ns(host)}; };
+    ServeProcess serve(dir.file("coordinator"), model, 2,
+                       {"--host", "0.0.0.0", "--heartbeat-timeout-ms", "2000", "--stall-timeout-ms",
+                        "3000", "-c", "8192", "--parallel", "1"},
+                       in(1));
+    const std::string coordinator = "10.213.0.1:" + std::to_string(serve.control_port());
+    JoinProcess w2(dir.file("h2"), coordinator, serve.token(), {"--data-host", "*"}, in(2));
+    JoinProcess w3(dir.file("h3"), coordinator, serve.token(), {"--data-host", "*"}, in(3));
+    const uint16_t api = serve.api_port();
+    ASSERT_TRUE(in_netns(lab.ns(1), [api] { return wait_health(api, "ok", 30000); }))
+        << serve.log() << w2.log() << w3.log();
+    const HttpReply health = in_netns(lab.ns(1), [api] { return http_get(api, "/health"); });
+    // Each worker's data endpoint is its own host's address (join order varies).
+    for (size_t i = 1; i < 3; ++i) {
+        const auto &stage = health.body["stages"][i];
+        const std::string host = stage["node"].get<std::string>().substr(1);  // "h2" -> "2"
+        EXPECT_EQ(stage["endpoint"].get<std::string>().rfind("tcp://10.213.0." + host + ":", 0), 0u)
+            << health.body.dump();
+    }
+    EXPECT_EQ(
+        kPrompt + in_netns(lab.ns(1), [api] { return complete_greedy(api, kPrompt, 32); }) + "\n",
+        ref);
+
+    // Cut the link between the two workers, then between the coordinator and
+    // the last worker, each during a long request.
+    for (const auto &[a, b, expect] :
+         {std::tuple{2, 3, "no answer from the pipeline"}, std::tuple{1, 3, "no heartbeat"}}) {
+        auto request = std::async(std::launch::async, [&, api] {
+            return in_netns(lab.ns(1), [api] {
+                return http_post(api, "/v1/completions",
+                                 {{"prompt", kPrompt},
+                                  {"max_tokens", 6000},
+                                  {"temperature", 0},
+                                  {"ignore_eos", true}},
+                                 60);
+            });
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        const auto cut_at = std::chrono::steady_clock::now();
+        ASSERT_EQ(lab.script({"cut", std::to_string(a), std::to_string(b)}), 0);
+        ASSERT_EQ(request.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+        const double s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - cut_at).count();
+        const HttpReply r = request.get();
+        EXPECT_EQ(r.status, 503) << r.body.dump();
+        EXPECT_NE(r.body.dump().find(expect), std::string::npos) << r.body.dump();
+        EXPECT_LE(s, 10.0);
+        std::printf("cut h%d-h%d: the request failed %.2f s later: %s\n", a, b, s,
+                    r.body["error"].value("message", "").c_str());
+        ASSERT_EQ(lab.script({"restore", std::to_string(a), std::to_string(b)}), 0);
+        EXPECT_TRUE(serve.process().running());
+        ASSERT_TRUE(in_netns(lab.ns(1), [api] { return wait_health(api, "ok", 30000); }))
+            << serve.log();
+        EXPECT_EQ(kPrompt +
+                      in_netns(lab.ns(1), [api] { return complete_greedy(api, kPrompt, 32); }) +
+                      "\n",
+                  ref);
+    }
+}
+
+}  // namespace
+}  // namespace colony::test

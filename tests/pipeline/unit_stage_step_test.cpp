@@ -1,0 +1,148 @@
+// One ubatch through a chain of stages as the pipeline runs it (wire
+// packing, outputs, last-stage sampling), in process: the greedy tokens equal
+// those of the whole model on one stage.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <numeric>
+
+#include "common/test_env.h"
+#include "model/gguf_file.h"
+#include "model/hparams.h"
+#include "net/wire.h"
+#include "pipeline/seq_samplers.h"
+#include "pipeline/stage_step.h"
+#include "runtime/generate.h"
+#include "runtime/stage.h"
+#include "runtime/tokenizer.h"
+
+namespace colony {
+namespace {
+
+std::unique_ptr<Stage> make_stage(std::shared_ptr<const GgufFile> f, const ModelHparams &hp,
+                                  LayerRange r) {
+    StageConfig cfg;
+    cfg.range = r;
+    cfg.n_ctx = 256;
+    cfg.n_seq_max = 2;
+    cfg.n_ctx_seq = 128;
+    cfg.n_ubatch = 16;
+    cfg.n_threads = 1;
+    return std::make_unique<Stage>(std::move(f), hp, cfg);
+}
+
+/// Greedy tokens of `prompt` through stages split at `cut`, with hidden
+/// states packed as `dtype`, prefill in ubatches of 3 tokens.
+std::vector<int32_t> pipeline_greedy(const std::string &model, uint32_t cut, wire_dtype dtype,
+                                     const std::vector<int32_t> &prompt, int n) {
+    std::shared_ptr<const GgufFile> f = GgufFile::open(model);
+    const ModelHparams hp = ModelHparams::from_gguf(*f);
+    auto s0 = make_stage(f, hp, {0, cut});
+    auto s1 = make_stage(f, hp, {cut, hp.n_layer});
+    SequenceSamplers none(static_cast<int32_t>(hp.n_vocab)),
+        samplers(static_cast<int32_t>(hp.n_vocab));
+    wire_sampling greedy;  // temperature 0
+    std::vector<int32_t> out;
+    std::vector<int32_t> input = prompt;
+    int32_t pos = 0;
+    while (static_cast<int>(out.size()) < n) {
+        for (size_t i = 0; i < input.size(); i += 3) {
+            wire_activations act;
+            act.plan_epoch = 1;
+            act.n_tokens = static_cast<uint32_t>(std::min<size_t>(3, input.size() - i));
+            act.seqs = {{1, act.n_tokens, greedy}};
+            act.tokens.assign(input.begin() + i, input.begin() + i + act.n_tokens);
+            for (uint32_t t = 0; t < act.n_tokens; ++t) {
+                act.pos.push_back(pos++);
+                act.seq_id.push_back(1);
+            }
+            if (i + act.n_tokens == input.size())
+                act.outputs = {act.n_tokens - 1};
+            const StageOutput mid = run_stage_step(*s0, act, dtype, none);
+            const auto &hidden = std::get<wire_activations>(mid);
+            EXPECT_EQ(hidden.n_embd, hp.n_embd);
+            EXPECT_EQ(hidden.data.size(), hidden.n_tokens * wire_dtype_row_bytes(dtype, hp.n_embd));
+            wire_check_activations(hidden, {1, hp.n_embd, 128, hp.n_vocab, 16, 2});
+            const StageOutput last = run_stage_step(*s1, hidden, dtype, samplers);
+            const auto &tokens = std::get<wire_tokens>(last);
+            if (act.outputs.empty()) {
+                EXPECT_TRUE(tokens.sampled.empty());
+            } else {
+                EXPECT_EQ(tokens.sampled.size(), 1u);
+                EXPECT_EQ(tokens.sampled[0].pos, pos - 1);
+                out.push_back(tokens.sampled[0].token);
+            }
+        }
+        input = {out.back()};
+    }
+    return out;
+}
+
+std::vector<int32_t> single_greedy(const std::string &model, const std::vector<int32_t> &prompt,
+                                   int n) {
+    std::shared_ptr<const GgufFile> f = GgufFile::open(model);
+    const ModelHparams hp = ModelHparams::from_gguf(*f);
+    auto stage = make_stage(f, hp, {0, hp.n_layer});
+    Tokenizer tok(model);
+    GenerateOptions go;
+    go.n_predict = n;
+    go.sampling.temperature = 0;
+    go.stop_at_eog = false;
+    std::vector<int32_t> out;
+    generate(*stage, tok, prompt, go, [&](int32_t t, const std::string &) {
+        if (t >= 0)
+            out.push_back(t);
+        return true;
+    });
+    return out;
+}
+
+TEST(StageStep, TwoStagesGiveTheGreedyTokensOfOne) {
+    const std::string model = test::model_path("stories260K-f32.gguf");
+    Tokenizer tok(model);
+    const std::vector<int32_t> prompt =
+        tok.tokenize("Once upon a time, in a big forest", true, false);
+    const std::vector<int32_t> ref = single_greedy(model, prompt, 24);
+    ASSERT_EQ(ref.size(), 24u);
+    for (uint32_t cut : {1u, 3u, 4u}) {
+        EXPECT_EQ(pipeline_greedy(model, cut, WIRE_DTYPE_F32, prompt, 24), ref) << "cut " << cut;
+        EXPECT_EQ(pipeline_greedy(model, cut, WIRE_DTYPE_F16, prompt, 24), ref) << "cut " << cut;
+    }
+}
+
+TEST(SequenceSamplers, PromptTokensAreCountedOnceForPenalties) {
+    // With a strong repetition penalty over the whole history, the sampled
+    // token must never repeat a prompt token or an earlier sample.
+    const int32_t n_vocab = 8;
+    SequenceSamplers s(n_vocab);
+    wire_activations act;
+    act.n_tokens = 2;
+    wire_sampling p;
+    p.penalty_last_n = 64;
+    p.penalty_repeat = 1000.0f;
+    act.seqs = {{0, 2, p}};
+    act.tokens = {0, 1};
+    act.pos = {0, 1};
+    act.seq_id = {0, 0};
+    s.observe(act);
+    std::vector<float> logits(n_vocab, 0.0f);
+    for (int i = 0; i < n_vocab; ++i)
+        logits[i] = 10.0f - i;  // prefers low ids
+    const int32_t t2 = s.sample(0, 1, logits.data());
+    EXPECT_EQ(t2, 2);
+    // The sampled token comes back as the next input: not accepted twice.
+    act.n_tokens = 1;
+    act.seqs = {{0, 1, p}};
+    act.tokens = {t2};
+    act.pos = {2};
+    act.seq_id = {0};
+    s.observe(act);
+    EXPECT_EQ(s.sample(0, 2, logits.data()), 3);
+    EXPECT_EQ(s.size(), 1u);
+    s.release(0);
+    EXPECT_EQ(s.size(), 0u);
+    EXPECT_THROW(s.sample(0, 3, logits.data()), Error);
+}
+
+}  // namespace
+}  // namespace colony
