@@ -7,9 +7,12 @@
 
 #include "cli/args.h"
 #include "cli/cli_paths.h"
+#include "cli/cluster_cli.h"
 #include "cli/commands.h"
 #include "cli/process_info.h"
 #include "cli/signals.h"
+#include "net/keys.h"
+#include "net/tokens.h"
 #include "pipeline/worker.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -19,19 +22,30 @@ namespace colony {
 int cmd_join(int argc, char **argv) {
     WorkerOptions o;
     std::string config_dir, cache_dir;
-    float mem_limit = 0, join_timeout_s = 0;
+    float mem_limit = 0, join_timeout_s = 0, slowdown = 1;
     int32_t threads = 0;
     uint32_t data_port = 0;
     bool insecure = false;
+    DiscoverArgs discover;
     ArgParser p("colony join",
                 "Join a coordinator as a worker: take the layer range it assigns, fetch that\n"
-                "range's shard (or find it in the cache), and compute it.");
-    p.add("", "--coordinator", "HOST:PORT", "the coordinator's control socket", &o.coordinator,
-          true);
+                "range's shard (or find it in the cache), and compute it. Without --coordinator,\n"
+                "find the coordinator on the local network whose key the token names.");
+    p.add("", "--coordinator", "HOST:PORT",
+          "the coordinator's control socket (default: found by its LAN beacon)", &o.coordinator);
     p.add("", "--token", "TOKEN", "join token printed by colony serve", &o.token);
     p.add("", "--name", "NAME", "name shown by the coordinator (default: host name)", &o.name);
-    p.add("", "--mem-limit", "GiB", "memory this worker offers (weight of its layer share)",
-          &mem_limit);
+    p.add("", "--mem-limit", "GiB",
+          "memory the planner may use on this worker (default: MemAvailable)", &mem_limit);
+    add_discover_args(p, &discover);
+    p.add("", "--status-interval-ms", "MS",
+          "how often the device profile and stage timings go to the coordinator",
+          &o.status_interval_ms);
+    p.add("", "--debug-slowdown", "F",
+          "debug: run this worker's stage F times slower (emulated heterogeneity)", &slowdown);
+    p.add("", "--debug-control-file", "PATH",
+          "debug: read the slow-down factor from PATH every second (emulated throttling)",
+          &o.debug_control_file);
     p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &threads);
     p.add("", "--cache-dir", "DIR", "shard cache (default ~/.cache/colony/shards)", &cache_dir);
     p.add("", "--config-dir", "DIR", "node key (default ~/.config/colony/worker)", &config_dir);
@@ -53,6 +67,17 @@ int cmd_join(int argc, char **argv) {
     }
     if (data_port > 65535)
         throw Error(ErrorCode::kInvalidArgument, "--data-port must be 0..65535");
+    if (!(slowdown >= 1 && slowdown <= 1000))
+        throw Error(ErrorCode::kInvalidArgument, "--debug-slowdown must be in [1, 1000]");
+    if (o.status_interval_ms < 100)
+        throw Error(ErrorCode::kInvalidArgument, "--status-interval-ms must be at least 100");
+    o.debug_slowdown = slowdown;
+    if (o.coordinator.empty()) {
+        // The token pins the coordinator's key: join the one whose beacon names it.
+        const std::string fingerprint =
+            insecure ? "" : key_fingerprint(join_token_parse(o.token).coordinator_public_z85);
+        o.coordinator = discover_coordinator(discover, fingerprint);
+    }
     o.data_port = static_cast<uint16_t>(data_port);
     o.mem_limit_gib = mem_limit;
     o.n_threads = threads;

@@ -1,7 +1,8 @@
 // colony run: a whole cluster on this machine, over the real network path: a
 // coordinator and N workers as separate processes talking CURVE over
 // loopback TCP, with a fresh join token and their own config and cache
-// directories under a temporary directory.
+// directories under a temporary directory. The coordinator serves the
+// OpenAI-compatible API and the dashboard (colony serve).
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <cpp-httplib/httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "api/openai/serve_local.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/signals.h"
@@ -36,11 +38,30 @@ constexpr int kHealthTimeoutMs = 120000;
 struct RunOptions {
     std::string model, prompt, split, wire_type = "f16";
     uint32_t workers = 1;
-    int32_t api_port = -1, n_predict = 128, threads = 0, seed = -1, top_k = 40;
+    int32_t n_predict = 128, threads = 0, seed = -1, top_k = 40;
     uint32_t n_ctx = 4096, parallel = 4;
     float temp = 0.8f, top_p = 0.95f, min_p = 0.05f;
     bool keep_dir = false;
+    ApiArgs api;  // passed on to the coordinator (colony serve)
 };
+
+/// An HTTP client for the coordinator's API (HTTPS when it serves TLS: its
+/// certificate is the user's own, so it is not verified on loopback), with
+/// the API key when there is one.
+std::unique_ptr<httplib::Client> api_client(const RunOptions &o, uint16_t port) {
+    const bool tls = !o.api.server.ssl_cert.empty();
+    auto c = std::make_unique<httplib::Client>((tls ? "https://127.0.0.1:" : "http://127.0.0.1:") +
+                                               std::to_string(port));
+    if (!c->is_valid())
+        throw Error(ErrorCode::kUnsupported, "this build of colony has no HTTPS client");
+#ifdef CPPHTTPLIB_OPENSSL_SUPPORT
+    c->enable_server_certificate_verification(false);
+#endif
+    const char *key = std::getenv("COLONY_API_KEY");
+    if (key && *key)
+        c->set_bearer_token_auth(key);
+    return c;
+}
 
 /// The cluster's processes and their temporary directory.
 class LocalCluster {
@@ -122,15 +143,15 @@ nlohmann::json wait_ready_file(LocalCluster &c, const std::filesystem::path &fil
                                              c.log_tail("coordinator"));
 }
 
-void wait_healthy(LocalCluster &c, uint16_t api_port) {
-    httplib::Client http("127.0.0.1", api_port);
-    http.set_connection_timeout(1);
-    http.set_read_timeout(5);
+void wait_healthy(LocalCluster &c, const RunOptions &o, uint16_t api_port) {
+    const auto http = api_client(o, api_port);
+    http->set_connection_timeout(1);
+    http->set_read_timeout(5);
     const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(kHealthTimeoutMs);
     std::string last;
     while (std::chrono::steady_clock::now() < end) {
         check_alive(c);
-        if (auto res = http.Get("/health")) {
+        if (auto res = http->Get("/health")) {
             if (res->status == 200)
                 return;
             last = res->body;
@@ -147,9 +168,9 @@ std::string complete(uint16_t api_port, const RunOptions &o) {
                           {"temperature", o.temp}, {"top_k", o.top_k},
                           {"top_p", o.top_p},      {"min_p", o.min_p},
                           {"seed", o.seed}};
-    httplib::Client http("127.0.0.1", api_port);
-    http.set_read_timeout(3600);
-    auto res = http.Post("/v1/completions", req.dump(), "application/json");
+    const auto http = api_client(o, api_port);
+    http->set_read_timeout(3600);
+    auto res = http->Post("/v1/completions", req.dump(), "application/json");
     if (!res)
         throw Error(ErrorCode::kUnavailable, "no answer from the coordinator's API");
     const nlohmann::json j = nlohmann::json::parse(res->body, nullptr, false);
@@ -174,6 +195,40 @@ std::string complete(uint16_t api_port, const RunOptions &o) {
     return j["choices"][0].value("text", "");
 }
 
+/// The served model's name (GET /v1/models).
+std::string served_model(const RunOptions &o, uint16_t api_port) {
+    const auto http = api_client(o, api_port);
+    if (auto res = http->Get("/v1/models")) {
+        const nlohmann::json j = nlohmann::json::parse(res->body, nullptr, false);
+        if (j.is_object() && j.contains("data") && j["data"].is_array() && !j["data"].empty())
+            return j["data"][0].value("id", "");
+    }
+    return "";
+}
+
+/// Arguments of `colony serve` for the API options given to run.
+void add_api_arguments(const ApiArgs &a, std::vector<std::string> &argv) {
+    const ApiArgs defaults;
+    auto add = [&](const char *flag, const std::string &value) {
+        argv.push_back(flag);
+        argv.push_back(value);
+    };
+    if (!a.alias.empty())
+        add("--alias", a.alias);
+    if (!a.server.ssl_cert.empty())
+        add("--ssl-cert", std::filesystem::absolute(a.server.ssl_cert).string());
+    if (!a.server.ssl_key.empty())
+        add("--ssl-key", std::filesystem::absolute(a.server.ssl_key).string());
+    if (a.queue_size != defaults.queue_size)
+        add("--queue-size", std::to_string(a.queue_size));
+    if (a.max_body_bytes != defaults.max_body_bytes)
+        add("--max-body-bytes", std::to_string(a.max_body_bytes));
+    if (a.server.max_prompt_tokens != defaults.server.max_prompt_tokens)
+        add("--max-prompt-tokens", std::to_string(a.server.max_prompt_tokens));
+    if (a.server.max_tokens_limit != defaults.server.max_tokens_limit)
+        add("--max-tokens-limit", std::to_string(a.server.max_tokens_limit));
+}
+
 }  // namespace
 
 int cmd_run(int argc, char **argv) {
@@ -181,11 +236,11 @@ int cmd_run(int argc, char **argv) {
     ArgParser p("colony run",
                 "Start a whole cluster on this machine: a coordinator and N workers as separate\n"
                 "processes over loopback TCP with CURVE. With -p, print the completion and exit;\n"
-                "without, serve the API until interrupted.");
+                "without, serve the OpenAI-compatible API and the dashboard on 127.0.0.1 until\n"
+                "interrupted (--api-port: default 8080; with -p any free port).");
     p.add("-m", "--model", "PATH", "GGUF model file", &o.model, true);
     p.add("", "--workers", "N", "worker processes", &o.workers);
-    p.add("", "--api-port", "N", "HTTP API port (default 8080; with -p any free port)",
-          &o.api_port);
+    add_api_args(p, o.api);
     p.add("-p", "--prompt", "TEXT", "prompt: print its completion and exit", &o.prompt);
     p.add("-n", "--n-predict", "N", "tokens to generate", &o.n_predict);
     p.add("", "--temp", "T", "temperature; 0 = greedy", &o.temp);
@@ -213,7 +268,14 @@ int cmd_run(int argc, char **argv) {
         throw Error(ErrorCode::kNotFound, "model file " + o.model + " not found");
     }
     const bool one_shot = !o.prompt.empty();
-    const int api_port = o.api_port >= 0 ? o.api_port : (one_shot ? 0 : 8080);
+    if (o.api.api_port < -1 || o.api.api_port > 65535)
+        throw Error(ErrorCode::kInvalidArgument, "--api-port must be 0..65535");
+    const int api_port = o.api.api_port >= 0 ? o.api.api_port : (one_shot ? 0 : 8080);
+    if (o.api.server.ssl_cert.empty() != o.api.server.ssl_key.empty())
+        throw Error(ErrorCode::kInvalidArgument, "--ssl-cert and --ssl-key must be given together");
+    // the key reaches the coordinator through its environment, not its command line
+    if (!o.api.server.api_key.empty())
+        ::setenv("COLONY_API_KEY", o.api.server.api_key.c_str(), 1);
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
     const int threads = o.threads > 0 ? o.threads : std::max(1, int(cores / (o.workers + 1)));
     const std::string model = std::filesystem::absolute(o.model).string();
@@ -253,6 +315,7 @@ int cmd_run(int argc, char **argv) {
         serve.push_back("--split");
         serve.push_back(o.split);
     }
+    add_api_arguments(o.api, serve);
     const std::string out_log = cluster.log("coordinator.out");
     cluster.serve_ =
         std::make_unique<ChildProcess>(serve, out_log, one_shot ? cluster.log("coordinator") : "");
@@ -270,7 +333,7 @@ int cmd_run(int argc, char **argv) {
                 std::to_string(threads), "--join-timeout", "60"},
             "", one_shot ? cluster.log(name) : ""));
     }
-    wait_healthy(cluster, api);
+    wait_healthy(cluster, o, api);
 
     if (one_shot) {
         const std::string text = complete(api, o);
@@ -280,10 +343,14 @@ int cmd_run(int argc, char **argv) {
         std::fflush(stdout);
         return 0;
     }
+    const std::string url = std::string(o.api.server.ssl_cert.empty() ? "http" : "https") +
+                            "://127.0.0.1:" + std::to_string(api);
+    std::printf("colony: listening on %s/\n", url.c_str());
+    std::printf("colony: model %s ready\n", served_model(o, api).c_str());
     std::printf(
-        "colony run: a coordinator and %u worker(s) serve http://127.0.0.1:%u/v1/completions"
-        " (Ctrl-C stops them)\n",
-        o.workers, api);
+        "colony run: a coordinator and %u worker(s) serve %s/v1/chat/completions and "
+        "%s/v1/completions; dashboard %s/ (Ctrl-C stops them)\n",
+        o.workers, url.c_str(), url.c_str(), url.c_str());
     std::fflush(stdout);
     for (;;) {
         if (const int sig = wait_stop_signal(200)) {

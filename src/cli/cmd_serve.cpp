@@ -1,18 +1,28 @@
-// colony serve: the coordinator (control plane, stage 0, HTTP API).
+// colony serve: the OpenAI-compatible API and the dashboard, over either
+//   - the whole model on this machine (LocalBackend) when no worker is
+//     expected: no --workers-expected (or 0) and no --split with several ranges;
+//   - the pipeline coordinator (control plane, stage 0) otherwise, through
+//     CoordinatorBackend.
 #include <cstdio>
-#include <fstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-#include "api/http_api.h"
+#include "api/coordinator_backend.h"
+#include "api/openai/openai_server.h"
+#include "api/openai/serve_local.h"
 #include "cli/args.h"
 #include "cli/cli_paths.h"
+#include "cli/cluster_cli.h"
 #include "cli/commands.h"
 #include "cli/process_info.h"
 #include "cli/signals.h"
+#include "model/gguf_file.h"
+#include "model/hparams.h"
+#include "model/kv_cache.h"
 #include "net/wire-dtype.h"
 #include "pipeline/coordinator.h"
+#include "pipeline/layer_split.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -26,55 +36,118 @@ uint16_t port_option(uint32_t v, const char *name) {
     return static_cast<uint16_t>(v);
 }
 
-void write_ready_file(const std::string &path, const Coordinator &c, uint16_t api_port) {
-    const nlohmann::json j = {{"control_port", c.control_port()},
-                              {"api_port", api_port},
-                              {"token", c.join_token()},
-                              {"data_endpoint", c.data_endpoint()},
-                              {"model_sha256", c.model_hash_hex()}};
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp);
-        out << j.dump() << "\n";
-        if (!out)
-            throw Error(ErrorCode::kResource, "cannot write " + tmp);
+/// Ranges in a --split value ("0:3,3:5" has 2); 0 when empty.
+uint32_t split_ranges(const std::string &split) {
+    if (split.empty())
+        return 0;
+    uint32_t n = 1;
+    for (char c : split)
+        n += c == ',';
+    return n;
+}
+
+/// The coordinator's mode: plan, serve, print, wait for a signal.
+int serve_coordinator(CoordinatorOptions o, const ApiArgs &api, const std::string &api_host,
+                      const std::string &ready_file, const ServeClusterArgs &cluster) {
+    const OpenAiServerOptions so = api_server_options(api, api_host);
+    Coordinator coordinator(o);
+    CoordinatorBackend backend(coordinator, {api.alias, api.queue_size});
+    OpenAiServer server(backend, coordinator.tokenizer(), so);
+    const std::string where = (o.host == "0.0.0.0" ? std::string("<this host>") : o.host) + ":" +
+                              std::to_string(coordinator.control_port());
+    std::printf("colony serve: model %s, waiting for %u worker(s)\n",
+                coordinator.model_name().c_str(), o.workers_expected);
+    if (!o.insecure) {
+        std::printf("join token: %s\n", coordinator.join_token().c_str());
+        std::printf("workers join with: colony join --coordinator %s --token %s\n", where.c_str(),
+                    coordinator.join_token().c_str());
+    } else {
+        std::printf("workers join with: colony join --coordinator %s --insecure\n", where.c_str());
     }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        throw Error(ErrorCode::kResource, "cannot write " + path);
+    // LAN beacon for `colony join` without --coordinator (cluster_cli.h; docs/cluster.md).
+    const std::unique_ptr<BeaconSender> beacon =
+        start_beacon(cluster, o, coordinator.control_port(), server.port());
+    const std::string url = std::string(server.tls() ? "https" : "http") + "://" + api_host + ":" +
+                            std::to_string(server.port());
+    std::printf("colony: listening on %s/\n", url.c_str());
+    std::printf("API: %s/v1/chat/completions, %s/v1/completions; dashboard: %s/\n", url.c_str(),
+                url.c_str(), url.c_str());
+    std::fflush(stdout);
+    if (!ready_file.empty()) {
+        write_ready_file(ready_file, nlohmann::json{{"control_port", coordinator.control_port()},
+                                                    {"api_port", server.port()},
+                                                    {"token", coordinator.join_token()},
+                                                    {"data_endpoint", coordinator.data_endpoint()},
+                                                    {"model_sha256", coordinator.model_hash_hex()}}
+                                         .dump());
     }
+
+    int sig = 0;
+    bool announced = false;
+    while ((sig = wait_stop_signal(500)) == 0) {
+        if (!announced && backend.health().ready) {
+            announced = true;
+            std::printf("colony: model %s ready\n", backend.model_info().id.c_str());
+            std::fflush(stdout);
+        }
+    }
+    coordinator.stop();  // fails waiting requests, so the HTTP server can stop
+    const auto j = nlohmann::json::parse(coordinator.health_json(), nullptr, false);
+    std::fprintf(
+        stderr,
+        "colony serve: signal %d, stopping | shard bytes served %llu | data bytes sent "
+        "%llu | peak RSS %.1f MB\n",
+        sig, static_cast<unsigned long long>(coordinator.shard_bytes_served()),
+        static_cast<unsigned long long>(j.is_object() ? j.value("data_bytes_sent", 0ull) : 0ull),
+        peak_rss_bytes() / 1e6);
+    return 0;
 }
 
 }  // namespace
 
 int cmd_serve(int argc, char **argv) {
     CoordinatorOptions o;
+    ApiArgs api;
     std::string config_dir, cache_dir, wire_type = "f16", api_host, ready_file;
-    uint32_t port = o.port, api_port = 8080;
+    std::string cache_k = "f16", cache_v = "f16";
+    uint32_t port = o.port;
+    int32_t workers_expected = -1;
     float mem_limit = 0;
     int32_t threads = 0, hb_timeout = o.heartbeat_timeout_ms, stall_timeout = o.stall_timeout_ms;
-    bool insecure = false;
+    bool insecure = false, no_mmap = false;
     ArgParser p("colony serve",
-                "Start a coordinator: it owns the model, runs the first layers itself, gives the\n"
-                "other layer ranges to workers that join with its token, and serves\n"
-                "POST /v1/completions and GET /health.");
+                "Serve a model over the OpenAI-compatible API (/v1/chat/completions,\n"
+                "/v1/completions, /v1/models, /health, /metrics, /v1/cluster) and the dashboard\n"
+                "at /. Without workers the whole model runs here. With --workers-expected N (or\n"
+                "a --split of several ranges) this is a coordinator: it owns the model, runs the\n"
+                "first layers itself and gives the other layer ranges to workers that join with\n"
+                "its token.");
     p.add("-m", "--model", "PATH", "GGUF model file", &o.model_path, true);
     p.add("", "--host", "HOST", "interface of the control and data sockets (0.0.0.0: all)",
           &o.host);
     p.add("", "--port", "N", "control port workers join on (0: any free port)", &port);
     p.add("", "--api-host", "HOST", "interface of the HTTP API (default: --host)", &api_host);
-    p.add("", "--api-port", "N", "HTTP API port (0: any free port)", &api_port);
+    add_api_args(p, api);
+    ServeClusterArgs cluster;  // planner and beacon (cluster_cli.h)
+    add_serve_cluster_args(p, &cluster);
     p.add("", "--split", "RANGES", "layer ranges per stage, coordinator first, e.g. 0:3,3:5",
           &o.split);
-    p.add("", "--workers-expected", "N", "plan once N workers have joined (0: serve alone)",
-          &o.workers_expected);
+    p.add("", "--workers-expected", "N",
+          "plan once N workers have joined (default: the ranges of --split minus one, else 0: "
+          "serve alone)",
+          &workers_expected);
     p.add("", "--wire-type", "TYPE", "hidden states on the wire: f16, f32 or q8_0", &wire_type);
     p.add("-c", "--ctx-size", "N", "KV cache cells per stage, shared by --parallel sequences",
           &o.n_ctx);
-    p.add("", "--parallel", "N", "sequences in flight at once", &o.n_parallel);
+    p.add("-np", "--parallel", "N", "sequences generated at once (continuous batching)",
+          &o.n_parallel);
     p.add("-ub", "--ubatch-size", "N", "tokens per ubatch (prefill chunk)", &o.n_ubatch);
-    p.add("-t", "--threads", "N", "compute threads of the coordinator's stage, 0 = all cores",
+    p.add("-t", "--threads", "N", "compute threads of this machine's stage, 0 = all cores",
           &threads);
-    p.add("", "--mem-limit", "GiB", "the coordinator's memory for the proportional split",
+    p.add("-ctk", "--cache-type-k", "TYPE", "KV cache type of K (serving alone only)", &cache_k);
+    p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V (serving alone only)", &cache_v);
+    p.flag("", "--no-mmap", "copy weights into memory (serving alone only)", &no_mmap);
+    p.add("", "--mem-limit", "GiB", "memory the planner may use on the coordinator (default: MemAvailable)",
           &mem_limit);
     p.add("", "--config-dir", "DIR", "node key and join tokens (default ~/.config/colony)",
           &config_dir);
@@ -94,6 +167,39 @@ int cmd_serve(int argc, char **argv) {
         std::fputs(p.usage().c_str(), stdout);
         return 0;
     }
+    if (workers_expected < -1)
+        throw Error(ErrorCode::kInvalidArgument, "--workers-expected must be >= 0");
+    const uint32_t n_ranges = split_ranges(o.split);
+    o.workers_expected = workers_expected >= 0 ? static_cast<uint32_t>(workers_expected)
+                                               : (n_ranges > 1 ? n_ranges - 1 : 0);
+    if (api_host.empty())
+        api_host = o.host;
+    block_stop_signals();
+
+    if (o.workers_expected == 0 && n_ranges <= 1) {
+        // Serving alone: the whole model in this process.
+        if (!o.split.empty()) {
+            const auto file = GgufFile::open(o.model_path);
+            (void)parse_layer_split(o.split, ModelHparams::from_gguf(*file).n_layer);
+        }
+        LocalBackendOptions bo;
+        bo.model_path = o.model_path;
+        bo.model_id = api.alias;
+        bo.n_parallel = o.n_parallel;
+        bo.n_ctx = o.n_ctx;
+        bo.n_ubatch = o.n_ubatch;
+        bo.n_threads = threads;
+        bo.max_queue = api.queue_size;
+        bo.type_k = parse_cache_type(cache_k);
+        bo.type_v = parse_cache_type(cache_v);
+        bo.use_mmap = !no_mmap;
+        return serve_local(bo, api_server_options(api, api_host), ready_file);
+    }
+
+    if (cache_k != "f16" || cache_v != "f16" || no_mmap) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "-ctk, -ctv and --no-mmap apply only when serving alone (no workers)");
+    }
     o.port = port_option(port, "--port");
     o.wire_type = wire_dtype_from_name(wire_type);
     o.n_threads = threads;
@@ -103,46 +209,11 @@ int cmd_serve(int argc, char **argv) {
     o.stall_timeout_ms = stall_timeout;
     o.config_dir = config_dir_or_default(config_dir, false);
     o.cache_dir = cache_dir_or_default(cache_dir);
-    if (api_host.empty())
-        api_host = o.host;
     if (insecure) {
         COLONY_LOG_WARN("--insecure: the cluster's traffic is plaintext and unauthenticated");
     }
-
-    block_stop_signals();
-    Coordinator coordinator(o);
-    HttpApi api(coordinator, {api_host, port_option(api_port, "--api-port")});
-    const std::string where = (o.host == "0.0.0.0" ? std::string("<this host>") : o.host) + ":" +
-                              std::to_string(coordinator.control_port());
-    std::printf("colony serve: model %s, waiting for %u worker(s)\n",
-                coordinator.model_name().c_str(), o.workers_expected);
-    if (!insecure) {
-        std::printf("join token: %s\n", coordinator.join_token().c_str());
-        std::printf("workers join with: colony join --coordinator %s --token %s\n", where.c_str(),
-                    coordinator.join_token().c_str());
-    } else {
-        std::printf("workers join with: colony join --coordinator %s --insecure\n", where.c_str());
-    }
-    std::printf("API: http://%s:%u/v1/completions (health: /health)\n", api_host.c_str(),
-                api.port());
-    std::fflush(stdout);
-    if (!ready_file.empty())
-        write_ready_file(ready_file, coordinator, api.port());
-
-    int sig = 0;
-    while ((sig = wait_stop_signal(500)) == 0) {
-    }
-    coordinator.stop();  // fails waiting requests, so the HTTP server can stop
-    const HealthReport h = coordinator.health();
-    const auto j = nlohmann::json::parse(h.json, nullptr, false);
-    std::fprintf(
-        stderr,
-        "colony serve: signal %d, stopping | shard bytes served %llu | data bytes sent "
-        "%llu | peak RSS %.1f MB\n",
-        sig, static_cast<unsigned long long>(coordinator.shard_bytes_served()),
-        static_cast<unsigned long long>(j.is_object() ? j.value("data_bytes_sent", 0ull) : 0ull),
-        peak_rss_bytes() / 1e6);
-    return 0;
+    apply_serve_cluster_args(cluster, &o);
+    return serve_coordinator(std::move(o), api, api_host, ready_file, cluster);
 }
 
 }  // namespace colony

@@ -28,6 +28,10 @@ const Subcommand kCommands[] = {
     {"join", colony::cmd_join, "join a coordinator as a worker and run the layers it assigns"},
     {"run", colony::cmd_run, "start a coordinator and N workers on this machine (a local cluster)"},
     {"token", colony::cmd_token, "list, create or revoke a coordinator's join tokens"},
+    {"discover", colony::cmd_discover, "list the coordinators announcing themselves on the LAN"},
+#endif
+#ifdef COLONY_HAS_PLAN
+    {"plan", colony::cmd_plan, "plan a model over measured devices, or measure this machine"},
 #endif
 #ifdef COLONY_HAS_SYNTH
     {"synth", colony::cmd_synth, "write a synthetic GGUF with a real model's shapes and tokenizer"},

@@ -1,5 +1,6 @@
 #include "cluster/model_shape.h"
 
+#include <algorithm>
 #include <string>
 
 #include "model/gguf_file.h"
@@ -35,6 +36,21 @@ ModelShape model_shape_from_gguf(const GgufFile &file, const ModelHparams &hp, u
     m.n_ctx = n_ctx;
     m.n_parallel = n_parallel;
     return m;
+}
+
+PlanRange speed_probe_range(const GgufFile &file, const ModelHparams &hp) {
+    const int n = static_cast<int>(hp.n_layer);
+    if (n < 2)
+        return {0, n};
+    uint64_t blocks = 0;
+    for (const GgufTensor &t : file.tensors()) {
+        if (t.name.rfind("blk.", 0) == 0)
+            blocks += t.nbytes;
+    }
+    const uint64_t per_block = std::max<uint64_t>(blocks / static_cast<uint64_t>(n), 1);
+    const int k = static_cast<int>(
+        std::clamp<uint64_t>((kProbeWeightBytes + per_block - 1) / per_block, 1, n - 1));
+    return {n - 1 - k, n - 1};
 }
 
 }  // namespace colony

@@ -20,4 +20,15 @@ ModelShape model_shape_from_gguf(const GgufFile &file, const ModelHparams &hp, u
                                  ggml_type type_k = GGML_TYPE_F16, ggml_type type_v = GGML_TYPE_F16,
                                  ggml_type wire_type = GGML_TYPE_F16);
 
+/// Weights a speed measurement should stream per token: more than the CPU
+/// caches hold, or a small model's blocks measure cache-resident and too fast.
+inline constexpr uint64_t kProbeWeightBytes = 48ull << 20;
+
+/// The blocks [first, last) a node measures its speed on (coordinator_probe.h,
+/// `colony plan --measure`, the probe shard of a spare worker): as many
+/// consecutive blocks as hold kProbeWeightBytes (at least one), ending before
+/// the last block (which carries the output head) when the model has more
+/// than one; {0, 1} for a one-block model.
+PlanRange speed_probe_range(const GgufFile &file, const ModelHparams &hp);
+
 }  // namespace colony

@@ -67,6 +67,10 @@ struct PlannerOptions {
     // When true, the coordinator takes a layer range (at whichever position is
     // best); otherwise it is left out like any device that would add time.
     bool coordinator_must_participate = false;
+    // When true (with coordinator_must_participate), the coordinator owns
+    // stage 0: colony's coordinator embeds the tokens and runs the first
+    // layer range itself (docs/cluster.md, "Planner").
+    bool coordinator_first = false;
     // A device whose battery is below this and not charging is left out.
     double min_battery_percent = 20;
     // A device hotter than this is left out; unset: no limit.

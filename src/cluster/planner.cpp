@@ -34,15 +34,17 @@ class SplitDp {
         bool found() const { return last_device >= 0; }
     };
 
+    /// first_device: local index of the device that must own stage 0, or -1.
     SplitDp(const PlanCostModel &cost, const std::vector<size_t> &devices, bool sum,
-            double term_cap)
+            double term_cap, int first_device = -1)
         : cost_(cost),
           devices_(devices),
           k_(static_cast<int>(devices.size())),
           n_(cost.n_layer()),
           full_(1u << k_),
           sum_(sum),
-          cap_(term_cap) {
+          cap_(term_cap),
+          first_(first_device) {
         value_.assign(static_cast<size_t>(n_) * full_ * k_, kInf);
         parent_.assign(value_.size(), -1);
         precompute();
@@ -59,7 +61,7 @@ class SplitDp {
             if ((set & required) != required)
                 continue;
             for (int j = 0; j < k_; ++j) {
-                if (!(set & (1u << j)))
+                if (!(set & (1u << j)) || (first_ >= 0 && j != first_))
                     continue;
                 const double v = value_[index(0, set, j)];
                 if (v == kInf)
@@ -201,6 +203,7 @@ class SplitDp {
     const uint32_t full_;
     const bool sum_;
     const double cap_;
+    const int first_;                // local device that owns stage 0, -1: any
     std::vector<double> decode_ms_;  // [k]
     std::vector<double> hop_;        // [k * k] hidden-state hop i -> j, ms
     std::vector<int> min_first_;     // [k * (n + 1)]
@@ -257,6 +260,7 @@ Plan plan_optimal(const PlannerInput &input) {
     }
 
     uint32_t required = 0;
+    int first_device = -1;
     if (opt.coordinator_must_participate) {
         auto it = std::find(el.eligible.begin(), el.eligible.end(), *coord);
         if (it == el.eligible.end()) {
@@ -265,10 +269,12 @@ Plan plan_optimal(const PlannerInput &input) {
                             "' must participate but cannot: " + el.reasons[*coord]);
         }
         required = 1u << (it - el.eligible.begin());
+        if (opt.coordinator_first)
+            first_device = static_cast<int>(it - el.eligible.begin());
     }
 
     const bool latency = opt.objective == PlanObjective::kLatency;
-    const SplitDp first(cost, el.eligible, latency, kInf);
+    const SplitDp first(cost, el.eligible, latency, kInf, first_device);
     const SplitDp::Best optimum = first.best(required);
     if (!optimum.found())
         throw_no_placement(cost, el);
@@ -279,7 +285,7 @@ Plan plan_optimal(const PlannerInput &input) {
     } else {
         // Second pass: lowest latency among plans whose every element is at
         // most the optimal bottleneck (the same doubles, so the optimum passes).
-        const SplitDp second(cost, el.eligible, true, optimum.value);
+        const SplitDp second(cost, el.eligible, true, optimum.value, first_device);
         const SplitDp::Best b = second.best(required);
         if (!b.found())
             throw Error(ErrorCode::kInternal, "planner: second pass found no plan");

@@ -41,7 +41,10 @@ namespace colony {
 ///
 /// Since every single device is a candidate, the result is never slower than
 /// the best single device that can hold the model; if none can, the model is
-/// still split when it fits in total.
+/// still split when it fits in total. With coordinator_must_participate the
+/// candidates are the plans that include the coordinator (and, with
+/// coordinator_first, that start on it): the guarantee then holds against the
+/// coordinator alone, and against any plan the coordinator could run.
 ///
 /// Throws Error(kInvalidArgument) for bad input (PlanCostModel), and
 /// Error(kResource) when no placement fits, saying how many bytes the model

@@ -79,6 +79,11 @@ void ReplanPolicy::adopt(const Plan &plan) {
     }
 }
 
+void ReplanPolicy::settle_joins(const std::vector<std::string> &node_ids) {
+    for (const std::string &id : node_ids)
+        pending_joins_.erase(id);
+}
+
 void ReplanPolicy::record_sample(const std::string &node_id, double ms) {
     auto it = stages_.find(node_id);
     if (it == stages_.end() || !(ms > 0) || !std::isfinite(ms))

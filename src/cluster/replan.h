@@ -80,6 +80,10 @@ class ReplanPolicy {
     /// baselines for drift, samples are cleared and the cool-down starts.
     void adopt(const Plan &plan);
 
+    /// The joins of `node_ids` were taken into account by the plan just
+    /// adopted (or kept): they no longer ask for a re-plan.
+    void settle_joins(const std::vector<std::string> &node_ids);
+
     /// A measured decode time per layer of a stage's node, ms. Samples of
     /// nodes outside the plan and non-positive or non-finite values are
     /// ignored.

@@ -2,26 +2,98 @@
 
 namespace colony {
 
-uint64_t ClusterState::set_plan(LocalPlan plan, std::string reason) {
+uint64_t ClusterState::set_plan(LocalPlan plan, std::string reason, bool graceful) {
     std::lock_guard<std::mutex> lock(mutex_);
     ++s_.epoch;
     plan.epoch = s_.epoch;
+    if (s_.plan)
+        s_.end_reason = reason;
     s_.plan = std::move(plan);
     s_.ready = false;
+    s_.replanning = graceful;
     s_.status = "degraded";
     s_.reason = std::move(reason);
     replan_reason_.reset();
+    // Nothing is admitted until the new plan is ready anyway.
+    admission_paused_ = false;
     return s_.epoch;
 }
 
 void ClusterState::invalidate(const std::string &status, const std::string &reason) {
     std::lock_guard<std::mutex> lock(mutex_);
     ++s_.epoch;
+    if (s_.plan)
+        s_.end_reason = reason;
     s_.plan.reset();
     s_.ready = false;
+    s_.replanning = false;
     s_.status = status;
     s_.reason = reason;
     replan_reason_.reset();
+    admission_paused_ = false;
+}
+
+void ClusterState::pause_admission(const std::string &reason) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    admission_paused_ = true;
+    pause_seen_ = false;
+    s_.replanning = true;
+    if (s_.ready)
+        s_.reason = "re-planning (" + reason + "): new requests wait";
+}
+
+void ClusterState::resume_admission() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    admission_paused_ = false;
+    pause_seen_ = false;
+    s_.replanning = false;
+    if (s_.ready)
+        s_.reason.clear();
+}
+
+bool ClusterState::drained() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return admission_paused_ && pause_seen_ && n_running_ == 0;
+}
+
+bool ClusterState::scheduler_tick(size_t n_running) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    n_running_ = n_running;
+    if (admission_paused_)
+        pause_seen_ = true;
+    return admission_paused_;
+}
+
+void ClusterState::record_local_step(double ms, uint32_t n_tokens) {
+    constexpr uint32_t kDecodeMaxTokens = 4;  // as worker_status.h's kDecodeUbatchMaxTokens
+    constexpr size_t kMaxSamples = 1024;
+    if (n_tokens == 0 || n_tokens > kDecodeMaxTokens)
+        return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (local_decode_ms_.size() >= kMaxSamples)
+        local_decode_ms_.erase(local_decode_ms_.begin());
+    local_decode_ms_.push_back(ms);
+}
+
+std::vector<double> ClusterState::take_local_decode_samples() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<double> out;
+    out.swap(local_decode_ms_);
+    return out;
+}
+
+void ClusterState::set_view(ClusterView view) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    view_ = std::move(view);
+}
+
+ClusterView ClusterState::cluster_view() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ClusterView v = view_;
+    v.epoch = s_.epoch;
+    v.ready = s_.ready;
+    v.replanning = s_.replanning;
+    return v;
 }
 
 void ClusterState::set_detail(std::string json) {
@@ -34,6 +106,7 @@ void ClusterState::set_ready(uint64_t epoch) {
     if (epoch != s_.epoch || !s_.plan)
         return;
     s_.ready = true;
+    s_.replanning = false;
     s_.status = "ok";
     s_.reason.clear();
 }
@@ -54,6 +127,7 @@ void ClusterState::request_replan(uint64_t epoch, const std::string &reason) {
         return;
     replan_reason_ = reason;
     replan_epoch_ = epoch;
+    s_.replanning = false;
     // Not ready from now on: no request is accepted into a pipeline that failed.
     s_.ready = false;
     s_.status = "degraded";

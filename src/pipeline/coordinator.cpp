@@ -136,84 +136,19 @@ std::string Coordinator::model_name() const {
     return slash == std::string::npos ? opts_.model_path : opts_.model_path.substr(slash + 1);
 }
 
-CompletionResult Coordinator::complete(const CompletionParams &params) {
-    const auto t0 = std::chrono::steady_clock::now();
-    if (params.max_tokens < 1) {
-        throw Error(ErrorCode::kInvalidArgument, "max_tokens must be at least 1");
-    }
-    std::vector<int32_t> prompt = tokenizer_->tokenize(params.prompt, true, false);
-    if (prompt.empty())
-        throw Error(ErrorCode::kInvalidArgument, "the prompt has no tokens");
-    if (prompt.size() >= opts_.n_ctx_seq()) {
-        throw Error(ErrorCode::kOutOfRange,
-                    "context overflow: the prompt has " + std::to_string(prompt.size()) +
-                        " tokens, a sequence holds " + std::to_string(opts_.n_ctx_seq()));
-    }
-    CompletionResult result;
-    result.prompt_tokens = static_cast<int32_t>(prompt.size());
-
-    // Text state, touched only by the scheduler thread until the future is ready.
-    Detokenizer detok(*tokenizer_);
-    std::string text;
-    bool hit_stop = false;
-    size_t max_stop = 0;
-    for (const std::string &s : params.stop)
-        max_stop = std::max(max_stop, s.size());
-
-    auto req = std::make_unique<SeqRequest>();
-    req->prompt = std::move(prompt);
-    req->max_tokens = params.max_tokens;
-    req->sampling = sampling_to_wire(params.sampling);
-    req->ignore_eos = params.ignore_eos;
-    req->is_eog = [this](int32_t t) { return tokenizer_->is_eog(t); };
-    req->on_token = [&](int32_t token) {
-        const size_t before = text.size();
-        text += detok.push(token);
-        if (max_stop == 0)
-            return true;
-        const size_t from = before > max_stop ? before - max_stop : 0;
-        size_t cut = std::string::npos;
-        for (const std::string &s : params.stop) {
-            if (s.empty())
-                continue;
-            cut = std::min(cut, text.find(s, from));
-        }
-        if (cut == std::string::npos)
-            return true;
-        text.resize(cut);
-        hit_stop = true;
-        return false;
-    };
-    std::future<SeqOutcome> done = scheduler_->submit(std::move(req));
-    const SeqOutcome outcome = done.get();  // rethrows the scheduler's Error
-    if (!hit_stop)
-        text += detok.flush();
-    result.text = std::move(text);
-    result.finish_reason = outcome.finish_reason;
-    result.completion_tokens = outcome.n_generated;
-    result.ttft_ms = outcome.ttft_us / 1000.0;
-    result.total_ms = us_since(t0) / 1000.0;
-    return result;
-}
-
-HealthReport Coordinator::health() const {
+std::string Coordinator::health_json() const {
     const ClusterState::Snapshot snap = state_->snapshot();
-    HealthReport r;
-    r.status = snap.ready ? "ok" : snap.status;
-    r.reason = snap.ready ? "" : snap.reason;
     nlohmann::json j = nlohmann::json::parse(snap.detail_json, nullptr, false);
     if (!j.is_object())
         j = nlohmann::json::object();
-    j["status"] = r.status;
-    if (!r.reason.empty())
-        j["reason"] = r.reason;
+    j["status"] = snap.ready ? "ok" : snap.status;
+    j["reason"] = snap.ready ? "" : snap.reason;
     j["model"] = model_name();
     j["model_sha256"] = model_.hash_hex;
     j["requests_active"] = scheduler_->n_active();
     j["requests_queued"] = scheduler_->n_queued();
     j["data_bytes_sent"] = scheduler_->bytes_sent();
-    r.json = j.dump();
-    return r;
+    return j.dump();
 }
 
 }  // namespace colony

@@ -1,9 +1,11 @@
 // The coordinator (`colony serve`, DESIGN.md decision 6): owns the model file,
 // the node key and the join tokens, the membership view and the plan; runs
-// stage 0 itself; serves completions. It is three parts on their own threads:
+// stage 0 itself. It is two parts on their own threads:
 //   CoordinatorControl    control socket: joins, heartbeats, plan, shards
-//   CoordinatorScheduler  stage 0, ubatches, the data sockets
-//   (the caller's threads) complete(): tokenize, submit, detokenize, stop strings
+//   CoordinatorScheduler  stage 0, ubatches, the data sockets, requests in token ids
+// Requests reach it through CoordinatorBackend (src/api/coordinator_backend.h),
+// the InferenceBackend behind the HTTP API, which uses scheduler(), state()
+// and tokenizer().
 #pragma once
 
 #include <cstdint>
@@ -15,7 +17,6 @@
 #include "net/keys.h"
 #include "pipeline/coordinator_control.h"
 #include "pipeline/coordinator_options.h"
-#include "pipeline/generation.h"
 
 namespace colony {
 
@@ -28,7 +29,7 @@ class Tokenizer;
 class token_store;
 class zap_handler;
 
-class Coordinator : public GenerationService {
+class Coordinator {
   public:
     /// Loads and hashes the model, loads or creates the node key and a join
     /// token in opts.config_dir, binds the control and data sockets and starts
@@ -37,7 +38,7 @@ class Coordinator : public GenerationService {
     /// kInvalidArgument (bad options, e.g. --split).
     explicit Coordinator(CoordinatorOptions opts);
     /// Stops the threads (see stop()).
-    ~Coordinator() override;
+    ~Coordinator();
     Coordinator(const Coordinator &) = delete;
     Coordinator &operator=(const Coordinator &) = delete;
 
@@ -47,9 +48,22 @@ class Coordinator : public GenerationService {
     /// Idempotent.
     void stop();
 
-    CompletionResult complete(const CompletionParams &params) override;
-    HealthReport health() const override;
-    std::string model_name() const override;
+    /// The request path: submit, cancel, stage 0's counters. Thread-safe.
+    CoordinatorScheduler &scheduler() { return *scheduler_; }
+    const CoordinatorScheduler &scheduler() const { return *scheduler_; }
+    /// Plan, readiness and the workers' reports. Thread-safe.
+    const ClusterState &state() const { return *state_; }
+    /// The model's tokenizer (vocab only; const methods are thread-safe).
+    const Tokenizer &tokenizer() const { return *tokenizer_; }
+    const ModelHparams &hparams() const { return model_.hp; }
+    const CoordinatorOptions &options() const { return opts_; }
+    /// The cluster as GET /health shows it (a JSON object): status, reason,
+    /// the control plane's members and stages (plan_epoch, workers, stages,
+    /// shard_bytes_served), model, model_sha256, requests_active,
+    /// requests_queued, data_bytes_sent.
+    std::string health_json() const;
+    /// The model file's name ("stories260K-f32.gguf").
+    std::string model_name() const;
 
     /// The join token workers need ("" in insecure mode).
     const std::string &join_token() const { return join_token_; }

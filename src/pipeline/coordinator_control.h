@@ -1,15 +1,29 @@
 // The coordinator's control plane: one thread owns the control ROUTER socket
 // (CURVE server, ZAP domain kZapDomainControl: only holders of an active join
 // token get in). It admits workers (JOIN -> JOIN_ACCEPT), exchanges
-// heartbeats, notices lost workers, plans layer ranges over
-// [coordinator, workers in join order], sends ASSIGN, serves shards, and
-// declares the cluster ready when every stage is READY. It shares the plan
-// with the scheduler through ClusterState.
+// heartbeats, notices lost workers, plans layer ranges, sends ASSIGN, serves
+// shards, and declares the cluster ready when every stage is READY. It shares
+// the plan with the scheduler through ClusterState.
+//
+// Planning (docs/cluster.md): the first plan is static (--split, or layers in
+// proportion to memory limits or threads over [coordinator, workers in join
+// order]) so the cluster serves at once. With the measured planner
+// (CoordinatorOptions::measured_planner), the coordinator measures itself at
+// start, every worker measures the stage it loads (or a one-block probe shard
+// when it is a spare) and reports a device profile (STATUS,
+// worker_status.h); once every node has one, plan_optimal chooses the nodes,
+// their order (the coordinator first) and their ranges. A ReplanPolicy then
+// re-plans on join, leave, sustained drift of a stage's measured time per
+// layer, and low battery. A new plan is applied between requests: admission
+// pauses, running requests finish, the new plan is assigned, queued requests
+// run on it. Every decision and its reason goes to the log and the cluster
+// view (ClusterState::cluster_view).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,18 +32,23 @@
 
 #include <zmq.hpp>
 
+#include "cluster/plan.h"
 #include "model/hparams.h"
 #include "model/layer_range.h"
 #include "net/keys.h"
 #include "net/wire.h"
+#include "pipeline/cluster_view.h"
 #include "pipeline/coordinator_options.h"
 
 namespace colony {
 
 class admission_control;
 class ClusterState;
+class GgufFile;
+class MeasuredPlanner;
 class ShardService;
 struct received_message;
+struct WorkerStatus;
 
 /// What the control plane knows about the model it plans.
 struct PlannedModel {
@@ -68,16 +87,31 @@ class CoordinatorControl {
         uint32_t node_id = 0;
         std::string token_id;
         std::string key_z85;
+        std::string fingerprint;  // key_fingerprint(key_z85): the node id in plans
         std::string peer_address;
         std::string data_endpoint;  // resolved
         wire_join join;
         clock::time_point last_seen;
+        int64_t joined_unix_ms = 0;
         int stage = -1;  // index in the plan; -1: not in the plan (spare)
         uint64_t ready_epoch = 0;
+        bool probing = false;             // a probe ASSIGN is out (measured planner)
+        uint64_t shard_sent = 0;          // shard bytes sent for the current assignment
+        uint64_t shard_total = 0;         // its size (0: not served, e.g. a cache hit)
+        int64_t rtt_received_us = 0;      // node_status.h report of the last RTT sample taken
+        clock::time_point profiled_at{};  // first device profile
+        clock::time_point probed_at{};    // last probe measurement (spares are re-measured)
     };
     struct PlannedStage {
         int member = -1;  // index into members_; -1: the coordinator
         LayerRange range;
+    };
+    /// A new plan waiting for the running requests to finish.
+    struct PendingApply {
+        Plan plan;
+        std::string trigger;
+        clock::time_point since;
+        std::optional<double> current_ms;
     };
 
     void run();
@@ -88,9 +122,43 @@ class CoordinatorControl {
     void tick();
     void lose_member(size_t index, const std::string &reason);
     void invalidate_plan(const std::string &reason);
-    void make_plan(const std::string &why);
+    /// A plan when there is none: the measured one when every node has a
+    /// profile, else (allow_static) the static split.
+    void make_plan(const std::string &why, bool allow_static = true);
+    /// Makes `layout` the plan: prepares shards, sets a new epoch (graceful:
+    /// the end of a paused re-plan), sends ASSIGN, logs the plan table.
+    void apply_layout(const std::vector<PlannedStage> &layout, const std::string &why,
+                      bool graceful, const Plan &plan);
     void check_ready();
     void publish_detail();
+
+    // Measured planner.
+    void measure_self();
+    void on_status(Member &m, const wire_status &status);
+    void collect_rtts();
+    /// Stage 0's decode times (ClusterState::take_local_decode_samples) as a
+    /// drift sample of the coordinator, every kLocalSampleMs.
+    void collect_local_samples();
+    void send_probes();
+    void consider_replan();
+    void begin_apply(const Plan &plan, const std::string &trigger,
+                     std::optional<double> current_ms);
+    void continue_apply();
+    void abort_apply(const std::string &why);
+    std::vector<std::string> member_ids(bool with_profile_only) const;
+    bool all_profiled() const;
+    /// Every member's link to the coordinator was measured (or its profile
+    /// is a few seconds old): the first measured plan waits for it.
+    bool links_measured() const;
+    /// The running plan (nodes, ranges) as a cluster Plan, predicted when
+    /// every node of it has a profile.
+    Plan running_plan() const;
+    std::optional<std::vector<PlannedStage>> layout_of(const Plan &plan) const;
+    void record_replan(const std::string &trigger, const std::string &decision, bool adopted,
+                       std::optional<double> current_ms, std::optional<double> candidate_ms,
+                       uint64_t epoch);
+    void publish_view();
+    void keepalive();
     bool send_to(const Member &m, wire_body body);
     Member *find_member(const std::string &routing_id);
     std::string waiting_reason() const;
@@ -118,6 +186,22 @@ class CoordinatorControl {
     clock::time_point last_token_reload_{};
     clock::time_point plan_failed_at_{};  // a failed plan is retried after a pause
     bool plan_failed_ = false;
+
+    // Measured planner (control thread only once started).
+    std::shared_ptr<const GgufFile> file_;
+    std::string coordinator_id_;    // key fingerprint of the node key
+    std::string coordinator_name_;  // --name or the host name
+    std::unique_ptr<MeasuredPlanner> planner_;
+    Plan plan_info_;  // the running plan as a cluster Plan (view, policy)
+    std::optional<PendingApply> pending_;
+    std::deque<ReplanRecord> replans_;
+    int64_t started_unix_ms_ = 0;
+    bool planned_once_ = false;
+    std::deque<NodeView> lost_;
+    clock::time_point last_replan_check_{};
+    clock::time_point last_local_sample_{};
+    clock::time_point last_view_{};
+    bool view_dirty_ = true;
 
     std::atomic<bool> stop_{false};
     std::thread thread_;

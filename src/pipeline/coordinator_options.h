@@ -22,11 +22,27 @@ struct CoordinatorOptions {
     uint32_t n_parallel = 4;           // sequences in flight; each has n_ctx / n_parallel positions
     uint32_t n_ubatch = 512;           // tokens per ubatch (prefill chunk)
     int n_threads = 0;                 // compute threads of stage 0; 0 = all cores
-    double mem_limit_gib = 0;          // the coordinator's weight in the proportional split
+    double mem_limit_gib = 0;          // memory the planner may use here (GiB); 0 = MemAvailable
     bool insecure = false;             // plaintext, no authentication (warns)
     int heartbeat_interval_ms = 1000;  // HEARTBEAT to every worker
     int heartbeat_timeout_ms = 3000;   // a worker silent this long is lost
     int stall_timeout_ms = 30000;      // an ubatch unanswered this long fails its requests
+
+    // Planner (docs/cluster.md). measured: the first plan is proportional so
+    // the cluster starts at once; once every node has measured itself on the
+    // model, plan_optimal takes over and re-plans on join, leave, drift and low
+    // battery. static: --split or the proportional split, re-made only when
+    // a stage is lost (the behaviour before the planner).
+    bool measured_planner = true;
+    bool throughput_objective = false;     // plan for many sequences (slowest stage), not one
+    std::string node_name;                 // the coordinator's name in plans; "" = host name
+    double replan_drift_threshold = 0.25;  // |measured / planned - 1| of a stage's ms per layer
+    double replan_window_s = 10;           // ... sustained this long
+    double replan_cooldown_s = 30;         // no optional re-plan sooner after the last one
+    double replan_margin = 0.10;           // adopt only when this much faster
+    double min_battery_percent = 20;       // below it and not charging: leave the plan
+    int replan_drain_timeout_ms = 120000;  // give a re-plan up when requests run longer
+    double debug_slowdown = 1.0;  // debug: stage 0 runs this many times slower (Stage slowdown)
 
     uint32_t n_ctx_seq() const { return n_parallel ? n_ctx / n_parallel : 0; }
 };

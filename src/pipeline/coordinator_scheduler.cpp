@@ -16,6 +16,7 @@ namespace {
 
 constexpr int kIdlePollMs = 5;
 constexpr int kSendTimeoutMs = 2000;
+constexpr std::chrono::seconds kRoundTripWindow{5};  // round_trip_ms() averages over this
 
 int64_t ms_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
@@ -53,37 +54,89 @@ void CoordinatorScheduler::stop() {
         thread_.join();
     // Whatever is still waiting gets an answer.
     const Error gone(ErrorCode::kUnavailable, "the coordinator is shutting down");
+    std::deque<Queued> queued;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stopped_.store(true);  // under the lock: no submit() queues after this
+        queued.swap(queue_);
+    }
     for (size_t s = 0; s < slots_.size(); ++s) {
         if (slots_[s].req)
-            fail(static_cast<int32_t>(s), gone, false);
+            end(static_cast<int32_t>(s), SeqOutcome::End::kError, &gone, false);
     }
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopped_.store(true);  // under the lock: no submit() queues after this
-    for (auto &req : queue_)
-        req->done.set_exception(std::make_exception_ptr(gone));
-    queue_.clear();
+    for (Queued &q : queued)
+        finish_queued(q, SeqOutcome::End::kError, &gone);
 }
 
-std::future<SeqOutcome> CoordinatorScheduler::submit(std::unique_ptr<SeqRequest> req) {
+uint64_t CoordinatorScheduler::submit(std::unique_ptr<SeqRequest> req) {
+    if (req->prompt.empty())
+        throw Error(ErrorCode::kInvalidArgument, "empty prompt");
+    if (req->max_tokens < 1)
+        throw Error(ErrorCode::kInvalidArgument, "max_tokens must be at least 1");
+    if (req->prompt.size() >= opts_.n_ctx_seq()) {
+        throw Error(ErrorCode::kOutOfRange, "context overflow: the prompt has " +
+                                                std::to_string(req->prompt.size()) +
+                                                " tokens, a sequence holds " +
+                                                std::to_string(opts_.n_ctx_seq()) + " positions");
+    }
+    for (int32_t t : req->prompt) {
+        if (t < 0 || static_cast<uint32_t>(t) >= hp_.n_vocab) {
+            throw Error(ErrorCode::kInvalidArgument,
+                        "token id " + std::to_string(t) + " outside the vocabulary");
+        }
+    }
     if (stopped_.load())
         throw Error(ErrorCode::kUnavailable, "the coordinator is shutting down");
     const ClusterState::Snapshot snap = state_.snapshot();
-    if (!snap.ready) {
+    if (!snap.ready && !snap.replanning) {  // during a graceful re-plan requests wait in the queue
         throw Error(ErrorCode::kUnavailable,
                     "the cluster is not ready: " + snap.status +
                         (snap.reason.empty() ? "" : " (" + snap.reason + ")"));
     }
-    std::future<SeqOutcome> f = req->done.get_future();
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopped_.load())
         throw Error(ErrorCode::kUnavailable, "the coordinator is shutting down");
-    queue_.push_back(std::move(req));
-    return f;
+    // as many as the free slots take, plus max_queue waiting
+    if (queue_.size() + n_active_.load() >= slots_.size() + max_queue_.load()) {
+        throw Error(ErrorCode::kResource, "queue full: " + std::to_string(queue_.size()) +
+                                              " requests are waiting; try again later");
+    }
+    const uint64_t id = next_id_.fetch_add(1);
+    queue_.push_back({id, std::move(req), clock::now()});
+    return id;
+}
+
+void CoordinatorScheduler::cancel(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!stopped_.load())
+        cancels_.insert(id);
 }
 
 size_t CoordinatorScheduler::n_queued() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return queue_.size();
+}
+
+double CoordinatorScheduler::round_trip_ms() const {
+    const clock::time_point now = clock::now();
+    std::lock_guard<std::mutex> lock(rtt_mutex_);
+    double sum = 0;
+    size_t n = 0;
+    for (const auto &[t, ms] : round_trips_) {
+        if (now - t <= kRoundTripWindow) {
+            sum += ms;
+            ++n;
+        }
+    }
+    return n ? sum / n : 0.0;
+}
+
+void CoordinatorScheduler::record_round_trip(clock::time_point sent) {
+    const clock::time_point now = clock::now();
+    std::lock_guard<std::mutex> lock(rtt_mutex_);
+    round_trips_.emplace_back(now, std::chrono::duration<double, std::milli>(now - sent).count());
+    while (!round_trips_.empty() && now - round_trips_.front().first > kRoundTripWindow)
+        round_trips_.pop_front();
 }
 
 void CoordinatorScheduler::run() {
@@ -92,6 +145,7 @@ void CoordinatorScheduler::run() {
             sync_plan();
             drain_tokens();
             check_stall();
+            take_cancellations();
             admit();
             wire_activations act;
             if (ready_ && build_ubatch(act)) {
@@ -113,9 +167,15 @@ void CoordinatorScheduler::run() {
 void CoordinatorScheduler::sync_plan() {
     const ClusterState::Snapshot snap = state_.snapshot();
     if (snap.epoch != epoch_) {
-        fail_all(Error(ErrorCode::kUnavailable,
-                       "the pipeline changed: " +
-                           (snap.reason.empty() ? std::string("re-planned") : snap.reason)));
+        const std::string &why = snap.end_reason.empty() ? snap.reason : snap.end_reason;
+        const Error changed(
+            ErrorCode::kUnavailable,
+            "the pipeline changed: " + (why.empty() ? std::string("re-planned") : why));
+        if (snap.replanning) {
+            fail_running(changed);  // a graceful re-plan: the queue runs on the new plan
+        } else {
+            fail_all(changed);
+        }
         epoch_ = snap.epoch;
         ready_ = false;
         push_.reset();
@@ -135,6 +195,7 @@ void CoordinatorScheduler::sync_plan() {
 void CoordinatorScheduler::apply_plan(const LocalPlan &plan) {
     if (!stage_ || stage_->range() != plan.range) {
         stage_.reset();
+        meter_.loading(plan.range, 0);
         StageConfig cfg;
         cfg.range = plan.range;
         cfg.n_ctx = opts_.n_ctx_seq() * opts_.n_parallel;
@@ -142,12 +203,17 @@ void CoordinatorScheduler::apply_plan(const LocalPlan &plan) {
         cfg.n_ctx_seq = opts_.n_ctx_seq();
         cfg.n_ubatch = opts_.n_ubatch;
         cfg.n_threads = opts_.n_threads;
+        cfg.slowdown = opts_.debug_slowdown;  // emulated heterogeneity (docs/cluster.md)
+        cfg.load.progress = [this, range = plan.range](uint64_t done, uint64_t total) {
+            meter_.loading(range, total ? static_cast<double>(done) / total : 0.0);
+        };
         stage_ = std::make_unique<Stage>(model_, hp_, cfg);
         COLONY_LOG_INFO("scheduler: stage 0 runs layers %s", plan.range.str().c_str());
     } else {
         for (uint32_t s = 0; s < opts_.n_parallel; ++s)
             stage_->seq_rm(static_cast<int32_t>(s));
     }
+    meter_.loaded(*stage_);
     samplers_.release(-1);
     if (!plan.is_last) {
         push_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::push);
@@ -192,15 +258,23 @@ void CoordinatorScheduler::handle_tokens(const wire_tokens &tokens) {
         return;
     }
     for (const wire_sampled &s : tokens.sampled) {
-        const bool known = s.seq_id >= 0 && static_cast<size_t>(s.seq_id) < slots_.size() &&
-                           slots_[s.seq_id].req && slots_[s.seq_id].awaiting &&
-                           s.pos == slots_[s.seq_id].n_pos - 1 && s.token >= 0 &&
-                           static_cast<uint32_t>(s.token) < hp_.n_vocab;
-        if (!known) {
+        const bool in_range = s.seq_id >= 0 && static_cast<size_t>(s.seq_id) < slots_.size();
+        Slot *slot = in_range ? &slots_[s.seq_id] : nullptr;
+        const bool expected = slot && (slot->req || slot->draining) && slot->awaiting &&
+                              s.pos == slot->n_pos - 1 && s.token >= 0 &&
+                              static_cast<uint32_t>(s.token) < hp_.n_vocab;
+        if (!expected) {
             COLONY_LOG_WARN(
                 "scheduler: dropped a sampled token (seq %d, pos %d, token %d) that "
                 "no running sequence expects",
                 s.seq_id, s.pos, s.token);
+            continue;
+        }
+        if (push_)
+            record_round_trip(slot->sent_at);
+        if (slot->draining) {
+            // the last row of a cancelled sequence: its cells were released already
+            *slot = Slot{};
             continue;
         }
         on_sampled(s.seq_id, s.token);
@@ -210,36 +284,76 @@ void CoordinatorScheduler::handle_tokens(const wire_tokens &tokens) {
 void CoordinatorScheduler::on_sampled(int32_t seq, int32_t token) {
     Slot &slot = slots_[seq];
     slot.awaiting = false;
-    if (++slot.n_generated == 1) {
+    if (slot.n_generated == 0 && slot.ttft_us == 0) {
         slot.ttft_us =
             std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - slot.submitted)
                 .count();
     }
     SeqRequest &req = *slot.req;
     if (!req.ignore_eos && req.is_eog && req.is_eog(token)) {
-        finish(seq, "stop");
-    } else if (req.on_token && !req.on_token(token)) {
-        finish(seq, "stop");
-    } else if (slot.n_generated >= req.max_tokens ||
-               static_cast<uint32_t>(slot.n_pos) >= opts_.n_ctx_seq()) {
-        finish(seq, "length");
+        end(seq, SeqOutcome::End::kStop, nullptr, true);
+        return;
+    }
+    ++slot.n_generated;
+    if (req.on_token) {
+        try {
+            req.on_token(token);
+        } catch (const std::exception &e) {
+            COLONY_LOG_ERROR("scheduler: on_token threw: %s", e.what());
+        }
+    }
+    if (slot.n_generated >= req.max_tokens ||
+        static_cast<uint32_t>(slot.n_pos) >= opts_.n_ctx_seq()) {
+        end(seq, SeqOutcome::End::kLength, nullptr, true);
     } else {
         slot.next_input = token;
     }
 }
 
+void CoordinatorScheduler::take_cancellations() {
+    std::unordered_set<uint64_t> ids;
+    std::vector<Queued> dropped;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (cancels_.empty())
+            return;
+        ids.swap(cancels_);
+        for (auto it = queue_.begin(); it != queue_.end();) {
+            if (ids.count(it->id)) {
+                dropped.push_back(std::move(*it));
+                it = queue_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    for (Queued &q : dropped)
+        finish_queued(q, SeqOutcome::End::kCancelled, nullptr);
+    for (size_t s = 0; s < slots_.size(); ++s) {
+        if (slots_[s].req && ids.count(slots_[s].id))
+            end(static_cast<int32_t>(s), SeqOutcome::End::kCancelled, nullptr, true);
+    }
+}
+
 void CoordinatorScheduler::admit() {
-    if (!ready_)
+    size_t busy = 0;  // slots running a request or waiting for a cancelled one's last row
+    for (const Slot &slot : slots_)
+        busy += slot.req || slot.draining;
+    const bool paused = state_.scheduler_tick(busy);  // a re-plan waits for running requests
+    if (!ready_ || paused)
         return;
     std::lock_guard<std::mutex> lock(mutex_);
     for (size_t s = 0; s < slots_.size() && !queue_.empty(); ++s) {
-        if (slots_[s].req)
+        if (slots_[s].req || slots_[s].draining)
             continue;
         Slot &slot = slots_[s];
-        slot = Slot{};
-        slot.req = std::move(queue_.front());
+        Queued q = std::move(queue_.front());
         queue_.pop_front();
-        slot.submitted = clock::now();
+        slot = Slot{};
+        slot.id = q.id;
+        slot.req = std::move(q.req);
+        slot.submitted = q.submitted;
+        slot.admitted = clock::now();
         n_active_.fetch_add(1);
     }
 }
@@ -295,6 +409,7 @@ bool CoordinatorScheduler::build_ubatch(wire_activations &act) {
 
 void CoordinatorScheduler::run_ubatch(const wire_activations &act) {
     StageOutput out;
+    const clock::time_point t0 = clock::now();
     try {
         out = run_stage_step(*stage_, act, opts_.wire_type, samplers_);
     } catch (const Error &e) {
@@ -302,15 +417,23 @@ void CoordinatorScheduler::run_ubatch(const wire_activations &act) {
                          e.what());
         for (const wire_seq &s : act.seqs) {
             if (slots_[s.seq_id].req)
-                fail(s.seq_id, e, true);
+                end(s.seq_id, SeqOutcome::End::kError, &e, true);
         }
         return;
     }
+    const clock::time_point t1 = clock::now();
+    meter_.record_step(*stage_, std::chrono::duration<double>(t1 - t0).count(),
+                       static_cast<uint32_t>(act.outputs.size()));
+    // decode times of stage 0 for the measured planner (coordinator_control.cpp)
+    state_.record_local_step(std::chrono::duration<double, std::milli>(t1 - t0).count(),
+                             act.n_tokens);
     if (auto *tokens = std::get_if<wire_tokens>(&out)) {
         handle_tokens(*tokens);
         return;
     }
-    if (!send(std::move(std::get<wire_activations>(out)))) {
+    const bool sent = send(std::move(std::get<wire_activations>(out)));
+    meter_.record_hop(std::chrono::duration<double>(clock::now() - t1).count());
+    if (!sent) {
         const std::string reason =
             "cannot send hidden states to stage 1 (its data socket does "
             "not take messages)";
@@ -322,7 +445,7 @@ void CoordinatorScheduler::run_ubatch(const wire_activations &act) {
 
 void CoordinatorScheduler::check_stall() {
     for (const Slot &slot : slots_) {
-        if (!slot.req || !slot.awaiting)
+        if (!(slot.req || slot.draining) || !slot.awaiting)
             continue;
         const int64_t waited = ms_since(slot.sent_at);
         if (waited <= opts_.stall_timeout_ms)
@@ -336,45 +459,90 @@ void CoordinatorScheduler::check_stall() {
     }
 }
 
-void CoordinatorScheduler::finish(int32_t seq, const std::string &reason) {
+void CoordinatorScheduler::end(int32_t seq, SeqOutcome::End how, const Error *error,
+                               bool propagate) {
     Slot &slot = slots_[seq];
+    const clock::time_point now = clock::now();
+    auto us = [](clock::duration d) {
+        return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    };
     SeqOutcome outcome;
-    outcome.finish_reason = reason;
+    outcome.end = how;
+    outcome.n_prompt = static_cast<int32_t>(slot.req->prompt.size());
     outcome.n_generated = slot.n_generated;
+    outcome.queue_us = us(slot.admitted - slot.submitted);
     outcome.ttft_us = slot.ttft_us;
+    outcome.total_us = us(now - slot.submitted);
+    if (error) {
+        outcome.error_code = error->code();
+        outcome.error_message = error->what();
+    }
     std::unique_ptr<SeqRequest> req = std::move(slot.req);
-    slot = Slot{};
-    n_active_.fetch_sub(1);
-    release(seq, true);
-    req->done.set_value(outcome);
-}
-
-void CoordinatorScheduler::fail(int32_t seq, const Error &error, bool propagate) {
-    Slot &slot = slots_[seq];
-    std::unique_ptr<SeqRequest> req = std::move(slot.req);
-    slot = Slot{};
+    // A row still in flight comes back later: keep the slot (and the row's
+    // position, which handle_tokens matches) until then, so its token cannot
+    // reach the next request of this slot.
+    const bool in_flight = propagate && slot.awaiting && push_;
+    Slot drained;
+    drained.draining = in_flight;
+    drained.awaiting = in_flight;
+    drained.sent_at = slot.sent_at;
+    drained.n_pos = slot.n_pos;
+    slot = in_flight ? std::move(drained) : Slot{};
     n_active_.fetch_sub(1);
     release(seq, propagate);
-    req->done.set_exception(std::make_exception_ptr(error));
+    if (req->on_done) {
+        try {
+            req->on_done(outcome);
+        } catch (const std::exception &e) {
+            COLONY_LOG_ERROR("scheduler: on_done threw: %s", e.what());
+        }
+    }
+}
+
+void CoordinatorScheduler::finish_queued(Queued &q, SeqOutcome::End how, const Error *error) {
+    SeqOutcome outcome;
+    outcome.end = how;
+    outcome.n_prompt = static_cast<int32_t>(q.req->prompt.size());
+    outcome.total_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - q.submitted).count();
+    outcome.queue_us = outcome.total_us;
+    if (error) {
+        outcome.error_code = error->code();
+        outcome.error_message = error->what();
+    }
+    if (q.req->on_done) {
+        try {
+            q.req->on_done(outcome);
+        } catch (const std::exception &e) {
+            COLONY_LOG_ERROR("scheduler: on_done threw: %s", e.what());
+        }
+    }
+}
+
+void CoordinatorScheduler::fail_running(const Error &error) {
+    for (size_t s = 0; s < slots_.size(); ++s) {
+        if (slots_[s].req)
+            end(static_cast<int32_t>(s), SeqOutcome::End::kError, &error, false);
+        slots_[s] = Slot{};  // also drops draining slots: their rows are of a dead pipeline
+    }
 }
 
 void CoordinatorScheduler::fail_all(const Error &error) {
-    for (size_t s = 0; s < slots_.size(); ++s) {
-        if (slots_[s].req)
-            fail(static_cast<int32_t>(s), error, false);
-    }
-    std::deque<std::unique_ptr<SeqRequest>> queued;
+    fail_running(error);
+    std::deque<Queued> queued;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         queued.swap(queue_);
     }
-    for (auto &req : queued)
-        req->done.set_exception(std::make_exception_ptr(error));
+    for (Queued &q : queued)
+        finish_queued(q, SeqOutcome::End::kError, &error);
 }
 
 void CoordinatorScheduler::release(int32_t seq, bool propagate) {
-    if (stage_)
+    if (stage_) {
         stage_->seq_rm(seq);
+        meter_.record_kv(*stage_);
+    }
     samplers_.release(seq);
     if (propagate && push_)
         send(wire_seq_release{seq, 0});

@@ -6,15 +6,20 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <thread>
 
+#include "cluster/device_probe.h"
 #include "net/hash.h"
 #include "net/transport.h"
 #include "net/zap.h"
+#include "nlohmann/json.hpp"
+#include "pipeline/node_status.h"
 #include "pipeline/shard_cache.h"
 #include "pipeline/shard_service.h"
 #include "pipeline/worker_data.h"
+#include "pipeline/worker_status.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -74,7 +79,16 @@ Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
     data_ = std::make_unique<WorkerData>(ctx_, zap_.get(), node_keys_, coordinator_key_z85_,
                                          opts_.n_threads,
                                          tcp_endpoint(opts_.data_host, opts_.data_port));
+    data_->set_slowdown(opts_.debug_slowdown);
     announced_data_endpoint_ = announced_endpoint(data_->endpoint());
+    std::optional<uint64_t> limit;
+    if (opts_.mem_limit_gib > 0)
+        limit = static_cast<uint64_t>(opts_.mem_limit_gib * (1ull << 30));
+    base_profile_ = probe_device_profile("/", limit);
+    base_profile_.node_id = key_fingerprint(node_keys_.public_z85);
+    base_profile_.name = opts_.name;
+    base_profile_.n_threads = opts_.n_threads;
+    base_profile_.backend = "CPU";
 }
 
 Worker::~Worker() {
@@ -178,6 +192,16 @@ void Worker::handle(const received_message &rm) {
                         "the coordinator refused this worker: " +
                             std::get<wire_join_reject>(rm.message.body).reason);
         case WIRE_TYPE_HEARTBEAT:
+            if (state_ == State::kMember) {
+                // the run-time report for the coordinator's cluster view (node_status.h)
+                const WorkerData::Status st = data_->status();
+                std::optional<std::pair<uint64_t, uint64_t>> fetched;
+                if (download_)
+                    fetched = std::make_pair(download_->received(), download_->total());
+                send(worker_runtime_status(std::get<wire_heartbeat>(rm.message.body).timestamp_ns,
+                                           last_seen_, assign_ ? assign_->plan_epoch : 0, fetched,
+                                           st.loaded_epoch, st.error, data_->stage_runtime()));
+            }
             break;
         case WIRE_TYPE_ASSIGN:
             if (state_ == State::kMember)
@@ -223,6 +247,7 @@ void Worker::on_assign(const wire_assign &a) {
     COLONY_LOG_INFO("worker: fetching the shard of layers %s (%s)", range.str().c_str(),
                     why.c_str());
     download_ = std::make_unique<ShardDownload>(path);
+    download_started_ = clock::now();
     requested_until_ = kShardWindowBytes;
     last_progress_pct_ = -1;
     send(wire_shard_request{a.model_hash, a.layer_first, a.layer_last, 0});
@@ -272,6 +297,11 @@ void Worker::on_shard_end(const wire_shard_end &e) {
     const std::filesystem::path path = download_->final_path();
     COLONY_LOG_INFO("worker: shard verified (sha256 %s), cached at %s", to_hex(e.sha256).c_str(),
                     path.c_str());
+    const double seconds = std::chrono::duration<double>(clock::now() - download_started_).count();
+    if (e.total >= (1u << 20) && seconds > 0) {
+        // Includes hashing and writing the file: a lower bound of the link's throughput.
+        shard_throughput_ = static_cast<double>(e.total) / seconds;
+    }
     download_.reset();
     hand_to_data_plane(path);
 }
@@ -388,9 +418,20 @@ void Worker::tick() {
         rejoin("the coordinator sent nothing for " + std::to_string(ms_since(last_seen_)) + " ms");
         return;
     }
+    poll_debug_control();
     const WorkerData::Status st = data_->status();
     if (assign_ && !ready_sent_ && !download_) {
-        if (st.loaded_epoch == assign_->plan_epoch) {
+        const bool measured = st.probe && st.probe->epoch == assign_->plan_epoch &&
+                              st.probe->first == assign_->layer_first &&
+                              st.probe->last == assign_->layer_last;
+        if (measured && assign_->plan_epoch == 0) {
+            // A probe assignment: the coordinator only wants the measurement.
+            send_profile_status(st);
+            ready_sent_ = true;
+            COLONY_LOG_INFO("worker: measured on a probe shard of layers [%u,%u)",
+                            assign_->layer_first, assign_->layer_last);
+        } else if (measured && st.loaded_epoch == assign_->plan_epoch) {
+            send_profile_status(st);  // before READY: the planner reads it first
             send(wire_ready{assign_->plan_epoch, assign_->layer_first, assign_->layer_last});
             ready_sent_ = true;
             COLONY_LOG_INFO("worker: ready with layers [%u,%u)", assign_->layer_first,
@@ -399,6 +440,87 @@ void Worker::tick() {
             send(wire_error{ErrorCode::kResource, "cannot load the stage: " + st.error});
             throw Error(ErrorCode::kResource, "cannot load the assigned stage: " + st.error);
         }
+    }
+    if (ready_sent_ && st.probe && ms_since(last_status_) >= opts_.status_interval_ms)
+        send_profile_status(st);
+}
+
+namespace {
+
+double median_of(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+}  // namespace
+
+void Worker::send_profile_status(const WorkerData::Status &st) {
+    last_status_ = clock::now();
+    const WorkerData::StageProbe &p = *st.probe;
+    const double layers = static_cast<double>(p.last - p.first);
+    WorkerStatus ws;
+    ws.profile = base_profile_;
+    // Live values: memory (the stage's own bytes count as available to it),
+    // battery (sysfs only: no subprocess on the control thread), temperature.
+    if (const auto avail = probe_mem_available_bytes()) {
+        uint64_t mem = *avail + p.stage_bytes;
+        if (opts_.mem_limit_gib > 0)
+            mem =
+                std::min<uint64_t>(mem, static_cast<uint64_t>(opts_.mem_limit_gib * (1ull << 30)));
+        ws.profile.mem_available_bytes = mem;
+    }
+    if (auto battery = probe_battery_sysfs())
+        ws.profile.battery = battery;
+    ws.profile.temperature_c = probe_temperature_c();
+    // With --mem-limit the limit is what colony may use; otherwise keep a
+    // margin of MemAvailable for the system (10 %, at most 512 MiB).
+    ws.profile.headroom_bytes =
+        opts_.mem_limit_gib > 0
+            ? 0
+            : std::min<uint64_t>(ws.profile.mem_available_bytes / 10, 512ull << 20);
+    ws.profile.decode_ms_per_layer = std::max(p.decode_ms / layers, 1e-6);
+    ws.profile.prefill_ms_per_layer_per_token = std::max(p.prefill_ms_per_token / layers, 1e-6);
+    ws.profile.slowdown_factor = data_->slowdown();
+    StageReport r;
+    r.epoch = p.epoch;
+    r.first = p.first;
+    r.last = p.last;
+    r.is_last = p.is_last;
+    r.probe_decode_ms = p.decode_ms;
+    r.probe_prefill_ms_per_token = p.prefill_ms_per_token;
+    const std::vector<double> samples = data_->take_decode_samples();
+    if (!samples.empty()) {
+        r.recent_decode_ms = median_of(samples);
+        r.recent_samples = static_cast<uint32_t>(samples.size());
+    }
+    ws.stage = r;
+    ws.shard_throughput_bytes_per_s = shard_throughput_;
+    ws.slowdown = data_->slowdown();
+    try {
+        send(wire_status{worker_status_to_json(ws).dump()});
+    } catch (const Error &e) {
+        COLONY_LOG_WARN("worker: cannot report the device profile: %s", e.what());
+    }
+}
+
+void Worker::poll_debug_control() {
+    if (opts_.debug_control_file.empty() || ms_since(last_control_poll_) < 1000)
+        return;
+    last_control_poll_ = clock::now();
+    std::ifstream in(opts_.debug_control_file);
+    double factor = 0;
+    if (!in || !(in >> factor))
+        return;  // absent or empty: keep the current factor
+    if (!(factor >= 1.0) || factor > 1000) {
+        COLONY_LOG_WARN("worker: %s holds %g; a slow-down factor must be in [1, 1000]",
+                        opts_.debug_control_file.c_str(), factor);
+        return;
+    }
+    if (factor != data_->slowdown()) {
+        COLONY_LOG_INFO("worker: debug slow-down %.2f -> %.2f (%s)", data_->slowdown(), factor,
+                        opts_.debug_control_file.c_str());
+        data_->set_slowdown(factor);
     }
 }
 

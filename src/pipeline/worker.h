@@ -21,15 +21,16 @@
 
 #include <zmq.hpp>
 
+#include "cluster/profile.h"
 #include "net/keys.h"
 #include "net/tokens.h"
 #include "net/wire.h"
 #include "pipeline/endpoint.h"
+#include "pipeline/worker_data.h"
 
 namespace colony {
 
 class ShardDownload;
-class WorkerData;
 class zap_handler;
 struct received_message;
 
@@ -37,7 +38,7 @@ struct WorkerOptions {
     std::string coordinator;             // HOST:PORT of the control socket
     std::string token;                   // join token (ignored with insecure)
     std::string name;                    // shown by the coordinator; default: host name
-    double mem_limit_gib = 0;            // weight in the proportional split; 0 = none
+    double mem_limit_gib = 0;            // memory the planner may use here (GiB); 0 = MemAvailable
     int n_threads = 0;                   // compute threads; 0 = all cores
     std::filesystem::path config_dir;    // node.key
     std::filesystem::path cache_dir;     // shards
@@ -46,6 +47,10 @@ struct WorkerOptions {
     bool insecure = false;               // plaintext; the coordinator must be insecure too
     int join_timeout_ms = 0;             // give up joining after this long; 0 = never
     int coordinator_timeout_ms = 10000;  // no message from the coordinator: join again
+    int status_interval_ms = 2000;       // device profile + rolling stage timings (STATUS)
+    double debug_slowdown = 1.0;         // debug: run the stage this many times slower
+    std::string debug_control_file;      // debug: a file holding the slow-down factor, read
+                                         // every second while it exists ("" = none)
 };
 
 class Worker {
@@ -85,6 +90,10 @@ class Worker {
     void check_monitor();
     void tick();
     void rejoin(const std::string &why);
+    /// STATUS with the device profile and what was measured on the stage
+    /// (worker_status.h); nothing before the stage was measured.
+    void send_profile_status(const WorkerData::Status &st);
+    void poll_debug_control();
 
     WorkerOptions opts_;
     HostPort coordinator_;
@@ -115,6 +124,12 @@ class Worker {
     uint64_t requested_until_ = 0;  // end of the shard window asked for
     int last_progress_pct_ = -1;
     uint64_t shard_bytes_received_ = 0;
+
+    DeviceProfile base_profile_;  // probed once at start: cores, OS, battery source
+    clock::time_point download_started_{};
+    std::optional<double> shard_throughput_;  // bytes/s of the last shard download
+    clock::time_point last_status_{};
+    clock::time_point last_control_poll_{};
 };
 
 }  // namespace colony

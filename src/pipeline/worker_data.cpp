@@ -1,11 +1,15 @@
 #include "pipeline/worker_data.h"
 
+#include <chrono>
+
 #include "model/gguf_file.h"
 #include "model/hparams.h"
 #include "net/transport.h"
 #include "net/zap.h"
 #include "pipeline/stage_step.h"
+#include "pipeline/worker_status.h"
 #include "runtime/stage.h"
+#include "runtime/stage_probe.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -15,6 +19,9 @@ namespace {
 
 constexpr int kPollMs = 20;
 constexpr int kSendTimeoutMs = 2000;
+constexpr size_t kMaxDecodeSamples = 1024;
+constexpr int kProbeDecodeSteps = 8;
+constexpr int kProbePrefillTokens = 64;
 
 }  // namespace
 
@@ -76,6 +83,19 @@ WorkerData::Status WorkerData::status() const {
     return status_;
 }
 
+std::vector<double> WorkerData::take_decode_samples() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<double> out;
+    out.swap(decode_ms_);
+    return out;
+}
+
+void WorkerData::set_slowdown(double factor) {
+    if (!(factor >= 1.0) || factor > 1000)
+        throw Error(ErrorCode::kInvalidArgument, "slow-down factor must be in [1, 1000]");
+    slowdown_.store(factor);
+}
+
 void WorkerData::run() {
     while (!stop_.load()) {
         std::optional<WorkerAssignment> next;
@@ -87,6 +107,7 @@ void WorkerData::run() {
             unassign_ = false;
         }
         if (drop) {
+            meter_.unloaded();
             stage_.reset();
             shard_.reset();
             shard_path_.clear();
@@ -94,6 +115,7 @@ void WorkerData::run() {
             current_.reset();
             std::lock_guard<std::mutex> lock(mutex_);
             status_.loaded_epoch = 0;
+            status_.probe.reset();
         }
         if (next) {
             try {
@@ -101,13 +123,17 @@ void WorkerData::run() {
             } catch (const Error &e) {
                 COLONY_LOG_ERROR("worker: cannot load layers [%u,%u): %s", next->assign.layer_first,
                                  next->assign.layer_last, e.what());
+                meter_.unloaded();
                 stage_.reset();
                 current_.reset();
                 std::lock_guard<std::mutex> lock(mutex_);
                 status_.loaded_epoch = 0;
+                status_.probe.reset();
                 status_.error = e.what();
             }
         }
+        if (stage_ && stage_->slowdown() != slowdown_.load())
+            stage_->set_slowdown(slowdown_.load());
         try {
             zmq::pollitem_t item{pull_.handle(), 0, ZMQ_POLLIN, 0};
             if (zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs)) <= 0)
@@ -149,6 +175,7 @@ void WorkerData::apply(const WorkerAssignment &a) {
             stage_->seq_rm(static_cast<int32_t>(s));
     } else {
         stage_.reset();
+        meter_.loading(range, 0);
         shard_ = GgufFile::open(a.shard_path.string());
         const ModelHparams hp = ModelHparams::from_gguf(*shard_);
         if (hp.n_layer != as.n_layer || hp.n_embd != as.n_embd || hp.n_vocab != as.n_vocab) {
@@ -164,6 +191,10 @@ void WorkerData::apply(const WorkerAssignment &a) {
         cfg.n_ctx_seq = as.n_ctx;
         cfg.n_ubatch = as.n_ubatch;
         cfg.n_threads = n_threads_;
+        cfg.slowdown = slowdown_.load();
+        cfg.load.progress = [this, range](uint64_t done, uint64_t total) {
+            meter_.loading(range, total ? static_cast<double>(done) / total : 0.0);
+        };
         stage_ = std::make_unique<Stage>(shard_, hp, cfg);
         shard_path_ = a.shard_path;
         if (stage_->is_last() != as.is_last) {
@@ -191,11 +222,51 @@ void WorkerData::apply(const WorkerAssignment &a) {
     // so the next stage's ZAP handler already admits our key.
     push_connected_ = false;
     current_ = a;
+    measure(same_stage);
+    meter_.loaded(*stage_);
     COLONY_LOG_INFO("worker: stage %s loaded (plan %llu), %s -> %s", range.str().c_str(),
                     static_cast<unsigned long long>(as.plan_epoch),
                     stage_->is_last() ? "samples" : "hidden states", a.next_endpoint.c_str());
     std::lock_guard<std::mutex> lock(mutex_);
     status_.loaded_epoch = as.plan_epoch;
+}
+
+void WorkerData::measure(bool same_stage) {
+    const wire_assign &as = current_->assign;
+    std::optional<StageProbe> previous;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        previous = status_.probe;
+        decode_ms_.clear();  // samples of the previous stage
+    }
+    StageProbe p;
+    if (same_stage && previous && previous->first == as.layer_first &&
+        previous->last == as.layer_last && as.plan_epoch != 0) {
+        p = *previous;  // the same stage: its measurement still holds (a probe measures again)
+    } else {
+        // Scratch sequence 0: nothing runs on this stage before READY. The
+        // faster of two rounds: other work on the device only slows one down.
+        const int prefill = static_cast<int>(std::min<uint32_t>(kProbePrefillTokens, as.n_ubatch));
+        StageSpeed speed = measure_stage_speed(*stage_, kProbeDecodeSteps, prefill);
+        const StageSpeed again = measure_stage_speed(*stage_, kProbeDecodeSteps, prefill);
+        speed.decode_ms_per_layer = std::min(speed.decode_ms_per_layer, again.decode_ms_per_layer);
+        speed.prefill_ms_per_layer_per_token =
+            std::min(speed.prefill_ms_per_layer_per_token, again.prefill_ms_per_layer_per_token);
+        const double layers = static_cast<double>(as.layer_last - as.layer_first);
+        p.first = as.layer_first;
+        p.last = as.layer_last;
+        p.is_last = stage_->is_last();
+        p.decode_ms = speed.decode_ms_per_layer * layers;
+        p.prefill_ms_per_token = speed.prefill_ms_per_layer_per_token * layers;
+        p.stage_bytes = stage_->weight_bytes() + stage_->kv_bytes();
+        COLONY_LOG_INFO(
+            "worker: stage %s measured: decode %.3f ms per token, prefill %.3f ms per "
+            "token (slow-down %.2f)",
+            stage_->range().str().c_str(), p.decode_ms, p.prefill_ms_per_token, stage_->slowdown());
+    }
+    p.epoch = as.plan_epoch;
+    std::lock_guard<std::mutex> lock(mutex_);
+    status_.probe = p;
 }
 
 void WorkerData::on_activations(const wire_activations &act) {
@@ -223,6 +294,7 @@ void WorkerData::on_activations(const wire_activations &act) {
         return;
     }
     StageOutput out;
+    const auto t0 = std::chrono::steady_clock::now();
     try {
         out = run_stage_step(*stage_, act, as.dtype, *samplers_);
     } catch (const Error &e) {
@@ -230,12 +302,22 @@ void WorkerData::on_activations(const wire_activations &act) {
                          stage_->range().str().c_str(), act.n_tokens, e.what());
         return;
     }
+    const auto t1 = std::chrono::steady_clock::now();
+    meter_.record_step(*stage_, std::chrono::duration<double>(t1 - t0).count(),
+                       static_cast<uint32_t>(act.outputs.size()));
     {
         std::lock_guard<std::mutex> lock(mutex_);
         ++status_.ubatches;
+        if (act.n_tokens <= kDecodeUbatchMaxTokens) {
+            if (decode_ms_.size() >= kMaxDecodeSamples)
+                decode_ms_.erase(decode_ms_.begin());
+            decode_ms_.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        }
     }
     if (auto *a = std::get_if<wire_activations>(&out)) {
         send(std::move(*a));
+        meter_.record_hop(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count());
     } else {
         send(std::move(std::get<wire_tokens>(out)));
     }
@@ -252,6 +334,7 @@ void WorkerData::on_release(const wire_seq_release &rel) {
         if (rel.p0 == 0)
             samplers_->release(static_cast<int32_t>(s));
     }
+    meter_.record_kv(*stage_);
     if (!current_->assign.is_last)
         send(rel);
 }

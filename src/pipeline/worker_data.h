@@ -17,11 +17,13 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <zmq.hpp>
 
 #include "net/keys.h"
 #include "net/wire.h"
+#include "pipeline/node_status.h"
 #include "pipeline/seq_samplers.h"
 
 namespace colony {
@@ -63,17 +65,46 @@ class WorkerData {
     /// Drops the stage (the coordinator is gone). Thread-safe.
     void unassign();
 
+    /// The speed of the loaded stage, measured right after loading it
+    /// (measure_stage_speed, runtime/stage_probe.h), for the device profile.
+    struct StageProbe {
+        uint64_t epoch = 0;  // assignment it was measured for (0: a probe assignment)
+        uint32_t first = 0;  // layer range [first, last)
+        uint32_t last = 0;
+        bool is_last = false;
+        double decode_ms = 0;             // one decode token through the whole stage
+        double prefill_ms_per_token = 0;  // per token of a prompt chunk
+        uint64_t stage_bytes = 0;         // weights + KV cache of the stage in memory
+    };
+
     struct Status {
-        uint64_t loaded_epoch = 0;  // plan epoch of the loaded stage; 0: none
-        std::string error;          // why the last assignment failed to load
-        uint64_t ubatches = 0;      // ubatches computed
-        uint64_t bytes_out = 0;     // wire bytes sent to the next stage
+        uint64_t loaded_epoch = 0;        // plan epoch of the loaded stage; 0: none
+        std::string error;                // why the last assignment failed to load
+        uint64_t ubatches = 0;            // ubatches computed
+        uint64_t bytes_out = 0;           // wire bytes sent to the next stage
+        std::optional<StageProbe> probe;  // of the loaded stage
     };
     Status status() const;
+
+    /// Wall times (ms) of the decode ubatches (at most kDecodeUbatchMaxTokens
+    /// tokens, worker_status.h) computed since the previous call, oldest
+    /// first (at most 1024 kept). Thread-safe.
+    std::vector<double> take_decode_samples();
+
+    /// Debug: run the stage `factor` times slower (Stage::set_slowdown),
+    /// from the next ubatch on, also for stages loaded later. factor >= 1.
+    /// Thread-safe.
+    void set_slowdown(double factor);
+    double slowdown() const { return slowdown_.load(); }
+    /// The stage's counters and KV cache use (node_status.h). Thread-safe.
+    StageRuntime stage_runtime() const { return meter_.snapshot(); }
 
   private:
     void run();
     void apply(const WorkerAssignment &a);
+    /// Measures the stage just applied (or keeps the measurement of the same
+    /// stage) into status_.probe.
+    void measure(bool same_stage);
     void on_activations(const wire_activations &act);
     void on_release(const wire_seq_release &rel);
     bool send(wire_body body);
@@ -96,10 +127,14 @@ class WorkerData {
     std::optional<WorkerAssignment> current_;
     uint32_t link_counter_ = 0;
 
+    StageMeter meter_;  // thread-safe on its own
+
     mutable std::mutex mutex_;
     std::optional<WorkerAssignment> pending_;  // guarded by mutex_
     bool unassign_ = false;                    // guarded by mutex_
     Status status_;                            // guarded by mutex_
+    std::vector<double> decode_ms_;            // guarded by mutex_
+    std::atomic<double> slowdown_{1.0};
     std::atomic<bool> stop_{false};
     std::thread thread_;
 };

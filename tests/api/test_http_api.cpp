@@ -605,6 +605,47 @@ TEST(HttpApiTls, ServesHttpsWithACertificateAndRefusesBadFiles) {
 #endif
 }
 
+TEST(HttpApiHealth, BackendDetailsAreMergedAndNeedTheKeyWhenOneIsSet) {
+    /// A not-ready backend with details, as the pipeline coordinator has.
+    class DetailBackend : public apitest::NotReadyBackend {
+      public:
+        using NotReadyBackend::NotReadyBackend;
+        std::string health_detail_json() const override {
+            return R"({"workers":[{"address":"10.0.0.2"}],"status":"overridden"})";
+        }
+    };
+    Tokenizer tok(stories_path());
+    BackendModelInfo info;
+    info.id = "m";
+    info.n_ctx_seq = 256;
+    info.n_vocab = static_cast<uint32_t>(tok.n_vocab());
+    DetailBackend backend(info, "no workers", "waiting for 1 worker");
+    {
+        OpenAiServer open(backend, tok, server_options());
+        httplib::Client c("127.0.0.1", open.port());
+        auto h = c.Get("/health");
+        ASSERT_TRUE(h);
+        EXPECT_EQ(h->status, 503);
+        const json j = json::parse(h->body);
+        EXPECT_EQ(j["status"], "no workers");  // health() wins over the details
+        EXPECT_EQ(j["reason"], "waiting for 1 worker");
+        EXPECT_EQ(j["workers"][0]["address"], "10.0.0.2");
+    }
+    OpenAiServerOptions so = server_options();
+    so.api_key = "k-1";
+    OpenAiServer keyed(backend, tok, so);
+    httplib::Client c("127.0.0.1", keyed.port());
+    auto anonymous = c.Get("/health");
+    ASSERT_TRUE(anonymous);
+    EXPECT_EQ(anonymous->status, 503);
+    const json a = json::parse(anonymous->body);
+    EXPECT_EQ(a["status"], "no workers");
+    EXPECT_FALSE(a.contains("workers")) << "addresses only for holders of the key";
+    auto with_key = c.Get("/health", httplib::Headers{{"Authorization", "Bearer k-1"}});
+    ASSERT_TRUE(with_key);
+    EXPECT_EQ(json::parse(with_key->body)["workers"][0]["address"], "10.0.0.2");
+}
+
 TEST(HttpApiNotReady, NoWorkersIs503WithTheReason) {
     Tokenizer tok(stories_path());
     BackendModelInfo info;

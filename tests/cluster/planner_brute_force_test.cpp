@@ -222,6 +222,8 @@ PlannerInput random_input(std::mt19937_64 &rng) {
     in.options.objective = chance(0.5) ? PlanObjective::kLatency : PlanObjective::kThroughput;
     in.options.coordinator_must_participate =
         !external_coordinator && !in.options.coordinator_id.empty() && chance(0.25);
+    // colony serve's setting: the coordinator owns stage 0.
+    in.options.coordinator_first = in.options.coordinator_must_participate && chance(0.5);
     return in;
 }
 
@@ -236,11 +238,12 @@ bool contains(const Candidate &c, size_t device) {
 }
 
 struct Tally {
-    int planned = 0;     // cases with a feasible plan
-    int split = 0;       // ... that use more than one device
-    int single = 0;      // ... that use one device while others were eligible
-    int would_add = 0;   // "would add X ms" reasons checked
-    int throughput = 0;  // cases with the throughput objective
+    int planned = 0;      // cases with a feasible plan
+    int split = 0;        // ... that use more than one device
+    int single = 0;       // ... that use one device while others were eligible
+    int would_add = 0;    // "would add X ms" reasons checked
+    int throughput = 0;   // cases with the throughput objective
+    int coord_first = 0;  // planned cases where the coordinator had to own stage 0
 };
 
 /// Checks one random case and counts what it exercised.
@@ -259,7 +262,11 @@ void check_case(uint64_t seed, Tally *tally) {
             coord = i;
     }
     auto allowed = [&](const Candidate &c) {
-        return !in.options.coordinator_must_participate || contains(c, *coord);
+        if (!in.options.coordinator_must_participate)
+            return true;
+        if (in.options.coordinator_first)
+            return c.devices.front() == *coord;
+        return contains(c, *coord);
     };
     double best = kInf;
     for (const Candidate &c : all) {
@@ -296,7 +303,8 @@ void check_case(uint64_t seed, Tally *tally) {
     EXPECT_TRUE(same(objective(mine), best));
     EXPECT_TRUE(same(mine.latency, plan.latency_ms_per_token));
     EXPECT_TRUE(same(mine.bottleneck, plan.bottleneck_ms_per_token));
-    EXPECT_TRUE(allowed(mine)) << "the coordinator must participate";
+    EXPECT_TRUE(allowed(mine)) << "the coordinator must participate (first: "
+                               << in.options.coordinator_first << ")";
 
     if (!latency) {
         // Among bottleneck-optimal plans the lowest latency.
@@ -347,6 +355,7 @@ void check_case(uint64_t seed, Tally *tally) {
     tally->split += plan.stages.size() > 1;
     tally->single += plan.stages.size() == 1 && !plan.left_out.empty();
     tally->throughput += !latency;
+    tally->coord_first += in.options.coordinator_first;
 }
 
 TEST(PlannerBruteForce, MatchesExhaustiveSearchOnRandomClusters) {
@@ -358,9 +367,9 @@ TEST(PlannerBruteForce, MatchesExhaustiveSearchOnRandomClusters) {
             break;
     }
     std::printf(
-        "%d cases: %d planned (%d split, %d on one device, %d throughput), %d 'would add' "
-        "reasons checked\n",
-        cases, t.planned, t.split, t.single, t.throughput, t.would_add);
+        "%d cases: %d planned (%d split, %d on one device, %d throughput, %d coordinator "
+        "first), %d 'would add' reasons checked\n",
+        cases, t.planned, t.split, t.single, t.throughput, t.coord_first, t.would_add);
     // The generator must exercise every outcome.
     EXPECT_GT(t.planned, cases / 2);
     EXPECT_LT(t.planned, cases);
@@ -368,6 +377,7 @@ TEST(PlannerBruteForce, MatchesExhaustiveSearchOnRandomClusters) {
     EXPECT_GT(t.single, cases / 20);
     EXPECT_GT(t.throughput, cases / 5);
     EXPECT_GT(t.would_add, cases / 10);
+    EXPECT_GT(t.coord_first, cases / 40);
 }
 
 }  // namespace

@@ -78,7 +78,11 @@ ServeProcess::ServeProcess(const std::filesystem::path &dir, const std::string &
                                      "--ready-file",
                                      ready.string(),
                                      "-t",
-                                     "1"};
+                                     "1",
+                                     // the layouts these tests check; the measured planner's
+                                     // tests pass --planner measured (later options win)
+                                     "--planner",
+                                     "static"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.insert(argv.begin(), prefix.begin(), prefix.end());
     proc_ = std::make_unique<ChildProcess>(argv, (dir_ / "serve.out").string(),

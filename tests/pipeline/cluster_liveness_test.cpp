@@ -20,7 +20,8 @@ TEST(PipelineLiveness, KilledWorkerFailsTheRequestAndARestartedOneServes) {
     const std::string ref = reference_greedy(model, kPrompt, 32);
     TempDir dir;
     ServeProcess serve(dir.file("coordinator"), model, 2,
-                       {"-c", "16384", "--parallel", "1", "--heartbeat-timeout-ms", "2000"});
+                       {"-c", "16384", "--parallel", "1", "--heartbeat-timeout-ms", "2000",
+                        "--max-tokens-limit", "16000"});
     JoinProcess w1(dir.file("w1"), serve.coordinator(), serve.token());
     auto w2 = std::make_unique<JoinProcess>(dir.file("w2"), serve.coordinator(), serve.token());
     ASSERT_TRUE(wait_health(serve.api_port(), "ok", 30000)) << serve.log();

@@ -89,7 +89,7 @@ TEST(PipelineNetns, SeparateHostsMatchGenerateAndSurviveLinkCuts) {
     auto in = [&](int host) { return std::vector<std::string>{ip, "netns", "exec", lab.ns(host)}; };
     ServeProcess serve(dir.file("coordinator"), model, 2,
                        {"--host", "0.0.0.0", "--heartbeat-timeout-ms", "2000", "--stall-timeout-ms",
-                        "3000", "-c", "8192", "--parallel", "1"},
+                        "3000", "-c", "8192", "--parallel", "1", "--max-tokens-limit", "8000"},
                        in(1));
     const std::string coordinator = "10.213.0.1:" + std::to_string(serve.control_port());
     JoinProcess w2(dir.file("h2"), coordinator, serve.token(), {"--data-host", "*"}, in(2));

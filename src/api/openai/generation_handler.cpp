@@ -92,7 +92,9 @@ void respond_whole(uint64_t id, const std::shared_ptr<GenerationStream> &stream,
         return;
     }
     const Usage usage{stream->prompt_tokens(), stream->completion_tokens()};
-    res.set_content(completion_body(kind, ids, text, u.finish_reason, usage), "application/json");
+    const Timings timings{stream->ttft_us() / 1000.0, stream->elapsed_us() / 1000.0};
+    res.set_content(completion_body(kind, ids, text, u.finish_reason, usage, &timings),
+                    "application/json");
 }
 
 /// State of one SSE response, shared by the content provider and its releaser.

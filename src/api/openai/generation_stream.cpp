@@ -64,6 +64,7 @@ GenerationStream::Update GenerationStream::next(std::chrono::milliseconds timeou
     for (const auto &[token, t] : tokens) {
         ++n_completion_;
         if (t_last_token_us_ == 0) {
+            t_first_token_us_ = t;
             metrics_.observe_ttft((t - t_received_us_) / 1e6);
         } else {
             metrics_.observe_tpot((t - t_last_token_us_) / 1e6);
@@ -96,6 +97,10 @@ GenerationStream::Update GenerationStream::next(std::chrono::milliseconds timeou
     }
     finish_metrics();
     return u;
+}
+
+int64_t GenerationStream::elapsed_us() const {
+    return now_us() - t_received_us_;
 }
 
 void GenerationStream::abandon() {

@@ -57,6 +57,10 @@ class GenerationStream {
     void set_prompt_tokens(int32_t n) { n_prompt_ = n; }
     /// Tokens turned into text so far (up to and including a stop sequence's last token).
     int32_t completion_tokens() const { return n_completion_; }
+    /// From the request's arrival to the first token pulled by next(), us; 0: none yet.
+    int64_t ttft_us() const { return t_first_token_us_ ? t_first_token_us_ - t_received_us_ : 0; }
+    /// From the request's arrival to now, us.
+    int64_t elapsed_us() const;
 
   private:
     void on_token(int32_t token);
@@ -79,6 +83,7 @@ class GenerationStream {
     int32_t n_prompt_ = 0;
     int32_t n_completion_ = 0;
     int64_t t_last_token_us_ = 0;
+    int64_t t_first_token_us_ = 0;
     bool finished_ = false;
 };
 

@@ -46,6 +46,15 @@ enum class FinishReason {
 /// "stop", "length", "cancelled", "error".
 const char *finish_reason_name(FinishReason reason);
 
+/// The model's name in the API by default: the file name without ".gguf".
+std::string model_id_from_path(const std::string &path);
+/// Modification time of a file, Unix seconds; 0 when unknown.
+uint64_t file_mtime_unix(const std::string &path);
+/// This machine's host name ("localhost" when unknown).
+std::string this_host_name();
+/// The CPU as ggml describes it ("CPU" when unknown).
+std::string cpu_device_name();
+
 /// One generation in token ids, validated by the API layer.
 struct GenerationRequest {
     std::vector<int32_t> prompt;  // token ids, 1 .. model_info().n_ctx_seq - 1 of them
@@ -80,15 +89,17 @@ struct BackendHealth {
     std::string reason;  // why not "ok"; empty when ok
 };
 
-/// Counters of one pipeline stage, cumulative since start (for /metrics).
+/// Counters of one pipeline stage, cumulative since its node started (for /metrics).
 struct StageStats {
-    std::string node_id;         // node running the stage ("local" for LocalBackend)
+    std::string node_id;         // node running the stage ("local" for LocalBackend; the
+                                 // coordinator's and workers' names in a pipeline)
     uint32_t index = 0;          // 0 = first stage
     LayerRange layers;           // transformer blocks [first, last)
     uint64_t n_ubatches = 0;     // forward passes run
     double compute_seconds = 0;  // total wall time of those forward passes
     uint64_t n_hops = 0;         // hidden-state transfers to the next stage (0 on the last)
-    double hop_seconds = 0;      // total time of those transfers (send to receipt)
+    double hop_seconds = 0;      // total time the stage spent handing them to the transport
+                                 // (encode + enqueue; the network's latency is link_rtt_ms)
     uint32_t kv_used_cells = 0;  // KV cache cells holding a (sequence, position) now
     uint32_t kv_size_cells = 0;  // KV cache cells in total
 };
@@ -131,6 +142,10 @@ class InferenceBackend {
     virtual void cancel(uint64_t id) = 0;
 
     virtual BackendHealth health() const = 0;
+    /// More about the backend's state as a JSON object text, merged into the
+    /// GET /health body (its "status" and "reason" come from health()); empty:
+    /// nothing more.
+    virtual std::string health_detail_json() const { return {}; }
     virtual BackendStats stats() const = 0;
 
     /// The cluster as JSON text for GET /v1/cluster and the dashboard; schema

@@ -1,13 +1,8 @@
 #include "api/openai/local_backend.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <filesystem>
 
 #include "api/openai/ubatch_builder.h"
-#include "ggml-backend.h"
 #include "model/gguf_file.h"
 #include "runtime/sampler.h"
 #include "runtime/stage.h"
@@ -20,25 +15,6 @@ namespace colony {
 namespace {
 
 constexpr int64_t kRateWindowUs = 5'000'000;  // tokens/s is averaged over this window
-
-std::string model_id_of(const std::string &path) {
-    std::string name = std::filesystem::path(path).filename().string();
-    const std::string ext = ".gguf";
-    if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0) {
-        name.resize(name.size() - ext.size());
-    }
-    return name;
-}
-
-uint64_t mtime_unix(const std::string &path) {
-    struct stat st {};
-    return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_mtime) : 0;
-}
-
-std::string host_name() {
-    char buf[256] = {};
-    return ::gethostname(buf, sizeof(buf) - 1) == 0 ? std::string(buf) : std::string("localhost");
-}
 
 void validate_options(const LocalBackendOptions &o) {
     auto bad = [](const std::string &msg) { throw Error(ErrorCode::kInvalidArgument, msg); };
@@ -59,20 +35,6 @@ void validate_options(const LocalBackendOptions &o) {
 }
 
 }  // namespace
-
-const char *finish_reason_name(FinishReason reason) {
-    switch (reason) {
-        case FinishReason::kStop:
-            return "stop";
-        case FinishReason::kLength:
-            return "length";
-        case FinishReason::kCancelled:
-            return "cancelled";
-        case FinishReason::kError:
-            return "error";
-    }
-    return "error";
-}
 
 struct LocalBackend::Pending {
     uint64_t id = 0;
@@ -98,17 +60,15 @@ LocalBackend::LocalBackend(LocalBackendOptions opts) : opts_(std::move(opts)) {
     file_ = GgufFile::open(opts_.model_path);
     hp_ = ModelHparams::from_gguf(*file_);
     tok_ = std::make_unique<Tokenizer>(opts_.model_path);
-    info_.id = opts_.model_id.empty() ? model_id_of(opts_.model_path) : opts_.model_id;
+    info_.id = opts_.model_id.empty() ? model_id_from_path(opts_.model_path) : opts_.model_id;
     info_.path = opts_.model_path;
     info_.arch = hp_.arch_name;
     info_.n_layer = hp_.n_layer;
     info_.n_vocab = hp_.n_vocab;
     info_.n_ctx_seq = opts_.n_ctx / opts_.n_parallel;
-    info_.created_unix = mtime_unix(opts_.model_path);
-    if (ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)) {
-        device_ = ggml_backend_dev_description(dev);
-    }
-    hostname_ = host_name();
+    info_.created_unix = file_mtime_unix(opts_.model_path);
+    device_ = cpu_device_name();
+    hostname_ = this_host_name();
     slots_.resize(opts_.n_parallel);
     thread_ = std::thread([this] { run(); });
 }

@@ -21,6 +21,7 @@ add_custom_command(
   VERBATIM)
 
 add_library(colony_openai STATIC
+  ${_openai_dir}/inference_backend.cpp
   ${_openai_dir}/api_error.cpp
   ${_openai_dir}/request_parse.cpp
   ${_openai_dir}/response_json.cpp

@@ -36,6 +36,13 @@ bool same_secret(const std::string &given, const std::string &key) {
     return diff == 0;
 }
 
+/// The key of an "Authorization: Bearer <key>" header; "" without one.
+std::string bearer_token(const httplib::Request &req) {
+    const std::string auth = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    return auth.rfind(prefix, 0) == 0 ? auth.substr(prefix.size()) : std::string();
+}
+
 std::string random_hex(size_t n) {
     static const char *digits = "0123456789abcdef";
     std::random_device rd;
@@ -208,11 +215,20 @@ OpenAiServer::OpenAiServer(InferenceBackend &backend, const Tokenizer &tok,
               res.set_header("Cache-Control", "no-store");
               res.set_content(impl.backend.cluster_json(), kJson);
           }));
-    s.Get("/health", guarded([&impl](const httplib::Request &, httplib::Response &res) {
+    s.Get("/health", guarded([&impl](const httplib::Request &req, httplib::Response &res) {
               const BackendHealth h = impl.backend.health();
+              // the backend's details (addresses, keys' fingerprints) only for those with the key
+              const bool details =
+                  impl.opts.api_key.empty() || same_secret(bearer_token(req), impl.opts.api_key);
+              nlohmann::json body = nlohmann::json::parse(
+                  details ? impl.backend.health_detail_json() : std::string(), nullptr, false);
+              if (!body.is_object())
+                  body = nlohmann::json::object();
+              body["status"] = h.status;
+              body["reason"] = h.reason;
               res.status = h.ready ? 200 : 503;
               res.set_header("Cache-Control", "no-store");
-              res.set_content(nlohmann::json{{"status", h.status}, {"reason", h.reason}}.dump(),
+              res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                               kJson);
           }));
     s.Get("/metrics", guarded([&impl](const httplib::Request &, httplib::Response &res) {

@@ -42,7 +42,8 @@ json model_json(const BackendModelInfo &info, bool has_chat_template) {
 }  // namespace
 
 std::string completion_body(RequestKind kind, const ResponseIds &ids, const std::string &text,
-                            const std::string &finish_reason, const Usage &usage) {
+                            const std::string &finish_reason, const Usage &usage,
+                            const Timings *timings) {
     json j = head(kind, ids, false);
     json choice = {{"index", 0}};
     if (kind == RequestKind::kChat) {
@@ -54,6 +55,8 @@ std::string completion_body(RequestKind kind, const ResponseIds &ids, const std:
     choice["finish_reason"] = finish_json(finish_reason);
     j["choices"] = json::array({choice});
     j["usage"] = usage_json(usage);
+    if (timings)
+        j["timings"] = {{"ttft_ms", timings->ttft_ms}, {"total_ms", timings->total_ms}};
     return dump(j);
 }
 

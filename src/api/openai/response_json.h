@@ -24,11 +24,20 @@ struct Usage {
     int32_t completion_tokens = 0;
 };
 
+/// How long a request took on the server, ms from its arrival (colony's
+/// extension "timings", as llama.cpp's server adds one).
+struct Timings {
+    double ttft_ms = 0;   // to the first generated token (0: none)
+    double total_ms = 0;  // to the whole answer
+};
+
 /// Non-streaming body: chat.completion {choices: [{index, message: {role:
 /// "assistant", content}, logprobs: null, finish_reason}], usage} or
-/// text_completion {choices: [{text, index, logprobs: null, finish_reason}], usage}.
+/// text_completion {choices: [{text, index, logprobs: null, finish_reason}], usage};
+/// with timings: "timings": {ttft_ms, total_ms}.
 std::string completion_body(RequestKind kind, const ResponseIds &ids, const std::string &text,
-                            const std::string &finish_reason, const Usage &usage);
+                            const std::string &finish_reason, const Usage &usage,
+                            const Timings *timings = nullptr);
 
 /// One streamed chunk: chat.completion.chunk with delta {role?, content?}
 /// or text_completion with text. finish_reason empty: null. with_usage_field:

@@ -4,10 +4,10 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
-#include "api/openai/local_backend.h"
-#include "api/openai/openai_server.h"
 #include "cli/args.h"
 #include "model/kv_cache.h"
 #include "runtime/tokenizer.h"
@@ -35,14 +35,85 @@ int wait_for_signal(const sigset_t &set) {
     return sig;
 }
 
+bool is_loopback(const std::string &host) {
+    return host == "127.0.0.1" || host == "localhost" || host == "::1";
+}
+
 }  // namespace
+
+void add_api_args(ArgParser &p, ApiArgs &a) {
+    p.add("", "--api-port", "PORT", "HTTP port (0: any free port; default 8080)", &a.api_port);
+    p.add("", "--alias", "NAME", "model name in the API (default: the file name without .gguf)",
+          &a.alias);
+    p.add("", "--api-key", "KEY", "require 'Authorization: Bearer KEY' (default: $COLONY_API_KEY)",
+          &a.server.api_key);
+    p.add("", "--ssl-cert", "PEM", "TLS certificate chain (serve HTTPS; needs --ssl-key)",
+          &a.server.ssl_cert);
+    p.add("", "--ssl-key", "PEM", "TLS private key", &a.server.ssl_key);
+    p.add("", "--queue-size", "N", "requests waiting for a sequence before 429", &a.queue_size);
+    p.add("", "--max-body-bytes", "N", "largest request body (413 above)", &a.max_body_bytes);
+    p.add("", "--max-prompt-tokens", "N", "longest prompt in tokens (413 above); 0 = the context",
+          &a.server.max_prompt_tokens);
+    p.add("", "--max-tokens-limit", "N", "largest max_tokens a request may ask for (400 above)",
+          &a.server.max_tokens_limit);
+}
+
+OpenAiServerOptions api_server_options(const ApiArgs &a, const std::string &host) {
+    if (a.api_port < -1 || a.api_port > 65535)
+        throw Error(ErrorCode::kInvalidArgument, "--api-port must be 0..65535");
+    OpenAiServerOptions so = a.server;
+    so.host = host;
+    so.port = a.api_port < 0 ? 8080 : static_cast<uint16_t>(a.api_port);
+    so.max_body_bytes = a.max_body_bytes;
+    if (so.api_key.empty()) {
+        if (const char *env = std::getenv("COLONY_API_KEY"))
+            so.api_key = env;
+    }
+    if (!is_loopback(so.host) && so.api_key.empty()) {
+        COLONY_LOG_WARN(
+            "serving on %s without an API key: anyone who can reach this port can use the model",
+            so.host.c_str());
+    }
+    return so;
+}
+
+void write_ready_file(const std::string &path, const std::string &json) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp);
+        out << json << "\n";
+        if (!out)
+            throw Error(ErrorCode::kResource, "cannot write " + tmp);
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+        throw Error(ErrorCode::kResource, "cannot write " + path);
+}
+
+int serve_local(const LocalBackendOptions &bo, const OpenAiServerOptions &so,
+                const std::string &ready_file) {
+    const sigset_t signals = block_stop_signals();
+    LocalBackend backend(bo);  // loads the weights on its own thread
+    OpenAiServer server(backend, backend.tokenizer(), so);
+    std::printf("colony: listening on %s://%s:%u/\n", server.tls() ? "https" : "http",
+                so.host.c_str(), server.port());
+    std::fflush(stdout);
+    if (!ready_file.empty()) {
+        write_ready_file(
+            ready_file,
+            nlohmann::json{{"api_port", server.port()}, {"control_port", 0}, {"token", ""}}.dump());
+    }
+    backend.wait_ready();
+    std::printf("colony: model %s ready\n", backend.model_info().id.c_str());
+    std::fflush(stdout);
+    const int sig = wait_for_signal(signals);
+    COLONY_LOG_INFO("serve: signal %d, shutting down", sig);
+    return 0;
+}
 
 int cmd_serve_local(int argc, char **argv) {
     LocalBackendOptions bo;
-    OpenAiServerOptions so;
-    uint32_t port = so.port, max_body = static_cast<uint32_t>(so.max_body_bytes),
-             queue = bo.max_queue;
-    std::string cache_k = "f16", cache_v = "f16";
+    ApiArgs api;
+    std::string host = "127.0.0.1", cache_k = "f16", cache_v = "f16", ready_file;
     bool no_mmap = false;
     ArgParser p(
         "colony serve",
@@ -50,17 +121,10 @@ int cmd_serve_local(int argc, char **argv) {
         "(/v1/chat/completions, /v1/completions, /v1/models), /health, /metrics, /v1/cluster\n"
         "and the dashboard at /.");
     p.add("-m", "--model", "PATH", "GGUF model file", &bo.model_path, true);
-    p.add("", "--alias", "NAME", "model name in the API (default: the file name without .gguf)",
-          &bo.model_id);
-    p.add("", "--host", "ADDR", "address to listen on (0.0.0.0: every interface)", &so.host);
+    p.add("", "--host", "ADDR", "address to listen on (0.0.0.0: every interface)", &host);
     p.add("", "--api-host", "ADDR", "same as --host (the name `colony serve` with workers uses)",
-          &so.host);
-    p.add("", "--api-port", "PORT", "HTTP port (0: any free port)", &port);
-    p.add("", "--api-key", "KEY", "require 'Authorization: Bearer KEY' (default: $COLONY_API_KEY)",
-          &so.api_key);
-    p.add("", "--ssl-cert", "PEM", "TLS certificate chain (serve HTTPS; needs --ssl-key)",
-          &so.ssl_cert);
-    p.add("", "--ssl-key", "PEM", "TLS private key", &so.ssl_key);
+          &host);
+    add_api_args(p, api);
     p.add("-np", "--parallel", "N", "sequences generated at once (continuous batching)",
           &bo.n_parallel);
     p.add("-c", "--ctx-size", "N", "KV cache cells in total, shared by the parallel sequences",
@@ -70,49 +134,20 @@ int cmd_serve_local(int argc, char **argv) {
     p.add("-ctk", "--cache-type-k", "TYPE", "KV cache type of K: f32, f16, bf16, q8_0, q4_0, ...",
           &cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V", &cache_v);
-    p.add("", "--queue-size", "N", "requests waiting for a sequence before 429", &queue);
-    p.add("", "--max-body-bytes", "N", "largest request body (413 above)", &max_body);
-    p.add("", "--max-prompt-tokens", "N", "longest prompt in tokens (413 above); 0 = the context",
-          &so.max_prompt_tokens);
-    p.add("", "--max-tokens-limit", "N", "largest max_tokens a request may ask for (400 above)",
-          &so.max_tokens_limit);
+    p.add("", "--ready-file", "PATH", "write the API port as JSON here once listening",
+          &ready_file);
     p.flag("", "--no-mmap", "copy weights into memory instead of mapping the file", &no_mmap);
     p.parse(argc, argv);
     if (p.help_requested()) {
         std::fputs(p.usage().c_str(), stdout);
         return 0;
     }
-    if (port > 65535)
-        throw Error(ErrorCode::kInvalidArgument, "--api-port must be 0..65535");
-    so.port = static_cast<uint16_t>(port);
-    so.max_body_bytes = max_body;
-    bo.max_queue = queue;
+    bo.model_id = api.alias;
+    bo.max_queue = api.queue_size;
     bo.type_k = parse_cache_type(cache_k);
     bo.type_v = parse_cache_type(cache_v);
     bo.use_mmap = !no_mmap;
-    if (so.api_key.empty()) {
-        if (const char *env = std::getenv("COLONY_API_KEY"))
-            so.api_key = env;
-    }
-    if (so.host != "127.0.0.1" && so.host != "localhost" && so.host != "::1" &&
-        so.api_key.empty()) {
-        COLONY_LOG_WARN(
-            "serving on %s without an API key: anyone who can reach this port can use the model",
-            so.host.c_str());
-    }
-
-    const sigset_t signals = block_stop_signals();
-    LocalBackend backend(bo);  // loads the weights on its own thread
-    OpenAiServer server(backend, backend.tokenizer(), so);
-    std::printf("colony: listening on %s://%s:%u/\n", server.tls() ? "https" : "http",
-                so.host.c_str(), server.port());
-    std::fflush(stdout);
-    backend.wait_ready();
-    std::printf("colony: model %s ready\n", backend.model_info().id.c_str());
-    std::fflush(stdout);
-    const int sig = wait_for_signal(signals);
-    COLONY_LOG_INFO("serve: signal %d, shutting down", sig);
-    return 0;
+    return serve_local(bo, api_server_options(api, host), ready_file);
 }
 
 }  // namespace colony

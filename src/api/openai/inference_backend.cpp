@@ -1,0 +1,52 @@
+// Helpers shared by the InferenceBackend implementations (inference_backend.h).
+#include "api/openai/inference_backend.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "ggml-backend.h"
+
+namespace colony {
+
+const char *finish_reason_name(FinishReason reason) {
+    switch (reason) {
+        case FinishReason::kStop:
+            return "stop";
+        case FinishReason::kLength:
+            return "length";
+        case FinishReason::kCancelled:
+            return "cancelled";
+        case FinishReason::kError:
+            return "error";
+    }
+    return "error";
+}
+
+std::string model_id_from_path(const std::string &path) {
+    std::string name = std::filesystem::path(path).filename().string();
+    const std::string ext = ".gguf";
+    if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0) {
+        name.resize(name.size() - ext.size());
+    }
+    return name;
+}
+
+uint64_t file_mtime_unix(const std::string &path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_mtime) : 0;
+}
+
+std::string this_host_name() {
+    char buf[256] = {};
+    return ::gethostname(buf, sizeof(buf) - 1) == 0 ? std::string(buf) : std::string("localhost");
+}
+
+std::string cpu_device_name() {
+    if (ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU))
+        return ggml_backend_dev_description(dev);
+    return "CPU";
+}
+
+}  // namespace colony

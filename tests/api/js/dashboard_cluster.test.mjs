@@ -1,0 +1,101 @@
+// The dashboard of a real three-node cluster (`colony run --workers 2`
+// serving stories260K) in Debian's Chromium, headless, driven by
+// playwright-core: the page shows every node with its layer range and link,
+// sends a message (stories260K has no chat template, so the page uses
+// completions) and shows the streamed answer, which equals the API's own
+// greedy completion. The screenshot goes to $SCREENSHOT_CLUSTER.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { env, startCluster } from './server.mjs';
+
+let chromium;
+try {
+  ({ chromium } = await import('playwright-core'));
+} catch (e) {
+  throw new Error(`the 'playwright-core' package is missing: run 'npm ci' in tests/api/js (${e.message})`);
+}
+
+let cluster;
+let context;
+let profile;
+
+before(async () => {
+  cluster = await startCluster(env('COLONY_STORIES'), ['--parallel', '2', '-c', '2048']);
+  profile = mkdtempSync(join(tmpdir(), 'colony-chromium-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    viewport: { width: 1280, height: 800 },
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-default-apps', '--disable-dev-shm-usage'],
+  });
+});
+
+after(async () => {
+  await context?.close();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+  assert.equal(await cluster?.stop(), 0);
+});
+
+test('the dashboard of a three-node cluster shows every node and streams an answer', async () => {
+  const page = await context.newPage();
+  const foreign = [];
+  const consoleErrors = [];
+  page.on('request', (r) => { if (!r.url().startsWith(cluster.url)) foreign.push(r.url()); });
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+
+  await page.goto(cluster.url + '/');
+  await page.waitForSelector('[data-testid="node"]:nth-child(3)', { timeout: 15000 });
+  await page.waitForFunction(() => document.querySelector('#status-text').textContent.startsWith('ok'));
+  // the workers' link round trips have arrived (they answer heartbeats every second)
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="node"]')].slice(1)
+    .every((card) => /\d ms/.test(card.textContent)), null, { timeout: 10000 });
+
+  const c = await (await fetch(cluster.url + '/v1/cluster')).json();
+  assert.equal(c.nodes.length, 3);
+  const cards = page.locator('[data-testid="node"]');
+  assert.equal(await cards.count(), 3);
+  const segments = page.locator('[data-testid="segment"]');
+  assert.equal(await segments.count(), 3);
+  for (let i = 0; i < 3; i++) {
+    const n = c.nodes[i];
+    const card = cards.nth(i);
+    assert.match(await card.textContent(), new RegExp(n.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+    const range = `${n.layers.first}–${n.layers.last - 1}`;
+    assert.equal((await card.locator('[data-testid="node-layers"]').textContent()).trim(),
+      `${range} (${n.layers.last - n.layers.first})`);
+    assert.equal((await card.locator('[data-testid="node-state"]').textContent()).trim(), 'ready');
+    assert.equal((await segments.nth(i).textContent()).trim(), `${n.name} · ${range}`);
+  }
+  assert.deepEqual(c.nodes.map((n) => n.role), ['coordinator', 'worker', 'worker']);
+  assert.match(await page.locator('[data-testid="model-name"]').textContent(), /stories260K-f32/);
+
+  // a message: no chat template, so the page falls back to completions
+  await page.fill('#max-tokens', '48');
+  await page.fill('#temperature', '0');
+  await page.fill('[data-testid="prompt"]', 'Once upon a time');
+  await page.click('[data-testid="send"]');
+  await page.waitForSelector('[data-testid="msg-assistant"][data-done="true"]', { timeout: 30000 });
+  const text = (await page.locator('[data-testid="msg-assistant"]').last().textContent()).trim();
+  assert.ok(text.length > 20, `an answer was streamed: "${text}"`);
+  assert.equal(await page.locator('.msg.error').count(), 0, 'no error message');
+  const api = await (await fetch(cluster.url + '/v1/completions', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 48, temperature: 0 }),
+  })).json();
+  // the message holds the answer, then a line of meta data (finish reason, tokens, speed)
+  assert.ok(text.startsWith(api.choices[0].text.trim()), `"${text}" vs "${api.choices[0].text}"`);
+
+  // the cluster view refreshes: the nodes show the tokens that went through them
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="node-tps"]')]
+    .every((e) => Number(e.textContent) > 0), null, { timeout: 5000 });
+
+  await page.screenshot({ path: process.env.SCREENSHOT_CLUSTER || 'dashboard-cluster.png', fullPage: true });
+  assert.deepEqual(foreign, [], 'the page loads nothing from outside the server');
+  assert.deepEqual(consoleErrors, []);
+});

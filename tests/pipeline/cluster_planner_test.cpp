@@ -1,0 +1,359 @@
+// The measured planner with emulated heterogeneity on one machine
+// (docs/cluster.md): a coordinator and two workers as separate processes on
+// loopback, each with one thread, on a synthetic Llama-shaped model written
+// by `colony synth`. The coordinator may use 0.12 GiB (not the whole model),
+// worker "slow" runs its stage 6x slower (--debug-slowdown), worker "mem" may
+// use 0.09 GiB (--mem-limit). Checked:
+//   - the measured plan leaves "slow" out and uses "mem", and the time per
+//     token measured through the API is within 20 % of the plan's prediction
+//     (the cost model over the stages' measured decode times);
+//   - raising "mem"'s slow-down while a request runs (its control file)
+//     triggers a re-plan within the drift window, the running request
+//     completes, and the new plan no longer uses "mem".
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <future>
+#include <string>
+#include <vector>
+
+#include "cluster/profile.h"
+#include "cluster_harness.h"
+#include "common/test_env.h"
+
+namespace colony::test {
+namespace {
+
+constexpr const char *kPrompt = "Once upon a time";
+
+/// The synthetic model of these tests (8 blocks of 13 MiB, a 35 MiB head):
+/// compute, not loopback hops, dominates a token. Empty when colony synth is
+/// not available.
+std::string write_model(const TempDir &dir) {
+    const std::string model = dir.file("llama8.gguf");
+    int rc = -1;
+    std::string err;
+    run_colony({"synth",
+                "--preset",
+                "llama-3.2-1b",
+                "--vocab",
+                std::string(COLONY_TEST_LLAMA_DIR) + "/models/ggml-vocab-llama-spm.gguf",
+                "--layers",
+                "8",
+                "--embd",
+                "1024",
+                "--heads",
+                "8",
+                "--kv-heads",
+                "4",
+                "--ff",
+                "3072",
+                "--type",
+                "Q8_0",
+                "-o",
+                model,
+                "-q"},
+               &rc, &err);
+    return rc == 0 ? model : std::string();
+}
+
+nlohmann::json cluster_of(uint16_t api) {
+    const HttpReply h = http_get(api, "/health");
+    return h.body.is_object() && h.body.contains("cluster") ? h.body["cluster"]
+                                                            : nlohmann::json::object();
+}
+
+/// The id of the node named `name` in a cluster view ("" when absent).
+std::string id_of(const nlohmann::json &cluster, const std::string &name) {
+    for (const auto &n : cluster.value("nodes", nlohmann::json::array())) {
+        if (n.value("name", "") == name)
+            return n.value("id", "");
+    }
+    return "";
+}
+
+/// The latest adopted re-plan record, or null.
+nlohmann::json last_adopted(const nlohmann::json &cluster) {
+    nlohmann::json found;
+    for (const auto &r : cluster.value("replans", nlohmann::json::array())) {
+        if (r.value("adopted", false))
+            found = r;
+    }
+    return found;
+}
+
+/// Seconds of one completion of n tokens (the model's end token ignored).
+double timed_completion(uint16_t api, int n) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const HttpReply r = http_post(
+        api, "/v1/completions",
+        {{"prompt", kPrompt}, {"max_tokens", n}, {"temperature", 0}, {"ignore_eos", true}}, 120);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (r.status != 200)
+        throw std::runtime_error("completion failed: " + r.body.dump());
+    return s;
+}
+
+/// The emulated cluster: coordinator "coord" (0.12 GiB), workers "slow" (6x)
+/// and "mem" (0.09 GiB, slow-down in a control file).
+struct Emulated {
+    TempDir dir;
+    std::string model;
+    std::unique_ptr<ServeProcess> serve;
+    std::unique_ptr<JoinProcess> slow, mem;
+    std::string mem_control;
+
+    /// Starts everything and waits for the measured plan. Skips (returns
+    /// false) without colony synth.
+    bool start(const std::vector<std::string> &serve_extra,
+               const std::vector<std::string> &worker_extra) {
+        model = write_model(dir);
+        if (model.empty())
+            return false;
+        std::vector<std::string> extra = {"--planner", "measured", "--mem-limit",       "0.12",
+                                          "-c",        "1024",     "--parallel",        "1",
+                                          "--name",    "coord",    "--replan-cooldown", "1"};
+        extra.insert(extra.end(), serve_extra.begin(), serve_extra.end());
+        // The first plan is made when one worker joined ("slow"); "mem" joins
+        // later as a spare, measures itself on a probe shard, and the measured
+        // planner re-plans. One process measures itself at a time: on this
+        // machine they share two cores, which real devices do not.
+        serve = std::make_unique<ServeProcess>(dir.file("coordinator"), model, 1, extra);
+        wait_profile("coord");
+        std::vector<std::string> s = {"--debug-slowdown", "6"};
+        s.insert(s.end(), worker_extra.begin(), worker_extra.end());
+        slow = std::make_unique<JoinProcess>(dir.file("slow"), serve->coordinator(), serve->token(),
+                                             s);
+        wait_profile("slow");
+        wait_health(serve->api_port(), "ok", 60000);
+        mem_control = dir.file("mem.ctl");
+        std::ofstream(mem_control) << "1\n";
+        std::vector<std::string> m = {"--mem-limit", "0.09", "--debug-control-file", mem_control};
+        m.insert(m.end(), worker_extra.begin(), worker_extra.end());
+        mem =
+            std::make_unique<JoinProcess>(dir.file("mem"), serve->coordinator(), serve->token(), m);
+        return true;
+    }
+
+    /// Waits (up to 60 s) until node `name` has a measured profile.
+    void wait_profile(const std::string &name) const {
+        eventually(
+            [&] {
+                for (const auto &n :
+                     cluster_of(serve->api_port()).value("nodes", nlohmann::json::array())) {
+                    if (n.value("name", "") == name && n["profile"].is_object())
+                        return true;
+                }
+                return false;
+            },
+            60000);
+    }
+
+    std::string logs() const { return serve->log() + slow->log() + mem->log(); }
+
+    /// Waits until a measured plan is adopted and ready; returns the view.
+    nlohmann::json wait_measured_plan(int timeout_ms) const {
+        nlohmann::json c;
+        eventually(
+            [&] {
+                c = cluster_of(serve->api_port());
+                return c.value("ready", false) && !c["plan"].is_null() &&
+                       c["plan"].value("method", "") == "optimal";
+            },
+            timeout_ms);
+        return c;
+    }
+};
+
+TEST(PlannerEmulation, LeavesTheSlowWorkerOutAndPredictsTheTimePerToken) {
+    Emulated e;
+    if (!e.start({}, {}))
+        GTEST_SKIP() << "colony synth is not available";
+    const uint16_t api = e.serve->api_port();
+    const nlohmann::json c = e.wait_measured_plan(90000);
+    ASSERT_EQ(c["plan"].value("method", ""), "optimal") << c.dump(1) << e.logs();
+    const nlohmann::json &plan = c["plan"];
+    const std::string slow = id_of(c, "slow"), mem = id_of(c, "mem"), coord = id_of(c, "coord");
+    ASSERT_EQ(plan["stages"].size(), 2u) << plan.dump(1);
+    EXPECT_EQ(plan["stages"][0]["node_id"], coord);
+    EXPECT_EQ(plan["stages"][1]["node_id"], mem);
+    ASSERT_EQ(plan["left_out"].size(), 1u) << plan.dump(1);
+    EXPECT_EQ(plan["left_out"][0]["node_id"], slow);
+    EXPECT_EQ(plan["left_out"][0]["reason"].get<std::string>().rfind("would add", 0), 0u)
+        << plan.dump(1);
+    // The coordinator cannot hold the model alone under its limit.
+    EXPECT_LT(plan["stages"][0]["last_layer"].get<int>(), 8);
+    const nlohmann::json adopted = last_adopted(c);
+    ASSERT_FALSE(adopted.is_null()) << c.dump(1);
+    const double at_adoption = adopted["candidate_ms"].get<double>();
+
+    // Time per generated token: the difference of a long and a short
+    // completion removes the prompt and the request's fixed costs.
+    ASSERT_GT(timed_completion(api, 8), 0);  // warm-up
+    std::vector<double> per_token;
+    for (int i = 0; i < 3; ++i) {
+        const double t_short = timed_completion(api, 8);
+        const double t_long = timed_completion(api, 88);
+        per_token.push_back((t_long - t_short) / 80 * 1000);
+    }
+    std::sort(per_token.begin(), per_token.end());
+    const double measured = per_token[1];
+    // The plan's prediction from the per-stage decode times measured while
+    // these requests ran (the cost model: blocks x time per block + head +
+    // hops). Other jobs share this machine's two cores, so the speed at
+    // start (the adoption's prediction, printed) may not be the speed now.
+    const nlohmann::json now = cluster_of(api);
+    for (const auto &n : now["nodes"]) {
+        if (n["stage"].get<int>() >= 0) {
+            EXPECT_TRUE(n["measured_decode_ms_per_layer"].is_number())
+                << n["name"] << " has no rolling measurement: " << now.dump(1);
+        }
+    }
+    const double predicted = now["plan"]["latency_ms_per_token"].get<double>();
+    std::printf(
+        "plan predicted %.2f ms per token (%.2f at adoption), measured %.2f ms (runs: "
+        "%.2f %.2f %.2f)\n",
+        predicted, at_adoption, measured, per_token[0], per_token[1], per_token[2]);
+    EXPECT_NEAR(measured / predicted, 1.0, 0.2) << now.dump(1);
+}
+
+TEST(PlannerEmulation, ThrottledWorkerTriggersAReplanAndTheRunningRequestCompletes) {
+    Emulated e;
+    constexpr double kWindowS = 3;
+    if (!e.start({"--replan-window", "3"}, {"--status-interval-ms", "500"}))
+        GTEST_SKIP() << "colony synth is not available";
+    const uint16_t api = e.serve->api_port();
+    const nlohmann::json c = e.wait_measured_plan(90000);
+    ASSERT_EQ(c["plan"].value("method", ""), "optimal") << c.dump(1) << e.logs();
+    const std::string mem = id_of(c, "mem");
+    ASSERT_EQ(c["plan"]["stages"].back()["node_id"], mem) << c["plan"].dump(1);
+    const size_t records_before = c["replans"].size();
+
+    // A long request; "mem" gets 8x slower while it runs.
+    auto request = std::async(std::launch::async, [api] {
+        return http_post(
+            api, "/v1/completions",
+            {{"prompt", kPrompt}, {"max_tokens", 600}, {"temperature", 0}, {"ignore_eos", true}},
+            180);
+    });
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    const int64_t throttled_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count();
+    std::ofstream(e.mem_control) << "8\n";
+
+    // The drift is noticed within the window (plus the control file poll and
+    // a STATUS interval or two).
+    nlohmann::json drift;
+    ASSERT_TRUE(eventually(
+        [&] {
+            const nlohmann::json now = cluster_of(api);
+            const auto &records = now.value("replans", nlohmann::json::array());
+            for (size_t i = records_before; i < records.size(); ++i) {
+                if (records[i].value("trigger", "").find("measured") != std::string::npos &&
+                    records[i].value("trigger", "").find(mem) != std::string::npos) {
+                    drift = records[i];
+                    return true;
+                }
+            }
+            return false;
+        },
+        30000))
+        << cluster_of(api).dump(1) << e.logs();
+    const double after_s = (drift["time_unix_ms"].get<int64_t>() - throttled_ms) / 1000.0;
+    std::printf("re-plan %.1f s after the slow-down: %s -> %s\n", after_s,
+                drift["trigger"].get<std::string>().c_str(),
+                drift["decision"].get<std::string>().c_str());
+    EXPECT_LE(after_s, kWindowS + 4.0) << drift.dump(1);
+
+    // The running request completes on the plan it started on.
+    ASSERT_EQ(request.wait_for(std::chrono::seconds(120)), std::future_status::ready);
+    const HttpReply r = request.get();
+    ASSERT_EQ(r.status, 200) << r.body.dump();
+    EXPECT_EQ(r.body["usage"]["completion_tokens"], 600) << r.body.dump();
+    EXPECT_EQ(r.body["choices"][0]["finish_reason"], "length");
+
+    // Then the new plan runs without "mem", and serves.
+    nlohmann::json after;
+    ASSERT_TRUE(eventually(
+        [&] {
+            after = cluster_of(api);
+            const nlohmann::json a = last_adopted(after);
+            return after.value("ready", false) && !a.is_null() &&
+                   a["trigger"].get<std::string>().find(mem) != std::string::npos;
+        },
+        60000))
+        << after.dump(1) << e.logs();
+    for (const auto &s : after["plan"]["stages"])
+        EXPECT_NE(s["node_id"], mem) << after["plan"].dump(1);
+    EXPECT_GT(timed_completion(api, 16), 0);
+}
+
+TEST(PlannerCli, PlanTableLeavesTheSlowDeviceOutAndListsEachDeviceAlone) {
+    TempDir dir;
+    const std::string model = model_path("stories260K-f32.gguf");
+    // Three devices: fast, 10x slower, and one with too little memory for
+    // the whole model (stories260K needs about 1.2 MB with a 256-token KV cache).
+    auto device = [](const std::string &id, double ms, uint64_t mem) {
+        DeviceProfile d;
+        d.node_id = d.name = id;
+        d.decode_ms_per_layer = ms;
+        d.prefill_ms_per_layer_per_token = ms / 5;
+        d.decode_ms_output = ms / 2;
+        d.mem_available_bytes = mem;
+        return device_profile_to_json(d);
+    };
+    const nlohmann::json devices =
+        nlohmann::json::array({device("fast", 1.0, 1ull << 30), device("slow", 10.0, 1ull << 30),
+                               device("poor", 1.0, 300000)});
+    std::ofstream(dir.file("devices.json")) << devices.dump();
+    int rc = -1;
+    std::string err;
+    const std::string out = run_colony({"plan", "-m", model, "--devices", dir.file("devices.json"),
+                                        "--coordinator", "fast", "-c", "256", "--parallel", "1"},
+                                       &rc, &err);
+    ASSERT_EQ(rc, 0) << err;
+    EXPECT_NE(out.find("left out: would add"), std::string::npos) << out;
+    EXPECT_NE(out.find("each device alone:"), std::string::npos) << out;
+    const size_t poor_alone = out.find("  poor ", out.find("each device alone:"));
+    ASSERT_NE(poor_alone, std::string::npos) << out;
+    EXPECT_EQ(out.find("cannot hold the model", poor_alone),
+              out.find_first_not_of(' ', poor_alone + 6))
+        << out;
+    const std::string json =
+        run_colony({"plan", "-m", model, "--devices", dir.file("devices.json"), "--coordinator",
+                    "fast", "-c", "256", "--parallel", "1", "--json"},
+                   &rc, &err);
+    ASSERT_EQ(rc, 0) << err;
+    const nlohmann::json plan = nlohmann::json::parse(json);
+    ASSERT_GE(plan["stages"].size(), 1u);
+    EXPECT_EQ(plan["stages"][0]["node_id"], "fast");  // the coordinator runs stage 0
+    for (const auto &s : plan["stages"])
+        EXPECT_NE(s["node_id"], "slow") << plan.dump(1);
+}
+
+TEST(PlannerCli, RejectsBadPlannerAndDebugOptions) {
+    const std::string model = model_path("stories260K-f32.gguf");
+    int rc = -1;
+    std::string err;
+    run_colony({"serve", "-m", model, "--workers-expected", "1", "--planner", "fancy"}, &rc, &err);
+    EXPECT_NE(rc, 0);
+    EXPECT_NE(err.find("--planner must be measured or static"), std::string::npos) << err;
+    run_colony({"serve", "-m", model, "--workers-expected", "1", "--replan-margin", "1.5"}, &rc,
+               &err);
+    EXPECT_NE(rc, 0);
+    EXPECT_NE(err.find("--replan-margin"), std::string::npos) << err;
+    run_colony({"join", "--coordinator", "127.0.0.1:1", "--insecure", "--debug-slowdown", "0.5"},
+               &rc, &err);
+    EXPECT_NE(rc, 0);
+    EXPECT_NE(err.find("--debug-slowdown must be in [1, 1000]"), std::string::npos) << err;
+    run_colony({"discover", "--seconds", "0"}, &rc, &err);
+    EXPECT_NE(rc, 0);
+    EXPECT_NE(err.find("--discover-seconds"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace colony::test
