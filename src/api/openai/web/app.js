@@ -141,6 +141,34 @@ function renderCluster(c) {
     (req.parallel || 0) + ' slots';
   renderLayerBar(c);
   $('nodes').replaceChildren(...nodes.map(renderNode));
+  renderPlan(c);
+}
+
+// The current plan (predicted ms per token, devices left out and why) and the
+// re-plan log (trigger, decision), newest first.
+function renderPlan(c) {
+  const plan = c.plan;
+  const replans = c.replans || [];
+  const box = $('plan');
+  box.hidden = !plan && replans.length === 0;
+  if (box.hidden) return;
+  const pipe = c.pipeline || {};
+  let summary = 'plan';
+  if (pipe.epoch !== undefined) summary += ' #' + pipe.epoch;
+  if (pipe.planner) summary += ' · ' + pipe.planner;
+  if (plan && plan.predicted_ms_per_token !== null && plan.predicted_ms_per_token !== undefined) {
+    summary += ' · predicted ' + Number(plan.predicted_ms_per_token).toFixed(2) + ' ms/token';
+  }
+  if (pipe.replanning) summary += ' · re-planning…';
+  const out = (plan && plan.left_out) || [];
+  if (out.length) summary += ' · left out: ' + out.map((x) => (x.name || x.node_id) + ' (' + x.reason + ')').join('; ');
+  $('plan-summary').textContent = summary;
+  const items = replans.slice(-8).reverse().map((r) => {
+    const when = r.time_unix_ms ? new Date(r.time_unix_ms).toLocaleTimeString() : '';
+    const li = el('li', r.adopted ? 'adopted' : 'kept', when + ' — ' + (r.trigger || '') + ': ' + (r.decision || ''));
+    return li;
+  });
+  $('replans').replaceChildren(...items);
 }
 
 async function pollCluster() {
