@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cluster_harness.h"
+#include "netlab_fixture.h"
 #include "common/test_env.h"
 
 namespace colony::test {
@@ -23,58 +24,6 @@ namespace {
 
 constexpr const char *kPrompt = "Once upon a time";
 
-std::string find_ip() {
-    for (const char *p : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}) {
-        if (::access(p, X_OK) == 0)
-            return p;
-    }
-    return "";
-}
-
-/// Runs f on a thread that has entered network namespace `ns`.
-template <class F>
-auto in_netns(const std::string &ns, F f) {
-    return std::async(std::launch::async,
-                      [ns, f] {
-                          const int fd =
-                              ::open(("/var/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-                          if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
-                              throw std::runtime_error("cannot enter network namespace " + ns);
-                          }
-                          ::close(fd);
-                          return f();
-                      })
-        .get();
-}
-
-/// The lab: `netlab.sh up 3` with its own id, torn down at scope exit.
-class Lab {
-  public:
-    Lab() {
-        id_ = "pt" + std::to_string(::getpid() % 100000);
-        ::setenv("COLONY_NETLAB_ID", id_.c_str(), 1);
-        ::setenv("COLONY_NETEM", COLONY_TEST_NETEM, 1);
-        up_ = script({"up", "3", "--profile", "ethernet"}) == 0;
-    }
-    ~Lab() {
-        if (up_)
-            script({"down"});
-    }
-    bool up() const { return up_; }
-    std::string ns(int host) const { return "cl-" + id_ + "-h" + std::to_string(host); }
-    int script(const std::vector<std::string> &args) const {
-        std::vector<std::string> argv = {"/bin/bash", COLONY_TEST_NETLAB_SH};
-        argv.insert(argv.end(), args.begin(), args.end());
-        ChildProcess p(argv, "/dev/null", "/dev/null");
-        if (!p.wait(60000))
-            p.stop(1000);
-        return p.exit_code();
-    }
-
-  private:
-    std::string id_;
-    bool up_ = false;
-};
 
 TEST(PipelineNetns, SeparateHostsMatchGenerateAndSurviveLinkCuts) {
     const std::string ip = find_ip();
@@ -82,7 +31,7 @@ TEST(PipelineNetns, SeparateHostsMatchGenerateAndSurviveLinkCuts) {
         GTEST_SKIP() << "needs root and iproute2";
     const std::string model = model_path("stories260K-f32.gguf");
     const std::string ref = reference_greedy(model, kPrompt, 32);
-    Lab lab;
+    Lab lab("pt");
     if (!lab.up())
         GTEST_SKIP() << "the network lab cannot start here";
     TempDir dir;
