@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/coordinator_backend.h"
+#include "util/process_stats.h"
 #include "cluster/device_probe.h"
 #include "cluster/plan_table.h"
 #include "pipeline/cluster_state.h"
@@ -59,7 +60,7 @@ Runtime coordinator_runtime(const Coordinator &c, const std::string &device) {
     r.device = device;
     r.phase = r.counters.loaded ? "ready" : (r.counters.range.empty() ? "waiting" : "loading");
     r.progress = r.counters.loaded ? 1.0 : r.counters.load_progress;
-    r.rss_bytes = process_rss_bytes();
+    r.rss_bytes = current_rss_bytes();
     r.available_bytes = probe_mem_available_bytes();
     r.battery = probe_battery_sysfs();
     r.temperature_c = probe_temperature_c();

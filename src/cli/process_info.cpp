@@ -1,7 +1,5 @@
 #include "cli/process_info.h"
 
-#include <sys/resource.h>
-
 #include <string>
 
 #include "ggml.h"
@@ -9,16 +7,6 @@
 #include "util/log.h"
 
 namespace colony {
-
-uint64_t peak_rss_bytes() {
-    struct rusage ru {};
-    getrusage(RUSAGE_SELF, &ru);
-#ifdef __APPLE__
-    return static_cast<uint64_t>(ru.ru_maxrss);
-#else
-    return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
-#endif
-}
 
 namespace {
 

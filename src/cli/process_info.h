@@ -1,12 +1,11 @@
-// Facts about this process for timing lines and profiles.
+// Process set-up shared by the commands (library logging).
 #pragma once
 
 #include <cstdint>
 
-namespace colony {
+#include "util/process_stats.h"  // peak_rss_bytes for the commands' timing lines
 
-/// Peak resident set size of this process so far, bytes (getrusage ru_maxrss).
-uint64_t peak_rss_bytes();
+namespace colony {
 
 /// Routes ggml's and libllama's log output into colony's log at debug level
 /// (warnings and errors stay visible). Call once at start-up.

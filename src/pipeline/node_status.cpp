@@ -1,5 +1,7 @@
 #include "pipeline/node_status.h"
 
+#include "util/process_stats.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -184,19 +186,6 @@ StageRuntime StageMeter::snapshot() const {
 
 // ---- NodeRuntime ----------------------------------------------------------
 
-uint64_t process_rss_bytes() {
-    FILE *f = std::fopen("/proc/self/statm", "r");
-    if (!f)
-        return 0;
-    unsigned long long size = 0, resident = 0;
-    const int n = std::fscanf(f, "%llu %llu", &size, &resident);
-    std::fclose(f);
-    if (n != 2)
-        return 0;
-    const long page = ::sysconf(_SC_PAGESIZE);
-    return resident * static_cast<uint64_t>(page > 0 ? page : 4096);
-}
-
 void probe_node_runtime(NodeRuntime &r) {
     char host[256] = {};
     if (::gethostname(host, sizeof(host) - 1) == 0)
@@ -206,7 +195,7 @@ void probe_node_runtime(NodeRuntime &r) {
     const OsInfo os = probe_os();
     r.os = os.os;
     r.arch = os.arch;
-    r.rss_bytes = process_rss_bytes();
+    r.rss_bytes = current_rss_bytes();
     r.available_bytes = probe_mem_available_bytes();
     r.battery = probe_battery_sysfs();
     r.temperature_c = probe_temperature_c();

@@ -125,8 +125,6 @@ wire_status worker_runtime_status(uint64_t echo_ns, std::chrono::steady_clock::t
                                   uint64_t loaded_epoch, const std::string &load_error,
                                   const StageRuntime &stage);
 
-/// Resident set size of this process (/proc/self/statm), bytes; 0 if unknown.
-uint64_t process_rss_bytes();
 
 /// The latest report of one worker, as the coordinator keeps it.
 struct NodeReport {

@@ -6,26 +6,13 @@
 #include <nlohmann/json.hpp>
 
 #include "api/openai/local_backend.h"
+#include "util/process_stats.h"
 #include "cluster/device_probe.h"
 #include "util/clock.h"
 
 namespace colony {
 
 namespace {
-
-/// Resident set size of this process from /proc/self/statm (pages), bytes; 0 if unknown.
-uint64_t rss_bytes() {
-    FILE *f = std::fopen("/proc/self/statm", "r");
-    if (!f)
-        return 0;
-    unsigned long long size = 0, resident = 0;
-    const int n = std::fscanf(f, "%llu %llu", &size, &resident);
-    std::fclose(f);
-    if (n != 2)
-        return 0;
-    const long page = ::sysconf(_SC_PAGESIZE);
-    return resident * static_cast<uint64_t>(page > 0 ? page : 4096);
-}
 
 template <typename T>
 nlohmann::json or_null(const std::optional<T> &v) {
@@ -78,7 +65,7 @@ std::string LocalBackend::cluster_json() const {
         {"memory",
          {{"weights_bytes", weight_bytes},
           {"kv_bytes", kv_bytes},
-          {"rss_bytes", rss_bytes()},
+          {"rss_bytes", current_rss_bytes()},
           {"available_bytes", or_null(probe_mem_available_bytes())}}},
         {"kv", {{"used_cells", st.kv_used_cells}, {"size_cells", st.kv_size_cells}}},
         {"tokens_per_s", tokens_per_s},
