@@ -200,7 +200,8 @@ TEST(PlannerEmulation, LeavesTheSlowWorkerOutAndPredictsTheTimePerToken) {
         per_token.push_back((t_long - t_short) / 80 * 1000);
     }
     std::sort(per_token.begin(), per_token.end());
-    const double measured = per_token[1];
+    // the fastest of three: interference from other processes only slows a run down
+    const double measured = per_token[0];
     // The plan's prediction from the per-stage decode times measured while
     // these requests ran (the cost model: blocks x time per block + head +
     // hops). Other jobs share this machine's two cores, so the speed at
