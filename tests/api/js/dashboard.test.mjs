@@ -4,47 +4,25 @@
 // and shows the streamed answer. A screenshot is saved to $SCREENSHOT.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { env, startProcess, startServer } from './server.mjs';
+import { launchBrowser, watchedPage } from './browser.mjs';
 
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch (e) {
-  throw new Error(`the 'playwright-core' package is missing: run 'npm ci' in tests/api/js (${e.message})`);
-}
 
 let server;
-let context;
-let profile;
+let browser;
 
 before(async () => {
   server = await startServer(env('COLONY_STORIES'), ['--parallel', '2', '-c', '1024']);
-  profile = mkdtempSync(join(tmpdir(), 'colony-chromium-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    viewport: { width: 1280, height: 800 },
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-default-apps', '--disable-dev-shm-usage'],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
   assert.equal(await server?.stop(), 0);
 });
 
 test('dashboard shows the cluster and streams a chat answer', async () => {
-  const page = await context.newPage();
-  const foreign = [];
-  const consoleErrors = [];
-  page.on('request', (r) => { if (!r.url().startsWith(server.url)) foreign.push(r.url()); });
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  const { page, foreign, consoleErrors } = await watchedPage(browser.context, server.url);
 
   await page.goto(server.url + '/');
   await assert.doesNotReject(page.waitForSelector('[data-testid="node"]', { timeout: 15000 }));
@@ -98,7 +76,7 @@ test('a three-node cluster: one segment and one card per node, loading progress 
   // colony-cluster-demo: generation on this machine, /v1/cluster describing three nodes
   const demo = await startProcess(env('COLONY_CLUSTER_DEMO'), [env('COLONY_STORIES')]);
   try {
-    const page = await context.newPage();
+    const page = await browser.context.newPage();
     await page.goto(demo.url + '/');
     await page.waitForSelector('[data-testid="node"]:nth-child(3)', { timeout: 15000 });
     const cluster = await (await fetch(demo.url + '/v1/cluster')).json();

@@ -6,47 +6,25 @@
 // greedy completion. The screenshot goes to $SCREENSHOT_CLUSTER.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { env, startCluster } from './server.mjs';
+import { launchBrowser, watchedPage } from './browser.mjs';
 
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch (e) {
-  throw new Error(`the 'playwright-core' package is missing: run 'npm ci' in tests/api/js (${e.message})`);
-}
 
 let cluster;
-let context;
-let profile;
+let browser;
 
 before(async () => {
   cluster = await startCluster(env('COLONY_STORIES'), ['--parallel', '2', '-c', '2048']);
-  profile = mkdtempSync(join(tmpdir(), 'colony-chromium-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    viewport: { width: 1280, height: 800 },
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-default-apps', '--disable-dev-shm-usage'],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
   assert.equal(await cluster?.stop(), 0);
 });
 
 test('the dashboard of a three-node cluster shows every node and streams an answer', async () => {
-  const page = await context.newPage();
-  const foreign = [];
-  const consoleErrors = [];
-  page.on('request', (r) => { if (!r.url().startsWith(cluster.url)) foreign.push(r.url()); });
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  const { page, foreign, consoleErrors } = await watchedPage(browser.context, cluster.url);
 
   await page.goto(cluster.url + '/');
   await page.waitForSelector('[data-testid="node"]:nth-child(3)', { timeout: 15000 });
