@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/coordinator_backend.h"
+#include "api/openai/cluster_json.h"
 #include "util/process_stats.h"
 #include "cluster/device_probe.h"
 #include "cluster/plan_table.h"
@@ -231,12 +232,7 @@ std::string CoordinatorBackend::cluster_json() const {
                            {"candidate_ms", finite_or_null(r.candidate_ms)}});
     }
     const json out = {
-        {"model",
-         {{"id", info_.id},
-          {"arch", info_.arch},
-          {"n_layer", info_.n_layer},
-          {"n_vocab", info_.n_vocab},
-          {"n_ctx_seq", info_.n_ctx_seq}}},
+        {"model", cluster_model_json(info_)},
         {"status", h.status},
         {"reason", h.reason},
         {"requests",

@@ -50,3 +50,17 @@ std::string cpu_device_name() {
 }
 
 }  // namespace colony
+
+#include "api/openai/cluster_json.h"
+
+namespace colony {
+
+nlohmann::json cluster_model_json(const BackendModelInfo &info) {
+    return {{"id", info.id},
+            {"arch", info.arch},
+            {"n_layer", info.n_layer},
+            {"n_vocab", info.n_vocab},
+            {"n_ctx_seq", info.n_ctx_seq}};
+}
+
+}  // namespace colony

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/openai/local_backend.h"
+#include "api/openai/cluster_json.h"
 #include "util/process_stats.h"
 #include "cluster/device_probe.h"
 #include "util/clock.h"
@@ -76,12 +77,7 @@ std::string LocalBackend::cluster_json() const {
         {"temperature_c", or_null(probe_temperature_c())},
     };
     json out = {
-        {"model",
-         {{"id", info_.id},
-          {"arch", info_.arch},
-          {"n_layer", info_.n_layer},
-          {"n_vocab", info_.n_vocab},
-          {"n_ctx_seq", info_.n_ctx_seq}}},
+        {"model", cluster_model_json(info_)},
         {"status", h.status},
         {"reason", h.reason},
         {"requests",
