@@ -82,6 +82,12 @@ void check(const wire_join &m, const wire_limits &l) {
     if (m.node_key == wire_key{}) {
         fail("node_key is all zero");
     }
+    if (m.cached_shards.size() > l.max_cached_shards) {
+        fail(str(m.cached_shards.size()) + " cached shards exceed the limit " + str(l.max_cached_shards));
+    }
+    for (const wire_cached_shard &c : m.cached_shards) {
+        check_layers(c.layer_first, c.layer_last, l.max_n_layer);
+    }
 }
 
 void check(const wire_join_accept &, const wire_limits &) {}

@@ -74,6 +74,12 @@ void put(wire_writer &w, const wire_join &m) {
     w.str(m.arch);
     w.str(m.backend);
     w.str(m.data_endpoint);
+    w.u32(static_cast<uint32_t>(m.cached_shards.size()));
+    for (const wire_cached_shard &c : m.cached_shards) {
+        w.bytes32(c.model_hash);
+        w.u32(c.layer_first);
+        w.u32(c.layer_last);
+    }
 }
 void put(wire_writer &w, const wire_join_accept &m) {
     w.u32(m.node_id);
@@ -195,6 +201,12 @@ void get(wire_reader &r, const wire_limits &l, wire_join &m) {
     m.arch = r.str("arch", l.max_string_bytes);
     m.backend = r.str("backend", l.max_string_bytes);
     m.data_endpoint = r.str("data_endpoint", l.max_string_bytes);
+    m.cached_shards.resize(r.count("n_cached", l.max_cached_shards, 32 + 4 + 4));
+    for (wire_cached_shard &c : m.cached_shards) {
+        r.bytes32(c.model_hash, "cached.model_hash");
+        c.layer_first = r.u32("cached.layer_first");
+        c.layer_last = r.u32("cached.layer_last");
+    }
 }
 void get(wire_reader &r, const wire_limits &, wire_join_accept &m) {
     m.node_id = r.u32("node_id");

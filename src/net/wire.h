@@ -1,4 +1,4 @@
-// colony's wire protocol, version 1 (DESIGN.md, decision 5). Every message is
+// colony's wire protocol, version 2 (DESIGN.md, decision 5). Every message is
 // one ZeroMQ frame (a ROUTER socket adds its routing-id frame in front; that
 // frame is ZeroMQ's, not ours). The frame is a fixed 32-byte header and a
 // typed payload. Everything is little-endian; f32 is IEEE-754 binary32.
@@ -31,7 +31,10 @@
 //    1    JOIN          worker -> coordinator  str node_name, key node_key, str software_version,
 //                                              u64 free_memory_bytes, u64 mem_limit_bytes,
 //                                              u32 n_threads, str os, str arch, str backend,
-//                                              str data_endpoint
+//                                              str data_endpoint, u32 n_cached (<= limits.
+//                                              max_cached_shards), n_cached x (hash model_hash,
+//                                              u32 layer_first, u32 layer_last): shards in the
+//                                              worker's cache, so a plan can give it a range it has
 //    2    JOIN_ACCEPT   coordinator -> worker  u32 node_id, u32 heartbeat_interval_ms
 //    3    JOIN_REJECT   coordinator -> worker  u16 code, str reason
 //    4    HEARTBEAT     both ways              u64 timestamp_ns, u64 counter
@@ -96,10 +99,11 @@
 
 namespace colony {
 
-constexpr uint16_t kWireVersion = 1;
+// Version 2 added JOIN's cached-shard list; version 1 peers are refused.
+constexpr uint16_t kWireVersion = 2;
 constexpr size_t kWireHeaderBytes = 32;
 constexpr uint8_t kWireMagic[4] = {'C', 'L', 'N', 'Y'};
-static_assert(kWireVersion == 1, "changing the wire layout needs a new kWireVersion");
+static_assert(kWireVersion == 2, "changing the wire layout needs a new kWireVersion");
 
 /// Message type (header offset 6). Values are part of the protocol: never renumber.
 enum wire_type : uint16_t {
@@ -140,6 +144,7 @@ struct wire_limits {
     uint32_t max_n_vocab = 1u << 24;
     uint32_t max_n_ctx = 1u << 24;
     uint32_t max_n_seq = 4096;  // n_seq_max of a plan; seq ids are in [0, max_n_seq)
+    uint32_t max_cached_shards = 256;  // entries of JOIN's cached-shard list
 
     /// Largest whole frame (header + payload) in bytes: the value for ZMQ_MAXMSGSIZE.
     uint64_t max_message_bytes() const { return kWireHeaderBytes + uint64_t(max_payload_bytes); }
@@ -147,6 +152,16 @@ struct wire_limits {
 
 using wire_key = std::array<uint8_t, 32>;   // CURVE public key, raw (not z85)
 using wire_hash = std::array<uint8_t, 32>;  // SHA-256 digest
+
+/// A shard a worker holds in its cache: layers [layer_first, layer_last) of
+/// the model whose GGUF file has SHA-256 model_hash.
+struct wire_cached_shard {
+    wire_hash model_hash{};
+    uint32_t layer_first = 0;
+    uint32_t layer_last = 0;
+
+    friend bool operator==(const wire_cached_shard &, const wire_cached_shard &) = default;
+};
 
 struct wire_join {
     std::string node_name;
@@ -160,6 +175,7 @@ struct wire_join {
     std::string backend;        // "cpu", "vulkan", ...
     std::string data_endpoint;  // where the worker's data socket listens, e.g. "tcp://*:7412"
                                 // (the coordinator replaces a wildcard host by the peer's address)
+    std::vector<wire_cached_shard> cached_shards;  // newest first, any model
 
     friend bool operator==(const wire_join &, const wire_join &) = default;
 };

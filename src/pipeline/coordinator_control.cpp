@@ -13,6 +13,7 @@
 #include "net/admission.h"
 #include "net/hash.h"
 #include "net/transport.h"
+#include "pipeline/cached_assignment.h"
 #include "pipeline/cluster_state.h"
 #include "pipeline/coordinator_probe.h"
 #include "pipeline/endpoint.h"
@@ -325,6 +326,10 @@ void CoordinatorControl::on_join(const received_message &rm, const wire_join &jo
     m.peer_address = rm.peer_address;
     m.data_endpoint = data_endpoint;
     m.join = join;
+    for (const wire_cached_shard &s : join.cached_shards) {
+        if (s.model_hash == model_.hash && s.layer_last <= model_.hp.n_layer)
+            m.cached.push_back({s.layer_first, s.layer_last});
+    }
     m.last_seen = clock::now();
     m.joined_unix_ms = unix_ms();
     members_.push_back(m);
@@ -356,6 +361,8 @@ void CoordinatorControl::on_ready(Member &m, const wire_ready &ready) {
         return;
     }
     m.ready_epoch = ready.plan_epoch;
+    if (!m.holds(plan_[m.stage].range))
+        m.cached.push_back(plan_[m.stage].range);
     COLONY_LOG_INFO("control: node %u ready with layers %s", m.node_id,
                     plan_[m.stage].range.str().c_str());
     view_dirty_ = true;
@@ -541,7 +548,7 @@ void CoordinatorControl::make_plan(const std::string &why, bool allow_static) {
             return;  // at most a few seconds: tick() asks again
         // Every node has measured itself: the optimal plan right away.
         try {
-            const Plan p = planner_->optimal(member_ids(true), true, 0);
+            const Plan p = optimal_plan(member_ids(true));
             const std::optional<std::vector<PlannedStage>> layout = layout_of(p);
             if (!layout)
                 throw Error(ErrorCode::kInternal, "the plan names a node that is not a member");
@@ -568,14 +575,15 @@ void CoordinatorControl::make_plan(const std::string &why, bool allow_static) {
     }
     if (!allow_static)
         return;
-    // Static: the coordinator, then workers in join order.
+    // Static: the coordinator, then workers in join order (those that hold a
+    // range in their shard cache get it where the split allows).
     std::vector<PlannedStage> layout;
     try {
         std::vector<LayerRange> ranges;
+        std::vector<double> weights;  // by stage; empty for a manual split
         if (manual_split_) {
             ranges = *manual_split_;
         } else {
-            std::vector<double> weights;
             const size_t n_nodes =
                 std::min<size_t>(members_.size() + 1, std::max<uint32_t>(model_.hp.n_layer, 1));
             const bool by_memory =
@@ -596,6 +604,7 @@ void CoordinatorControl::make_plan(const std::string &why, bool allow_static) {
         }
         for (size_t i = 0; i < ranges.size(); ++i)
             layout.push_back({static_cast<int>(i) - 1, ranges[i]});
+        prefer_cached(layout, weights);
         Plan bare;
         bare.method = manual_split_ ? PlanMethod::kManual : PlanMethod::kProportional;
         bare.coordinator_id = coordinator_id_;
@@ -899,6 +908,83 @@ std::optional<std::vector<CoordinatorControl::PlannedStage>> CoordinatorControl:
     return layout;
 }
 
+bool CoordinatorControl::Member::holds(LayerRange r) const {
+    return std::find(cached.begin(), cached.end(), r) != cached.end();
+}
+
+void CoordinatorControl::prefer_cached(std::vector<PlannedStage> &layout,
+                                       const std::vector<double> &weights) const {
+    std::vector<int> members;
+    std::vector<LayerRange> ranges;
+    for (const PlannedStage &s : layout) {
+        members.push_back(s.member);
+        ranges.push_back(s.range);
+    }
+    const std::vector<int> before = members;
+    auto weight_of = [&](int m) { return weights.at(static_cast<size_t>(m) + 1); };
+    prefer_cached_ranges(
+        members, ranges, [&](int m, LayerRange r) { return members_[m].holds(r); },
+        [&](const std::vector<int> &now) {
+            if (weights.empty())
+                return true;  // manual split: the ranges do not depend on who serves them
+            for (size_t i = 0; i < now.size(); ++i) {
+                if (now[i] >= 0 && weight_of(now[i]) != weight_of(before[i]))
+                    return false;
+            }
+            return true;
+        });
+    for (size_t i = 0; i < layout.size(); ++i) {
+        if (members[i] != before[i]) {
+            COLONY_LOG_INFO("control: worker '%s' takes layers %s, which it holds in its cache",
+                            members_[members[i]].join.node_name.c_str(), ranges[i].str().c_str());
+        }
+        layout[i].member = members[i];
+    }
+}
+
+Plan CoordinatorControl::optimal_plan(const std::vector<std::string> &ids) const {
+    const Plan p = planner_->optimal(ids, true, 0);
+    const std::optional<std::vector<PlannedStage>> layout = layout_of(p);
+    if (!layout)
+        return p;
+    std::vector<int> members;
+    std::vector<LayerRange> ranges;
+    for (const PlannedStage &s : *layout) {
+        members.push_back(s.member);
+        ranges.push_back(s.range);
+    }
+    const std::vector<int> before = members;
+    const double limit = p.predicted_ms_per_token * (1 + kCachedRangeSlack);
+    std::optional<Plan> chosen;
+    auto with_members = [&](const std::vector<int> &now) {
+        Plan q = p;
+        for (size_t i = 0; i < now.size(); ++i) {
+            if (now[i] < 0)
+                continue;
+            q.stages[i].node_id = members_[now[i]].fingerprint;
+            q.stages[i].name = members_[now[i]].join.node_name;
+        }
+        return q;
+    };
+    prefer_cached_ranges(
+        members, ranges, [&](int m, LayerRange r) { return members_[m].holds(r); },
+        [&](const std::vector<int> &now) {
+            std::optional<Plan> q = planner_->predict(with_members(now), ids, true);
+            if (!q || q->predicted_ms_per_token > limit)
+                return false;
+            chosen = std::move(q);
+            return true;
+        });
+    if (members == before || !chosen)
+        return p;
+    COLONY_LOG_INFO("control: workers traded ranges to use their shard caches (%.2f ms per token "
+                    "predicted, the optimum %.2f)",
+                    chosen->predicted_ms_per_token, p.predicted_ms_per_token);
+    chosen->method = p.method;
+    chosen->epoch = p.epoch;
+    return *chosen;
+}
+
 Plan CoordinatorControl::running_plan() const {
     Plan p = plan_info_;
     p.epoch = plan_epoch_;
@@ -938,7 +1024,7 @@ void CoordinatorControl::consider_replan() {
             "measured profiles of all " + std::to_string(ids.size() + 1) + " node(s)";
         Plan candidate;
         try {
-            candidate = planner_->optimal(ids, true, 0);
+            candidate = optimal_plan(ids);
         } catch (const Error &e) {
             policy.adopt(current);
             policy.settle_joins(ids);
@@ -968,7 +1054,7 @@ void CoordinatorControl::consider_replan() {
         return;
     Plan candidate;
     try {
-        candidate = planner_->optimal(ids, true, 0);
+        candidate = optimal_plan(ids);
     } catch (const Error &e) {
         record_replan(trigger.reason, std::string("no feasible plan: ") + e.what(), false,
                       current_ms, std::nullopt, 0);

@@ -101,6 +101,8 @@ class CoordinatorControl {
         int64_t rtt_received_us = 0;      // node_status.h report of the last RTT sample taken
         clock::time_point profiled_at{};  // first device profile
         clock::time_point probed_at{};    // last probe measurement (spares are re-measured)
+        std::vector<LayerRange> cached;   // ranges of this model it holds: from JOIN, then READY
+        bool holds(LayerRange r) const;
     };
     struct PlannedStage {
         int member = -1;  // index into members_; -1: the coordinator
@@ -154,6 +156,14 @@ class CoordinatorControl {
     /// every node of it has a profile.
     Plan running_plan() const;
     std::optional<std::vector<PlannedStage>> layout_of(const Plan &plan) const;
+    /// planner_->optimal over `ids`, then workers traded between stages so
+    /// that more of them serve a range they hold, as long as the prediction
+    /// stays within kCachedRangeSlack of the optimum (cached_assignment.h).
+    Plan optimal_plan(const std::vector<std::string> &ids) const;
+    static constexpr double kCachedRangeSlack = 0.02;
+    /// The static layout with workers traded onto ranges they hold where the
+    /// split allows it (a manual split; equal weights of a proportional one).
+    void prefer_cached(std::vector<PlannedStage> &layout, const std::vector<double> &weights) const;
     void record_replan(const std::string &trigger, const std::string &decision, bool adopted,
                        std::optional<double> current_ms, std::optional<double> candidate_ms,
                        uint64_t epoch);

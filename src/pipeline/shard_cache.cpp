@@ -1,6 +1,9 @@
 #include "pipeline/shard_cache.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 
@@ -15,6 +18,64 @@ std::filesystem::path shard_cache_path(const std::filesystem::path &cache_dir,
                                        const std::string &model_hash_hex, LayerRange range) {
     return cache_dir / model_hash_hex /
            (std::to_string(range.first) + "-" + std::to_string(range.last) + ".gguf");
+}
+
+namespace {
+
+/// 64 lowercase hex digits -> 32 bytes; false for anything else.
+bool parse_hash_hex(const std::string &hex, wire_hash &out) {
+    if (hex.size() != 2 * out.size()) return false;
+    auto nibble = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        return -1;
+    };
+    for (size_t i = 0; i < out.size(); ++i) {
+        const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) return false;
+        out[i] = static_cast<uint8_t>(hi * 16 + lo);
+    }
+    return true;
+}
+
+/// "<first>-<last>.gguf" with first < last -> the range; false otherwise.
+bool parse_shard_name(const std::string &name, uint32_t &first, uint32_t &last) {
+    unsigned long a = 0, b = 0;
+    int used = 0;
+    if (std::sscanf(name.c_str(), "%lu-%lu.gguf%n", &a, &b, &used) != 2) return false;
+    if (static_cast<size_t>(used) != name.size() || a >= b || b > UINT32_MAX) return false;
+    if (std::to_string(a) + "-" + std::to_string(b) + ".gguf" != name) return false;  // no signs, no zeros
+    first = static_cast<uint32_t>(a);
+    last = static_cast<uint32_t>(b);
+    return true;
+}
+
+}  // namespace
+
+std::vector<wire_cached_shard> list_cached_shards(const std::filesystem::path &cache_dir,
+                                                  size_t max) {
+    namespace fs = std::filesystem;
+    std::vector<std::pair<fs::file_time_type, wire_cached_shard>> found;
+    std::error_code ec;
+    for (fs::directory_iterator model(cache_dir, ec), end; !ec && model != end; model.increment(ec)) {
+        wire_hash hash{};
+        if (!model->is_directory(ec) || !parse_hash_hex(model->path().filename().string(), hash))
+            continue;
+        std::error_code ec2;
+        for (fs::directory_iterator f(model->path(), ec2); !ec2 && f != end; f.increment(ec2)) {
+            wire_cached_shard c{hash, 0, 0};
+            if (!f->is_regular_file(ec2) ||
+                !parse_shard_name(f->path().filename().string(), c.layer_first, c.layer_last))
+                continue;
+            const fs::file_time_type t = f->last_write_time(ec2);
+            if (!ec2) found.emplace_back(t, c);
+            ec2.clear();
+        }
+    }
+    std::sort(found.begin(), found.end(), [](const auto &a, const auto &b) { return a.first > b.first; });
+    std::vector<wire_cached_shard> out;
+    for (size_t i = 0; i < found.size() && out.size() < max; ++i) out.push_back(found[i].second);
+    return out;
 }
 
 bool shard_file_matches(const std::filesystem::path &file, const std::string &model_hash_hex,

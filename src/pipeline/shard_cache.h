@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model/layer_range.h"
 #include "net/hash.h"
@@ -27,6 +28,14 @@ std::filesystem::path shard_cache_path(const std::filesystem::path &cache_dir,
 /// when it was downloaded).
 bool shard_file_matches(const std::filesystem::path &file, const std::string &model_hash_hex,
                         LayerRange range, std::string *why);
+
+/// The shards in `cache_dir` by their file names (<hex>/<first>-<last>.gguf),
+/// newest first, at most `max` of them: what a worker reports in JOIN so the
+/// coordinator can give it a range it already holds. Names only: ASSIGN still
+/// checks the file with shard_file_matches(). A missing or unreadable
+/// directory yields what could be read (possibly nothing); never throws.
+std::vector<wire_cached_shard> list_cached_shards(const std::filesystem::path &cache_dir,
+                                                  size_t max);
 
 /// One shard download into the cache. Not thread-safe.
 class ShardDownload {

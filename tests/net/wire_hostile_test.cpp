@@ -124,8 +124,10 @@ std::vector<hostile_case> hostile_cases() {
     return {
         {"SHORT_HEADER", [] { return frame_t(31, 0); }, "shorter than the 32-byte header"},
         {"BAD_MAGIC", [] { return activations_with([](frame_t &f) { f[0] = 'X'; }); }, "bad magic"},
-        {"VERSION_2", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 2); }); },
-         "protocol version 2"},
+        {"VERSION_3", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 3); }); },
+         "protocol version 3"},
+        {"VERSION_1", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 1); }); },
+         "protocol version 1"},
         {"VERSION_0", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 0); }); },
          "protocol version 0"},
         {"TYPE_ZERO", [] { return activations_with([](frame_t &f) { put_u16(f, 6, 0); }); },
@@ -231,6 +233,21 @@ std::vector<hostile_case> hostile_cases() {
              return f;
          },
          "node_name = 4000 needs"},
+        {"JOIN_CACHED_COUNT_OVER_LIMIT",
+         [] {
+             // the sample JOIN ends with n_cached = 2 and two 40-byte entries
+             frame_t f = encode(std::get<wire_join>(test::sample_messages()[0].body));
+             put_u32(f, f.size() - 2 * 40 - 4, 257);
+             return f;
+         },
+         "n_cached = 257 exceeds the limit"},
+        {"JOIN_CACHED_RANGE_EMPTY",
+         [] {
+             frame_t f = encode(std::get<wire_join>(test::sample_messages()[0].body));
+             put_u32(f, f.size() - 4, 0);  // the last entry becomes [0, 0)
+             return f;
+         },
+         "layer range [0, 0) is empty"},
         {"ASSIGN_BOOL_2",
          [] {
              frame_t f = encode(std::get<wire_assign>(test::sample_messages()[4].body));

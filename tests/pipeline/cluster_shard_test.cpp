@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,51 @@ TEST(PipelineShards, CacheHoldsOnlyTheRangeAndARejoinTransfersNothing) {
               ref);
     again.process().stop();
     EXPECT_NE(again.log().find("shard bytes received 0 "), std::string::npos) << again.log();
+}
+
+TEST(PipelineShards, ARestartInAnotherJoinOrderKeepsEveryWorkerOnItsCachedRange) {
+    // Ranges used to follow join order, so two workers that joined the other
+    // way round after a restart swapped ranges and downloaded both shards again.
+    const std::string model = model_path("stories260K-f32.gguf");
+    const std::string hash = sha256_file_hex(model);
+    const std::string ref = reference_greedy(model, "Once upon a time", 24);
+    const std::vector<std::string> split = {"--split", "0:1,1:3,3:5"};
+    TempDir dir;
+    auto join_in_order = [&](ServeProcess &serve, const std::vector<std::string> &names) {
+        std::vector<std::unique_ptr<JoinProcess>> workers;
+        for (size_t i = 0; i < names.size(); ++i) {
+            workers.push_back(
+                std::make_unique<JoinProcess>(dir.file(names[i]), serve.coordinator(), serve.token()));
+            const std::string joined = "worker '" + names[i] + "' joined";
+            EXPECT_TRUE(eventually([&] { return serve.log().find(joined) != std::string::npos; }, 30000))
+                << serve.log();
+        }
+        EXPECT_TRUE(wait_health(serve.api_port(), "ok", 60000)) << serve.log();
+        EXPECT_EQ("Once upon a time" + complete_greedy(serve.api_port(), "Once upon a time", 24) + "\n",
+                  ref);
+        return workers;
+    };
+    std::filesystem::path w1_shard, w2_shard;
+    {
+        ServeProcess serve(dir.file("coordinator"), model, 2, split);
+        auto workers = join_in_order(serve, {"w1", "w2"});
+        ASSERT_EQ(files_under(workers[0]->cache_dir()).size(), 1u);
+        ASSERT_EQ(files_under(workers[1]->cache_dir()).size(), 1u);
+        w1_shard = files_under(workers[0]->cache_dir())[0].filename();
+        w2_shard = files_under(workers[1]->cache_dir())[0].filename();
+        EXPECT_EQ(w1_shard, "1-3.gguf");
+        EXPECT_EQ(w2_shard, "3-5.gguf");
+        EXPECT_GT(shard_bytes_served(serve.api_port()), 0u);
+    }
+    ServeProcess serve(dir.file("coordinator2"), model, 2, split);
+    auto workers = join_in_order(serve, {"w2", "w1"});
+    EXPECT_EQ(shard_bytes_served(serve.api_port()), 0u) << serve.log();
+    for (const auto &w : workers) {
+        EXPECT_NE(w->log().find("shard cache hit"), std::string::npos) << w->log();
+        EXPECT_EQ(files_under(w->cache_dir()).size(), 1u);
+    }
+    EXPECT_EQ(files_under(workers[1]->cache_dir())[0].filename(), w1_shard);
+    EXPECT_NE(serve.log().find("which it holds in its cache"), std::string::npos) << serve.log();
 }
 
 }  // namespace

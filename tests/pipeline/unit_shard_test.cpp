@@ -116,5 +116,38 @@ TEST(ShardTransfer, UnassignedRangesAndOtherModelsAreNotServed) {
     EXPECT_THROW(service.serve({hash_from_hex(m.hash), 1, 3, 1ull << 40}), Error);
 }
 
+TEST(ShardCacheListing, ListsShardsByNameNewestFirstAndSkipsOtherFiles) {
+    namespace fs = std::filesystem;
+    test::TempDir dir;
+    const std::string hex_a(64, 'a'), hex_b = std::string(63, '0') + "1";
+    auto touch = [&](const std::string &rel, int age_s) {
+        const fs::path p = fs::path(dir.path()) / rel;
+        fs::create_directories(p.parent_path());
+        std::ofstream(p) << "x";
+        fs::last_write_time(p, fs::file_time_type::clock::now() - std::chrono::seconds(age_s));
+    };
+    touch(hex_a + "/0-4.gguf", 30);
+    touch(hex_a + "/4-8.gguf", 10);
+    touch(hex_b + "/2-3.gguf", 20);
+    touch(hex_a + "/4-8.gguf.part", 0);      // a download in progress
+    touch(hex_a + "/8-4.gguf", 0);           // empty range
+    touch(hex_a + "/04-8.gguf", 0);          // not the canonical name
+    touch(hex_a + "/x-8.gguf", 0);
+    touch("not-a-hash/0-4.gguf", 0);
+    touch(std::string(64, 'G') + "/0-4.gguf", 0);
+
+    const std::vector<wire_cached_shard> all = list_cached_shards(dir.path(), 256);
+    ASSERT_EQ(all.size(), 3u);
+    EXPECT_EQ(to_hex(all[0].model_hash), hex_a);
+    EXPECT_EQ(all[0].layer_first, 4u);
+    EXPECT_EQ(all[0].layer_last, 8u);
+    EXPECT_EQ(to_hex(all[1].model_hash), hex_b);
+    EXPECT_EQ(all[1].layer_first, 2u);
+    EXPECT_EQ(all[2].layer_first, 0u);
+    EXPECT_EQ(all[2].layer_last, 4u);
+    EXPECT_EQ(list_cached_shards(dir.path(), 1).size(), 1u);
+    EXPECT_TRUE(list_cached_shards(dir.file("missing"), 256).empty());
+}
+
 }  // namespace
 }  // namespace colony

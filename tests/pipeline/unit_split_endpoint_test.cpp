@@ -1,6 +1,7 @@
 // Layer splits (--split, proportional) and endpoint handling.
 #include <gtest/gtest.h>
 
+#include "pipeline/cached_assignment.h"
 #include "pipeline/endpoint.h"
 #include "pipeline/layer_split.h"
 #include "util/error.h"
@@ -37,6 +38,37 @@ TEST(LayerSplit, ProportionalGivesEveryNodeALayerAndCoversTheModel) {
         EXPECT_EQ(x.size(), 1u);
     EXPECT_THROW(proportional_layer_split(2, {1, 1, 1}), Error);
     EXPECT_THROW(proportional_layer_split(2, {}), Error);
+}
+
+TEST(CachedAssignment, WorkersGetTheRangesTheyHold) {
+    // coordinator on [0,2); workers 0, 1, 2 joined in that order, but each
+    // holds the range of another one from an earlier run
+    const std::vector<LayerRange> ranges = {{0, 2}, {2, 4}, {4, 6}, {6, 8}};
+    const std::vector<LayerRange> held = {{6, 8}, {2, 4}, {4, 6}};  // by member
+    std::vector<int> members = {-1, 2, 0, 1};
+    int asked = 0;
+    prefer_cached_ranges(
+        members, ranges, [&](int m, LayerRange r) { return held[m] == r; },
+        [&](const std::vector<int> &) { return ++asked, true; });
+    EXPECT_EQ(members, (std::vector<int>{-1, 1, 2, 0}));
+    EXPECT_GE(asked, 2);
+}
+
+TEST(CachedAssignment, RefusedTradesAreUndoneAndUncachedMembersStay) {
+    const std::vector<LayerRange> ranges = {{0, 2}, {2, 4}, {4, 6}};
+    std::vector<int> members = {-1, 0, 1};
+    // member 1 holds [2,4) but the trade is refused: nothing moves
+    auto holds = [](int m, LayerRange r) { return m == 1 && r == LayerRange{2, 4}; };
+    prefer_cached_ranges(members, ranges, holds, [](const std::vector<int> &) { return false; });
+    EXPECT_EQ(members, (std::vector<int>{-1, 0, 1}));
+    // accepted: member 1 takes [2,4); member 0 (holding nothing) takes what is left
+    prefer_cached_ranges(members, ranges, holds, [](const std::vector<int> &) { return true; });
+    EXPECT_EQ(members, (std::vector<int>{-1, 1, 0}));
+    // nobody holds anything: the order is kept
+    std::vector<int> none = {-1, 0, 1};
+    prefer_cached_ranges(none, ranges, [](int, LayerRange) { return false; },
+                         [](const std::vector<int> &) { return true; });
+    EXPECT_EQ(none, (std::vector<int>{-1, 0, 1}));
 }
 
 TEST(Endpoint, ParsesHostPort) {
