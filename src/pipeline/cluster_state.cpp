@@ -1,5 +1,7 @@
 #include "pipeline/cluster_state.h"
 
+#include <algorithm>
+
 namespace colony {
 
 uint64_t ClusterState::set_plan(LocalPlan plan, std::string reason, bool graceful) {
@@ -101,10 +103,11 @@ void ClusterState::set_detail(std::string json) {
     s_.detail_json = std::move(json);
 }
 
-void ClusterState::set_ready(uint64_t epoch) {
+void ClusterState::set_ready(uint64_t epoch, double ms_per_token_hint) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (epoch != s_.epoch || !s_.plan)
         return;
+    s_.plan->ms_per_token_hint = std::max(s_.plan->ms_per_token_hint, ms_per_token_hint);
     s_.ready = true;
     s_.replanning = false;
     s_.status = "ok";

@@ -26,6 +26,8 @@ struct LocalPlan {
     std::string next_key_z85;   // its CURVE server key (empty in insecure mode)
     std::string last_user_id;   // key fingerprint of the last stage, the only sender of
                                 // TOKENS (empty: not checked, insecure mode or no workers)
+    double ms_per_token_hint = 0;  // predicted compute of one token through every stage, ms
+                                   // (0: no profiles); seeds the scheduler's StallWatch
 };
 
 /// Graceful re-plans (docs/cluster.md, "Applying a new plan"): the control
@@ -60,7 +62,9 @@ class ClusterState {
     /// Control: no plan (a worker was lost, or too few workers); a new epoch.
     void invalidate(const std::string &status, const std::string &reason);
     /// Control: every stage of the plan of `epoch` is READY.
-    void set_ready(uint64_t epoch);
+    /// ms_per_token_hint: the workers' measured time of one prompt token
+    /// through their stages (raises LocalPlan::ms_per_token_hint).
+    void set_ready(uint64_t epoch, double ms_per_token_hint = 0);
 
     /// Scheduler: its stage of `epoch` is loaded and connected.
     void set_local_ready(uint64_t epoch);

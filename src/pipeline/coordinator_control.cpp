@@ -666,14 +666,17 @@ void CoordinatorControl::apply_layout(const std::vector<PlannedStage> &layout,
             local.last_user_id = key_fingerprint(members_[plan_.back().member].key_z85);
     }
     plan_ready_ = false;
+    plan_info_ = plan;
+    Plan shown = running_plan();
+    for (const PlanStage &s : shown.stages)
+        local.ms_per_token_hint += s.compute_ms;
     (void)state_.take_local_decode_samples();  // of the previous plan's stage 0
     plan_epoch_ = state_.set_plan(local, "loading stages (" + why + ")", graceful);
-    plan_info_ = plan;
     plan_info_.epoch = plan_epoch_;
+    shown.epoch = plan_epoch_;
     COLONY_LOG_INFO("control: plan %llu: %s over %zu stage(s) (%s)",
                     static_cast<unsigned long long>(plan_epoch_),
                     format_layer_split(ranges).c_str(), ranges.size(), why.c_str());
-    const Plan shown = running_plan();
     if (shown.latency_ms_per_token > 0)
         COLONY_LOG_INFO("control: plan table\n%s", render_plan_table(shown).c_str());
 
@@ -721,7 +724,13 @@ void CoordinatorControl::check_ready() {
             return;
     }
     plan_ready_ = true;
-    state_.set_ready(plan_epoch_);
+    double ms_per_token = 0;  // the workers' stages; the scheduler measures stage 0 itself
+    for (size_t i = 1; i < plan_.size(); ++i) {
+        const Member &m = members_[plan_[i].member];
+        if (m.stage_report_epoch == plan_epoch_)
+            ms_per_token += m.stage_ms_per_token;
+    }
+    state_.set_ready(plan_epoch_, ms_per_token);
     COLONY_LOG_INFO("control: cluster ready: plan %llu with %zu stage(s)",
                     static_cast<unsigned long long>(plan_epoch_), plan_.size());
     view_dirty_ = true;
@@ -750,8 +759,6 @@ void CoordinatorControl::measure_self() {
 }
 
 void CoordinatorControl::on_status(Member &m, const wire_status &status) {
-    if (!planner_)
-        return;
     std::optional<WorkerStatus> ws;
     try {
         ws = worker_status_parse(status.json);
@@ -760,7 +767,15 @@ void CoordinatorControl::on_status(Member &m, const wire_status &status) {
         return;
     }
     if (!ws)
-        return;                           // another kind of status
+        return;  // another kind of status
+    if (ws->stage && ws->stage->epoch != 0 && ws->stage->epoch == plan_epoch_) {
+        // the larger of a prompt token and a decode step through the stage
+        m.stage_ms_per_token =
+            std::max(ws->stage->probe_prefill_ms_per_token, ws->stage->probe_decode_ms);
+        m.stage_report_epoch = ws->stage->epoch;
+    }
+    if (!planner_)
+        return;
     ws->profile.node_id = m.fingerprint;  // the key it authenticated with, not what it says
     ws->profile.name = m.join.node_name;
     bool first = false;

@@ -102,6 +102,9 @@ class CoordinatorControl {
         clock::time_point profiled_at{};  // first device profile
         clock::time_point probed_at{};    // last probe measurement (spares are re-measured)
         std::vector<LayerRange> cached;   // ranges of this model it holds: from JOIN, then READY
+        // The stage's own measurement (STATUS before READY): one token through it, ms.
+        double stage_ms_per_token = 0;
+        uint64_t stage_report_epoch = 0;
         bool holds(LayerRange r) const;
     };
     struct PlannedStage {

@@ -15,6 +15,7 @@ namespace colony {
 namespace {
 
 constexpr int kIdlePollMs = 5;
+constexpr uint32_t kHintMinTokens = 16;  // smaller ubatches (decode) are dominated by fixed costs
 constexpr int kSendTimeoutMs = 2000;
 constexpr std::chrono::seconds kRoundTripWindow{5};  // round_trip_ms() averages over this
 
@@ -38,6 +39,7 @@ CoordinatorScheduler::CoordinatorScheduler(zmq::context_t &ctx, const Coordinato
       pull_(std::move(data_pull)),
       state_(state),
       samplers_(static_cast<int32_t>(hp.n_vocab)),
+      watch_(opts.stall_timeout_ms),
       slots_(opts.n_parallel) {}
 
 CoordinatorScheduler::~CoordinatorScheduler() {
@@ -189,10 +191,14 @@ void CoordinatorScheduler::sync_plan() {
         }
     }
     ready_ = snap.ready && snap.plan.has_value() && stage_ && state_.local_ready_epoch() == epoch_;
+    if (ready_)
+        watch_.hint_ms_per_token(snap.plan->ms_per_token_hint);
     last_user_id_ = snap.plan ? snap.plan->last_user_id : std::string();
 }
 
 void CoordinatorScheduler::apply_plan(const LocalPlan &plan) {
+    watch_ = StallWatch(opts_.stall_timeout_ms);  // another pipeline: learn its speed afresh
+    watch_.hint_ms_per_token(plan.ms_per_token_hint);
     if (!stage_ || stage_->range() != plan.range) {
         stage_.reset();
         meter_.loading(plan.range, 0);
@@ -270,6 +276,7 @@ void CoordinatorScheduler::handle_tokens(const wire_tokens &tokens) {
                 s.seq_id, s.pos, s.token);
             continue;
         }
+        watch_.answered(slot->ubatch, clock::now());
         if (push_)
             record_round_trip(slot->sent_at);
         if (slot->draining) {
@@ -404,7 +411,14 @@ bool CoordinatorScheduler::build_ubatch(wire_activations &act) {
         }
     }
     act.n_tokens = static_cast<uint32_t>(act.tokens.size());
-    return act.n_tokens > 0;
+    if (act.n_tokens == 0)
+        return false;
+    const uint64_t id = watch_.sent(act.n_tokens, now);
+    for (const wire_seq &q : act.seqs) {
+        if (slots_[q.seq_id].awaiting && slots_[q.seq_id].sent_at == now)
+            slots_[q.seq_id].ubatch = id;
+    }
+    return true;
 }
 
 void CoordinatorScheduler::run_ubatch(const wire_activations &act) {
@@ -425,8 +439,13 @@ void CoordinatorScheduler::run_ubatch(const wire_activations &act) {
     meter_.record_step(*stage_, std::chrono::duration<double>(t1 - t0).count(),
                        static_cast<uint32_t>(act.outputs.size()));
     // decode times of stage 0 for the measured planner (coordinator_control.cpp)
-    state_.record_local_step(std::chrono::duration<double, std::milli>(t1 - t0).count(),
-                             act.n_tokens);
+    const double step_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+    state_.record_local_step(step_ms, act.n_tokens);
+    if (act.n_tokens >= kHintMinTokens && stage_->range().size() > 0) {
+        // stage 0's time per token scaled to every block: a first guess of the
+        // pipeline's time per prompt token before any answer came back
+        watch_.hint_ms_per_token(step_ms / act.n_tokens * hp_.n_layer / stage_->range().size());
+    }
     if (auto *tokens = std::get_if<wire_tokens>(&out)) {
         handle_tokens(*tokens);
         return;
@@ -444,19 +463,23 @@ void CoordinatorScheduler::run_ubatch(const wire_activations &act) {
 }
 
 void CoordinatorScheduler::check_stall() {
-    for (const Slot &slot : slots_) {
-        if (!(slot.req || slot.draining) || !slot.awaiting)
-            continue;
-        const int64_t waited = ms_since(slot.sent_at);
-        if (waited <= opts_.stall_timeout_ms)
-            continue;
-        const std::string reason =
-            "no answer from the pipeline for " + std::to_string(waited) + " ms";
-        fail_all(Error(ErrorCode::kUnavailable, reason));
-        state_.request_replan(epoch_, reason);
-        ready_ = false;
+    const clock::time_point now = clock::now();
+    const bool awaiting = std::any_of(slots_.begin(), slots_.end(), [](const Slot &s) {
+        return (s.req || s.draining) && s.awaiting;
+    });
+    if (!awaiting) {
+        watch_.idle(now);
         return;
     }
+    if (!watch_.overdue(now))
+        return;
+    const std::string reason =
+        "no answer from the pipeline for " + std::to_string(*watch_.waited_ms(now)) +
+        " ms (allowed " + std::to_string(watch_.allowance_ms()) + " ms for " +
+        std::to_string(watch_.tokens_in_flight()) + " tokens in flight)";
+    fail_all(Error(ErrorCode::kUnavailable, reason));
+    state_.request_replan(epoch_, reason);
+    ready_ = false;
 }
 
 void CoordinatorScheduler::end(int32_t seq, SeqOutcome::End how, const Error *error,
@@ -520,6 +543,7 @@ void CoordinatorScheduler::finish_queued(Queued &q, SeqOutcome::End how, const E
 }
 
 void CoordinatorScheduler::fail_running(const Error &error) {
+    watch_.clear();
     for (size_t s = 0; s < slots_.size(); ++s) {
         if (slots_[s].req)
             end(static_cast<int32_t>(s), SeqOutcome::End::kError, &error, false);

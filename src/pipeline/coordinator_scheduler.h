@@ -26,8 +26,9 @@
 // under way, and the queue survives its epoch change.
 //
 // Failures: a plan change that is not graceful (a lost worker) fails every
-// queued and running request with Error(kUnavailable, reason); an ubatch
-// unanswered for stall_timeout_ms fails all running requests and asks the
+// queued and running request with Error(kUnavailable, reason); a pipeline
+// that makes no progress for stall_timeout_ms plus the learned time of the
+// tokens in flight (stall_watch.h) fails all running requests and asks the
 // control plane to re-plan.
 #pragma once
 
@@ -49,6 +50,7 @@
 #include "model/hparams.h"
 #include "net/keys.h"
 #include "net/wire.h"
+#include "pipeline/stall_watch.h"
 #include "pipeline/coordinator_options.h"
 #include "pipeline/node_status.h"
 #include "pipeline/seq_samplers.h"
@@ -155,6 +157,7 @@ class CoordinatorScheduler {
         clock::time_point submitted;
         clock::time_point admitted;
         clock::time_point sent_at;
+        uint64_t ubatch = 0;  // StallWatch id of the ubatch with its awaited output row
         int64_t ttft_us = 0;
     };
 
@@ -203,6 +206,7 @@ class CoordinatorScheduler {
     uint32_t link_counter_ = 0;
 
     StageMeter meter_;
+    StallWatch watch_;
 
     mutable std::mutex mutex_;
     std::deque<Queued> queue_;              // guarded by mutex_

@@ -3,6 +3,7 @@
 // and a restarted worker makes the next request succeed.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <csignal>
 #include <future>
 #include <string>
@@ -60,6 +61,34 @@ TEST(PipelineLiveness, KilledWorkerFailsTheRequestAndARestartedOneServes) {
     w2 = std::make_unique<JoinProcess>(dir.file("w2"), serve.coordinator(), serve.token());
     ASSERT_TRUE(wait_health(serve.api_port(), "ok", 30000)) << serve.log();
     EXPECT_EQ(kPrompt + complete_greedy(serve.api_port(), kPrompt, 32) + "\n", ref);
+}
+
+TEST(PipelineLiveness, ASlowWorkerIsNotTakenForALostUbatch) {
+    // A worker 100x slower than this machine needs far longer than the
+    // 300 ms stall timeout for a long prompt. The coordinator allows for the
+    // tokens in flight at the speed it learned from earlier answers
+    // (stall_watch.h), so the request completes instead of failing with
+    // "no answer from the pipeline".
+    const std::string model = model_path("stories260K-f32.gguf");
+    std::string prompt = "Once upon a time there was a cat.";
+    for (int i = 0; i < 20; ++i)
+        prompt += " The cat sat on the mat.";
+    const std::string ref = reference_greedy(model, prompt, 8);
+    TempDir dir;
+    ServeProcess serve(dir.file("coordinator"), model, 1,
+                       {"--split", "0:1,1:5", "--stall-timeout-ms", "300", "--parallel", "1"});
+    JoinProcess slow(dir.file("slow"), serve.coordinator(), serve.token(),
+                     {"--debug-slowdown", "100"});
+    ASSERT_TRUE(wait_health(serve.api_port(), "ok", 30000)) << serve.log() << slow.log();
+    ASSERT_FALSE(complete_greedy(serve.api_port(), kPrompt, 4).empty()) << serve.log();  // learns
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string out = complete_greedy(serve.api_port(), prompt, 8);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(prompt + out + "\n", ref) << serve.log();
+    std::printf("the long prompt took %.2f s with a 0.3 s stall timeout\n", seconds);
+    EXPECT_GT(seconds, 0.3);  // the case this test is about: more than one stall timeout
+    EXPECT_EQ(serve.log().find("no answer from the pipeline"), std::string::npos) << serve.log();
 }
 
 }  // namespace
