@@ -156,7 +156,9 @@ int cmd_serve(int argc, char **argv) {
           "~/.cache/colony/shards)",
           &cache_dir);
     p.add("", "--heartbeat-timeout-ms", "MS", "a worker silent this long is lost", &hb_timeout);
-    p.add("", "--stall-timeout-ms", "MS", "an ubatch unanswered this long fails its requests",
+    p.add("", "--stall-timeout-ms", "MS",
+          "a pipeline without progress this long (plus time for the tokens in flight) fails its "
+          "requests",
           &stall_timeout);
     p.add("", "--ready-file", "PATH", "write ports and token as JSON here once listening",
           &ready_file);

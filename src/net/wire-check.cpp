@@ -83,7 +83,8 @@ void check(const wire_join &m, const wire_limits &l) {
         fail("node_key is all zero");
     }
     if (m.cached_shards.size() > l.max_cached_shards) {
-        fail(str(m.cached_shards.size()) + " cached shards exceed the limit " + str(l.max_cached_shards));
+        fail(str(m.cached_shards.size()) + " cached shards exceed the limit " +
+             str(l.max_cached_shards));
     }
     for (const wire_cached_shard &c : m.cached_shards) {
         check_layers(c.layer_first, c.layer_last, l.max_n_layer);

@@ -12,10 +12,12 @@ void prefer_cached_ranges(std::vector<int> &members, const std::vector<LayerRang
     for (bool traded = true; traded;) {
         traded = false;
         for (size_t i = 0; i < n; ++i) {
-            if (members[i] < 0 || happy(i)) continue;
+            if (members[i] < 0 || happy(i))
+                continue;
             // a member that holds ranges[i] and is not serving a range it holds
             for (size_t j = 0; j < n; ++j) {
-                if (j == i || members[j] < 0 || happy(j) || !has_cached(members[j], ranges[i])) continue;
+                if (j == i || members[j] < 0 || happy(j) || !has_cached(members[j], ranges[i]))
+                    continue;
                 std::swap(members[i], members[j]);
                 if (acceptable(members)) {
                     traded = true;

@@ -388,6 +388,9 @@ void CoordinatorControl::on_shard_request(Member &m, const wire_shard_request &r
         return;
     }
     try {
+        // prepared when the plan was made, unless the worker held the range
+        // (a no-op then); a cache the worker found stale is served from here
+        shards_.prepare({req.layer_first, req.layer_last}, [this] { keepalive(); });
         for (wire_body &body : shards_.serve(req)) {
             if (const auto *c = std::get_if<wire_shard_chunk>(&body)) {
                 m.shard_sent = std::max<uint64_t>(m.shard_sent, c->offset + c->bytes.size());
@@ -634,8 +637,12 @@ void CoordinatorControl::apply_layout(const std::vector<PlannedStage> &layout,
                                       const std::string &why, bool graceful, const Plan &plan) {
     if (layout.empty() || layout.front().member != -1)
         throw Error(ErrorCode::kInternal, "a plan must start on the coordinator");
-    for (size_t i = 1; i < layout.size(); ++i)
-        shards_.prepare(layout[i].range, [this] { keepalive(); });
+    // A worker that holds its range loads it from its cache: its shard is
+    // written and hashed here only if it asks after all (on_shard_request).
+    for (size_t i = 1; i < layout.size(); ++i) {
+        if (!members_[layout[i].member].holds(layout[i].range))
+            shards_.prepare(layout[i].range, [this] { keepalive(); });
+    }
     plan_.clear();
     for (Member &m : members_) {
         m.stage = -1;
@@ -992,9 +999,10 @@ Plan CoordinatorControl::optimal_plan(const std::vector<std::string> &ids) const
         });
     if (members == before || !chosen)
         return p;
-    COLONY_LOG_INFO("control: workers traded ranges to use their shard caches (%.2f ms per token "
-                    "predicted, the optimum %.2f)",
-                    chosen->predicted_ms_per_token, p.predicted_ms_per_token);
+    COLONY_LOG_INFO(
+        "control: workers traded ranges to use their shard caches (%.2f ms per token "
+        "predicted, the optimum %.2f)",
+        chosen->predicted_ms_per_token, p.predicted_ms_per_token);
     chosen->method = p.method;
     chosen->epoch = p.epoch;
     return *chosen;
@@ -1102,8 +1110,10 @@ void CoordinatorControl::begin_apply(const Plan &plan, const std::string &trigge
         return;
     }
     try {
-        for (size_t i = 1; i < layout->size(); ++i)
-            shards_.prepare((*layout)[i].range, [this] { keepalive(); });
+        for (size_t i = 1; i < layout->size(); ++i) {
+            if (!members_[(*layout)[i].member].holds((*layout)[i].range))
+                shards_.prepare((*layout)[i].range, [this] { keepalive(); });
+        }
     } catch (const Error &e) {
         record_replan(trigger, std::string("given up: cannot write a shard: ") + e.what(), false,
                       current_ms, plan.predicted_ms_per_token, 0);

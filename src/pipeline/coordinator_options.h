@@ -26,7 +26,7 @@ struct CoordinatorOptions {
     bool insecure = false;             // plaintext, no authentication (warns)
     int heartbeat_interval_ms = 1000;  // HEARTBEAT to every worker
     int heartbeat_timeout_ms = 3000;   // a worker silent this long is lost
-    int stall_timeout_ms = 30000;      // an ubatch unanswered this long fails its requests
+    int stall_timeout_ms = 30000;      // base of the stall allowance (stall_watch.h)
 
     // Planner (docs/cluster.md). measured: the first plan is proportional so
     // the cluster starts at once; once every node has measured itself on the

@@ -473,10 +473,10 @@ void CoordinatorScheduler::check_stall() {
     }
     if (!watch_.overdue(now))
         return;
-    const std::string reason =
-        "no answer from the pipeline for " + std::to_string(*watch_.waited_ms(now)) +
-        " ms (allowed " + std::to_string(watch_.allowance_ms()) + " ms for " +
-        std::to_string(watch_.tokens_in_flight()) + " tokens in flight)";
+    const std::string reason = "no answer from the pipeline for " +
+                               std::to_string(*watch_.waited_ms(now)) + " ms (allowed " +
+                               std::to_string(watch_.allowance_ms()) + " ms for " +
+                               std::to_string(watch_.tokens_in_flight()) + " tokens in flight)";
     fail_all(Error(ErrorCode::kUnavailable, reason));
     state_.request_replan(epoch_, reason);
     ready_ = false;

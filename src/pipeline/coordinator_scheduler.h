@@ -50,10 +50,10 @@
 #include "model/hparams.h"
 #include "net/keys.h"
 #include "net/wire.h"
-#include "pipeline/stall_watch.h"
 #include "pipeline/coordinator_options.h"
 #include "pipeline/node_status.h"
 #include "pipeline/seq_samplers.h"
+#include "pipeline/stall_watch.h"
 #include "util/error.h"
 
 namespace colony {

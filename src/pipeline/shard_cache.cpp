@@ -24,15 +24,19 @@ namespace {
 
 /// 64 lowercase hex digits -> 32 bytes; false for anything else.
 bool parse_hash_hex(const std::string &hex, wire_hash &out) {
-    if (hex.size() != 2 * out.size()) return false;
+    if (hex.size() != 2 * out.size())
+        return false;
     auto nibble = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= '0' && c <= '9')
+            return c - '0';
+        if (c >= 'a' && c <= 'f')
+            return c - 'a' + 10;
         return -1;
     };
     for (size_t i = 0; i < out.size(); ++i) {
         const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) return false;
+        if (hi < 0 || lo < 0)
+            return false;
         out[i] = static_cast<uint8_t>(hi * 16 + lo);
     }
     return true;
@@ -42,9 +46,12 @@ bool parse_hash_hex(const std::string &hex, wire_hash &out) {
 bool parse_shard_name(const std::string &name, uint32_t &first, uint32_t &last) {
     unsigned long a = 0, b = 0;
     int used = 0;
-    if (std::sscanf(name.c_str(), "%lu-%lu.gguf%n", &a, &b, &used) != 2) return false;
-    if (static_cast<size_t>(used) != name.size() || a >= b || b > UINT32_MAX) return false;
-    if (std::to_string(a) + "-" + std::to_string(b) + ".gguf" != name) return false;  // no signs, no zeros
+    if (std::sscanf(name.c_str(), "%lu-%lu.gguf%n", &a, &b, &used) != 2)
+        return false;
+    if (static_cast<size_t>(used) != name.size() || a >= b || b > UINT32_MAX)
+        return false;
+    if (std::to_string(a) + "-" + std::to_string(b) + ".gguf" != name)
+        return false;  // no signs, no zeros
     first = static_cast<uint32_t>(a);
     last = static_cast<uint32_t>(b);
     return true;
@@ -57,7 +64,8 @@ std::vector<wire_cached_shard> list_cached_shards(const std::filesystem::path &c
     namespace fs = std::filesystem;
     std::vector<std::pair<fs::file_time_type, wire_cached_shard>> found;
     std::error_code ec;
-    for (fs::directory_iterator model(cache_dir, ec), end; !ec && model != end; model.increment(ec)) {
+    for (fs::directory_iterator model(cache_dir, ec), end; !ec && model != end;
+         model.increment(ec)) {
         wire_hash hash{};
         if (!model->is_directory(ec) || !parse_hash_hex(model->path().filename().string(), hash))
             continue;
@@ -68,13 +76,16 @@ std::vector<wire_cached_shard> list_cached_shards(const std::filesystem::path &c
                 !parse_shard_name(f->path().filename().string(), c.layer_first, c.layer_last))
                 continue;
             const fs::file_time_type t = f->last_write_time(ec2);
-            if (!ec2) found.emplace_back(t, c);
+            if (!ec2)
+                found.emplace_back(t, c);
             ec2.clear();
         }
     }
-    std::sort(found.begin(), found.end(), [](const auto &a, const auto &b) { return a.first > b.first; });
+    std::sort(found.begin(), found.end(),
+              [](const auto &a, const auto &b) { return a.first > b.first; });
     std::vector<wire_cached_shard> out;
-    for (size_t i = 0; i < found.size() && out.size() < max; ++i) out.push_back(found[i].second);
+    for (size_t i = 0; i < found.size() && out.size() < max; ++i)
+        out.push_back(found[i].second);
     return out;
 }
 

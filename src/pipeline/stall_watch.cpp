@@ -60,7 +60,8 @@ std::optional<int64_t> StallWatch::waited_ms(clock::time_point now) const {
 }
 
 int64_t StallWatch::allowance_ms() const {
-    return base_ms_ + static_cast<int64_t>(kSlack * ms_per_token_ * static_cast<double>(tokens_in_flight_));
+    return base_ms_ +
+           static_cast<int64_t>(kSlack * ms_per_token_ * static_cast<double>(tokens_in_flight_));
 }
 
 }  // namespace colony

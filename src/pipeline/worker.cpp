@@ -395,7 +395,8 @@ void Worker::tick() {
             j.backend = "cpu";
             j.data_endpoint = announced_data_endpoint_;
             if (!opts_.cache_dir.empty())
-                j.cached_shards = list_cached_shards(opts_.cache_dir, wire_limits{}.max_cached_shards);
+                j.cached_shards =
+                    list_cached_shards(opts_.cache_dir, wire_limits{}.max_cached_shards);
             send(j);
         }
         const int64_t waited = ms_since(joining_since_);

@@ -53,8 +53,17 @@ inline std::vector<wire_message> sample_messages() {
         m.body = std::move(body);
         v.push_back(std::move(m));
     };
-    add(wire_join{"phone-2", test_key(1), "0.1.0", 3ull << 30, 2ull << 30, 8, "android", "aarch64",
-                  "cpu", "tcp://*:7412", {{test_key(3), 10, 20}, {test_key(4), 0, 5}}});
+    add(wire_join{"phone-2",
+                  test_key(1),
+                  "0.1.0",
+                  3ull << 30,
+                  2ull << 30,
+                  8,
+                  "android",
+                  "aarch64",
+                  "cpu",
+                  "tcp://*:7412",
+                  {{test_key(3), 10, 20}, {test_key(4), 0, 5}}});
     add(wire_join_accept{5, 1000});
     add(wire_join_reject{ErrorCode::kUnauthorized, "token revoked"});
     add(wire_heartbeat{123456789012345ull, 77});

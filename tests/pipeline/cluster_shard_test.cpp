@@ -86,15 +86,17 @@ TEST(PipelineShards, ARestartInAnotherJoinOrderKeepsEveryWorkerOnItsCachedRange)
     auto join_in_order = [&](ServeProcess &serve, const std::vector<std::string> &names) {
         std::vector<std::unique_ptr<JoinProcess>> workers;
         for (size_t i = 0; i < names.size(); ++i) {
-            workers.push_back(
-                std::make_unique<JoinProcess>(dir.file(names[i]), serve.coordinator(), serve.token()));
+            workers.push_back(std::make_unique<JoinProcess>(dir.file(names[i]), serve.coordinator(),
+                                                            serve.token()));
             const std::string joined = "worker '" + names[i] + "' joined";
-            EXPECT_TRUE(eventually([&] { return serve.log().find(joined) != std::string::npos; }, 30000))
+            EXPECT_TRUE(
+                eventually([&] { return serve.log().find(joined) != std::string::npos; }, 30000))
                 << serve.log();
         }
         EXPECT_TRUE(wait_health(serve.api_port(), "ok", 60000)) << serve.log();
-        EXPECT_EQ("Once upon a time" + complete_greedy(serve.api_port(), "Once upon a time", 24) + "\n",
-                  ref);
+        EXPECT_EQ(
+            "Once upon a time" + complete_greedy(serve.api_port(), "Once upon a time", 24) + "\n",
+            ref);
         return workers;
     };
     std::filesystem::path w1_shard, w2_shard;
@@ -118,6 +120,36 @@ TEST(PipelineShards, ARestartInAnotherJoinOrderKeepsEveryWorkerOnItsCachedRange)
     }
     EXPECT_EQ(files_under(workers[1]->cache_dir())[0].filename(), w1_shard);
     EXPECT_NE(serve.log().find("which it holds in its cache"), std::string::npos) << serve.log();
+    // nobody needs a shard from this coordinator, so it wrote none
+    EXPECT_EQ(serve.log().find("shards: writing"), std::string::npos) << serve.log();
+}
+
+TEST(PipelineShards, AStaleCachedShardIsFetchedAgainFromACoordinatorThatHadNotWrittenIt) {
+    // The worker's JOIN names a cached range, so the coordinator skips writing
+    // that shard; the file turns out to be damaged, and the worker's request
+    // makes the coordinator write and serve it then.
+    const std::string model = model_path("stories260K-f32.gguf");
+    const std::string ref = reference_greedy(model, "Once upon a time", 24);
+    const std::vector<std::string> split = {"--split", "0:2,2:5"};
+    TempDir dir;
+    std::filesystem::path shard;
+    {
+        ServeProcess serve(dir.file("coordinator"), model, 1, split);
+        JoinProcess w(dir.file("w1"), serve.coordinator(), serve.token());
+        ASSERT_TRUE(wait_health(serve.api_port(), "ok", 30000)) << serve.log() << w.log();
+        ASSERT_EQ(files_under(w.cache_dir()).size(), 1u);
+        shard = files_under(w.cache_dir())[0];
+    }
+    const uint64_t size = std::filesystem::file_size(shard);
+    std::filesystem::resize_file(shard, size / 2);  // same name, not a whole shard any more
+    ServeProcess serve(dir.file("coordinator2"), model, 1, split);
+    JoinProcess w(dir.file("w1"), serve.coordinator(), serve.token());
+    ASSERT_TRUE(wait_health(serve.api_port(), "ok", 30000)) << serve.log() << w.log();
+    EXPECT_NE(w.log().find("fetching the shard"), std::string::npos) << w.log();
+    EXPECT_EQ(shard_bytes_served(serve.api_port()), size);
+    EXPECT_EQ(std::filesystem::file_size(shard), size);
+    EXPECT_EQ("Once upon a time" + complete_greedy(serve.api_port(), "Once upon a time", 24) + "\n",
+              ref);
 }
 
 }  // namespace

@@ -129,9 +129,9 @@ TEST(ShardCacheListing, ListsShardsByNameNewestFirstAndSkipsOtherFiles) {
     touch(hex_a + "/0-4.gguf", 30);
     touch(hex_a + "/4-8.gguf", 10);
     touch(hex_b + "/2-3.gguf", 20);
-    touch(hex_a + "/4-8.gguf.part", 0);      // a download in progress
-    touch(hex_a + "/8-4.gguf", 0);           // empty range
-    touch(hex_a + "/04-8.gguf", 0);          // not the canonical name
+    touch(hex_a + "/4-8.gguf.part", 0);  // a download in progress
+    touch(hex_a + "/8-4.gguf", 0);       // empty range
+    touch(hex_a + "/04-8.gguf", 0);      // not the canonical name
     touch(hex_a + "/x-8.gguf", 0);
     touch("not-a-hash/0-4.gguf", 0);
     touch(std::string(64, 'G') + "/0-4.gguf", 0);

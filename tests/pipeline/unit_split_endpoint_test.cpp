@@ -66,8 +66,9 @@ TEST(CachedAssignment, RefusedTradesAreUndoneAndUncachedMembersStay) {
     EXPECT_EQ(members, (std::vector<int>{-1, 1, 0}));
     // nobody holds anything: the order is kept
     std::vector<int> none = {-1, 0, 1};
-    prefer_cached_ranges(none, ranges, [](int, LayerRange) { return false; },
-                         [](const std::vector<int> &) { return true; });
+    prefer_cached_ranges(
+        none, ranges, [](int, LayerRange) { return false; },
+        [](const std::vector<int> &) { return true; });
     EXPECT_EQ(none, (std::vector<int>{-1, 0, 1}));
 }
 

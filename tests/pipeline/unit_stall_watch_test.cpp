@@ -43,10 +43,10 @@ TEST(StallWatch, LearnsTheTimePerTokenAndAllowsForTheTokensInFlight) {
 
 TEST(StallWatch, AnAnswerFinishesEveryOlderUbatchAndRestartsTheClock) {
     StallWatch w(1000);
-    w.sent(10, t0);                        // a prefill chunk without outputs
-    const uint64_t b = w.sent(10, t0);     // its last chunk
+    w.sent(10, t0);                     // a prefill chunk without outputs
+    const uint64_t b = w.sent(10, t0);  // its last chunk
     const uint64_t c = w.sent(1, t0 + ms(10));
-    w.answered(b, t0 + ms(200));           // 20 tokens in 200 ms
+    w.answered(b, t0 + ms(200));  // 20 tokens in 200 ms
     EXPECT_EQ(w.tokens_in_flight(), 1u);
     EXPECT_DOUBLE_EQ(w.ms_per_token(), 10.0);
     EXPECT_EQ(*w.waited_ms(t0 + ms(700)), 500);  // from the last answer, not from c's send

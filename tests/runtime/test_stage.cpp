@@ -4,9 +4,9 @@
 #include <gtest/gtest.h>
 
 #include "common/test_env.h"
+#include "runtime/stage_probe.h"
 #include "runtime/stage_runner.h"
 #include "runtime/tokenizer.h"
-#include "runtime/stage_probe.h"
 #include "util/clock.h"
 #include "util/error.h"
 
@@ -152,7 +152,8 @@ TEST(StageProbe, SlowdownFactorSlowsTheStageDown) {
         const int64_t wall_us = now_us() - t0;
         const int64_t compute_us = s.last_timings().compute_us;
         EXPECT_GT(compute_us, 0);
-        EXPECT_GE(wall_us, 4 * compute_us) << "compute " << compute_us << " us, wall " << wall_us << " us";
+        EXPECT_GE(wall_us, 4 * compute_us)
+            << "compute " << compute_us << " us, wall " << wall_us << " us";
     }
     EXPECT_THROW(s.set_slowdown(0.5), Error);
     EXPECT_EQ(s.slowdown(), 4.0);
