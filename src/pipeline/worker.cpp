@@ -22,6 +22,7 @@
 #include "pipeline/worker_status.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/version.h"
 
 namespace colony {
 
@@ -33,7 +34,6 @@ constexpr int kJoinWarnMs = 10000;
 constexpr int kAuthGraceMs = 3000;  // a refused token is retried this long
 constexpr int kAuthRetryMs = 500;
 constexpr uint64_t kMaxShardBytes = 1ull << 40;
-constexpr const char *kSoftwareVersion = "0.1.0";
 
 int64_t ms_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -

@@ -6,12 +6,14 @@
 #include "model/hparams.h"
 #include "net/transport.h"
 #include "net/zap.h"
+#include "pipeline/probe_cache.h"
 #include "pipeline/stage_step.h"
 #include "pipeline/worker_status.h"
 #include "runtime/stage.h"
 #include "runtime/stage_probe.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/version.h"
 
 namespace colony {
 
@@ -22,6 +24,7 @@ constexpr int kSendTimeoutMs = 2000;
 constexpr size_t kMaxDecodeSamples = 1024;
 constexpr int kProbeDecodeSteps = 8;
 constexpr int kProbePrefillTokens = 64;
+constexpr std::chrono::seconds kProbeCacheMaxAge{24 * 3600};  // a day: devices change
 
 }  // namespace
 
@@ -231,6 +234,31 @@ void WorkerData::apply(const WorkerAssignment &a) {
     status_.loaded_epoch = as.plan_epoch;
 }
 
+ProbeKey WorkerData::probe_key() const {
+    const wire_assign &as = current_->assign;
+    ProbeKey k;
+    k.range = {as.layer_first, as.layer_last};
+    k.is_last = stage_->is_last();
+    k.n_threads = n_threads_;
+    k.slowdown = stage_->slowdown();
+    k.prefill_tokens = static_cast<int>(std::min<uint32_t>(kProbePrefillTokens, as.n_ubatch));
+    k.software_version = kSoftwareVersion;
+    return k;
+}
+
+WorkerData::StageProbe WorkerData::stage_probe(double decode_ms,
+                                               double prefill_ms_per_token) const {
+    const wire_assign &as = current_->assign;
+    StageProbe p;
+    p.first = as.layer_first;
+    p.last = as.layer_last;
+    p.is_last = stage_->is_last();
+    p.decode_ms = decode_ms;
+    p.prefill_ms_per_token = prefill_ms_per_token;
+    p.stage_bytes = stage_->weight_bytes() + stage_->kv_bytes();
+    return p;
+}
+
 void WorkerData::measure(bool same_stage) {
     const wire_assign &as = current_->assign;
     std::optional<StageProbe> previous;
@@ -243,6 +271,16 @@ void WorkerData::measure(bool same_stage) {
     if (same_stage && previous && previous->first == as.layer_first &&
         previous->last == as.layer_last && as.plan_epoch != 0) {
         p = *previous;  // the same stage: its measurement still holds (a probe measures again)
+    } else if (std::optional<CachedProbe> cached =
+                   as.plan_epoch == 0  // the planner's probe of a spare: always measure
+                       ? std::nullopt
+                       : load_cached_probe(shard_path_, probe_key(), kProbeCacheMaxAge)) {
+        p = stage_probe(cached->decode_ms, cached->prefill_ms_per_token);
+        COLONY_LOG_INFO(
+            "worker: stage %s measured before: decode %.3f ms per token, prefill %.3f ms per "
+            "token (%s)",
+            stage_->range().str().c_str(), p.decode_ms, p.prefill_ms_per_token,
+            probe_cache_path(shard_path_).c_str());
     } else {
         // Scratch sequence 0: nothing runs on this stage before READY. The
         // faster of two rounds: other work on the device only slows one down.
@@ -253,12 +291,9 @@ void WorkerData::measure(bool same_stage) {
         speed.prefill_ms_per_layer_per_token =
             std::min(speed.prefill_ms_per_layer_per_token, again.prefill_ms_per_layer_per_token);
         const double layers = static_cast<double>(as.layer_last - as.layer_first);
-        p.first = as.layer_first;
-        p.last = as.layer_last;
-        p.is_last = stage_->is_last();
-        p.decode_ms = speed.decode_ms_per_layer * layers;
-        p.prefill_ms_per_token = speed.prefill_ms_per_layer_per_token * layers;
-        p.stage_bytes = stage_->weight_bytes() + stage_->kv_bytes();
+        p = stage_probe(speed.decode_ms_per_layer * layers,
+                        speed.prefill_ms_per_layer_per_token * layers);
+        save_cached_probe(shard_path_, probe_key(), {p.decode_ms, p.prefill_ms_per_token});
         COLONY_LOG_INFO(
             "worker: stage %s measured: decode %.3f ms per token, prefill %.3f ms per "
             "token (slow-down %.2f)",

@@ -24,6 +24,7 @@
 #include "net/keys.h"
 #include "net/wire.h"
 #include "pipeline/node_status.h"
+#include "pipeline/probe_cache.h"
 #include "pipeline/seq_samplers.h"
 
 namespace colony {
@@ -104,7 +105,11 @@ class WorkerData {
     void apply(const WorkerAssignment &a);
     /// Measures the stage just applied (or keeps the measurement of the same
     /// stage) into status_.probe.
+    /// Measures the loaded stage (or reuses the measurement cached next to
+    /// its shard, probe_cache.h) into status_.probe.
     void measure(bool same_stage);
+    ProbeKey probe_key() const;
+    StageProbe stage_probe(double decode_ms, double prefill_ms_per_token) const;
     void on_activations(const wire_activations &act);
     void on_release(const wire_seq_release &rel);
     bool send(wire_body body);

@@ -11,16 +11,18 @@
 #include "common/test_env.h"
 #include "model/gguf_file.h"
 #include "model/shard.h"
+#include "pipeline/probe_cache.h"
 
 namespace colony::test {
 namespace {
 
+/// The shard files (*.gguf) under dir.
 std::vector<std::filesystem::path> files_under(const std::filesystem::path &dir) {
     std::vector<std::filesystem::path> out;
     if (!std::filesystem::exists(dir))
         return out;
     for (const auto &e : std::filesystem::recursive_directory_iterator(dir)) {
-        if (e.is_regular_file())
+        if (e.is_regular_file() && e.path().extension() == ".gguf")
             out.push_back(e.path());
     }
     return out;
@@ -43,6 +45,8 @@ TEST(PipelineShards, CacheHoldsOnlyTheRangeAndARejoinTransfersNothing) {
         ASSERT_TRUE(wait_health(serve.api_port(), "ok", 30000)) << serve.log() << w.log();
         const auto files = files_under(w.cache_dir());
         ASSERT_EQ(files.size(), 1u);
+        // next to it, the stage's measurement (probe_cache.h)
+        EXPECT_TRUE(std::filesystem::exists(probe_cache_path(files[0])));
         EXPECT_EQ(files[0], w.cache_dir() / hash / "2-5.gguf");
         const auto shard = GgufFile::open(files[0].string());
         for (const GgufTensor &t : shard->tensors()) {
@@ -68,6 +72,8 @@ TEST(PipelineShards, CacheHoldsOnlyTheRangeAndARejoinTransfersNothing) {
         << again.log();
     ASSERT_TRUE(wait_health(serve.api_port(), "ok", 30000)) << serve.log();
     EXPECT_NE(again.log().find("shard cache hit"), std::string::npos) << again.log();
+    // and its stage's speed was measured on the first join (probe_cache.h)
+    EXPECT_NE(again.log().find("measured before"), std::string::npos) << again.log();
     EXPECT_EQ(shard_bytes_served(serve.api_port()), served);
     EXPECT_EQ("Once upon a time" + complete_greedy(serve.api_port(), "Once upon a time", 32) + "\n",
               ref);
