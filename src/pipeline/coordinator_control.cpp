@@ -637,12 +637,7 @@ void CoordinatorControl::apply_layout(const std::vector<PlannedStage> &layout,
                                       const std::string &why, bool graceful, const Plan &plan) {
     if (layout.empty() || layout.front().member != -1)
         throw Error(ErrorCode::kInternal, "a plan must start on the coordinator");
-    // A worker that holds its range loads it from its cache: its shard is
-    // written and hashed here only if it asks after all (on_shard_request).
-    for (size_t i = 1; i < layout.size(); ++i) {
-        if (!members_[layout[i].member].holds(layout[i].range))
-            shards_.prepare(layout[i].range, [this] { keepalive(); });
-    }
+    prepare_shards(layout);
     plan_.clear();
     for (Member &m : members_) {
         m.stage = -1;
@@ -690,20 +685,7 @@ void CoordinatorControl::apply_layout(const std::vector<PlannedStage> &layout,
     for (size_t i = 1; i < plan_.size(); ++i) {
         const Member &m = members_[plan_[i].member];
         const bool last = i + 1 == plan_.size();
-        wire_assign a;
-        a.plan_epoch = plan_epoch_;
-        a.layer_first = plan_[i].range.first;
-        a.layer_last = plan_[i].range.last;
-        a.model_hash = model_.hash;
-        a.n_layer = model_.hp.n_layer;
-        a.n_embd = model_.hp.n_embd;
-        a.n_vocab = model_.hp.n_vocab;
-        a.dtype = opts_.wire_type;
-        a.n_ctx = opts_.n_ctx_seq();
-        a.n_ubatch = opts_.n_ubatch;
-        a.n_seq_max = opts_.n_parallel;
-        a.is_last = last;
-        a.sampling = true;
+        wire_assign a = assign_for(plan_epoch_, plan_[i].range);
         if (last) {
             a.next_endpoint = data_endpoint_;
             a.next_key = admission_ ? raw_key(node_keys_.public_z85) : wire_key{};
@@ -719,6 +701,24 @@ void CoordinatorControl::apply_layout(const std::vector<PlannedStage> &layout,
     view_dirty_ = true;
     publish_detail();
     check_ready();
+}
+
+wire_assign CoordinatorControl::assign_for(uint64_t epoch, LayerRange range) const {
+    wire_assign a;
+    a.plan_epoch = epoch;
+    a.layer_first = range.first;
+    a.layer_last = range.last;
+    a.model_hash = model_.hash;
+    a.n_layer = model_.hp.n_layer;
+    a.n_embd = model_.hp.n_embd;
+    a.n_vocab = model_.hp.n_vocab;
+    a.dtype = opts_.wire_type;
+    a.n_ctx = opts_.n_ctx_seq();
+    a.n_ubatch = opts_.n_ubatch;
+    a.n_seq_max = opts_.n_parallel;
+    a.is_last = range.last == model_.hp.n_layer;  // a plan's ranges cover the model
+    a.sampling = true;
+    return a;
 }
 
 void CoordinatorControl::check_ready() {
@@ -856,20 +856,8 @@ void CoordinatorControl::send_probes() {
             COLONY_LOG_ERROR("control: cannot write the probe shard: %s", e.what());
             return;
         }
-        wire_assign a;
-        a.plan_epoch = 0;  // a probe: load, measure, report; never READY
-        a.layer_first = range.first;
-        a.layer_last = range.last;
-        a.model_hash = model_.hash;
-        a.n_layer = model_.hp.n_layer;
-        a.n_embd = model_.hp.n_embd;
-        a.n_vocab = model_.hp.n_vocab;
-        a.dtype = opts_.wire_type;
-        a.n_ctx = opts_.n_ctx_seq();
-        a.n_ubatch = opts_.n_ubatch;
-        a.n_seq_max = opts_.n_parallel;
-        a.is_last = range.last == model_.hp.n_layer;
-        a.sampling = true;
+        wire_assign a =
+            assign_for(0, range);          // epoch 0, a probe: load, measure, report; never READY
         a.next_endpoint = data_endpoint_;  // never used: nothing runs on a probe
         a.next_key = admission_ ? raw_key(node_keys_.public_z85) : wire_key{};
         m.probing = true;
@@ -930,52 +918,64 @@ std::optional<std::vector<CoordinatorControl::PlannedStage>> CoordinatorControl:
     return layout;
 }
 
+void CoordinatorControl::prepare_shards(const std::vector<PlannedStage> &layout) {
+    // A worker that holds its range loads it from its cache: its shard is
+    // written and hashed here only if it asks after all (on_shard_request).
+    for (size_t i = 1; i < layout.size(); ++i) {
+        if (!members_[layout[i].member].holds(layout[i].range))
+            shards_.prepare(layout[i].range, [this] { keepalive(); });
+    }
+}
+
 bool CoordinatorControl::Member::holds(LayerRange r) const {
     return std::find(cached.begin(), cached.end(), r) != cached.end();
 }
 
-void CoordinatorControl::prefer_cached(std::vector<PlannedStage> &layout,
-                                       const std::vector<double> &weights) const {
+bool CoordinatorControl::trade_onto_cached(
+    std::vector<PlannedStage> &layout,
+    const std::function<bool(const std::vector<int> &)> &acceptable) const {
     std::vector<int> members;
     std::vector<LayerRange> ranges;
     for (const PlannedStage &s : layout) {
         members.push_back(s.member);
         ranges.push_back(s.range);
     }
-    const std::vector<int> before = members;
-    auto weight_of = [&](int m) { return weights.at(static_cast<size_t>(m) + 1); };
     prefer_cached_ranges(
-        members, ranges, [&](int m, LayerRange r) { return members_[m].holds(r); },
-        [&](const std::vector<int> &now) {
-            if (weights.empty())
-                return true;  // manual split: the ranges do not depend on who serves them
-            for (size_t i = 0; i < now.size(); ++i) {
-                if (now[i] >= 0 && weight_of(now[i]) != weight_of(before[i]))
-                    return false;
-            }
-            return true;
-        });
+        members, ranges, [&](int m, LayerRange r) { return members_[m].holds(r); }, acceptable);
+    bool moved = false;
     for (size_t i = 0; i < layout.size(); ++i) {
-        if (members[i] != before[i]) {
-            COLONY_LOG_INFO("control: worker '%s' takes layers %s, which it holds in its cache",
-                            members_[members[i]].join.node_name.c_str(), ranges[i].str().c_str());
-        }
+        if (members[i] == layout[i].member)
+            continue;
+        COLONY_LOG_INFO("control: worker '%s' takes layers %s, which it holds in its cache",
+                        members_[members[i]].join.node_name.c_str(), ranges[i].str().c_str());
         layout[i].member = members[i];
+        moved = true;
     }
+    return moved;
+}
+
+void CoordinatorControl::prefer_cached(std::vector<PlannedStage> &layout,
+                                       const std::vector<double> &weights) const {
+    std::vector<double> weight_by_stage;  // of the member first planned there
+    for (const PlannedStage &s : layout)
+        weight_by_stage.push_back(weights.empty() ? 0.0
+                                                  : weights.at(static_cast<size_t>(s.member + 1)));
+    trade_onto_cached(layout, [&](const std::vector<int> &now) {
+        if (weights.empty())
+            return true;  // manual split: the ranges do not depend on who serves them
+        for (size_t i = 0; i < now.size(); ++i) {
+            if (now[i] >= 0 && weights.at(static_cast<size_t>(now[i]) + 1) != weight_by_stage[i])
+                return false;
+        }
+        return true;
+    });
 }
 
 Plan CoordinatorControl::optimal_plan(const std::vector<std::string> &ids) const {
     const Plan p = planner_->optimal(ids, true, 0);
-    const std::optional<std::vector<PlannedStage>> layout = layout_of(p);
+    std::optional<std::vector<PlannedStage>> layout = layout_of(p);
     if (!layout)
         return p;
-    std::vector<int> members;
-    std::vector<LayerRange> ranges;
-    for (const PlannedStage &s : *layout) {
-        members.push_back(s.member);
-        ranges.push_back(s.range);
-    }
-    const std::vector<int> before = members;
     const double limit = p.predicted_ms_per_token * (1 + kCachedRangeSlack);
     std::optional<Plan> chosen;
     auto with_members = [&](const std::vector<int> &now) {
@@ -988,16 +988,14 @@ Plan CoordinatorControl::optimal_plan(const std::vector<std::string> &ids) const
         }
         return q;
     };
-    prefer_cached_ranges(
-        members, ranges, [&](int m, LayerRange r) { return members_[m].holds(r); },
-        [&](const std::vector<int> &now) {
-            std::optional<Plan> q = planner_->predict(with_members(now), ids, true);
-            if (!q || q->predicted_ms_per_token > limit)
-                return false;
-            chosen = std::move(q);
-            return true;
-        });
-    if (members == before || !chosen)
+    const bool moved = trade_onto_cached(*layout, [&](const std::vector<int> &now) {
+        std::optional<Plan> q = planner_->predict(with_members(now), ids, true);
+        if (!q || q->predicted_ms_per_token > limit)
+            return false;
+        chosen = std::move(q);
+        return true;
+    });
+    if (!moved || !chosen)
         return p;
     COLONY_LOG_INFO(
         "control: workers traded ranges to use their shard caches (%.2f ms per token "
@@ -1110,10 +1108,7 @@ void CoordinatorControl::begin_apply(const Plan &plan, const std::string &trigge
         return;
     }
     try {
-        for (size_t i = 1; i < layout->size(); ++i) {
-            if (!members_[(*layout)[i].member].holds((*layout)[i].range))
-                shards_.prepare((*layout)[i].range, [this] { keepalive(); });
-        }
+        prepare_shards(*layout);
     } catch (const Error &e) {
         record_replan(trigger, std::string("given up: cannot write a shard: ") + e.what(), false,
                       current_ms, plan.predicted_ms_per_token, 0);

@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -164,6 +165,15 @@ class CoordinatorControl {
     /// stays within kCachedRangeSlack of the optimum (cached_assignment.h).
     Plan optimal_plan(const std::vector<std::string> &ids) const;
     static constexpr double kCachedRangeSlack = 0.02;
+    /// Trades workers in `layout` onto ranges they hold (cached_assignment.h)
+    /// while acceptable(members by stage) agrees; logs each trade. Returns
+    /// whether a worker moved.
+    bool trade_onto_cached(std::vector<PlannedStage> &layout,
+                           const std::function<bool(const std::vector<int> &)> &acceptable) const;
+    /// Writes the shards of `layout` that their workers do not hold.
+    void prepare_shards(const std::vector<PlannedStage> &layout);
+    /// The ASSIGN fields every assignment of `range` shares (no endpoints or keys).
+    wire_assign assign_for(uint64_t epoch, LayerRange range) const;
     /// The static layout with workers traded onto ranges they hold where the
     /// split allows it (a manual split; equal weights of a proportional one).
     void prefer_cached(std::vector<PlannedStage> &layout, const std::vector<double> &weights) const;

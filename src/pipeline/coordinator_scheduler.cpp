@@ -415,7 +415,7 @@ bool CoordinatorScheduler::build_ubatch(wire_activations &act) {
         return false;
     const uint64_t id = watch_.sent(act.n_tokens, now);
     for (const wire_seq &q : act.seqs) {
-        if (slots_[q.seq_id].awaiting && slots_[q.seq_id].sent_at == now)
+        if (slots_[q.seq_id].awaiting)  // its output row is in this ubatch
             slots_[q.seq_id].ubatch = id;
     }
     return true;

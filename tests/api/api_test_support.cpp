@@ -20,6 +20,21 @@ std::string stories_path() {
     return test::model_path("stories260K-f32.gguf");
 }
 
+std::vector<nlohmann::json> sixteen_stream_requests(int max_tokens) {
+    const char *starts[] = {"Once upon a time", "The little dog", "Lily and Tom went",
+                            "One day, a bird",  "The sun was",    "Mom said",
+                            "There was a big",  "Tim liked to"};
+    std::vector<nlohmann::json> reqs;
+    for (int i = 0; i < 16; ++i) {
+        std::string prompt = starts[i % 8];
+        if (i >= 8)
+            prompt += " and then";
+        reqs.push_back(
+            {{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}, {"stream", true}});
+    }
+    return reqs;
+}
+
 std::string tiny_qwen2_path(const std::string &dir) {
     static std::mutex mu;
     std::lock_guard<std::mutex> lock(mu);

@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "api/openai/inference_backend.h"
 #include "api/openai/local_backend.h"
 #include "api/openai/openai_server.h"
@@ -21,6 +23,10 @@ namespace colony::apitest {
 
 /// stories260K (llama, no chat template), F32.
 std::string stories_path();
+
+/// 16 streamed greedy completion requests with distinct prompts (8 story
+/// openings, then the same 8 with " and then"), max_tokens each.
+std::vector<nlohmann::json> sixteen_stream_requests(int max_tokens);
 
 /// Writes a tiny synthetic qwen2 model (2 layers, 64 wide, the Qwen2 vocab
 /// and ChatML template) into `dir` once per process and returns its path.

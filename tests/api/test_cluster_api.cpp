@@ -30,6 +30,7 @@ namespace {
 
 using apitest::eventually;
 using apitest::metric_value;
+using apitest::sixteen_stream_requests;
 using apitest::sse_payloads;
 using nlohmann::json;
 
@@ -243,17 +244,7 @@ TEST_F(ClusterApi, EveryNodeWithItsLayerRangeInTheClusterViewAndMetrics) {
 }
 
 TEST_F(ClusterApi, SixteenSimultaneousStreamsMatchWhatEachGetsAlone) {
-    const char *starts[] = {"Once upon a time", "The little dog", "Lily and Tom went",
-                            "One day, a bird",  "The sun was",    "Mom said",
-                            "There was a big",  "Tim liked to"};
-    std::vector<json> reqs;
-    for (int i = 0; i < 16; ++i) {
-        std::string prompt = starts[i % 8];
-        if (i >= 8)
-            prompt += " and then";
-        reqs.push_back(
-            {{"prompt", prompt}, {"max_tokens", 48}, {"temperature", 0}, {"stream", true}});
-    }
+    const std::vector<json> reqs = sixteen_stream_requests(48);
     std::vector<std::string> alone;
     for (const json &r : reqs)
         alone.push_back(stream_text(r));

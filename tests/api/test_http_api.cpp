@@ -21,6 +21,7 @@ namespace {
 using apitest::backend_options;
 using apitest::eventually;
 using apitest::metric_value;
+using apitest::sixteen_stream_requests;
 using apitest::sse_payloads;
 using apitest::stories_path;
 using nlohmann::json;
@@ -316,17 +317,7 @@ TEST_F(HttpApi, StopSequenceEndsTheTextBeforeIt) {
 }
 
 TEST_F(HttpApi, SixteenSimultaneousStreamsMatchWhatEachGetsAlone) {
-    const char *starts[] = {"Once upon a time", "The little dog", "Lily and Tom went",
-                            "One day, a bird",  "The sun was",    "Mom said",
-                            "There was a big",  "Tim liked to"};
-    std::vector<json> reqs;
-    for (int i = 0; i < 16; ++i) {
-        std::string prompt = starts[i % 8];
-        if (i >= 8)
-            prompt += " and then";
-        reqs.push_back(
-            {{"prompt", prompt}, {"max_tokens", 32}, {"temperature", 0}, {"stream", true}});
-    }
+    const std::vector<json> reqs = sixteen_stream_requests(32);
     auto run = [](const json &req) {
         auto c = client();
         auto res = c.Post("/v1/completions", req.dump(), "application/json");

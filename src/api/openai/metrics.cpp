@@ -182,37 +182,33 @@ std::string ApiMetrics::render(const BackendStats &stats, const BackendHealth &h
            "Requests the queue holds before refusing with 429.");
     sample(out, "colony_queue_capacity", "", static_cast<double>(stats.max_queue));
 
-    header(out, "colony_stage_compute_seconds_total", "counter",
-           "Forward-pass compute time per pipeline stage.");
-    for (const auto &s : stats.stages)
-        sample(out, "colony_stage_compute_seconds_total", stage_labels(s), s.compute_seconds);
-    header(out, "colony_stage_ubatches_total", "counter",
-           "Forward passes (ubatches) per pipeline stage.");
-    for (const auto &s : stats.stages) {
-        sample(out, "colony_stage_ubatches_total", stage_labels(s),
-               static_cast<double>(s.n_ubatches));
-    }
-    header(out, "colony_stage_hop_seconds_total", "counter",
-           "Time hidden states spent travelling from a stage to the next.");
-    for (const auto &s : stats.stages)
-        sample(out, "colony_stage_hop_seconds_total", stage_labels(s), s.hop_seconds);
-    header(out, "colony_stage_hops_total", "counter",
-           "Hidden-state transfers from a stage to the next.");
-    for (const auto &s : stats.stages) {
-        sample(out, "colony_stage_hops_total", stage_labels(s), static_cast<double>(s.n_hops));
-    }
-    header(out, "colony_kv_cache_used_cells", "gauge", "KV cache cells in use per stage (node).");
-    for (const auto &s : stats.stages)
-        sample(out, "colony_kv_cache_used_cells", stage_labels(s), s.kv_used_cells);
-    header(out, "colony_kv_cache_size_cells", "gauge", "KV cache cells per stage (node).");
-    for (const auto &s : stats.stages)
-        sample(out, "colony_kv_cache_size_cells", stage_labels(s), s.kv_size_cells);
-    header(out, "colony_kv_cache_usage_ratio", "gauge",
-           "Fraction of KV cache cells in use per stage (node).");
-    for (const auto &s : stats.stages) {
-        sample(out, "colony_kv_cache_usage_ratio", stage_labels(s),
-               s.kv_size_cells ? static_cast<double>(s.kv_used_cells) / s.kv_size_cells : 0.0);
-    }
+    auto per_stage = [&](const char *name, const char *type, const char *help,
+                         double (*value)(const StageStats &)) {
+        header(out, name, type, help);
+        for (const StageStats &s : stats.stages)
+            sample(out, name, stage_labels(s), value(s));
+    };
+    per_stage("colony_stage_compute_seconds_total", "counter",
+              "Forward-pass compute time per pipeline stage.",
+              [](const StageStats &s) { return s.compute_seconds; });
+    per_stage("colony_stage_ubatches_total", "counter",
+              "Forward passes (ubatches) per pipeline stage.",
+              [](const StageStats &s) { return static_cast<double>(s.n_ubatches); });
+    per_stage("colony_stage_hop_seconds_total", "counter",
+              "Time hidden states spent travelling from a stage to the next.",
+              [](const StageStats &s) { return s.hop_seconds; });
+    per_stage("colony_stage_hops_total", "counter",
+              "Hidden-state transfers from a stage to the next.",
+              [](const StageStats &s) { return static_cast<double>(s.n_hops); });
+    per_stage("colony_kv_cache_used_cells", "gauge", "KV cache cells in use per stage (node).",
+              [](const StageStats &s) { return static_cast<double>(s.kv_used_cells); });
+    per_stage("colony_kv_cache_size_cells", "gauge", "KV cache cells per stage (node).",
+              [](const StageStats &s) { return static_cast<double>(s.kv_size_cells); });
+    per_stage("colony_kv_cache_usage_ratio", "gauge",
+              "Fraction of KV cache cells in use per stage (node).", [](const StageStats &s) {
+                  return s.kv_size_cells ? static_cast<double>(s.kv_used_cells) / s.kv_size_cells
+                                         : 0.0;
+              });
     return out;
 }
 
