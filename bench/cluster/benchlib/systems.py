@@ -168,41 +168,36 @@ def _bench_argv(ctx, model_path, extra=()):
 
 # ---------------------------------------------------------------- single node
 
-def llama_alone(ctx, lab, model, profile):
-    """llama.cpp alone on host 1: llama-bench ppN/tgN and the probe's load,
-    TTFT and time-per-token percentiles."""
-    path = model["path"]
+def _single_node(ctx, lab, model, profile, system, engine, argv, parse):
+    """One engine alone on host 1: `argv` (a llama-bench-like run, read by
+    `parse`) for ppN/tgN, then the probe with --engine `engine` for load, TTFT
+    and time-per-token percentiles."""
     cmds, m = [], {}
-    argv = _bench_argv(ctx, path)
-    r = _run_in(ctx, lab, 1, argv, "llama-bench")
-    b = parse_llama_bench(r.stdout)
+    r = _run_in(ctx, lab, 1, argv, f"{engine}-bench")
+    b = parse(r.stdout)
     cmds.append("host 1: " + pretty(argv))
     m.update(pp_tps=b["pp"][0], pp_sd=b["pp"][1], tg_tps=b["tg"][0], tg_sd=b["tg"][1])
-    doc, r2, pargv = _probe(ctx, lab, 1, path, "llama", name="probe-llama")
+    doc, r2, pargv = _probe(ctx, lab, 1, model["path"], engine, name=f"probe-{engine}")
     cmds.append("host 1: " + pretty(pargv))
     m.update(summarize_probe(doc))
     m["rss_kib"] = {"h1": max(r.maxrss_kib, r2.maxrss_kib, doc.get("peak_rss_kib", 0))}
     m["rss_max_kib"] = m["rss_kib"]["h1"]
-    return make_record("llama.cpp", model, 1, [model["n_layer"]], profile, m, cmds)
+    return make_record(system, model, 1, [model["n_layer"]], profile, m, cmds)
+
+
+def llama_alone(ctx, lab, model, profile):
+    """llama.cpp alone on host 1: llama-bench ppN/tgN and the probe's load,
+    TTFT and time-per-token percentiles."""
+    return _single_node(ctx, lab, model, profile, "llama.cpp", "llama",
+                        _bench_argv(ctx, model["path"]), parse_llama_bench)
 
 
 def colony_alone(ctx, lab, model, profile):
     """colony as a cluster of one on host 1: colony bench --no-llama and the
     probe with --engine colony (colony's Stage over every layer)."""
-    path = model["path"]
-    cmds, m = [], {}
-    argv = [ctx.bins["colony"], "bench", "-m", path, "-t", ctx.threads, "-p", ctx.n_prompt, "-n", ctx.n_gen,
-            "-r", ctx.reps, "--no-llama"]
-    r = _run_in(ctx, lab, 1, argv, "colony-bench")
-    b = parse_colony_bench(r.stdout)
-    cmds.append("host 1: " + pretty(argv))
-    m.update(pp_tps=b["pp"][0], pp_sd=b["pp"][1], tg_tps=b["tg"][0], tg_sd=b["tg"][1])
-    doc, r2, pargv = _probe(ctx, lab, 1, path, "colony", name="probe-colony")
-    cmds.append("host 1: " + pretty(pargv))
-    m.update(summarize_probe(doc))
-    m["rss_kib"] = {"h1": max(r.maxrss_kib, r2.maxrss_kib, doc.get("peak_rss_kib", 0))}
-    m["rss_max_kib"] = m["rss_kib"]["h1"]
-    return make_record("colony", model, 1, [model["n_layer"]], profile, m, cmds)
+    argv = [ctx.bins["colony"], "bench", "-m", model["path"], "-t", ctx.threads, "-p", ctx.n_prompt,
+            "-n", ctx.n_gen, "-r", ctx.reps, "--no-llama"]
+    return _single_node(ctx, lab, model, profile, "colony", "colony", argv, parse_colony_bench)
 
 
 # ---------------------------------------------------------------- llama.cpp RPC
