@@ -69,6 +69,9 @@ def completion(base_url, prompt, max_tokens, stream=False, timeout=600.0, extra=
     prompt_tokens (when the server reports usage), text."""
     host, port, path = _split_url(base_url)
     body = {"prompt": prompt, "max_tokens": int(max_tokens), "temperature": 0, "stream": bool(stream)}
+    if stream:
+        # usage in the last chunk: the token count, since one chunk may carry several tokens
+        body["stream_options"] = {"include_usage": True}
     if extra:
         body.update(extra)
     data = json.dumps(body).encode()
