@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
 # Installs, builds everything (colony, tests, benchmarks, llama.cpp tools used by
-# tests) and runs the whole test suite with CTest.
+# tests) and runs the whole test suite with CTest. Then lists every skipped test
+# with its reason and fails when one skipped for anything but a named missing
+# prerequisite (scripts/check-skips.py; COLONY_TEST_STRICT=1 allows none).
 #
 #   scripts/test.sh [ctest options...]      e.g. scripts/test.sh -R Golden
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 jobs=$(nproc 2>/dev/null || echo 2)
-cd build
-ctest --output-on-failure -j "$jobs" "$@"
+junit="$PWD/build/ctest-junit.xml"
+rm -f "$junit"
+rc=0
+(cd build && ctest --output-on-failure --output-junit "$junit" -j "$jobs" "$@") || rc=$?
+skips=0
+python3 scripts/check-skips.py "$junit" || skips=$?
+if [ "$rc" -ne 0 ] || [ "$skips" -ne 0 ]; then
+  echo "test.sh: ctest exit $rc, skip check exit $skips" >&2
+  exit 1
+fi
