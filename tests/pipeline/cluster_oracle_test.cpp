@@ -219,5 +219,36 @@ TEST(PipelineOracle, CompletionTextThroughServeAndJoinsMatchesLibllama) {
     expect_sequence_matches(seqs[0], want, "serve + joins");
 }
 
+// A coordinator that is itself the last stage writes the logits file too:
+// the measured planner leaves out a worker that has no memory (--mem-limit of
+// about 1 KiB), so once every node has measured itself the plan is the
+// coordinator alone (0:5). Its logits and ids are libllama's.
+TEST(PipelineOracle, CoordinatorAsLastStageWritesTheLogitsFile) {
+    const std::string model = model_path("stories260K-f32.gguf");
+    constexpr int kTokens = 16;
+    const Oracle want = libllama_oracle(model, kPrompt, kTokens);
+    TempDir dir;
+    const std::string dump = dir.file("logits.bin");
+    ServeProcess serve(dir.file("coordinator"), model, 1,
+                       {"--planner", "measured", "--debug-logits-file", dump});
+    JoinProcess w1(dir.file("w1"), serve.coordinator(), serve.token(),
+                   {"--mem-limit", "0.000001", "--debug-logits-file", dump});
+    HttpReply health;
+    ASSERT_TRUE(eventually(
+        [&] {
+            health = http_get(serve.api_port(), "/health");
+            return health.status == 200 && health.body.value("status", "") == "ok" &&
+                   health.body["stages"].size() == 1;
+        },
+        90000))
+        << "no plan with the coordinator alone: " << health.body.dump() << "\n"
+        << serve.log() << "\nw1:\n"
+        << w1.log();
+    EXPECT_EQ(complete_greedy(serve.api_port(), kPrompt, kTokens), want.text);
+    const std::vector<DumpedSequence> seqs = dumped_sequences(dump);
+    ASSERT_EQ(seqs.size(), 1u);
+    expect_sequence_matches(seqs[0], want, "coordinator alone");
+}
+
 }  // namespace
 }  // namespace colony::test
