@@ -70,25 +70,28 @@ class ClusterChat : public ::testing::Test {
   protected:
     static void SetUpTestSuite() {
         dir_ = std::make_unique<test::TempDir>();
-        model_ = apitest::tiny_qwen2_path(dir_->path());
-        // The tiny model has 2 blocks: one per stage.
-        serve_ = std::make_unique<test::ServeProcess>(
-            dir_->file("coordinator"), model_, 1,
-            std::vector<std::string>{"--split", "0:1,1:2", "--wire-type", "f32"});
-        join_ = std::make_unique<test::JoinProcess>(dir_->file("w1"), serve_->coordinator(),
-                                                    serve_->token());
-        healthy_ = test::wait_health(serve_->api_port(), "ok", 90000);
+        try {
+            model_ = apitest::tiny_qwen2_path(dir_->path());
+            // The tiny model has 2 blocks: one per stage.
+            serve_ = std::make_unique<test::ServeProcess>(
+                dir_->file("coordinator"), model_, 1,
+                std::vector<std::string>{"--split", "0:1,1:2", "--wire-type", "f32"});
+            join_ = std::make_unique<test::JoinProcess>(dir_->file("w1"), serve_->coordinator(),
+                                                        serve_->token());
+            if (!test::wait_health(serve_->api_port(), "ok", 90000)) {
+                setup_error_ = "the cluster did not become healthy\ncoordinator:\n" +
+                               serve_->log() + "\nworker:\n" + join_->log();
+            }
+        } catch (const std::exception &e) {
+            setup_error_ = std::string("the cluster did not start: ") + e.what();
+        }
     }
     static void TearDownTestSuite() {
         join_.reset();
         serve_.reset();
         dir_.reset();
     }
-    void SetUp() override {
-        ASSERT_TRUE(healthy_) << "the cluster did not become healthy\ncoordinator:\n"
-                              << serve_->log() << "\nworker:\n"
-                              << join_->log();
-    }
+    void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
     static json post(const json &req) {
         const test::HttpReply r = test::http_post(serve_->api_port(), "/v1/chat/completions", req);
         EXPECT_EQ(r.status, 200) << r.body.dump();
@@ -126,14 +129,14 @@ class ClusterChat : public ::testing::Test {
     static std::string model_;
     static std::unique_ptr<test::ServeProcess> serve_;
     static std::unique_ptr<test::JoinProcess> join_;
-    static bool healthy_;
+    static std::string setup_error_;  // "" when the cluster is up
 };
 
 std::unique_ptr<test::TempDir> ClusterChat::dir_;
 std::string ClusterChat::model_;
 std::unique_ptr<test::ServeProcess> ClusterChat::serve_;
 std::unique_ptr<test::JoinProcess> ClusterChat::join_;
-bool ClusterChat::healthy_ = false;
+std::string ClusterChat::setup_error_;
 
 TEST_F(ClusterChat, TemplateAndGreedyAnswerMatchLibllama) {
     const Reference ref = libllama_chat(model_);
