@@ -46,6 +46,10 @@ int cmd_join(int argc, char **argv) {
     p.add("", "--debug-control-file", "PATH",
           "debug: read the slow-down factor from PATH every second (emulated throttling)",
           &o.debug_control_file);
+    p.add("", "--debug-logits-file", "PATH",
+          "debug: as the last stage, append each sampled token and the logits of each "
+          "sequence's first one to PATH (format: docs/pipeline.md)",
+          &o.debug_logits_file);
     p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &threads);
     p.add("", "--cache-dir", "DIR", "shard cache (default ~/.cache/colony/shards)", &cache_dir);
     p.add("", "--config-dir", "DIR", "node key (default ~/.config/colony/worker)", &config_dir);

@@ -37,6 +37,7 @@ constexpr int kHealthTimeoutMs = 120000;
 
 struct RunOptions {
     std::string model, prompt, split, wire_type = "f16";
+    std::string debug_logits_file;  // passed to every process; only the last stage writes
     uint32_t workers = 1;
     int32_t n_predict = 128, threads = 0, seed = -1, top_k = 40;
     uint32_t n_ctx = 4096, parallel = 4;
@@ -255,6 +256,10 @@ int cmd_run(int argc, char **argv) {
     p.add("", "--parallel", "N", "sequences in flight at once", &o.parallel);
     p.add("-t", "--threads", "N", "compute threads per process (default: cores / processes)",
           &o.threads);
+    p.add("", "--debug-logits-file", "PATH",
+          "debug: the last stage appends each sampled token and the logits of each sequence's "
+          "first one to PATH (format: docs/pipeline.md)",
+          &o.debug_logits_file);
     p.flag("", "--keep-dir", "keep the temporary directory (logs, keys, shards)", &o.keep_dir);
     p.parse(argc, argv);
     if (p.help_requested()) {
@@ -315,6 +320,12 @@ int cmd_run(int argc, char **argv) {
         serve.push_back("--split");
         serve.push_back(o.split);
     }
+    const std::string logits_file =
+        o.debug_logits_file.empty() ? "" : std::filesystem::absolute(o.debug_logits_file).string();
+    if (!logits_file.empty()) {
+        serve.push_back("--debug-logits-file");
+        serve.push_back(logits_file);
+    }
     add_api_arguments(o.api, serve);
     const std::string out_log = cluster.log("coordinator.out");
     cluster.serve_ =
@@ -325,13 +336,30 @@ int cmd_run(int argc, char **argv) {
     const std::string token = info.value("token", "");
     for (uint32_t i = 1; i <= o.workers; ++i) {
         const std::string name = "worker-" + std::to_string(i);
-        cluster.workers_.push_back(std::make_unique<ChildProcess>(
-            std::vector<std::string>{
-                exe, "join", "--coordinator", "127.0.0.1:" + std::to_string(control_port),
-                "--token", token, "--name", name, "--config-dir", sub(name + "/config"),
-                "--cache-dir", sub(name + "/cache"), "--data-host", "127.0.0.1", "-t",
-                std::to_string(threads), "--join-timeout", "60"},
-            "", one_shot ? cluster.log(name) : ""));
+        std::vector<std::string> join = {exe,
+                                         "join",
+                                         "--coordinator",
+                                         "127.0.0.1:" + std::to_string(control_port),
+                                         "--token",
+                                         token,
+                                         "--name",
+                                         name,
+                                         "--config-dir",
+                                         sub(name + "/config"),
+                                         "--cache-dir",
+                                         sub(name + "/cache"),
+                                         "--data-host",
+                                         "127.0.0.1",
+                                         "-t",
+                                         std::to_string(threads),
+                                         "--join-timeout",
+                                         "60"};
+        if (!logits_file.empty()) {
+            join.push_back("--debug-logits-file");
+            join.push_back(logits_file);
+        }
+        cluster.workers_.push_back(
+            std::make_unique<ChildProcess>(join, "", one_shot ? cluster.log(name) : ""));
     }
     wait_healthy(cluster, o, api);
 

@@ -162,6 +162,11 @@ int cmd_serve(int argc, char **argv) {
           &stall_timeout);
     p.add("", "--ready-file", "PATH", "write ports and token as JSON here once listening",
           &ready_file);
+    p.add("", "--debug-logits-file", "PATH",
+          "debug: when this machine's stage is the last one, append each sampled token and "
+          "the logits of each sequence's first one to PATH (with workers only; format: "
+          "docs/pipeline.md)",
+          &o.debug_logits_file);
     p.flag("", "--insecure", "plaintext, no authentication (never on an untrusted network)",
            &insecure);
     p.parse(argc, argv);
@@ -180,6 +185,10 @@ int cmd_serve(int argc, char **argv) {
 
     if (o.workers_expected == 0 && n_ranges <= 1) {
         // Serving alone: the whole model in this process.
+        if (!o.debug_logits_file.empty()) {
+            throw Error(ErrorCode::kInvalidArgument,
+                        "--debug-logits-file applies only to a cluster (with workers)");
+        }
         if (!o.split.empty()) {
             const auto file = GgufFile::open(o.model_path);
             (void)parse_layer_split(o.split, ModelHparams::from_gguf(*file).n_layer);

@@ -5,6 +5,7 @@
 #include "model/gguf_file.h"
 #include "net/transport.h"
 #include "pipeline/cluster_state.h"
+#include "pipeline/logits_dump.h"
 #include "pipeline/stage_step.h"
 #include "runtime/stage.h"
 #include "util/error.h"
@@ -40,7 +41,14 @@ CoordinatorScheduler::CoordinatorScheduler(zmq::context_t &ctx, const Coordinato
       state_(state),
       samplers_(static_cast<int32_t>(hp.n_vocab)),
       watch_(opts.stall_timeout_ms),
-      slots_(opts.n_parallel) {}
+      slots_(opts.n_parallel) {
+    // Only a coordinator that is the last stage samples (a plan that leaves
+    // every worker out); otherwise the hook never runs.
+    if (!opts_.debug_logits_file.empty()) {
+        install_logits_dump(samplers_, std::make_shared<LogitsDump>(opts_.debug_logits_file),
+                            hp_.n_vocab);
+    }
+}
 
 CoordinatorScheduler::~CoordinatorScheduler() {
     stop();

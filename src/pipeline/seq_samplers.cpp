@@ -59,6 +59,9 @@ int32_t SequenceSamplers::sample(int32_t seq, int32_t pos, const float *logits) 
     }
     const int32_t token = it->second.sampler->sample(logits);
     it->second.n_seen = std::max(it->second.n_seen, pos + 2);  // the sample sits at pos + 1
+    if (hook_)
+        hook_(seq, pos, token, logits, !it->second.sampled);
+    it->second.sampled = true;
     return token;
 }
 

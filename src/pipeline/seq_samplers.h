@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -23,7 +24,17 @@ wire_sampling sampling_to_wire(const SamplingParams &p);
 
 class SequenceSamplers {
   public:
+    /// Called after each sample with the sequence, the position whose logits
+    /// were sampled, the token, the logits F32 [n_vocab] as the sampler got
+    /// them, and whether this is the sequence's first sampled token since its
+    /// sampler was created (a debug hook: LogitsDump).
+    using SampleHook = std::function<void(int32_t seq, int32_t pos, int32_t token,
+                                          const float *logits, bool first)>;
+
     explicit SequenceSamplers(int32_t n_vocab) : n_vocab_(n_vocab) {}
+
+    /// Installs (or, with an empty function, removes) the sample hook.
+    void set_sample_hook(SampleHook hook) { hook_ = std::move(hook); }
 
     /// Creates samplers for sequences seen for the first time and feeds each
     /// sequence the input tokens at positions it has not seen. Tokens of -1
@@ -43,8 +54,10 @@ class SequenceSamplers {
     struct Entry {
         std::unique_ptr<Sampler> sampler;
         int32_t n_seen = 0;  // positions [0, n_seen) have been accepted
+        bool sampled = false;  // a token was sampled since the sampler was created
     };
     int32_t n_vocab_;
+    SampleHook hook_;
     std::map<int32_t, Entry> seqs_;
 };
 

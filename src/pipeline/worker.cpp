@@ -15,6 +15,7 @@
 #include "net/transport.h"
 #include "net/zap.h"
 #include "nlohmann/json.hpp"
+#include "pipeline/logits_dump.h"
 #include "pipeline/node_status.h"
 #include "pipeline/shard_cache.h"
 #include "pipeline/shard_service.h"
@@ -80,6 +81,8 @@ Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
                                          opts_.n_threads,
                                          tcp_endpoint(opts_.data_host, opts_.data_port));
     data_->set_slowdown(opts_.debug_slowdown);
+    if (!opts_.debug_logits_file.empty())
+        data_->set_logits_dump(std::make_shared<LogitsDump>(opts_.debug_logits_file));
     announced_data_endpoint_ = announced_endpoint(data_->endpoint());
     std::optional<uint64_t> limit;
     if (opts_.mem_limit_gib > 0)

@@ -51,6 +51,8 @@ struct WorkerOptions {
     double debug_slowdown = 1.0;         // debug: run the stage this many times slower
     std::string debug_control_file;      // debug: a file holding the slow-down factor, read
                                          // every second while it exists ("" = none)
+    std::string debug_logits_file;       // debug: as the last stage, append sampled tokens
+                                         // and first logits here (logits_dump.h; "" = none)
 };
 
 class Worker {

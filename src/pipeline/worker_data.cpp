@@ -6,6 +6,7 @@
 #include "model/hparams.h"
 #include "net/transport.h"
 #include "net/zap.h"
+#include "pipeline/logits_dump.h"
 #include "pipeline/probe_cache.h"
 #include "pipeline/stage_step.h"
 #include "pipeline/worker_status.h"
@@ -207,6 +208,8 @@ void WorkerData::apply(const WorkerAssignment &a) {
         }
     }
     samplers_ = std::make_unique<SequenceSamplers>(static_cast<int32_t>(as.n_vocab));
+    if (as.is_last)
+        install_logits_dump(*samplers_, logits_dump_, as.n_vocab);
     if (zap_) {
         zap_->clear(kZapDomainData);
         zap_->allow(kZapDomainData, coordinator_key_z85_);

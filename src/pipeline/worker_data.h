@@ -30,6 +30,7 @@
 namespace colony {
 
 class GgufFile;
+class LogitsDump;
 class Stage;
 class zap_handler;
 
@@ -52,6 +53,11 @@ class WorkerData {
     ~WorkerData();
     WorkerData(const WorkerData &) = delete;
     WorkerData &operator=(const WorkerData &) = delete;
+
+    /// Debug: when this worker is the last stage, its samplers write every
+    /// sampled token (and each sequence's first logits) to `dump`
+    /// (logits_dump.h). Call before start().
+    void set_logits_dump(std::shared_ptr<LogitsDump> dump) { logits_dump_ = std::move(dump); }
 
     /// The bound data endpoint ("tcp://0.0.0.0:40123").
     const std::string &endpoint() const { return endpoint_; }
@@ -127,6 +133,7 @@ class WorkerData {
     std::shared_ptr<const GgufFile> shard_;
     std::filesystem::path shard_path_;
     std::unique_ptr<SequenceSamplers> samplers_;
+    std::shared_ptr<LogitsDump> logits_dump_;  // set before start(); null: none
     std::unique_ptr<zmq::socket_t> push_;
     bool push_connected_ = false;  // push_ connects lazily (see apply)
     std::optional<WorkerAssignment> current_;

@@ -2,10 +2,13 @@
 
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <stdexcept>
 #include <thread>
 
 #include <cpp-httplib/httplib.h>
+
+#include "pipeline/logits_dump.h"
 
 namespace colony::test {
 
@@ -177,6 +180,46 @@ std::string complete_greedy(uint16_t port, const std::string &prompt, int n) {
                                  r.body.dump());
     }
     return r.body["choices"][0]["text"];
+}
+
+}  // namespace colony::test
+
+namespace colony::test {
+
+std::vector<DumpedSequence> dumped_sequences(const std::string &path) {
+    std::vector<DumpedSequence> out;
+    std::map<int32_t, size_t> open;  // seq_id -> index in out of its latest sequence
+    for (LogitsRecord &r : read_logits_dump(path)) {
+        if (!r.logits.empty()) {
+            DumpedSequence s;
+            s.seq_id = r.seq_id;
+            s.first_pos = r.pos;
+            s.logits = std::move(r.logits);
+            s.tokens.push_back(r.token);
+            open[r.seq_id] = out.size();
+            out.push_back(std::move(s));
+            continue;
+        }
+        const auto it = open.find(r.seq_id);
+        if (it == open.end()) {
+            throw std::runtime_error(path + ": a token of sequence " + std::to_string(r.seq_id) +
+                                     " before its first (logits) record");
+        }
+        out[it->second].tokens.push_back(r.token);
+    }
+    return out;
+}
+
+void synth_model(const std::string &out, const std::string &preset,
+                 const std::vector<std::string> &extra) {
+    std::vector<std::string> args = {"synth", "--preset", preset, "-o", out, "-q"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    int rc = -1;
+    std::string err;
+    run_colony(args, &rc, &err, 300000);
+    if (rc != 0)
+        throw std::runtime_error("colony synth --preset " + preset + " failed (" +
+                                 std::to_string(rc) + "): " + err);
 }
 
 }  // namespace colony::test

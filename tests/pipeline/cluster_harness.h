@@ -98,3 +98,28 @@ bool eventually(Pred pred, int timeout_ms) {
 }
 
 }  // namespace colony::test
+
+namespace colony::test {
+
+/// One sequence in a last stage's logits file (`--debug-logits-file`,
+/// pipeline/logits_dump.h): the logits its first token was sampled from and
+/// every token sampled for it, in order.
+struct DumpedSequence {
+    int32_t seq_id = 0;
+    int32_t first_pos = 0;        // position whose logits are `logits` (last prompt token)
+    std::vector<float> logits;    // F32 [n_vocab]
+    std::vector<int32_t> tokens;  // sampled tokens, first one included
+};
+
+/// The sequences of a logits file, in the order they started. Throws
+/// std::runtime_error (or colony::Error from the reader) when the file is
+/// missing or malformed, or a token record has no sequence started before it.
+std::vector<DumpedSequence> dumped_sequences(const std::string &path);
+
+/// Writes a synthetic model with `colony synth --preset preset -o out -q`
+/// plus `extra` (shape overrides); throws std::runtime_error with colony's
+/// stderr when it fails.
+void synth_model(const std::string &out, const std::string &preset,
+                 const std::vector<std::string> &extra);
+
+}  // namespace colony::test
