@@ -3,8 +3,16 @@
 // loopback TCP, with a fresh join token and their own config and cache
 // directories under a temporary directory. The coordinator serves the
 // OpenAI-compatible API and the dashboard (colony serve).
+//
+// The children die with it (ChildProcess: PR_SET_PDEATHSIG, even when run is
+// killed by SIGKILL). The temporary directory is removed on exit (SIGINT,
+// SIGTERM, an error); one left behind by a run killed with SIGKILL holds a
+// "run.pid" of a process that is gone, and the next `colony run` removes it.
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
 
 #include <algorithm>
 #include <chrono>
@@ -64,15 +72,48 @@ std::unique_ptr<httplib::Client> api_client(const RunOptions &o, uint16_t port) 
     return c;
 }
 
+constexpr const char *kRunDirPrefix = "colony-run-";
+constexpr const char *kRunPidFile = "run.pid";
+
+/// Removes the temporary directories of earlier runs that were killed before
+/// they could remove their own: this user's colony-run-* directories in
+/// `tmp` whose run.pid names a process that no longer exists. A directory
+/// without run.pid (--keep-dir, or one being created) is left alone.
+void remove_stale_run_dirs(const std::filesystem::path &tmp) {
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(tmp, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::filesystem::path dir = it->path();
+        struct stat st {};
+        if (dir.filename().string().rfind(kRunDirPrefix, 0) != 0 ||
+            ::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::getuid())
+            continue;
+        std::ifstream in(dir / kRunPidFile);
+        long pid = 0;
+        if (!(in >> pid) || pid <= 0)
+            continue;
+        if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH)
+            continue;  // still running (or not ours to ask)
+        std::error_code rm;
+        std::filesystem::remove_all(dir, rm);
+        if (!rm)
+            COLONY_LOG_INFO("run: removed %s, left by colony run %ld, which was killed",
+                            dir.c_str(), pid);
+    }
+}
+
 /// The cluster's processes and their temporary directory.
 class LocalCluster {
   public:
     explicit LocalCluster(bool keep_dir) : keep_(keep_dir) {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "colony-run-XXXXXX").string();
+        const std::filesystem::path tmp = std::filesystem::temp_directory_path();
+        remove_stale_run_dirs(tmp);
+        std::string tmpl = (tmp / (std::string(kRunDirPrefix) + "XXXXXX")).string();
         if (!::mkdtemp(tmpl.data())) {
             throw Error(ErrorCode::kResource, "cannot create a temporary directory");
         }
         dir_ = tmpl;
+        if (!keep_)  // a kept directory is never removed by a later run
+            std::ofstream(dir_ / kRunPidFile) << ::getpid() << "\n";
     }
     ~LocalCluster() {
         for (auto it = workers_.rbegin(); it != workers_.rend(); ++it)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "model/gguf_file.h"
+#include "pipeline/shard_verify.h"
 #include "util/error.h"
 
 namespace colony {
@@ -187,6 +188,8 @@ void ShardDownload::finish(const wire_shard_end &end) {
         throw Error(ErrorCode::kResource, "cannot flush " + part_.string());
     }
     file_.reset();
+    // the record first: a shard in place always has the hash it arrived with
+    record_shard_hash(final_, end.sha256);
     std::error_code ec;
     std::filesystem::rename(part_, final_, ec);
     if (ec) {

@@ -3,7 +3,9 @@
 // A download is written to "<that path>.part", hashed as it arrives, and
 // renamed into place only when its size and SHA-256 match what the
 // coordinator announced in SHARD_END; a mismatch deletes the part file, so
-// the cache never holds a shard whose hash was not verified.
+// the cache never holds a shard whose hash was not verified. That hash is
+// recorded next to the shard ("<first>-<last>.gguf.sha256", shard_verify.h)
+// and checked again each time the cached shard is loaded.
 #pragma once
 
 #include <cstdint>
@@ -24,8 +26,8 @@ std::filesystem::path shard_cache_path(const std::filesystem::path &cache_dir,
 
 /// True when `file` is a readable GGUF shard of the model with that hash and
 /// exactly that layer range (its colony.shard.* metadata). Sets *why to the
-/// reason otherwise. Does not re-hash the file (a cached shard was verified
-/// when it was downloaded).
+/// reason otherwise. Metadata only: the content is checked against the
+/// recorded hash by verify_shard_file() (shard_verify.h).
 bool shard_file_matches(const std::filesystem::path &file, const std::string &model_hash_hex,
                         LayerRange range, std::string *why);
 
@@ -54,9 +56,9 @@ class ShardDownload {
     void write(const wire_shard_chunk &chunk, uint64_t max_total);
 
     /// Checks that received() == end.total == the chunks' total and that the
-    /// SHA-256 of the bytes equals end.sha256, then renames the part file into
-    /// place. Throws Error(kCorrupt) on any mismatch (the part file is deleted
-    /// and nothing is cached).
+    /// SHA-256 of the bytes equals end.sha256, then records that hash
+    /// (record_shard_hash) and renames the part file into place. Throws Error(kCorrupt) on any
+    /// mismatch (the part file is deleted and nothing is cached).
     void finish(const wire_shard_end &end);
 
     uint64_t received() const { return received_; }

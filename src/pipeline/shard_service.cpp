@@ -7,6 +7,7 @@
 #include "model/shard.h"
 #include "net/hash.h"
 #include "pipeline/shard_cache.h"
+#include "pipeline/shard_verify.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -40,31 +41,6 @@ ShardService::ShardService(const GgufFile &model, const ModelHparams &hp,
       model_hash_(hash_from_hex(model_hash_hex_)),
       cache_dir_(std::move(cache_dir)) {}
 
-namespace {
-
-/// SHA-256 of a file, calling keepalive between 4 MiB blocks.
-wire_hash hash_file(const std::filesystem::path &path, const std::function<void()> &keepalive) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        throw Error(ErrorCode::kResource, "cannot read " + path.string());
-    sha256_hasher h;
-    std::vector<uint8_t> buf(4u << 20);
-    while (in) {
-        in.read(reinterpret_cast<char *>(buf.data()), static_cast<std::streamsize>(buf.size()));
-        const auto n = static_cast<size_t>(in.gcount());
-        if (n == 0)
-            break;
-        h.update({buf.data(), n});
-        if (keepalive)
-            keepalive();
-    }
-    if (in.bad())
-        throw Error(ErrorCode::kResource, "cannot read " + path.string());
-    return h.finish();
-}
-
-}  // namespace
-
 const ShardInfo &ShardService::prepare(LayerRange range, const std::function<void()> &keepalive) {
     std::lock_guard<std::mutex> lock(mutex_);
     const auto key = std::make_pair(range.first, range.last);
@@ -73,8 +49,7 @@ const ShardInfo &ShardService::prepare(LayerRange range, const std::function<voi
         return it->second;
 
     const std::filesystem::path path = shard_cache_path(cache_dir_, model_hash_hex_, range);
-    std::string why;
-    if (!shard_file_matches(path, model_hash_hex_, range, &why)) {
+    auto write = [&] {
         std::error_code ec;
         std::filesystem::create_directories(path.parent_path(), ec);
         if (ec) {
@@ -86,12 +61,39 @@ const ShardInfo &ShardService::prepare(LayerRange range, const std::function<voi
             if (keepalive)
                 keepalive();
         });
-    }
+    };
+    auto hash = [&] {
+        const std::optional<wire_hash> h = hash_file_sha256(path, keepalive);
+        if (!h)
+            throw Error(ErrorCode::kInternal, "hashing " + path.string() + " stopped");
+        return *h;
+    };
+    std::string why;
+    const bool cached = shard_file_matches(path, model_hash_hex_, range, &why);
+    if (!cached)
+        write();
     ShardInfo info;
     info.range = range;
     info.path = path;
+    info.sha256 = hash();
+    if (cached) {
+        // The hash costs the same either way: compare it with the record, so a
+        // damaged cached shard is written again rather than served.
+        const std::optional<wire_hash> recorded = read_shard_hash(path);
+        if (!recorded || *recorded != info.sha256) {
+            const std::string reason = recorded ? "damaged: its content hashes to " +
+                                                      to_hex(info.sha256) +
+                                                      ", the recorded hash is " + to_hex(*recorded)
+                                                : "unverified: no recorded hash";
+            COLONY_LOG_WARN("shards: cached %s is %s; writing it again", path.c_str(),
+                            reason.c_str());
+            discard_shard_file(path);
+            write();
+            info.sha256 = hash();
+        }
+    }
+    record_shard_hash(path, info.sha256);
     info.size = std::filesystem::file_size(path);
-    info.sha256 = hash_file(path, keepalive);
     COLONY_LOG_INFO("shards: layers %s ready, %.1f MiB", range.str().c_str(),
                     info.size / 1048576.0);
     return shards_.emplace(key, std::move(info)).first->second;

@@ -46,7 +46,8 @@ class ShardService {
     ShardService(const GgufFile &model, const ModelHparams &hp, std::string model_hash_hex,
                  std::filesystem::path cache_dir);
 
-    /// Makes sure the shard of `range` exists (writes it when missing or stale)
+    /// Makes sure the shard of `range` exists (writes it when missing, stale,
+    /// or when its content does not match its recorded hash, shard_verify.h)
     /// and knows its size and hash. `keepalive` (may be empty) is called
     /// every few MiB while writing and hashing, so a caller that must answer
     /// heartbeats can do so. Thread-safe. Throws what write_shard throws, and

@@ -19,6 +19,7 @@
 #include "pipeline/node_status.h"
 #include "pipeline/shard_cache.h"
 #include "pipeline/shard_service.h"
+#include "pipeline/shard_verify.h"
 #include "pipeline/worker_data.h"
 #include "pipeline/worker_status.h"
 #include "util/error.h"
@@ -235,6 +236,7 @@ void Worker::on_assign(const wire_assign &a) {
     assign_ = a;
     ready_sent_ = false;
     download_.reset();
+    verify_.reset();
     const LayerRange range{a.layer_first, a.layer_last};
     const std::string hash_hex = to_hex(a.model_hash);
     const std::filesystem::path path = shard_cache_path(opts_.cache_dir, hash_hex, range);
@@ -243,12 +245,31 @@ void Worker::on_assign(const wire_assign &a) {
                     a.is_last ? ", last stage" : "");
     std::string why;
     if (shard_file_matches(path, hash_hex, range, &why)) {
-        COLONY_LOG_INFO("worker: shard cache hit: %s", path.c_str());
-        hand_to_data_plane(path);
+        // checked off this thread: hashing a large shard takes seconds
+        verify_ = std::make_unique<ShardVerification>(path);
         return;
     }
-    COLONY_LOG_INFO("worker: fetching the shard of layers %s (%s)", range.str().c_str(),
-                    why.c_str());
+    start_download(path, why);
+}
+
+void Worker::on_verified() {
+    const std::unique_ptr<ShardVerification> v = std::move(verify_);
+    if (v->intact()) {
+        COLONY_LOG_INFO("worker: shard cache hit: %s (content verified in %.0f ms)",
+                        v->path().c_str(), v->elapsed_ms());
+        hand_to_data_plane(v->path());
+        return;
+    }
+    COLONY_LOG_WARN("worker: cached shard %s failed verification (%s); discarding it",
+                    v->path().c_str(), v->why().c_str());
+    discard_shard_file(v->path());
+    start_download(v->path(), "the cached copy failed verification");
+}
+
+void Worker::start_download(const std::filesystem::path &path, const std::string &why) {
+    const wire_assign &a = *assign_;
+    COLONY_LOG_INFO("worker: fetching the shard of layers %s (%s)",
+                    LayerRange{a.layer_first, a.layer_last}.str().c_str(), why.c_str());
     download_ = std::make_unique<ShardDownload>(path);
     download_started_ = clock::now();
     requested_until_ = kShardWindowBytes;
@@ -425,8 +446,10 @@ void Worker::tick() {
         return;
     }
     poll_debug_control();
+    if (verify_ && verify_->done())
+        on_verified();
     const WorkerData::Status st = data_->status();
-    if (assign_ && !ready_sent_ && !download_) {
+    if (assign_ && !ready_sent_ && !download_ && !verify_) {
         const bool measured = st.probe && st.probe->epoch == assign_->plan_epoch &&
                               st.probe->first == assign_->layer_first &&
                               st.probe->last == assign_->layer_last;
@@ -534,6 +557,7 @@ void Worker::rejoin(const std::string &why) {
     COLONY_LOG_WARN("worker: %s; joining again", why.c_str());
     data_->unassign();
     download_.reset();
+    verify_.reset();
     assign_.reset();
     ready_sent_ = false;
     connect_control();

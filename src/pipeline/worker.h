@@ -5,7 +5,9 @@
 // Control flow (this object's thread; the data plane is WorkerData's thread):
 //   connect the control DEALER as a CURVE client with the token's join key
 //   pair, the coordinator's key pinned -> JOIN (node key, data endpoint)
-//   -> JOIN_ACCEPT -> ASSIGN -> [SHARD_REQUEST -> SHARD_CHUNK... -> SHARD_END]
+//   -> JOIN_ACCEPT -> ASSIGN -> [verify the cached shard against its recorded
+//   hash, shard_verify.h, on a background thread; on a mismatch discard it]
+//   -> [SHARD_REQUEST -> SHARD_CHUNK... -> SHARD_END]
 //   -> load the stage -> READY; HEARTBEAT both ways all along.
 // A coordinator silent for coordinator_timeout_ms is presumed gone: the stage
 // is dropped and the worker joins again (a restarted coordinator takes it back).
@@ -31,6 +33,7 @@
 namespace colony {
 
 class ShardDownload;
+class ShardVerification;
 class zap_handler;
 struct received_message;
 
@@ -88,6 +91,10 @@ class Worker {
     void on_assign(const wire_assign &a);
     void on_chunk(const wire_shard_chunk &c);
     void on_shard_end(const wire_shard_end &e);
+    /// Starts fetching the assigned shard into `path` (SHARD_REQUEST).
+    void start_download(const std::filesystem::path &path, const std::string &why);
+    /// Acts on a finished check of the cached shard: load it or fetch it.
+    void on_verified();
     void hand_to_data_plane(const std::filesystem::path &shard);
     void check_monitor();
     void tick();
@@ -123,7 +130,8 @@ class Worker {
     std::optional<wire_assign> assign_;  // the latest ASSIGN
     bool ready_sent_ = false;
     std::unique_ptr<ShardDownload> download_;
-    uint64_t requested_until_ = 0;  // end of the shard window asked for
+    std::unique_ptr<ShardVerification> verify_;  // the cached shard being checked
+    uint64_t requested_until_ = 0;               // end of the shard window asked for
     int last_progress_pct_ = -1;
     uint64_t shard_bytes_received_ = 0;
 

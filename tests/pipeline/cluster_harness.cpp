@@ -1,8 +1,13 @@
 #include "cluster_harness.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <regex>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -180,6 +185,111 @@ std::string complete_greedy(uint16_t port, const std::string &prompt, int n) {
                                  r.body.dump());
     }
     return r.body["choices"][0]["text"];
+}
+
+void flip_byte_keep_mtime(const std::filesystem::path &file, uint64_t offset) {
+    struct stat before {};
+    if (::stat(file.c_str(), &before) != 0)
+        throw std::runtime_error("cannot stat " + file.string());
+    {
+        std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+        char c = 0;
+        f.seekg(static_cast<std::streamoff>(offset));
+        f.get(c);
+        f.seekp(static_cast<std::streamoff>(offset));
+        f.put(static_cast<char>(c + 1));
+        f.flush();
+        if (!f)
+            throw std::runtime_error("cannot change " + file.string());
+    }
+    const struct timespec times[2] = {before.st_atim, before.st_mtim};
+    if (::utimensat(AT_FDCWD, file.c_str(), times, 0) != 0)
+        throw std::runtime_error("cannot restore the mtime of " + file.string());
+}
+
+namespace {
+
+/// Fields of /proc/<pid>/stat after the command name: state, ppid, ...
+std::vector<std::string> stat_fields(int pid) {
+    const std::string s = read_text("/proc/" + std::to_string(pid) + "/stat");
+    const size_t close = s.rfind(')');
+    if (close == std::string::npos)
+        return {};
+    std::istringstream in(s.substr(close + 1));
+    std::vector<std::string> out;
+    for (std::string f; in >> f;)
+        out.push_back(f);
+    return out;
+}
+
+}  // namespace
+
+std::vector<int> child_pids(int pid) {
+    std::vector<int> out;
+    std::error_code ec;
+    for (const auto &e : std::filesystem::directory_iterator("/proc", ec)) {
+        const std::string name = e.path().filename().string();
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        const auto f = stat_fields(std::stoi(name));
+        if (f.size() > 1 && f[1] == std::to_string(pid))
+            out.push_back(std::stoi(name));
+    }
+    return out;
+}
+
+bool process_gone(int pid) {
+    const auto f = stat_fields(pid);
+    return f.empty() || f[0] == "Z" || f[0] == "X";
+}
+
+std::vector<std::string> process_cmdline(int pid) {
+    const std::string raw = read_text("/proc/" + std::to_string(pid) + "/cmdline");
+    std::vector<std::string> out;
+    size_t start = 0;
+    for (size_t i = 0; i < raw.size(); ++i) {
+        if (raw[i] == '\0') {
+            out.push_back(raw.substr(start, i - start));
+            start = i + 1;
+        }
+    }
+    return out;
+}
+
+std::string arg_after(const std::vector<std::string> &args, const std::string &flag) {
+    for (size_t i = 0; i + 1 < args.size(); ++i) {
+        if (args[i] == flag)
+            return args[i + 1];
+    }
+    return "";
+}
+
+RunProcess::RunProcess(const std::filesystem::path &dir, const std::string &model,
+                       const std::vector<std::string> &args, const std::filesystem::path &tmpdir,
+                       const std::vector<std::string> &env)
+    : dir_(dir) {
+    std::filesystem::create_directories(dir_);
+    std::filesystem::create_directories(tmpdir);
+    std::vector<std::string> argv = {"/usr/bin/env", "TMPDIR=" + tmpdir.string()};
+    argv.insert(argv.end(), env.begin(), env.end());
+    for (const std::string &a : {colony_bin(), std::string("run"), std::string("-m"), model})
+        argv.push_back(a);
+    argv.insert(argv.end(), args.begin(), args.end());
+    proc_ = std::make_unique<ChildProcess>(argv, (dir_ / "run.out").string(),
+                                           (dir_ / "run.err").string());
+    const std::regex listening("listening on (https?://127\\.0\\.0\\.1:([0-9]+))/");
+    std::smatch m;
+    std::string out;
+    const bool ok = eventually(
+        [&] {
+            out = read_text(dir_ / "run.out");
+            return std::regex_search(out, m, listening) || !proc_->running();
+        },
+        120000);
+    if (!ok || m.empty())
+        throw std::runtime_error("colony run did not start serving: " + output());
+    url_ = m[1];
+    port_ = static_cast<uint16_t>(std::stoi(m[2]));
 }
 
 }  // namespace colony::test

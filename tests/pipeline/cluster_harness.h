@@ -97,6 +97,48 @@ bool eventually(Pred pred, int timeout_ms) {
     return pred();
 }
 
+// ---- processes, files and HTTPS (cluster_process_test, cluster_serve_security_test,
+// cluster_shard_verify_test)
+
+/// Adds 1 to the byte at `offset` of `file`, keeping its size and restoring its
+/// modification time (utimensat), so only a check of the content can see it.
+/// Throws std::runtime_error when the file cannot be changed.
+void flip_byte_keep_mtime(const std::filesystem::path &file, uint64_t offset);
+
+/// Pids whose parent is `pid` (from /proc/<n>/stat).
+std::vector<int> child_pids(int pid);
+
+/// True when `pid` has exited: no /proc entry, or a zombie nobody reaped.
+bool process_gone(int pid);
+
+/// The command line of `pid` ({} when it is gone).
+std::vector<std::string> process_cmdline(int pid);
+
+/// The value after `flag` in `args` ("" when absent).
+std::string arg_after(const std::vector<std::string> &args, const std::string &flag);
+
+/// `colony run` serving the API (no -p) with `args` after the model, its
+/// temporary directory under `tmpdir` (TMPDIR). Waits for "listening on" on
+/// its stdout; throws std::runtime_error with its output when it does not
+/// come within 120 s.
+class RunProcess {
+  public:
+    RunProcess(const std::filesystem::path &dir, const std::string &model,
+               const std::vector<std::string> &args, const std::filesystem::path &tmpdir,
+               const std::vector<std::string> &env = {});
+    /// "http://127.0.0.1:PORT" or "https://..." as printed.
+    const std::string &url() const { return url_; }
+    uint16_t api_port() const { return port_; }
+    std::string output() const { return read_text(dir_ / "run.out") + read_text(dir_ / "run.err"); }
+    ChildProcess &process() { return *proc_; }
+
+  private:
+    std::filesystem::path dir_;
+    std::unique_ptr<ChildProcess> proc_;
+    std::string url_;
+    uint16_t port_ = 0;
+};
+
 }  // namespace colony::test
 
 namespace colony::test {
