@@ -86,10 +86,10 @@ MUTATIONS = [
              r"^(ApiError|HttpApi\.)"),
     Mutation("cached-shard-not-verified",
              "a cached shard is trusted without checking its content",
-             "src/pipeline/shard_cache.cpp",
-             "COLONY_MUTATION_ANCHOR_SHARD_VERIFY",
-             "COLONY_MUTATION_ANCHOR_SHARD_VERIFY && false",
-             r"^(PipelineShardVerify|ShardVerify)"),
+             "src/pipeline/shard_verify.cpp",
+             "else if (*got != *recorded)",
+             "else if (false && *got != *recorded)",
+             r"^(ShardVerify|PipelineShardVerify)\."),
 ]
 
 
