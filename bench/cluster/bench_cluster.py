@@ -39,6 +39,26 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def missing_prerequisite(netem_bin):
+    """None when this process can build a network lab; else (name, why), name
+    being "root" or "network namespaces": the only reasons a test may skip."""
+    if os.geteuid() != 0:
+        return "root", "not running as root"
+    ok, why = labmod.available(netem_bin)
+    return None if ok else ("network namespaces", why or "the network lab cannot be built")
+
+
+def skip_missing(missing):
+    """Prints "SKIP: prerequisite missing: NAME (WHY)" and returns SKIP, or 1
+    when COLONY_TEST_STRICT=1 (CI, which has both prerequisites)."""
+    name, why = missing
+    print(f"SKIP: prerequisite missing: {name} ({why})", flush=True)
+    if os.environ.get("COLONY_TEST_STRICT") == "1":
+        print("bench_cluster: FAILED: COLONY_TEST_STRICT=1 forbids skipping", file=sys.stderr, flush=True)
+        return 1
+    return SKIP
+
+
 def find_bins(bin_dir):
     """{name: path} of the binaries the harness runs; raises SystemExit naming
     the missing ones and how to build them."""
@@ -173,13 +193,11 @@ def _guard(fn, ctx, lab, model, prof, key):
 
 def cmd_run(args):
     if os.geteuid() != 0:
-        print("bench_cluster: needs root (network namespaces)", file=sys.stderr)
-        return SKIP
+        return skip_missing(("root", "not running as root"))
     bins = find_bins(args.bin_dir)
-    ok, why = labmod.available(bins["colony-netem"])
-    if not ok:
-        print(f"bench_cluster: the network lab is not available: {why}", file=sys.stderr)
-        return SKIP
+    missing = missing_prerequisite(bins["colony-netem"])
+    if missing:
+        return skip_missing(missing)
     if args.split != "even" and len({s for s in args.stages if s >= 2}) > 1:
         raise SystemExit("bench_cluster: --split needs exactly one stage count of 2 or more in --stages")
     for s in args.systems:
@@ -254,13 +272,9 @@ def cmd_model(args):
 def cmd_smoke(args):
     """CI smoke run: stories260K, stages 1 and 2, loopback, quick settings;
     then the report; then every figure must be present and positive."""
-    if os.geteuid() != 0:
-        print("bench_cluster smoke: skipped: needs root (network namespaces)", file=sys.stderr)
-        return SKIP
-    ok, why = labmod.available(os.path.join(args.bin_dir, "colony-netem"))
-    if not ok:
-        print(f"bench_cluster smoke: skipped: {why}", file=sys.stderr)
-        return SKIP
+    missing = missing_prerequisite(os.path.join(args.bin_dir, "colony-netem"))
+    if missing:
+        return skip_missing(missing)
     out = os.path.abspath(args.out)
     proc.run(["rm", "-rf", out], 60)
     run_args = argparse.Namespace(
@@ -326,7 +340,7 @@ def main(argv=None):
     lm.add_argument("--compute-ms", type=float, required=True, help="single-node time per decode token")
     lm.set_defaults(fn=cmd_limit)
 
-    s = sub.add_parser("smoke", parents=[common], help="CI smoke run (exit 77 = skipped)")
+    s = sub.add_parser("smoke", parents=[common], help="CI smoke run (77: skipped, root or namespaces missing)")
     s.add_argument("--model", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--systems", type=parse_list, default=parse_list(DEFAULT_SYSTEMS))

@@ -22,6 +22,32 @@ MODELS_DIR = os.environ.get("COLONY_MODELS_DIR",
                                          "models"))
 
 
+class Prerequisites(unittest.TestCase):
+    def test_a_missing_prerequisite_skips_and_fails_when_strict(self):
+        import contextlib
+        import io
+
+        import bench_cluster
+        saved = os.environ.pop("COLONY_TEST_STRICT", None)
+        try:
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                rc = bench_cluster.skip_missing(("network namespaces", "cannot create veth pairs"))
+            self.assertEqual(rc, 77)
+            self.assertEqual(out.getvalue(), "SKIP: prerequisite missing: network namespaces (cannot create veth pairs)\n")
+            os.environ["COLONY_TEST_STRICT"] = "1"
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                rc = bench_cluster.skip_missing(("root", "not running as root"))
+            self.assertEqual(rc, 1)
+            self.assertEqual(out.getvalue(), "SKIP: prerequisite missing: root (not running as root)\n")
+            self.assertIn("COLONY_TEST_STRICT=1 forbids skipping", err.getvalue())
+        finally:
+            os.environ.pop("COLONY_TEST_STRICT", None)
+            if saved is not None:
+                os.environ["COLONY_TEST_STRICT"] = saved
+
+
 class Stats(unittest.TestCase):
     def test_percentile_interpolates_linearly(self):
         xs = [4, 1, 3, 2]  # sorted 1 2 3 4

@@ -12,6 +12,8 @@
 #include <sstream>
 #include <thread>
 
+#include <cpp-httplib/httplib.h>
+
 #include "model/synth.h"
 
 namespace colony::apitest {
@@ -33,6 +35,42 @@ std::vector<nlohmann::json> sixteen_stream_requests(int max_tokens) {
             {{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}, {"stream", true}});
     }
     return reqs;
+}
+
+std::string StreamedCompletion::describe() const {
+    return "HTTP " + std::to_string(status) + ", finish '" + finish_reason + "', error '" + error +
+           "': " + body.substr(0, 2000);
+}
+
+StreamedCompletion stream_completion(uint16_t port, const nlohmann::json &req, int read_timeout_s) {
+    StreamedCompletion out;
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(read_timeout_s, 0);
+    const auto res = c.Post("/v1/completions", req.dump(), "application/json");
+    if (!res) {
+        out.body = "no answer: " + httplib::to_string(res.error());
+        return out;
+    }
+    out.status = res->status;
+    out.body = res->body;
+    if (res->status != 200)
+        return out;
+    for (const std::string &p : sse_payloads(res->body)) {
+        if (p == "[DONE]")
+            break;
+        const nlohmann::json ev = nlohmann::json::parse(p, nullptr, false);
+        if (ev.is_object() && ev.contains("error")) {
+            out.error = ev["error"].dump();
+            continue;
+        }
+        if (!ev.is_object() || !ev.contains("choices") || ev["choices"].empty())
+            continue;
+        const nlohmann::json &choice = ev["choices"][0];
+        out.text += choice.value("text", "");
+        if (choice.contains("finish_reason") && choice["finish_reason"].is_string())
+            out.finish_reason = choice["finish_reason"];
+    }
+    return out;
 }
 
 std::string tiny_qwen2_path(const std::string &dir) {

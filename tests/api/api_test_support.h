@@ -28,6 +28,25 @@ std::string stories_path();
 /// openings, then the same 8 with " and then"), max_tokens each.
 std::vector<nlohmann::json> sixteen_stream_requests(int max_tokens);
 
+/// One streamed completion as a client saw it.
+struct StreamedCompletion {
+    int status = 0;             // HTTP status; 0: no answer
+    std::string text;           // every chunk's text, joined
+    std::string finish_reason;  // of the chunk that carries one; "" when none did
+    std::string error;          // an error event's "error" object, as JSON; "" when none
+    std::string body;           // the raw response body, for failure messages
+    /// HTTP 200, no error event, and the stream ended with a finish reason.
+    bool ok() const { return status == 200 && error.empty() && !finish_reason.empty(); }
+    /// "HTTP <status>, finish '<reason>', error '<error>': <body>" for assertion messages.
+    std::string describe() const;
+};
+
+/// POSTs `req` (a completion request with "stream": true) to /v1/completions
+/// on 127.0.0.1:port and reads the whole stream. The SSE framing is checked
+/// (sse_payloads). Never throws; a failed request has ok() false.
+StreamedCompletion stream_completion(uint16_t port, const nlohmann::json &req,
+                                     int read_timeout_s = 120);
+
 /// Writes a tiny synthetic qwen2 model (2 layers, 64 wide, the Qwen2 vocab
 /// and ChatML template) into `dir` once per process and returns its path.
 std::string tiny_qwen2_path(const std::string &dir);

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "api/openai/local_backend.h"
@@ -24,6 +25,8 @@ using apitest::metric_value;
 using apitest::sixteen_stream_requests;
 using apitest::sse_payloads;
 using apitest::stories_path;
+using apitest::stream_completion;
+using apitest::StreamedCompletion;
 using nlohmann::json;
 
 constexpr size_t kBodyLimit = 64 * 1024;
@@ -318,29 +321,26 @@ TEST_F(HttpApi, StopSequenceEndsTheTextBeforeIt) {
 
 TEST_F(HttpApi, SixteenSimultaneousStreamsMatchWhatEachGetsAlone) {
     const std::vector<json> reqs = sixteen_stream_requests(32);
-    auto run = [](const json &req) {
-        auto c = client();
-        auto res = c.Post("/v1/completions", req.dump(), "application/json");
-        std::string text;
-        if (!res || res->status != 200)
-            return std::string("<failed>");
-        for (const auto &p : sse_payloads(res->body)) {
-            if (p == "[DONE]")
-                break;
-            text += json::parse(p)["choices"][0]["text"].get<std::string>();
-        }
-        return text;
-    };
-    std::vector<std::string> alone;
-    for (const auto &r : reqs)
-        alone.push_back(run(r));
-    std::vector<std::future<std::string>> together;
-    for (const auto &r : reqs)
-        together.push_back(std::async(std::launch::async, run, r));
+    const uint16_t port = server_->port();
+    std::vector<StreamedCompletion> alone;
+    std::set<std::string> distinct;
     for (size_t i = 0; i < reqs.size(); ++i) {
-        const std::string got = together[i].get();
-        EXPECT_EQ(got, alone[i]) << "request " << i;
-        EXPECT_FALSE(got.empty());
+        alone.push_back(stream_completion(port, reqs[i]));
+        ASSERT_TRUE(alone[i].ok()) << "request " << i << " alone: " << alone[i].describe();
+        ASSERT_FALSE(alone[i].text.empty()) << "request " << i;
+        distinct.insert(alone[i].text);
+    }
+    // 16 prompts, 16 continuations: a server that answered every prompt the
+    // same way would otherwise pass
+    EXPECT_EQ(distinct.size(), reqs.size());
+    std::vector<std::future<StreamedCompletion>> together;
+    for (const auto &r : reqs)
+        together.push_back(std::async(std::launch::async, stream_completion, port, r, 120));
+    for (size_t i = 0; i < reqs.size(); ++i) {
+        const StreamedCompletion got = together[i].get();
+        ASSERT_TRUE(got.ok()) << "request " << i << " together: " << got.describe();
+        EXPECT_EQ(got.text, alone[i].text) << "request " << i;
+        EXPECT_EQ(got.finish_reason, alone[i].finish_reason) << "request " << i;
     }
     EXPECT_EQ(backend_->stats().stages.at(0).kv_used_cells, 0u);
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -156,21 +157,44 @@ TEST(LocalBackend, LongPromptIsPrefilledInChunksAlongsideDecoding) {
     const auto long_prompt = tok.tokenize(long_text, true, false);
     ASSERT_GT(long_prompt.size(), 100u);
     const auto short_prompt = tok.tokenize("Once upon a time", true, false);
+    // the short request decodes for far longer than the long prompt's prefill
+    GenerationRequest short_req = greedy(short_prompt, 60);
+    short_req.ignore_eos = true;
 
     Collector alone_long, alone_short;
     backend.submit(greedy(long_prompt, 20), alone_long.callbacks());
     alone_long.wait();
-    backend.submit(greedy(short_prompt, 60), alone_short.callbacks());
+    backend.submit(short_req, alone_short.callbacks());
     alone_short.wait();
+    ASSERT_EQ(alone_short.tokens().size(), 60u);
+    EXPECT_EQ(backend.mixed_ubatches(), 0u) << "one request at a time: nothing to mix";
 
+    // The short sequence is decoding when the long prompt arrives: the
+    // scheduler holds in its third token's callback until the long request
+    // is queued (with a deadline, so a failed test never hangs the backend).
     Collector s, l;
-    backend.submit(greedy(short_prompt, 60), s.callbacks());
-    s.wait_tokens(3);  // decoding, when the long prompt arrives
+    std::promise<void> long_queued;
+    GenerationCallbacks short_cb = s.callbacks();
+    short_cb.on_token = [inner = short_cb.on_token, queued = long_queued.get_future().share(),
+                         n = 0](int32_t t) mutable {
+        inner(t);
+        if (++n == 3)
+            queued.wait_for(std::chrono::seconds(60));
+    };
+    backend.submit(short_req, std::move(short_cb));
+    s.wait_tokens(3);
+    EXPECT_EQ(s.tokens().size(), 3u);
     backend.submit(greedy(long_prompt, 20), l.callbacks());
+    long_queued.set_value();
     s.wait();
     l.wait();
     EXPECT_EQ(s.tokens(), alone_short.tokens());
     EXPECT_EQ(l.tokens(), alone_long.tokens());
+    // Every chunk of the long prompt shared its ubatch with the short
+    // sequence's decode row: n_ubatch - 1 prompt rows each.
+    const uint64_t chunks = (long_prompt.size() + o.n_ubatch - 2) / (o.n_ubatch - 1);
+    EXPECT_EQ(backend.mixed_ubatches(), chunks)
+        << long_prompt.size() << " prompt tokens, " << o.n_ubatch << " rows per ubatch";
 }
 
 TEST(LocalBackend, CancelEndsTheSequenceAndFreesItsKvCells) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -196,7 +197,11 @@ TEST_F(FakeRoot, HangingTermuxCommandIsKilledAtTheTimeout) {
     const auto t0 = std::chrono::steady_clock::now();
     EXPECT_FALSE(probe_battery_termux(hang, 300).has_value());
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    EXPECT_LT(s, 5.0);
+    // A probe that waited for the script would take its 30 s; the margin is
+    // for a loaded machine.
+    constexpr double kAllowedS = 20.0;
+    std::printf("the hanging probe returned after %.2f s (%.0f s allowed)\n", s, kAllowedS);
+    EXPECT_LT(s, kAllowedS);
 }
 
 TEST_F(FakeRoot, TemperatureIsTheHottestCpuZone) {

@@ -164,8 +164,15 @@ std::vector<hostile_case> hostile_cases() {
          [] { return activations_with([](frame_t &f) { put_u32(f, kActNSeqs, 0xFFFFFFFFu); }); },
          "n_seqs"},
         {"N_SEQS_ZERO",
-         [] { return activations_with([](frame_t &f) { put_u32(f, kActNSeqs, 0); }); },
-         ""},  // reading shifts: any rejection will do
+         [] {
+             // a consistent frame without its two sequence entries
+             return activations_with([](frame_t &f) {
+                 put_u32(f, kActNSeqs, 0);
+                 f.erase(f.begin() + kActSeq0, f.begin() + kActTokens);
+                 fix_payload_len(f);
+             });
+         },
+         "n_seqs = 0 is outside [1, 3]"},
         {"N_OUTPUTS_ABOVE_N_TOKENS",
          [] { return activations_with([](frame_t &f) { put_u32(f, kActNOutputs, 4); }); },
          "n_outputs = 4 exceeds the limit 3"},
@@ -306,6 +313,8 @@ std::vector<hostile_case> hostile_cases() {
 TEST(WireProtocol, RejectsEachHandcraftedBadInput) {
     for (const hostile_case &c : hostile_cases()) {
         SCOPED_TRACE(c.name);
+        // "" is in every message: a case that names no reason checks nothing
+        ASSERT_STRNE(c.reason, "");
         const frame_t f = c.make();
         size_t max_alloc = 0;
         const Error e = decode_error(f, &max_alloc);

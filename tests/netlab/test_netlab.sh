@@ -2,15 +2,27 @@
 # Tests of the network lab (scripts/netlab, tools/netlab; docs/netlab.md):
 # baseline RTT, a 3 ms one-way delay, cut/restore, a 30 Mbit/s cap, 10% loss,
 # jitter without reordering, and a clean `down`. One PASS/FAIL line per check;
-# exits 1 when any check fails, 77 (skipped) without root or network namespaces.
+# exits 1 when any check fails. Without root or network namespaces (the only
+# reasons to skip) it prints "SKIP: prerequisite missing: ..." and exits 77,
+# or 1 when COLONY_TEST_STRICT=1.
 # Needs colony-netem: $COLONY_NETEM or build/bin/colony-netem. About 20 s.
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=SCRIPTDIR/../../scripts/netlab/netlab-lib.sh
 source "$repo/scripts/netlab/netlab-lib.sh"
 
-if [[ $(id -u) -ne 0 ]]; then echo "SKIP: the network lab needs root"; exit 77; fi
-if ! why=$(netlab_available 2>&1); then echo "SKIP: $why"; exit 77; fi
+# skip_missing NAME WHY: a missing prerequisite (root, network namespaces)
+# skips the test, or fails it under COLONY_TEST_STRICT=1.
+skip_missing() {
+  echo "SKIP: prerequisite missing: $1 ($2)"
+  if [[ ${COLONY_TEST_STRICT:-} == 1 ]]; then
+    echo "FAIL: COLONY_TEST_STRICT=1 forbids skipping"
+    exit 1
+  fi
+  exit 77
+}
+if [[ $(id -u) -ne 0 ]]; then skip_missing root "not running as root"; fi
+if ! why=$(netlab_available 2>&1); then skip_missing "network namespaces" "$why"; fi
 if ! netlab_netem_bin >/dev/null; then echo "FAIL: colony-netem is not built"; exit 1; fi
 command -v python3 >/dev/null || { echo "FAIL: python3 is needed for the probes"; exit 1; }
 
@@ -28,35 +40,52 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 # in_range VALUE LO HI
 in_range() { python3 -c "import sys; v,lo,hi=map(float,sys.argv[1:]); sys.exit(0 if lo<=v<=hi else 1)" "$@"; }
+# add A B: A + B
+add() { python3 -c "import sys; print(float(sys.argv[1]) + float(sys.argv[2]))" "$1" "$2"; }
+# wait_bound HOST tcp|udp PORT: waits (at most 20 s) until a socket in host
+# HOST is bound to PORT (a listening TCP socket, or a UDP socket).
+wait_bound() {
+  local flags=-Hltn i
+  [[ $2 == udp ]] && flags=-Hlun
+  for ((i = 0; i < 400; i++)); do
+    [[ -n $(netlab_exec "$1" ss $flags "sport = :$3" 2>/dev/null) ]] && return 0
+    sleep 0.05
+  done
+  return 1
+}
 
 if ! netlab_up 3 --seed 42 2>"$tmp/up.err"; then
   echo "FAIL: netlab up: $(cat "$tmp/up.err")"; exit 1
 fi
 h2=$(netlab_addr 2)
 
-# 0. Baseline through colony-netem with profile loopback (reported, loosely bounded).
+# 0. Baseline through colony-netem with profile loopback: every ping answered;
+# the median is reported and bounded generously (the user-space switch shares
+# the machine with other tests: the bound catches a stuck switch, not load).
+base_allowed=20
 netlab_ping 1 2 -c 50 -i 0.01 >"$tmp/base.json"
 base=$(json "$tmp/base.json" "d['rtt_ms']['median'] if d['rtt_ms'] else -1")
-if [[ $(json "$tmp/base.json" "d['received']") == 50 ]] && in_range "$base" 0 1; then
-  pass "baseline RTT (profile loopback): median $(printf %.3f "$base") ms over 50 pings"
+if [[ $(json "$tmp/base.json" "d['received']") == 50 ]] && in_range "$base" 0 "$base_allowed"; then
+  pass "baseline RTT (profile loopback): median $(printf %.3f "$base") ms over 50 pings ($base_allowed ms allowed)"
 else
-  fail "baseline RTT (profile loopback): $(cat "$tmp/base.json")"
+  fail "baseline RTT (profile loopback): median $base ms ($base_allowed ms allowed): $(cat "$tmp/base.json")"
 fi
 
-# 1. A 3 ms one-way delay measures about 6 ms round trip.
+# 1. A 3 ms one-way delay adds about 6 ms to the baseline round trip.
 netlab_set_link 1 2 --delay-ms 3
 netlab_ping 1 2 -c 20 -i 0.02 >"$tmp/delay.json"
 rtt=$(json "$tmp/delay.json" "d['rtt_ms']['median'] if d['rtt_ms'] else -1")
-if in_range "$rtt" 5.5 9; then
-  pass "3 ms one-way delay: median RTT $(printf %.3f "$rtt") ms over 20 pings (expected 5.5-9)"
+rtt_max=$(add "$base" 9)
+if in_range "$rtt" 5.5 "$rtt_max"; then
+  pass "3 ms one-way delay: median RTT $(printf %.3f "$rtt") ms over 20 pings (expected 5.5-$(printf %.1f "$rtt_max"): baseline + 6 ms + 3 ms of margin)"
 else
-  fail "3 ms one-way delay: median RTT $rtt ms (expected 5.5-9): $(cat "$tmp/delay.json")"
+  fail "3 ms one-way delay: median RTT $rtt ms (expected 5.5-$rtt_max): $(cat "$tmp/delay.json")"
 fi
 netlab_set_link 1 2 loopback
 
 # 2. A cut link cuts (ping and TCP connect fail), other links stay up, restore brings it back.
 netlab_probe 2 tcp-listen --port 5002 --seconds 15 >/dev/null 2>&1 &
-sleep 0.3
+wait_bound 2 tcp 5002 || fail "cut 1 2: the TCP listener in host 2 did not bind port 5002 within 20 s"
 netlab_cut 1 2
 netlab_ping 1 2 -c 5 -i 0.05 -W 0.5 >"$tmp/cut.json"
 netlab_probe 1 tcp-connect "$h2" --port 5002 --timeout 1 >"$tmp/cut-tcp.json"
@@ -111,9 +140,9 @@ if json "$tmp/jitter.json" "d['rtt_ms']['min'], d['rtt_ms']['max']" >/dev/null 2
 else
   fail "jitter 5 +- 4 ms: ping RTT spread: $(cat "$tmp/jitter.json") (expected min >= 1.9 ms, spread >= 3 ms)"
 fi
-netlab_probe 2 udp-recv --port 5005 --count 400 --timeout 1 >"$tmp/order.json" 2>&1 &
+netlab_probe 2 udp-recv --port 5005 --count 400 --timeout 5 >"$tmp/order.json" 2>&1 &
 recv=$!
-sleep 0.3
+wait_bound 2 udp 5005 || fail "jitter: the UDP receiver in host 2 did not bind port 5005 within 20 s"
 netlab_probe 1 udp-send "$h2" --port 5005 --count 400 -i 0.00025 >/dev/null
 wait "$recv"
 if [[ $(json "$tmp/order.json" "d['received']") == 400 && $(json "$tmp/order.json" "d['reordered']") == 0 ]]; then

@@ -4,7 +4,8 @@
 // to anyone. `colony discover` lists the coordinator, `colony join` with the
 // token alone finds it and serves; a token naming another coordinator finds
 // nothing, and a token with the right coordinator key but a secret it never
-// issued is refused. Skipped without root or network namespaces.
+// issued is refused. Skipped (the only skip) without root or network
+// namespaces; a lab that does not come up fails.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
@@ -17,16 +18,16 @@
 #include <vector>
 
 #include "cluster_harness.h"
-#include "netlab_fixture.h"
+#include "common/prerequisite.h"
 #include "common/test_env.h"
 #include "net/keys.h"
 #include "net/tokens.h"
+#include "netlab_fixture.h"
 
 namespace colony::test {
 namespace {
 
 constexpr const char *kPrompt = "Once upon a time";
-
 
 struct Outcome {
     int rc = -1;
@@ -52,14 +53,14 @@ Outcome run_in(const std::string &ip, const std::string &ns, const std::filesyst
 }
 
 TEST(Discovery, JoinFindsTheCoordinatorWithNoAddressAndWrongTokensStayOut) {
+    COLONY_REQUIRE_PREREQUISITE(Prerequisite::NetworkNamespaces);
     const std::string ip = find_ip();
-    if (::geteuid() != 0 || ip.empty())
-        GTEST_SKIP() << "needs root and iproute2";
+    ASSERT_FALSE(ip.empty())
+        << "`ip netns add` works, but no ip binary in /usr/sbin, /sbin, /usr/bin, /bin";
     const std::string model = model_path("stories260K-f32.gguf");
     const std::string ref = reference_greedy(model, kPrompt, 24);
     Lab lab("dt");
-    if (!lab.up())
-        GTEST_SKIP() << "the network lab cannot start here";
+    ASSERT_TRUE(lab.up()) << lab.up_output();
     TempDir dir;
     auto in = [&](int host) { return std::vector<std::string>{ip, "netns", "exec", lab.ns(host)}; };
     ServeProcess serve(

@@ -177,6 +177,21 @@ bool wait_health(uint16_t port, const std::string &status, int timeout_ms) {
         timeout_ms);
 }
 
+int64_t coordinator_kv_used_cells(uint16_t api_port) {
+    const HttpReply r = http_get(api_port, "/v1/cluster");
+    if (r.status != 200 || !r.body.is_object())
+        return -1;
+    for (const auto &n : r.body.value("nodes", nlohmann::json::array())) {
+        if (n.value("role", "") == "coordinator" && n.contains("kv"))
+            return n["kv"].value("used_cells", int64_t{-1});
+    }
+    return -1;
+}
+
+bool wait_coordinator_kv_cells(uint16_t api_port, int64_t n_cells, int timeout_ms) {
+    return eventually([&] { return coordinator_kv_used_cells(api_port) >= n_cells; }, timeout_ms);
+}
+
 std::string complete_greedy(uint16_t port, const std::string &prompt, int n) {
     const HttpReply r = http_post(port, "/v1/completions",
                                   {{"prompt", prompt}, {"max_tokens", n}, {"temperature", 0}});

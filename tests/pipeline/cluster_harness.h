@@ -85,6 +85,16 @@ bool wait_health(uint16_t port, const std::string &status, int timeout_ms);
 /// the body on a non-200 answer).
 std::string complete_greedy(uint16_t port, const std::string &prompt, int n);
 
+/// KV cells that the coordinator's own stage (stage 0) holds now, from GET
+/// /v1/cluster on api_port; -1 when there is no answer.
+int64_t coordinator_kv_used_cells(uint16_t api_port);
+
+/// Waits until the coordinator's stage holds at least n_cells KV cells: the
+/// running requests' prompts and generated tokens have reached that many
+/// positions (each generated token comes back from the last stage before
+/// stage 0 stores it). False on timeout.
+bool wait_coordinator_kv_cells(uint16_t api_port, int64_t n_cells, int timeout_ms);
+
 /// Waits until `pred` holds or timeout_ms passes.
 template <class Pred>
 bool eventually(Pred pred, int timeout_ms) {

@@ -37,7 +37,11 @@ TEST(PipelineLiveness, KilledWorkerFailsTheRequestAndARestartedOneServes) {
     ASSERT_TRUE(eventually(
         [&] { return http_get(serve.api_port(), "/health").body.value("requests_active", 0) == 1; },
         5000));
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    // generating: its tokens come back through both workers to stage 0
+    ASSERT_TRUE(wait_coordinator_kv_cells(serve.api_port(), 32, 30000))
+        << http_get(serve.api_port(), "/v1/cluster").body.dump(1) << serve.log();
+    ASSERT_EQ(long_request.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+        << long_request.get().body.dump();
     const auto killed_at = std::chrono::steady_clock::now();
     w2->process().signal(SIGKILL);
     ASSERT_EQ(long_request.wait_for(std::chrono::seconds(20)), std::future_status::ready);
@@ -47,8 +51,11 @@ TEST(PipelineLiveness, KilledWorkerFailsTheRequestAndARestartedOneServes) {
     EXPECT_EQ(r.status, 503) << r.body.dump();
     const std::string message = r.body["error"].value("message", "");
     EXPECT_NE(message.find("no heartbeat"), std::string::npos) << message;
-    EXPECT_LE(seconds, 10.0);
-    std::printf("request failed %.2f s after the kill: %s\n", seconds, message.c_str());
+    // 2 s of missed heartbeats, then the failure; generous for a loaded machine
+    constexpr double kAllowedS = 10.0;
+    std::printf("request failed %.2f s after the kill (%.0f s allowed): %s\n", seconds, kAllowedS,
+                message.c_str());
+    EXPECT_LE(seconds, kAllowedS);
 
     EXPECT_TRUE(serve.process().running());
     const HttpReply down = http_get(serve.api_port(), "/health");
@@ -64,30 +71,39 @@ TEST(PipelineLiveness, KilledWorkerFailsTheRequestAndARestartedOneServes) {
 }
 
 TEST(PipelineLiveness, ASlowWorkerIsNotTakenForALostUbatch) {
-    // A worker 100x slower than this machine needs far longer than the
-    // 300 ms stall timeout for a long prompt. The coordinator allows for the
-    // tokens in flight at the speed it learned from earlier answers
-    // (stall_watch.h), so the request completes instead of failing with
-    // "no answer from the pipeline".
+    // A worker 100x slower than this machine needs several stall timeouts
+    // for a long prompt (about 15 s on an idle 2-core machine against 3 s).
+    // The coordinator allows for the tokens in flight at the speed it
+    // learned from earlier answers (stall_watch.h), so the request completes
+    // instead of failing with "no answer from the pipeline". The 3 s base
+    // covers the first ubatch, before any speed is learned, on a loaded
+    // machine; a load only makes the long prompt take longer still.
+    constexpr int kStallMs = 3000;
     const std::string model = model_path("stories260K-f32.gguf");
     std::string prompt = "Once upon a time there was a cat.";
     for (int i = 0; i < 20; ++i)
         prompt += " The cat sat on the mat.";
     const std::string ref = reference_greedy(model, prompt, 8);
+    const std::string ref_short = reference_greedy(model, kPrompt, 4);
     TempDir dir;
-    ServeProcess serve(dir.file("coordinator"), model, 1,
-                       {"--split", "0:1,1:5", "--stall-timeout-ms", "300", "--parallel", "1"});
+    ServeProcess serve(
+        dir.file("coordinator"), model, 1,
+        {"--split", "0:1,1:5", "--stall-timeout-ms", std::to_string(kStallMs), "--parallel", "1"});
     JoinProcess slow(dir.file("slow"), serve.coordinator(), serve.token(),
                      {"--debug-slowdown", "100"});
     ASSERT_TRUE(wait_health(serve.api_port(), "ok", 30000)) << serve.log() << slow.log();
-    ASSERT_FALSE(complete_greedy(serve.api_port(), kPrompt, 4).empty()) << serve.log();  // learns
+    // learns the pipeline's speed
+    EXPECT_EQ(kPrompt + complete_greedy(serve.api_port(), kPrompt, 4) + "\n", ref_short)
+        << serve.log();
     const auto t0 = std::chrono::steady_clock::now();
     const std::string out = complete_greedy(serve.api_port(), prompt, 8);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_EQ(prompt + out + "\n", ref) << serve.log();
-    std::printf("the long prompt took %.2f s with a 0.3 s stall timeout\n", seconds);
-    EXPECT_GT(seconds, 0.3);  // the case this test is about: more than one stall timeout
+    std::printf("the long prompt took %.2f s, %.1f times the %.1f s stall timeout\n", seconds,
+                seconds * 1000 / kStallMs, kStallMs / 1000.0);
+    // the case this test is about: more than one stall timeout without an answer
+    EXPECT_GT(seconds * 1000, kStallMs);
     EXPECT_EQ(serve.log().find("no answer from the pipeline"), std::string::npos) << serve.log();
 }
 

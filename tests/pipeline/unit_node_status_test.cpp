@@ -3,8 +3,8 @@
 // the link round trip measured from the echoed timestamp, and lost members.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -134,9 +134,9 @@ TEST(NodeStatus, WorkerStatusReportsItsPhase) {
 TEST(NodeStatus, BoardMeasuresTheRoundTripFromTheEchoedHeartbeat) {
     NodeReports board;
     NodeRuntime r = sample_runtime();
-    r.echo_ns = static_cast<uint64_t>(steady_ns());  // the heartbeat left now
-    r.hold_us = 2000;                                // the worker held it 2 ms
-    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    // the heartbeat left 30 ms ago, and the worker held it 2 ms
+    r.echo_ns = static_cast<uint64_t>(steady_ns() - 30'000'000);
+    r.hold_us = 2000;
     board.on_status(4, "worker-1", "KEY1", node_runtime_to_json(r));
     const std::vector<NodeReport> all = board.all();
     ASSERT_EQ(all.size(), 1u);
@@ -152,10 +152,14 @@ TEST(NodeStatus, BoardMeasuresTheRoundTripFromTheEchoedHeartbeat) {
     board.on_status(5, "worker-2", "KEY2", node_runtime_to_json(keepalive));
     // malformed reports change nothing
     board.on_status(5, "worker-2", "KEY2", R"({"runtime":{"phase":"x"}})");
-    for (const NodeReport &n : board.all()) {
-        if (n.node_id == 5)
-            EXPECT_FALSE(n.rtt_ms.has_value());
-    }
+    const std::vector<NodeReport> after = board.all();
+    ASSERT_EQ(after.size(), 2u);
+    const auto worker2 = std::find_if(after.begin(), after.end(),
+                                      [](const NodeReport &n) { return n.node_id == 5; });
+    ASSERT_NE(worker2, after.end()) << "the keepalive's report is on the board";
+    EXPECT_EQ(worker2->name, "worker-2");
+    EXPECT_FALSE(worker2->rtt_ms.has_value());
+    EXPECT_EQ(worker2->runtime.phase, "ready") << "the malformed report replaced the good one";
 }
 
 TEST(NodeStatus, ALostMemberLeavesTheBoard) {

@@ -188,6 +188,11 @@ BackendStats LocalBackend::stats() const {
     return s;
 }
 
+uint64_t LocalBackend::mixed_ubatches() const {
+    std::lock_guard<std::mutex> lock(counters_mutex_);
+    return counters_.n_mixed_ubatches;
+}
+
 // ---- scheduler thread ----------------------------------------------------
 
 void LocalBackend::run() {
@@ -341,6 +346,11 @@ void LocalBackend::step() {
         return;
     }
     const int64_t compute_us = now_us() - t0;
+    bool has_decode = false, has_prompt = false;
+    for (size_t i = 0; i < order.size(); ++i) {
+        has_decode = has_decode || views[i].pending_token >= 0;
+        has_prompt = has_prompt || plan.n_prompt_taken[i] > 0;
+    }
 
     for (size_t i = 0; i < order.size(); ++i) {
         Slot &s = *slots_[order[i]];
@@ -366,7 +376,7 @@ void LocalBackend::step() {
         deliver(*s, token);
     }
     kv_used_ = stage_->kv_used();
-    record_step(compute_us, static_cast<uint32_t>(plan.out_ids.size()));
+    record_step(compute_us, static_cast<uint32_t>(plan.out_ids.size()), has_decode && has_prompt);
 }
 
 void LocalBackend::deliver(Slot &slot, int32_t token) {
@@ -442,10 +452,11 @@ void LocalBackend::finish_pending(Pending &p, FinishReason reason, const Error *
     }
 }
 
-void LocalBackend::record_step(int64_t compute_us, uint32_t n_sampled) {
+void LocalBackend::record_step(int64_t compute_us, uint32_t n_sampled, bool mixed) {
     const int64_t now = now_us();
     std::lock_guard<std::mutex> lock(counters_mutex_);
     counters_.n_ubatches += 1;
+    counters_.n_mixed_ubatches += mixed ? 1 : 0;
     counters_.compute_seconds += compute_us / 1e6;
     counters_.recent.emplace_back(now, n_sampled);
     while (!counters_.recent.empty() && counters_.recent.front().first < now - kRateWindowUs) {

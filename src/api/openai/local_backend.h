@@ -79,6 +79,10 @@ class LocalBackend : public InferenceBackend {
     BackendStats stats() const override;
     std::string cluster_json() const override;
     BackendModelInfo model_info() const override { return info_; }
+    /// Ubatches run so far that held both decode rows (of sequences that are
+    /// generating) and prompt rows (of others being prefilled): how often a
+    /// prompt was prefilled alongside decoding. Any thread.
+    uint64_t mixed_ubatches() const;
 
   private:
     struct Pending;  // a request waiting for a slot
@@ -93,7 +97,7 @@ class LocalBackend : public InferenceBackend {
     void deliver(Slot &slot, int32_t token);
     void finish(Slot &slot, FinishReason reason, const Error *error = nullptr);
     void finish_pending(Pending &p, FinishReason reason, const Error *error);
-    void record_step(int64_t compute_us, uint32_t n_sampled);
+    void record_step(int64_t compute_us, uint32_t n_sampled, bool mixed);
     void shutdown_all();
 
     LocalBackendOptions opts_;
@@ -126,6 +130,7 @@ class LocalBackend : public InferenceBackend {
 
     struct Counters {
         uint64_t n_ubatches = 0;
+        uint64_t n_mixed_ubatches = 0;  // with decode rows and prompt rows
         double compute_seconds = 0;
         std::deque<std::pair<int64_t, uint32_t>> recent;  // (step end us, tokens sampled), last 5 s
         uint64_t weight_bytes = 0, kv_bytes = 0;

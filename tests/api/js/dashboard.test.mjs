@@ -50,18 +50,23 @@ test('dashboard shows the cluster and streams a chat answer', async () => {
   await page.click('[data-testid="send"]');
   const answer = page.locator('[data-testid="msg-assistant"]').last();
   await page.waitForSelector('[data-testid="msg-assistant"][data-done="true"]', { timeout: 30000 });
-  const text = (await answer.textContent()).trim();
+  // the message is the streamed answer (its text) and then a line of meta data
+  const text = await answer.evaluate((e) => [...e.childNodes]
+    .filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join(''));
+  const meta = await answer.locator('.meta').textContent();
   assert.ok(text.length > 20, `an answer was streamed: "${text}"`);
   assert.equal(await page.locator('[data-testid="msg-user"]').count(), 1);
   assert.equal(await page.locator('.msg.error').count(), 0, 'no error message');
 
-  // the answer matches the API's own greedy completion
+  // the answer is the API's own greedy completion, whole
   const api = await (await fetch(server.url + '/v1/completions', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 48, temperature: 0, top_p: 0.95 }),
   })).json();
-  assert.ok(text.startsWith(api.choices[0].text.trim().slice(0, 20)), `"${text}" vs "${api.choices[0].text}"`);
+  assert.equal(text, api.choices[0].text);
+  assert.ok(meta.startsWith(`${api.choices[0].finish_reason} · ${api.usage.completion_tokens} tokens`),
+    `meta line "${meta}" vs ${JSON.stringify(api.usage)}`);
 
   // the cluster view refreshes: tokens/s reflects the generation
   await page.waitForFunction(() => Number(document.querySelector('[data-testid="node-tps"]').textContent) > 0,

@@ -58,7 +58,10 @@ test('the dashboard of a three-node cluster shows every node and streams an answ
   await page.fill('[data-testid="prompt"]', 'Once upon a time');
   await page.click('[data-testid="send"]');
   await page.waitForSelector('[data-testid="msg-assistant"][data-done="true"]', { timeout: 30000 });
-  const text = (await page.locator('[data-testid="msg-assistant"]').last().textContent()).trim();
+  const answer = page.locator('[data-testid="msg-assistant"]').last();
+  const text = await answer.evaluate((e) => [...e.childNodes]
+    .filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join(''));
+  const meta = await answer.locator('.meta').textContent();
   assert.ok(text.length > 20, `an answer was streamed: "${text}"`);
   assert.equal(await page.locator('.msg.error').count(), 0, 'no error message');
   const api = await (await fetch(cluster.url + '/v1/completions', {
@@ -66,8 +69,10 @@ test('the dashboard of a three-node cluster shows every node and streams an answ
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 48, temperature: 0 }),
   })).json();
-  // the message holds the answer, then a line of meta data (finish reason, tokens, speed)
-  assert.ok(text.startsWith(api.choices[0].text.trim()), `"${text}" vs "${api.choices[0].text}"`);
+  // the message holds the answer, whole, then a line of meta data (finish reason, tokens, speed)
+  assert.equal(text, api.choices[0].text);
+  assert.ok(meta.startsWith(`${api.choices[0].finish_reason} · ${api.usage.completion_tokens} tokens`),
+    `meta line "${meta}" vs ${JSON.stringify(api.usage)}`);
 
   // the cluster view refreshes: the nodes show the tokens that went through them
   await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="node-tps"]')]
