@@ -82,6 +82,16 @@ nlohmann::json last_adopted(const nlohmann::json &cluster) {
     return found;
 }
 
+/// Blocks that node `id` runs in a plan's JSON (0 when it has no stage).
+int blocks_of(const nlohmann::json &plan, const std::string &id) {
+    int n = 0;
+    for (const auto &s : plan["stages"]) {
+        if (s["node_id"] == id)
+            n += s["last_layer"].get<int>() - s["first_layer"].get<int>() + 1;
+    }
+    return n;
+}
+
 /// Seconds of one completion of n tokens (the model's end token ignored).
 double timed_completion(uint16_t api, int n) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -340,8 +350,22 @@ TEST(PlannerEmulation, ThrottledWorkerTriggersAReplanAndTheRunningRequestComplet
         },
         60000))
         << after.dump(1) << e.logs();
-    for (const auto &s : after["plan"]["stages"])
-        EXPECT_NE(s["node_id"], mem) << after["plan"].dump(1);
+    // The new plan takes work away from "mem": usually it leaves "mem" out
+    // ("slow" at 6x beats "mem" at 8x), but when "slow"'s start-up
+    // measurement was inflated by other work on this machine's two cores, a
+    // plan that keeps "mem" with fewer blocks is the right answer to what the
+    // planner measured. Either way the adopted plan must be predicted faster
+    // than the plan it replaced, under the same (throttled) measurements.
+    const int blocks_before = blocks_of(c["plan"], mem);
+    const int blocks_after = blocks_of(after["plan"], mem);
+    std::printf("\"mem\" ran %d block(s) before the re-plan and %d after\n", blocks_before,
+                blocks_after);
+    EXPECT_LT(blocks_after, blocks_before) << after["plan"].dump(1);
+    const nlohmann::json adopted = last_adopted(after);
+    ASSERT_TRUE(adopted["current_ms"].is_number() && adopted["candidate_ms"].is_number())
+        << adopted.dump(1);
+    EXPECT_LT(adopted["candidate_ms"].get<double>(), adopted["current_ms"].get<double>())
+        << adopted.dump(1);
     EXPECT_EQ(kPrompt + complete_greedy(api, kPrompt, 16) + "\n", ref_short) << "the new plan";
 }
 
