@@ -42,7 +42,7 @@ struct CoordinatorOptions {
     double replan_margin = 0.10;           // adopt only when this much faster
     double min_battery_percent = 20;       // below it and not charging: leave the plan
     int replan_drain_timeout_ms = 120000;  // give a re-plan up when requests run longer
-    double debug_slowdown = 1.0;  // debug: stage 0 runs this many times slower (Stage slowdown)
+    double debug_slowdown = 1.0;    // debug: stage 0 runs this many times slower (Stage slowdown)
     std::string debug_logits_file;  // debug: when stage 0 is also the last stage, append sampled
                                     // tokens and first logits here (logits_dump.h; "" = none)
 

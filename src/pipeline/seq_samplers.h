@@ -53,7 +53,7 @@ class SequenceSamplers {
   private:
     struct Entry {
         std::unique_ptr<Sampler> sampler;
-        int32_t n_seen = 0;  // positions [0, n_seen) have been accepted
+        int32_t n_seen = 0;    // positions [0, n_seen) have been accepted
         bool sampled = false;  // a token was sampled since the sampler was created
     };
     int32_t n_vocab_;

@@ -38,9 +38,10 @@ inline std::string prerequisite_missing(Prerequisite p) {
     if (p == Prerequisite::Root)
         return "";
     const std::string probe = "cl-prq" + std::to_string(::getpid() % 100000);
-    const std::string cmd = "ip netns add " + probe + " >/dev/null 2>&1 && ip netns del " + probe +
-                            " >/dev/null 2>&1";
-    return std::system(cmd.c_str()) == 0 ? "" : "`ip netns add` failed (no iproute2 or no permission)";
+    const std::string cmd =
+        "ip netns add " + probe + " >/dev/null 2>&1 && ip netns del " + probe + " >/dev/null 2>&1";
+    return std::system(cmd.c_str()) == 0 ? ""
+                                         : "`ip netns add` failed (no iproute2 or no permission)";
 }
 
 }  // namespace colony::test
@@ -48,14 +49,14 @@ inline std::string prerequisite_missing(Prerequisite p) {
 /// Skips the current test (or fails it under COLONY_TEST_STRICT=1) when the
 /// prerequisite `p` (a colony::test::Prerequisite) is missing. Use it in a test
 /// body or SetUp(); like GTEST_SKIP it returns from the enclosing function.
-#define COLONY_REQUIRE_PREREQUISITE(p)                                                          \
-    do {                                                                                        \
-        const std::string colony_why_ = ::colony::test::prerequisite_missing(p);                \
-        if (!colony_why_.empty()) {                                                             \
-            if (::colony::test::strict_prerequisites())                                         \
-                FAIL() << "prerequisite missing: " << ::colony::test::prerequisite_name(p)      \
-                       << " (" << colony_why_ << "), and COLONY_TEST_STRICT=1 forbids skipping"; \
-            GTEST_SKIP() << "prerequisite missing: " << ::colony::test::prerequisite_name(p)    \
-                         << " (" << colony_why_ << ")";                                         \
-        }                                                                                       \
+#define COLONY_REQUIRE_PREREQUISITE(p)                                                             \
+    do {                                                                                           \
+        const std::string colony_why_ = ::colony::test::prerequisite_missing(p);                   \
+        if (!colony_why_.empty()) {                                                                \
+            if (::colony::test::strict_prerequisites())                                            \
+                FAIL() << "prerequisite missing: " << ::colony::test::prerequisite_name(p) << " (" \
+                       << colony_why_ << "), and COLONY_TEST_STRICT=1 forbids skipping";           \
+            GTEST_SKIP() << "prerequisite missing: " << ::colony::test::prerequisite_name(p)       \
+                         << " (" << colony_why_ << ")";                                            \
+        }                                                                                          \
     } while (0)
