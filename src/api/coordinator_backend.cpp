@@ -3,45 +3,14 @@
 #include <memory>
 #include <utility>
 
+#include "api/seq_request.h"
 #include "pipeline/cluster_state.h"
 #include "pipeline/coordinator.h"
-#include "pipeline/coordinator_scheduler.h"
-#include "pipeline/seq_samplers.h"
-#include "runtime/tokenizer.h"
+#include "pipeline/batch_scheduler.h"
 #include "util/error.h"
 
 namespace colony {
 
-namespace {
-
-FinishReason finish_of(SeqOutcome::End end) {
-    switch (end) {
-        case SeqOutcome::End::kStop:
-            return FinishReason::kStop;
-        case SeqOutcome::End::kLength:
-            return FinishReason::kLength;
-        case SeqOutcome::End::kCancelled:
-            return FinishReason::kCancelled;
-        case SeqOutcome::End::kError:
-            return FinishReason::kError;
-    }
-    return FinishReason::kError;
-}
-
-GenerationResult result_of(const SeqOutcome &o) {
-    GenerationResult r;
-    r.finish = finish_of(o.end);
-    r.n_prompt = o.n_prompt;
-    r.n_generated = o.n_generated;
-    r.queue_us = o.queue_us;
-    r.ttft_us = o.ttft_us;
-    r.total_us = o.total_us;
-    r.error_code = o.error_code;
-    r.error_message = o.error_message;
-    return r;
-}
-
-}  // namespace
 
 CoordinatorBackend::CoordinatorBackend(Coordinator &coordinator, CoordinatorBackendOptions opts)
     : c_(coordinator), opts_(std::move(opts)) {
@@ -60,19 +29,8 @@ CoordinatorBackend::CoordinatorBackend(Coordinator &coordinator, CoordinatorBack
 }
 
 uint64_t CoordinatorBackend::submit(GenerationRequest request, GenerationCallbacks callbacks) {
-    auto req = std::make_unique<SeqRequest>();
-    req->prompt = std::move(request.prompt);
-    req->max_tokens = request.max_tokens;
-    req->sampling = sampling_to_wire(request.sampling);
-    req->ignore_eos = request.ignore_eos;
-    const Tokenizer *tok = &c_.tokenizer();
-    req->is_eog = [tok](int32_t t) { return tok->is_eog(t); };
-    req->on_token = std::move(callbacks.on_token);
-    req->on_done = [done = std::move(callbacks.on_done)](const SeqOutcome &o) {
-        if (done)
-            done(result_of(o));
-    };
-    return c_.scheduler().submit(std::move(req));
+    return c_.scheduler().submit(
+        make_seq_request(std::move(request), std::move(callbacks), c_.tokenizer()));
 }
 
 void CoordinatorBackend::cancel(uint64_t id) {

@@ -2,10 +2,10 @@
 // InferenceBackend, so that OpenAiServer serves a distributed cluster the way
 // it serves a whole model in one process (LocalBackend).
 //
-//   submit   -> CoordinatorScheduler::submit: a sequence in the pipeline,
+//   submit   -> BatchScheduler::submit: a sequence in the pipeline,
 //               tokens streamed back through on_token as the last stage
 //               samples them, on_done exactly once
-//   cancel   -> CoordinatorScheduler::cancel: the sequence stops and
+//   cancel   -> BatchScheduler::cancel: the sequence stops and
 //               SEQ_RELEASE frees its KV cache on every stage
 //   health   -> the control plane's readiness (ok, no workers, degraded)
 //   stats    -> stage 0's counters from the scheduler, the workers' from

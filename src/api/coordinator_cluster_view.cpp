@@ -22,7 +22,7 @@
 #include "cluster/plan_table.h"
 #include "pipeline/cluster_state.h"
 #include "pipeline/coordinator.h"
-#include "pipeline/coordinator_scheduler.h"
+#include "pipeline/batch_scheduler.h"
 #include "pipeline/node_status.h"
 #include "util/clock.h"
 
@@ -187,7 +187,7 @@ std::vector<std::pair<NodeView, Runtime>> nodes_with_runtime(const Coordinator &
 
 BackendStats CoordinatorBackend::stats() const {
     BackendStats s;
-    const CoordinatorScheduler &sched = c_.scheduler();
+    const BatchScheduler &sched = c_.scheduler();
     s.n_queued = sched.n_queued();
     s.n_running = sched.n_active();
     s.n_parallel = c_.options().n_parallel;
@@ -215,7 +215,7 @@ BackendStats CoordinatorBackend::stats() const {
 
 std::string CoordinatorBackend::cluster_json() const {
     const BackendHealth h = health();
-    const CoordinatorScheduler &sched = c_.scheduler();
+    const BatchScheduler &sched = c_.scheduler();
     const ClusterView view = c_.state().cluster_view();
     json nodes = json::array();
     const bool has_plan = c_.state().snapshot().plan.has_value();

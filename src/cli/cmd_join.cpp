@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/process_info.h"
 #include "cli/signals.h"
+#include "model/kv_cache.h"
 #include "net/keys.h"
 #include "net/tokens.h"
 #include "pipeline/worker.h"
@@ -21,7 +22,8 @@ namespace colony {
 
 int cmd_join(int argc, char **argv) {
     WorkerOptions o;
-    std::string config_dir, cache_dir;
+    std::string config_dir, cache_dir, cache_k = "f16", cache_v = "f16";
+    bool no_mmap = false;
     float mem_limit = 0, join_timeout_s = 0, slowdown = 1;
     int32_t threads = 0;
     uint32_t data_port = 0;
@@ -51,6 +53,11 @@ int cmd_join(int argc, char **argv) {
           "sequence's first one to PATH (format: docs/pipeline.md)",
           &o.debug_logits_file);
     p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &threads);
+    p.add("-ctk", "--cache-type-k", "TYPE",
+          "KV cache type of K of this worker's stage: f32, f16, bf16, q8_0, q4_0, ...", &cache_k);
+    p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of this worker's stage",
+          &cache_v);
+    p.flag("", "--no-mmap", "read the shard into memory instead of mapping the file", &no_mmap);
     p.add("", "--cache-dir", "DIR", "shard cache (default ~/.cache/colony/shards)", &cache_dir);
     p.add("", "--config-dir", "DIR", "node key (default ~/.config/colony/worker)", &config_dir);
     p.add("", "--data-host", "HOST", "interface of the data socket (* = all)", &o.data_host);
@@ -85,6 +92,9 @@ int cmd_join(int argc, char **argv) {
     o.data_port = static_cast<uint16_t>(data_port);
     o.mem_limit_gib = mem_limit;
     o.n_threads = threads;
+    o.type_k = parse_cache_type(cache_k);
+    o.type_v = parse_cache_type(cache_v);
+    o.use_mmap = !no_mmap;
     o.insecure = insecure;
     o.join_timeout_ms = static_cast<int>(join_timeout_s * 1000);
     o.config_dir = config_dir_or_default(config_dir, true);

@@ -28,10 +28,11 @@
 #include <cpp-httplib/httplib.h>
 #include <nlohmann/json.hpp>
 
-#include "api/openai/serve_local.h"
+#include "cli/api_args.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/signals.h"
+#include "model/kv_cache.h"
 #include "pipeline/child_process.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -46,6 +47,8 @@ constexpr int kHealthTimeoutMs = 120000;
 struct RunOptions {
     std::string model, prompt, split, wire_type = "f16";
     std::string debug_logits_file;  // passed to every process; only the last stage writes
+    std::string cache_k = "f16", cache_v = "f16";  // KV cache types of every stage
+    bool no_mmap = false;                         // every process reads its weights into memory
     uint32_t workers = 1;
     int32_t n_predict = 128, threads = 0, seed = -1, top_k = 40;
     uint32_t n_ctx = 4096, parallel = 4;
@@ -249,6 +252,19 @@ std::string served_model(const RunOptions &o, uint16_t api_port) {
 }
 
 /// Arguments of `colony serve` for the API options given to run.
+/// The stage options every process gets (-ctk, -ctv, --no-mmap), only
+/// those that differ from the defaults.
+std::vector<std::string> stage_arguments(const RunOptions &o) {
+    std::vector<std::string> args;
+    if (o.cache_k != "f16")
+        args.insert(args.end(), {"-ctk", o.cache_k});
+    if (o.cache_v != "f16")
+        args.insert(args.end(), {"-ctv", o.cache_v});
+    if (o.no_mmap)
+        args.push_back("--no-mmap");
+    return args;
+}
+
 void add_api_arguments(const ApiArgs &a, std::vector<std::string> &argv) {
     const ApiArgs defaults;
     auto add = [&](const char *flag, const std::string &value) {
@@ -297,6 +313,10 @@ int cmd_run(int argc, char **argv) {
     p.add("", "--parallel", "N", "sequences in flight at once", &o.parallel);
     p.add("-t", "--threads", "N", "compute threads per process (default: cores / processes)",
           &o.threads);
+    p.add("-ctk", "--cache-type-k", "TYPE",
+          "KV cache type of K of every stage: f32, f16, bf16, q8_0, q4_0, ...", &o.cache_k);
+    p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of every stage", &o.cache_v);
+    p.flag("", "--no-mmap", "every process reads its weights into memory", &o.no_mmap);
     p.add("", "--debug-logits-file", "PATH",
           "debug: the last stage appends each sampled token and the logits of each sequence's "
           "first one to PATH (format: docs/pipeline.md)",
@@ -322,6 +342,9 @@ int cmd_run(int argc, char **argv) {
     // the key reaches the coordinator through its environment, not its command line
     if (!o.api.server.api_key.empty())
         ::setenv("COLONY_API_KEY", o.api.server.api_key.c_str(), 1);
+    (void)parse_cache_type(o.cache_k);  // a bad type fails here, not in a child
+    (void)parse_cache_type(o.cache_v);
+    const std::vector<std::string> stage_args = stage_arguments(o);
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
     const int threads = o.threads > 0 ? o.threads : std::max(1, int(cores / (o.workers + 1)));
     const std::string model = std::filesystem::absolute(o.model).string();
@@ -368,6 +391,7 @@ int cmd_run(int argc, char **argv) {
         serve.push_back(logits_file);
     }
     add_api_arguments(o.api, serve);
+    serve.insert(serve.end(), stage_args.begin(), stage_args.end());
     const std::string out_log = cluster.log("coordinator.out");
     cluster.serve_ =
         std::make_unique<ChildProcess>(serve, out_log, one_shot ? cluster.log("coordinator") : "");
@@ -399,6 +423,7 @@ int cmd_run(int argc, char **argv) {
             join.push_back("--debug-logits-file");
             join.push_back(logits_file);
         }
+        join.insert(join.end(), stage_args.begin(), stage_args.end());
         cluster.workers_.push_back(
             std::make_unique<ChildProcess>(join, "", one_shot ? cluster.log(name) : ""));
     }

@@ -10,7 +10,8 @@
 
 #include "api/coordinator_backend.h"
 #include "api/openai/openai_server.h"
-#include "api/openai/serve_local.h"
+#include "api/serve_local.h"
+#include "cli/api_args.h"
 #include "cli/args.h"
 #include "cli/cli_paths.h"
 #include "cli/cluster_cli.h"
@@ -144,9 +145,12 @@ int cmd_serve(int argc, char **argv) {
     p.add("-ub", "--ubatch-size", "N", "tokens per ubatch (prefill chunk)", &o.n_ubatch);
     p.add("-t", "--threads", "N", "compute threads of this machine's stage, 0 = all cores",
           &threads);
-    p.add("-ctk", "--cache-type-k", "TYPE", "KV cache type of K (serving alone only)", &cache_k);
-    p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V (serving alone only)", &cache_v);
-    p.flag("", "--no-mmap", "copy weights into memory (serving alone only)", &no_mmap);
+    p.add("-ctk", "--cache-type-k", "TYPE",
+          "KV cache type of K of this machine's stage: f32, f16, bf16, q8_0, q4_0, ...", &cache_k);
+    p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of this machine's stage",
+          &cache_v);
+    p.flag("", "--no-mmap", "copy this machine's weights into memory instead of mapping the file",
+           &no_mmap);
     p.add("", "--mem-limit", "GiB", "memory the planner may use on the coordinator (default: MemAvailable)",
           &mem_limit);
     p.add("", "--config-dir", "DIR", "node key and join tokens (default ~/.config/colony)",
@@ -164,7 +168,7 @@ int cmd_serve(int argc, char **argv) {
           &ready_file);
     p.add("", "--debug-logits-file", "PATH",
           "debug: when this machine's stage is the last one, append each sampled token and "
-          "the logits of each sequence's first one to PATH (with workers only; format: "
+          "the logits of each sequence's first one to PATH (format: "
           "docs/pipeline.md)",
           &o.debug_logits_file);
     p.flag("", "--insecure", "plaintext, no authentication (never on an untrusted network)",
@@ -185,10 +189,6 @@ int cmd_serve(int argc, char **argv) {
 
     if (o.workers_expected == 0 && n_ranges <= 1) {
         // Serving alone: the whole model in this process.
-        if (!o.debug_logits_file.empty()) {
-            throw Error(ErrorCode::kInvalidArgument,
-                        "--debug-logits-file applies only to a cluster (with workers)");
-        }
         if (!o.split.empty()) {
             const auto file = GgufFile::open(o.model_path);
             (void)parse_layer_split(o.split, ModelHparams::from_gguf(*file).n_layer);
@@ -204,13 +204,13 @@ int cmd_serve(int argc, char **argv) {
         bo.type_k = parse_cache_type(cache_k);
         bo.type_v = parse_cache_type(cache_v);
         bo.use_mmap = !no_mmap;
+        bo.debug_logits_file = o.debug_logits_file;
         return serve_local(bo, api_server_options(api, api_host), ready_file);
     }
 
-    if (cache_k != "f16" || cache_v != "f16" || no_mmap) {
-        throw Error(ErrorCode::kInvalidArgument,
-                    "-ctk, -ctv and --no-mmap apply only when serving alone (no workers)");
-    }
+    o.type_k = parse_cache_type(cache_k);
+    o.type_v = parse_cache_type(cache_v);
+    o.use_mmap = !no_mmap;
     o.port = port_option(port, "--port");
     o.wire_type = wire_dtype_from_name(wire_type);
     o.n_threads = threads;

@@ -2,7 +2,7 @@
 // the node key and the join tokens, the membership view and the plan; runs
 // stage 0 itself. It is two parts on their own threads:
 //   CoordinatorControl    control socket: joins, heartbeats, plan, shards
-//   CoordinatorScheduler  stage 0, ubatches, the data sockets, requests in token ids
+//   BatchScheduler  stage 0, ubatches, the data sockets, requests in token ids
 // Requests reach it through CoordinatorBackend (src/api/coordinator_backend.h),
 // the InferenceBackend behind the HTTP API, which uses scheduler(), state()
 // and tokenizer().
@@ -22,7 +22,7 @@ namespace colony {
 
 class admission_control;
 class ClusterState;
-class CoordinatorScheduler;
+class BatchScheduler;
 class GgufFile;
 class ShardService;
 class Tokenizer;
@@ -49,8 +49,8 @@ class Coordinator {
     void stop();
 
     /// The request path: submit, cancel, stage 0's counters. Thread-safe.
-    CoordinatorScheduler &scheduler() { return *scheduler_; }
-    const CoordinatorScheduler &scheduler() const { return *scheduler_; }
+    BatchScheduler &scheduler() { return *scheduler_; }
+    const BatchScheduler &scheduler() const { return *scheduler_; }
     /// Plan, readiness and the workers' reports. Thread-safe.
     const ClusterState &state() const { return *state_; }
     /// The model's tokenizer (vocab only; const methods are thread-safe).
@@ -87,7 +87,7 @@ class Coordinator {
     std::string data_endpoint_;
     std::unique_ptr<ShardService> shards_;
     std::unique_ptr<ClusterState> state_;
-    std::unique_ptr<CoordinatorScheduler> scheduler_;
+    std::unique_ptr<BatchScheduler> scheduler_;
     std::unique_ptr<CoordinatorControl> control_;
 };
 

@@ -1,10 +1,12 @@
-// Settings of a coordinator (`colony serve`).
+// Settings of a coordinator (`colony serve`) and of the batch scheduler that
+// serves requests, with workers or alone (batch_scheduler.h).
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <string>
 
+#include "ggml.h"
 #include "net/wire-dtype.h"
 
 namespace colony {
@@ -22,6 +24,10 @@ struct CoordinatorOptions {
     uint32_t n_parallel = 4;           // sequences in flight; each has n_ctx / n_parallel positions
     uint32_t n_ubatch = 512;           // tokens per ubatch (prefill chunk)
     int n_threads = 0;                 // compute threads of stage 0; 0 = all cores
+    ggml_type type_k = GGML_TYPE_F16;  // stage 0's KV cache types (-ctk, -ctv): a stage's
+    ggml_type type_v = GGML_TYPE_F16;  // own choice (DESIGN.md, decision 9)
+    bool use_mmap = true;              // stage 0 maps the file (false: --no-mmap, read into memory)
+    bool use_repack = true;            // CPU weight repacking (llama.cpp's extra buffer types)
     double mem_limit_gib = 0;          // memory the planner may use here (GiB); 0 = MemAvailable
     bool insecure = false;             // plaintext, no authentication (warns)
     int heartbeat_interval_ms = 1000;  // HEARTBEAT to every worker

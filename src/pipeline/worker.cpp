@@ -79,7 +79,8 @@ Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
     if (!opts_.insecure)
         zap_ = std::make_unique<zap_handler>(ctx_);
     data_ = std::make_unique<WorkerData>(ctx_, zap_.get(), node_keys_, coordinator_key_z85_,
-                                         opts_.n_threads,
+                                         WorkerStageOptions{opts_.n_threads, opts_.type_k,
+                                                            opts_.type_v, opts_.use_mmap},
                                          tcp_endpoint(opts_.data_host, opts_.data_port));
     data_->set_slowdown(opts_.debug_slowdown);
     if (!opts_.debug_logits_file.empty())

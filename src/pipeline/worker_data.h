@@ -3,9 +3,11 @@
 // the coordinator and the previous stage's key) and the PUSH socket to the
 // next stage (or to the coordinator, from the last stage).
 //
-// Per message: ACTIVATIONS -> wire_check_activations against the plan ->
-// run_stage_step -> ACTIVATIONS to the next stage, or TOKENS to the
-// coordinator from the last stage. SEQ_RELEASE -> seq_rm on this stage, drop
+// The stage, its samplers, the outgoing link and the counters are a
+// StageHost (stage_host.h), the same one that runs stage 0 on the
+// coordinator. Per message: ACTIVATIONS -> wire_check_activations against the
+// plan -> StageHost::step -> ACTIVATIONS to the next stage, or TOKENS to the
+// coordinator from the last stage (the message's request id goes along). SEQ_RELEASE -> seq_rm on this stage, drop
 // the sampler, pass it on. Anything invalid is logged and dropped.
 #pragma once
 
@@ -21,11 +23,12 @@
 
 #include <zmq.hpp>
 
+#include "ggml.h"
 #include "net/keys.h"
 #include "net/wire.h"
 #include "pipeline/node_status.h"
 #include "pipeline/probe_cache.h"
-#include "pipeline/seq_samplers.h"
+#include "pipeline/stage_host.h"
 
 namespace colony {
 
@@ -44,12 +47,22 @@ struct WorkerAssignment {
     std::string prev_key_z85;          // "" = only the coordinator sends to us
 };
 
+/// How this worker runs the stages it is given: its own choices, not the
+/// plan's (DESIGN.md, decision 9).
+struct WorkerStageOptions {
+    int n_threads = 0;                 // compute threads; 0 = all cores
+    ggml_type type_k = GGML_TYPE_F16;  // KV cache types (-ctk, -ctv of `colony join`)
+    ggml_type type_v = GGML_TYPE_F16;
+    bool use_mmap = true;  // false: read the shard into memory (--no-mmap)
+};
+
 class WorkerData {
   public:
     /// Binds the PULL socket on bind_endpoint (e.g. "tcp://*:*"). zap is null
     /// in insecure mode. Throws Error(kUnavailable) when it cannot bind.
     WorkerData(zmq::context_t &ctx, zap_handler *zap, const curve_keypair &node_keys,
-               std::string coordinator_key_z85, int n_threads, const std::string &bind_endpoint);
+               std::string coordinator_key_z85, WorkerStageOptions stage_opts,
+               const std::string &bind_endpoint);
     ~WorkerData();
     WorkerData(const WorkerData &) = delete;
     WorkerData &operator=(const WorkerData &) = delete;
@@ -57,7 +70,7 @@ class WorkerData {
     /// Debug: when this worker is the last stage, its samplers write every
     /// sampled token (and each sequence's first logits) to `dump`
     /// (logits_dump.h). Call before start().
-    void set_logits_dump(std::shared_ptr<LogitsDump> dump) { logits_dump_ = std::move(dump); }
+    void set_logits_dump(std::shared_ptr<LogitsDump> dump) { host_.set_logits_dump(std::move(dump)); }
 
     /// The bound data endpoint ("tcp://0.0.0.0:40123").
     const std::string &endpoint() const { return endpoint_; }
@@ -88,7 +101,7 @@ class WorkerData {
         uint64_t loaded_epoch = 0;        // plan epoch of the loaded stage; 0: none
         std::string error;                // why the last assignment failed to load
         uint64_t ubatches = 0;            // ubatches computed
-        uint64_t bytes_out = 0;           // wire bytes sent to the next stage
+        uint64_t bytes_out = 0;           // wire bytes sent to the next stage (or coordinator)
         std::optional<StageProbe> probe;  // of the loaded stage
     };
     Status status() const;
@@ -104,7 +117,7 @@ class WorkerData {
     void set_slowdown(double factor);
     double slowdown() const { return slowdown_.load(); }
     /// The stage's counters and KV cache use (node_status.h). Thread-safe.
-    StageRuntime stage_runtime() const { return meter_.snapshot(); }
+    StageRuntime stage_runtime() const { return host_.meter().snapshot(); }
 
   private:
     void run();
@@ -116,30 +129,21 @@ class WorkerData {
     void measure(bool same_stage);
     ProbeKey probe_key() const;
     StageProbe stage_probe(double decode_ms, double prefill_ms_per_token) const;
-    void on_activations(const wire_activations &act);
-    void on_release(const wire_seq_release &rel);
-    bool send(wire_body body);
+    void on_activations(const wire_activations &act, uint64_t request_id);
+    void on_release(const wire_seq_release &rel, uint64_t request_id);
 
     zmq::context_t &ctx_;
     zap_handler *zap_;
     const curve_keypair &node_keys_;
     std::string coordinator_key_z85_;
-    int n_threads_;
+    WorkerStageOptions opts_;
     zmq::socket_t pull_;
     std::string endpoint_;
 
     // Data thread only.
-    std::unique_ptr<Stage> stage_;
-    std::shared_ptr<const GgufFile> shard_;
+    StageHost host_;  // stage, samplers, link to the next stage; meter() is thread-safe
     std::filesystem::path shard_path_;
-    std::unique_ptr<SequenceSamplers> samplers_;
-    std::shared_ptr<LogitsDump> logits_dump_;  // set before start(); null: none
-    std::unique_ptr<zmq::socket_t> push_;
-    bool push_connected_ = false;  // push_ connects lazily (see apply)
     std::optional<WorkerAssignment> current_;
-    uint32_t link_counter_ = 0;
-
-    StageMeter meter_;  // thread-safe on its own
 
     mutable std::mutex mutex_;
     std::optional<WorkerAssignment> pending_;  // guarded by mutex_

@@ -7,10 +7,14 @@
 
 namespace colony {
 
-Sampler::Sampler(const SamplingParams &p, int32_t n_vocab) : n_vocab_(n_vocab) {
+void validate_sampling(const SamplingParams &p) {
     if (p.top_p < 0.0f || p.top_p > 1.0f) throw Error(ErrorCode::kInvalidArgument, "top_p must be in [0, 1]");
     if (p.min_p < 0.0f || p.min_p > 1.0f) throw Error(ErrorCode::kInvalidArgument, "min_p must be in [0, 1]");
     if (p.repeat_penalty <= 0.0f) throw Error(ErrorCode::kInvalidArgument, "repeat_penalty must be > 0");
+}
+
+Sampler::Sampler(const SamplingParams &p, int32_t n_vocab) : n_vocab_(n_vocab) {
+    validate_sampling(p);
     if (n_vocab <= 0) throw Error(ErrorCode::kInvalidArgument, "empty vocabulary");
     chain_ = llama_sampler_chain_init(llama_sampler_chain_default_params());
     const bool penalties = p.repeat_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f;

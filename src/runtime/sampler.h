@@ -23,6 +23,10 @@ struct SamplingParams {
     uint32_t seed = 0xFFFFFFFF;     // LLAMA_DEFAULT_SEED: random
 };
 
+/// Throws Error(kInvalidArgument) naming the field when a parameter is out of
+/// range (top_p or min_p outside [0, 1], repeat_penalty <= 0).
+void validate_sampling(const SamplingParams &params);
+
 class Sampler {
 public:
     /// Errors: kInvalidArgument for out-of-range parameters (negative

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "api/openai/local_backend.h"
+#include "api/local_backend.h"
 #include "api/openai/openai_server.h"
 #include "llama.h"
 

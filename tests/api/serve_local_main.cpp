@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "api/openai/serve_local.h"
+#include "cli/api_args.h"
 #include "llama.h"
 #include "util/error.h"
 

@@ -9,7 +9,7 @@
 #include "api/openai/request_parse.h"
 #include "api/openai/response_json.h"
 #include "api/openai/stop_matcher.h"
-#include "api/openai/ubatch_builder.h"
+#include "runtime/ubatch_builder.h"
 #include "api_test_support.h"
 
 namespace colony {

@@ -11,7 +11,7 @@
 #include <set>
 #include <thread>
 
-#include "api/openai/local_backend.h"
+#include "api/local_backend.h"
 #include "api/openai/openai_server.h"
 #include "api_test_support.h"
 #include "runtime/tokenizer.h"

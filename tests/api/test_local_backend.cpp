@@ -9,7 +9,7 @@
 #include <optional>
 #include <thread>
 
-#include "api/openai/local_backend.h"
+#include "api/local_backend.h"
 #include "api_test_support.h"
 #include "model/gguf_file.h"
 #include "model/hparams.h"

@@ -1,7 +1,6 @@
 # colony_openai: the OpenAI-compatible HTTP layer (openai_server.h) over an
-# InferenceBackend (inference_backend.h), LocalBackend (the whole model in
-# this process, continuous batching), the dashboard's files embedded into the
-# library, and `colony serve` without workers (serve_local.h).
+# InferenceBackend (inference_backend.h) and the dashboard's files embedded
+# into the library. It knows nothing of what runs the model.
 # Meant to be include()d from src/api/CMakeLists.txt. Needs the targets
 # colony_runtime, colony_cluster, colony_util, colony_vendor and cpp-httplib.
 #
@@ -30,10 +29,6 @@ add_library(colony_openai STATIC
   ${_openai_dir}/generation_stream.cpp
   ${_openai_dir}/generation_handler.cpp
   ${_openai_dir}/openai_server.cpp
-  ${_openai_dir}/ubatch_builder.cpp
-  ${_openai_dir}/local_backend.cpp
-  ${_openai_dir}/local_backend_cluster.cpp
-  ${_openai_dir}/serve_local.cpp
   ${_openai_gen}/web_assets.cpp)
 target_link_libraries(colony_openai
   PUBLIC colony_runtime colony_util

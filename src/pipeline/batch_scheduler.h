@@ -1,24 +1,32 @@
-// The coordinator's scheduler: one thread that owns stage 0 (the first layer
-// range, run on the full model file), the PUSH socket to stage 1 and the PULL
+// BatchScheduler: the one engine that serves requests, for a single node (a
+// cluster of one: LocalBackend) and for a coordinator (stage 0 of a
+// pipeline). One thread owns stage 0's StageHost (the first layer range, run
+// on the full model file), the link to stage 1 and, in a cluster, the PULL
 // socket on which the last stage returns TOKENS.
 //
 // Each request gets a sequence id (a slot, < n_parallel). Every turn the
-// scheduler builds one ubatch of at most n_ubatch tokens: first one decode
-// token of every sequence whose last token came back, then prefill chunks of
-// sequences that still have prompt tokens. It runs the ubatch through stage 0
-// and sends the hidden states to stage 1 without waiting for the answer, so
-// with several sequences in flight every stage works on some micro-batch.
-// Sampled tokens come back as TOKENS and go to the request's on_token; a
-// finished, cancelled or failed sequence is freed on every stage by
+// scheduler
+//   1. follows the plan in ClusterState (a new epoch: fail or keep what runs,
+//      load stage 0 for the new range, open the link to stage 1),
+//   2. takes the tokens the last stage sampled (or that stage 0 sampled
+//      itself when the plan has one stage),
+//   3. drops cancelled requests, admits queued ones into free slots,
+//   4. builds one ubatch of at most n_ubatch rows (ubatch_builder.h: one
+//      decode row for every sequence whose last token came back, then prompt
+//      chunks in admission order) and runs it through stage 0; hidden states
+//      go to stage 1 without waiting for the answer, so with several
+//      sequences in flight every stage works on some micro-batch. On a plan
+//      of one stage, stage 0 samples at once (continuous batching on one node).
+// A finished, cancelled or failed sequence is freed on every stage by
 // SEQ_RELEASE, which travels down the pipeline behind the sequence's last
 // ubatch (same FIFO path, so it never overtakes it).
 //
-// Cancellation (cancel(id), e.g. the HTTP client went away): a queued request
-// leaves the queue; a running one ends at once (on_done with kCancelled), its
-// cells are freed on stage 0 and SEQ_RELEASE goes down the pipeline. When an
-// output row of the sequence is still in flight, the slot stays reserved
-// ("draining") until that row's token comes back and is dropped, so a new
-// request in the same slot never receives a token of the old one.
+// Cancellation: a queued request leaves the queue; a running one ends at once
+// (on_done with kCancelled), its cells are freed on stage 0 and SEQ_RELEASE
+// goes down the pipeline. When an output row of the sequence is still in
+// flight, the slot stays reserved ("draining") until that row's token comes
+// back and is dropped, so a new request in the same slot never receives a
+// token of the old one.
 //
 // Re-plans (cluster_state.h): every turn the scheduler tells ClusterState how
 // many slots are busy (scheduler_tick) and admits nothing while the control
@@ -29,16 +37,19 @@
 // queued and running request with Error(kUnavailable, reason); a pipeline
 // that makes no progress for stall_timeout_ms plus the learned time of the
 // tokens in flight (stall_watch.h) fails all running requests and asks the
-// control plane to re-plan.
+// control plane to re-plan. Stage 0 failing to load is reported to
+// ClusterState (set_local_failed).
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -52,7 +63,7 @@
 #include "net/wire.h"
 #include "pipeline/coordinator_options.h"
 #include "pipeline/node_status.h"
-#include "pipeline/seq_samplers.h"
+#include "pipeline/stage_host.h"
 #include "pipeline/stall_watch.h"
 #include "util/error.h"
 
@@ -60,7 +71,6 @@ namespace colony {
 
 class ClusterState;
 class GgufFile;
-class Stage;
 struct LocalPlan;
 
 /// How a sequence ended (times in microseconds from submit()).
@@ -92,18 +102,25 @@ struct SeqRequest {
     std::function<void(const SeqOutcome &)> on_done;
 };
 
-class CoordinatorScheduler {
+/// Throws Error(kInvalidArgument) for options no scheduler can serve with:
+/// no model path, n_parallel or n_ubatch of 0, n_parallel > n_ubatch, fewer
+/// than 2 positions per sequence.
+void validate_batch_options(const CoordinatorOptions &opts);
+
+class BatchScheduler {
   public:
-    /// data_pull is the bound PULL socket for TOKENS (moved in; from then on
-    /// only the scheduler thread uses it). node_keys authenticate the PUSH
-    /// socket to stage 1 (unused when insecure).
-    CoordinatorScheduler(zmq::context_t &ctx, const CoordinatorOptions &opts,
-                         std::shared_ptr<const GgufFile> model, const ModelHparams &hp,
-                         const curve_keypair &node_keys, zmq::socket_t data_pull,
-                         ClusterState &state);
-    ~CoordinatorScheduler();
-    CoordinatorScheduler(const CoordinatorScheduler &) = delete;
-    CoordinatorScheduler &operator=(const CoordinatorScheduler &) = delete;
+    /// data_pull: the bound PULL socket for TOKENS of a cluster (moved in;
+    /// from then on only the scheduler thread uses it), or null for a node
+    /// that serves alone (plans of one stage only). node_keys authenticate
+    /// the link to stage 1 (unused when insecure). Throws
+    /// Error(kInvalidArgument) for bad options (validate_batch_options).
+    BatchScheduler(zmq::context_t &ctx, const CoordinatorOptions &opts,
+                   std::shared_ptr<const GgufFile> model, const ModelHparams &hp,
+                   const curve_keypair &node_keys, std::unique_ptr<zmq::socket_t> data_pull,
+                   ClusterState &state);
+    ~BatchScheduler();
+    BatchScheduler(const BatchScheduler &) = delete;
+    BatchScheduler &operator=(const BatchScheduler &) = delete;
 
     /// Starts the scheduler thread.
     void start();
@@ -113,11 +130,12 @@ class CoordinatorScheduler {
     void stop();
 
     /// Queues a request and returns its id (> 0). Throws Error:
-    /// kUnavailable (the cluster is not ready, or shutting down), kResource
-    /// (every slot is busy and max_queue requests are waiting: "queue full"),
-    /// kInvalidArgument (empty prompt, max_tokens < 1, a token outside the
-    /// vocabulary), kOutOfRange (the prompt does not fit a sequence). A
-    /// submit() that throws calls nothing. Thread-safe.
+    /// kUnavailable (not ready: loading, no workers, shutting down),
+    /// kResource (every slot is busy and max_queue requests are waiting:
+    /// "queue full"), kInvalidArgument (empty prompt, max_tokens < 1, a token
+    /// outside the vocabulary, a sampling parameter out of range), kOutOfRange
+    /// (the prompt does not fit a sequence). A submit() that throws calls
+    /// nothing. Thread-safe.
     uint64_t submit(std::unique_ptr<SeqRequest> req);
     /// Ends request `id` (see the header comment); unknown or finished ids
     /// are ignored. Thread-safe.
@@ -130,9 +148,20 @@ class CoordinatorScheduler {
     size_t n_active() const { return n_active_.load(); }
     size_t n_queued() const;
     /// Wire bytes sent to stage 1 (ACTIVATIONS, SEQ_RELEASE). Thread-safe.
-    uint64_t bytes_sent() const { return bytes_sent_.load(); }
-    /// Stage 0's counters (coordinator's own stage). Thread-safe.
-    StageRuntime stage_runtime() const { return meter_.snapshot(); }
+    uint64_t bytes_sent() const { return host_.bytes_sent(); }
+    /// Stage 0's counters (load progress, ubatches, KV use). Thread-safe.
+    StageRuntime stage_runtime() const { return host_.meter().snapshot(); }
+    /// Ubatches run so far that held both decode rows (of sequences that are
+    /// generating) and prompt rows (of others being prefilled): how often a
+    /// prompt was prefilled alongside decoding. Thread-safe.
+    uint64_t mixed_ubatches() const { return mixed_ubatches_.load(); }
+    /// Blocks until stage 0 of the current plan is loaded and serves, or its
+    /// load failed (then rethrows that Error: kNotFound, kCorrupt,
+    /// kResource, ...), or the scheduler stopped (kUnavailable).
+    void wait_loaded();
+    /// Why stage 0 failed to load for the current plan; nullopt when it did
+    /// not fail. Thread-safe.
+    std::optional<Error> load_error() const;
     /// Mean time from sending a ubatch with output rows into the pipeline to
     /// its sampled tokens coming back, over the last 5 s, ms; 0 when none.
     /// Thread-safe.
@@ -149,9 +178,9 @@ class CoordinatorScheduler {
         uint64_t id = 0;                  // request id; 0: free (or draining)
         std::unique_ptr<SeqRequest> req;  // null: free (or draining)
         bool draining = false;  // cancelled with an output row in flight: reserved until it returns
-        size_t n_prompt_sent = 0;  // prompt tokens sent into the pipeline
-        int32_t n_pos = 0;         // next position
-        int32_t next_input = -1;   // sampled token to send as the next decode input
+        uint32_t n_prompt_sent = 0;  // prompt tokens sent into the pipeline
+        int32_t n_pos = 0;           // next position
+        int32_t next_input = -1;     // sampled token to send as the next decode input
         int32_t n_generated = 0;
         bool awaiting = false;  // an output row of this sequence is in flight
         clock::time_point submitted;
@@ -162,6 +191,7 @@ class CoordinatorScheduler {
     };
 
     void run();
+    void wait_for_work();
     void sync_plan();
     void apply_plan(const LocalPlan &plan);
     void drain_tokens();
@@ -182,9 +212,14 @@ class CoordinatorScheduler {
     void fail_running(const Error &error);
     /// fail_running, then the queued requests too.
     void fail_all(const Error &error);
-    /// Frees seq on stage 0 (and its sampler); propagate: SEQ_RELEASE down the pipeline.
-    void release(int32_t seq, bool propagate);
-    bool send(wire_body body);
+    /// The pipeline of this epoch cannot go on: fail everything, ask for a re-plan.
+    void fail_pipeline(const std::string &reason);
+    /// Frees seq on stage 0 (and its sampler); propagate: SEQ_RELEASE down
+    /// the pipeline, its wire header naming request_id.
+    void release(int32_t seq, bool propagate, uint64_t request_id);
+    /// The request id for the wire header of `act`: its request when it
+    /// holds one sequence, else 0 (a ubatch of several requests).
+    uint64_t request_of(const wire_activations &act) const;
     void record_round_trip(clock::time_point sent);
 
     zmq::context_t &ctx_;
@@ -192,32 +227,32 @@ class CoordinatorScheduler {
     std::shared_ptr<const GgufFile> model_;
     ModelHparams hp_;
     const curve_keypair &node_keys_;
-    zmq::socket_t pull_;
+    std::unique_ptr<zmq::socket_t> pull_;  // null: serving alone
     ClusterState &state_;
 
     // Scheduler thread only.
-    std::unique_ptr<Stage> stage_;
-    std::unique_ptr<zmq::socket_t> push_;
-    SequenceSamplers samplers_;
+    StageHost host_;
     std::vector<Slot> slots_;
+    std::vector<size_t> admission_order_;  // running slots, oldest first
     uint64_t epoch_ = 0;
     bool ready_ = false;
     std::string last_user_id_;  // only this key fingerprint may send TOKENS ("" = any)
-    uint32_t link_counter_ = 0;
-
-    StageMeter meter_;
     StallWatch watch_;
 
     mutable std::mutex mutex_;
+    std::condition_variable work_cv_;       // submit, cancel, stop (serving alone)
     std::deque<Queued> queue_;              // guarded by mutex_
     std::unordered_set<uint64_t> cancels_;  // guarded by mutex_: ids to cancel
     std::atomic<uint64_t> next_id_{1};
     std::atomic<size_t> max_queue_{64};
     std::atomic<size_t> n_active_{0};
+    std::atomic<uint64_t> mixed_ubatches_{0};
+    std::condition_variable load_cv_;   // stage 0 loaded or failed (wait_loaded)
+    std::optional<Error> load_error_;   // guarded by mutex_
+    bool stage_ready_ = false;          // guarded by mutex_: stage 0 of epoch_ serves
 
     mutable std::mutex rtt_mutex_;
     std::deque<std::pair<clock::time_point, double>> round_trips_;  // guarded by rtt_mutex_ (ms)
-    std::atomic<uint64_t> bytes_sent_{0};
     std::atomic<bool> stop_{false};
     std::atomic<bool> stopped_{false};  // stop() has failed everything; submit() refuses
     std::thread thread_;

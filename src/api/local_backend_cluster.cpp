@@ -5,11 +5,11 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "api/openai/local_backend.h"
+#include "api/local_backend.h"
 #include "api/openai/cluster_json.h"
 #include "util/process_stats.h"
 #include "cluster/device_probe.h"
-#include "util/clock.h"
+#include "pipeline/batch_scheduler.h"
 
 namespace colony {
 
@@ -28,28 +28,11 @@ std::string LocalBackend::cluster_json() const {
     const BackendStats s = stats();
     const StageStats &st = s.stages.front();
 
-    std::string state;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        state = state_;
-    }
-    double tokens_per_s = 0;
-    uint64_t weight_bytes = 0, kv_bytes = 0;
-    {
-        std::lock_guard<std::mutex> lock(counters_mutex_);
-        const int64_t now = now_us();
-        uint64_t n = 0;
-        for (const auto &[t, k] : counters_.recent) {
-            if (t >= now - 5'000'000)
-                n += k;
-        }
-        tokens_per_s = n / 5.0;
-        weight_bytes = counters_.weight_bytes;
-        kv_bytes = counters_.kv_bytes;
-    }
-    const uint64_t total = load_total_.load();
-    const double progress =
-        state == "loading" ? (total ? static_cast<double>(load_done_.load()) / total : 0.0) : 1.0;
+    const StageRuntime rt = scheduler_->stage_runtime();
+    const std::string state = h.status == "ok" ? "ready" : h.status;  // loading, failed
+    const double progress = rt.loaded ? 1.0 : rt.load_progress;
+    const double tokens_per_s = rt.tokens_per_s;
+    const uint64_t weight_bytes = rt.weights_bytes, kv_bytes = rt.kv_bytes;
 
     json battery = nullptr;
     if (auto b = probe_battery_sysfs())

@@ -1,4 +1,4 @@
-#include "api/openai/ubatch_builder.h"
+#include "runtime/ubatch_builder.h"
 
 #include <algorithm>
 

@@ -1,39 +1,18 @@
-#include "api/openai/serve_local.h"
-
-#include <signal.h>
+#include "cli/api_args.h"
 
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <string>
 
+#include "api/serve_local.h"
 #include "cli/args.h"
 #include "model/kv_cache.h"
-#include "runtime/tokenizer.h"
 #include "util/error.h"
 #include "util/log.h"
 
 namespace colony {
 
 namespace {
-
-/// Blocks SIGINT and SIGTERM in this thread and every thread it starts
-/// afterwards, so that wait_for_signal() receives them.
-sigset_t block_stop_signals() {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    return set;
-}
-
-int wait_for_signal(const sigset_t &set) {
-    int sig = 0;
-    sigwait(&set, &sig);
-    return sig;
-}
 
 bool is_loopback(const std::string &host) {
     return host == "127.0.0.1" || host == "localhost" || host == "::1";
@@ -75,39 +54,6 @@ OpenAiServerOptions api_server_options(const ApiArgs &a, const std::string &host
             so.host.c_str());
     }
     return so;
-}
-
-void write_ready_file(const std::string &path, const std::string &json) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp);
-        out << json << "\n";
-        if (!out)
-            throw Error(ErrorCode::kResource, "cannot write " + tmp);
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-        throw Error(ErrorCode::kResource, "cannot write " + path);
-}
-
-int serve_local(const LocalBackendOptions &bo, const OpenAiServerOptions &so,
-                const std::string &ready_file) {
-    const sigset_t signals = block_stop_signals();
-    LocalBackend backend(bo);  // loads the weights on its own thread
-    OpenAiServer server(backend, backend.tokenizer(), so);
-    std::printf("colony: listening on %s://%s:%u/\n", server.tls() ? "https" : "http",
-                so.host.c_str(), server.port());
-    std::fflush(stdout);
-    if (!ready_file.empty()) {
-        write_ready_file(
-            ready_file,
-            nlohmann::json{{"api_port", server.port()}, {"control_port", 0}, {"token", ""}}.dump());
-    }
-    backend.wait_ready();
-    std::printf("colony: model %s ready\n", backend.model_info().id.c_str());
-    std::fflush(stdout);
-    const int sig = wait_for_signal(signals);
-    COLONY_LOG_INFO("serve: signal %d, shutting down", sig);
-    return 0;
 }
 
 int cmd_serve_local(int argc, char **argv) {

@@ -1,0 +1,57 @@
+#include "api/seq_request.h"
+
+#include <utility>
+
+#include "pipeline/seq_samplers.h"
+#include "runtime/tokenizer.h"
+
+namespace colony {
+
+namespace {
+
+FinishReason finish_of(SeqOutcome::End end) {
+    switch (end) {
+        case SeqOutcome::End::kStop:
+            return FinishReason::kStop;
+        case SeqOutcome::End::kLength:
+            return FinishReason::kLength;
+        case SeqOutcome::End::kCancelled:
+            return FinishReason::kCancelled;
+        case SeqOutcome::End::kError:
+            return FinishReason::kError;
+    }
+    return FinishReason::kError;
+}
+
+}  // namespace
+
+GenerationResult generation_result_of(const SeqOutcome &o) {
+    GenerationResult r;
+    r.finish = finish_of(o.end);
+    r.n_prompt = o.n_prompt;
+    r.n_generated = o.n_generated;
+    r.queue_us = o.queue_us;
+    r.ttft_us = o.ttft_us;
+    r.total_us = o.total_us;
+    r.error_code = o.error_code;
+    r.error_message = o.error_message;
+    return r;
+}
+
+std::unique_ptr<SeqRequest> make_seq_request(GenerationRequest request,
+                                             GenerationCallbacks callbacks, const Tokenizer &tok) {
+    auto req = std::make_unique<SeqRequest>();
+    req->prompt = std::move(request.prompt);
+    req->max_tokens = request.max_tokens;
+    req->sampling = sampling_to_wire(request.sampling);
+    req->ignore_eos = request.ignore_eos;
+    req->is_eog = [t = &tok](int32_t token) { return t->is_eog(token); };
+    req->on_token = std::move(callbacks.on_token);
+    req->on_done = [done = std::move(callbacks.on_done)](const SeqOutcome &o) {
+        if (done)
+            done(generation_result_of(o));
+    };
+    return req;
+}
+
+}  // namespace colony

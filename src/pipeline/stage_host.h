@@ -1,0 +1,126 @@
+// StageHost: one stage of a plan with everything around its forward pass, the
+// same on the coordinator (stage 0, or the whole model when it serves alone)
+// and on every worker:
+//
+//   the Stage (weights of a layer range, KV cache), loaded or kept
+//   the last stage's samplers (SequenceSamplers, one per sequence)
+//   the outgoing link: a PUSH socket to the next stage (or, from the last
+//     stage of a worker, to the coordinator), CURVE client or plaintext
+//   timing: StageMeter counters (/metrics, STATUS), the wall time of each step
+//
+// The owner (BatchScheduler for stage 0, WorkerData on a worker) decides what
+// to run and where its results go; the host only runs and sends. Not
+// thread-safe: one thread owns a host (meter() snapshots are thread-safe).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "model/hparams.h"
+#include "net/keys.h"
+#include "net/wire.h"
+#include "pipeline/node_status.h"
+#include "pipeline/seq_samplers.h"
+#include "pipeline/stage_step.h"
+#include "runtime/stage.h"
+
+namespace colony {
+
+class GgufFile;
+class LogitsDump;
+
+/// What one run of a ubatch through the host produced.
+struct HostStep {
+    StageOutput out;         // next hop's ACTIVATIONS, or TOKENS on the last stage
+    double compute_ms = 0;   // wall time of the stage step (unpack, forward, pack or sample)
+};
+
+class StageHost {
+  public:
+    StageHost() = default;
+    StageHost(const StageHost &) = delete;
+    StageHost &operator=(const StageHost &) = delete;
+
+    /// Whether the loaded stage is `cfg` over the file at `path` (then
+    /// reset() serves instead of a new load()).
+    bool holds(const std::string &path, const StageConfig &cfg) const;
+    /// Loads `cfg.range` of `file` (opened from `path`) as this host's stage,
+    /// replacing any; StageMeter::loading reports the progress. The samplers
+    /// start empty, sized by hp.n_vocab. Throws what Stage's constructor
+    /// throws (kNotFound, kCorrupt, kResource, kInvalidArgument); the host is
+    /// then unloaded.
+    void load(const std::string &path, std::shared_ptr<const GgufFile> file,
+              const ModelHparams &hp, const StageConfig &cfg);
+    /// Keeps the stage, frees every sequence's cells and drops the samplers.
+    void reset();
+    /// No stage, no samplers, no link (the node left the plan).
+    void unload();
+    bool loaded() const { return stage_ != nullptr; }
+    Stage &stage() { return *stage_; }
+    const Stage &stage() const { return *stage_; }
+    /// The file the stage was loaded from (null when unloaded).
+    const std::shared_ptr<const GgufFile> &file() const { return file_; }
+
+    /// Debug: the last stage's samplers write every sampled token (and each
+    /// sequence's first logits) to `dump`; null: none. Applies from the next
+    /// load() on and to the current samplers.
+    void set_logits_dump(std::shared_ptr<LogitsDump> dump);
+    /// Debug: the stage runs `factor` times slower (Stage::set_slowdown).
+    void set_slowdown(double factor);
+
+    /// Opens the link to the next stage: a PUSH socket to `endpoint`, a CURVE
+    /// client of `server_key_z85` with `node_keys` (plaintext when the key is
+    /// empty). connect_now false: connected on the first send (a worker's next
+    /// stage admits its key only once the plan is READY). Replaces any link.
+    void open_link(zmq::context_t &ctx, const std::string &endpoint,
+                   const std::string &server_key_z85, const curve_keypair &node_keys,
+                   bool connect_now);
+    void close_link();
+    bool has_link() const { return push_ != nullptr; }
+
+    /// Runs `in` (checked against the plan by the caller) through the stage:
+    /// run_stage_step, timed and counted in the meter. out_dtype: the hidden
+    /// state's wire type for the next stage. Throws what run_stage_step throws
+    /// (the KV cache is then unchanged).
+    HostStep step(const wire_activations &in, wire_dtype out_dtype);
+
+    /// Sends `body` on the link, the message's wire request id set to
+    /// `request_id`. Returns false, with a warning naming `to`, when there is
+    /// no link, the send timed out or the message cannot be encoded; the
+    /// hop's time is recorded when body is ACTIVATIONS.
+    [[nodiscard]] bool send(wire_body body, const char *to, uint64_t request_id = 0);
+
+    /// Frees positions >= p0 of sequence seq (-1: every sequence) on the
+    /// stage; at p0 == 0 also its sampler.
+    void release(int32_t seq, int32_t p0, uint32_t n_seq_max);
+
+    SequenceSamplers &samplers() { return *samplers_; }
+    /// Counters of this host's stage. Thread-safe.
+    StageMeter &meter() { return meter_; }
+    const StageMeter &meter() const { return meter_; }
+    /// Wire bytes sent on the link so far. Thread-safe.
+    uint64_t bytes_sent() const { return bytes_sent_.load(); }
+
+  private:
+    void make_samplers(uint32_t n_vocab);
+
+    std::shared_ptr<const GgufFile> file_;
+    std::string path_;
+    StageConfig cfg_;
+    std::unique_ptr<Stage> stage_;
+    std::unique_ptr<SequenceSamplers> samplers_;
+    std::shared_ptr<LogitsDump> logits_dump_;
+    uint32_t n_vocab_ = 0;
+    std::unique_ptr<zmq::socket_t> push_;
+    std::string link_endpoint_;
+    bool link_connected_ = false;
+    uint32_t link_counter_ = 0;
+    StageMeter meter_;
+    std::atomic<uint64_t> bytes_sent_{0};
+};
+
+}  // namespace colony
