@@ -4,13 +4,12 @@
 #include <utility>
 
 #include "api/seq_request.h"
+#include "pipeline/batch_scheduler.h"
 #include "pipeline/cluster_state.h"
 #include "pipeline/coordinator.h"
-#include "pipeline/batch_scheduler.h"
 #include "util/error.h"
 
 namespace colony {
-
 
 CoordinatorBackend::CoordinatorBackend(Coordinator &coordinator, CoordinatorBackendOptions opts)
     : c_(coordinator), opts_(std::move(opts)) {

@@ -17,14 +17,14 @@
 
 #include "api/coordinator_backend.h"
 #include "api/openai/cluster_json.h"
-#include "util/process_stats.h"
 #include "cluster/device_probe.h"
 #include "cluster/plan_table.h"
+#include "pipeline/batch_scheduler.h"
 #include "pipeline/cluster_state.h"
 #include "pipeline/coordinator.h"
-#include "pipeline/batch_scheduler.h"
 #include "pipeline/node_status.h"
 #include "util/clock.h"
+#include "util/process_stats.h"
 
 namespace colony {
 

@@ -55,8 +55,8 @@ LocalBackend::LocalBackend(LocalBackendOptions opts) : opts_(scheduler_options(o
     plan.is_last = true;
     const uint64_t epoch = state_->set_plan(std::move(plan), "serving alone");
     state_->set_ready(epoch);
-    scheduler_ = std::make_unique<BatchScheduler>(ctx_, opts_, file_, hp_, no_keys_, nullptr,
-                                                  *state_);
+    scheduler_ =
+        std::make_unique<BatchScheduler>(ctx_, opts_, file_, hp_, no_keys_, nullptr, *state_);
     scheduler_->set_max_queue(opts.max_queue);
     scheduler_->start();  // loads the weights on its thread
 }

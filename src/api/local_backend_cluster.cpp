@@ -7,9 +7,9 @@
 
 #include "api/local_backend.h"
 #include "api/openai/cluster_json.h"
-#include "util/process_stats.h"
 #include "cluster/device_probe.h"
 #include "pipeline/batch_scheduler.h"
+#include "util/process_stats.h"
 
 namespace colony {
 

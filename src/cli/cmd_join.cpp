@@ -17,12 +17,13 @@
 #include "pipeline/worker.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 namespace colony {
 
 int cmd_join(int argc, char **argv) {
     WorkerOptions o;
-    std::string config_dir, cache_dir, cache_k = "f16", cache_v = "f16";
+    std::string config_dir, cache_dir, cache_k = "f16", cache_v = "f16", trace;
     bool no_mmap = false;
     float mem_limit = 0, join_timeout_s = 0, slowdown = 1;
     int32_t threads = 0;
@@ -55,8 +56,7 @@ int cmd_join(int argc, char **argv) {
     p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &threads);
     p.add("-ctk", "--cache-type-k", "TYPE",
           "KV cache type of K of this worker's stage: f32, f16, bf16, q8_0, q4_0, ...", &cache_k);
-    p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of this worker's stage",
-          &cache_v);
+    p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of this worker's stage", &cache_v);
     p.flag("", "--no-mmap", "read the shard into memory instead of mapping the file", &no_mmap);
     p.add("", "--cache-dir", "DIR", "shard cache (default ~/.cache/colony/shards)", &cache_dir);
     p.add("", "--config-dir", "DIR", "node key (default ~/.config/colony/worker)", &config_dir);
@@ -66,6 +66,10 @@ int cmd_join(int argc, char **argv) {
           &join_timeout_s);
     p.add("", "--coordinator-timeout-ms", "MS", "a coordinator silent this long is re-joined",
           &o.coordinator_timeout_ms);
+    p.add("", "--trace", "FILE",
+          "write a Chrome/Perfetto trace of every ubatch of this worker (receive, unpack, "
+          "compute, pack, send, sampling) to FILE",
+          &trace);
     p.flag("", "--insecure", "plaintext, no authentication (the coordinator must agree)",
            &insecure);
     p.parse(argc, argv);
@@ -103,6 +107,8 @@ int cmd_join(int argc, char **argv) {
         COLONY_LOG_WARN("--insecure: this worker's traffic is plaintext and unauthenticated");
     }
 
+    if (!trace.empty())
+        trace_open(trace, "worker " + (o.name.empty() ? std::string("(host name)") : o.name));
     block_stop_signals();
     std::atomic<bool> stop{false};
     std::atomic<bool> done{false};

@@ -36,6 +36,7 @@
 #include "pipeline/child_process.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 namespace colony {
 
@@ -47,8 +48,9 @@ constexpr int kHealthTimeoutMs = 120000;
 struct RunOptions {
     std::string model, prompt, split, wire_type = "f16";
     std::string debug_logits_file;  // passed to every process; only the last stage writes
+    std::string trace;              // --trace FILE: every process's events
     std::string cache_k = "f16", cache_v = "f16";  // KV cache types of every stage
-    bool no_mmap = false;                         // every process reads its weights into memory
+    bool no_mmap = false;                          // every process reads its weights into memory
     uint32_t workers = 1;
     int32_t n_predict = 128, threads = 0, seed = -1, top_k = 40;
     uint32_t n_ctx = 4096, parallel = 4;
@@ -123,6 +125,14 @@ class LocalCluster {
             (*it)->stop();
         if (serve_)
             serve_->stop();
+        if (!trace_out_.empty()) {
+            try {
+                merge_trace_files(trace_parts_, trace_out_);
+                std::fprintf(stderr, "colony run: trace written to %s\n", trace_out_.c_str());
+            } catch (const Error &e) {
+                std::fprintf(stderr, "colony run: %s\n", e.what());
+            }
+        }
         if (keep_) {
             std::fprintf(stderr, "colony run: kept %s\n", dir_.c_str());
         } else {
@@ -146,12 +156,24 @@ class LocalCluster {
         return out;
     }
 
+    /// The --trace argument for process `name`: its own file in the
+    /// directory, merged into `out` when the cluster stops. Empty when out is.
+    std::vector<std::string> trace_args(const std::string &out, const std::string &name) {
+        if (out.empty())
+            return {};
+        trace_out_ = out;
+        trace_parts_.push_back((dir_ / (name + ".trace.json")).string());
+        return {"--trace", trace_parts_.back()};
+    }
+
     std::unique_ptr<ChildProcess> serve_;
     std::vector<std::unique_ptr<ChildProcess>> workers_;
 
   private:
     std::filesystem::path dir_;
     bool keep_;
+    std::string trace_out_;                 // --trace FILE ("" = none)
+    std::vector<std::string> trace_parts_;  // each process's trace file
 };
 
 void check_alive(LocalCluster &c) {
@@ -321,6 +343,10 @@ int cmd_run(int argc, char **argv) {
           "debug: the last stage appends each sampled token and the logits of each sequence's "
           "first one to PATH (format: docs/pipeline.md)",
           &o.debug_logits_file);
+    p.add("", "--trace", "FILE",
+          "write a Chrome/Perfetto trace of every ubatch in every process (compute, send, "
+          "receive, sampling, queueing) to FILE (open it in ui.perfetto.dev)",
+          &o.trace);
     p.flag("", "--keep-dir", "keep the temporary directory (logs, keys, shards)", &o.keep_dir);
     p.parse(argc, argv);
     if (p.help_requested()) {
@@ -392,6 +418,10 @@ int cmd_run(int argc, char **argv) {
     }
     add_api_arguments(o.api, serve);
     serve.insert(serve.end(), stage_args.begin(), stage_args.end());
+    const std::string trace_out =
+        o.trace.empty() ? "" : std::filesystem::absolute(o.trace).string();
+    for (const std::string &a : cluster.trace_args(trace_out, "coordinator"))
+        serve.push_back(a);
     const std::string out_log = cluster.log("coordinator.out");
     cluster.serve_ =
         std::make_unique<ChildProcess>(serve, out_log, one_shot ? cluster.log("coordinator") : "");
@@ -424,6 +454,8 @@ int cmd_run(int argc, char **argv) {
             join.push_back(logits_file);
         }
         join.insert(join.end(), stage_args.begin(), stage_args.end());
+        for (const std::string &a : cluster.trace_args(trace_out, name))
+            join.push_back(a);
         cluster.workers_.push_back(
             std::make_unique<ChildProcess>(join, "", one_shot ? cluster.log(name) : ""));
     }

@@ -26,6 +26,7 @@
 #include "pipeline/layer_split.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 namespace colony {
 
@@ -110,7 +111,7 @@ int cmd_serve(int argc, char **argv) {
     CoordinatorOptions o;
     ApiArgs api;
     std::string config_dir, cache_dir, wire_type = "f16", api_host, ready_file;
-    std::string cache_k = "f16", cache_v = "f16";
+    std::string cache_k = "f16", cache_v = "f16", trace;
     uint32_t port = o.port;
     int32_t workers_expected = -1;
     float mem_limit = 0;
@@ -147,12 +148,11 @@ int cmd_serve(int argc, char **argv) {
           &threads);
     p.add("-ctk", "--cache-type-k", "TYPE",
           "KV cache type of K of this machine's stage: f32, f16, bf16, q8_0, q4_0, ...", &cache_k);
-    p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of this machine's stage",
-          &cache_v);
+    p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of this machine's stage", &cache_v);
     p.flag("", "--no-mmap", "copy this machine's weights into memory instead of mapping the file",
            &no_mmap);
-    p.add("", "--mem-limit", "GiB", "memory the planner may use on the coordinator (default: MemAvailable)",
-          &mem_limit);
+    p.add("", "--mem-limit", "GiB",
+          "memory the planner may use on the coordinator (default: MemAvailable)", &mem_limit);
     p.add("", "--config-dir", "DIR", "node key and join tokens (default ~/.config/colony)",
           &config_dir);
     p.add("", "--cache-dir", "DIR",
@@ -171,6 +171,10 @@ int cmd_serve(int argc, char **argv) {
           "the logits of each sequence's first one to PATH (format: "
           "docs/pipeline.md)",
           &o.debug_logits_file);
+    p.add("", "--trace", "FILE",
+          "write a Chrome/Perfetto trace of every ubatch of this process (compute, send, "
+          "sampling, queueing, the wait for the pipeline) to FILE",
+          &trace);
     p.flag("", "--insecure", "plaintext, no authentication (never on an untrusted network)",
            &insecure);
     p.parse(argc, argv);
@@ -185,6 +189,8 @@ int cmd_serve(int argc, char **argv) {
                                                : (n_ranges > 1 ? n_ranges - 1 : 0);
     if (api_host.empty())
         api_host = o.host;
+    if (!trace.empty())
+        trace_open(trace, "coordinator");
     block_stop_signals();
 
     if (o.workers_expected == 0 && n_ranges <= 1) {

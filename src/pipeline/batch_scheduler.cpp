@@ -11,6 +11,7 @@
 #include "runtime/ubatch_builder.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 namespace colony {
 
@@ -20,7 +21,8 @@ constexpr int kIdlePollMs = 5;
 constexpr uint32_t kHintMinTokens = 16;  // smaller ubatches (decode) are dominated by fixed costs
 constexpr std::chrono::seconds kRoundTripWindow{5};  // round_trip_ms() averages over this
 
-int64_t us_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+int64_t us_between(std::chrono::steady_clock::time_point a,
+                   std::chrono::steady_clock::time_point b) {
     return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count();
 }
 
@@ -368,8 +370,15 @@ void BatchScheduler::handle_tokens(const wire_tokens &tokens) {
             continue;
         }
         watch_.answered(slot->ubatch, clock::now());
-        if (host_.has_link())
+        if (host_.has_link()) {
             record_round_trip(slot->sent_at);
+            if (trace_enabled()) {
+                const int64_t waited = us_between(slot->sent_at, clock::now());
+                trace_event_on("pipeline", "wait", "pipeline", trace_now_us() - waited, waited,
+                               "{\"request\":" + std::to_string(slot->id) +
+                                   ",\"pos\":" + std::to_string(s.pos) + "}");
+            }
+        }
         if (slot->draining) {
             // the last row of a cancelled sequence: its cells were released already
             *slot = Slot{};
@@ -449,20 +458,27 @@ void BatchScheduler::admit() {
         slot.req = std::move(q.req);
         slot.submitted = q.submitted;
         slot.admitted = clock::now();
+        if (trace_enabled()) {
+            const int64_t waited = us_between(slot.submitted, slot.admitted);
+            trace_event_on("requests", "queue", "request", trace_now_us() - waited, waited,
+                           "{\"request\":" + std::to_string(slot.id) + ",\"prompt_tokens\":" +
+                               std::to_string(slot.req->prompt.size()) + "}");
+        }
         admission_order_.push_back(s);
         n_active_.fetch_add(1);
     }
 }
 
 bool BatchScheduler::build_ubatch(wire_activations &act) {
+    const int64_t t_build = trace_enabled() ? trace_now_us() : 0;
     // The rows: ubatch_builder.h (decode rows first, then prompt chunks in
     // admission order).
     std::vector<BatchSeqView> views;
     views.reserve(admission_order_.size());
     for (size_t s : admission_order_) {
         const Slot &slot = slots_[s];
-        views.push_back({static_cast<int32_t>(s), &slot.req->prompt, slot.n_prompt_sent,
-                         slot.n_pos, slot.next_input});
+        views.push_back({static_cast<int32_t>(s), &slot.req->prompt, slot.n_prompt_sent, slot.n_pos,
+                         slot.next_input});
     }
     const UbatchPlan plan = colony::build_ubatch(views, opts_.n_ubatch);
     if (plan.empty())
@@ -507,6 +523,11 @@ bool BatchScheduler::build_ubatch(wire_activations &act) {
     }
     if (has_decode && has_prompt)
         mixed_ubatches_.fetch_add(1);
+    if (t_build) {
+        trace_event("build ubatch", "scheduler", t_build, trace_now_us() - t_build,
+                    "{\"n_tokens\":" + std::to_string(act.n_tokens) +
+                        ",\"n_seqs\":" + std::to_string(act.seqs.size()) + "}");
+    }
     return true;
 }
 
@@ -515,8 +536,14 @@ void BatchScheduler::run_ubatch(const wire_activations &act) {
     try {
         step = host_.step(act, opts_.wire_type);
     } catch (const Error &e) {
-        COLONY_LOG_ERROR("scheduler: stage 0 failed on a ubatch of %u tokens: %s", act.n_tokens,
-                         e.what());
+        const ErrorAction action = error_action(e.code());
+        COLONY_LOG_ERROR("scheduler: stage 0 failed on a ubatch of %u tokens (%s): %s",
+                         act.n_tokens, error_action_name(action), e.what());
+        if (action == ErrorAction::kReplan) {
+            fail_pipeline(std::string("stage 0 failed: ") + e.what());
+            return;
+        }
+        // The KV cache is unchanged: only the ubatch's requests fail.
         for (const wire_seq &s : act.seqs) {
             if (slots_[s.seq_id].req)
                 end(s.seq_id, SeqOutcome::End::kError, &e, true);
@@ -535,8 +562,7 @@ void BatchScheduler::run_ubatch(const wire_activations &act) {
         handle_tokens(*tokens);  // a plan of one stage: stage 0 sampled
         return;
     }
-    if (!host_.send(std::move(std::get<wire_activations>(step.out)), "stage 1",
-                    request_of(act))) {
+    if (!host_.send(std::move(std::get<wire_activations>(step.out)), "stage 1", request_of(act))) {
         fail_pipeline(
             "cannot send hidden states to stage 1 (its data socket does not take messages)");
     }
@@ -564,6 +590,11 @@ void BatchScheduler::check_stall() {
 
 void BatchScheduler::fail_pipeline(const std::string &reason) {
     fail_all(Error(ErrorCode::kUnavailable, reason));
+    if (!pull_) {
+        // Serving alone: nobody else re-plans. The one stage starts afresh.
+        host_.reset();
+        return;
+    }
     state_.request_replan(epoch_, reason);
     ready_ = false;
 }

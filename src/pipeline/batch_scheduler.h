@@ -212,7 +212,8 @@ class BatchScheduler {
     void fail_running(const Error &error);
     /// fail_running, then the queued requests too.
     void fail_all(const Error &error);
-    /// The pipeline of this epoch cannot go on: fail everything, ask for a re-plan.
+    /// The pipeline of this epoch cannot go on: fail everything and ask the
+    /// control plane for a re-plan (serving alone: reset the one stage).
     void fail_pipeline(const std::string &reason);
     /// Frees seq on stage 0 (and its sampler); propagate: SEQ_RELEASE down
     /// the pipeline, its wire header naming request_id.
@@ -247,9 +248,9 @@ class BatchScheduler {
     std::atomic<size_t> max_queue_{64};
     std::atomic<size_t> n_active_{0};
     std::atomic<uint64_t> mixed_ubatches_{0};
-    std::condition_variable load_cv_;   // stage 0 loaded or failed (wait_loaded)
-    std::optional<Error> load_error_;   // guarded by mutex_
-    bool stage_ready_ = false;          // guarded by mutex_: stage 0 of epoch_ serves
+    std::condition_variable load_cv_;  // stage 0 loaded or failed (wait_loaded)
+    std::optional<Error> load_error_;  // guarded by mutex_
+    bool stage_ready_ = false;         // guarded by mutex_: stage 0 of epoch_ serves
 
     mutable std::mutex rtt_mutex_;
     std::deque<std::pair<clock::time_point, double>> round_trips_;  // guarded by rtt_mutex_ (ms)

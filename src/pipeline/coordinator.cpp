@@ -10,8 +10,8 @@
 #include "net/tokens.h"
 #include "net/transport.h"
 #include "net/zap.h"
-#include "pipeline/cluster_state.h"
 #include "pipeline/batch_scheduler.h"
+#include "pipeline/cluster_state.h"
 #include "pipeline/endpoint.h"
 #include "pipeline/shard_service.h"
 #include "runtime/tokenizer.h"
@@ -99,9 +99,9 @@ Coordinator::Coordinator(CoordinatorOptions opts) : opts_(std::move(opts)), ctx_
 
     shards_ = std::make_unique<ShardService>(*file_, model_.hp, model_.hash_hex, opts_.cache_dir);
     state_ = std::make_unique<ClusterState>();
-    scheduler_ = std::make_unique<BatchScheduler>(
-        ctx_, opts_, file_, model_.hp, node_keys_,
-        std::make_unique<zmq::socket_t>(std::move(pull)), *state_);
+    scheduler_ =
+        std::make_unique<BatchScheduler>(ctx_, opts_, file_, model_.hp, node_keys_,
+                                         std::make_unique<zmq::socket_t>(std::move(pull)), *state_);
     control_ =
         std::make_unique<CoordinatorControl>(ctx_, opts_, model_, node_keys_, admission_.get(),
                                              *shards_, *state_, announced_endpoint(data_endpoint_));

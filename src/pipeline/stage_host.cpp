@@ -7,6 +7,7 @@
 #include "pipeline/logits_dump.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 namespace colony {
 
@@ -21,7 +22,8 @@ bool same_config(const StageConfig &a, const StageConfig &b) {
            a.load.use_mmap == b.load.use_mmap && a.load.use_repack == b.load.use_repack;
 }
 
-double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+double ms_between(std::chrono::steady_clock::time_point a,
+                  std::chrono::steady_clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
@@ -136,6 +138,7 @@ bool StageHost::send(wire_body body, const char *to, uint64_t request_id) {
         return false;
     }
     const auto t0 = std::chrono::steady_clock::now();
+    TraceSpan span("send", "hop");
     const bool hop = std::holds_alternative<wire_activations>(body);
     wire_message msg;
     msg.sequence = link_counter_++;
@@ -151,6 +154,11 @@ bool StageHost::send(wire_body body, const char *to, uint64_t request_id) {
         if (push_->send(zmq::buffer(frame), zmq::send_flags::none)) {
             bytes_sent_.fetch_add(frame.size());
             sent = true;
+            if (span.active()) {
+                span.set_args(std::string("{\"type\":\"") + wire_type_name(wire_message_type(msg)) +
+                              "\",\"bytes\":" + std::to_string(frame.size()) +
+                              ",\"request\":" + std::to_string(request_id) + "}");
+            }
         } else {
             COLONY_LOG_WARN("stage: sending %s to %s timed out; dropped",
                             wire_type_name(wire_message_type(msg)), to);

@@ -35,8 +35,8 @@ class LogitsDump;
 
 /// What one run of a ubatch through the host produced.
 struct HostStep {
-    StageOutput out;         // next hop's ACTIVATIONS, or TOKENS on the last stage
-    double compute_ms = 0;   // wall time of the stage step (unpack, forward, pack or sample)
+    StageOutput out;        // next hop's ACTIVATIONS, or TOKENS on the last stage
+    double compute_ms = 0;  // wall time of the stage step (unpack, forward, pack or sample)
 };
 
 class StageHost {
@@ -53,8 +53,8 @@ class StageHost {
     /// start empty, sized by hp.n_vocab. Throws what Stage's constructor
     /// throws (kNotFound, kCorrupt, kResource, kInvalidArgument); the host is
     /// then unloaded.
-    void load(const std::string &path, std::shared_ptr<const GgufFile> file,
-              const ModelHparams &hp, const StageConfig &cfg);
+    void load(const std::string &path, std::shared_ptr<const GgufFile> file, const ModelHparams &hp,
+              const StageConfig &cfg);
     /// Keeps the stage, frees every sequence's cells and drops the samplers.
     void reset();
     /// No stage, no samplers, no link (the node left the plan).

@@ -6,6 +6,7 @@
 #include "pipeline/seq_samplers.h"
 #include "runtime/stage.h"
 #include "util/error.h"
+#include "util/trace.h"
 
 namespace colony {
 
@@ -20,6 +21,7 @@ StageOutput run_stage_step(Stage &stage, const wire_activations &in, wire_dtype 
     if (stage.is_first()) {
         ub.tokens = in.tokens.data();
     } else {
+        TraceSpan span("unpack", "hop");
         embd.resize(static_cast<size_t>(n_embd) * in.n_tokens);
         wire_unpack_hidden(in.data, in.dtype, n_embd, embd);
         ub.embd = embd.data();
@@ -33,7 +35,16 @@ StageOutput run_stage_step(Stage &stage, const wire_activations &in, wire_dtype 
 
     if (stage.is_last())
         samplers.observe(in);  // may throw on bad sampling: before forward
-    const float *out = stage.forward(ub);
+    const float *out = nullptr;
+    {
+        TraceSpan span("forward", "stage");
+        out = stage.forward(ub);
+        if (span.active()) {
+            span.set_args("{\"layers\":\"" + stage.range().str() +
+                          "\",\"n_tokens\":" + std::to_string(in.n_tokens) +
+                          ",\"n_outputs\":" + std::to_string(in.outputs.size()) + "}");
+        }
+    }
 
     if (!stage.is_last()) {
         wire_activations next;
@@ -46,6 +57,7 @@ StageOutput run_stage_step(Stage &stage, const wire_activations &in, wire_dtype 
         next.pos = in.pos;
         next.seq_id = in.seq_id;
         next.outputs = in.outputs;
+        TraceSpan span("pack", "hop");
         next.data =
             wire_pack_hidden({out, static_cast<size_t>(n_embd) * in.n_tokens}, n_embd, out_dtype);
         return next;
@@ -54,6 +66,7 @@ StageOutput run_stage_step(Stage &stage, const wire_activations &in, wire_dtype 
     tokens.plan_epoch = in.plan_epoch;
     if (discard_logits)
         return tokens;
+    TraceSpan span("sample", "stage");
     const size_t n_vocab = stage.hparams().n_vocab;
     for (size_t i = 0; i < in.outputs.size(); ++i) {
         const uint32_t row = in.outputs[i];

@@ -78,10 +78,10 @@ Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
     node_keys_ = load_or_create_node_keys(opts_.config_dir);
     if (!opts_.insecure)
         zap_ = std::make_unique<zap_handler>(ctx_);
-    data_ = std::make_unique<WorkerData>(ctx_, zap_.get(), node_keys_, coordinator_key_z85_,
-                                         WorkerStageOptions{opts_.n_threads, opts_.type_k,
-                                                            opts_.type_v, opts_.use_mmap},
-                                         tcp_endpoint(opts_.data_host, opts_.data_port));
+    data_ = std::make_unique<WorkerData>(
+        ctx_, zap_.get(), node_keys_, coordinator_key_z85_,
+        WorkerStageOptions{opts_.n_threads, opts_.type_k, opts_.type_v, opts_.use_mmap},
+        tcp_endpoint(opts_.data_host, opts_.data_port));
     data_->set_slowdown(opts_.debug_slowdown);
     if (!opts_.debug_logits_file.empty())
         data_->set_logits_dump(std::make_shared<LogitsDump>(opts_.debug_logits_file));

@@ -13,6 +13,7 @@
 #include "runtime/stage_probe.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/trace.h"
 #include "util/version.h"
 
 namespace colony {
@@ -138,9 +139,14 @@ void WorkerData::run() {
             zmq::pollitem_t item{pull_.handle(), 0, ZMQ_POLLIN, 0};
             if (zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs)) <= 0)
                 continue;
+            const int64_t t_recv = trace_now_us();
             received_message rm = recv_message(pull_, {}, zmq::recv_flags::dontwait);
             if (rm.status != RECV_STATUS_OK)
                 continue;
+            trace_event("receive", "hop", t_recv, trace_now_us() - t_recv,
+                        trace_enabled()
+                            ? "{\"request\":" + std::to_string(rm.message.request_id) + "}"
+                            : std::string());
             switch (wire_message_type(rm.message)) {
                 case WIRE_TYPE_ACTIVATIONS:
                     on_activations(std::get<wire_activations>(rm.message.body),
@@ -280,7 +286,8 @@ void WorkerData::measure(bool same_stage) {
         COLONY_LOG_INFO(
             "worker: stage %s measured: decode %.3f ms per token, prefill %.3f ms per "
             "token (slow-down %.2f)",
-            host_.stage().range().str().c_str(), p.decode_ms, p.prefill_ms_per_token, host_.stage().slowdown());
+            host_.stage().range().str().c_str(), p.decode_ms, p.prefill_ms_per_token,
+            host_.stage().slowdown());
     }
     p.epoch = as.plan_epoch;
     std::lock_guard<std::mutex> lock(mutex_);

@@ -7,8 +7,8 @@
 // StageHost (stage_host.h), the same one that runs stage 0 on the
 // coordinator. Per message: ACTIVATIONS -> wire_check_activations against the
 // plan -> StageHost::step -> ACTIVATIONS to the next stage, or TOKENS to the
-// coordinator from the last stage (the message's request id goes along). SEQ_RELEASE -> seq_rm on this stage, drop
-// the sampler, pass it on. Anything invalid is logged and dropped.
+// coordinator from the last stage (the message's request id goes along). SEQ_RELEASE -> seq_rm on
+// this stage, drop the sampler, pass it on. Anything invalid is logged and dropped.
 #pragma once
 
 #include <atomic>
@@ -70,7 +70,9 @@ class WorkerData {
     /// Debug: when this worker is the last stage, its samplers write every
     /// sampled token (and each sequence's first logits) to `dump`
     /// (logits_dump.h). Call before start().
-    void set_logits_dump(std::shared_ptr<LogitsDump> dump) { host_.set_logits_dump(std::move(dump)); }
+    void set_logits_dump(std::shared_ptr<LogitsDump> dump) {
+        host_.set_logits_dump(std::move(dump));
+    }
 
     /// The bound data endpoint ("tcp://0.0.0.0:40123").
     const std::string &endpoint() const { return endpoint_; }

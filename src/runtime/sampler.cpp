@@ -8,26 +8,35 @@
 namespace colony {
 
 void validate_sampling(const SamplingParams &p) {
-    if (p.top_p < 0.0f || p.top_p > 1.0f) throw Error(ErrorCode::kInvalidArgument, "top_p must be in [0, 1]");
-    if (p.min_p < 0.0f || p.min_p > 1.0f) throw Error(ErrorCode::kInvalidArgument, "min_p must be in [0, 1]");
-    if (p.repeat_penalty <= 0.0f) throw Error(ErrorCode::kInvalidArgument, "repeat_penalty must be > 0");
+    if (p.top_p < 0.0f || p.top_p > 1.0f)
+        throw Error(ErrorCode::kInvalidArgument, "top_p must be in [0, 1]");
+    if (p.min_p < 0.0f || p.min_p > 1.0f)
+        throw Error(ErrorCode::kInvalidArgument, "min_p must be in [0, 1]");
+    if (p.repeat_penalty <= 0.0f)
+        throw Error(ErrorCode::kInvalidArgument, "repeat_penalty must be > 0");
 }
 
 Sampler::Sampler(const SamplingParams &p, int32_t n_vocab) : n_vocab_(n_vocab) {
     validate_sampling(p);
-    if (n_vocab <= 0) throw Error(ErrorCode::kInvalidArgument, "empty vocabulary");
+    if (n_vocab <= 0)
+        throw Error(ErrorCode::kInvalidArgument, "empty vocabulary");
     chain_ = llama_sampler_chain_init(llama_sampler_chain_default_params());
-    const bool penalties = p.repeat_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f;
+    const bool penalties =
+        p.repeat_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f;
     if (penalties) {
-        llama_sampler_chain_add(chain_, llama_sampler_init_penalties(n_vocab, p.penalty_last_n, p.repeat_penalty,
-                                                                     p.frequency_penalty, p.presence_penalty));
+        llama_sampler_chain_add(
+            chain_, llama_sampler_init_penalties(n_vocab, p.penalty_last_n, p.repeat_penalty,
+                                                 p.frequency_penalty, p.presence_penalty));
     }
     if (p.temperature <= 0.0f) {
         llama_sampler_chain_add(chain_, llama_sampler_init_greedy());
     } else {
-        if (p.top_k > 0) llama_sampler_chain_add(chain_, llama_sampler_init_top_k(p.top_k));
-        if (p.top_p < 1.0f) llama_sampler_chain_add(chain_, llama_sampler_init_top_p(p.top_p, 1));
-        if (p.min_p > 0.0f) llama_sampler_chain_add(chain_, llama_sampler_init_min_p(p.min_p, 1));
+        if (p.top_k > 0)
+            llama_sampler_chain_add(chain_, llama_sampler_init_top_k(p.top_k));
+        if (p.top_p < 1.0f)
+            llama_sampler_chain_add(chain_, llama_sampler_init_top_p(p.top_p, 1));
+        if (p.min_p > 0.0f)
+            llama_sampler_chain_add(chain_, llama_sampler_init_min_p(p.min_p, 1));
         llama_sampler_chain_add(chain_, llama_sampler_init_temp(p.temperature));
         llama_sampler_chain_add(chain_, llama_sampler_init_dist(p.seed));
     }
@@ -35,11 +44,13 @@ Sampler::Sampler(const SamplingParams &p, int32_t n_vocab) : n_vocab_(n_vocab) {
 }
 
 Sampler::~Sampler() {
-    if (chain_) llama_sampler_free(chain_);
+    if (chain_)
+        llama_sampler_free(chain_);
 }
 
 int32_t Sampler::sample(const float *logits) {
-    for (int32_t i = 0; i < n_vocab_; ++i) candidates_[i] = llama_token_data{i, logits[i], 0.0f};
+    for (int32_t i = 0; i < n_vocab_; ++i)
+        candidates_[i] = llama_token_data{i, logits[i], 0.0f};
     llama_token_data_array arr{candidates_.data(), candidates_.size(), -1, false};
     llama_sampler_apply(chain_, &arr);
     if (arr.selected < 0 || static_cast<size_t>(arr.selected) >= arr.size) {
@@ -50,6 +61,8 @@ int32_t Sampler::sample(const float *logits) {
     return token;
 }
 
-void Sampler::accept(int32_t token) { llama_sampler_accept(chain_, token); }
+void Sampler::accept(int32_t token) {
+    llama_sampler_accept(chain_, token);
+}
 
 }  // namespace colony

@@ -8,19 +8,18 @@
 
 #include "llama.h"
 
-
 namespace colony {
 
 struct SamplingParams {
-    float temperature = 0.8f;       // <= 0: greedy
-    int32_t top_k = 40;             // <= 0: off
-    float top_p = 0.95f;            // >= 1: off
-    float min_p = 0.05f;            // <= 0: off
-    float repeat_penalty = 1.0f;    // 1: off
-    float frequency_penalty = 0.0f; // 0: off
-    float presence_penalty = 0.0f;  // 0: off
-    int32_t penalty_last_n = 64;    // tokens the penalties look back over
-    uint32_t seed = 0xFFFFFFFF;     // LLAMA_DEFAULT_SEED: random
+    float temperature = 0.8f;        // <= 0: greedy
+    int32_t top_k = 40;              // <= 0: off
+    float top_p = 0.95f;             // >= 1: off
+    float min_p = 0.05f;             // <= 0: off
+    float repeat_penalty = 1.0f;     // 1: off
+    float frequency_penalty = 0.0f;  // 0: off
+    float presence_penalty = 0.0f;   // 0: off
+    int32_t penalty_last_n = 64;     // tokens the penalties look back over
+    uint32_t seed = 0xFFFFFFFF;      // LLAMA_DEFAULT_SEED: random
 };
 
 /// Throws Error(kInvalidArgument) naming the field when a parameter is out of
@@ -28,7 +27,7 @@ struct SamplingParams {
 void validate_sampling(const SamplingParams &params);
 
 class Sampler {
-public:
+  public:
     /// Errors: kInvalidArgument for out-of-range parameters (negative
     /// temperature is allowed and means greedy; top_p/min_p outside [0,1]).
     Sampler(const SamplingParams &params, int32_t n_vocab);
@@ -41,7 +40,7 @@ public:
     /// Records a token that was not sampled (the prompt), for penalties.
     void accept(int32_t token);
 
-private:
+  private:
     llama_sampler *chain_ = nullptr;
     int32_t n_vocab_;
     std::vector<::llama_token_data> candidates_;

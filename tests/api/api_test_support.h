@@ -14,8 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "api/openai/inference_backend.h"
 #include "api/local_backend.h"
+#include "api/openai/inference_backend.h"
 #include "api/openai/openai_server.h"
 #include "common/test_env.h"
 

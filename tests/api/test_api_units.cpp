@@ -9,8 +9,8 @@
 #include "api/openai/request_parse.h"
 #include "api/openai/response_json.h"
 #include "api/openai/stop_matcher.h"
-#include "runtime/ubatch_builder.h"
 #include "api_test_support.h"
+#include "runtime/ubatch_builder.h"
 
 namespace colony {
 namespace {
@@ -237,6 +237,47 @@ TEST(ApiError, EveryErrorCodeHasOneStatus) {
     const HttpError f = http_error_from(field_error("top_p", "must be between 0 and 1"));
     EXPECT_EQ(f.param, "top_p");
     EXPECT_EQ(f.code, "invalid_value");
+}
+
+TEST(ApiError, EveryErrorCodeHasOneNextStep) {
+    // retry: refused now, may succeed unchanged later (HTTP 429); re-plan: the
+    // pipeline broke (a peer gone or lying); fail: only this request fails.
+    const std::pair<ErrorCode, ErrorAction> cases[] = {
+        {ErrorCode::kResource, ErrorAction::kRetry},
+        {ErrorCode::kUnavailable, ErrorAction::kReplan},
+        {ErrorCode::kProtocol, ErrorAction::kReplan},
+        {ErrorCode::kInvalidArgument, ErrorAction::kFail},
+        {ErrorCode::kNotFound, ErrorAction::kFail},
+        {ErrorCode::kCorrupt, ErrorAction::kFail},
+        {ErrorCode::kUnsupported, ErrorAction::kFail},
+        {ErrorCode::kOutOfRange, ErrorAction::kFail},
+        {ErrorCode::kUnauthorized, ErrorAction::kFail},
+        {ErrorCode::kCancelled, ErrorAction::kFail},
+        {ErrorCode::kInternal, ErrorAction::kFail},
+    };
+    for (const auto &[code, action] : cases) {
+        EXPECT_EQ(error_action(code), action) << error_code_name(code);
+        const Status st(code, "m");
+        EXPECT_FALSE(st.ok());
+        EXPECT_EQ(st.action(), action) << error_code_name(code);
+        if (action == ErrorAction::kRetry)
+            EXPECT_EQ(http_error_from(Error(code, "m")).status, 429) << error_code_name(code);
+    }
+    EXPECT_STREQ(error_action_name(ErrorAction::kReplan), "replan");
+    EXPECT_TRUE(Status().ok());
+    Result<int> r = Status(ErrorCode::kNotFound, "no such tensor");
+    EXPECT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), ErrorCode::kNotFound);
+    try {
+        (void)r.value();
+        ADD_FAILURE() << "value() of an error returned";
+    } catch (const Error &e) {
+        EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+        EXPECT_STREQ(e.what(), "no such tensor");
+    }
+    Result<int> v = 7;
+    ASSERT_TRUE(v.ok());
+    EXPECT_EQ(v.value(), 7);
 }
 
 TEST(ApiError, BodyHasOpenAiShapeAndSurvivesInvalidUtf8) {

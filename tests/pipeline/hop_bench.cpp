@@ -54,13 +54,13 @@ wire_activations make_act(uint32_t n_embd, uint32_t n_tokens, wire_dtype dtype,
     return a;
 }
 
-struct Result {
+struct HopResult {
     double pack_us, unpack_us, hop_us;
     size_t frame_bytes;
 };
 
 /// One side echoes every message back; the other times round trips.
-Result measure(uint32_t n_embd, uint32_t n_tokens, wire_dtype dtype, bool curve, int iters) {
+HopResult measure(uint32_t n_embd, uint32_t n_tokens, wire_dtype dtype, bool curve, int iters) {
     std::mt19937 rng(1);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     std::vector<float> hidden(size_t(n_embd) * n_tokens);
@@ -99,7 +99,7 @@ Result measure(uint32_t n_embd, uint32_t n_tokens, wire_dtype dtype, bool curve,
         }
     });
 
-    Result r{};
+    HopResult r{};
     std::vector<double> pack, unpack, hop;
     std::vector<float> out(hidden.size());
     for (int i = 0; i < iters + 1; ++i) {  // the first round trip warms up the connection
@@ -145,7 +145,7 @@ int main(int argc, char **argv) {
     for (bool curve : {true, false}) {
         for (wire_dtype d : {WIRE_DTYPE_F16, WIRE_DTYPE_F32, WIRE_DTYPE_Q8_0}) {
             for (uint32_t n_tokens : {1u, 512u}) {
-                const Result r = measure(n_embd, n_tokens, d, curve, n_tokens == 1 ? iters : 20);
+                const HopResult r = measure(n_embd, n_tokens, d, curve, n_tokens == 1 ? iters : 20);
                 std::printf("%-6s %-5s %7u %12zu %9.1f %10.1f %10.1f\n", curve ? "curve" : "plain",
                             wire_dtype_name(d), n_tokens, r.frame_bytes, r.pack_us, r.unpack_us,
                             r.hop_us);

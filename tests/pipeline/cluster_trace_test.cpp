@@ -1,0 +1,102 @@
+// `--trace FILE` through `colony run`: one Chrome/Perfetto trace holding every
+// process's events, each stage's forward passes with its own layer range,
+// sampling on the last stage only, one sample per generated token, and the
+// first token's forward passes in pipeline order.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cluster_harness.h"
+#include "common/test_env.h"
+#include "util/trace.h"
+
+namespace colony::test {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kTokens = 8;
+
+TEST(PipelineTrace, RunWritesOneTraceWithEveryStageInPipelineOrder) {
+    const std::string model = model_path("stories260K-f32.gguf");
+    TempDir dir;
+    const std::string trace = dir.file("run.trace.json");
+    int rc = -1;
+    std::string err;
+    const std::string out = run_colony(
+        {"run", "-m", model, "--workers", "2", "--split", "0:2,2:4,4:5", "-p", "Once upon a time",
+         "-n", std::to_string(kTokens), "--temp", "0", "-t", "1", "--trace", trace},
+        &rc, &err);
+    (void)out;
+    ASSERT_EQ(rc, 0) << err;
+    const json events = json::parse(read_text(trace));
+    ASSERT_TRUE(events.is_array());
+
+    std::map<int, std::string> process;  // pid -> name
+    for (const json &e : events) {
+        if (e.at("name") == "process_name")
+            process[e.at("pid").get<int>()] = e.at("args").at("name").get<std::string>();
+    }
+    ASSERT_EQ(process.size(), 3u) << events.dump(1).substr(0, 2000);
+    std::map<std::string, std::set<std::string>> ranges;  // process -> forward layer ranges
+    std::map<std::string, int> samples;                   // process -> sample events
+    std::map<std::string, std::vector<int64_t>> forward_ts;
+    int waits = 0, queues = 0;
+    for (const json &e : events) {
+        if (e.at("ph") != "X")
+            continue;
+        EXPECT_GT(e.at("ts").get<int64_t>(), 0);
+        EXPECT_GE(e.at("dur").get<int64_t>(), 0);
+        const std::string &who = process.at(e.at("pid").get<int>());
+        const std::string name = e.at("name");
+        if (name == "forward") {
+            ranges[who].insert(e.at("args").at("layers").get<std::string>());
+            forward_ts[who].push_back(e.at("ts").get<int64_t>());
+        }
+        samples[who] += name == "sample";
+        waits += name == "wait";
+        queues += name == "queue";
+    }
+    EXPECT_EQ(ranges["coordinator"], std::set<std::string>{"[0,2)"});
+    EXPECT_EQ(ranges["worker worker-1"], std::set<std::string>{"[2,4)"});
+    EXPECT_EQ(ranges["worker worker-2"], std::set<std::string>{"[4,5)"});
+    // Only the last stage samples: one output row per ubatch here (one
+    // request), so one sample event per generated token (EOG may end early).
+    EXPECT_EQ(samples["coordinator"] + samples["worker worker-1"], 0);
+    EXPECT_GE(samples["worker worker-2"], 1);
+    EXPECT_LE(samples["worker worker-2"], kTokens);
+    EXPECT_EQ(waits, samples["worker worker-2"]) << "one pipeline wait per token that came back";
+    EXPECT_EQ(queues, 1);
+    // The prompt's ubatch goes through the stages in order.
+    for (const char *p : {"coordinator", "worker worker-1", "worker worker-2"})
+        ASSERT_FALSE(forward_ts[p].empty()) << p;
+    const auto first = [&](const char *p) {
+        return *std::min_element(forward_ts[p].begin(), forward_ts[p].end());
+    };
+    EXPECT_LT(first("coordinator"), first("worker worker-1"));
+    EXPECT_LT(first("worker worker-1"), first("worker worker-2"));
+}
+
+TEST(PipelineTrace, MergeKeepsWholeEventsOfAFileCutShort) {
+    TempDir dir;
+    const std::string a = dir.file("a.json"), b = dir.file("b.json"), out = dir.file("out.json");
+    std::ofstream(a) << "[\n{\"name\":\"x\",\"ph\":\"X\",\"ts\":1,\"dur\":2,\"pid\":1,\"tid\":1},\n"
+                        "{\"name\":\"y\",\"ph\":\"X\",\"ts\":3,\"dur\":1,\"pid\":1,\"tid\":1},\n";
+    std::ofstream(b) << "[\n{\"name\":\"z\",\"ph\":\"X\",\"ts\":2,\"dur\":1,\"pid\":2,\"tid\":1},\n"
+                        "{\"name\":\"cut\",\"ph\":\"X\",\"ts\":";  // killed mid-line
+    merge_trace_files({a, b}, out);
+    const json events = json::parse(read_text(out));
+    ASSERT_EQ(events.size(), 3u);
+    EXPECT_EQ(events[0].at("name"), "x");
+    EXPECT_EQ(events[1].at("name"), "y");
+    EXPECT_EQ(events[2].at("name"), "z");
+}
+
+}  // namespace
+}  // namespace colony::test
