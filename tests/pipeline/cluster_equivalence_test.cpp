@@ -2,6 +2,8 @@
 // loopback (colony run; serve + join) equals single-process colony generate.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -100,6 +102,45 @@ TEST(PipelineEquivalence, ServeAndTwoJoinsMatchGenerate) {
     ASSERT_EQ(health.status, 200);
     EXPECT_EQ(health.body["stages"].size(), 3u);
     EXPECT_EQ(health.body["workers"].size(), 2u);
+}
+
+// -ctk/-ctv are each stage's own choice (DESIGN.md, decision 9): the
+// coordinator and the first worker keep their KV cache in f32, the last
+// worker in f16 (the default); each stage's KV bytes in /v1/cluster show it,
+// and the greedy text is generate's.
+TEST(PipelineEquivalence, EachStageKeepsTheKvCacheTypeItWasGiven) {
+    const std::string model = model_path("stories260K-f32.gguf");
+    const std::string ref = reference_greedy(model, kPrompt, kTokens);
+    TempDir dir;
+    const std::vector<std::string> f32_kv = {"-ctk", "f32", "-ctv", "f32"};
+    std::vector<std::string> serve_args = {"--split", "0:2,2:4,4:5", "--wire-type", "f32"};
+    serve_args.insert(serve_args.end(), f32_kv.begin(), f32_kv.end());
+    ServeProcess serve(dir.file("coordinator"), model, 2, serve_args);
+    JoinProcess w1(dir.file("w1"), serve.coordinator(), serve.token(), f32_kv);
+    // w1 joins first, so the static split gives it the second range
+    ASSERT_TRUE(eventually(
+        [&] { return http_get(serve.api_port(), "/health").body["workers"].size() == 1; }, 30000))
+        << serve.log();
+    JoinProcess w2(dir.file("w2"), serve.coordinator(), serve.token());
+    ASSERT_TRUE(wait_health(serve.api_port(), "ok", 30000)) << serve.log();
+    EXPECT_EQ(kPrompt + complete_greedy(serve.api_port(), kPrompt, kTokens) + "\n", ref);
+    std::map<uint32_t, uint64_t> kv_bytes;  // first layer of the stage -> its KV bytes
+    const bool reported = eventually(
+        [&] {
+            kv_bytes.clear();
+            const HttpReply r = http_get(serve.api_port(), "/v1/cluster");
+            for (const auto &n : r.body.value("nodes", nlohmann::json::array())) {
+                const uint64_t b = n["memory"].value("kv_bytes", uint64_t{0});
+                if (b > 0)
+                    kv_bytes[n["layers"].value("first", 0u)] = b;
+            }
+            return kv_bytes.size() == 3;
+        },
+        30000);
+    ASSERT_TRUE(reported) << http_get(serve.api_port(), "/v1/cluster").body.dump(1);
+    // [0,2) f32 and [2,4) f32: the same bytes; [4,5) f16: half the layers at half the size.
+    EXPECT_EQ(kv_bytes[0], kv_bytes[2]);
+    EXPECT_EQ(kv_bytes[0], 4 * kv_bytes[4]);
 }
 
 TEST(PipelineEquivalence, ConcurrentRequestsEachGetTheirOwnGreedyText) {
