@@ -14,14 +14,7 @@ namespace colony {
 CoordinatorBackend::CoordinatorBackend(Coordinator &coordinator, CoordinatorBackendOptions opts)
     : c_(coordinator), opts_(std::move(opts)) {
     const CoordinatorOptions &o = c_.options();
-    const ModelHparams &hp = c_.hparams();
-    info_.id = opts_.model_id.empty() ? model_id_from_path(o.model_path) : opts_.model_id;
-    info_.path = o.model_path;
-    info_.arch = hp.arch_name;
-    info_.n_layer = hp.n_layer;
-    info_.n_vocab = hp.n_vocab;
-    info_.n_ctx_seq = o.n_ctx_seq();
-    info_.created_unix = file_mtime_unix(o.model_path);
+    info_ = model_info_of(o.model_path, c_.hparams(), o.n_ctx_seq(), opts_.model_id);
     host_ = this_host_name();
     device_ = cpu_device_name();
     c_.scheduler().set_max_queue(opts_.max_queue);

@@ -38,13 +38,7 @@ LocalBackend::LocalBackend(LocalBackendOptions opts) : opts_(scheduler_options(o
     file_ = GgufFile::open(opts_.model_path);
     hp_ = ModelHparams::from_gguf(*file_);
     tok_ = std::make_unique<Tokenizer>(opts_.model_path);
-    info_.id = opts.model_id.empty() ? model_id_from_path(opts_.model_path) : opts.model_id;
-    info_.path = opts_.model_path;
-    info_.arch = hp_.arch_name;
-    info_.n_layer = hp_.n_layer;
-    info_.n_vocab = hp_.n_vocab;
-    info_.n_ctx_seq = opts_.n_ctx_seq();
-    info_.created_unix = file_mtime_unix(opts_.model_path);
+    info_ = model_info_of(opts_.model_path, hp_, opts_.n_ctx_seq(), opts.model_id);
     device_ = cpu_device_name();
     hostname_ = this_host_name();
 

@@ -38,6 +38,19 @@ GenerationResult generation_result_of(const SeqOutcome &o) {
     return r;
 }
 
+BackendModelInfo model_info_of(const std::string &path, const ModelHparams &hp, uint32_t n_ctx_seq,
+                               const std::string &alias) {
+    BackendModelInfo info;
+    info.id = alias.empty() ? model_id_from_path(path) : alias;
+    info.path = path;
+    info.arch = hp.arch_name;
+    info.n_layer = hp.n_layer;
+    info.n_vocab = hp.n_vocab;
+    info.n_ctx_seq = n_ctx_seq;
+    info.created_unix = file_mtime_unix(path);
+    return info;
+}
+
 std::unique_ptr<SeqRequest> make_seq_request(GenerationRequest request,
                                              GenerationCallbacks callbacks, const Tokenizer &tok) {
     auto req = std::make_unique<SeqRequest>();

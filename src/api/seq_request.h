@@ -5,8 +5,10 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "api/openai/inference_backend.h"
+#include "model/hparams.h"
 #include "pipeline/batch_scheduler.h"
 
 namespace colony {
@@ -21,5 +23,11 @@ std::unique_ptr<SeqRequest> make_seq_request(GenerationRequest request,
 
 /// The API's view of how a sequence ended (same counts and times).
 GenerationResult generation_result_of(const SeqOutcome &outcome);
+
+/// What the API says about the model of `path` (hp read from it), served
+/// with n_ctx_seq positions per sequence under the name `alias` (empty: the
+/// file name without ".gguf").
+BackendModelInfo model_info_of(const std::string &path, const ModelHparams &hp, uint32_t n_ctx_seq,
+                               const std::string &alias);
 
 }  // namespace colony

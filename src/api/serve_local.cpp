@@ -1,7 +1,5 @@
 #include "api/serve_local.h"
 
-#include <signal.h>
-
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -10,29 +8,9 @@
 #include "runtime/tokenizer.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/signals.h"
 
 namespace colony {
-
-namespace {
-
-/// Blocks SIGINT and SIGTERM in this thread and every thread it starts
-/// afterwards, so that wait_for_signal() receives them.
-sigset_t block_stop_signals() {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    return set;
-}
-
-int wait_for_signal(const sigset_t &set) {
-    int sig = 0;
-    sigwait(&set, &sig);
-    return sig;
-}
-
-}  // namespace
 
 void write_ready_file(const std::string &path, const std::string &json) {
     const std::string tmp = path + ".tmp";
@@ -48,7 +26,7 @@ void write_ready_file(const std::string &path, const std::string &json) {
 
 int serve_local(const LocalBackendOptions &bo, const OpenAiServerOptions &so,
                 const std::string &ready_file) {
-    const sigset_t signals = block_stop_signals();
+    block_stop_signals();      // before the backend and the server start their threads
     LocalBackend backend(bo);  // loads the weights on its own thread
     OpenAiServer server(backend, backend.tokenizer(), so);
     std::printf("colony: listening on %s://%s:%u/\n", server.tls() ? "https" : "http",
@@ -62,7 +40,9 @@ int serve_local(const LocalBackendOptions &bo, const OpenAiServerOptions &so,
     backend.wait_ready();
     std::printf("colony: model %s ready\n", backend.model_info().id.c_str());
     std::fflush(stdout);
-    const int sig = wait_for_signal(signals);
+    int sig = 0;
+    while (sig == 0)
+        sig = wait_stop_signal(1000);
     COLONY_LOG_INFO("serve: signal %d, shutting down", sig);
     return 0;
 }

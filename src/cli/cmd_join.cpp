@@ -10,7 +10,7 @@
 #include "cli/cluster_cli.h"
 #include "cli/commands.h"
 #include "cli/process_info.h"
-#include "cli/signals.h"
+#include "util/signals.h"
 #include "model/kv_cache.h"
 #include "net/keys.h"
 #include "net/tokens.h"

@@ -31,7 +31,7 @@
 #include "cli/api_args.h"
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "cli/signals.h"
+#include "util/signals.h"
 #include "model/kv_cache.h"
 #include "pipeline/child_process.h"
 #include "util/error.h"

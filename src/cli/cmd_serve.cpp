@@ -17,7 +17,6 @@
 #include "cli/cluster_cli.h"
 #include "cli/commands.h"
 #include "cli/process_info.h"
-#include "cli/signals.h"
 #include "model/gguf_file.h"
 #include "model/hparams.h"
 #include "model/kv_cache.h"
@@ -26,6 +25,7 @@
 #include "pipeline/layer_split.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/signals.h"
 #include "util/trace.h"
 
 namespace colony {

@@ -1,4 +1,4 @@
-#include "cli/signals.h"
+#include "util/signals.h"
 
 #include <csignal>
 #include <ctime>

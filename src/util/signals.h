@@ -1,4 +1,4 @@
-// Stop signals for the long-running subcommands (serve, join, run): SIGINT
+// Stop signals for the long-running commands (serve, join, run): SIGINT
 // and SIGTERM are blocked in every thread (call block_stop_signals() before
 // starting any thread) and taken synchronously with wait_stop_signal(), so no
 // library call is ever interrupted by a handler.
