@@ -330,11 +330,13 @@ void BatchScheduler::drain_tokens() {
     if (!pull_)
         return;
     for (;;) {
+        const int64_t t_recv = trace_now_us();
         received_message rm = recv_message(*pull_, {}, zmq::recv_flags::dontwait);
         if (rm.status == RECV_STATUS_TIMEOUT)
             return;
         if (rm.status != RECV_STATUS_OK)
             continue;
+        trace_event("receive", "hop", t_recv, trace_now_us() - t_recv);
         const wire_type type = wire_message_type(rm.message);
         if (type != WIRE_TYPE_TOKENS) {
             COLONY_LOG_WARN("scheduler: dropped %s on the data socket (only TOKENS expected)",

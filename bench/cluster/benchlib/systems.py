@@ -395,6 +395,19 @@ def calibrate_prompt(base_url, n_tokens, tries=3, send=openai.completion):
     return filler_prompt(words), got
 
 
+def _trace_args(host, tag, stages, profile):
+    """--trace for host `host` of a colony cluster when $COLONY_BENCH_TRACE_DIR
+    is set: one Chrome/Perfetto trace per process (src/util/trace.h), named
+    S{stages}-{profile}-{tag}-h{host}.json; merge them with `colony`'s format
+    (one event per line) or open them side by side in ui.perfetto.dev."""
+    d = os.environ.get("COLONY_BENCH_TRACE_DIR")
+    if not d:
+        return []
+    os.makedirs(d, exist_ok=True)
+    name = profile.get("name", "profile") if isinstance(profile, dict) else str(profile)
+    return ["--trace", os.path.join(os.path.abspath(d), f"S{stages}-{name}-{tag}-h{host}.json")]
+
+
 def colony_cluster(ctx, lab, model, counts, profile, stream=True):
     """colony's pipeline with the split `counts`: coordinator (`colony serve`,
     stage 0 and the HTTP API) on host 1, `colony join` workers on hosts 2..S.
@@ -431,6 +444,7 @@ def colony_cluster(ctx, lab, model, counts, profile, stream=True):
                  "--workers-expected", stages - 1, "-t", ctx.threads, "-c", cells, "--parallel", 8,
                  "--ready-file", ready, "--config-dir", os.path.join(state, "h1-config"),
                  "--cache-dir", os.path.join(state, "h1-cache")]
+        serve += _trace_args(1, tag, stages, profile)
         t0 = time.monotonic()
         procs = {1: proc.Process(lab.cmd(1, serve), log_prefix=ctx.log_prefix(f"colony-serve-{tag}"))}
         workers = _Workers(ctx, lab, f"colony-join-{tag}")
@@ -449,6 +463,7 @@ def colony_cluster(ctx, lab, model, counts, profile, stream=True):
                 join = [ctx.bins["colony"], "join", "--coordinator", f"{lab.addr(1)}:{info.get('control_port', COLONY_CONTROL_PORT)}",
                         "--token", info["token"], "-t", ctx.threads, "--data-host", lab.addr(h),
                         "--cache-dir", os.path.join(state, f"h{h}-cache"), "--config-dir", os.path.join(state, f"h{h}-config")]
+                join += _trace_args(h, tag, stages, profile)
                 workers.start(h, join)
                 _wait_joined(procs[1], h - 1)  # host h = stage h-1: join one at a time
                 if tag == "cold":
