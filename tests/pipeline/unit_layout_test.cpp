@@ -11,6 +11,7 @@
 #include "net/keys.h"
 #include "pipeline/coordinator_layout.h"
 #include "pipeline/measured_planner.h"
+#include "planning_fixtures.h"
 #include "util/error.h"
 
 namespace colony {
@@ -150,16 +151,8 @@ TEST(CoordinatorLayout, ProportionalSplitTradesOnlyBetweenWorkersOfEqualWeight) 
 
 // ---- Measured layouts ----
 
-DeviceProfile profile(const std::string &id, double ms_per_layer, uint64_t mem) {
-    DeviceProfile p;
-    p.node_id = id;
-    p.name = id;
-    p.decode_ms_per_layer = ms_per_layer;
-    p.prefill_ms_per_layer_per_token = ms_per_layer / 4;
-    p.mem_available_bytes = mem;
-    p.n_threads = 1;
-    return p;
-}
+using planning_fixtures::profile;
+using planning_fixtures::shape;
 
 /// A worker's STATUS after a probe of blocks [2,6) (not the last stage).
 WorkerStatus probe_status(const std::string &id, double ms_per_layer, uint64_t mem) {
@@ -173,18 +166,6 @@ WorkerStatus probe_status(const std::string &id, double ms_per_layer, uint64_t m
     r.probe_prefill_ms_per_token = ms_per_layer;
     st.stage = r;
     return st;
-}
-
-/// 8 blocks of 10 MB, a 20 MB embedding and a 20 MB head, no KV cache.
-ModelShape shape() {
-    ModelShape m;
-    m.n_layer = 8;
-    m.hidden_bytes_per_token = 2048;
-    m.layer_weight_bytes.assign(8, 10'000'000);
-    m.first_stage_extra_bytes = 20'000'000;
-    m.last_stage_extra_bytes = 20'000'000;
-    m.n_ctx = 1;
-    return m;
 }
 
 /// A planner whose coordinator holds the embedding and at most 3 blocks
