@@ -121,12 +121,13 @@ TEST(CoordinatorLayout, ProportionalSplitByMemoryWhenEveryNodeHasALimit) {
     LayoutConfig c = config(8);
     c.coordinator_threads = 1;
     c.coordinator_mem_limit_gib = 1;
-    // By threads this would be 1:6:1; by memory it is 1:2:1.
+    // By memory 1:2:1 (one layer each, the other 5 by 1.25, 2.5, 1.25: 2, 4, 2).
     const Layout l = plan_layout(c, {member("a", 6, 2 * kGiB), member("b", 1, 1 * kGiB)}, nullptr);
     EXPECT_EQ(l.stages, stages({{-1, {0, 2}}, {0, {2, 6}}, {1, {6, 8}}}));
-    // One worker without a limit: threads decide (1:6:1 of 8 layers).
+    // One worker without a limit: threads decide, 1:6:1 (one layer each, the
+    // other 5 by largest remainder of 0.625, 3.75, 0.625: 2, 5, 1).
     const Layout t = plan_layout(c, {member("a", 6, 2 * kGiB), member("b", 1, 0)}, nullptr);
-    EXPECT_EQ(t.stages, stages({{-1, {0, 1}}, {0, {1, 7}}, {1, {7, 8}}}));
+    EXPECT_EQ(t.stages, stages({{-1, {0, 2}}, {0, {2, 7}}, {1, {7, 8}}}));
 }
 
 TEST(CoordinatorLayout, ProportionalSplitUsesAtMostOneNodePerLayer) {
