@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "net/private-file.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 namespace colony {
@@ -78,12 +79,6 @@ curve_key base64url_decode_key(std::string_view text, const char *what) {
         throw bad("has non-zero padding bits");
     }
     return raw;
-}
-
-int64_t now_unix() {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
 }
 
 token_record parse_record(const std::string &line, const fs::path &file, size_t line_no) {
@@ -191,7 +186,7 @@ token_record token_store::create() {
     token_record r;
     r.join_keys = curve_keypair_generate();
     r.id = key_fingerprint(r.join_keys.public_z85);
-    r.created_unix = now_unix();
+    r.created_unix = unix_seconds();
     records_.push_back(r);
     try {
         save();

@@ -5,6 +5,15 @@
 // shards, and declares the cluster ready when every stage is READY. It shares
 // the plan with the scheduler through ClusterState.
 //
+// One class, its code in one file per concern:
+//   coordinator_control.cpp     the socket, the loop, dispatch of what arrives
+//   coordinator_membership.cpp  members: join, heartbeats, loss, token revocation
+//   coordinator_layout.h/.cpp   the layout decisions: pure functions, no sockets
+//   coordinator_assign.cpp      applying a layout: shards, ASSIGN, READY, the plan's state
+//   coordinator_profiles.cpp    measurements for the measured planner (self, STATUS, RTTs, probes)
+//   coordinator_replan.cpp      re-planning: when, and the graceful apply
+//   coordinator_view.cpp        the cluster view and the /health detail JSON
+//
 // Planning (docs/cluster.md): the first plan is static (--split, or layers in
 // proportion to memory limits or threads over [coordinator, workers in join
 // order]) so the cluster serves at once. With the measured planner
@@ -39,7 +48,9 @@
 #include "net/keys.h"
 #include "net/wire.h"
 #include "pipeline/cluster_view.h"
+#include "pipeline/coordinator_layout.h"
 #include "pipeline/coordinator_options.h"
+#include "util/error.h"
 
 namespace colony {
 
@@ -64,7 +75,8 @@ class CoordinatorControl {
     /// insecure mode. data_endpoint is the coordinator's data socket as
     /// announced to the last stage (a wildcard host is "*"). Every reference
     /// must outlive this object. Throws Error(kUnavailable) when the port
-    /// cannot be bound.
+    /// cannot be bound, Error(kInvalidArgument) for a --split that does not
+    /// fit the model or --workers-expected, or an unknown wire type.
     CoordinatorControl(zmq::context_t &ctx, const CoordinatorOptions &opts,
                        const PlannedModel &model, const curve_keypair &node_keys,
                        admission_control *admission, ShardService &shards, ClusterState &state,
@@ -106,11 +118,10 @@ class CoordinatorControl {
         // The stage's own measurement (STATUS before READY): one token through it, ms.
         double stage_ms_per_token = 0;
         uint64_t stage_report_epoch = 0;
+        // Why an ASSIGN could not be sent to it; the next tick loses it (the
+        // plan cannot get ready without it). Empty: reachable.
+        std::string unreachable;
         bool holds(LayerRange r) const;
-    };
-    struct PlannedStage {
-        int member = -1;  // index into members_; -1: the coordinator
-        LayerRange range;
     };
     /// A new plan waiting for the running requests to finish.
     struct PendingApply {
@@ -120,25 +131,76 @@ class CoordinatorControl {
         std::optional<double> current_ms;
     };
 
+    // ---- Loop and dispatch (coordinator_control.cpp) ----
+    void configure_router();
     void run();
     void handle(const received_message &rm);
+    /// One dispatch of a member's message (not JOIN).
+    void handle_member(Member &m, const received_message &rm);
+    /// Everything due on the clock: heartbeats, losses, plans, re-plans, the view.
+    void tick();
+    /// Sends `body` to a member. Returns false, after logging why, when it
+    /// would block (1 s) or the peer is gone; the caller decides what follows.
+    [[nodiscard]] bool send_to(const Member &m, wire_body body);
+    /// send_to for a message the member cannot do without (ASSIGN, a shard
+    /// chunk, an error answer): when it does not go out, the member is
+    /// marked unreachable (`what` says which message) and lost on the next
+    /// tick. Returns whether it went out.
+    bool send_or_lose(Member &m, wire_body body, const std::string &what);
+    /// Sends `body` to a peer that is not (or no longer) a member, without
+    /// waiting: a refusal or a request to join again. A failure is logged;
+    /// the peer retries on its own.
+    void send_unsolicited(const std::string &routing_id, wire_body body);
+
+    // ---- Membership (coordinator_membership.cpp) ----
     void on_join(const received_message &rm, const wire_join &join);
+    /// The worker's data endpoint resolved against its address; nullopt after
+    /// refusing the JOIN (a bad endpoint, or the coordinator's own key).
+    std::optional<std::string> join_endpoint(const received_message &rm, const wire_join &join,
+                                             const std::string &key_z85);
+    void refuse_join(const received_message &rm, const wire_join &join, ErrorCode code,
+                     const std::string &reason);
+    /// Adds an admitted worker, accepts it, and plans when enough have joined.
+    void add_member(const received_message &rm, const wire_join &join, const std::string &key_z85,
+                    const std::string &data_endpoint);
+    /// A heartbeat to every member when one is due; returns whether it was.
+    bool send_heartbeats();
+    /// A heartbeat to every member; sent_ns: the steady clock when sent (0:
+    /// none, a keep-alive), echoed for the round trip (node_status.h).
+    void heartbeat_all(uint64_t sent_ns);
+    /// Heartbeats while a long shard write keeps the loop busy.
+    void keepalive();
+    void drop_silent();
+    void drop_unreachable();
+    /// Loses the members whose token the tokens file no longer lists.
+    void reload_tokens();
+    void lose_member(size_t index, const std::string &reason);
+    Member *find_member(const std::string &routing_id);
+    std::string waiting_reason() const;
+    /// The members as the layout functions see them (same order and indices).
+    std::vector<LayoutMember> layout_members() const;
+
+    // ---- Applying a layout (coordinator_assign.cpp) ----
     void on_ready(Member &m, const wire_ready &ready);
     void on_shard_request(Member &m, const wire_shard_request &req);
-    void tick();
-    void lose_member(size_t index, const std::string &reason);
-    void invalidate_plan(const std::string &reason);
     /// A plan when there is none: the measured one when every node has a
     /// profile, else (allow_static) the static split.
     void make_plan(const std::string &why, bool allow_static = true);
+    /// The measured layout, applied. Returns false when there is none (logged).
+    bool make_measured_plan(const std::string &why, bool allow_static);
+    void make_static_plan(const std::string &why);
+    void plan_failed(const std::string &state_reason);
     /// Makes `layout` the plan: prepares shards, sets a new epoch (graceful:
     /// the end of a paused re-plan), sends ASSIGN, logs the plan table.
     void apply_layout(const std::vector<PlannedStage> &layout, const std::string &why,
                       bool graceful, const Plan &plan);
+    void send_assigns();
     void check_ready();
-    void publish_detail();
+    void invalidate_plan(const std::string &reason);
+    /// Writes the shards of `layout` that their workers do not hold.
+    void prepare_shards(const std::vector<PlannedStage> &layout);
 
-    // Measured planner.
+    // ---- Measurements for the measured planner (coordinator_profiles.cpp) ----
     void measure_self();
     void on_status(Member &m, const wire_status &status);
     void collect_rtts();
@@ -146,45 +208,32 @@ class CoordinatorControl {
     /// drift sample of the coordinator, every kLocalSampleMs.
     void collect_local_samples();
     void send_probes();
-    void consider_replan();
-    void begin_apply(const Plan &plan, const std::string &trigger,
-                     std::optional<double> current_ms);
-    void continue_apply();
-    void abort_apply(const std::string &why);
     std::vector<std::string> member_ids(bool with_profile_only) const;
     bool all_profiled() const;
     /// Every member's link to the coordinator was measured (or its profile
     /// is a few seconds old): the first measured plan waits for it.
     bool links_measured() const;
+
+    // ---- Re-planning (coordinator_replan.cpp) ----
     /// The running plan (nodes, ranges) as a cluster Plan, predicted when
     /// every node of it has a profile.
     Plan running_plan() const;
-    std::optional<std::vector<PlannedStage>> layout_of(const Plan &plan) const;
-    /// planner_->optimal over `ids`, then workers traded between stages so
-    /// that more of them serve a range they hold, as long as the prediction
-    /// stays within kCachedRangeSlack of the optimum (cached_assignment.h).
-    Plan optimal_plan(const std::vector<std::string> &ids) const;
-    static constexpr double kCachedRangeSlack = 0.02;
-    /// Trades workers in `layout` onto ranges they hold (cached_assignment.h)
-    /// while acceptable(members by stage) agrees; logs each trade. Returns
-    /// whether a worker moved.
-    bool trade_onto_cached(std::vector<PlannedStage> &layout,
-                           const std::function<bool(const std::vector<int> &)> &acceptable) const;
-    /// Writes the shards of `layout` that their workers do not hold.
-    void prepare_shards(const std::vector<PlannedStage> &layout);
-    /// The ASSIGN fields every assignment of `range` shares (no endpoints or keys).
-    wire_assign assign_for(uint64_t epoch, LayerRange range) const;
-    /// The static layout with workers traded onto ranges they hold where the
-    /// split allows it (a manual split; equal weights of a proportional one).
-    void prefer_cached(std::vector<PlannedStage> &layout, const std::vector<double> &weights) const;
+    void consider_replan();
+    /// The first measured plan while the static one runs.
+    void consider_first_measured(const Plan &current, std::optional<double> current_ms);
+    void begin_apply(const Plan &plan, const std::string &trigger,
+                     std::optional<double> current_ms);
+    void continue_apply();
+    void abort_apply(const std::string &why);
     void record_replan(const std::string &trigger, const std::string &decision, bool adopted,
                        std::optional<double> current_ms, std::optional<double> candidate_ms,
                        uint64_t epoch);
+
+    // ---- The cluster view (coordinator_view.cpp) ----
     void publish_view();
-    void keepalive();
-    bool send_to(const Member &m, wire_body body);
-    Member *find_member(const std::string &routing_id);
-    std::string waiting_reason() const;
+    void publish_detail();
+    NodeView coordinator_view() const;
+    NodeView member_view(const Member &m, const Plan &running) const;
 
     zmq::context_t &ctx_;
     const CoordinatorOptions &opts_;
@@ -194,7 +243,9 @@ class CoordinatorControl {
     ShardService &shards_;
     ClusterState &state_;
     std::string data_endpoint_;
-    std::optional<std::vector<LayerRange>> manual_split_;
+    std::string coordinator_id_;    // key fingerprint of the node key
+    std::string coordinator_name_;  // --name or the host name
+    LayoutConfig layout_config_;    // --split, the coordinator's weights, ASSIGN fields
     zmq::socket_t router_;
     uint16_t port_ = 0;
 
@@ -212,8 +263,6 @@ class CoordinatorControl {
 
     // Measured planner (control thread only once started).
     std::shared_ptr<const GgufFile> file_;
-    std::string coordinator_id_;    // key fingerprint of the node key
-    std::string coordinator_name_;  // --name or the host name
     std::unique_ptr<MeasuredPlanner> planner_;
     Plan plan_info_;  // the running plan as a cluster Plan (view, policy)
     std::optional<PendingApply> pending_;
@@ -223,7 +272,6 @@ class CoordinatorControl {
     std::deque<NodeView> lost_;
     clock::time_point last_replan_check_{};
     clock::time_point last_local_sample_{};
-    clock::time_point last_view_{};
     bool view_dirty_ = true;
 
     std::atomic<bool> stop_{false};

@@ -15,6 +15,7 @@
 #include "runtime/stage.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/host.h"
 #include "util/log.h"
 
 namespace colony {
@@ -187,9 +188,8 @@ StageRuntime StageMeter::snapshot() const {
 // ---- NodeRuntime ----------------------------------------------------------
 
 void probe_node_runtime(NodeRuntime &r) {
-    char host[256] = {};
-    if (::gethostname(host, sizeof(host) - 1) == 0)
-        r.host = host;
+    if (std::optional<std::string> host = host_name())
+        r.host = *host;
     if (ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU))
         r.device = ggml_backend_dev_description(dev);
     const OsInfo os = probe_os();

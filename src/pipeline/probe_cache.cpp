@@ -4,17 +4,12 @@
 #include <fstream>
 
 #include "nlohmann/json.hpp"
+#include "util/clock.h"
 #include "util/log.h"
 
 namespace colony {
 
 namespace {
-
-int64_t unix_seconds() {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 /// The key and the shard's identity as JSON; nullopt when the shard is unreadable.
 std::optional<nlohmann::json> key_json(const std::filesystem::path &shard, const ProbeKey &key) {

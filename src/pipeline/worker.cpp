@@ -22,7 +22,9 @@
 #include "pipeline/shard_verify.h"
 #include "pipeline/worker_data.h"
 #include "pipeline/worker_status.h"
+#include "util/clock.h"
 #include "util/error.h"
+#include "util/host.h"
 #include "util/log.h"
 #include "util/version.h"
 
@@ -37,23 +39,12 @@ constexpr int kAuthGraceMs = 3000;  // a refused token is retried this long
 constexpr int kAuthRetryMs = 500;
 constexpr uint64_t kMaxShardBytes = 1ull << 40;
 
-int64_t ms_since(std::chrono::steady_clock::time_point t) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                 t)
-        .count();
-}
-
 std::string random_hex(size_t n) {
     std::random_device rd;
     std::string s;
     for (size_t i = 0; i < n; ++i)
         s += "0123456789abcdef"[rd() % 16];
     return s;
-}
-
-std::string host_name() {
-    char buf[256] = {};
-    return gethostname(buf, sizeof(buf) - 1) == 0 ? std::string(buf) : std::string("worker");
 }
 
 uint64_t free_memory_bytes() {
@@ -67,7 +58,7 @@ uint64_t free_memory_bytes() {
 Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
     coordinator_ = parse_host_port(opts_.coordinator, 7411);
     if (opts_.name.empty())
-        opts_.name = host_name();
+        opts_.name = host_name().value_or("worker");
     if (opts_.n_threads <= 0) {
         opts_.n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     }

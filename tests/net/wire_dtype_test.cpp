@@ -80,6 +80,18 @@ TEST(WireDtype, RowBytesAndNames) {
     EXPECT_THROW(wire_dtype_row_bytes(static_cast<wire_dtype>(7), 64), Error);
 }
 
+TEST(WireDtype, AnUnknownTypeHasNoGgmlType) {
+    EXPECT_EQ(wire_dtype_ggml_type(WIRE_DTYPE_F32), GGML_TYPE_F32);
+    EXPECT_EQ(wire_dtype_ggml_type(WIRE_DTYPE_F16), GGML_TYPE_F16);
+    // Never a silent F16: the caller learns that the type is not one it knows.
+    try {
+        (void)wire_dtype_ggml_type(WIRE_DTYPE_COUNT);
+        FAIL() << "an unknown wire dtype mapped to a ggml type";
+    } catch (const Error &e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    }
+}
+
 TEST(WireDtype, RejectsShapesThatDoNotFit) {
     const std::vector<float> x(100, 1.0f);
     EXPECT_THROW(wire_pack_hidden(x, 64, WIRE_DTYPE_F16), Error);  // 100 % 64 != 0

@@ -13,6 +13,7 @@
 #include "pipeline/cluster_view.h"
 #include "pipeline/measured_planner.h"
 #include "pipeline/worker_status.h"
+#include "planning_fixtures.h"
 #include "util/error.h"
 
 namespace colony {
@@ -21,16 +22,8 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-DeviceProfile profile(const std::string &id, double ms_per_layer, uint64_t mem) {
-    DeviceProfile p;
-    p.node_id = id;
-    p.name = id;
-    p.decode_ms_per_layer = ms_per_layer;
-    p.prefill_ms_per_layer_per_token = ms_per_layer / 4;
-    p.mem_available_bytes = mem;
-    p.n_threads = 1;
-    return p;
-}
+using planning_fixtures::profile;
+using planning_fixtures::shape;
 
 WorkerStatus status(const std::string &id, double stage_ms, uint32_t first, uint32_t last,
                     bool is_last, uint64_t epoch, uint64_t mem = 1ull << 30) {
@@ -45,18 +38,6 @@ WorkerStatus status(const std::string &id, double stage_ms, uint32_t first, uint
     r.probe_prefill_ms_per_token = stage_ms / 4;
     st.stage = r;
     return st;
-}
-
-/// 8 blocks of 10 MB, a 20 MB head, no KV cache: easy memory arithmetic.
-ModelShape shape() {
-    ModelShape m;
-    m.n_layer = 8;
-    m.hidden_bytes_per_token = 2048;
-    m.layer_weight_bytes.assign(8, 10'000'000);
-    m.first_stage_extra_bytes = 20'000'000;
-    m.last_stage_extra_bytes = 20'000'000;
-    m.n_ctx = 1;
-    return m;
 }
 
 /// A clock the test moves by hand.
