@@ -57,7 +57,7 @@ DeviceProfile measure_here(const std::string &model, const std::string &name, fl
     std::shared_ptr<const GgufFile> file = GgufFile::open(model);
     const ModelHparams hp = ModelHparams::from_gguf(*file);
     const uint32_t n = hp.n_layer;
-    const PlanRange r = speed_probe_range(*file, hp);
+    const LayerRange r = speed_probe_range(*file, hp);
     const uint32_t k = static_cast<uint32_t>(r.size());
     const StageSpeed block =
         measure_range(file, hp, {static_cast<uint32_t>(r.first), static_cast<uint32_t>(r.last)},
@@ -94,7 +94,7 @@ std::string single_device_lines(const PlannerInput &in) {
         char line[512];
         const std::string label = d.name.empty() ? d.node_id : d.name;
         try {
-            const Plan p = plan_manual(one, {PlanRange{0, in.model.n_layer}}, {d.node_id});
+            const Plan p = plan_manual(one, {LayerRange{0, in.model.n_layer}}, {d.node_id});
             std::snprintf(line, sizeof line, "  %-16s %8.2f ms per token (%.1f tokens/s)\n",
                           label.c_str(), p.predicted_ms_per_token,
                           1000.0 / p.predicted_ms_per_token);

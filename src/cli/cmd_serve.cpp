@@ -22,7 +22,7 @@
 #include "model/kv_cache.h"
 #include "net/wire-dtype.h"
 #include "pipeline/coordinator.h"
-#include "pipeline/layer_split.h"
+#include "cluster/layer_split.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/signals.h"

@@ -38,7 +38,7 @@ ModelShape model_shape_from_gguf(const GgufFile &file, const ModelHparams &hp, u
     return m;
 }
 
-PlanRange speed_probe_range(const GgufFile &file, const ModelHparams &hp) {
+LayerRange speed_probe_range(const GgufFile &file, const ModelHparams &hp) {
     const int n = static_cast<int>(hp.n_layer);
     if (n < 2)
         return {0, n};

@@ -29,6 +29,6 @@ inline constexpr uint64_t kProbeWeightBytes = 48ull << 20;
 /// consecutive blocks as hold kProbeWeightBytes (at least one), ending before
 /// the last block (which carries the output head) when the model has more
 /// than one; {0, 1} for a one-block model.
-PlanRange speed_probe_range(const GgufFile &file, const ModelHparams &hp);
+LayerRange speed_probe_range(const GgufFile &file, const ModelHparams &hp);
 
 }  // namespace colony

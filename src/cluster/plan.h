@@ -10,20 +10,9 @@
 #include <vector>
 
 #include "cluster/profile.h"
+#include "model/layer_range.h"
 
 namespace colony {
-
-/// Contiguous range of transformer blocks [first, last).
-/// Blocks [first, last) of one stage in a plan. Signed so the planner's DP can
-/// use -1 sentinels; the engine's model/layer_range.h LayerRange is the unsigned
-/// equivalent (convert at the boundary).
-struct PlanRange {
-    int first = 0;
-    int last = 0;
-    int size() const { return last - first; }
-    bool operator==(const PlanRange &) const = default;
-};
-
 
 /// What the planner needs to know about the model, in bytes and tokens.
 struct ModelShape {
@@ -98,7 +87,7 @@ struct PlannerInput {
 struct PlanStage {
     std::string node_id;
     std::string name;
-    PlanRange layers;
+    LayerRange layers;
     double decode_ms_per_layer = 0;  // the profile value the prediction used
     double compute_ms = 0;      // layers * decode_ms_per_layer (+ output head on the last stage)
     double hop_out_ms = 0;      // hidden state to the next stage, or token id to the coordinator

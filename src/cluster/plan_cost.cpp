@@ -129,7 +129,7 @@ std::optional<size_t> PlanCostModel::device_index(const std::string &node_id) co
     return std::nullopt;
 }
 
-uint64_t PlanCostModel::range_bytes(PlanRange r) const {
+uint64_t PlanCostModel::range_bytes(LayerRange r) const {
     // Prefix sums saturate, so a saturated end makes the difference
     // meaningless; report saturation instead.
     if (prefix_bytes_[r.last] == UINT64_MAX)
@@ -137,7 +137,7 @@ uint64_t PlanCostModel::range_bytes(PlanRange r) const {
     return prefix_bytes_[r.last] - prefix_bytes_[r.first];
 }
 
-uint64_t PlanCostModel::stage_memory_bytes(size_t device, PlanRange r) const {
+uint64_t PlanCostModel::stage_memory_bytes(size_t device, LayerRange r) const {
     const ModelShape &m = input_.model;
     uint64_t bytes = range_bytes(r);
     if (r.first == 0)
@@ -147,7 +147,7 @@ uint64_t PlanCostModel::stage_memory_bytes(size_t device, PlanRange r) const {
     return add_bytes_saturating(bytes, input_.devices[device].headroom_bytes);
 }
 
-double PlanCostModel::compute_ms(size_t device, PlanRange r) const {
+double PlanCostModel::compute_ms(size_t device, LayerRange r) const {
     const DeviceProfile &d = input_.devices[device];
     double ms = d.decode_ms_per_layer * r.size();
     if (r.last == input_.model.n_layer)
@@ -182,7 +182,7 @@ uint64_t PlanCostModel::model_memory_bytes() const {
         add_bytes_saturating(m.first_stage_extra_bytes, m.last_stage_extra_bytes));
 }
 
-Plan PlanCostModel::make_plan(const std::vector<std::pair<size_t, PlanRange>> &stages,
+Plan PlanCostModel::make_plan(const std::vector<std::pair<size_t, LayerRange>> &stages,
                               PlanMethod method,
                               const std::map<size_t, std::string> &reasons) const {
     Plan plan;
@@ -230,7 +230,7 @@ Plan PlanCostModel::make_plan(const std::vector<std::pair<size_t, PlanRange>> &s
     return plan;
 }
 
-void PlanCostModel::check_stages(const std::vector<std::pair<size_t, PlanRange>> &stages,
+void PlanCostModel::check_stages(const std::vector<std::pair<size_t, LayerRange>> &stages,
                                  bool check_memory) const {
     if (stages.empty())
         bad_input("a plan needs at least one stage");

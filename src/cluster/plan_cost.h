@@ -34,17 +34,17 @@ class PlanCostModel {
 
     /// Bytes of weights and KV cache (n_ctx * n_parallel tokens) of the blocks
     /// in `range`; saturates at UINT64_MAX.
-    uint64_t range_bytes(PlanRange range) const;
+    uint64_t range_bytes(LayerRange range) const;
     /// range_bytes + token embedding if range starts at 0 + output head if it
     /// ends at n_layer + the device's headroom; saturating.
-    uint64_t stage_memory_bytes(size_t device, PlanRange range) const;
-    bool fits(size_t device, PlanRange range) const {
+    uint64_t stage_memory_bytes(size_t device, LayerRange range) const;
+    bool fits(size_t device, LayerRange range) const {
         return stage_memory_bytes(device, range) <= input_.devices[device].mem_available_bytes;
     }
 
     /// Decode compute of one token: decode_ms_per_layer * blocks, plus
     /// decode_ms_output when the range ends at n_layer. ms.
-    double compute_ms(size_t device, PlanRange range) const;
+    double compute_ms(size_t device, LayerRange range) const;
 
     /// One-way time of a message: RTT/2 + bytes / throughput. 0 between a node
     /// and itself; kUnreachableMs when no link is known (and no default).
@@ -59,7 +59,7 @@ class PlanCostModel {
     /// predictions and memory, the totals and the objective's value, and lists
     /// every other device in left_out with the reason from `reasons` (or "not
     /// in the plan"). Does not check memory or coverage; see check_stages.
-    Plan make_plan(const std::vector<std::pair<size_t, PlanRange>> &stages, PlanMethod method,
+    Plan make_plan(const std::vector<std::pair<size_t, LayerRange>> &stages, PlanMethod method,
                    const std::map<size_t, std::string> &reasons) const;
 
     /// Checks that stages use distinct devices, cover [0, n_layer) contiguously
@@ -67,7 +67,7 @@ class PlanCostModel {
     /// memory. Throws Error(kInvalidArgument) for a bad layout and
     /// Error(kResource) naming the stage, what it needs and what the device
     /// has when memory does not fit.
-    void check_stages(const std::vector<std::pair<size_t, PlanRange>> &stages,
+    void check_stages(const std::vector<std::pair<size_t, LayerRange>> &stages,
                       bool check_memory = true) const;
 
     /// Smallest memory any single-block stage needs on `device` (the block

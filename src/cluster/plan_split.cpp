@@ -1,7 +1,6 @@
 // The non-optimising planners: the proportional baseline, the manual split and
 // its parser, and re-prediction of an existing plan.
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 
 #include "cluster/eligibility.h"
@@ -12,37 +11,15 @@
 namespace colony {
 namespace {
 
-[[noreturn]] void bad_split(std::string_view spec, const std::string &msg) {
-    throw Error(ErrorCode::kInvalidArgument, "layer split '" + std::string(spec) + "': " + msg);
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-        s.remove_suffix(1);
-    return s;
-}
-
-/// A decimal layer index: digits only, no sign, no overflow.
-bool parse_index(std::string_view s, int *out) {
-    s = trim(s);
-    if (s.empty() || s.front() < '0' || s.front() > '9')
-        return false;
-    const char *end = s.data() + s.size();
-    auto [p, ec] = std::from_chars(s.data(), end, *out);
-    return ec == std::errc() && p == end;
-}
-
-std::vector<std::pair<size_t, PlanRange>> resolve(const PlanCostModel &cost,
-                                                   const std::vector<PlanRange> &ranges,
+std::vector<std::pair<size_t, LayerRange>> resolve(const PlanCostModel &cost,
+                                                   const std::vector<LayerRange> &ranges,
                                                    const std::vector<std::string> &node_ids) {
     if (ranges.size() != node_ids.size()) {
         throw Error(ErrorCode::kInvalidArgument, "manual plan: " + std::to_string(ranges.size()) +
                                                      " layer ranges for " +
                                                      std::to_string(node_ids.size()) + " nodes");
     }
-    std::vector<std::pair<size_t, PlanRange>> stages;
+    std::vector<std::pair<size_t, LayerRange>> stages;
     for (size_t s = 0; s < ranges.size(); ++s) {
         const std::optional<size_t> d = cost.device_index(node_ids[s]);
         if (!d) {
@@ -93,50 +70,7 @@ bool water_fill(double n, const std::vector<double> &weight, const std::vector<d
 
 }  // namespace
 
-std::vector<PlanRange> parse_layer_split(std::string_view spec, int n_layer) {
-    if (n_layer < 1)
-        bad_split(spec, "the model has no layers");
-    if (trim(spec).empty())
-        bad_split(spec, "empty; expected e.g. \"0:10,10:20\"");
-    std::vector<PlanRange> ranges;
-    std::string_view rest = spec;
-    int next = 0;
-    for (size_t item = 1;; ++item) {
-        const size_t comma = rest.find(',');
-        const std::string_view part = trim(rest.substr(0, comma));
-        const std::string where = "range " + std::to_string(item) + " '" + std::string(part) + "'";
-        const size_t colon = part.find(':');
-        PlanRange r;
-        if (colon == std::string_view::npos || !parse_index(part.substr(0, colon), &r.first) ||
-            !parse_index(part.substr(colon + 1), &r.last)) {
-            bad_split(spec, where + " is not first:last with non-negative integers");
-        }
-        if (r.last <= r.first)
-            bad_split(spec, where + " is empty or reversed");
-        if (r.first != next) {
-            bad_split(spec, where + " starts at " + std::to_string(r.first) + ", expected " +
-                                std::to_string(next) +
-                                (next == 0 ? " (the first range starts at 0)"
-                                           : " (ranges must be contiguous)"));
-        }
-        if (r.last > n_layer) {
-            bad_split(spec,
-                      where + " ends past the model's " + std::to_string(n_layer) + " layers");
-        }
-        ranges.push_back(r);
-        next = r.last;
-        if (comma == std::string_view::npos)
-            break;
-        rest.remove_prefix(comma + 1);
-    }
-    if (next != n_layer) {
-        bad_split(spec, "covers layers 0.." + std::to_string(next) + ", the model has " +
-                            std::to_string(n_layer));
-    }
-    return ranges;
-}
-
-Plan plan_manual(const PlannerInput &input, const std::vector<PlanRange> &ranges,
+Plan plan_manual(const PlannerInput &input, const std::vector<LayerRange> &ranges,
                  const std::vector<std::string> &node_ids) {
     const PlanCostModel cost(input);
     const auto stages = resolve(cost, ranges, node_ids);
@@ -149,7 +83,7 @@ Plan plan_manual(const PlannerInput &input, const std::vector<PlanRange> &ranges
 
 Plan predict_plan(const PlannerInput &input, const Plan &plan) {
     const PlanCostModel cost(input);
-    std::vector<PlanRange> ranges;
+    std::vector<LayerRange> ranges;
     std::vector<std::string> ids;
     for (const PlanStage &s : plan.stages) {
         ranges.push_back(s.layers);
@@ -215,14 +149,14 @@ Plan plan_proportional(const PlannerInput &input) {
         ++assigned;
     }
 
-    std::vector<std::pair<size_t, PlanRange>> stages;
+    std::vector<std::pair<size_t, LayerRange>> stages;
     int next = 0;
     for (size_t t = 0; t < m; ++t) {
         if (count[t] == 0) {
             el.reasons[el.eligible[t]] = "proportional share rounds to 0 layers";
             continue;
         }
-        stages.emplace_back(el.eligible[t], PlanRange{next, next + count[t]});
+        stages.emplace_back(el.eligible[t], LayerRange{next, next + count[t]});
         next += count[t];
     }
     try {

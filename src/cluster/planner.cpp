@@ -85,8 +85,8 @@ class SplitDp {
 
     /// The stages of a complete plan found by best(), in pipeline order, as
     /// (device index in the input, layer range).
-    std::vector<std::pair<size_t, PlanRange>> stages(const Best &b) const {
-        std::vector<std::pair<size_t, PlanRange>> out;
+    std::vector<std::pair<size_t, LayerRange>> stages(const Best &b) const {
+        std::vector<std::pair<size_t, LayerRange>> out;
         int l = 0;
         uint32_t set = b.set;
         int j = b.last_device;
@@ -94,7 +94,7 @@ class SplitDp {
             const int32_t p = parent_[index(l, set, j)];
             const int next_l = p >> 5;
             const int next_j = (p & 31) - 1;
-            out.emplace_back(devices_[j], PlanRange{l, next_l});
+            out.emplace_back(devices_[j], LayerRange{l, next_l});
             set &= ~(1u << j);
             l = next_l;
             j = next_j;
@@ -144,7 +144,7 @@ class SplitDp {
         for (int l = n_ - 1; l >= 0; --l) {
             for (int j = 0; j < k_; ++j) {
                 const size_t d = devices_[j];
-                const PlanRange r{l, n_};
+                const LayerRange r{l, n_};
                 if (!cost_.fits(d, r))
                     continue;
                 const double term = cost_.compute_ms(d, r) + cost_.token_out_ms(d);
@@ -279,7 +279,7 @@ Plan plan_optimal(const PlannerInput &input) {
     if (!optimum.found())
         throw_no_placement(cost, el);
 
-    std::vector<std::pair<size_t, PlanRange>> stages;
+    std::vector<std::pair<size_t, LayerRange>> stages;
     if (latency) {
         stages = first.stages(optimum);
     } else {

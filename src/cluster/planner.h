@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cluster/layer_split.h"
 #include "cluster/plan.h"
 
 namespace colony {
@@ -58,17 +59,11 @@ Plan plan_optimal(const PlannerInput &input);
 /// the split does not fit (the caps assume blocks of mean size).
 Plan plan_proportional(const PlannerInput &input);
 
-/// Parses a manual split "0:10,10:20,20:28" (first:last per stage, last
-/// exclusive, spaces allowed around numbers). Throws Error(kInvalidArgument)
-/// with the offending range unless the ranges are non-empty, contiguous,
-/// start at 0 and end at n_layer.
-std::vector<PlanRange> parse_layer_split(std::string_view spec, int n_layer);
-
 /// A plan with the given ranges on the given nodes (same length, distinct
 /// known node ids, in pipeline order). Throws Error(kInvalidArgument) for a
 /// bad layout or unknown node and Error(kResource) when a stage does not fit
 /// its node's memory.
-Plan plan_manual(const PlannerInput &input, const std::vector<PlanRange> &ranges,
+Plan plan_manual(const PlannerInput &input, const std::vector<LayerRange> &ranges,
                  const std::vector<std::string> &node_ids);
 
 /// Re-predicts an existing plan's layout with new inputs (e.g. profiles

@@ -552,7 +552,7 @@ void BatchScheduler::run_ubatch(const wire_activations &act) {
         }
         return;
     }
-    // decode times of stage 0 for the measured planner (coordinator_control.cpp)
+    // decode times of stage 0 for the measured planner (coordinator_profiles.cpp)
     state_.record_local_step(step.compute_ms, act.n_tokens);
     const uint32_t n_blocks = host_.stage().range().size();
     if (act.n_tokens >= kHintMinTokens && n_blocks > 0) {

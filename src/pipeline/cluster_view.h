@@ -28,7 +28,7 @@ struct NodeView {
     // "lost"     left or stopped answering (kept for a while, see detail)
     std::string state;
     double load_progress = 0;         // "loading": shard bytes sent / shard size (0..1)
-    std::optional<PlanRange> layers;  // its stage's blocks [first, last); none when not a stage
+    std::optional<LayerRange> layers;  // its stage's blocks [first, last); none when not a stage
     int stage = -1;                   // position in the pipeline; -1: not a stage
     std::string address;              // where its control connection comes from
     std::optional<DeviceProfile> profile;  // measured (per-layer times as the planner uses them)

@@ -11,7 +11,7 @@
 #include "pipeline/cluster_state.h"
 #include "pipeline/coordinator_control.h"
 #include "pipeline/coordinator_probe.h"
-#include "pipeline/layer_split.h"
+#include "cluster/layer_split.h"
 #include "pipeline/measured_planner.h"
 #include "pipeline/shard_service.h"
 #include "util/log.h"

@@ -10,7 +10,7 @@
 #include "net/wire-dtype.h"
 #include "pipeline/cluster_state.h"
 #include "pipeline/endpoint.h"
-#include "pipeline/layer_split.h"
+#include "cluster/layer_split.h"
 #include "pipeline/measured_planner.h"
 #include "pipeline/node_status.h"
 #include "util/clock.h"

@@ -5,7 +5,7 @@
 
 #include "net/keys.h"
 #include "pipeline/cached_assignment.h"
-#include "pipeline/layer_split.h"
+#include "cluster/layer_split.h"
 #include "pipeline/measured_planner.h"
 #include "util/error.h"
 #include "util/log.h"

@@ -50,7 +50,7 @@ uint64_t block_bytes(const GgufFile &file, uint32_t n_layer) {
 }  // namespace
 
 LayerRange probe_range(const GgufFile &file, const ModelHparams &hp) {
-    const PlanRange r = speed_probe_range(file, hp);
+    const LayerRange r = speed_probe_range(file, hp);
     return {static_cast<uint32_t>(r.first), static_cast<uint32_t>(r.last)};
 }
 

@@ -13,8 +13,8 @@ namespace colony {
 
 namespace {
 
-PlanRange plan_range(LayerRange r) {
-    return PlanRange{static_cast<int>(r.first), static_cast<int>(r.last)};
+LayerRange plan_range(LayerRange r) {
+    return LayerRange{static_cast<int>(r.first), static_cast<int>(r.last)};
 }
 
 /// Why the running plan left node `id` out ("" when it did not).

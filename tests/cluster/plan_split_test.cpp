@@ -29,9 +29,9 @@ PlannerInput cluster(int n_layer, std::vector<DeviceProfile> devices) {
 
 TEST(LayerSplit, ParsesValidSplits) {
     EXPECT_EQ(parse_layer_split("0:10,10:20,20:28", 28),
-              (std::vector<PlanRange>{{0, 10}, {10, 20}, {20, 28}}));
-    EXPECT_EQ(parse_layer_split(" 0 : 5 , 5:8 ", 8), (std::vector<PlanRange>{{0, 5}, {5, 8}}));
-    EXPECT_EQ(parse_layer_split("0:1", 1), (std::vector<PlanRange>{{0, 1}}));
+              (std::vector<LayerRange>{{0, 10}, {10, 20}, {20, 28}}));
+    EXPECT_EQ(parse_layer_split(" 0 : 5 , 5:8 ", 8), (std::vector<LayerRange>{{0, 5}, {5, 8}}));
+    EXPECT_EQ(parse_layer_split("0:1", 1), (std::vector<LayerRange>{{0, 1}}));
 }
 
 TEST(LayerSplit, RejectsBadSplitsWithTheOffendingRange) {
@@ -79,7 +79,7 @@ TEST(ManualPlan, BuildsTheGivenStages) {
     EXPECT_EQ(plan.method, PlanMethod::kManual);
     ASSERT_EQ(plan.stages.size(), 2u);
     EXPECT_EQ(plan.stages[0].node_id, "b");
-    EXPECT_EQ(plan.stages[1].layers, (PlanRange{10, 28}));
+    EXPECT_EQ(plan.stages[1].layers, (LayerRange{10, 28}));
     // coordinator a -> b (token), b: 10 x 2 ms, b -> a (hidden), a: 18 x 1 ms, a is the
     // coordinator.
     const double expected = (1 + 64 / 1e8 * 1000) + 20 + (1 + 8192 / 1e8 * 1000) + 18;
@@ -110,8 +110,8 @@ TEST(ProportionalPlan, SplitsBySpeed) {
     const Plan plan = plan_proportional(in);
     EXPECT_EQ(plan.method, PlanMethod::kProportional);
     ASSERT_EQ(plan.stages.size(), 2u);
-    EXPECT_EQ(plan.stages[0].layers, (PlanRange{0, 20}));
-    EXPECT_EQ(plan.stages[1].layers, (PlanRange{20, 30}));
+    EXPECT_EQ(plan.stages[0].layers, (LayerRange{0, 20}));
+    EXPECT_EQ(plan.stages[1].layers, (LayerRange{20, 30}));
 }
 
 TEST(ProportionalPlan, CapsByMemoryAndGivesTheRestToOthers) {
@@ -120,8 +120,8 @@ TEST(ProportionalPlan, CapsByMemoryAndGivesTheRestToOthers) {
         cluster(30, {device("a", 1.0, 1210 * kMiB), device("b", 1.0, 8 * kGiB)});
     const Plan plan = plan_proportional(in);
     ASSERT_EQ(plan.stages.size(), 2u);
-    EXPECT_EQ(plan.stages[0].layers, (PlanRange{0, 10}));
-    EXPECT_EQ(plan.stages[1].layers, (PlanRange{10, 30}));
+    EXPECT_EQ(plan.stages[0].layers, (LayerRange{0, 10}));
+    EXPECT_EQ(plan.stages[1].layers, (LayerRange{10, 30}));
     for (const PlanStage &s : plan.stages)
         EXPECT_LE(s.memory_bytes, s.memory_available_bytes);
 }
@@ -160,7 +160,7 @@ TEST(PredictPlan, UsesUpdatedProfilesOnTheSameLayout) {
     in.devices[1].decode_ms_per_layer = 3.0;  // b measured 3x slower
     const Plan again = predict_plan(in, plan);
     ASSERT_EQ(again.stages.size(), 2u);
-    EXPECT_EQ(again.stages[1].layers, (PlanRange{14, 28}));
+    EXPECT_EQ(again.stages[1].layers, (LayerRange{14, 28}));
     EXPECT_NEAR(again.latency_ms_per_token - plan.latency_ms_per_token, 28.0, 1e-9);
     EXPECT_EQ(again.method, PlanMethod::kManual);
 

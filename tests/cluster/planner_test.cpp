@@ -52,7 +52,7 @@ TEST(Planner, SlowDeviceIsLeftOutWhenItWouldAddTime) {
     const Plan plan = plan_optimal(in);
     ASSERT_EQ(plan.stages.size(), 1u);
     EXPECT_EQ(plan.stages[0].node_id, "fast");
-    EXPECT_EQ(plan.stages[0].layers, (PlanRange{0, 28}));
+    EXPECT_EQ(plan.stages[0].layers, (LayerRange{0, 28}));
     EXPECT_DOUBLE_EQ(plan.predicted_ms_per_token, 28.0);  // coordinator computes: no hops
     // Best plan with "slow": it takes one block at either end, one hidden-state
     // hop (5 ms + 8 KiB at 10 MB/s) and one token hop (5 ms + 64 B).
@@ -191,8 +191,8 @@ TEST(Planner, ThroughputObjectiveSplitsAcrossEqualDevices) {
     in.options.objective = PlanObjective::kThroughput;
     const Plan throughput = plan_optimal(in);
     ASSERT_EQ(throughput.stages.size(), 2u);
-    EXPECT_EQ(throughput.stages[0].layers, (PlanRange{0, 14}));
-    EXPECT_EQ(throughput.stages[1].layers, (PlanRange{14, 28}));
+    EXPECT_EQ(throughput.stages[0].layers, (LayerRange{0, 14}));
+    EXPECT_EQ(throughput.stages[1].layers, (LayerRange{14, 28}));
     EXPECT_LT(throughput.predicted_ms_per_token, 15.0);
     EXPECT_DOUBLE_EQ(throughput.predicted_ms_per_token, throughput.bottleneck_ms_per_token);
 }

@@ -175,7 +175,7 @@ TEST(MeasuredPlanner, LeavesASlowWorkerOutAndUsesAMemoryPoorOne) {
     const Plan p = mp.optimal({"slow", "poor"}, false, 7);
     ASSERT_EQ(p.stages.size(), 2u);
     EXPECT_EQ(p.stages[0].node_id, "coord");
-    EXPECT_EQ(p.stages[0].layers, (PlanRange{0, 5}));
+    EXPECT_EQ(p.stages[0].layers, (LayerRange{0, 5}));
     EXPECT_EQ(p.stages[1].node_id, "poor");
     ASSERT_EQ(p.left_out.size(), 1u);
     EXPECT_EQ(p.left_out[0].node_id, "slow");
@@ -336,7 +336,7 @@ TEST(ClusterStateReplan, ViewCarriesNodesPlanAndReasons) {
     n.role = "worker";
     n.state = "loading";
     n.load_progress = 0.25;
-    n.layers = PlanRange{4, 8};
+    n.layers = LayerRange{4, 8};
     n.stage = 1;
     n.profile = profile(n.id, 2.0, 1ull << 30);
     n.rtt_ms = 3.5;

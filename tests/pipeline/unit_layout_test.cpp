@@ -78,7 +78,7 @@ TEST(CoordinatorLayout, ManualSplitGivesExactlyItsRangesInJoinOrder) {
     EXPECT_EQ(l.plan.stages[0].name, "the-coordinator");
     EXPECT_EQ(l.plan.stages[1].node_id, "a");
     EXPECT_EQ(l.plan.stages[1].name, "name-a");
-    EXPECT_EQ(l.plan.stages[2].layers, (PlanRange{5, 8}));
+    EXPECT_EQ(l.plan.stages[2].layers, (LayerRange{5, 8}));
 }
 
 TEST(CoordinatorLayout, ManualSplitLeavesWorkersBeyondItsRangesSpare) {
@@ -258,7 +258,7 @@ TEST(CoordinatorLayout, MeasuredPlanKeepsTheOptimumWhenATradeCostsMoreThanTwoPer
 TEST(CoordinatorLayout, StagesOfAPlanNeedEveryNodeAMemberAndTheCoordinatorFirst) {
     const LayoutConfig c = config(8);
     const std::vector<LayoutMember> members = {member("a", 1)};
-    auto stage = [](const std::string &id, PlanRange layers) {
+    auto stage = [](const std::string &id, LayerRange layers) {
         PlanStage s;
         s.node_id = id;
         s.layers = layers;

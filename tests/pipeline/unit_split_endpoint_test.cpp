@@ -3,7 +3,7 @@
 
 #include "pipeline/cached_assignment.h"
 #include "pipeline/endpoint.h"
-#include "pipeline/layer_split.h"
+#include "cluster/layer_split.h"
 #include "util/error.h"
 
 namespace colony {

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "ggml-backend.h"
+#include "util/host.h"
 
 namespace colony {
 
@@ -39,8 +40,7 @@ uint64_t file_mtime_unix(const std::string &path) {
 }
 
 std::string this_host_name() {
-    char buf[256] = {};
-    return ::gethostname(buf, sizeof(buf) - 1) == 0 ? std::string(buf) : std::string("localhost");
+    return host_name().value_or("localhost");
 }
 
 std::string cpu_device_name() {

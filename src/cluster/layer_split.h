@@ -1,7 +1,6 @@
-// How the coordinator divides a model's transformer blocks over the nodes of
-// a pipeline: a manual split (`--split 0:3,3:5`) or a split proportional to
-// each node's capacity (memory limit, else thread count). The measured planner
-// (src/cluster) is a separate issue; these two are the simple policies.
+// Layer splits, the one parser and printer of `--split 0:3,3:5` and the
+// simple proportional split (by memory limit or threads) that a cluster
+// starts with before the measured planner (planner.h) takes over.
 #pragma once
 
 #include <cstdint>
@@ -13,10 +12,10 @@
 
 namespace colony {
 
-/// Parses "a:b,b:c,...": contiguous ranges that start at 0 and end at n_layer,
-/// each non-empty. Throws Error(kInvalidArgument) naming the bad part when the
-/// text is malformed, a range is empty, ranges leave a gap or overlap, or the
-/// last one does not end at n_layer.
+/// Parses a split "0:10,10:20,20:28" (first:last per stage, last exclusive,
+/// spaces allowed around numbers). Throws Error(kInvalidArgument) naming the
+/// offending range unless the ranges are non-empty, contiguous, start at 0
+/// and end at n_layer (>= 1).
 std::vector<LayerRange> parse_layer_split(std::string_view text, uint32_t n_layer);
 
 /// "0:3,3:5" for {[0,3),[3,5)}.
