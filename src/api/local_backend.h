@@ -85,7 +85,7 @@ class LocalBackend : public InferenceBackend {
     std::unique_ptr<Tokenizer> tok_;
     std::string device_;     // CPU description from ggml
     std::string hostname_;   // this machine's name
-    curve_keypair no_keys_;  // no link: unused
+    CurveKeypair no_keys_;   // no link: unused
     zmq::context_t ctx_{0};  // no socket is ever opened on it
     std::unique_ptr<ClusterState> state_;
     std::unique_ptr<BatchScheduler> scheduler_;

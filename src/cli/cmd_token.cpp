@@ -49,10 +49,10 @@ int cmd_token(int argc, char **argv) {
         return 0;
     }
     const std::filesystem::path dir = config_dir_or_default(config_dir, false);
-    token_store store(dir);
+    TokenStore store(dir);
     if (action == "list") {
         std::printf("%-16s  %-20s  %s\n", "ID", "CREATED (UTC)", "STATUS");
-        for (const token_record &r : store.list()) {
+        for (const TokenRecord &r : store.list()) {
             char when[32] = "?";
             const std::time_t t = static_cast<std::time_t>(r.created_unix);
             std::tm tm{};
@@ -61,8 +61,8 @@ int cmd_token(int argc, char **argv) {
             std::printf("%-16s  %-20s  %s\n", r.id.c_str(), when, r.revoked ? "revoked" : "active");
         }
     } else if (action == "create") {
-        const curve_keypair node = load_or_create_node_keys(dir);
-        const token_record r = store.create();
+        const CurveKeypair node = load_or_create_node_keys(dir);
+        const TokenRecord r = store.create();
         std::printf("%s\n", join_token_format({node.public_z85, r.join_keys}).c_str());
         std::fprintf(stderr, "colony token: created token %s\n", r.id.c_str());
     } else {

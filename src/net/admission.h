@@ -16,7 +16,7 @@
 
 namespace colony {
 
-struct admission_member {
+struct AdmissionMember {
     std::string node_public_z85;
     std::string token_id;  // the token that admitted it
 };
@@ -24,14 +24,14 @@ struct admission_member {
 /// Thread-safe (one mutex guards the token store, the members and the updates
 /// to zap). tokens and zap must outlive it; use the token store only through
 /// this object while it exists.
-class admission_control {
+class AdmissionControl {
   public:
     /// Puts the active tokens' join keys on zap's control list and
     /// coordinator_public_z85 on the data list.
-    admission_control(token_store &tokens, zap_handler &zap, std::string coordinator_public_z85);
+    AdmissionControl(TokenStore &tokens, ZapHandler &zap, std::string coordinator_public_z85);
 
     /// Creates a token (persisted) and admits its join key at once.
-    token_record create_token();
+    TokenRecord create_token();
 
     /// Records a member admitted by token_id (the User-Id of its JOIN message)
     /// and admits its node key on the data plane. Re-joining with the same key
@@ -46,7 +46,7 @@ class admission_control {
     /// Revokes a token (persisted), removes its join key from the control list
     /// and its members from the data list. Returns the removed members' node
     /// keys, whose open connections the caller must drop. Throws what
-    /// token_store::revoke throws (kNotFound, kInvalidArgument).
+    /// TokenStore::revoke throws (kNotFound, kInvalidArgument).
     std::vector<std::string> revoke_token(std::string_view id_prefix);
 
     /// Re-reads the tokens file and applies what another process changed: new
@@ -58,17 +58,17 @@ class admission_control {
     std::optional<std::string> member_token(const std::string &node_public_z85) const;
     /// True when token_id names an active (not revoked) token.
     bool token_active(const std::string &token_id) const;
-    std::vector<admission_member> members() const;
-    std::vector<token_record> tokens() const;
+    std::vector<AdmissionMember> members() const;
+    std::vector<TokenRecord> tokens() const;
 
   private:
     std::vector<std::string> apply_tokens();  // requires mutex_ held
 
     mutable std::mutex mutex_;
-    token_store &tokens_;  // guarded by mutex_
-    zap_handler &zap_;
+    TokenStore &tokens_;  // guarded by mutex_
+    ZapHandler &zap_;
     std::string coordinator_key_;
-    std::vector<admission_member> members_;  // guarded by mutex_
+    std::vector<AdmissionMember> members_;   // guarded by mutex_
     std::vector<std::string> control_keys_;  // join keys on zap's control list; guarded by mutex_
 };
 

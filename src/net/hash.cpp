@@ -6,7 +6,7 @@
 
 namespace colony {
 
-struct sha256_hasher::state {
+struct Sha256Hasher::state {
     struct ctx_deleter {
         void operator()(EVP_MD_CTX *ctx) const { EVP_MD_CTX_free(ctx); }
     };
@@ -14,29 +14,29 @@ struct sha256_hasher::state {
     bool finished = false;
 };
 
-sha256_hasher::sha256_hasher() : state_(std::make_unique<state>()) {
+Sha256Hasher::Sha256Hasher() : state_(std::make_unique<state>()) {
     if (!state_->ctx || EVP_DigestInit_ex(state_->ctx.get(), EVP_sha256(), nullptr) != 1) {
         throw Error(ErrorCode::kInternal, "OpenSSL: cannot initialise SHA-256");
     }
 }
 
-sha256_hasher::~sha256_hasher() = default;
+Sha256Hasher::~Sha256Hasher() = default;
 
-void sha256_hasher::update(std::span<const uint8_t> bytes) {
+void Sha256Hasher::update(std::span<const uint8_t> bytes) {
     if (state_->finished) {
-        throw Error(ErrorCode::kInternal, "sha256_hasher::update after finish");
+        throw Error(ErrorCode::kInternal, "Sha256Hasher::update after finish");
     }
     if (!bytes.empty() && EVP_DigestUpdate(state_->ctx.get(), bytes.data(), bytes.size()) != 1) {
         throw Error(ErrorCode::kInternal, "OpenSSL: SHA-256 update failed");
     }
 }
 
-sha256_digest sha256_hasher::finish() {
+Sha256Digest Sha256Hasher::finish() {
     if (state_->finished) {
-        throw Error(ErrorCode::kInternal, "sha256_hasher::finish called twice");
+        throw Error(ErrorCode::kInternal, "Sha256Hasher::finish called twice");
     }
     state_->finished = true;
-    sha256_digest out{};
+    Sha256Digest out{};
     unsigned int n = 0;
     if (EVP_DigestFinal_ex(state_->ctx.get(), out.data(), &n) != 1 || n != out.size()) {
         throw Error(ErrorCode::kInternal, "OpenSSL: SHA-256 final failed");
@@ -44,8 +44,8 @@ sha256_digest sha256_hasher::finish() {
     return out;
 }
 
-sha256_digest sha256(std::span<const uint8_t> bytes) {
-    sha256_hasher h;
+Sha256Digest sha256(std::span<const uint8_t> bytes) {
+    Sha256Hasher h;
     h.update(bytes);
     return h.finish();
 }

@@ -10,21 +10,21 @@
 
 namespace colony {
 
-using sha256_digest = std::array<uint8_t, 32>;
+using Sha256Digest = std::array<uint8_t, 32>;
 
 /// Incremental SHA-256: update() any number of times, then finish() once.
 /// Not thread-safe; one hasher per stream.
-class sha256_hasher {
+class Sha256Hasher {
   public:
-    sha256_hasher();  // throws Error(kInternal) if OpenSSL cannot set up SHA-256
-    ~sha256_hasher();
-    sha256_hasher(const sha256_hasher &) = delete;
-    sha256_hasher &operator=(const sha256_hasher &) = delete;
+    Sha256Hasher();  // throws Error(kInternal) if OpenSSL cannot set up SHA-256
+    ~Sha256Hasher();
+    Sha256Hasher(const Sha256Hasher &) = delete;
+    Sha256Hasher &operator=(const Sha256Hasher &) = delete;
 
     void update(std::span<const uint8_t> bytes);
     /// The digest of everything passed to update(). Throws Error(kInternal)
     /// when called twice.
-    sha256_digest finish();
+    Sha256Digest finish();
 
   private:
     struct state;
@@ -32,7 +32,7 @@ class sha256_hasher {
 };
 
 /// SHA-256 of one buffer.
-sha256_digest sha256(std::span<const uint8_t> bytes);
+Sha256Digest sha256(std::span<const uint8_t> bytes);
 
 /// Lowercase hex of bytes ("a1b2...").
 std::string to_hex(std::span<const uint8_t> bytes);

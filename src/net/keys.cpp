@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "net/hash.h"
-#include "net/private-file.h"
+#include "net/private_file.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -19,7 +19,7 @@ namespace {
 constexpr size_t kZ85KeyChars = 40;
 
 void check_z85_key(const std::string &z85, const char *what) {
-    curve_key raw{};
+    CurveKey raw{};
     if (z85.size() != kZ85KeyChars || zmq_z85_decode(raw.data(), z85.c_str()) == nullptr) {
         throw Error(ErrorCode::kInvalidArgument,
                     std::string(what) + " is not a 40-character Z85 CURVE key");
@@ -28,7 +28,7 @@ void check_z85_key(const std::string &z85, const char *what) {
 
 }  // namespace
 
-curve_keypair curve_keypair_generate() {
+CurveKeypair curve_keypair_generate() {
     if (!zmq_has("curve")) {
         throw Error(ErrorCode::kUnsupported, "libzmq was built without CURVE security");
     }
@@ -51,20 +51,20 @@ std::string curve_public_from_secret(const std::string &secret_z85) {
     return pub;
 }
 
-curve_key curve_key_from_z85(const std::string &z85) {
+CurveKey curve_key_from_z85(const std::string &z85) {
     check_z85_key(z85, "key");
-    curve_key raw{};
+    CurveKey raw{};
     zmq_z85_decode(raw.data(), z85.c_str());
     return raw;
 }
 
-std::string curve_key_to_z85(const curve_key &raw) {
+std::string curve_key_to_z85(const CurveKey &raw) {
     char out[kZ85KeyChars + 1] = {};
     zmq_z85_encode(out, raw.data(), raw.size());
     return out;
 }
 
-std::string key_fingerprint(const curve_key &raw_public) {
+std::string key_fingerprint(const CurveKey &raw_public) {
     return to_hex(sha256(raw_public)).substr(0, 16);
 }
 
@@ -87,11 +87,11 @@ fs::path node_key_path(const fs::path &config_dir) {
     return config_dir / "node.key";
 }
 
-curve_keypair load_key_file(const fs::path &file) {
+CurveKeypair load_key_file(const fs::path &file) {
     const std::string text = read_private_file(file, 4096);
     std::istringstream in(text);
     std::string line;
-    curve_keypair keys;
+    CurveKeypair keys;
     while (std::getline(in, line)) {
         if (line.empty() || line[0] == '#') {
             continue;
@@ -115,7 +115,7 @@ curve_keypair load_key_file(const fs::path &file) {
     return keys;
 }
 
-void save_key_file(const fs::path &file, const curve_keypair &keys) {
+void save_key_file(const fs::path &file, const CurveKeypair &keys) {
     check_z85_key(keys.public_z85, "public key");
     check_z85_key(keys.secret_z85, "secret key");
     create_private_file(file,
@@ -124,7 +124,7 @@ void save_key_file(const fs::path &file, const curve_keypair &keys) {
                             keys.public_z85 + "\nsecret " + keys.secret_z85 + "\n");
 }
 
-curve_keypair load_or_create_node_keys(const fs::path &config_dir) {
+CurveKeypair load_or_create_node_keys(const fs::path &config_dir) {
     const fs::path file = node_key_path(config_dir);
     try {
         return load_key_file(file);
@@ -134,7 +134,7 @@ curve_keypair load_or_create_node_keys(const fs::path &config_dir) {
         }
     }
     ensure_private_dir(config_dir);
-    const curve_keypair keys = curve_keypair_generate();
+    const CurveKeypair keys = curve_keypair_generate();
     try {
         save_key_file(file, keys);
     } catch (const Error &e) {

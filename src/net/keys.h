@@ -19,17 +19,17 @@
 namespace colony {
 
 /// A CURVE key pair in Z85 text, the form libzmq's socket options take.
-struct curve_keypair {
+struct CurveKeypair {
     std::string public_z85;  // 40 characters
     std::string secret_z85;  // 40 characters
 };
 
 /// Raw 32-byte CURVE key (public or secret).
-using curve_key = std::array<uint8_t, 32>;
+using CurveKey = std::array<uint8_t, 32>;
 
 /// A fresh key pair from zmq_curve_keypair. Throws Error(kUnsupported) when
 /// libzmq was built without CURVE (zmq_has("curve") == 0).
-curve_keypair curve_keypair_generate();
+CurveKeypair curve_keypair_generate();
 
 /// The public key of a Z85 secret key (zmq_curve_public). Throws
 /// Error(kInvalidArgument) when secret_z85 is not a 40-character Z85 key.
@@ -37,13 +37,13 @@ std::string curve_public_from_secret(const std::string &secret_z85);
 
 /// Z85 (40 characters) <-> raw 32 bytes (zmq_z85_decode / zmq_z85_encode).
 /// curve_key_from_z85 throws Error(kInvalidArgument) on a malformed key.
-curve_key curve_key_from_z85(const std::string &z85);
-std::string curve_key_to_z85(const curve_key &raw);
+CurveKey curve_key_from_z85(const std::string &z85);
+std::string curve_key_to_z85(const CurveKey &raw);
 
 /// Fingerprint of a public key: the first 16 lowercase hex characters of
 /// SHA-256 over its 32 raw bytes. Throws like curve_key_from_z85.
 std::string key_fingerprint(const std::string &public_z85);
-std::string key_fingerprint(const curve_key &raw_public);
+std::string key_fingerprint(const CurveKey &raw_public);
 
 /// $XDG_CONFIG_HOME/colony when XDG_CONFIG_HOME is set, else $HOME/.config/colony.
 /// Throws Error(kNotFound) when neither variable is set.
@@ -56,15 +56,15 @@ std::filesystem::path node_key_path(const std::filesystem::path &config_dir);
 /// kUnauthorized with the reason when the file is group- or world-accessible,
 /// not ours, or a symlink), and Error(kCorrupt) when the content is not the
 /// format above or the public key does not belong to the secret key.
-curve_keypair load_key_file(const std::filesystem::path &file);
+CurveKeypair load_key_file(const std::filesystem::path &file);
 
 /// Writes a new key file with mode 0600 (create_private_file: O_CREAT|O_EXCL).
 /// Throws Error(kInvalidArgument) when it exists, Error(kResource) on I/O errors.
-void save_key_file(const std::filesystem::path &file, const curve_keypair &keys);
+void save_key_file(const std::filesystem::path &file, const CurveKeypair &keys);
 
 /// The node's key pair: loads <config_dir>/node.key, or creates config_dir
 /// (mode 0700) and a new key file when there is none. A key file that exists
 /// but is unsafe or corrupt is never replaced: the error is thrown.
-curve_keypair load_or_create_node_keys(const std::filesystem::path &config_dir);
+CurveKeypair load_or_create_node_keys(const std::filesystem::path &config_dir);
 
 }  // namespace colony

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <sstream>
 
-#include "net/private-file.h"
+#include "net/private_file.h"
 #include "util/clock.h"
 #include "util/error.h"
 
@@ -18,7 +18,7 @@ constexpr std::string_view kTokenPrefix = "colony1.";
 constexpr size_t kB64KeyChars = 43;  // ceil(32 * 8 / 6), unpadded
 constexpr const char kB64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-std::string base64url_encode(const curve_key &raw) {
+std::string base64url_encode(const CurveKey &raw) {
     std::string out;
     uint32_t acc = 0;
     int bits = 0;
@@ -51,7 +51,7 @@ int base64url_value(char c) {
 }
 
 // Strict: exactly 43 digits, and the 2 unused low bits of the last digit are 0.
-curve_key base64url_decode_key(std::string_view text, const char *what) {
+CurveKey base64url_decode_key(std::string_view text, const char *what) {
     auto bad = [&](const std::string &why) -> Error {
         return Error(ErrorCode::kInvalidArgument,
                      std::string("malformed join token: ") + what + " " + why);
@@ -59,7 +59,7 @@ curve_key base64url_decode_key(std::string_view text, const char *what) {
     if (text.size() != kB64KeyChars) {
         throw bad("has " + std::to_string(text.size()) + " characters, expected 43");
     }
-    curve_key raw{};
+    CurveKey raw{};
     uint32_t acc = 0;
     int bits = 0;
     size_t n = 0;
@@ -81,9 +81,9 @@ curve_key base64url_decode_key(std::string_view text, const char *what) {
     return raw;
 }
 
-token_record parse_record(const std::string &line, const fs::path &file, size_t line_no) {
+TokenRecord parse_record(const std::string &line, const fs::path &file, size_t line_no) {
     std::istringstream in(line);
-    token_record r;
+    TokenRecord r;
     int revoked = -1;
     std::string extra;
     if (!(in >> r.id >> r.created_unix >> revoked >> r.join_keys.public_z85 >>
@@ -107,17 +107,17 @@ token_record parse_record(const std::string &line, const fs::path &file, size_t 
 
 }  // namespace
 
-std::string join_token::id() const {
+std::string JoinToken::id() const {
     return key_fingerprint(join_keys.public_z85);
 }
 
-std::string join_token_format(const join_token &token) {
+std::string join_token_format(const JoinToken &token) {
     return std::string(kTokenPrefix) +
            base64url_encode(curve_key_from_z85(token.coordinator_public_z85)) + "." +
            base64url_encode(curve_key_from_z85(token.join_keys.secret_z85));
 }
 
-join_token join_token_parse(std::string_view text) {
+JoinToken join_token_parse(std::string_view text) {
     while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) {
         text.remove_prefix(1);
     }
@@ -134,7 +134,7 @@ join_token join_token_parse(std::string_view text) {
         throw Error(ErrorCode::kInvalidArgument,
                     "malformed join token: expected colony1.<coordinator key>.<join key>");
     }
-    join_token token;
+    JoinToken token;
     token.coordinator_public_z85 =
         curve_key_to_z85(base64url_decode_key(text.substr(0, dot), "coordinator key"));
     token.join_keys.secret_z85 =
@@ -143,12 +143,11 @@ join_token join_token_parse(std::string_view text) {
     return token;
 }
 
-token_store::token_store(fs::path config_dir)
-    : dir_(std::move(config_dir)), file_(dir_ / "tokens") {
+TokenStore::TokenStore(fs::path config_dir) : dir_(std::move(config_dir)), file_(dir_ / "tokens") {
     reload();
 }
 
-void token_store::reload() {
+void TokenStore::reload() {
     std::string text;
     try {
         text = read_private_file(file_);
@@ -157,7 +156,7 @@ void token_store::reload() {
             throw;
         }
     }
-    std::vector<token_record> records;
+    std::vector<TokenRecord> records;
     std::istringstream in(text);
     std::string line;
     size_t line_no = 0;
@@ -171,10 +170,10 @@ void token_store::reload() {
     records_ = std::move(records);
 }
 
-void token_store::save() const {
+void TokenStore::save() const {
     std::string text =
         "# colony join tokens: id created_unix revoked(0|1) join_public_z85 join_secret_z85\n";
-    for (const token_record &r : records_) {
+    for (const TokenRecord &r : records_) {
         text += r.id + " " + std::to_string(r.created_unix) + " " + (r.revoked ? "1" : "0") + " " +
                 r.join_keys.public_z85 + " " + r.join_keys.secret_z85 + "\n";
     }
@@ -182,8 +181,8 @@ void token_store::save() const {
     replace_private_file(file_, text);
 }
 
-token_record token_store::create() {
-    token_record r;
+TokenRecord TokenStore::create() {
+    TokenRecord r;
     r.join_keys = curve_keypair_generate();
     r.id = key_fingerprint(r.join_keys.public_z85);
     r.created_unix = unix_seconds();
@@ -197,13 +196,13 @@ token_record token_store::create() {
     return r;
 }
 
-std::optional<token_record> token_store::find(std::string_view id_prefix) const {
+std::optional<TokenRecord> TokenStore::find(std::string_view id_prefix) const {
     if (id_prefix.size() < 4) {
         throw Error(ErrorCode::kInvalidArgument, "token id prefix '" + std::string(id_prefix) +
                                                      "' is shorter than 4 characters");
     }
-    std::optional<token_record> found;
-    for (const token_record &r : records_) {
+    std::optional<TokenRecord> found;
+    for (const TokenRecord &r : records_) {
         if (r.id.compare(0, id_prefix.size(), id_prefix) == 0) {
             if (found) {
                 throw Error(
@@ -216,12 +215,12 @@ std::optional<token_record> token_store::find(std::string_view id_prefix) const 
     return found;
 }
 
-bool token_store::revoke(std::string_view id_prefix) {
-    const std::optional<token_record> r = find(id_prefix);
+bool TokenStore::revoke(std::string_view id_prefix) {
+    const std::optional<TokenRecord> r = find(id_prefix);
     if (!r) {
         throw Error(ErrorCode::kNotFound, "no token with id " + std::string(id_prefix));
     }
-    for (token_record &rec : records_) {
+    for (TokenRecord &rec : records_) {
         if (rec.id == r->id) {
             if (rec.revoked) {
                 return false;
@@ -239,9 +238,9 @@ bool token_store::revoke(std::string_view id_prefix) {
     return false;
 }
 
-std::vector<std::string> token_store::active_join_keys() const {
+std::vector<std::string> TokenStore::active_join_keys() const {
     std::vector<std::string> keys;
-    for (const token_record &r : records_) {
+    for (const TokenRecord &r : records_) {
         if (!r.revoked) {
             keys.push_back(r.join_keys.public_z85);
         }

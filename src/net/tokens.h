@@ -19,7 +19,7 @@
 //      A worker connects as a CURVE client with the token's key pair; the ZAP
 //      handler admits it and tags its messages with User-Id = token id.
 //   3. The worker sends JOIN carrying its own long-term node public key. The
-//      coordinator records (node key -> token id) as a member (admission_control
+//      coordinator records (node key -> token id) as a member (AdmissionControl
 //      below) and puts the node key on the data-plane allow-list
 //      (kZapDomainData), which holds only member node keys and the
 //      coordinator's own key.
@@ -48,38 +48,38 @@
 namespace colony {
 
 /// What a token carries: the coordinator's public key and the join key pair.
-struct join_token {
+struct JoinToken {
     std::string coordinator_public_z85;
-    curve_keypair join_keys;
+    CurveKeypair join_keys;
 
     /// key_fingerprint(join_keys.public_z85).
     std::string id() const;
 };
 
 /// "colony1.<base64url coordinator public>.<base64url join secret>" (95 chars).
-std::string join_token_format(const join_token &token);
+std::string join_token_format(const JoinToken &token);
 
 /// Parses a token (surrounding whitespace is ignored) and derives the join
 /// public key from its secret. Throws Error(kInvalidArgument, why) when the
 /// prefix, the separators, the lengths or the base64url digits are wrong.
-join_token join_token_parse(std::string_view text);
+JoinToken join_token_parse(std::string_view text);
 
 /// One line of the tokens file.
-struct token_record {
+struct TokenRecord {
     std::string id;  // key_fingerprint(join_public_z85)
     int64_t created_unix = 0;
     bool revoked = false;
-    curve_keypair join_keys;
+    CurveKeypair join_keys;
 };
 
 /// The coordinator's tokens file. Not thread-safe: guard it with the caller's
 /// lock. Every mutation rewrites the file before returning.
-class token_store {
+class TokenStore {
   public:
     /// Opens <config_dir>/tokens; a missing file is an empty store. Throws what
     /// read_private_file throws (kUnauthorized for a file others can read) and
     /// Error(kCorrupt) for a malformed line.
-    explicit token_store(std::filesystem::path config_dir);
+    explicit TokenStore(std::filesystem::path config_dir);
 
     /// Re-reads the file (another process, e.g. `colony token revoke`, may have
     /// changed it). Throws like the constructor.
@@ -87,15 +87,15 @@ class token_store {
 
     /// Creates, stores and returns a new token record (created now, active).
     /// Creates config_dir (0700) if needed. Throws Error(kResource) on I/O errors.
-    token_record create();
+    TokenRecord create();
 
     /// All tokens, in creation order.
-    const std::vector<token_record> &list() const { return records_; }
+    const std::vector<TokenRecord> &list() const { return records_; }
 
     /// The token whose id starts with id_prefix (at least 4 characters).
     /// Returns nullopt when none matches; throws Error(kInvalidArgument) when
     /// the prefix is shorter than 4 characters or matches several tokens.
-    std::optional<token_record> find(std::string_view id_prefix) const;
+    std::optional<TokenRecord> find(std::string_view id_prefix) const;
 
     /// Marks the token revoked and rewrites the file. Returns false when it was
     /// already revoked. Throws Error(kNotFound) when no token matches, plus
@@ -112,7 +112,7 @@ class token_store {
 
     std::filesystem::path dir_;
     std::filesystem::path file_;
-    std::vector<token_record> records_;
+    std::vector<TokenRecord> records_;
 };
 
 }  // namespace colony

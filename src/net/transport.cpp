@@ -11,7 +11,7 @@ namespace {
 
 constexpr size_t kMaxParts = 2;  // [routing id,] frame
 
-void check_keypair(const curve_keypair &keys) {
+void check_keypair(const CurveKeypair &keys) {
     if (curve_public_from_secret(keys.secret_z85) != keys.public_z85) {
         throw Error(ErrorCode::kInvalidArgument, "CURVE public key does not match the secret key");
     }
@@ -24,7 +24,7 @@ std::string message_property(zmq::message_t &m, const char *name) {
 
 }  // namespace
 
-void configure_socket(zmq::socket_t &socket, const transport_options &o) {
+void configure_socket(zmq::socket_t &socket, const TransportOptions &o) {
     socket.set(zmq::sockopt::heartbeat_ivl, o.heartbeat_ivl_ms);
     socket.set(zmq::sockopt::heartbeat_timeout, o.heartbeat_timeout_ms);
     socket.set(zmq::sockopt::heartbeat_ttl, o.heartbeat_ttl_ms);
@@ -39,8 +39,8 @@ void configure_socket(zmq::socket_t &socket, const transport_options &o) {
     socket.set(zmq::sockopt::reconnect_ivl_max, o.reconnect_ivl_max_ms);
 }
 
-void configure_curve_server(zmq::socket_t &socket, const zap_handler &, const std::string &domain,
-                            const curve_keypair &server_keys) {
+void configure_curve_server(zmq::socket_t &socket, const ZapHandler &, const std::string &domain,
+                            const CurveKeypair &server_keys) {
     check_keypair(server_keys);
     socket.set(zmq::sockopt::zap_domain, domain);
     socket.set(zmq::sockopt::curve_server, true);
@@ -48,7 +48,7 @@ void configure_curve_server(zmq::socket_t &socket, const zap_handler &, const st
 }
 
 void configure_curve_client(zmq::socket_t &socket, const std::string &server_public_z85,
-                            const curve_keypair &client_keys) {
+                            const CurveKeypair &client_keys) {
     check_keypair(client_keys);
     (void)curve_key_from_z85(server_public_z85);  // validates
     socket.set(zmq::sockopt::curve_serverkey, server_public_z85);
@@ -68,7 +68,7 @@ std::string socket_last_endpoint(const zmq::socket_t &socket) {
     return socket.get(zmq::sockopt::last_endpoint);
 }
 
-bool send_message(zmq::socket_t &socket, const wire_message &msg, const wire_limits &limits,
+bool send_message(zmq::socket_t &socket, const WireMessage &msg, const WireLimits &limits,
                   std::string_view routing_id, zmq::send_flags flags) {
     const std::vector<uint8_t> frame = wire_encode(msg, limits);
     try {
@@ -86,9 +86,9 @@ bool send_message(zmq::socket_t &socket, const wire_message &msg, const wire_lim
     }
 }
 
-received_message recv_message(zmq::socket_t &socket, const wire_limits &limits,
-                              zmq::recv_flags flags) {
-    received_message out;
+ReceivedMessage recv_message(zmq::socket_t &socket, const WireLimits &limits,
+                             zmq::recv_flags flags) {
+    ReceivedMessage out;
     std::vector<zmq::message_t> parts;
     try {
         zmq::message_t first;

@@ -3,7 +3,7 @@
 // set options, so they work for any socket type (ROUTER, DEALER, PUSH, PULL).
 //
 // Security modes:
-//   CURVE server: configure_curve_server(). Needs a zap_handler in the same
+//   CURVE server: configure_curve_server(). Needs a ZapHandler in the same
 //     context (started BEFORE bind): without one libzmq would admit any CURVE
 //     client. A CURVE server refuses peers that use the NULL mechanism
 //     (plaintext) or PLAIN: the handshake fails before any message passes.
@@ -12,7 +12,7 @@
 //     only behind an explicit --insecure flag; it logs a warning each time.
 //
 // Limits: ZMQ_MAXMSGSIZE is set on every socket to the largest valid frame
-// (wire_limits::max_message_bytes()) plus kCurveMessageOverheadBytes, because
+// (WireLimits::max_message_bytes()) plus kCurveMessageOverheadBytes, because
 // under CURVE libzmq applies the limit to the encrypted MESSAGE command.
 // libzmq checks a frame's length field before it allocates, and drops the
 // connection of a peer that sends more (the peer reconnects; other peers are
@@ -38,7 +38,7 @@ namespace colony {
 constexpr int64_t kCurveMessageOverheadBytes = 33;
 
 /// Socket options common to every colony socket. Defaults suit a LAN or Wi-Fi.
-struct transport_options {
+struct TransportOptions {
     int heartbeat_ivl_ms = 1000;      // ZMTP PING every second
     int heartbeat_timeout_ms = 5000;  // no traffic for 5 s after a PING: connection dead
     int heartbeat_ttl_ms = 10000;     // the peer may drop us after 10 s without traffic
@@ -50,25 +50,25 @@ struct transport_options {
     int reconnect_ivl_ms = 100;
     int reconnect_ivl_max_ms = 2000;
     // largest frame accepted; ZMQ_MAXMSGSIZE = this + kCurveMessageOverheadBytes
-    int64_t max_message_bytes = int64_t(wire_limits{}.max_message_bytes());
+    int64_t max_message_bytes = int64_t(WireLimits{}.max_message_bytes());
 };
 
 /// Sets heartbeats, TCP keepalive, ZMQ_MAXMSGSIZE, linger, handshake and
 /// reconnect intervals. Call before bind/connect. Throws zmq::error_t on an
 /// invalid option value.
-void configure_socket(zmq::socket_t &socket, const transport_options &options = {});
+void configure_socket(zmq::socket_t &socket, const TransportOptions &options = {});
 
 /// Makes socket a CURVE server with server_keys in ZAP domain `domain` of zap
 /// (kZapDomainControl or kZapDomainData). zap must run in the socket's context.
 /// Call before bind. Throws Error(kInvalidArgument) on malformed keys.
-void configure_curve_server(zmq::socket_t &socket, const zap_handler &zap,
-                            const std::string &domain, const curve_keypair &server_keys);
+void configure_curve_server(zmq::socket_t &socket, const ZapHandler &zap, const std::string &domain,
+                            const CurveKeypair &server_keys);
 
 /// Makes socket a CURVE client that only talks to the server holding
 /// server_public_z85, authenticating with client_keys. Call before connect.
 /// Throws Error(kInvalidArgument) on malformed keys.
 void configure_curve_client(zmq::socket_t &socket, const std::string &server_public_z85,
-                            const curve_keypair &client_keys);
+                            const CurveKeypair &client_keys);
 
 /// Leaves socket on the NULL mechanism (plaintext, anyone may connect) and
 /// logs a warning naming `role` ("control server", "data client", ...).
@@ -84,21 +84,21 @@ std::string socket_last_endpoint(const zmq::socket_t &socket);
 /// Throws Error(kInvalidArgument) when msg does not encode (wire_encode),
 /// Error(kUnavailable) when the peer is unknown to a ROUTER with
 /// ZMQ_ROUTER_MANDATORY or the socket fails.
-bool send_message(zmq::socket_t &socket, const wire_message &msg, const wire_limits &limits,
+bool send_message(zmq::socket_t &socket, const WireMessage &msg, const WireLimits &limits,
                   std::string_view routing_id = {}, zmq::send_flags flags = zmq::send_flags::none);
 
-enum recv_status {
+enum RecvStatus {
     RECV_STATUS_OK,       // message holds a valid, decoded message
     RECV_STATUS_TIMEOUT,  // nothing arrived (ZMQ_RCVTIMEO elapsed or dontwait)
     RECV_STATUS_DROPPED,  // something arrived and was invalid: logged and dropped
 };
 
-struct received_message {
-    recv_status status = RECV_STATUS_TIMEOUT;
+struct ReceivedMessage {
+    RecvStatus status = RECV_STATUS_TIMEOUT;
     std::string routing_id;    // ROUTER: the peer's routing id frame; else empty
     std::string user_id;       // ZAP User-Id: fingerprint of the peer's CURVE key ("" if none)
     std::string peer_address;  // "Peer-Address" (IP) when libzmq knows it
-    wire_message message;      // valid when status == RECV_STATUS_OK
+    WireMessage message;       // valid when status == RECV_STATUS_OK
     std::string drop_reason;   // why, when status == RECV_STATUS_DROPPED
 };
 
@@ -107,7 +107,7 @@ struct received_message {
 /// reason, user id and peer address) and returned as RECV_STATUS_DROPPED; the
 /// caller goes on with the next one. Throws Error(kUnavailable) only when the
 /// socket itself fails (e.g. the context was terminated).
-received_message recv_message(zmq::socket_t &socket, const wire_limits &limits,
-                              zmq::recv_flags flags = zmq::recv_flags::none);
+ReceivedMessage recv_message(zmq::socket_t &socket, const WireLimits &limits,
+                             zmq::recv_flags flags = zmq::recv_flags::none);
 
 }  // namespace colony

@@ -3,18 +3,18 @@
 #include <cstring>
 #include <string>
 
-#include "net/wire-check.h"
-#include "net/wire-codec.h"
+#include "net/wire_check.h"
+#include "net/wire_codec.h"
 #include "util/error.h"
 
 namespace colony {
 
-using wire_detail::wire_reader;
-using wire_detail::wire_writer;
+using wire_detail::WireReader;
+using wire_detail::WireWriter;
 
 namespace {
 
-constexpr size_t kSamplingBytes = 9 * 4;  // wire_sampling on the wire
+constexpr size_t kSamplingBytes = 9 * 4;  // WireSampling on the wire
 constexpr size_t kSeqBytes = 4 + 4 + kSamplingBytes;
 constexpr size_t kSampledBytes = 3 * 4;
 constexpr size_t kTokenBytes = 3 * 4;  // token, pos, seq_id
@@ -56,14 +56,14 @@ ErrorCode error_code_from_wire(uint16_t v) {
         ErrorCode::kCancelled,       ErrorCode::kInternal,
     };
     if (v == 0 || v > std::size(kCodes)) {
-        wire_reader::fail("unknown error code " + std::to_string(v));
+        WireReader::fail("unknown error code " + std::to_string(v));
     }
     return kCodes[v - 1];
 }
 
 // ---- encoders: one per body type, field order as in wire.h ----
 
-void put(wire_writer &w, const wire_join &m) {
+void put(WireWriter &w, const WireJoin &m) {
     w.str(m.node_name);
     w.bytes32(m.node_key);
     w.str(m.software_version);
@@ -75,25 +75,25 @@ void put(wire_writer &w, const wire_join &m) {
     w.str(m.backend);
     w.str(m.data_endpoint);
     w.u32(static_cast<uint32_t>(m.cached_shards.size()));
-    for (const wire_cached_shard &c : m.cached_shards) {
+    for (const WireCachedShard &c : m.cached_shards) {
         w.bytes32(c.model_hash);
         w.u32(c.layer_first);
         w.u32(c.layer_last);
     }
 }
-void put(wire_writer &w, const wire_join_accept &m) {
+void put(WireWriter &w, const WireJoinAccept &m) {
     w.u32(m.node_id);
     w.u32(m.heartbeat_interval_ms);
 }
-void put(wire_writer &w, const wire_join_reject &m) {
+void put(WireWriter &w, const WireJoinReject &m) {
     w.u16(error_code_to_wire(m.code));
     w.str(m.reason);
 }
-void put(wire_writer &w, const wire_heartbeat &m) {
+void put(WireWriter &w, const WireHeartbeat &m) {
     w.u64(m.timestamp_ns);
     w.u64(m.counter);
 }
-void put(wire_writer &w, const wire_assign &m) {
+void put(WireWriter &w, const WireAssign &m) {
     w.u64(m.plan_epoch);
     w.u32(m.layer_first);
     w.u32(m.layer_last);
@@ -111,42 +111,42 @@ void put(wire_writer &w, const wire_assign &m) {
     w.bytes32(m.next_key);
     w.bytes32(m.prev_key);
 }
-void put(wire_writer &w, const wire_ready &m) {
+void put(WireWriter &w, const WireReady &m) {
     w.u64(m.plan_epoch);
     w.u32(m.layer_first);
     w.u32(m.layer_last);
 }
-void put(wire_writer &w, const wire_shard_request &m) {
+void put(WireWriter &w, const WireShardRequest &m) {
     w.bytes32(m.model_hash);
     w.u32(m.layer_first);
     w.u32(m.layer_last);
     w.u64(m.offset);
 }
-void put(wire_writer &w, const wire_shard_chunk &m) {
+void put(WireWriter &w, const WireShardChunk &m) {
     w.u64(m.offset);
     w.u64(m.total);
     w.u32(static_cast<uint32_t>(m.bytes.size()));
     w.raw(m.bytes.data(), m.bytes.size());
 }
-void put(wire_writer &w, const wire_shard_end &m) {
+void put(WireWriter &w, const WireShardEnd &m) {
     w.u64(m.total);
     w.bytes32(m.sha256);
 }
-void put_i32s(wire_writer &w, const std::vector<int32_t> &v) {
+void put_i32s(WireWriter &w, const std::vector<int32_t> &v) {
     for (int32_t x : v) {
         w.i32(x);
     }
 }
-void put(wire_writer &w, const wire_activations &m) {
+void put(WireWriter &w, const WireActivations &m) {
     w.u64(m.plan_epoch);
     w.u8(m.dtype);
     w.u32(m.n_embd);
     w.u32(m.n_tokens);
     w.u32(static_cast<uint32_t>(m.seqs.size()));
-    for (const wire_seq &q : m.seqs) {
+    for (const WireSeq &q : m.seqs) {
         w.i32(q.seq_id);
         w.u32(q.n_tokens);
-        const wire_sampling &s = q.sampling;
+        const WireSampling &s = q.sampling;
         w.f32(s.temperature);
         w.i32(s.top_k);
         w.f32(s.top_p);
@@ -167,30 +167,30 @@ void put(wire_writer &w, const wire_activations &m) {
     w.u32(static_cast<uint32_t>(m.data.size()));
     w.raw(m.data.data(), m.data.size());
 }
-void put(wire_writer &w, const wire_tokens &m) {
+void put(WireWriter &w, const WireTokens &m) {
     w.u64(m.plan_epoch);
     w.u32(static_cast<uint32_t>(m.sampled.size()));
-    for (const wire_sampled &s : m.sampled) {
+    for (const WireSampled &s : m.sampled) {
         w.i32(s.seq_id);
         w.i32(s.token);
         w.i32(s.pos);
     }
 }
-void put(wire_writer &w, const wire_seq_release &m) {
+void put(WireWriter &w, const WireSeqRelease &m) {
     w.i32(m.seq_id);
     w.i32(m.p0);
 }
-void put(wire_writer &w, const wire_error &m) {
+void put(WireWriter &w, const WireError &m) {
     w.u16(error_code_to_wire(m.code));
     w.str(m.message);
 }
-void put(wire_writer &w, const wire_status &m) {
+void put(WireWriter &w, const WireStatus &m) {
     w.str(m.json);
 }
 
 // ---- decoders: read in the same order; counts are bounded before allocation ----
 
-void get(wire_reader &r, const wire_limits &l, wire_join &m) {
+void get(WireReader &r, const WireLimits &l, WireJoin &m) {
     m.node_name = r.str("node_name", l.max_string_bytes);
     r.bytes32(m.node_key, "node_key");
     m.software_version = r.str("software_version", l.max_string_bytes);
@@ -202,32 +202,32 @@ void get(wire_reader &r, const wire_limits &l, wire_join &m) {
     m.backend = r.str("backend", l.max_string_bytes);
     m.data_endpoint = r.str("data_endpoint", l.max_string_bytes);
     m.cached_shards.resize(r.count("n_cached", l.max_cached_shards, 32 + 4 + 4));
-    for (wire_cached_shard &c : m.cached_shards) {
+    for (WireCachedShard &c : m.cached_shards) {
         r.bytes32(c.model_hash, "cached.model_hash");
         c.layer_first = r.u32("cached.layer_first");
         c.layer_last = r.u32("cached.layer_last");
     }
 }
-void get(wire_reader &r, const wire_limits &, wire_join_accept &m) {
+void get(WireReader &r, const WireLimits &, WireJoinAccept &m) {
     m.node_id = r.u32("node_id");
     m.heartbeat_interval_ms = r.u32("heartbeat_interval_ms");
 }
-void get(wire_reader &r, const wire_limits &l, wire_join_reject &m) {
+void get(WireReader &r, const WireLimits &l, WireJoinReject &m) {
     m.code = error_code_from_wire(r.u16("code"));
     m.reason = r.str("reason", l.max_string_bytes);
 }
-void get(wire_reader &r, const wire_limits &, wire_heartbeat &m) {
+void get(WireReader &r, const WireLimits &, WireHeartbeat &m) {
     m.timestamp_ns = r.u64("timestamp_ns");
     m.counter = r.u64("counter");
 }
-wire_dtype get_dtype(wire_reader &r) {
+WireDtype get_dtype(WireReader &r) {
     const uint8_t v = r.u8("dtype");
     if (v >= WIRE_DTYPE_COUNT) {
-        wire_reader::fail("unknown dtype " + std::to_string(v));
+        WireReader::fail("unknown dtype " + std::to_string(v));
     }
-    return static_cast<wire_dtype>(v);
+    return static_cast<WireDtype>(v);
 }
-void get(wire_reader &r, const wire_limits &l, wire_assign &m) {
+void get(WireReader &r, const WireLimits &l, WireAssign &m) {
     m.plan_epoch = r.u64("plan_epoch");
     m.layer_first = r.u32("layer_first");
     m.layer_last = r.u32("layer_last");
@@ -245,43 +245,43 @@ void get(wire_reader &r, const wire_limits &l, wire_assign &m) {
     r.bytes32(m.next_key, "next_key");
     r.bytes32(m.prev_key, "prev_key");
 }
-void get(wire_reader &r, const wire_limits &, wire_ready &m) {
+void get(WireReader &r, const WireLimits &, WireReady &m) {
     m.plan_epoch = r.u64("plan_epoch");
     m.layer_first = r.u32("layer_first");
     m.layer_last = r.u32("layer_last");
 }
-void get(wire_reader &r, const wire_limits &, wire_shard_request &m) {
+void get(WireReader &r, const WireLimits &, WireShardRequest &m) {
     r.bytes32(m.model_hash, "model_hash");
     m.layer_first = r.u32("layer_first");
     m.layer_last = r.u32("layer_last");
     m.offset = r.u64("offset");
 }
-void get(wire_reader &r, const wire_limits &l, wire_shard_chunk &m) {
+void get(WireReader &r, const WireLimits &l, WireShardChunk &m) {
     m.offset = r.u64("offset");
     m.total = r.u64("total");
     m.bytes.resize(r.count("n_bytes", l.max_payload_bytes, 1));
     r.raw(m.bytes.data(), m.bytes.size(), "bytes");
 }
-void get(wire_reader &r, const wire_limits &, wire_shard_end &m) {
+void get(WireReader &r, const WireLimits &, WireShardEnd &m) {
     m.total = r.u64("total");
     r.bytes32(m.sha256, "sha256");
 }
-void get_i32s(wire_reader &r, std::vector<int32_t> &v, uint32_t n, const char *field) {
+void get_i32s(WireReader &r, std::vector<int32_t> &v, uint32_t n, const char *field) {
     v.resize(n);  // the caller bounded n by the bytes left
     for (int32_t &x : v) {
         x = r.i32(field);
     }
 }
-void get(wire_reader &r, const wire_limits &l, wire_activations &m) {
+void get(WireReader &r, const WireLimits &l, WireActivations &m) {
     m.plan_epoch = r.u64("plan_epoch");
     m.dtype = get_dtype(r);
     m.n_embd = r.u32("n_embd");
     m.n_tokens = r.count("n_tokens", l.max_tokens, kTokenBytes);
     m.seqs.resize(r.count("n_seqs", l.max_tokens, kSeqBytes));
-    for (wire_seq &q : m.seqs) {
+    for (WireSeq &q : m.seqs) {
         q.seq_id = r.i32("seq_id");
         q.n_tokens = r.u32("seq n_tokens");
-        wire_sampling &s = q.sampling;
+        WireSampling &s = q.sampling;
         s.temperature = r.f32("temperature");
         s.top_k = r.i32("top_k");
         s.top_p = r.f32("top_p");
@@ -302,33 +302,33 @@ void get(wire_reader &r, const wire_limits &l, wire_activations &m) {
     m.data.resize(r.count("n_data", l.max_payload_bytes, 1));
     r.raw(m.data.data(), m.data.size(), "data");
 }
-void get(wire_reader &r, const wire_limits &l, wire_tokens &m) {
+void get(WireReader &r, const WireLimits &l, WireTokens &m) {
     m.plan_epoch = r.u64("plan_epoch");
     m.sampled.resize(r.count("n_sampled", l.max_tokens, kSampledBytes));
-    for (wire_sampled &s : m.sampled) {
+    for (WireSampled &s : m.sampled) {
         s.seq_id = r.i32("seq_id");
         s.token = r.i32("token");
         s.pos = r.i32("pos");
     }
 }
-void get(wire_reader &r, const wire_limits &, wire_seq_release &m) {
+void get(WireReader &r, const WireLimits &, WireSeqRelease &m) {
     m.seq_id = r.i32("seq_id");
     m.p0 = r.i32("p0");
 }
-void get(wire_reader &r, const wire_limits &l, wire_error &m) {
+void get(WireReader &r, const WireLimits &l, WireError &m) {
     m.code = error_code_from_wire(r.u16("code"));
     m.message = r.str("message", l.max_string_bytes);
 }
-void get(wire_reader &r, const wire_limits &l, wire_status &m) {
+void get(WireReader &r, const WireLimits &l, WireStatus &m) {
     m.json = r.str("json", l.max_status_bytes);
 }
 
 // Default-constructs the body alternative of `type` (1 .. COUNT-1).
 template <size_t I = 0>
-wire_body make_body(size_t index) {
-    if constexpr (I < std::variant_size_v<wire_body>) {
+WireBody make_body(size_t index) {
+    if constexpr (I < std::variant_size_v<WireBody>) {
         if (index == I) {
-            return wire_body(std::in_place_index<I>);
+            return WireBody(std::in_place_index<I>);
         }
         return make_body<I + 1>(index);
     } else {
@@ -336,12 +336,12 @@ wire_body make_body(size_t index) {
     }
 }
 
-size_t payload_reserve(const wire_body &body) {
-    if (const auto *a = std::get_if<wire_activations>(&body)) {
+size_t payload_reserve(const WireBody &body) {
+    if (const auto *a = std::get_if<WireActivations>(&body)) {
         return 64 + a->seqs.size() * kSeqBytes + a->tokens.size() * kTokenBytes +
                a->outputs.size() * 4 + a->data.size();
     }
-    if (const auto *c = std::get_if<wire_shard_chunk>(&body)) {
+    if (const auto *c = std::get_if<WireShardChunk>(&body)) {
         return 64 + c->bytes.size();
     }
     return 256;
@@ -349,7 +349,7 @@ size_t payload_reserve(const wire_body &body) {
 
 }  // namespace
 
-const char *wire_type_name(wire_type type) {
+const char *wire_type_name(WireType type) {
     switch (type) {
         case WIRE_TYPE_JOIN:
             return "JOIN";
@@ -384,12 +384,12 @@ const char *wire_type_name(wire_type type) {
     }
 }
 
-wire_type wire_message_type(const wire_message &msg) {
-    return static_cast<wire_type>(msg.body.index() + 1);
+WireType wire_message_type(const WireMessage &msg) {
+    return static_cast<WireType>(msg.body.index() + 1);
 }
 
-std::vector<uint8_t> wire_encode(const wire_message &msg, const wire_limits &limits) {
-    const wire_type type = wire_message_type(msg);
+std::vector<uint8_t> wire_encode(const WireMessage &msg, const WireLimits &limits) {
+    const WireType type = wire_message_type(msg);
     try {
         wire_detail::check_body(msg.body, limits);
     } catch (const Error &e) {
@@ -398,7 +398,7 @@ std::vector<uint8_t> wire_encode(const wire_message &msg, const wire_limits &lim
     }
     std::vector<uint8_t> out;
     out.reserve(kWireHeaderBytes + payload_reserve(msg.body));
-    wire_writer w(out);
+    WireWriter w(out);
     w.raw(kWireMagic, sizeof kWireMagic);
     w.u16(kWireVersion);
     w.u16(type);
@@ -421,13 +421,13 @@ std::vector<uint8_t> wire_encode(const wire_message &msg, const wire_limits &lim
     return out;
 }
 
-std::optional<wire_header> wire_peek_header(std::span<const uint8_t> frame) {
+std::optional<WireHeader> wire_peek_header(std::span<const uint8_t> frame) {
     if (frame.size() < kWireHeaderBytes ||
         std::memcmp(frame.data(), kWireMagic, sizeof kWireMagic) != 0) {
         return std::nullopt;
     }
-    wire_reader h(frame.data() + 4, kWireHeaderBytes - 4);
-    wire_header out;
+    WireReader h(frame.data() + 4, kWireHeaderBytes - 4);
+    WireHeader out;
     out.version = h.u16("version");
     out.type = h.u16("type");
     out.flags = h.u32("flags");
@@ -437,47 +437,47 @@ std::optional<wire_header> wire_peek_header(std::span<const uint8_t> frame) {
     return out;
 }
 
-wire_message wire_decode(std::span<const uint8_t> frame, const wire_limits &limits) {
+WireMessage wire_decode(std::span<const uint8_t> frame, const WireLimits &limits) {
     if (frame.size() < kWireHeaderBytes) {
-        wire_reader::fail("frame of " + std::to_string(frame.size()) +
-                          " bytes is shorter than the 32-byte header");
+        WireReader::fail("frame of " + std::to_string(frame.size()) +
+                         " bytes is shorter than the 32-byte header");
     }
     if (std::memcmp(frame.data(), kWireMagic, sizeof kWireMagic) != 0) {
-        wire_reader::fail("bad magic (not a colony message)");
+        WireReader::fail("bad magic (not a colony message)");
     }
-    wire_reader h(frame.data() + 4, kWireHeaderBytes - 4);
+    WireReader h(frame.data() + 4, kWireHeaderBytes - 4);
     const uint16_t version = h.u16("version");
     const uint16_t type = h.u16("type");
     const uint32_t flags = h.u32("flags");
-    wire_message msg;
+    WireMessage msg;
     msg.sequence = h.u32("sequence");
     msg.request_id = h.u64("request_id");
     const uint32_t payload_len = h.u32("payload_len");
     const uint32_t reserved = h.u32("reserved");
     if (version != kWireVersion) {
-        wire_reader::fail("protocol version " + std::to_string(version) +
-                          " is not supported (this build speaks " + std::to_string(kWireVersion) +
-                          ")");
+        WireReader::fail("protocol version " + std::to_string(version) +
+                         " is not supported (this build speaks " + std::to_string(kWireVersion) +
+                         ")");
     }
     if (type == 0 || type >= WIRE_TYPE_COUNT) {
-        wire_reader::fail("unknown message type " + std::to_string(type));
+        WireReader::fail("unknown message type " + std::to_string(type));
     }
-    const char *name = wire_type_name(static_cast<wire_type>(type));
+    const char *name = wire_type_name(static_cast<WireType>(type));
     if (flags != 0 || reserved != 0) {
-        wire_reader::fail(std::string(name) + ": unknown flags or non-zero reserved field");
+        WireReader::fail(std::string(name) + ": unknown flags or non-zero reserved field");
     }
     if (payload_len > limits.max_payload_bytes) {
-        wire_reader::fail(std::string(name) + ": payload_len " + std::to_string(payload_len) +
-                          " exceeds max_payload_bytes " + std::to_string(limits.max_payload_bytes));
+        WireReader::fail(std::string(name) + ": payload_len " + std::to_string(payload_len) +
+                         " exceeds max_payload_bytes " + std::to_string(limits.max_payload_bytes));
     }
     if (payload_len != frame.size() - kWireHeaderBytes) {
-        wire_reader::fail(std::string(name) + ": payload_len " + std::to_string(payload_len) +
-                          " but the frame carries " +
-                          std::to_string(frame.size() - kWireHeaderBytes) + " payload bytes");
+        WireReader::fail(std::string(name) + ": payload_len " + std::to_string(payload_len) +
+                         " but the frame carries " +
+                         std::to_string(frame.size() - kWireHeaderBytes) + " payload bytes");
     }
     msg.body = make_body(type - 1);
     try {
-        wire_reader r(frame.data() + kWireHeaderBytes, payload_len);
+        WireReader r(frame.data() + kWireHeaderBytes, payload_len);
         std::visit([&](auto &m) { get(r, limits, m); }, msg.body);
         r.expect_end();
         wire_detail::check_body(msg.body, limits);
@@ -487,7 +487,7 @@ wire_message wire_decode(std::span<const uint8_t> frame, const wire_limits &limi
     return msg;
 }
 
-void wire_check_activations(const wire_activations &act, const wire_plan_shape &plan) {
+void wire_check_activations(const WireActivations &act, const WirePlanShape &plan) {
     auto mismatch = [](const std::string &what, uint64_t expected, uint64_t got) {
         throw Error(ErrorCode::kProtocol, "ACTIVATIONS: " + what + ": expected " +
                                               std::to_string(expected) + ", got " +
@@ -504,7 +504,7 @@ void wire_check_activations(const wire_activations &act, const wire_plan_shape &
     if (act.n_tokens > plan.n_ubatch) {
         mismatch("n_tokens <= n_ubatch", plan.n_ubatch, act.n_tokens);
     }
-    for (const wire_seq &q : act.seqs) {
+    for (const WireSeq &q : act.seqs) {
         if (uint32_t(q.seq_id) >= plan.n_seq_max) {  // seq_id >= 0 after wire_decode
             mismatch("seq id < n_seq_max", plan.n_seq_max, uint32_t(q.seq_id));
         }

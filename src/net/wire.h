@@ -8,7 +8,7 @@
 //   offset size  field        meaning
 //    0     4     magic        "CLNY" (0x43 0x4C 0x4E 0x59)
 //    4     2     version      u16, kWireVersion; any other value is rejected
-//    6     2     type         u16, wire_type (values pinned below); unknown is rejected
+//    6     2     type         u16, WireType (values pinned below); unknown is rejected
 //    8     4     flags        u32, no flag is defined in version 1: must be 0
 //   12     4     sequence     u32, chosen by the sender (e.g. a ubatch counter per link,
 //                             so the receiver can see gaps); NOT a llama sequence id
@@ -57,7 +57,7 @@
 //
 // ACTIVATIONS payload (one ubatch; one token belongs to exactly one sequence):
 //   u64 plan_epoch
-//   u8  dtype                  wire_dtype of the hidden state
+//   u8  dtype                  WireDtype of the hidden state
 //   u32 n_embd                 0 = no hidden state: token ids only (the input of stage 0)
 //   u32 n_tokens               1 .. limits.max_tokens
 //   u32 n_seqs                 1 .. n_tokens
@@ -94,7 +94,7 @@
 #include <variant>
 #include <vector>
 
-#include "net/wire-dtype.h"
+#include "net/wire_dtype.h"
 #include "util/error.h"
 
 namespace colony {
@@ -106,7 +106,7 @@ constexpr uint8_t kWireMagic[4] = {'C', 'L', 'N', 'Y'};
 static_assert(kWireVersion == 2, "changing the wire layout needs a new kWireVersion");
 
 /// Message type (header offset 6). Values are part of the protocol: never renumber.
-enum wire_type : uint16_t {
+enum WireType : uint16_t {
     WIRE_TYPE_JOIN = 1,
     WIRE_TYPE_JOIN_ACCEPT = 2,
     WIRE_TYPE_JOIN_REJECT = 3,
@@ -128,11 +128,11 @@ static_assert(WIRE_TYPE_ACTIVATIONS == 10, "WIRE_TYPE_ACTIVATIONS must always be
 static_assert(WIRE_TYPE_STATUS == 14, "WIRE_TYPE_STATUS must always be 14");
 
 /// "JOIN", "ACTIVATIONS", ...; "INVALID" for unknown values.
-const char *wire_type_name(wire_type type);
+const char *wire_type_name(WireType type);
 
 /// Bounds that every decoded message must respect; the sender checks the same
 /// ones (wire_encode). Both ends should use the same values.
-struct wire_limits {
+struct WireLimits {
     uint32_t max_payload_bytes = 256u << 20;  // bytes after the header; a ubatch of 2048
                                               // tokens x n_embd 16384 in f32 is 128 MiB
     uint32_t max_tokens = 4096;               // tokens per ubatch, entries per TOKENS message
@@ -143,29 +143,29 @@ struct wire_limits {
     uint32_t max_n_layer = 4096;
     uint32_t max_n_vocab = 1u << 24;
     uint32_t max_n_ctx = 1u << 24;
-    uint32_t max_n_seq = 4096;  // n_seq_max of a plan; seq ids are in [0, max_n_seq)
+    uint32_t max_n_seq = 4096;         // n_seq_max of a plan; seq ids are in [0, max_n_seq)
     uint32_t max_cached_shards = 256;  // entries of JOIN's cached-shard list
 
     /// Largest whole frame (header + payload) in bytes: the value for ZMQ_MAXMSGSIZE.
     uint64_t max_message_bytes() const { return kWireHeaderBytes + uint64_t(max_payload_bytes); }
 };
 
-using wire_key = std::array<uint8_t, 32>;   // CURVE public key, raw (not z85)
-using wire_hash = std::array<uint8_t, 32>;  // SHA-256 digest
+using WireKey = std::array<uint8_t, 32>;   // CURVE public key, raw (not z85)
+using WireHash = std::array<uint8_t, 32>;  // SHA-256 digest
 
 /// A shard a worker holds in its cache: layers [layer_first, layer_last) of
 /// the model whose GGUF file has SHA-256 model_hash.
-struct wire_cached_shard {
-    wire_hash model_hash{};
+struct WireCachedShard {
+    WireHash model_hash{};
     uint32_t layer_first = 0;
     uint32_t layer_last = 0;
 
-    friend bool operator==(const wire_cached_shard &, const wire_cached_shard &) = default;
+    friend bool operator==(const WireCachedShard &, const WireCachedShard &) = default;
 };
 
-struct wire_join {
+struct WireJoin {
     std::string node_name;
-    wire_key node_key{};           // the worker's long-term CURVE public key
+    WireKey node_key{};            // the worker's long-term CURVE public key
     std::string software_version;  // e.g. "0.1.0"
     uint64_t free_memory_bytes = 0;
     uint64_t mem_limit_bytes = 0;  // --mem-limit; 0 = none given
@@ -175,92 +175,92 @@ struct wire_join {
     std::string backend;        // "cpu", "vulkan", ...
     std::string data_endpoint;  // where the worker's data socket listens, e.g. "tcp://*:7412"
                                 // (the coordinator replaces a wildcard host by the peer's address)
-    std::vector<wire_cached_shard> cached_shards;  // newest first, any model
+    std::vector<WireCachedShard> cached_shards;  // newest first, any model
 
-    friend bool operator==(const wire_join &, const wire_join &) = default;
+    friend bool operator==(const WireJoin &, const WireJoin &) = default;
 };
 
-struct wire_join_accept {
+struct WireJoinAccept {
     uint32_t node_id = 0;
     uint32_t heartbeat_interval_ms = 0;
 
-    friend bool operator==(const wire_join_accept &, const wire_join_accept &) = default;
+    friend bool operator==(const WireJoinAccept &, const WireJoinAccept &) = default;
 };
 
-struct wire_join_reject {
+struct WireJoinReject {
     ErrorCode code = ErrorCode::kUnauthorized;
     std::string reason;
 
-    friend bool operator==(const wire_join_reject &, const wire_join_reject &) = default;
+    friend bool operator==(const WireJoinReject &, const WireJoinReject &) = default;
 };
 
-struct wire_heartbeat {
+struct WireHeartbeat {
     uint64_t timestamp_ns = 0;  // sender's clock (steady or system; only compared to itself)
     uint64_t counter = 0;
 
-    friend bool operator==(const wire_heartbeat &, const wire_heartbeat &) = default;
+    friend bool operator==(const WireHeartbeat &, const WireHeartbeat &) = default;
 };
 
 /// The plan's part for one stage: its layer range [layer_first, layer_last)
 /// of a model with n_layer blocks, and where to send its output.
-struct wire_assign {
+struct WireAssign {
     uint64_t plan_epoch = 0;
     uint32_t layer_first = 0;
     uint32_t layer_last = 0;
-    wire_hash model_hash{};
+    WireHash model_hash{};
     uint32_t n_layer = 0;
     uint32_t n_embd = 0;
     uint32_t n_vocab = 0;
-    wire_dtype dtype = WIRE_DTYPE_F16;  // of the hidden states this stage sends
-    uint32_t n_ctx = 0;                 // context size (positions) per sequence
-    uint32_t n_ubatch = 0;              // max tokens per ACTIVATIONS message
-    uint32_t n_seq_max = 0;             // sequences the KV cache holds at once
-    bool is_last = false;               // owns output norm + LM head, sends TOKENS
-    bool sampling = false;              // last stage samples (else: greedy only)
-    std::string next_endpoint;          // next stage's data socket, or the coordinator's
-    wire_key next_key{};                // CURVE server key of next_endpoint
-    wire_key prev_key{};                // the only node key this stage's data socket admits
-                                        // besides the coordinator's (zero: coordinator only)
+    WireDtype dtype = WIRE_DTYPE_F16;  // of the hidden states this stage sends
+    uint32_t n_ctx = 0;                // context size (positions) per sequence
+    uint32_t n_ubatch = 0;             // max tokens per ACTIVATIONS message
+    uint32_t n_seq_max = 0;            // sequences the KV cache holds at once
+    bool is_last = false;              // owns output norm + LM head, sends TOKENS
+    bool sampling = false;             // last stage samples (else: greedy only)
+    std::string next_endpoint;         // next stage's data socket, or the coordinator's
+    WireKey next_key{};                // CURVE server key of next_endpoint
+    WireKey prev_key{};                // the only node key this stage's data socket admits
+                                       // besides the coordinator's (zero: coordinator only)
 
-    friend bool operator==(const wire_assign &, const wire_assign &) = default;
+    friend bool operator==(const WireAssign &, const WireAssign &) = default;
 };
 
-struct wire_ready {
+struct WireReady {
     uint64_t plan_epoch = 0;
     uint32_t layer_first = 0;
     uint32_t layer_last = 0;
 
-    friend bool operator==(const wire_ready &, const wire_ready &) = default;
+    friend bool operator==(const WireReady &, const WireReady &) = default;
 };
 
-struct wire_shard_request {
-    wire_hash model_hash{};
+struct WireShardRequest {
+    WireHash model_hash{};
     uint32_t layer_first = 0;
     uint32_t layer_last = 0;
     uint64_t offset = 0;  // resume from this byte of the shard; 0 = from the start
 
-    friend bool operator==(const wire_shard_request &, const wire_shard_request &) = default;
+    friend bool operator==(const WireShardRequest &, const WireShardRequest &) = default;
 };
 
-struct wire_shard_chunk {
+struct WireShardChunk {
     uint64_t offset = 0;  // of bytes[0] in the shard file
     uint64_t total = 0;   // shard file size; offset + bytes.size() <= total
     std::vector<uint8_t> bytes;
 
-    friend bool operator==(const wire_shard_chunk &, const wire_shard_chunk &) = default;
+    friend bool operator==(const WireShardChunk &, const WireShardChunk &) = default;
 };
 
-struct wire_shard_end {
+struct WireShardEnd {
     uint64_t total = 0;
-    wire_hash sha256{};  // of the whole shard file
+    WireHash sha256{};  // of the whole shard file
 
-    friend bool operator==(const wire_shard_end &, const wire_shard_end &) = default;
+    friend bool operator==(const WireShardEnd &, const WireShardEnd &) = default;
 };
 
 /// Per-sequence sampling parameters (libllama's sampler chain; the last stage
 /// builds it). Decode checks: finite, temperature >= 0, 0 <= top_p, min_p <= 1,
 /// penalty_last_n >= -1, penalty_repeat > 0.
-struct wire_sampling {
+struct WireSampling {
     float temperature = 0.0f;  // 0 = greedy
     int32_t top_k = 0;         // <= 0: off
     float top_p = 1.0f;
@@ -271,102 +271,101 @@ struct wire_sampling {
     float penalty_freq = 0.0f;
     float penalty_present = 0.0f;
 
-    friend bool operator==(const wire_sampling &, const wire_sampling &) = default;
+    friend bool operator==(const WireSampling &, const WireSampling &) = default;
 };
 
 /// One sequence with tokens in an ubatch.
-struct wire_seq {
+struct WireSeq {
     int32_t seq_id = 0;     // >= 0
     uint32_t n_tokens = 0;  // tokens of this sequence in the ubatch, >= 1
-    wire_sampling sampling;
+    WireSampling sampling;
 
-    friend bool operator==(const wire_seq &, const wire_seq &) = default;
+    friend bool operator==(const WireSeq &, const WireSeq &) = default;
 };
 
 /// One ubatch travelling from stage k to stage k+1 (see the layout above).
-struct wire_activations {
+struct WireActivations {
     uint64_t plan_epoch = 0;
-    wire_dtype dtype = WIRE_DTYPE_F16;
+    WireDtype dtype = WIRE_DTYPE_F16;
     uint32_t n_embd = 0;  // 0: token ids only, data empty
     uint32_t n_tokens = 0;
-    std::vector<wire_seq> seqs;
+    std::vector<WireSeq> seqs;
     std::vector<int32_t> tokens;    // [n_tokens] input token ids, -1 = unknown
     std::vector<int32_t> pos;       // [n_tokens]
     std::vector<int32_t> seq_id;    // [n_tokens]
     std::vector<uint32_t> outputs;  // token indices that produce logits, ascending
     std::vector<uint8_t> data;      // dtype [n_embd, n_tokens]
 
-    friend bool operator==(const wire_activations &, const wire_activations &) = default;
+    friend bool operator==(const WireActivations &, const WireActivations &) = default;
 };
 
-struct wire_sampled {
+struct WireSampled {
     int32_t seq_id = 0;
     int32_t token = 0;
     int32_t pos = 0;  // position of the token that was sampled from
 
-    friend bool operator==(const wire_sampled &, const wire_sampled &) = default;
+    friend bool operator==(const WireSampled &, const WireSampled &) = default;
 };
 
-struct wire_tokens {
+struct WireTokens {
     uint64_t plan_epoch = 0;
-    std::vector<wire_sampled> sampled;
+    std::vector<WireSampled> sampled;
 
-    friend bool operator==(const wire_tokens &, const wire_tokens &) = default;
+    friend bool operator==(const WireTokens &, const WireTokens &) = default;
 };
 
 /// Remove KV cache cells of seq_id with position >= p0 on every stage:
 /// p0 = 0 frees the sequence, p0 > 0 trims it; seq_id = -1 means all sequences.
-struct wire_seq_release {
+struct WireSeqRelease {
     int32_t seq_id = 0;
     int32_t p0 = 0;
 
-    friend bool operator==(const wire_seq_release &, const wire_seq_release &) = default;
+    friend bool operator==(const WireSeqRelease &, const WireSeqRelease &) = default;
 };
 
-struct wire_error {
+struct WireError {
     ErrorCode code = ErrorCode::kInternal;
     std::string message;
 
-    friend bool operator==(const wire_error &, const wire_error &) = default;
+    friend bool operator==(const WireError &, const WireError &) = default;
 };
 
 /// A worker's status/profile as JSON text (the cluster code defines the schema).
-struct wire_status {
+struct WireStatus {
     std::string json;
 
-    friend bool operator==(const wire_status &, const wire_status &) = default;
+    friend bool operator==(const WireStatus &, const WireStatus &) = default;
 };
 
-/// Alternatives in wire_type order: index i holds type i + 1.
-using wire_body =
-    std::variant<wire_join, wire_join_accept, wire_join_reject, wire_heartbeat, wire_assign,
-                 wire_ready, wire_shard_request, wire_shard_chunk, wire_shard_end, wire_activations,
-                 wire_tokens, wire_seq_release, wire_error, wire_status>;
-static_assert(std::variant_size_v<wire_body> == WIRE_TYPE_COUNT - 1,
-              "one wire_body alternative per wire_type");
+/// Alternatives in WireType order: index i holds type i + 1.
+using WireBody = std::variant<WireJoin, WireJoinAccept, WireJoinReject, WireHeartbeat, WireAssign,
+                              WireReady, WireShardRequest, WireShardChunk, WireShardEnd,
+                              WireActivations, WireTokens, WireSeqRelease, WireError, WireStatus>;
+static_assert(std::variant_size_v<WireBody> == WIRE_TYPE_COUNT - 1,
+              "one WireBody alternative per WireType");
 
 /// A decoded message: the header's ids and the typed payload.
-struct wire_message {
+struct WireMessage {
     uint32_t sequence = 0;
     uint64_t request_id = 0;
-    wire_body body;
+    WireBody body;
 
-    friend bool operator==(const wire_message &, const wire_message &) = default;
+    friend bool operator==(const WireMessage &, const WireMessage &) = default;
 };
 
 /// The type of a message's body.
-wire_type wire_message_type(const wire_message &msg);
+WireType wire_message_type(const WireMessage &msg);
 
 /// Encodes msg as one frame (header + payload). Runs the same checks as
 /// wire_decode, so a message that encodes also decodes with the same limits.
 /// Throws Error(kInvalidArgument, reason) when a field breaks a limit or a
 /// shape rule.
-std::vector<uint8_t> wire_encode(const wire_message &msg, const wire_limits &limits = {});
+std::vector<uint8_t> wire_encode(const WireMessage &msg, const WireLimits &limits = {});
 
 /// The fixed header's fields, as found in a frame.
-struct wire_header {
+struct WireHeader {
     uint16_t version = 0;
-    uint16_t type = 0;  // not checked against wire_type
+    uint16_t type = 0;  // not checked against WireType
     uint32_t flags = 0;
     uint32_t sequence = 0;
     uint64_t request_id = 0;
@@ -376,17 +375,17 @@ struct wire_header {
 /// Reads the header without validating anything past the magic, e.g. to answer
 /// a JOIN of another protocol version with a JOIN_REJECT that says so.
 /// Returns nullopt when the frame is shorter than 32 bytes or the magic is wrong.
-std::optional<wire_header> wire_peek_header(std::span<const uint8_t> frame);
+std::optional<WireHeader> wire_peek_header(std::span<const uint8_t> frame);
 
 /// Decodes one frame. Never reads outside `frame` and never allocates more than
 /// the counts that fit in the bytes actually present.
 /// Throws Error(kProtocol, reason) for anything malformed, truncated, oversized,
 /// of another version, of an unknown type, or with inconsistent shapes; the
 /// reason names the field and the values found.
-wire_message wire_decode(std::span<const uint8_t> frame, const wire_limits &limits = {});
+WireMessage wire_decode(std::span<const uint8_t> frame, const WireLimits &limits = {});
 
 /// What a stage expects of an ACTIVATIONS message under the current plan.
-struct wire_plan_shape {
+struct WirePlanShape {
     uint64_t plan_epoch = 0;
     uint32_t n_embd = 0;     // 0: the stage is stage 0 and takes token ids
     uint32_t n_ctx = 0;      // positions must be < n_ctx
@@ -400,6 +399,6 @@ struct wire_plan_shape {
 /// or a position >= n_ctx (context overflow); Error(kProtocol, "expected X,
 /// got Y") for n_embd != plan, n_tokens > n_ubatch, seq id >= n_seq_max or a
 /// token id >= n_vocab (or -1 when the stage needs token ids).
-void wire_check_activations(const wire_activations &act, const wire_plan_shape &plan);
+void wire_check_activations(const WireActivations &act, const WirePlanShape &plan);
 
 }  // namespace colony

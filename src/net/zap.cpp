@@ -20,7 +20,7 @@ std::string frame_text(const zmq::message_t &m) {
 
 }  // namespace
 
-zap_handler::zap_handler(zmq::context_t &ctx) : socket_(ctx, zmq::socket_type::rep) {
+ZapHandler::ZapHandler(zmq::context_t &ctx) : socket_(ctx, zmq::socket_type::rep) {
     socket_.set(zmq::sockopt::linger, 0);
     try {
         socket_.bind(kZapEndpoint);
@@ -31,21 +31,21 @@ zap_handler::zap_handler(zmq::context_t &ctx) : socket_(ctx, zmq::socket_type::r
     thread_ = std::thread([this] { run(); });
 }
 
-zap_handler::~zap_handler() {
+ZapHandler::~ZapHandler() {
     stop_.store(true);
     if (thread_.joinable()) {
         thread_.join();
     }
 }
 
-void zap_handler::allow(const std::string &domain, const std::string &public_z85) {
-    const curve_key key = curve_key_from_z85(public_z85);
+void ZapHandler::allow(const std::string &domain, const std::string &public_z85) {
+    const CurveKey key = curve_key_from_z85(public_z85);
     std::lock_guard<std::mutex> lock(mutex_);
     allowed_[domain].insert(key);
 }
 
-void zap_handler::remove(const std::string &domain, const std::string &public_z85) {
-    const curve_key key = curve_key_from_z85(public_z85);
+void ZapHandler::remove(const std::string &domain, const std::string &public_z85) {
+    const CurveKey key = curve_key_from_z85(public_z85);
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = allowed_.find(domain);
     if (it != allowed_.end()) {
@@ -53,30 +53,30 @@ void zap_handler::remove(const std::string &domain, const std::string &public_z8
     }
 }
 
-void zap_handler::clear(const std::string &domain) {
+void ZapHandler::clear(const std::string &domain) {
     std::lock_guard<std::mutex> lock(mutex_);
     allowed_.erase(domain);
 }
 
-bool zap_handler::is_allowed(const std::string &domain, const curve_key &public_key) const {
+bool ZapHandler::is_allowed(const std::string &domain, const CurveKey &public_key) const {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = allowed_.find(domain);
     return it != allowed_.end() && it->second.count(public_key) != 0;
 }
 
-std::vector<std::string> zap_handler::allowed(const std::string &domain) const {
+std::vector<std::string> ZapHandler::allowed(const std::string &domain) const {
     std::vector<std::string> keys;
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = allowed_.find(domain);
     if (it != allowed_.end()) {
-        for (const curve_key &k : it->second) {
+        for (const CurveKey &k : it->second) {
             keys.push_back(curve_key_to_z85(k));
         }
     }
     return keys;
 }
 
-void zap_handler::run() {
+void ZapHandler::run() {
     while (!stop_.load()) {
         zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
         try {
@@ -92,7 +92,7 @@ void zap_handler::run() {
     }
 }
 
-void zap_handler::handle_request() {
+void ZapHandler::handle_request() {
     std::vector<zmq::message_t> parts;
     do {
         zmq::message_t part;
@@ -124,7 +124,7 @@ void zap_handler::handle_request() {
         COLONY_LOG_WARN("zap: denied a %s peer from %s in domain %s: only CURVE is admitted",
                         mechanism.c_str(), address.c_str(), domain.c_str());
     } else {
-        curve_key key{};
+        CurveKey key{};
         std::memcpy(key.data(), parts[6].data(), key.size());
         const std::string fingerprint = key_fingerprint(key);
         if (is_allowed(domain, key)) {

@@ -30,17 +30,17 @@ constexpr const char *kZapDomainControl = "colony-control";
 /// ZAP domain of data-plane sockets: member node keys and the coordinator key.
 constexpr const char *kZapDomainData = "colony-data";
 
-class zap_handler {
+class ZapHandler {
   public:
     /// Binds inproc://zeromq.zap.01 in ctx and starts the handler thread; the
     /// handler is ready when the constructor returns, so sockets configured
     /// afterwards are never admitted without a check. Throws Error(kInternal)
     /// when ctx already has a ZAP handler. ctx must outlive the handler.
-    explicit zap_handler(zmq::context_t &ctx);
+    explicit ZapHandler(zmq::context_t &ctx);
     /// Stops and joins the thread (within ~50 ms) and closes its socket.
-    ~zap_handler();
-    zap_handler(const zap_handler &) = delete;
-    zap_handler &operator=(const zap_handler &) = delete;
+    ~ZapHandler();
+    ZapHandler(const ZapHandler &) = delete;
+    ZapHandler &operator=(const ZapHandler &) = delete;
 
     /// Adds / removes a Z85 public key on a domain's list. Thread-safe; takes
     /// effect for the next handshake. allow() throws Error(kInvalidArgument)
@@ -49,7 +49,7 @@ class zap_handler {
     void remove(const std::string &domain, const std::string &public_z85);
     /// Removes every key of a domain.
     void clear(const std::string &domain);
-    bool is_allowed(const std::string &domain, const curve_key &public_key) const;
+    bool is_allowed(const std::string &domain, const CurveKey &public_key) const;
     /// The Z85 keys on a domain's list.
     std::vector<std::string> allowed(const std::string &domain) const;
 
@@ -61,8 +61,8 @@ class zap_handler {
     void handle_request();
 
     mutable std::mutex mutex_;
-    std::map<std::string, std::set<curve_key>> allowed_;  // guarded by mutex_
-    zmq::socket_t socket_;  // used only by thread_ once it has started
+    std::map<std::string, std::set<CurveKey>> allowed_;  // guarded by mutex_
+    zmq::socket_t socket_;                               // used only by thread_ once it has started
     std::atomic<bool> stop_{false};
     std::atomic<uint64_t> n_admitted_{0};
     std::atomic<uint64_t> n_denied_{0};

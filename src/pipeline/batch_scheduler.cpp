@@ -68,7 +68,7 @@ void validate_batch_options(const CoordinatorOptions &o) {
 
 BatchScheduler::BatchScheduler(zmq::context_t &ctx, const CoordinatorOptions &opts,
                                std::shared_ptr<const GgufFile> model, const ModelHparams &hp,
-                               const curve_keypair &node_keys,
+                               const CurveKeypair &node_keys,
                                std::unique_ptr<zmq::socket_t> data_pull, ClusterState &state)
     : ctx_(ctx),
       opts_(opts),
@@ -223,7 +223,7 @@ void BatchScheduler::run() {
             check_stall();
             take_cancellations();
             admit();
-            wire_activations act;
+            WireActivations act;
             if (ready_ && build_ubatch(act)) {
                 run_ubatch(act);
                 continue;
@@ -331,13 +331,13 @@ void BatchScheduler::drain_tokens() {
         return;
     for (;;) {
         const int64_t t_recv = trace_now_us();
-        received_message rm = recv_message(*pull_, {}, zmq::recv_flags::dontwait);
+        ReceivedMessage rm = recv_message(*pull_, {}, zmq::recv_flags::dontwait);
         if (rm.status == RECV_STATUS_TIMEOUT)
             return;
         if (rm.status != RECV_STATUS_OK)
             continue;
         trace_event("receive", "hop", t_recv, trace_now_us() - t_recv);
-        const wire_type type = wire_message_type(rm.message);
+        const WireType type = wire_message_type(rm.message);
         if (type != WIRE_TYPE_TOKENS) {
             COLONY_LOG_WARN("scheduler: dropped %s on the data socket (only TOKENS expected)",
                             wire_type_name(type));
@@ -348,17 +348,17 @@ void BatchScheduler::drain_tokens() {
                             rm.user_id.c_str());
             continue;
         }
-        handle_tokens(std::get<wire_tokens>(rm.message.body));
+        handle_tokens(std::get<WireTokens>(rm.message.body));
     }
 }
 
-void BatchScheduler::handle_tokens(const wire_tokens &tokens) {
+void BatchScheduler::handle_tokens(const WireTokens &tokens) {
     if (tokens.plan_epoch != epoch_) {
         COLONY_LOG_DEBUG("scheduler: dropped TOKENS of plan %llu",
                          static_cast<unsigned long long>(tokens.plan_epoch));
         return;
     }
-    for (const wire_sampled &s : tokens.sampled) {
+    for (const WireSampled &s : tokens.sampled) {
         const bool in_range = s.seq_id >= 0 && static_cast<size_t>(s.seq_id) < slots_.size();
         Slot *slot = in_range ? &slots_[s.seq_id] : nullptr;
         const bool expected = slot && (slot->req || slot->draining) && slot->awaiting &&
@@ -471,7 +471,7 @@ void BatchScheduler::admit() {
     }
 }
 
-bool BatchScheduler::build_ubatch(wire_activations &act) {
+bool BatchScheduler::build_ubatch(WireActivations &act) {
     const int64_t t_build = trace_enabled() ? trace_now_us() : 0;
     // The rows: ubatch_builder.h (decode rows first, then prompt chunks in
     // admission order).
@@ -533,7 +533,7 @@ bool BatchScheduler::build_ubatch(wire_activations &act) {
     return true;
 }
 
-void BatchScheduler::run_ubatch(const wire_activations &act) {
+void BatchScheduler::run_ubatch(const WireActivations &act) {
     HostStep step;
     try {
         step = host_.step(act, opts_.wire_type);
@@ -546,7 +546,7 @@ void BatchScheduler::run_ubatch(const wire_activations &act) {
             return;
         }
         // The KV cache is unchanged: only the ubatch's requests fail.
-        for (const wire_seq &s : act.seqs) {
+        for (const WireSeq &s : act.seqs) {
             if (slots_[s.seq_id].req)
                 end(s.seq_id, SeqOutcome::End::kError, &e, true);
         }
@@ -560,17 +560,17 @@ void BatchScheduler::run_ubatch(const wire_activations &act) {
         // pipeline's time per prompt token before any answer came back
         watch_.hint_ms_per_token(step.compute_ms / act.n_tokens * hp_.n_layer / n_blocks);
     }
-    if (auto *tokens = std::get_if<wire_tokens>(&step.out)) {
+    if (auto *tokens = std::get_if<WireTokens>(&step.out)) {
         handle_tokens(*tokens);  // a plan of one stage: stage 0 sampled
         return;
     }
-    if (!host_.send(std::move(std::get<wire_activations>(step.out)), "stage 1", request_of(act))) {
+    if (!host_.send(std::move(std::get<WireActivations>(step.out)), "stage 1", request_of(act))) {
         fail_pipeline(
             "cannot send hidden states to stage 1 (its data socket does not take messages)");
     }
 }
 
-uint64_t BatchScheduler::request_of(const wire_activations &act) const {
+uint64_t BatchScheduler::request_of(const WireActivations &act) const {
     return act.seqs.size() == 1 ? slots_[act.seqs.front().seq_id].id : 0;
 }
 
@@ -663,7 +663,7 @@ void BatchScheduler::fail_all(const Error &error) {
 void BatchScheduler::release(int32_t seq, bool propagate, uint64_t request_id) {
     host_.release(seq, 0, opts_.n_parallel);
     if (propagate && host_.has_link() &&
-        !host_.send(wire_seq_release{seq, 0}, "stage 1", request_id)) {
+        !host_.send(WireSeqRelease{seq, 0}, "stage 1", request_id)) {
         // The link is gone: the next ubatch's send, or the stall watch, fails
         // the pipeline; the stages' cells are rebuilt by the re-plan.
         COLONY_LOG_WARN("scheduler: SEQ_RELEASE of sequence %d did not reach stage 1", seq);

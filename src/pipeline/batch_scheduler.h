@@ -90,7 +90,7 @@ struct SeqOutcome {
 struct SeqRequest {
     std::vector<int32_t> prompt;  // 1 .. n_ctx_seq - 1 tokens, each < n_vocab
     int32_t max_tokens = 16;      // >= 1
-    wire_sampling sampling;
+    WireSampling sampling;
     bool ignore_eos = false;
     /// True for end-of-generation tokens (ends the sequence unless ignore_eos).
     std::function<bool(int32_t)> is_eog;
@@ -116,7 +116,7 @@ class BatchScheduler {
     /// Error(kInvalidArgument) for bad options (validate_batch_options).
     BatchScheduler(zmq::context_t &ctx, const CoordinatorOptions &opts,
                    std::shared_ptr<const GgufFile> model, const ModelHparams &hp,
-                   const curve_keypair &node_keys, std::unique_ptr<zmq::socket_t> data_pull,
+                   const CurveKeypair &node_keys, std::unique_ptr<zmq::socket_t> data_pull,
                    ClusterState &state);
     ~BatchScheduler();
     BatchScheduler(const BatchScheduler &) = delete;
@@ -195,12 +195,12 @@ class BatchScheduler {
     void sync_plan();
     void apply_plan(const LocalPlan &plan);
     void drain_tokens();
-    void handle_tokens(const wire_tokens &tokens);
+    void handle_tokens(const WireTokens &tokens);
     void on_sampled(int32_t seq, int32_t token);
     void take_cancellations();
     void admit();
-    bool build_ubatch(wire_activations &act);
-    void run_ubatch(const wire_activations &act);
+    bool build_ubatch(WireActivations &act);
+    void run_ubatch(const WireActivations &act);
     void check_stall();
     /// Ends the request in slot seq: frees the slot (or leaves it draining),
     /// frees the sequence on stage 0 and, when propagate, down the pipeline;
@@ -220,14 +220,14 @@ class BatchScheduler {
     void release(int32_t seq, bool propagate, uint64_t request_id);
     /// The request id for the wire header of `act`: its request when it
     /// holds one sequence, else 0 (a ubatch of several requests).
-    uint64_t request_of(const wire_activations &act) const;
+    uint64_t request_of(const WireActivations &act) const;
     void record_round_trip(clock::time_point sent);
 
     zmq::context_t &ctx_;
     const CoordinatorOptions &opts_;
     std::shared_ptr<const GgufFile> model_;
     ModelHparams hp_;
-    const curve_keypair &node_keys_;
+    const CurveKeypair &node_keys_;
     std::unique_ptr<zmq::socket_t> pull_;  // null: serving alone
     ClusterState &state_;
 

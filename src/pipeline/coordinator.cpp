@@ -23,9 +23,9 @@ namespace colony {
 namespace {
 
 void check_options(const CoordinatorOptions &o, const ModelHparams &hp) {
-    if (o.n_parallel == 0 || o.n_parallel > wire_limits{}.max_n_seq) {
+    if (o.n_parallel == 0 || o.n_parallel > WireLimits{}.max_n_seq) {
         throw Error(ErrorCode::kInvalidArgument,
-                    "--parallel must be in 1.." + std::to_string(wire_limits{}.max_n_seq));
+                    "--parallel must be in 1.." + std::to_string(WireLimits{}.max_n_seq));
     }
     if (o.n_ctx_seq() < 2) {
         throw Error(ErrorCode::kInvalidArgument, "--ctx-size " + std::to_string(o.n_ctx) +
@@ -33,9 +33,9 @@ void check_options(const CoordinatorOptions &o, const ModelHparams &hp) {
                                                      " positions per sequence with --parallel " +
                                                      std::to_string(o.n_parallel));
     }
-    if (o.n_ubatch == 0 || o.n_ubatch > wire_limits{}.max_tokens) {
+    if (o.n_ubatch == 0 || o.n_ubatch > WireLimits{}.max_tokens) {
         throw Error(ErrorCode::kInvalidArgument,
-                    "--ubatch-size must be in 1.." + std::to_string(wire_limits{}.max_tokens));
+                    "--ubatch-size must be in 1.." + std::to_string(WireLimits{}.max_tokens));
     }
     if (o.workers_expected + 1 > hp.n_layer) {
         throw Error(ErrorCode::kInvalidArgument,
@@ -67,11 +67,11 @@ Coordinator::Coordinator(CoordinatorOptions opts) : opts_(std::move(opts)), ctx_
 
     node_keys_ = load_or_create_node_keys(opts_.config_dir);
     if (!opts_.insecure) {
-        zap_ = std::make_unique<zap_handler>(ctx_);
-        tokens_ = std::make_unique<token_store>(opts_.config_dir);
-        admission_ = std::make_unique<admission_control>(*tokens_, *zap_, node_keys_.public_z85);
-        std::optional<token_record> active;
-        for (const token_record &r : admission_->tokens()) {
+        zap_ = std::make_unique<ZapHandler>(ctx_);
+        tokens_ = std::make_unique<TokenStore>(opts_.config_dir);
+        admission_ = std::make_unique<AdmissionControl>(*tokens_, *zap_, node_keys_.public_z85);
+        std::optional<TokenRecord> active;
+        for (const TokenRecord &r : admission_->tokens()) {
             if (!r.revoked) {
                 active = r;
                 break;

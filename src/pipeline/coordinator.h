@@ -20,14 +20,14 @@
 
 namespace colony {
 
-class admission_control;
+class AdmissionControl;
 class ClusterState;
 class BatchScheduler;
 class GgufFile;
 class ShardService;
 class Tokenizer;
-class token_store;
-class zap_handler;
+class TokenStore;
+class ZapHandler;
 
 class Coordinator {
   public:
@@ -78,11 +78,11 @@ class Coordinator {
     std::shared_ptr<const GgufFile> file_;
     PlannedModel model_;
     std::unique_ptr<Tokenizer> tokenizer_;
-    curve_keypair node_keys_;
+    CurveKeypair node_keys_;
     zmq::context_t ctx_;
-    std::unique_ptr<zap_handler> zap_;
-    std::unique_ptr<token_store> tokens_;
-    std::unique_ptr<admission_control> admission_;
+    std::unique_ptr<ZapHandler> zap_;
+    std::unique_ptr<TokenStore> tokens_;
+    std::unique_ptr<AdmissionControl> admission_;
     std::string join_token_;
     std::string data_endpoint_;
     std::unique_ptr<ShardService> shards_;

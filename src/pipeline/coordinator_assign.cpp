@@ -5,13 +5,13 @@
 // stage 0 and every worker reported READY for the epoch.
 #include <algorithm>
 
+#include "cluster/layer_split.h"
 #include "cluster/plan_table.h"
 #include "model/gguf_file.h"
 #include "net/transport.h"
 #include "pipeline/cluster_state.h"
 #include "pipeline/coordinator_control.h"
 #include "pipeline/coordinator_probe.h"
-#include "cluster/layer_split.h"
 #include "pipeline/measured_planner.h"
 #include "pipeline/shard_service.h"
 #include "util/log.h"
@@ -176,7 +176,7 @@ void CoordinatorControl::prepare_shards(const std::vector<PlannedStage> &layout)
     }
 }
 
-void CoordinatorControl::on_ready(Member &m, const wire_ready &ready) {
+void CoordinatorControl::on_ready(Member &m, const WireReady &ready) {
     if (m.stage < 0 || ready.plan_epoch != plan_epoch_ ||
         ready.layer_first != plan_[m.stage].range.first ||
         ready.layer_last != plan_[m.stage].range.last) {
@@ -193,7 +193,7 @@ void CoordinatorControl::on_ready(Member &m, const wire_ready &ready) {
     check_ready();
 }
 
-void CoordinatorControl::on_shard_request(Member &m, const wire_shard_request &req) {
+void CoordinatorControl::on_shard_request(Member &m, const WireShardRequest &req) {
     const LayerRange probe = file_ ? probe_range(*file_, model_.hp) : LayerRange{};
     const LayerRange asked{req.layer_first, req.layer_last};
     const bool assigned = m.stage >= 0 && asked == plan_[m.stage].range;
@@ -206,7 +206,7 @@ void CoordinatorControl::on_shard_request(Member &m, const wire_shard_request &r
     if (!assigned && !probing) {
         COLONY_LOG_WARN("control: node %u asked for layers [%u,%u), which are not assigned to it",
                         m.node_id, req.layer_first, req.layer_last);
-        send_or_lose(m, wire_error{ErrorCode::kNotFound, "that shard is not assigned to you"},
+        send_or_lose(m, WireError{ErrorCode::kNotFound, "that shard is not assigned to you"},
                      "the refusal of a shard request");
         return;
     }
@@ -214,8 +214,8 @@ void CoordinatorControl::on_shard_request(Member &m, const wire_shard_request &r
         // prepared when the plan was made, unless the worker held the range
         // (a no-op then); a cache the worker found stale is served from here
         shards_.prepare(asked, [this] { keepalive(); });
-        for (wire_body &body : shards_.serve(req)) {
-            if (const auto *c = std::get_if<wire_shard_chunk>(&body)) {
+        for (WireBody &body : shards_.serve(req)) {
+            if (const auto *c = std::get_if<WireShardChunk>(&body)) {
                 m.shard_sent = std::max<uint64_t>(m.shard_sent, c->offset + c->bytes.size());
                 m.shard_total = c->total;
                 view_dirty_ = true;
@@ -227,7 +227,7 @@ void CoordinatorControl::on_shard_request(Member &m, const wire_shard_request &r
         }
     } catch (const Error &e) {
         COLONY_LOG_WARN("control: shard request of node %u: %s", m.node_id, e.what());
-        send_or_lose(m, wire_error{e.code(), e.what()}, "the error of a shard request");
+        send_or_lose(m, WireError{e.code(), e.what()}, "the error of a shard request");
     }
 }
 

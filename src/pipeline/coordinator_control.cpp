@@ -2,15 +2,15 @@
 // What each message does lives with its concern (coordinator_control.h).
 #include "pipeline/coordinator_control.h"
 
+#include "cluster/layer_split.h"
 #include "cluster/model_shape.h"
 #include "model/gguf_file.h"
 #include "net/admission.h"
 #include "net/hash.h"
 #include "net/transport.h"
-#include "net/wire-dtype.h"
+#include "net/wire_dtype.h"
 #include "pipeline/cluster_state.h"
 #include "pipeline/endpoint.h"
-#include "cluster/layer_split.h"
 #include "pipeline/measured_planner.h"
 #include "pipeline/node_status.h"
 #include "util/clock.h"
@@ -28,7 +28,7 @@ constexpr int kReplanCheckMs = 250;
 
 /// The fixed part of every layout of this run (coordinator_layout.h).
 LayoutConfig make_layout_config(const CoordinatorOptions &opts, const PlannedModel &model,
-                                const curve_keypair &node_keys, bool secure,
+                                const CurveKeypair &node_keys, bool secure,
                                 const std::string &coordinator_id,
                                 const std::string &coordinator_name,
                                 const std::string &data_endpoint) {
@@ -85,8 +85,8 @@ std::unique_ptr<MeasuredPlanner> make_planner(const CoordinatorOptions &opts,
 }  // namespace
 
 CoordinatorControl::CoordinatorControl(zmq::context_t &ctx, const CoordinatorOptions &opts,
-                                       const PlannedModel &model, const curve_keypair &node_keys,
-                                       admission_control *admission, ShardService &shards,
+                                       const PlannedModel &model, const CurveKeypair &node_keys,
+                                       AdmissionControl *admission, ShardService &shards,
                                        ClusterState &state, std::string data_endpoint)
     : ctx_(ctx),
       opts_(opts),
@@ -163,7 +163,7 @@ void CoordinatorControl::run() {
             zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs));
             // Drain everything queued before judging anyone's silence.
             for (;;) {
-                received_message rm = recv_message(router_, {}, zmq::recv_flags::dontwait);
+                ReceivedMessage rm = recv_message(router_, {}, zmq::recv_flags::dontwait);
                 if (rm.status == RECV_STATUS_TIMEOUT)
                     break;
                 if (rm.status == RECV_STATUS_OK)
@@ -180,8 +180,8 @@ void CoordinatorControl::run() {
     }
 }
 
-bool CoordinatorControl::send_to(const Member &m, wire_body body) {
-    wire_message msg;
+bool CoordinatorControl::send_to(const Member &m, WireBody body) {
+    WireMessage msg;
     msg.sequence = send_counter_++;
     msg.body = std::move(body);
     try {
@@ -195,7 +195,7 @@ bool CoordinatorControl::send_to(const Member &m, wire_body body) {
     return false;
 }
 
-bool CoordinatorControl::send_or_lose(Member &m, wire_body body, const std::string &what) {
+bool CoordinatorControl::send_or_lose(Member &m, WireBody body, const std::string &what) {
     if (send_to(m, std::move(body)))
         return true;
     if (m.unreachable.empty())
@@ -203,8 +203,8 @@ bool CoordinatorControl::send_or_lose(Member &m, wire_body body, const std::stri
     return false;
 }
 
-void CoordinatorControl::send_unsolicited(const std::string &routing_id, wire_body body) {
-    wire_message msg;
+void CoordinatorControl::send_unsolicited(const std::string &routing_id, WireBody body) {
+    WireMessage msg;
     msg.body = std::move(body);
     const char *type = wire_type_name(wire_message_type(msg));
     try {
@@ -216,10 +216,10 @@ void CoordinatorControl::send_unsolicited(const std::string &routing_id, wire_bo
     }
 }
 
-void CoordinatorControl::handle(const received_message &rm) {
-    const wire_type type = wire_message_type(rm.message);
+void CoordinatorControl::handle(const ReceivedMessage &rm) {
+    const WireType type = wire_message_type(rm.message);
     if (type == WIRE_TYPE_JOIN) {
-        on_join(rm, std::get<wire_join>(rm.message.body));
+        on_join(rm, std::get<WireJoin>(rm.message.body));
         return;
     }
     Member *m = find_member(rm.routing_id);
@@ -228,27 +228,27 @@ void CoordinatorControl::handle(const received_message &rm) {
     } else if (type == WIRE_TYPE_HEARTBEAT || type == WIRE_TYPE_READY) {
         // e.g. a worker of a previous coordinator run: ask it to join again
         send_unsolicited(rm.routing_id,
-                         wire_error{ErrorCode::kUnavailable, "not a member: send JOIN"});
+                         WireError{ErrorCode::kUnavailable, "not a member: send JOIN"});
     } else {
         COLONY_LOG_WARN("control: dropped %s from a peer that has not joined (%s)",
                         wire_type_name(type), rm.peer_address.c_str());
     }
 }
 
-void CoordinatorControl::handle_member(Member &m, const received_message &rm) {
-    const wire_type type = wire_message_type(rm.message);
+void CoordinatorControl::handle_member(Member &m, const ReceivedMessage &rm) {
+    const WireType type = wire_message_type(rm.message);
     m.last_seen = clock::now();
     switch (type) {
         case WIRE_TYPE_HEARTBEAT:
             break;
         case WIRE_TYPE_READY:
-            on_ready(m, std::get<wire_ready>(rm.message.body));
+            on_ready(m, std::get<WireReady>(rm.message.body));
             break;
         case WIRE_TYPE_SHARD_REQUEST:
-            on_shard_request(m, std::get<wire_shard_request>(rm.message.body));
+            on_shard_request(m, std::get<WireShardRequest>(rm.message.body));
             break;
         case WIRE_TYPE_STATUS: {
-            const wire_status &status = std::get<wire_status>(rm.message.body);
+            const WireStatus &status = std::get<WireStatus>(rm.message.body);
             COLONY_LOG_DEBUG("control: status of node %u: %s", m.node_id, status.json.c_str());
             // run-time report for the cluster view (node_status.h)
             state_.node_reports().on_status(m.node_id, m.join.node_name, key_fingerprint(m.key_z85),
@@ -258,7 +258,7 @@ void CoordinatorControl::handle_member(Member &m, const received_message &rm) {
             break;
         }
         case WIRE_TYPE_ERROR: {
-            const auto &err = std::get<wire_error>(rm.message.body);
+            const auto &err = std::get<WireError>(rm.message.body);
             COLONY_LOG_ERROR("control: worker %s (node %u) reports: %s", m.join.node_name.c_str(),
                              m.node_id, err.message.c_str());
             if (m.stage >= 0 || m.probing) {

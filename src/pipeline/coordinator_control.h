@@ -54,19 +54,19 @@
 
 namespace colony {
 
-class admission_control;
+class AdmissionControl;
 class ClusterState;
 class GgufFile;
 class MeasuredPlanner;
 class ShardService;
-struct received_message;
+struct ReceivedMessage;
 struct WorkerStatus;
 
 /// What the control plane knows about the model it plans.
 struct PlannedModel {
     ModelHparams hp;
     std::string hash_hex;
-    wire_hash hash{};
+    WireHash hash{};
 };
 
 class CoordinatorControl {
@@ -78,8 +78,8 @@ class CoordinatorControl {
     /// cannot be bound, Error(kInvalidArgument) for a --split that does not
     /// fit the model or --workers-expected, or an unknown wire type.
     CoordinatorControl(zmq::context_t &ctx, const CoordinatorOptions &opts,
-                       const PlannedModel &model, const curve_keypair &node_keys,
-                       admission_control *admission, ShardService &shards, ClusterState &state,
+                       const PlannedModel &model, const CurveKeypair &node_keys,
+                       AdmissionControl *admission, ShardService &shards, ClusterState &state,
                        std::string data_endpoint);
     ~CoordinatorControl();
     CoordinatorControl(const CoordinatorControl &) = delete;
@@ -103,7 +103,7 @@ class CoordinatorControl {
         std::string fingerprint;  // key_fingerprint(key_z85): the node id in plans
         std::string peer_address;
         std::string data_endpoint;  // resolved
-        wire_join join;
+        WireJoin join;
         clock::time_point last_seen;
         int64_t joined_unix_ms = 0;
         int stage = -1;  // index in the plan; -1: not in the plan (spare)
@@ -134,34 +134,34 @@ class CoordinatorControl {
     // ---- Loop and dispatch (coordinator_control.cpp) ----
     void configure_router();
     void run();
-    void handle(const received_message &rm);
+    void handle(const ReceivedMessage &rm);
     /// One dispatch of a member's message (not JOIN).
-    void handle_member(Member &m, const received_message &rm);
+    void handle_member(Member &m, const ReceivedMessage &rm);
     /// Everything due on the clock: heartbeats, losses, plans, re-plans, the view.
     void tick();
     /// Sends `body` to a member. Returns false, after logging why, when it
     /// would block (1 s) or the peer is gone; the caller decides what follows.
-    [[nodiscard]] bool send_to(const Member &m, wire_body body);
+    [[nodiscard]] bool send_to(const Member &m, WireBody body);
     /// send_to for a message the member cannot do without (ASSIGN, a shard
     /// chunk, an error answer): when it does not go out, the member is
     /// marked unreachable (`what` says which message) and lost on the next
     /// tick. Returns whether it went out.
-    bool send_or_lose(Member &m, wire_body body, const std::string &what);
+    bool send_or_lose(Member &m, WireBody body, const std::string &what);
     /// Sends `body` to a peer that is not (or no longer) a member, without
     /// waiting: a refusal or a request to join again. A failure is logged;
     /// the peer retries on its own.
-    void send_unsolicited(const std::string &routing_id, wire_body body);
+    void send_unsolicited(const std::string &routing_id, WireBody body);
 
     // ---- Membership (coordinator_membership.cpp) ----
-    void on_join(const received_message &rm, const wire_join &join);
+    void on_join(const ReceivedMessage &rm, const WireJoin &join);
     /// The worker's data endpoint resolved against its address; nullopt after
     /// refusing the JOIN (a bad endpoint, or the coordinator's own key).
-    std::optional<std::string> join_endpoint(const received_message &rm, const wire_join &join,
+    std::optional<std::string> join_endpoint(const ReceivedMessage &rm, const WireJoin &join,
                                              const std::string &key_z85);
-    void refuse_join(const received_message &rm, const wire_join &join, ErrorCode code,
+    void refuse_join(const ReceivedMessage &rm, const WireJoin &join, ErrorCode code,
                      const std::string &reason);
     /// Adds an admitted worker, accepts it, and plans when enough have joined.
-    void add_member(const received_message &rm, const wire_join &join, const std::string &key_z85,
+    void add_member(const ReceivedMessage &rm, const WireJoin &join, const std::string &key_z85,
                     const std::string &data_endpoint);
     /// A heartbeat to every member when one is due; returns whether it was.
     bool send_heartbeats();
@@ -181,8 +181,8 @@ class CoordinatorControl {
     std::vector<LayoutMember> layout_members() const;
 
     // ---- Applying a layout (coordinator_assign.cpp) ----
-    void on_ready(Member &m, const wire_ready &ready);
-    void on_shard_request(Member &m, const wire_shard_request &req);
+    void on_ready(Member &m, const WireReady &ready);
+    void on_shard_request(Member &m, const WireShardRequest &req);
     /// A plan when there is none: the measured one when every node has a
     /// profile, else (allow_static) the static split.
     void make_plan(const std::string &why, bool allow_static = true);
@@ -202,7 +202,7 @@ class CoordinatorControl {
 
     // ---- Measurements for the measured planner (coordinator_profiles.cpp) ----
     void measure_self();
-    void on_status(Member &m, const wire_status &status);
+    void on_status(Member &m, const WireStatus &status);
     void collect_rtts();
     /// Stage 0's decode times (ClusterState::take_local_decode_samples) as a
     /// drift sample of the coordinator, every kLocalSampleMs.
@@ -238,8 +238,8 @@ class CoordinatorControl {
     zmq::context_t &ctx_;
     const CoordinatorOptions &opts_;
     const PlannedModel &model_;
-    const curve_keypair &node_keys_;
-    admission_control *admission_;
+    const CurveKeypair &node_keys_;
+    AdmissionControl *admission_;
     ShardService &shards_;
     ClusterState &state_;
     std::string data_endpoint_;

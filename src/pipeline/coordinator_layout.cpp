@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <functional>
 
+#include "cluster/layer_split.h"
 #include "net/keys.h"
 #include "pipeline/cached_assignment.h"
-#include "cluster/layer_split.h"
 #include "pipeline/measured_planner.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -16,8 +16,8 @@ namespace {
 
 using Acceptable = std::function<bool(const std::vector<int> &members_by_stage)>;
 
-wire_key raw_key(const std::string &z85) {
-    return z85.empty() ? wire_key{} : curve_key_from_z85(z85);
+WireKey raw_key(const std::string &z85) {
+    return z85.empty() ? WireKey{} : curve_key_from_z85(z85);
 }
 
 /// Trades workers in `stages` onto ranges they hold (cached_assignment.h)
@@ -215,8 +215,8 @@ Plan plan_of(const LayoutConfig &config, const std::vector<LayoutMember> &member
     return base;
 }
 
-wire_assign assign_for(const LayoutConfig &config, uint64_t epoch, LayerRange range) {
-    wire_assign a;
+WireAssign assign_for(const LayoutConfig &config, uint64_t epoch, LayerRange range) {
+    WireAssign a;
     a.plan_epoch = epoch;
     a.layer_first = range.first;
     a.layer_last = range.last;
@@ -240,14 +240,14 @@ std::vector<StageAssign> stage_assigns(const LayoutConfig &config,
         throw Error(ErrorCode::kInternal, "a plan must start on the coordinator");
     std::vector<StageAssign> out;
     for (size_t i = 1; i < stages.size(); ++i) {
-        wire_assign a = assign_for(config, epoch, stages[i].range);
+        WireAssign a = assign_for(config, epoch, stages[i].range);
         if (i + 1 == stages.size()) {
             a.next_endpoint = config.coordinator_data_endpoint;
-            a.next_key = config.secure ? raw_key(config.coordinator_key_z85) : wire_key{};
+            a.next_key = config.secure ? raw_key(config.coordinator_key_z85) : WireKey{};
         } else {
             const LayoutMember &next = members[stages[i + 1].member];
             a.next_endpoint = next.data_endpoint;
-            a.next_key = config.secure ? raw_key(next.key_z85) : wire_key{};
+            a.next_key = config.secure ? raw_key(next.key_z85) : WireKey{};
         }
         if (i > 1 && config.secure)
             a.prev_key = raw_key(members[stages[i - 1].member].key_z85);
@@ -256,10 +256,10 @@ std::vector<StageAssign> stage_assigns(const LayoutConfig &config,
     return out;
 }
 
-wire_assign probe_assign(const LayoutConfig &config, LayerRange range) {
-    wire_assign a = assign_for(config, 0, range);  // epoch 0: load, measure, report; never READY
+WireAssign probe_assign(const LayoutConfig &config, LayerRange range) {
+    WireAssign a = assign_for(config, 0, range);  // epoch 0: load, measure, report; never READY
     a.next_endpoint = config.coordinator_data_endpoint;  // never used: nothing runs on a probe
-    a.next_key = config.secure ? raw_key(config.coordinator_key_z85) : wire_key{};
+    a.next_key = config.secure ? raw_key(config.coordinator_key_z85) : WireKey{};
     return a;
 }
 

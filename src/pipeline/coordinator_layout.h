@@ -54,12 +54,12 @@ struct LayoutConfig {
     uint32_t n_layer = 0;  // transformer blocks; a layout covers [0, n_layer)
     uint32_t n_embd = 0;
     uint32_t n_vocab = 0;
-    wire_hash model_hash{};
+    WireHash model_hash{};
     // What every ASSIGN carries besides ranges and endpoints.
-    wire_dtype wire_type = WIRE_DTYPE_F16;  // hidden states on the wire
-    uint32_t n_ctx = 0;                     // positions per sequence
-    uint32_t n_ubatch = 0;                  // tokens per ubatch
-    uint32_t n_seq_max = 0;                 // sequences in flight
+    WireDtype wire_type = WIRE_DTYPE_F16;  // hidden states on the wire
+    uint32_t n_ctx = 0;                    // positions per sequence
+    uint32_t n_ubatch = 0;                 // tokens per ubatch
+    uint32_t n_seq_max = 0;                // sequences in flight
     // The coordinator: stage 0 of every layout.
     std::string coordinator_id;             // key fingerprint of its node key
     std::string coordinator_name;           // --name or the host name
@@ -94,7 +94,7 @@ struct Layout {
 /// What one worker is sent for a layout.
 struct StageAssign {
     int member = -1;  // index into the members snapshot
-    wire_assign assign;
+    WireAssign assign;
 };
 
 /// The layout of the next plan over the coordinator and `members` (join
@@ -130,7 +130,7 @@ Plan plan_of(const LayoutConfig &config, const std::vector<LayoutMember> &member
 
 /// The ASSIGN fields every assignment of `range` shares at `epoch` (no
 /// endpoints or keys); is_last when range ends at n_layer.
-wire_assign assign_for(const LayoutConfig &config, uint64_t epoch, LayerRange range);
+WireAssign assign_for(const LayoutConfig &config, uint64_t epoch, LayerRange range);
 
 /// The ASSIGN of every worker stage (stages[1..]) at `epoch`, in stage
 /// order: each points at the next stage's data socket and CURVE key, the
@@ -142,7 +142,7 @@ std::vector<StageAssign> stage_assigns(const LayoutConfig &config,
 
 /// The ASSIGN of a probe (epoch 0): a spare loads `range`, measures it and
 /// reports; nothing runs on it, so it points at the coordinator.
-wire_assign probe_assign(const LayoutConfig &config, LayerRange range);
+WireAssign probe_assign(const LayoutConfig &config, LayerRange range);
 
 /// The coordinator's part of a layout (epoch and ms_per_token_hint left 0):
 /// its range and where stage 1 listens (nothing when it is the only stage).

@@ -24,15 +24,15 @@ constexpr int kTokenReloadMs = 1000;
 
 }  // namespace
 
-void CoordinatorControl::on_join(const received_message &rm, const wire_join &join) {
+void CoordinatorControl::on_join(const ReceivedMessage &rm, const WireJoin &join) {
     const std::string key_z85 = curve_key_to_z85(join.node_key);
     const std::optional<std::string> data_endpoint = join_endpoint(rm, join, key_z85);
     if (!data_endpoint)
         return;
     if (Member *same = find_member(rm.routing_id); same && same->key_z85 == key_z85) {
         // the same connection repeated its JOIN (our answer crossed its retry)
-        if (!send_to(*same, wire_join_accept{same->node_id,
-                                             static_cast<uint32_t>(opts_.heartbeat_interval_ms)})) {
+        if (!send_to(*same, WireJoinAccept{same->node_id,
+                                           static_cast<uint32_t>(opts_.heartbeat_interval_ms)})) {
             COLONY_LOG_WARN("control: node %u is answered when it repeats its JOIN again",
                             same->node_id);
         }
@@ -55,8 +55,8 @@ void CoordinatorControl::on_join(const received_message &rm, const wire_join &jo
     add_member(rm, join, key_z85, *data_endpoint);
 }
 
-std::optional<std::string> CoordinatorControl::join_endpoint(const received_message &rm,
-                                                             const wire_join &join,
+std::optional<std::string> CoordinatorControl::join_endpoint(const ReceivedMessage &rm,
+                                                             const WireJoin &join,
                                                              const std::string &key_z85) {
     std::string data_endpoint;
     try {
@@ -75,14 +75,14 @@ std::optional<std::string> CoordinatorControl::join_endpoint(const received_mess
     return data_endpoint;
 }
 
-void CoordinatorControl::refuse_join(const received_message &rm, const wire_join &join,
+void CoordinatorControl::refuse_join(const ReceivedMessage &rm, const WireJoin &join,
                                      ErrorCode code, const std::string &reason) {
     COLONY_LOG_WARN("control: refused JOIN of '%s' from %s: %s", join.node_name.c_str(),
                     rm.peer_address.c_str(), reason.c_str());
-    send_unsolicited(rm.routing_id, wire_join_reject{code, reason});
+    send_unsolicited(rm.routing_id, WireJoinReject{code, reason});
 }
 
-void CoordinatorControl::add_member(const received_message &rm, const wire_join &join,
+void CoordinatorControl::add_member(const ReceivedMessage &rm, const WireJoin &join,
                                     const std::string &key_z85, const std::string &data_endpoint) {
     Member m;
     m.routing_id = rm.routing_id;
@@ -93,7 +93,7 @@ void CoordinatorControl::add_member(const received_message &rm, const wire_join 
     m.peer_address = rm.peer_address;
     m.data_endpoint = data_endpoint;
     m.join = join;
-    for (const wire_cached_shard &s : join.cached_shards) {
+    for (const WireCachedShard &s : join.cached_shards) {
         if (s.model_hash == model_.hash && s.layer_last <= model_.hp.n_layer)
             m.cached.push_back({s.layer_first, s.layer_last});
     }
@@ -108,7 +108,7 @@ void CoordinatorControl::add_member(const received_message &rm, const wire_join 
                     join.node_name.c_str(), m.node_id, rm.peer_address.c_str(),
                     m.fingerprint.c_str(), join.n_threads, data_endpoint.c_str());
     if (!send_to(members_.back(),
-                 wire_join_accept{m.node_id, static_cast<uint32_t>(opts_.heartbeat_interval_ms)})) {
+                 WireJoinAccept{m.node_id, static_cast<uint32_t>(opts_.heartbeat_interval_ms)})) {
         // It is a member all the same: the worker repeats its JOIN until it
         // hears back, and the repeat is answered above.
         COLONY_LOG_WARN("control: node %u is answered when it repeats its JOIN", m.node_id);
@@ -137,7 +137,7 @@ bool CoordinatorControl::send_heartbeats() {
 void CoordinatorControl::heartbeat_all(uint64_t sent_ns) {
     size_t unsent = 0;
     for (const Member &m : members_) {
-        if (!send_to(m, wire_heartbeat{sent_ns, send_counter_}))
+        if (!send_to(m, WireHeartbeat{sent_ns, send_counter_}))
             ++unsent;
     }
     // Each failure is logged by send_to. Whether a member is lost is decided
@@ -189,7 +189,7 @@ void CoordinatorControl::reload_tokens() {
                     continue;
                 const std::string name = members_[i].join.node_name;
                 send_unsolicited(members_[i].routing_id,
-                                 wire_join_reject{ErrorCode::kUnauthorized, "token revoked"});
+                                 WireJoinReject{ErrorCode::kUnauthorized, "token revoked"});
                 lose_member(i, "the token of worker '" + name + "' was revoked");
             }
         }

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "ggml.h"
-#include "net/wire-dtype.h"
+#include "net/wire_dtype.h"
 
 namespace colony {
 
@@ -19,8 +19,8 @@ struct CoordinatorOptions {
     std::filesystem::path cache_dir;   // shards written for the workers
     std::string split;                 // "0:3,3:5" (stage 0 is the coordinator); "" = proportional
     uint32_t workers_expected = 1;     // plan once this many workers have joined (0: serve alone)
-    wire_dtype wire_type = WIRE_DTYPE_F16;  // hidden states on the wire
-    uint32_t n_ctx = 4096;                  // KV cells per stage, shared by all sequences
+    WireDtype wire_type = WIRE_DTYPE_F16;  // hidden states on the wire
+    uint32_t n_ctx = 4096;                 // KV cells per stage, shared by all sequences
     uint32_t n_parallel = 4;           // sequences in flight; each has n_ctx / n_parallel positions
     uint32_t n_ubatch = 512;           // tokens per ubatch (prefill chunk)
     int n_threads = 0;                 // compute threads of stage 0; 0 = all cores

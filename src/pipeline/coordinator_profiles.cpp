@@ -45,7 +45,7 @@ void CoordinatorControl::measure_self() {
     }
 }
 
-void CoordinatorControl::on_status(Member &m, const wire_status &status) {
+void CoordinatorControl::on_status(Member &m, const WireStatus &status) {
     std::optional<WorkerStatus> ws;
     try {
         ws = worker_status_parse(status.json);

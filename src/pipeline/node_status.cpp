@@ -227,11 +227,11 @@ std::string node_runtime_to_json(const NodeRuntime &r) {
     return json{{"runtime", rt}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-wire_status worker_runtime_status(uint64_t echo_ns, std::chrono::steady_clock::time_point received,
-                                  uint64_t assigned_epoch,
-                                  std::optional<std::pair<uint64_t, uint64_t>> download,
-                                  uint64_t loaded_epoch, const std::string &load_error,
-                                  const StageRuntime &stage) {
+WireStatus worker_runtime_status(uint64_t echo_ns, std::chrono::steady_clock::time_point received,
+                                 uint64_t assigned_epoch,
+                                 std::optional<std::pair<uint64_t, uint64_t>> download,
+                                 uint64_t loaded_epoch, const std::string &load_error,
+                                 const StageRuntime &stage) {
     NodeRuntime r;
     r.plan_epoch = assigned_epoch;
     r.stage = stage;
@@ -256,7 +256,7 @@ wire_status worker_runtime_status(uint64_t echo_ns, std::chrono::steady_clock::t
     r.hold_us = std::chrono::duration_cast<std::chrono::microseconds>(
                     std::chrono::steady_clock::now() - received)
                     .count();
-    return wire_status{node_runtime_to_json(r)};
+    return WireStatus{node_runtime_to_json(r)};
 }
 
 std::optional<NodeRuntime> node_runtime_from_json(const std::string &text_json) {

@@ -119,12 +119,11 @@ std::optional<NodeRuntime> node_runtime_from_json(const std::string &json);
 /// assigned_epoch: plan epoch of its current assignment (0: none); download:
 /// (bytes received, total) while a shard is fetched; loaded_epoch and
 /// load_error: WorkerData's status; stage: WorkerData's counters.
-wire_status worker_runtime_status(uint64_t echo_ns, std::chrono::steady_clock::time_point received,
-                                  uint64_t assigned_epoch,
-                                  std::optional<std::pair<uint64_t, uint64_t>> download,
-                                  uint64_t loaded_epoch, const std::string &load_error,
-                                  const StageRuntime &stage);
-
+WireStatus worker_runtime_status(uint64_t echo_ns, std::chrono::steady_clock::time_point received,
+                                 uint64_t assigned_epoch,
+                                 std::optional<std::pair<uint64_t, uint64_t>> download,
+                                 uint64_t loaded_epoch, const std::string &load_error,
+                                 const StageRuntime &stage);
 
 /// The latest report of one worker, as the coordinator keeps it.
 struct NodeReport {

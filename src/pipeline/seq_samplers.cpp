@@ -6,7 +6,7 @@
 
 namespace colony {
 
-SamplingParams sampling_from_wire(const wire_sampling &w) {
+SamplingParams sampling_from_wire(const WireSampling &w) {
     SamplingParams p;
     p.temperature = w.temperature;
     p.top_k = w.top_k;
@@ -20,8 +20,8 @@ SamplingParams sampling_from_wire(const wire_sampling &w) {
     return p;
 }
 
-wire_sampling sampling_to_wire(const SamplingParams &p) {
-    wire_sampling w;
+WireSampling sampling_to_wire(const SamplingParams &p) {
+    WireSampling w;
     w.temperature = std::max(p.temperature, 0.0f);
     w.top_k = p.top_k;
     w.top_p = p.top_p;
@@ -34,8 +34,8 @@ wire_sampling sampling_to_wire(const SamplingParams &p) {
     return w;
 }
 
-void SequenceSamplers::observe(const wire_activations &act) {
-    for (const wire_seq &s : act.seqs) {
+void SequenceSamplers::observe(const WireActivations &act) {
+    for (const WireSeq &s : act.seqs) {
         if (seqs_.count(s.seq_id) == 0) {
             Entry e;
             e.sampler = std::make_unique<Sampler>(sampling_from_wire(s.sampling), n_vocab_);

@@ -1,6 +1,6 @@
 // The last stage's samplers, one per sequence (DESIGN.md, decision 1: the
 // last stage samples, so only token ids travel back). A sequence's sampler is
-// created from the wire_sampling of its first ubatch and fed every input token
+// created from the WireSampling of its first ubatch and fed every input token
 // it has not seen yet (the prompt), so repetition penalties see the same
 // history as in single-node generation; a sampled token is recorded by the
 // sampler itself, and when it comes back as the next input it is not counted
@@ -17,10 +17,10 @@
 
 namespace colony {
 
-/// wire_sampling <-> SamplingParams (same fields; a negative temperature,
+/// WireSampling <-> SamplingParams (same fields; a negative temperature,
 /// which SamplingParams allows, is sent as 0 = greedy).
-SamplingParams sampling_from_wire(const wire_sampling &w);
-wire_sampling sampling_to_wire(const SamplingParams &p);
+SamplingParams sampling_from_wire(const WireSampling &w);
+WireSampling sampling_to_wire(const SamplingParams &p);
 
 class SequenceSamplers {
   public:
@@ -40,7 +40,7 @@ class SequenceSamplers {
     /// sequence the input tokens at positions it has not seen. Tokens of -1
     /// (unknown) are skipped. Throws Error(kInvalidArgument) when a sampling
     /// parameter is out of range (Sampler's check).
-    void observe(const wire_activations &act);
+    void observe(const WireActivations &act);
 
     /// Samples the token after position `pos` of `seq` from logits F32
     /// [n_vocab]. Throws Error(kInternal) for a sequence never observed.

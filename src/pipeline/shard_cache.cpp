@@ -24,7 +24,7 @@ std::filesystem::path shard_cache_path(const std::filesystem::path &cache_dir,
 namespace {
 
 /// 64 lowercase hex digits -> 32 bytes; false for anything else.
-bool parse_hash_hex(const std::string &hex, wire_hash &out) {
+bool parse_hash_hex(const std::string &hex, WireHash &out) {
     if (hex.size() != 2 * out.size())
         return false;
     auto nibble = [](char c) -> int {
@@ -60,19 +60,19 @@ bool parse_shard_name(const std::string &name, uint32_t &first, uint32_t &last) 
 
 }  // namespace
 
-std::vector<wire_cached_shard> list_cached_shards(const std::filesystem::path &cache_dir,
-                                                  size_t max) {
+std::vector<WireCachedShard> list_cached_shards(const std::filesystem::path &cache_dir,
+                                                size_t max) {
     namespace fs = std::filesystem;
-    std::vector<std::pair<fs::file_time_type, wire_cached_shard>> found;
+    std::vector<std::pair<fs::file_time_type, WireCachedShard>> found;
     std::error_code ec;
     for (fs::directory_iterator model(cache_dir, ec), end; !ec && model != end;
          model.increment(ec)) {
-        wire_hash hash{};
+        WireHash hash{};
         if (!model->is_directory(ec) || !parse_hash_hex(model->path().filename().string(), hash))
             continue;
         std::error_code ec2;
         for (fs::directory_iterator f(model->path(), ec2); !ec2 && f != end; f.increment(ec2)) {
-            wire_cached_shard c{hash, 0, 0};
+            WireCachedShard c{hash, 0, 0};
             if (!f->is_regular_file(ec2) ||
                 !parse_shard_name(f->path().filename().string(), c.layer_first, c.layer_last))
                 continue;
@@ -84,7 +84,7 @@ std::vector<wire_cached_shard> list_cached_shards(const std::filesystem::path &c
     }
     std::sort(found.begin(), found.end(),
               [](const auto &a, const auto &b) { return a.first > b.first; });
-    std::vector<wire_cached_shard> out;
+    std::vector<WireCachedShard> out;
     for (size_t i = 0; i < found.size() && out.size() < max; ++i)
         out.push_back(found[i].second);
     return out;
@@ -145,7 +145,7 @@ ShardDownload::~ShardDownload() {
     }
 }
 
-void ShardDownload::write(const wire_shard_chunk &chunk, uint64_t max_total) {
+void ShardDownload::write(const WireShardChunk &chunk, uint64_t max_total) {
     if (chunk.total == 0 || chunk.total > max_total) {
         throw Error(ErrorCode::kProtocol, "shard chunk announces " + std::to_string(chunk.total) +
                                               " bytes; the limit is " + std::to_string(max_total));
@@ -172,13 +172,13 @@ void ShardDownload::write(const wire_shard_chunk &chunk, uint64_t max_total) {
     received_ += chunk.bytes.size();
 }
 
-void ShardDownload::finish(const wire_shard_end &end) {
+void ShardDownload::finish(const WireShardEnd &end) {
     if (end.total != received_ || (total_ != 0 && end.total != total_)) {
         throw Error(ErrorCode::kCorrupt, "shard transfer incomplete: received " +
                                              std::to_string(received_) + " of " +
                                              std::to_string(end.total) + " bytes");
     }
-    const sha256_digest got = hasher_.finish();
+    const Sha256Digest got = hasher_.finish();
     if (got != end.sha256) {
         throw Error(ErrorCode::kCorrupt, "shard hash mismatch: received bytes hash to " +
                                              to_hex(got) + ", the coordinator announced " +

@@ -36,8 +36,7 @@ bool shard_file_matches(const std::filesystem::path &file, const std::string &mo
 /// coordinator can give it a range it already holds. Names only: ASSIGN still
 /// checks the file with shard_file_matches(). A missing or unreadable
 /// directory yields what could be read (possibly nothing); never throws.
-std::vector<wire_cached_shard> list_cached_shards(const std::filesystem::path &cache_dir,
-                                                  size_t max);
+std::vector<WireCachedShard> list_cached_shards(const std::filesystem::path &cache_dir, size_t max);
 
 /// One shard download into the cache. Not thread-safe.
 class ShardDownload {
@@ -53,13 +52,13 @@ class ShardDownload {
     /// Appends a chunk. Chunks must arrive in order: offset == received(), and
     /// every chunk must name the same total (<= max_total). Throws
     /// Error(kProtocol) otherwise, Error(kResource) on a write failure.
-    void write(const wire_shard_chunk &chunk, uint64_t max_total);
+    void write(const WireShardChunk &chunk, uint64_t max_total);
 
     /// Checks that received() == end.total == the chunks' total and that the
     /// SHA-256 of the bytes equals end.sha256, then records that hash
     /// (record_shard_hash) and renames the part file into place. Throws Error(kCorrupt) on any
     /// mismatch (the part file is deleted and nothing is cached).
-    void finish(const wire_shard_end &end);
+    void finish(const WireShardEnd &end);
 
     uint64_t received() const { return received_; }
     uint64_t total() const { return total_; }  // 0 until the first chunk
@@ -72,7 +71,7 @@ class ShardDownload {
         void operator()(std::FILE *f) const;
     };
     std::unique_ptr<std::FILE, FileCloser> file_;
-    sha256_hasher hasher_;
+    Sha256Hasher hasher_;
     uint64_t received_ = 0;
     uint64_t total_ = 0;
     bool done_ = false;

@@ -13,8 +13,8 @@
 
 namespace colony {
 
-wire_hash hash_from_hex(const std::string &hex) {
-    wire_hash h{};
+WireHash hash_from_hex(const std::string &hex) {
+    WireHash h{};
     auto nibble = [&](char c) -> uint8_t {
         if (c >= '0' && c <= '9')
             return static_cast<uint8_t>(c - '0');
@@ -63,7 +63,7 @@ const ShardInfo &ShardService::prepare(LayerRange range, const std::function<voi
         });
     };
     auto hash = [&] {
-        const std::optional<wire_hash> h = hash_file_sha256(path, keepalive);
+        const std::optional<WireHash> h = hash_file_sha256(path, keepalive);
         if (!h)
             throw Error(ErrorCode::kInternal, "hashing " + path.string() + " stopped");
         return *h;
@@ -79,7 +79,7 @@ const ShardInfo &ShardService::prepare(LayerRange range, const std::function<voi
     if (cached) {
         // The hash costs the same either way: compare it with the record, so a
         // damaged cached shard is written again rather than served.
-        const std::optional<wire_hash> recorded = read_shard_hash(path);
+        const std::optional<WireHash> recorded = read_shard_hash(path);
         if (!recorded || *recorded != info.sha256) {
             const std::string reason = recorded ? "damaged: its content hashes to " +
                                                       to_hex(info.sha256) +
@@ -99,7 +99,7 @@ const ShardInfo &ShardService::prepare(LayerRange range, const std::function<voi
     return shards_.emplace(key, std::move(info)).first->second;
 }
 
-std::vector<wire_body> ShardService::serve(const wire_shard_request &req) {
+std::vector<WireBody> ShardService::serve(const WireShardRequest &req) {
     ShardInfo info;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -120,11 +120,11 @@ std::vector<wire_body> ShardService::serve(const wire_shard_request &req) {
     if (!in)
         throw Error(ErrorCode::kResource, "cannot read " + info.path.string());
 
-    std::vector<wire_body> out;
+    std::vector<WireBody> out;
     const uint64_t end = std::min(info.size, req.offset + kShardWindowBytes);
     uint64_t sent = 0;
     for (uint64_t off = req.offset; off < end; off += kShardChunkBytes) {
-        wire_shard_chunk chunk;
+        WireShardChunk chunk;
         chunk.offset = off;
         chunk.total = info.size;
         chunk.bytes.resize(std::min(kShardChunkBytes, end - off));
@@ -136,7 +136,7 @@ std::vector<wire_body> ShardService::serve(const wire_shard_request &req) {
         out.emplace_back(std::move(chunk));
     }
     if (end == info.size)
-        out.emplace_back(wire_shard_end{info.size, info.sha256});
+        out.emplace_back(WireShardEnd{info.size, info.sha256});
     std::lock_guard<std::mutex> lock(mutex_);
     bytes_served_ += sent;
     return out;

@@ -36,7 +36,7 @@ struct ShardInfo {
     LayerRange range;
     std::filesystem::path path;
     uint64_t size = 0;
-    wire_hash sha256{};
+    WireHash sha256{};
 };
 
 class ShardService {
@@ -59,7 +59,7 @@ class ShardService {
     /// Throws Error(kNotFound) for a range that was not prepared or another
     /// model's hash, Error(kOutOfRange) for an offset past the end,
     /// Error(kResource) when the file cannot be read.
-    std::vector<wire_body> serve(const wire_shard_request &req);
+    std::vector<WireBody> serve(const WireShardRequest &req);
 
     /// Shard bytes handed out so far (all workers).
     uint64_t bytes_served() const;
@@ -69,7 +69,7 @@ class ShardService {
     const GgufFile &model_;
     const ModelHparams &hp_;
     std::string model_hash_hex_;
-    wire_hash model_hash_{};
+    WireHash model_hash_{};
     std::filesystem::path cache_dir_;
     mutable std::mutex mutex_;
     std::map<std::pair<uint32_t, uint32_t>, ShardInfo> shards_;  // guarded by mutex_
@@ -77,6 +77,6 @@ class ShardService {
 };
 
 /// Raw bytes of a 64-character hex SHA-256. Throws Error(kInvalidArgument).
-wire_hash hash_from_hex(const std::string &hex);
+WireHash hash_from_hex(const std::string &hex);
 
 }  // namespace colony

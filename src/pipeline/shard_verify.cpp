@@ -14,7 +14,7 @@ std::filesystem::path shard_hash_path(const std::filesystem::path &shard) {
     return shard.string() + ".sha256";
 }
 
-void record_shard_hash(const std::filesystem::path &shard, const wire_hash &sha256) {
+void record_shard_hash(const std::filesystem::path &shard, const WireHash &sha256) {
     const std::filesystem::path record = shard_hash_path(shard);
     const std::filesystem::path tmp = record.string() + ".part";
     {
@@ -32,12 +32,12 @@ void record_shard_hash(const std::filesystem::path &shard, const wire_hash &sha2
     }
 }
 
-std::optional<wire_hash> read_shard_hash(const std::filesystem::path &shard) {
+std::optional<WireHash> read_shard_hash(const std::filesystem::path &shard) {
     std::ifstream in(shard_hash_path(shard), std::ios::binary);
     std::string hex;
     if (!in || !(in >> hex) || hex.size() != 64)
         return std::nullopt;
-    wire_hash h{};
+    WireHash h{};
     for (size_t i = 0; i < h.size(); ++i) {
         unsigned v = 0;
         if (std::sscanf(hex.c_str() + 2 * i, "%2x", &v) != 1)
@@ -49,13 +49,13 @@ std::optional<wire_hash> read_shard_hash(const std::filesystem::path &shard) {
     return h;
 }
 
-std::optional<wire_hash> hash_file_sha256(const std::filesystem::path &path,
-                                          const std::function<void()> &keepalive,
-                                          const std::atomic<bool> *cancel) {
+std::optional<WireHash> hash_file_sha256(const std::filesystem::path &path,
+                                         const std::function<void()> &keepalive,
+                                         const std::atomic<bool> *cancel) {
     std::ifstream in(path, std::ios::binary);
     if (!in)
         throw Error(ErrorCode::kResource, "cannot read " + path.string());
-    sha256_hasher h;
+    Sha256Hasher h;
     std::vector<uint8_t> buf(4u << 20);
     while (in) {
         if (cancel && cancel->load())
@@ -76,12 +76,12 @@ std::optional<wire_hash> hash_file_sha256(const std::filesystem::path &path,
 bool verify_shard_file(const std::filesystem::path &shard, std::string *why,
                        const std::atomic<bool> *cancel) {
     std::string reason;
-    const std::optional<wire_hash> recorded = read_shard_hash(shard);
+    const std::optional<WireHash> recorded = read_shard_hash(shard);
     if (!recorded) {
         reason = "no recorded hash (" + shard_hash_path(shard).filename().string() + ")";
     } else {
         try {
-            const std::optional<wire_hash> got = hash_file_sha256(shard, {}, cancel);
+            const std::optional<WireHash> got = hash_file_sha256(shard, {}, cancel);
             if (!got)
                 reason = "cancelled";
             else if (*got != *recorded)

@@ -30,18 +30,18 @@ std::filesystem::path shard_hash_path(const std::filesystem::path &shard);
 
 /// Writes the record of `shard`'s hash (atomically: a temp file renamed into
 /// place). Throws Error(kResource) when it cannot be written.
-void record_shard_hash(const std::filesystem::path &shard, const wire_hash &sha256);
+void record_shard_hash(const std::filesystem::path &shard, const WireHash &sha256);
 
 /// The recorded hash of `shard`; nullopt when there is no record or it is
 /// malformed. Never throws.
-std::optional<wire_hash> read_shard_hash(const std::filesystem::path &shard);
+std::optional<WireHash> read_shard_hash(const std::filesystem::path &shard);
 
 /// Streamed SHA-256 of a file. `keepalive` (may be empty) is called between
 /// 4 MiB blocks; when `cancel` (may be null) becomes true, hashing stops and
 /// nullopt is returned. Throws Error(kResource) when the file cannot be read.
-std::optional<wire_hash> hash_file_sha256(const std::filesystem::path &path,
-                                          const std::function<void()> &keepalive = {},
-                                          const std::atomic<bool> *cancel = nullptr);
+std::optional<WireHash> hash_file_sha256(const std::filesystem::path &path,
+                                         const std::function<void()> &keepalive = {},
+                                         const std::atomic<bool> *cancel = nullptr);
 
 /// True when the content of `shard` hashes to its recorded hash. Otherwise
 /// false with *why (may be null) set: no record, unreadable, or "content

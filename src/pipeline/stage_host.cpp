@@ -97,7 +97,7 @@ void StageHost::set_slowdown(double factor) {
 }
 
 void StageHost::open_link(zmq::context_t &ctx, const std::string &endpoint,
-                          const std::string &server_key_z85, const curve_keypair &node_keys,
+                          const std::string &server_key_z85, const CurveKeypair &node_keys,
                           bool connect_now) {
     close_link();
     push_ = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::push);
@@ -122,7 +122,7 @@ void StageHost::close_link() {
     link_connected_ = false;
 }
 
-HostStep StageHost::step(const wire_activations &in, wire_dtype out_dtype) {
+HostStep StageHost::step(const WireActivations &in, WireDtype out_dtype) {
     const auto t0 = std::chrono::steady_clock::now();
     HostStep r{run_stage_step(*stage_, in, out_dtype, *samplers_), 0};
     const auto t1 = std::chrono::steady_clock::now();
@@ -131,16 +131,16 @@ HostStep StageHost::step(const wire_activations &in, wire_dtype out_dtype) {
     return r;
 }
 
-bool StageHost::send(wire_body body, const char *to, uint64_t request_id) {
+bool StageHost::send(WireBody body, const char *to, uint64_t request_id) {
     if (!push_) {
         COLONY_LOG_WARN("stage: no link to %s; %s dropped", to,
-                        wire_type_name(static_cast<wire_type>(body.index() + 1)));
+                        wire_type_name(static_cast<WireType>(body.index() + 1)));
         return false;
     }
     const auto t0 = std::chrono::steady_clock::now();
     TraceSpan span("send", "hop");
-    const bool hop = std::holds_alternative<wire_activations>(body);
-    wire_message msg;
+    const bool hop = std::holds_alternative<WireActivations>(body);
+    WireMessage msg;
     msg.sequence = link_counter_++;
     msg.request_id = request_id;
     msg.body = std::move(body);

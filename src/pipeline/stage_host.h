@@ -77,7 +77,7 @@ class StageHost {
     /// empty). connect_now false: connected on the first send (a worker's next
     /// stage admits its key only once the plan is READY). Replaces any link.
     void open_link(zmq::context_t &ctx, const std::string &endpoint,
-                   const std::string &server_key_z85, const curve_keypair &node_keys,
+                   const std::string &server_key_z85, const CurveKeypair &node_keys,
                    bool connect_now);
     void close_link();
     bool has_link() const { return push_ != nullptr; }
@@ -86,13 +86,13 @@ class StageHost {
     /// run_stage_step, timed and counted in the meter. out_dtype: the hidden
     /// state's wire type for the next stage. Throws what run_stage_step throws
     /// (the KV cache is then unchanged).
-    HostStep step(const wire_activations &in, wire_dtype out_dtype);
+    HostStep step(const WireActivations &in, WireDtype out_dtype);
 
     /// Sends `body` on the link, the message's wire request id set to
     /// `request_id`. Returns false, with a warning naming `to`, when there is
     /// no link, the send timed out or the message cannot be encoded; the
     /// hop's time is recorded when body is ACTIVATIONS.
-    [[nodiscard]] bool send(wire_body body, const char *to, uint64_t request_id = 0);
+    [[nodiscard]] bool send(WireBody body, const char *to, uint64_t request_id = 0);
 
     /// Frees positions >= p0 of sequence seq (-1: every sequence) on the
     /// stage; at p0 == 0 also its sampler.

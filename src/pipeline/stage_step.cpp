@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "net/wire-dtype.h"
+#include "net/wire_dtype.h"
 #include "pipeline/seq_samplers.h"
 #include "runtime/stage.h"
 #include "util/error.h"
@@ -10,7 +10,7 @@
 
 namespace colony {
 
-StageOutput run_stage_step(Stage &stage, const wire_activations &in, wire_dtype out_dtype,
+StageOutput run_stage_step(Stage &stage, const WireActivations &in, WireDtype out_dtype,
                            SequenceSamplers &samplers) {
     const uint32_t n_embd = stage.hparams().n_embd;
     std::vector<float> embd;
@@ -47,7 +47,7 @@ StageOutput run_stage_step(Stage &stage, const wire_activations &in, wire_dtype 
     }
 
     if (!stage.is_last()) {
-        wire_activations next;
+        WireActivations next;
         next.plan_epoch = in.plan_epoch;
         next.dtype = out_dtype;
         next.n_embd = n_embd;
@@ -62,7 +62,7 @@ StageOutput run_stage_step(Stage &stage, const wire_activations &in, wire_dtype 
             wire_pack_hidden({out, static_cast<size_t>(n_embd) * in.n_tokens}, n_embd, out_dtype);
         return next;
     }
-    wire_tokens tokens;
+    WireTokens tokens;
     tokens.plan_epoch = in.plan_epoch;
     if (discard_logits)
         return tokens;
@@ -70,7 +70,7 @@ StageOutput run_stage_step(Stage &stage, const wire_activations &in, wire_dtype 
     const size_t n_vocab = stage.hparams().n_vocab;
     for (size_t i = 0; i < in.outputs.size(); ++i) {
         const uint32_t row = in.outputs[i];
-        wire_sampled s;
+        WireSampled s;
         s.seq_id = in.seq_id[row];
         s.pos = in.pos[row];
         s.token = samplers.sample(s.seq_id, s.pos, out + i * n_vocab);

@@ -15,7 +15,7 @@ class Stage;
 class SequenceSamplers;
 
 /// What a stage step produces: the next hop's ubatch or the sampled tokens.
-using StageOutput = std::variant<wire_activations, wire_tokens>;
+using StageOutput = std::variant<WireActivations, WireTokens>;
 
 /// Runs `in` (already checked with wire_check_activations against this
 /// stage's plan) through `stage`. The first stage reads in.tokens, others
@@ -25,7 +25,7 @@ using StageOutput = std::variant<wire_activations, wire_tokens>;
 /// and samples one token per output row (with no output rows it still runs,
 /// to fill the KV cache, and returns an empty TOKENS). Throws what
 /// Stage::forward and the samplers throw; the KV cache is then unchanged.
-StageOutput run_stage_step(Stage &stage, const wire_activations &in, wire_dtype out_dtype,
+StageOutput run_stage_step(Stage &stage, const WireActivations &in, WireDtype out_dtype,
                            SequenceSamplers &samplers);
 
 }  // namespace colony

@@ -68,7 +68,7 @@ Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
     }
     node_keys_ = load_or_create_node_keys(opts_.config_dir);
     if (!opts_.insecure)
-        zap_ = std::make_unique<zap_handler>(ctx_);
+        zap_ = std::make_unique<ZapHandler>(ctx_);
     data_ = std::make_unique<WorkerData>(
         ctx_, zap_.get(), node_keys_, coordinator_key_z85_,
         WorkerStageOptions{opts_.n_threads, opts_.type_k, opts_.type_v, opts_.use_mmap},
@@ -143,7 +143,7 @@ void Worker::run(const std::atomic<bool> &stop) {
                                    {monitor_->handle(), 0, ZMQ_POLLIN, 0}};
         zmq::poll(items, 2, std::chrono::milliseconds(kPollMs));
         for (;;) {
-            received_message rm = recv_message(*control_, {}, zmq::recv_flags::dontwait);
+            ReceivedMessage rm = recv_message(*control_, {}, zmq::recv_flags::dontwait);
             if (rm.status == RECV_STATUS_TIMEOUT)
                 break;
             if (rm.status == RECV_STATUS_OK)
@@ -154,8 +154,8 @@ void Worker::run(const std::atomic<bool> &stop) {
     }
 }
 
-void Worker::send(wire_body body) {
-    wire_message msg;
+void Worker::send(WireBody body) {
+    WireMessage msg;
     msg.sequence = send_counter_++;
     msg.body = std::move(body);
     try {
@@ -168,14 +168,14 @@ void Worker::send(wire_body body) {
     }
 }
 
-void Worker::handle(const received_message &rm) {
+void Worker::handle(const ReceivedMessage &rm) {
     last_seen_ = clock::now();
-    const wire_type type = wire_message_type(rm.message);
+    const WireType type = wire_message_type(rm.message);
     switch (type) {
         case WIRE_TYPE_JOIN_ACCEPT: {
             if (state_ != State::kJoining)
                 break;
-            const auto &acc = std::get<wire_join_accept>(rm.message.body);
+            const auto &acc = std::get<WireJoinAccept>(rm.message.body);
             state_ = State::kMember;
             node_id_ = acc.node_id;
             heartbeat_interval_ms_ = std::clamp<uint32_t>(acc.heartbeat_interval_ms, 100, 10000);
@@ -186,7 +186,7 @@ void Worker::handle(const received_message &rm) {
         case WIRE_TYPE_JOIN_REJECT:
             throw Error(ErrorCode::kUnauthorized,
                         "the coordinator refused this worker: " +
-                            std::get<wire_join_reject>(rm.message.body).reason);
+                            std::get<WireJoinReject>(rm.message.body).reason);
         case WIRE_TYPE_HEARTBEAT:
             if (state_ == State::kMember) {
                 // the run-time report for the coordinator's cluster view (node_status.h)
@@ -194,23 +194,23 @@ void Worker::handle(const received_message &rm) {
                 std::optional<std::pair<uint64_t, uint64_t>> fetched;
                 if (download_)
                     fetched = std::make_pair(download_->received(), download_->total());
-                send(worker_runtime_status(std::get<wire_heartbeat>(rm.message.body).timestamp_ns,
+                send(worker_runtime_status(std::get<WireHeartbeat>(rm.message.body).timestamp_ns,
                                            last_seen_, assign_ ? assign_->plan_epoch : 0, fetched,
                                            st.loaded_epoch, st.error, data_->stage_runtime()));
             }
             break;
         case WIRE_TYPE_ASSIGN:
             if (state_ == State::kMember)
-                on_assign(std::get<wire_assign>(rm.message.body));
+                on_assign(std::get<WireAssign>(rm.message.body));
             break;
         case WIRE_TYPE_SHARD_CHUNK:
-            on_chunk(std::get<wire_shard_chunk>(rm.message.body));
+            on_chunk(std::get<WireShardChunk>(rm.message.body));
             break;
         case WIRE_TYPE_SHARD_END:
-            on_shard_end(std::get<wire_shard_end>(rm.message.body));
+            on_shard_end(std::get<WireShardEnd>(rm.message.body));
             break;
         case WIRE_TYPE_ERROR: {
-            const auto &err = std::get<wire_error>(rm.message.body);
+            const auto &err = std::get<WireError>(rm.message.body);
             if (err.code == ErrorCode::kUnavailable && state_ == State::kMember) {
                 rejoin("the coordinator does not know this worker (" + err.message + ")");
             } else {
@@ -224,7 +224,7 @@ void Worker::handle(const received_message &rm) {
     }
 }
 
-void Worker::on_assign(const wire_assign &a) {
+void Worker::on_assign(const WireAssign &a) {
     assign_ = a;
     ready_sent_ = false;
     download_.reset();
@@ -259,17 +259,17 @@ void Worker::on_verified() {
 }
 
 void Worker::start_download(const std::filesystem::path &path, const std::string &why) {
-    const wire_assign &a = *assign_;
+    const WireAssign &a = *assign_;
     COLONY_LOG_INFO("worker: fetching the shard of layers %s (%s)",
                     LayerRange{a.layer_first, a.layer_last}.str().c_str(), why.c_str());
     download_ = std::make_unique<ShardDownload>(path);
     download_started_ = clock::now();
     requested_until_ = kShardWindowBytes;
     last_progress_pct_ = -1;
-    send(wire_shard_request{a.model_hash, a.layer_first, a.layer_last, 0});
+    send(WireShardRequest{a.model_hash, a.layer_first, a.layer_last, 0});
 }
 
-void Worker::on_chunk(const wire_shard_chunk &c) {
+void Worker::on_chunk(const WireShardChunk &c) {
     if (!download_) {
         COLONY_LOG_WARN("worker: dropped a SHARD_CHUNK: no download in progress");
         return;
@@ -277,7 +277,7 @@ void Worker::on_chunk(const wire_shard_chunk &c) {
     try {
         download_->write(c, kMaxShardBytes);
     } catch (const Error &e) {
-        send(wire_error{ErrorCode::kCorrupt, std::string("shard transfer failed: ") + e.what()});
+        send(WireError{ErrorCode::kCorrupt, std::string("shard transfer failed: ") + e.what()});
         download_.reset();
         throw Error(ErrorCode::kCorrupt, std::string("shard transfer failed: ") + e.what());
     }
@@ -293,12 +293,11 @@ void Worker::on_chunk(const wire_shard_chunk &c) {
     }
     if (got == std::min(requested_until_, total) && got < total) {
         requested_until_ = got + kShardWindowBytes;
-        send(wire_shard_request{assign_->model_hash, assign_->layer_first, assign_->layer_last,
-                                got});
+        send(WireShardRequest{assign_->model_hash, assign_->layer_first, assign_->layer_last, got});
     }
 }
 
-void Worker::on_shard_end(const wire_shard_end &e) {
+void Worker::on_shard_end(const WireShardEnd &e) {
     if (!download_) {
         COLONY_LOG_WARN("worker: dropped a SHARD_END: no download in progress");
         return;
@@ -306,7 +305,7 @@ void Worker::on_shard_end(const wire_shard_end &e) {
     try {
         download_->finish(e);
     } catch (const Error &err) {
-        send(wire_error{err.code(), err.what()});
+        send(WireError{err.code(), err.what()});
         download_.reset();
         throw;
     }
@@ -323,17 +322,17 @@ void Worker::on_shard_end(const wire_shard_end &e) {
 }
 
 void Worker::hand_to_data_plane(const std::filesystem::path &shard) {
-    const wire_assign &a = *assign_;
+    const WireAssign &a = *assign_;
     WorkerAssignment w;
     w.assign = a;
     w.shard_path = shard;
     w.next_endpoint = resolve_endpoint(a.next_endpoint, coordinator_.host);
     if (!opts_.insecure) {
-        if (a.next_key == wire_key{}) {
+        if (a.next_key == WireKey{}) {
             throw Error(ErrorCode::kProtocol, "ASSIGN without the next stage's key");
         }
         w.next_key_z85 = curve_key_to_z85(a.next_key);
-        if (a.prev_key != wire_key{})
+        if (a.prev_key != WireKey{})
             w.prev_key_z85 = curve_key_to_z85(a.prev_key);
     }
     data_->assign(std::move(w));
@@ -396,7 +395,7 @@ void Worker::tick() {
     if (state_ == State::kJoining) {
         if (ms_since(last_join_sent_) >= kJoinRetryMs) {
             last_join_sent_ = clock::now();
-            wire_join j;
+            WireJoin j;
             j.node_name = opts_.name;
             j.node_key = curve_key_from_z85(node_keys_.public_z85);
             j.software_version = kSoftwareVersion;
@@ -412,7 +411,7 @@ void Worker::tick() {
             j.data_endpoint = announced_data_endpoint_;
             if (!opts_.cache_dir.empty())
                 j.cached_shards =
-                    list_cached_shards(opts_.cache_dir, wire_limits{}.max_cached_shards);
+                    list_cached_shards(opts_.cache_dir, WireLimits{}.max_cached_shards);
             send(j);
         }
         const int64_t waited = ms_since(joining_since_);
@@ -430,8 +429,8 @@ void Worker::tick() {
     }
     if (ms_since(last_heartbeat_) >= heartbeat_interval_ms_) {
         last_heartbeat_ = clock::now();
-        send(wire_heartbeat{static_cast<uint64_t>(last_heartbeat_.time_since_epoch().count()),
-                            send_counter_});
+        send(WireHeartbeat{static_cast<uint64_t>(last_heartbeat_.time_since_epoch().count()),
+                           send_counter_});
     }
     if (ms_since(last_seen_) > opts_.coordinator_timeout_ms) {
         rejoin("the coordinator sent nothing for " + std::to_string(ms_since(last_seen_)) + " ms");
@@ -453,12 +452,12 @@ void Worker::tick() {
                             assign_->layer_first, assign_->layer_last);
         } else if (measured && st.loaded_epoch == assign_->plan_epoch) {
             send_profile_status(st);  // before READY: the planner reads it first
-            send(wire_ready{assign_->plan_epoch, assign_->layer_first, assign_->layer_last});
+            send(WireReady{assign_->plan_epoch, assign_->layer_first, assign_->layer_last});
             ready_sent_ = true;
             COLONY_LOG_INFO("worker: ready with layers [%u,%u)", assign_->layer_first,
                             assign_->layer_last);
         } else if (!st.error.empty()) {
-            send(wire_error{ErrorCode::kResource, "cannot load the stage: " + st.error});
+            send(WireError{ErrorCode::kResource, "cannot load the stage: " + st.error});
             throw Error(ErrorCode::kResource, "cannot load the assigned stage: " + st.error);
         }
     }
@@ -519,7 +518,7 @@ void Worker::send_profile_status(const WorkerData::Status &st) {
     ws.shard_throughput_bytes_per_s = shard_throughput_;
     ws.slowdown = data_->slowdown();
     try {
-        send(wire_status{worker_status_to_json(ws).dump()});
+        send(WireStatus{worker_status_to_json(ws).dump()});
     } catch (const Error &e) {
         COLONY_LOG_WARN("worker: cannot report the device profile: %s", e.what());
     }

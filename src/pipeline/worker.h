@@ -34,8 +34,8 @@ namespace colony {
 
 class ShardDownload;
 class ShardVerification;
-class zap_handler;
-struct received_message;
+class ZapHandler;
+struct ReceivedMessage;
 
 struct WorkerOptions {
     std::string coordinator;           // HOST:PORT of the control socket
@@ -89,11 +89,11 @@ class Worker {
     enum class State { kJoining, kMember };
 
     void connect_control();
-    void send(wire_body body);
-    void handle(const received_message &rm);
-    void on_assign(const wire_assign &a);
-    void on_chunk(const wire_shard_chunk &c);
-    void on_shard_end(const wire_shard_end &e);
+    void send(WireBody body);
+    void handle(const ReceivedMessage &rm);
+    void on_assign(const WireAssign &a);
+    void on_chunk(const WireShardChunk &c);
+    void on_shard_end(const WireShardEnd &e);
     /// Starts fetching the assigned shard into `path` (SHARD_REQUEST).
     void start_download(const std::filesystem::path &path, const std::string &why);
     /// Acts on a finished check of the cached shard: load it or fetch it.
@@ -109,11 +109,11 @@ class Worker {
 
     WorkerOptions opts_;
     HostPort coordinator_;
-    std::optional<join_token> token_;
+    std::optional<JoinToken> token_;
     std::string coordinator_key_z85_;  // "" in insecure mode
-    curve_keypair node_keys_;
+    CurveKeypair node_keys_;
     zmq::context_t ctx_;
-    std::unique_ptr<zap_handler> zap_;
+    std::unique_ptr<ZapHandler> zap_;
     std::unique_ptr<WorkerData> data_;
     std::unique_ptr<zmq::socket_t> control_;
     std::unique_ptr<zmq::socket_t> monitor_;
@@ -130,7 +130,7 @@ class Worker {
     uint32_t send_counter_ = 0;
     uint32_t node_id_ = 0;
 
-    std::optional<wire_assign> assign_;  // the latest ASSIGN
+    std::optional<WireAssign> assign_;  // the latest ASSIGN
     bool ready_sent_ = false;
     std::unique_ptr<ShardDownload> download_;
     std::unique_ptr<ShardVerification> verify_;  // the cached shard being checked

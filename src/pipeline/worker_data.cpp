@@ -28,7 +28,7 @@ constexpr std::chrono::seconds kProbeCacheMaxAge{24 * 3600};  // a day: devices 
 
 }  // namespace
 
-WorkerData::WorkerData(zmq::context_t &ctx, zap_handler *zap, const curve_keypair &node_keys,
+WorkerData::WorkerData(zmq::context_t &ctx, ZapHandler *zap, const CurveKeypair &node_keys,
                        std::string coordinator_key_z85, WorkerStageOptions stage_opts,
                        const std::string &bind_endpoint)
     : ctx_(ctx),
@@ -140,7 +140,7 @@ void WorkerData::run() {
             if (zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs)) <= 0)
                 continue;
             const int64_t t_recv = trace_now_us();
-            received_message rm = recv_message(pull_, {}, zmq::recv_flags::dontwait);
+            ReceivedMessage rm = recv_message(pull_, {}, zmq::recv_flags::dontwait);
             if (rm.status != RECV_STATUS_OK)
                 continue;
             trace_event("receive", "hop", t_recv, trace_now_us() - t_recv,
@@ -149,11 +149,11 @@ void WorkerData::run() {
                             : std::string());
             switch (wire_message_type(rm.message)) {
                 case WIRE_TYPE_ACTIVATIONS:
-                    on_activations(std::get<wire_activations>(rm.message.body),
+                    on_activations(std::get<WireActivations>(rm.message.body),
                                    rm.message.request_id);
                     break;
                 case WIRE_TYPE_SEQ_RELEASE:
-                    on_release(std::get<wire_seq_release>(rm.message.body), rm.message.request_id);
+                    on_release(std::get<WireSeqRelease>(rm.message.body), rm.message.request_id);
                     break;
                 default:
                     COLONY_LOG_WARN("worker: dropped %s on the data socket",
@@ -170,7 +170,7 @@ void WorkerData::run() {
 }
 
 void WorkerData::apply(const WorkerAssignment &a) {
-    const wire_assign &as = a.assign;
+    const WireAssign &as = a.assign;
     const LayerRange range{as.layer_first, as.layer_last};
     StageConfig cfg;
     cfg.range = range;
@@ -224,7 +224,7 @@ void WorkerData::apply(const WorkerAssignment &a) {
 }
 
 ProbeKey WorkerData::probe_key() const {
-    const wire_assign &as = current_->assign;
+    const WireAssign &as = current_->assign;
     ProbeKey k;
     k.range = {as.layer_first, as.layer_last};
     k.is_last = host_.stage().is_last();
@@ -237,7 +237,7 @@ ProbeKey WorkerData::probe_key() const {
 
 WorkerData::StageProbe WorkerData::stage_probe(double decode_ms,
                                                double prefill_ms_per_token) const {
-    const wire_assign &as = current_->assign;
+    const WireAssign &as = current_->assign;
     StageProbe p;
     p.first = as.layer_first;
     p.last = as.layer_last;
@@ -249,7 +249,7 @@ WorkerData::StageProbe WorkerData::stage_probe(double decode_ms,
 }
 
 void WorkerData::measure(bool same_stage) {
-    const wire_assign &as = current_->assign;
+    const WireAssign &as = current_->assign;
     std::optional<StageProbe> previous;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -294,13 +294,13 @@ void WorkerData::measure(bool same_stage) {
     status_.probe = p;
 }
 
-void WorkerData::on_activations(const wire_activations &act, uint64_t request_id) {
+void WorkerData::on_activations(const WireActivations &act, uint64_t request_id) {
     if (!host_.loaded() || !current_) {
         COLONY_LOG_DEBUG("worker: dropped ACTIVATIONS: no stage loaded");
         return;
     }
-    const wire_assign &as = current_->assign;
-    wire_plan_shape shape;
+    const WireAssign &as = current_->assign;
+    WirePlanShape shape;
     shape.plan_epoch = as.plan_epoch;
     shape.n_embd = as.n_embd;
     shape.n_ctx = as.n_ctx;
@@ -336,7 +336,7 @@ void WorkerData::on_activations(const wire_activations &act, uint64_t request_id
         }
     }
     const char *to = as.is_last ? "the coordinator" : "the next stage";
-    wire_body body = std::visit([](auto &&m) -> wire_body { return std::move(m); }, step.out);
+    WireBody body = std::visit([](auto &&m) -> WireBody { return std::move(m); }, step.out);
     if (!host_.send(std::move(body), to, request_id)) {
         // The next stage (or the coordinator) does not take messages: the
         // coordinator's stall watch notices and re-plans.
@@ -345,7 +345,7 @@ void WorkerData::on_activations(const wire_activations &act, uint64_t request_id
     }
 }
 
-void WorkerData::on_release(const wire_seq_release &rel, uint64_t request_id) {
+void WorkerData::on_release(const WireSeqRelease &rel, uint64_t request_id) {
     if (!host_.loaded() || !current_)
         return;
     host_.release(rel.seq_id, rel.p0, current_->assign.n_seq_max);

@@ -35,12 +35,12 @@ namespace colony {
 class GgufFile;
 class LogitsDump;
 class Stage;
-class zap_handler;
+class ZapHandler;
 
 /// A stage assignment, ready to load: the ASSIGN message plus what the
 /// control thread resolved.
 struct WorkerAssignment {
-    wire_assign assign;
+    WireAssign assign;
     std::filesystem::path shard_path;  // verified shard in the cache
     std::string next_endpoint;         // resolved (no wildcard host)
     std::string next_key_z85;          // "" in insecure mode
@@ -60,7 +60,7 @@ class WorkerData {
   public:
     /// Binds the PULL socket on bind_endpoint (e.g. "tcp://*:*"). zap is null
     /// in insecure mode. Throws Error(kUnavailable) when it cannot bind.
-    WorkerData(zmq::context_t &ctx, zap_handler *zap, const curve_keypair &node_keys,
+    WorkerData(zmq::context_t &ctx, ZapHandler *zap, const CurveKeypair &node_keys,
                std::string coordinator_key_z85, WorkerStageOptions stage_opts,
                const std::string &bind_endpoint);
     ~WorkerData();
@@ -131,12 +131,12 @@ class WorkerData {
     void measure(bool same_stage);
     ProbeKey probe_key() const;
     StageProbe stage_probe(double decode_ms, double prefill_ms_per_token) const;
-    void on_activations(const wire_activations &act, uint64_t request_id);
-    void on_release(const wire_seq_release &rel, uint64_t request_id);
+    void on_activations(const WireActivations &act, uint64_t request_id);
+    void on_release(const WireSeqRelease &rel, uint64_t request_id);
 
     zmq::context_t &ctx_;
-    zap_handler *zap_;
-    const curve_keypair &node_keys_;
+    ZapHandler *zap_;
+    const CurveKeypair &node_keys_;
     std::string coordinator_key_z85_;
     WorkerStageOptions opts_;
     zmq::socket_t pull_;

@@ -9,7 +9,7 @@
 #include "net/admission.h"
 #include "net/hash.h"
 #include "net/keys.h"
-#include "net/private-file.h"
+#include "net/private_file.h"
 #include "net/tokens.h"
 #include "net_test_util.h"
 #include "util/error.h"
@@ -35,19 +35,19 @@ ErrorCode code_of(const std::function<void()> &f, std::string *what = nullptr) {
 TEST(NodeKeys, CreatedWithMode0600AndReloaded) {
     test::temp_dir tmp;
     const fs::path dir = tmp.path() / "config" / "colony";
-    const curve_keypair a = load_or_create_node_keys(dir);
+    const CurveKeypair a = load_or_create_node_keys(dir);
     EXPECT_EQ(a.public_z85.size(), 40u);
     EXPECT_EQ(curve_public_from_secret(a.secret_z85), a.public_z85);
     EXPECT_EQ(test::file_mode(node_key_path(dir)), 0600u);
     EXPECT_EQ(test::file_mode(dir), 0700u);
-    const curve_keypair b = load_or_create_node_keys(dir);  // same key, not a new one
+    const CurveKeypair b = load_or_create_node_keys(dir);  // same key, not a new one
     EXPECT_EQ(b.public_z85, a.public_z85);
     EXPECT_EQ(b.secret_z85, a.secret_z85);
 }
 
 TEST(NodeKeys, RefusesGroupOrWorldReadableKeyFile) {
     test::temp_dir tmp;
-    const curve_keypair a = load_or_create_node_keys(tmp.path());
+    const CurveKeypair a = load_or_create_node_keys(tmp.path());
     const fs::path file = node_key_path(tmp.path());
     ASSERT_EQ(::chmod(file.c_str(), 0644), 0);
     std::string why;
@@ -73,8 +73,8 @@ TEST(NodeKeys, RefusesSymlinkAndCorruptFiles) {
     create_private_file(bad, "public 0123\nsecret 4567\n");
     EXPECT_EQ(code_of([&] { load_key_file(bad); }), ErrorCode::kCorrupt);
 
-    const curve_keypair k1 = curve_keypair_generate();
-    const curve_keypair k2 = curve_keypair_generate();
+    const CurveKeypair k1 = curve_keypair_generate();
+    const CurveKeypair k2 = curve_keypair_generate();
     const fs::path mismatched = tmp.path() / "mismatched.key";
     create_private_file(mismatched, "public " + k1.public_z85 + "\nsecret " + k2.secret_z85 + "\n");
     std::string why;
@@ -93,8 +93,8 @@ TEST(NodeKeys, CreateIsExclusive) {
 }
 
 TEST(NodeKeys, FingerprintIsSha256OfRawKey) {
-    const curve_keypair k = curve_keypair_generate();
-    const curve_key raw = curve_key_from_z85(k.public_z85);
+    const CurveKeypair k = curve_keypair_generate();
+    const CurveKey raw = curve_key_from_z85(k.public_z85);
     EXPECT_EQ(curve_key_to_z85(raw), k.public_z85);
     const std::string fp = key_fingerprint(k.public_z85);
     EXPECT_EQ(fp.size(), 16u);
@@ -109,7 +109,7 @@ TEST(Sha256, KnownVector) {
 }
 
 TEST(JoinToken, FormatAndParseRoundTrip) {
-    join_token t;
+    JoinToken t;
     t.coordinator_public_z85 = curve_keypair_generate().public_z85;
     t.join_keys = curve_keypair_generate();
     const std::string text = join_token_format(t);
@@ -118,7 +118,7 @@ TEST(JoinToken, FormatAndParseRoundTrip) {
     EXPECT_EQ(
         text.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."),
         std::string::npos);
-    const join_token back = join_token_parse("  " + text + "\n");
+    const JoinToken back = join_token_parse("  " + text + "\n");
     EXPECT_EQ(back.coordinator_public_z85, t.coordinator_public_z85);
     EXPECT_EQ(back.join_keys.secret_z85, t.join_keys.secret_z85);
     EXPECT_EQ(back.join_keys.public_z85, t.join_keys.public_z85);
@@ -126,7 +126,7 @@ TEST(JoinToken, FormatAndParseRoundTrip) {
 }
 
 TEST(JoinToken, RejectsMalformedTokens) {
-    join_token t;
+    JoinToken t;
     t.coordinator_public_z85 = curve_keypair_generate().public_z85;
     t.join_keys = curve_keypair_generate();
     const std::string good = join_token_format(t);
@@ -148,7 +148,7 @@ TEST(TokenStore, CreateListRevokePersist) {
     test::temp_dir tmp;
     std::string id1, id2;
     {
-        token_store store(tmp.path());
+        TokenStore store(tmp.path());
         EXPECT_TRUE(store.list().empty());
         id1 = store.create().id;
         id2 = store.create().id;
@@ -156,7 +156,7 @@ TEST(TokenStore, CreateListRevokePersist) {
         EXPECT_EQ(test::file_mode(store.path()), 0600u);
     }
     {
-        token_store store(tmp.path());  // reloaded from the file
+        TokenStore store(tmp.path());  // reloaded from the file
         ASSERT_EQ(store.list().size(), 2u);
         EXPECT_EQ(store.list()[0].id, id1);
         EXPECT_EQ(store.list()[1].id, id2);
@@ -167,7 +167,7 @@ TEST(TokenStore, CreateListRevokePersist) {
         EXPECT_EQ(code_of([&] { store.revoke("ffffffffffffffff0"); }), ErrorCode::kNotFound);
         EXPECT_EQ(code_of([&] { store.find("ab"); }), ErrorCode::kInvalidArgument);
     }
-    token_store store(tmp.path());
+    TokenStore store(tmp.path());
     ASSERT_EQ(store.list().size(), 2u);
     EXPECT_TRUE(store.list()[0].revoked);
     EXPECT_FALSE(store.list()[1].revoked);
@@ -178,35 +178,35 @@ TEST(TokenStore, CreateListRevokePersist) {
 TEST(TokenStore, RefusesReadableOrCorruptFile) {
     test::temp_dir tmp;
     {
-        token_store store(tmp.path());
+        TokenStore store(tmp.path());
         store.create();
     }
     const fs::path file = tmp.path() / "tokens";
     ASSERT_EQ(::chmod(file.c_str(), 0604), 0);
-    EXPECT_EQ(code_of([&] { token_store s(tmp.path()); }), ErrorCode::kUnauthorized);
+    EXPECT_EQ(code_of([&] { TokenStore s(tmp.path()); }), ErrorCode::kUnauthorized);
     ASSERT_EQ(::chmod(file.c_str(), 0600), 0);
     {
         std::ofstream out(file, std::ios::app);
         out << "0123456789abcdef 1 0 notakey notakey\n";
     }
-    EXPECT_EQ(code_of([&] { token_store s(tmp.path()); }), ErrorCode::kCorrupt);
+    EXPECT_EQ(code_of([&] { TokenStore s(tmp.path()); }), ErrorCode::kCorrupt);
 }
 
 TEST(Admission, RevokeRemovesJoinKeyAndMembers) {
     test::temp_dir tmp;
     zmq::context_t ctx;
-    zap_handler zap(ctx);
-    token_store store(tmp.path());
-    const curve_keypair coordinator = curve_keypair_generate();
-    admission_control adm(store, zap, coordinator.public_z85);
-    const token_record t1 = adm.create_token();
-    const token_record t2 = adm.create_token();
-    const curve_key j1 = curve_key_from_z85(t1.join_keys.public_z85);
+    ZapHandler zap(ctx);
+    TokenStore store(tmp.path());
+    const CurveKeypair coordinator = curve_keypair_generate();
+    AdmissionControl adm(store, zap, coordinator.public_z85);
+    const TokenRecord t1 = adm.create_token();
+    const TokenRecord t2 = adm.create_token();
+    const CurveKey j1 = curve_key_from_z85(t1.join_keys.public_z85);
     EXPECT_TRUE(zap.is_allowed(kZapDomainControl, j1));
     EXPECT_TRUE(zap.is_allowed(kZapDomainData, curve_key_from_z85(coordinator.public_z85)));
 
-    const curve_keypair node_a = curve_keypair_generate();
-    const curve_keypair node_b = curve_keypair_generate();
+    const CurveKeypair node_a = curve_keypair_generate();
+    const CurveKeypair node_b = curve_keypair_generate();
     adm.admit_member(t1.id, node_a.public_z85);
     adm.admit_member(t2.id, node_b.public_z85);
     EXPECT_TRUE(zap.is_allowed(kZapDomainData, curve_key_from_z85(node_a.public_z85)));
@@ -226,7 +226,7 @@ TEST(Admission, RevokeRemovesJoinKeyAndMembers) {
 
     // Another process revokes t2 in the file; reload() applies it.
     {
-        token_store other(tmp.path());
+        TokenStore other(tmp.path());
         other.revoke(t2.id);
     }
     const std::vector<std::string> removed2 = adm.reload();

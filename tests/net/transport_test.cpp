@@ -19,10 +19,10 @@ using namespace std::chrono_literals;
 constexpr int kPositiveTimeoutMs = 5000;  // a message that should arrive
 constexpr int kNegativeTimeoutMs = 800;   // a message that should not
 
-wire_message heartbeat(uint64_t counter) {
-    wire_message m;
+WireMessage heartbeat(uint64_t counter) {
+    WireMessage m;
     m.sequence = static_cast<uint32_t>(counter);
-    m.body = wire_heartbeat{123, counter};
+    m.body = WireHeartbeat{123, counter};
     return m;
 }
 
@@ -44,8 +44,8 @@ class CurveServer : public ::testing::Test {
         limits_.max_payload_bytes = 64 << 10;
         options_.max_message_bytes = int64_t(limits_.max_message_bytes());
         server_keys_ = curve_keypair_generate();
-        store_ = std::make_unique<token_store>(tmp_.path());
-        admission_ = std::make_unique<admission_control>(*store_, zap_, server_keys_.public_z85);
+        store_ = std::make_unique<TokenStore>(tmp_.path());
+        admission_ = std::make_unique<AdmissionControl>(*store_, zap_, server_keys_.public_z85);
         router_ = bind_server(kZapDomainControl);
     }
 
@@ -58,7 +58,7 @@ class CurveServer : public ::testing::Test {
         return s;
     }
 
-    zmq::socket_t connect_client(const zmq::socket_t &server, const curve_keypair *client_keys,
+    zmq::socket_t connect_client(const zmq::socket_t &server, const CurveKeypair *client_keys,
                                  const std::string *server_key = nullptr) {
         zmq::socket_t s(client_ctx_, zmq::socket_type::dealer);
         configure_socket(s, options_);
@@ -72,7 +72,7 @@ class CurveServer : public ::testing::Test {
         return s;
     }
 
-    received_message recv_within(zmq::socket_t &s, int timeout_ms) {
+    ReceivedMessage recv_within(zmq::socket_t &s, int timeout_ms) {
         s.set(zmq::sockopt::rcvtimeo, timeout_ms);
         return recv_message(s, limits_);
     }
@@ -81,30 +81,30 @@ class CurveServer : public ::testing::Test {
     // arrives and that the ZAP handler (or the mechanism) refused it.
     void expect_nothing_arrives(zmq::socket_t &client, zmq::socket_t &server) {
         (void)send_message(client, heartbeat(1), limits_, {}, zmq::send_flags::dontwait);
-        const received_message r = recv_within(server, kNegativeTimeoutMs);
+        const ReceivedMessage r = recv_within(server, kNegativeTimeoutMs);
         EXPECT_EQ(r.status, RECV_STATUS_TIMEOUT);
     }
 
     test::temp_dir tmp_;
-    wire_limits limits_;
-    transport_options options_;
+    WireLimits limits_;
+    TransportOptions options_;
     zmq::context_t server_ctx_;
     zmq::context_t client_ctx_;
-    zap_handler zap_{server_ctx_};
-    curve_keypair server_keys_;
-    std::unique_ptr<token_store> store_;
-    std::unique_ptr<admission_control> admission_;
+    ZapHandler zap_{server_ctx_};
+    CurveKeypair server_keys_;
+    std::unique_ptr<TokenStore> store_;
+    std::unique_ptr<AdmissionControl> admission_;
     zmq::socket_t router_;
 };
 
 TEST_F(CurveServer, ValidTokenClientExchangesMessages) {
-    const token_record t = admission_->create_token();
-    const join_token token =
-        join_token_parse(join_token_format(join_token{server_keys_.public_z85, t.join_keys}));
+    const TokenRecord t = admission_->create_token();
+    const JoinToken token =
+        join_token_parse(join_token_format(JoinToken{server_keys_.public_z85, t.join_keys}));
     zmq::socket_t client = connect_client(router_, &token.join_keys, &token.coordinator_public_z85);
     ASSERT_TRUE(send_message(client, heartbeat(7), limits_));
 
-    const received_message r = recv_message(router_, limits_);
+    const ReceivedMessage r = recv_message(router_, limits_);
     ASSERT_EQ(r.status, RECV_STATUS_OK) << r.drop_reason;
     EXPECT_EQ(r.user_id, t.id);  // the ZAP User-Id names the token
     EXPECT_EQ(r.peer_address, "127.0.0.1");
@@ -112,7 +112,7 @@ TEST_F(CurveServer, ValidTokenClientExchangesMessages) {
     EXPECT_TRUE(r.message == heartbeat(7));
 
     ASSERT_TRUE(send_message(router_, heartbeat(8), limits_, r.routing_id));
-    const received_message back = recv_message(client, limits_);
+    const ReceivedMessage back = recv_message(client, limits_);
     ASSERT_EQ(back.status, RECV_STATUS_OK);
     EXPECT_TRUE(back.message == heartbeat(8));
     EXPECT_GE(zap_.n_admitted(), 1u);
@@ -120,7 +120,7 @@ TEST_F(CurveServer, ValidTokenClientExchangesMessages) {
 
 TEST_F(CurveServer, WrongKeyClientGetsNothingThrough) {
     admission_->create_token();
-    const curve_keypair stranger = curve_keypair_generate();
+    const CurveKeypair stranger = curve_keypair_generate();
     zmq::socket_t client = connect_client(router_, &stranger);
     expect_nothing_arrives(client, router_);
     EXPECT_TRUE(wait_for([&] { return zap_.n_denied() >= 1; }, 2000ms));
@@ -128,17 +128,17 @@ TEST_F(CurveServer, WrongKeyClientGetsNothingThrough) {
 }
 
 TEST_F(CurveServer, RevokedTokenGetsNothingThrough) {
-    const token_record t = admission_->create_token();
+    const TokenRecord t = admission_->create_token();
     admission_->revoke_token(t.id);
     zmq::socket_t client = connect_client(router_, &t.join_keys);
     expect_nothing_arrives(client, router_);
     EXPECT_TRUE(wait_for([&] { return zap_.n_denied() >= 1; }, 2000ms));
 
     // A token created after it still works on the same server.
-    const token_record t2 = admission_->create_token();
+    const TokenRecord t2 = admission_->create_token();
     zmq::socket_t good = connect_client(router_, &t2.join_keys);
     ASSERT_TRUE(send_message(good, heartbeat(2), limits_));
-    const received_message r = recv_message(router_, limits_);
+    const ReceivedMessage r = recv_message(router_, limits_);
     ASSERT_EQ(r.status, RECV_STATUS_OK);
     EXPECT_EQ(r.user_id, t2.id);
 }
@@ -150,7 +150,7 @@ TEST_F(CurveServer, PlaintextClientCannotTalkToCurveServer) {
 }
 
 TEST_F(CurveServer, ClientRefusesServerWithAnotherKey) {
-    const token_record t = admission_->create_token();
+    const TokenRecord t = admission_->create_token();
     const std::string impostor_key = curve_keypair_generate().public_z85;
     zmq::socket_t client = connect_client(router_, &t.join_keys, &impostor_key);
     expect_nothing_arrives(client, router_);
@@ -158,7 +158,7 @@ TEST_F(CurveServer, ClientRefusesServerWithAnotherKey) {
 }
 
 TEST_F(CurveServer, OversizedMessageIsDroppedAndServerKeepsWorking) {
-    const token_record t = admission_->create_token();
+    const TokenRecord t = admission_->create_token();
     zmq::socket_t client = connect_client(router_, &t.join_keys);
     ASSERT_TRUE(send_message(client, heartbeat(1), limits_));
     ASSERT_EQ(recv_message(router_, limits_).status, RECV_STATUS_OK);
@@ -177,25 +177,25 @@ TEST_F(CurveServer, OversizedMessageIsDroppedAndServerKeepsWorking) {
     EXPECT_TRUE(through) << "the server did not recover after an oversized message";
 
     // A frame of exactly the largest valid size still passes under CURVE.
-    wire_message big;
-    big.body = wire_shard_chunk{0, 1 << 20, {}};
+    WireMessage big;
+    big.body = WireShardChunk{0, 1 << 20, {}};
     const size_t fixed = kWireHeaderBytes + 8 + 8 + 4;
-    std::get<wire_shard_chunk>(big.body).bytes.resize(limits_.max_message_bytes() - fixed, 7);
+    std::get<WireShardChunk>(big.body).bytes.resize(limits_.max_message_bytes() - fixed, 7);
     ASSERT_EQ(wire_encode(big, limits_).size(), limits_.max_message_bytes());
     zmq::socket_t client2 = connect_client(router_, &t.join_keys);
     ASSERT_TRUE(send_message(client2, big, limits_));
-    const received_message r = recv_within(router_, kPositiveTimeoutMs);
+    const ReceivedMessage r = recv_within(router_, kPositiveTimeoutMs);
     ASSERT_EQ(r.status, RECV_STATUS_OK) << r.drop_reason;
     EXPECT_TRUE(r.message == big);
 }
 
 TEST_F(CurveServer, ForgedFrameFromAuthenticatedPeerIsDropped) {
-    const token_record t = admission_->create_token();
+    const TokenRecord t = admission_->create_token();
     zmq::socket_t client = connect_client(router_, &t.join_keys);
     std::vector<uint8_t> forged = wire_encode(heartbeat(1), limits_);
     forged[6] = 99;  // unknown type
     ASSERT_TRUE(client.send(zmq::buffer(forged), zmq::send_flags::none));
-    const received_message bad = recv_message(router_, limits_);
+    const ReceivedMessage bad = recv_message(router_, limits_);
     EXPECT_EQ(bad.status, RECV_STATUS_DROPPED);
     EXPECT_NE(bad.drop_reason.find("unknown message type 99"), std::string::npos)
         << bad.drop_reason;
@@ -208,15 +208,15 @@ TEST_F(CurveServer, ForgedFrameFromAuthenticatedPeerIsDropped) {
     EXPECT_EQ(recv_message(router_, limits_).status, RECV_STATUS_DROPPED);
 
     ASSERT_TRUE(send_message(client, heartbeat(2), limits_));
-    const received_message good = recv_message(router_, limits_);
+    const ReceivedMessage good = recv_message(router_, limits_);
     ASSERT_EQ(good.status, RECV_STATUS_OK);
     EXPECT_TRUE(good.message == heartbeat(2));
 }
 
 TEST_F(CurveServer, DataPlaneAdmitsOnlyMembers) {
     zmq::socket_t data = bind_server(kZapDomainData);
-    const token_record t = admission_->create_token();
-    const curve_keypair node = curve_keypair_generate();
+    const TokenRecord t = admission_->create_token();
+    const CurveKeypair node = curve_keypair_generate();
 
     // The join key opens the control socket but not the data plane.
     zmq::socket_t as_token = connect_client(data, &t.join_keys);
@@ -228,7 +228,7 @@ TEST_F(CurveServer, DataPlaneAdmitsOnlyMembers) {
     admission_->admit_member(t.id, node.public_z85);
     zmq::socket_t member = connect_client(data, &node);
     ASSERT_TRUE(send_message(member, heartbeat(3), limits_));
-    const received_message r = recv_message(data, limits_);
+    const ReceivedMessage r = recv_message(data, limits_);
     ASSERT_EQ(r.status, RECV_STATUS_OK);
     EXPECT_EQ(r.user_id, key_fingerprint(node.public_z85));
 
@@ -240,8 +240,8 @@ TEST_F(CurveServer, DataPlaneAdmitsOnlyMembers) {
 
 TEST(Transport, InsecureModeWorksAndWarnsEachTime) {
     zmq::context_t ctx;
-    zap_handler zap(ctx);  // a NULL-mechanism socket without a ZAP domain never asks it
-    wire_limits limits;
+    ZapHandler zap(ctx);  // a NULL-mechanism socket without a ZAP domain never asks it
+    WireLimits limits;
     zmq::socket_t server(ctx, zmq::socket_type::router);
     zmq::socket_t client(ctx, zmq::socket_type::dealer);
     testing::internal::CaptureStderr();
@@ -259,7 +259,7 @@ TEST(Transport, InsecureModeWorksAndWarnsEachTime) {
     client.connect(endpoint);
     server.set(zmq::sockopt::rcvtimeo, kPositiveTimeoutMs);
     ASSERT_TRUE(send_message(client, heartbeat(5), limits));
-    const received_message r = recv_message(server, limits);
+    const ReceivedMessage r = recv_message(server, limits);
     ASSERT_EQ(r.status, RECV_STATUS_OK);
     EXPECT_TRUE(r.user_id.empty());
     EXPECT_EQ(zap.n_admitted() + zap.n_denied(), 0u);
@@ -267,9 +267,9 @@ TEST(Transport, InsecureModeWorksAndWarnsEachTime) {
 
 TEST(Transport, OneZapHandlerPerContext) {
     zmq::context_t ctx;
-    zap_handler first(ctx);
+    ZapHandler first(ctx);
     try {
-        zap_handler second(ctx);
+        ZapHandler second(ctx);
         FAIL() << "a second ZAP handler bound in the same context";
     } catch (const Error &e) {
         EXPECT_EQ(e.code(), ErrorCode::kInternal);
@@ -279,10 +279,10 @@ TEST(Transport, OneZapHandlerPerContext) {
 TEST(Transport, SendRejectsInvalidMessage) {
     zmq::context_t ctx;
     zmq::socket_t s(ctx, zmq::socket_type::dealer);
-    wire_message m;
-    m.body = wire_activations{};  // n_tokens = 0
+    WireMessage m;
+    m.body = WireActivations{};  // n_tokens = 0
     try {
-        send_message(s, m, wire_limits{});
+        send_message(s, m, WireLimits{});
         FAIL();
     } catch (const Error &e) {
         EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);

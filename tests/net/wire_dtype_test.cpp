@@ -1,11 +1,11 @@
 // Packing of F32 hidden states into the wire dtypes and back, with the error
-// bounds stated in net/wire-dtype.h.
+// bounds stated in net/wire_dtype.h.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
-#include "net/wire-dtype.h"
+#include "net/wire_dtype.h"
 #include "util/error.h"
 
 namespace colony {
@@ -23,7 +23,7 @@ std::vector<float> random_hidden(uint32_t n_embd, uint32_t n_tokens, uint32_t se
     return v;
 }
 
-std::vector<float> round_trip(const std::vector<float> &x, uint32_t n_embd, wire_dtype dtype) {
+std::vector<float> round_trip(const std::vector<float> &x, uint32_t n_embd, WireDtype dtype) {
     const std::vector<uint8_t> packed = wire_pack_hidden(x, n_embd, dtype);
     EXPECT_EQ(packed.size(), (x.size() / n_embd) * wire_dtype_row_bytes(dtype, n_embd));
     std::vector<float> y(x.size());
@@ -77,7 +77,7 @@ TEST(WireDtype, RowBytesAndNames) {
     EXPECT_STREQ(wire_dtype_name(WIRE_DTYPE_F32), "f32");
     EXPECT_THROW(wire_dtype_from_name("bf16"), Error);
     EXPECT_THROW(wire_dtype_row_bytes(WIRE_DTYPE_Q8_0, 48), Error);
-    EXPECT_THROW(wire_dtype_row_bytes(static_cast<wire_dtype>(7), 64), Error);
+    EXPECT_THROW(wire_dtype_row_bytes(static_cast<WireDtype>(7), 64), Error);
 }
 
 TEST(WireDtype, AnUnknownTypeHasNoGgmlType) {

@@ -84,8 +84,8 @@ void fix_payload_len(frame_t &f) {
     put_u32(f, 24, static_cast<uint32_t>(f.size() - H));
 }
 
-frame_t encode(wire_body body) {
-    wire_message m;
+frame_t encode(WireBody body) {
+    WireMessage m;
     m.body = std::move(body);
     return wire_encode(m);
 }
@@ -228,14 +228,14 @@ std::vector<hostile_case> hostile_cases() {
          "ascending"},
         {"JOIN_NAME_LENGTH_FFFFFFFF",
          [] {
-             frame_t f = encode(std::get<wire_join>(test::sample_messages()[0].body));
+             frame_t f = encode(std::get<WireJoin>(test::sample_messages()[0].body));
              put_u32(f, H, 0xFFFFFFFFu);
              return f;
          },
          "node_name = 4294967295 exceeds the limit"},
         {"JOIN_NAME_LENGTH_BEYOND_BYTES",
          [] {
-             frame_t f = encode(std::get<wire_join>(test::sample_messages()[0].body));
+             frame_t f = encode(std::get<WireJoin>(test::sample_messages()[0].body));
              put_u32(f, H, 4000);
              return f;
          },
@@ -243,21 +243,21 @@ std::vector<hostile_case> hostile_cases() {
         {"JOIN_CACHED_COUNT_OVER_LIMIT",
          [] {
              // the sample JOIN ends with n_cached = 2 and two 40-byte entries
-             frame_t f = encode(std::get<wire_join>(test::sample_messages()[0].body));
+             frame_t f = encode(std::get<WireJoin>(test::sample_messages()[0].body));
              put_u32(f, f.size() - 2 * 40 - 4, 257);
              return f;
          },
          "n_cached = 257 exceeds the limit"},
         {"JOIN_CACHED_RANGE_EMPTY",
          [] {
-             frame_t f = encode(std::get<wire_join>(test::sample_messages()[0].body));
+             frame_t f = encode(std::get<WireJoin>(test::sample_messages()[0].body));
              put_u32(f, f.size() - 4, 0);  // the last entry becomes [0, 0)
              return f;
          },
          "layer range [0, 0) is empty"},
         {"ASSIGN_BOOL_2",
          [] {
-             frame_t f = encode(std::get<wire_assign>(test::sample_messages()[4].body));
+             frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
              // is_last: after 8+4+4+32+4+4+4+1+4+4+4 = 73 payload bytes
              f[H + 73] = 2;
              return f;
@@ -265,28 +265,28 @@ std::vector<hostile_case> hostile_cases() {
          "is_last must be 0 or 1"},
         {"ASSIGN_EMPTY_RANGE",
          [] {
-             frame_t f = encode(std::get<wire_assign>(test::sample_messages()[4].body));
+             frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
              put_u32(f, H + 12, 4);  // layer_last = layer_first
              return f;
          },
          "layer range [4, 4)"},
         {"ERROR_CODE_UNKNOWN",
          [] {
-             frame_t f = encode(wire_error{ErrorCode::kInternal, "x"});
+             frame_t f = encode(WireError{ErrorCode::kInternal, "x"});
              put_u16(f, H, 99);
              return f;
          },
          "unknown error code 99"},
         {"SHARD_CHUNK_PAST_TOTAL",
          [] {
-             frame_t f = encode(wire_shard_chunk{0, 10, std::vector<uint8_t>(10, 1)});
+             frame_t f = encode(WireShardChunk{0, 10, std::vector<uint8_t>(10, 1)});
              put_u32(f, H, 1);  // offset 1 + 10 bytes > total 10
              return f;
          },
          "runs past total"},
         {"SHARD_CHUNK_OFFSET_OVERFLOW",
          [] {
-             frame_t f = encode(wire_shard_chunk{0, 10, std::vector<uint8_t>(10, 1)});
+             frame_t f = encode(WireShardChunk{0, 10, std::vector<uint8_t>(10, 1)});
              for (int i = 0; i < 8; ++i) {
                  f[H + i] = 0xFF;  // offset = 2^64-1: offset + size wraps around
              }
@@ -295,14 +295,14 @@ std::vector<hostile_case> hostile_cases() {
          "runs past total"},
         {"TOKENS_COUNT_FFFFFFFF",
          [] {
-             frame_t f = encode(wire_tokens{1, {{0, 1, 2}}});
+             frame_t f = encode(WireTokens{1, {{0, 1, 2}}});
              put_u32(f, H + 8, 0xFFFFFFFFu);
              return f;
          },
          "n_sampled = 4294967295 exceeds the limit"},
         {"SEQ_RELEASE_BELOW_MINUS_ONE",
          [] {
-             frame_t f = encode(wire_seq_release{1, 0});
+             frame_t f = encode(WireSeqRelease{1, 0});
              put_u32(f, H, 0xFFFFFFFEu);
              return f;
          },
@@ -328,7 +328,7 @@ TEST(WireProtocol, RejectsEachHandcraftedBadInput) {
 }
 
 TEST(WireProtocol, RejectsTruncationAtEveryLength) {
-    for (const wire_message &m : test::sample_messages()) {
+    for (const WireMessage &m : test::sample_messages()) {
         SCOPED_TRACE(wire_type_name(wire_message_type(m)));
         const frame_t full = wire_encode(m);
         for (size_t len = 0; len < full.size(); ++len) {
@@ -349,7 +349,7 @@ TEST(WireProtocol, SurvivesRandomMutations) {
     std::mt19937 rng(12345);
     size_t n_accepted = 0;
     size_t n_rejected = 0;
-    for (const wire_message &m : test::sample_messages()) {
+    for (const WireMessage &m : test::sample_messages()) {
         const frame_t good = wire_encode(m);
         for (int iter = 0; iter < 2000; ++iter) {
             frame_t f = good;
@@ -379,7 +379,7 @@ TEST(WireProtocol, SurvivesRandomMutations) {
 }
 
 TEST(WireProtocol, SmallerLimitsRejectWhatDefaultsAccept) {
-    wire_limits tight;
+    WireLimits tight;
     tight.max_tokens = 2;
     const frame_t f = encode(test::sample_activations());  // 3 tokens
     EXPECT_NO_THROW(wire_decode(f));
@@ -391,10 +391,10 @@ TEST(WireProtocol, SmallerLimitsRejectWhatDefaultsAccept) {
         EXPECT_NE(std::string(e.what()).find("n_tokens = 3 exceeds the limit 2"), std::string::npos)
             << e.what();
     }
-    wire_limits tiny;
+    WireLimits tiny;
     tiny.max_payload_bytes = 100;
     EXPECT_THROW(wire_decode(f, tiny), Error);
-    wire_message m;
+    WireMessage m;
     m.body = test::sample_activations();
     EXPECT_THROW(wire_encode(m, tiny), Error);
 }

@@ -8,8 +8,8 @@
 
 namespace colony::test {
 
-inline wire_key test_key(uint8_t seed) {
-    wire_key k{};
+inline WireKey test_key(uint8_t seed) {
+    WireKey k{};
     for (size_t i = 0; i < k.size(); ++i) {
         k[i] = static_cast<uint8_t>(seed + 7 * i + 1);
     }
@@ -18,13 +18,13 @@ inline wire_key test_key(uint8_t seed) {
 
 /// A 2-sequence ubatch: seq 3 has tokens 0, 2 at positions 10, 11 and seq 7
 /// has token 1 at position 0; f16 hidden state [64, 3].
-inline wire_activations sample_activations() {
-    wire_activations a;
+inline WireActivations sample_activations() {
+    WireActivations a;
     a.plan_epoch = 42;
     a.dtype = WIRE_DTYPE_F16;
     a.n_embd = 64;
     a.n_tokens = 3;
-    wire_seq s3{3, 2, {}};
+    WireSeq s3{3, 2, {}};
     s3.sampling.temperature = 0.8f;
     s3.sampling.top_k = 40;
     s3.sampling.top_p = 0.95f;
@@ -34,7 +34,7 @@ inline wire_activations sample_activations() {
     s3.sampling.penalty_repeat = 1.1f;
     s3.sampling.penalty_freq = 0.1f;
     s3.sampling.penalty_present = 0.2f;
-    a.seqs = {s3, wire_seq{7, 1, {}}};
+    a.seqs = {s3, WireSeq{7, 1, {}}};
     a.tokens = {100, 200, -1};
     a.pos = {10, 0, 11};
     a.seq_id = {3, 7, 3};
@@ -44,30 +44,30 @@ inline wire_activations sample_activations() {
     return a;
 }
 
-inline std::vector<wire_message> sample_messages() {
-    std::vector<wire_message> v;
-    auto add = [&](wire_body body) {
-        wire_message m;
+inline std::vector<WireMessage> sample_messages() {
+    std::vector<WireMessage> v;
+    auto add = [&](WireBody body) {
+        WireMessage m;
         m.sequence = static_cast<uint32_t>(v.size() * 3 + 1);
         m.request_id = 0x0102030405060708ull + v.size();
         m.body = std::move(body);
         v.push_back(std::move(m));
     };
-    add(wire_join{"phone-2",
-                  test_key(1),
-                  "0.1.0",
-                  3ull << 30,
-                  2ull << 30,
-                  8,
-                  "android",
-                  "aarch64",
-                  "cpu",
-                  "tcp://*:7412",
-                  {{test_key(3), 10, 20}, {test_key(4), 0, 5}}});
-    add(wire_join_accept{5, 1000});
-    add(wire_join_reject{ErrorCode::kUnauthorized, "token revoked"});
-    add(wire_heartbeat{123456789012345ull, 77});
-    wire_assign as;
+    add(WireJoin{"phone-2",
+                 test_key(1),
+                 "0.1.0",
+                 3ull << 30,
+                 2ull << 30,
+                 8,
+                 "android",
+                 "aarch64",
+                 "cpu",
+                 "tcp://*:7412",
+                 {{test_key(3), 10, 20}, {test_key(4), 0, 5}}});
+    add(WireJoinAccept{5, 1000});
+    add(WireJoinReject{ErrorCode::kUnauthorized, "token revoked"});
+    add(WireHeartbeat{123456789012345ull, 77});
+    WireAssign as;
     as.plan_epoch = 9;
     as.layer_first = 4;
     as.layer_last = 8;
@@ -85,15 +85,15 @@ inline std::vector<wire_message> sample_messages() {
     as.next_key = test_key(2);
     as.prev_key = test_key(3);
     add(as);
-    add(wire_ready{9, 4, 8});
-    add(wire_shard_request{test_key(9), 4, 8, 1 << 20});
-    add(wire_shard_chunk{1 << 20, 5 << 20, std::vector<uint8_t>(1000, 0xab)});
-    add(wire_shard_end{5 << 20, test_key(4)});
+    add(WireReady{9, 4, 8});
+    add(WireShardRequest{test_key(9), 4, 8, 1 << 20});
+    add(WireShardChunk{1 << 20, 5 << 20, std::vector<uint8_t>(1000, 0xab)});
+    add(WireShardEnd{5 << 20, test_key(4)});
     add(sample_activations());
-    add(wire_tokens{42, {{3, 1500, 11}, {7, 29, 0}}});
-    add(wire_seq_release{3, 5});
-    add(wire_error{ErrorCode::kOutOfRange, "position 5000 is beyond the context size 4096"});
-    add(wire_status{R"({"node":"phone-2","ms_per_layer":1.5})"});
+    add(WireTokens{42, {{3, 1500, 11}, {7, 29, 0}}});
+    add(WireSeqRelease{3, 5});
+    add(WireError{ErrorCode::kOutOfRange, "position 5000 is beyond the context size 4096"});
+    add(WireStatus{R"({"node":"phone-2","ms_per_layer":1.5})"});
     return v;
 }
 

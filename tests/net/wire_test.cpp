@@ -8,12 +8,12 @@ namespace colony {
 namespace {
 
 TEST(WireProtocol, RoundTripsEveryMessageType) {
-    const std::vector<wire_message> samples = test::sample_messages();
+    const std::vector<WireMessage> samples = test::sample_messages();
     ASSERT_EQ(samples.size(), size_t(WIRE_TYPE_COUNT - 1));
-    for (const wire_message &m : samples) {
+    for (const WireMessage &m : samples) {
         SCOPED_TRACE(wire_type_name(wire_message_type(m)));
         const std::vector<uint8_t> frame = wire_encode(m);
-        const wire_message back = wire_decode(frame);
+        const WireMessage back = wire_decode(frame);
         EXPECT_EQ(wire_message_type(back), wire_message_type(m));
         EXPECT_EQ(back.sequence, m.sequence);
         EXPECT_EQ(back.request_id, m.request_id);
@@ -23,10 +23,10 @@ TEST(WireProtocol, RoundTripsEveryMessageType) {
 }
 
 TEST(WireProtocol, HeaderLayoutIsPinned) {
-    wire_message m;
+    WireMessage m;
     m.sequence = 0x11223344;
     m.request_id = 0x0102030405060708ull;
-    m.body = wire_heartbeat{1, 2};
+    m.body = WireHeartbeat{1, 2};
     const std::vector<uint8_t> f = wire_encode(m);
     ASSERT_EQ(f.size(), kWireHeaderBytes + 16);
     const std::vector<uint8_t> header(f.begin(), f.begin() + kWireHeaderBytes);
@@ -53,8 +53,8 @@ TEST(WireProtocol, ErrorCodesArePinned) {
         ErrorCode::kCancelled,       ErrorCode::kInternal,
     };
     for (size_t i = 0; i < std::size(codes); ++i) {
-        wire_message m;
-        m.body = wire_error{codes[i], error_code_name(codes[i])};
+        WireMessage m;
+        m.body = WireError{codes[i], error_code_name(codes[i])};
         const std::vector<uint8_t> f = wire_encode(m);
         EXPECT_EQ(f[kWireHeaderBytes], i + 1) << error_code_name(codes[i]);
         EXPECT_EQ(f[kWireHeaderBytes + 1], 0);
@@ -66,7 +66,7 @@ TEST(WireProtocol, PeeksHeaderOfAnotherVersion) {
     std::vector<uint8_t> f = wire_encode(test::sample_messages()[0]);
     f[4] = 3;  // a JOIN from a future protocol version
     EXPECT_THROW(wire_decode(f), Error);
-    const std::optional<wire_header> h = wire_peek_header(f);
+    const std::optional<WireHeader> h = wire_peek_header(f);
     ASSERT_TRUE(h.has_value());
     EXPECT_EQ(h->version, 3);
     EXPECT_EQ(h->type, WIRE_TYPE_JOIN);
@@ -78,22 +78,22 @@ TEST(WireProtocol, PeeksHeaderOfAnotherVersion) {
 
 TEST(WireProtocol, TypeNamesAndIndicesAgree) {
     for (uint16_t t = 1; t < WIRE_TYPE_COUNT; ++t) {
-        EXPECT_STRNE(wire_type_name(static_cast<wire_type>(t)), "INVALID");
+        EXPECT_STRNE(wire_type_name(static_cast<WireType>(t)), "INVALID");
     }
     EXPECT_STREQ(wire_type_name(WIRE_TYPE_COUNT), "INVALID");
-    wire_message m;
-    m.body = wire_activations{};
+    WireMessage m;
+    m.body = WireActivations{};
     EXPECT_EQ(wire_message_type(m), WIRE_TYPE_ACTIVATIONS);
-    m.body = wire_status{};
+    m.body = WireStatus{};
     EXPECT_EQ(wire_message_type(m), WIRE_TYPE_STATUS);
 }
 
 TEST(WireProtocol, TokenOnlyActivationsForStageZero) {
-    wire_activations a = test::sample_activations();
+    WireActivations a = test::sample_activations();
     a.n_embd = 0;
     a.data.clear();
     a.tokens = {100, 200, 300};
-    wire_message m;
+    WireMessage m;
     m.body = a;
     EXPECT_TRUE(wire_decode(wire_encode(m)) == m);
     a.tokens[2] = -1;  // stage 0 needs every token id
@@ -102,9 +102,9 @@ TEST(WireProtocol, TokenOnlyActivationsForStageZero) {
 }
 
 TEST(WireProtocol, EncodeRejectsInvalidMessages) {
-    wire_activations a = test::sample_activations();
+    WireActivations a = test::sample_activations();
     a.data.pop_back();
-    wire_message m;
+    WireMessage m;
     m.body = a;
     try {
         wire_encode(m);
@@ -113,17 +113,17 @@ TEST(WireProtocol, EncodeRejectsInvalidMessages) {
         EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
         EXPECT_NE(std::string(e.what()).find("hidden state"), std::string::npos) << e.what();
     }
-    wire_assign as;  // n_layer = 0 etc.
+    WireAssign as;  // n_layer = 0 etc.
     m.body = as;
     EXPECT_THROW(wire_encode(m), Error);
 }
 
 TEST(WireProtocol, ChecksActivationsAgainstThePlan) {
-    const wire_activations a = test::sample_activations();
-    wire_plan_shape plan{42, 64, 4096, 32000, 512, 8};
+    const WireActivations a = test::sample_activations();
+    WirePlanShape plan{42, 64, 4096, 32000, 512, 8};
     EXPECT_NO_THROW(wire_check_activations(a, plan));
 
-    auto code_of = [&](wire_plan_shape p) {
+    auto code_of = [&](WirePlanShape p) {
         try {
             wire_check_activations(a, p);
         } catch (const Error &e) {
@@ -131,7 +131,7 @@ TEST(WireProtocol, ChecksActivationsAgainstThePlan) {
         }
         return ErrorCode::kInternal;  // "no error" marker for the test
     };
-    wire_plan_shape p = plan;
+    WirePlanShape p = plan;
     p.plan_epoch = 43;
     EXPECT_EQ(code_of(p), ErrorCode::kOutOfRange);
     p = plan;

@@ -67,7 +67,7 @@ TEST(Discovery, JoinFindsTheCoordinatorWithNoAddressAndWrongTokensStayOut) {
         dir.file("coordinator"), model, 1,
         {"--host", "0.0.0.0", "--cluster", "lab", "--beacon-interval-ms", "300", "--name", "h1"},
         in(1));
-    const join_token token = join_token_parse(serve.token());
+    const JoinToken token = join_token_parse(serve.token());
     const std::string fingerprint = key_fingerprint(token.coordinator_public_z85);
 
     // What a third host hears.
@@ -90,8 +90,8 @@ TEST(Discovery, JoinFindsTheCoordinatorWithNoAddressAndWrongTokensStayOut) {
         ref);
 
     // A token of another coordinator: its beacon is not heard, nothing joins.
-    const curve_keypair other_coordinator = curve_keypair_generate();
-    const curve_keypair other_join = curve_keypair_generate();
+    const CurveKeypair other_coordinator = curve_keypair_generate();
+    const CurveKeypair other_join = curve_keypair_generate();
     const Outcome foreign = run_in(
         ip, lab.ns(3), dir.file("foreign"),
         {"join", "--token", join_token_format({other_coordinator.public_z85, token.join_keys}),

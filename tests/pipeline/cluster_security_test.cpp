@@ -62,7 +62,7 @@ void send_tcp_garbage(uint16_t port) {
 
 /// A CURVE client socket of type `type` connected to endpoint.
 zmq::socket_t curve_socket(zmq::context_t &ctx, zmq::socket_type type, const std::string &endpoint,
-                           const std::string &server_key, const curve_keypair &keys) {
+                           const std::string &server_key, const CurveKeypair &keys) {
     zmq::socket_t s(ctx, type);
     configure_socket(s);
     s.set(zmq::sockopt::linger, 2000);
@@ -75,8 +75,8 @@ void send_raw(zmq::socket_t &s, const std::vector<uint8_t> &frame) {
     ASSERT_TRUE(s.send(zmq::buffer(frame), zmq::send_flags::none));
 }
 
-std::vector<uint8_t> encode(wire_body body) {
-    wire_message m;
+std::vector<uint8_t> encode(WireBody body) {
+    WireMessage m;
     m.body = std::move(body);
     return wire_encode(m);
 }
@@ -91,7 +91,7 @@ std::vector<std::vector<uint8_t>> malformed_frames() {
     for (auto &b : junk)
         b = static_cast<uint8_t>(rng());
     out.push_back(junk);
-    const std::vector<uint8_t> hb = encode(wire_heartbeat{1, 2});
+    const std::vector<uint8_t> hb = encode(WireHeartbeat{1, 2});
     out.emplace_back(hb.begin(), hb.begin() + 31);
     auto bad_magic = hb;
     bad_magic[0] = 'X';
@@ -105,7 +105,7 @@ std::vector<std::vector<uint8_t>> malformed_frames() {
     auto long_len = hb;
     long_len[24] = 0xFF;
     out.push_back(long_len);
-    wire_join j;
+    WireJoin j;
     j.node_name = "mallory";
     j.node_key = curve_key_from_z85(curve_keypair_generate().public_z85);
     j.data_endpoint = "tcp://*:1";
@@ -121,7 +121,7 @@ std::vector<std::vector<uint8_t>> malformed_frames() {
 TEST(PipelineSecurity, WrongTokensAreRefused) {
     TempDir dir;
     ServeProcess serve(dir.file("coordinator"), model(), 1);
-    join_token forged = join_token_parse(serve.token());
+    JoinToken forged = join_token_parse(serve.token());
     forged.join_keys = curve_keypair_generate();  // a join key this coordinator never issued
     JoinProcess bad(dir.file("bad"), serve.coordinator(), join_token_format(forged),
                     {"--join-timeout", "10"});
@@ -130,7 +130,7 @@ TEST(PipelineSecurity, WrongTokensAreRefused) {
     EXPECT_TRUE(contains(bad.log(), "refused the join token")) << bad.log();
 
     // A token of another coordinator: its key does not match, nothing answers.
-    join_token other = forged;
+    JoinToken other = forged;
     other.coordinator_public_z85 = curve_keypair_generate().public_z85;
     JoinProcess lost(dir.file("lost"), serve.coordinator(), join_token_format(other),
                      {"--join-timeout", "2"});
@@ -194,7 +194,7 @@ TEST(PipelineSecurity, PlaintextPeersCannotTalkToCurvePeers) {
 
     // And the other way round: a CURVE worker meets a plaintext coordinator.
     ServeProcess insecure(dir.file("insecure"), model(), 1, {"--insecure"});
-    join_token t = join_token_parse(serve.token());
+    JoinToken t = join_token_parse(serve.token());
     JoinProcess curve(dir.file("curve"), insecure.coordinator(), join_token_format(t),
                       {"--join-timeout", "10"});
     ASSERT_TRUE(curve.process().wait(15000)) << curve.log();
@@ -220,9 +220,9 @@ TEST(PipelineSecurity, HostileFramesAreDroppedAndServingGoesOn) {
     }
 
     zmq::context_t ctx(1);
-    const join_token token = join_token_parse(serve.token());
-    const curve_keypair coord_keys = load_key_file(serve.config_dir() / "node.key");
-    const curve_keypair worker_keys = load_key_file(w.config_dir() / "node.key");
+    const JoinToken token = join_token_parse(serve.token());
+    const CurveKeypair coord_keys = load_key_file(serve.config_dir() / "node.key");
+    const CurveKeypair worker_keys = load_key_file(w.config_dir() / "node.key");
     {
         // Control socket, authenticated with a valid join key.
         zmq::socket_t c = curve_socket(ctx, zmq::socket_type::dealer,
@@ -230,13 +230,13 @@ TEST(PipelineSecurity, HostileFramesAreDroppedAndServingGoesOn) {
                                        token.coordinator_public_z85, token.join_keys);
         for (const auto &f : malformed_frames())
             send_raw(c, f);
-        send_raw(c, encode(wire_ready{epoch, 1, 5}));  // valid, from no member
-        send_raw(c, encode(wire_shard_request{{}, 0, 5, 0}));
+        send_raw(c, encode(WireReady{epoch, 1, 5}));  // valid, from no member
+        send_raw(c, encode(WireShardRequest{{}, 0, 5, 0}));
         zmq::message_t a(std::string("part 1")), b(std::string("part 2"));
         c.send(a, zmq::send_flags::sndmore);
         c.send(b, zmq::send_flags::none);
         // One byte over the largest frame: libzmq drops the connection.
-        std::vector<uint8_t> oversized(wire_limits{}.max_message_bytes() + 1, 0);
+        std::vector<uint8_t> oversized(WireLimits{}.max_message_bytes() + 1, 0);
         send_raw(c, oversized);
 
         // The coordinator's data socket, authenticated with the worker's key.
@@ -244,20 +244,20 @@ TEST(PipelineSecurity, HostileFramesAreDroppedAndServingGoesOn) {
                                        coord_keys.public_z85, worker_keys);
         for (const auto &f : malformed_frames())
             send_raw(d, f);
-        send_raw(d, encode(wire_tokens{epoch, {{0, 5, 3}}}));      // no sequence expects it
-        send_raw(d, encode(wire_tokens{epoch + 7, {{0, 5, 3}}}));  // another plan
-        send_raw(d, encode(wire_seq_release{0, 0}));               // not for this socket
+        send_raw(d, encode(WireTokens{epoch, {{0, 5, 3}}}));      // no sequence expects it
+        send_raw(d, encode(WireTokens{epoch + 7, {{0, 5, 3}}}));  // another plan
+        send_raw(d, encode(WireSeqRelease{0, 0}));                // not for this socket
         // The same socket with the coordinator's own key: not the last stage.
         zmq::socket_t d2 = curve_socket(ctx, zmq::socket_type::push, serve.data_endpoint(),
                                         coord_keys.public_z85, coord_keys);
-        send_raw(d2, encode(wire_tokens{epoch, {{0, 5, 3}}}));
+        send_raw(d2, encode(WireTokens{epoch, {{0, 5, 3}}}));
 
         // The worker's data socket, authenticated with the coordinator's key.
         zmq::socket_t wd = curve_socket(ctx, zmq::socket_type::push, worker_ep,
                                         worker_keys.public_z85, coord_keys);
         for (const auto &f : malformed_frames())
             send_raw(wd, f);
-        wire_activations act;
+        WireActivations act;
         act.plan_epoch = epoch;
         act.dtype = WIRE_DTYPE_F32;
         act.n_embd = 32;  // the model's is 64
@@ -286,7 +286,7 @@ TEST(PipelineSecurity, HostileFramesAreDroppedAndServingGoesOn) {
         // A CURVE client whose key is on no list is refused by ZAP.
         zmq::socket_t stranger = curve_socket(ctx, zmq::socket_type::push, worker_ep,
                                               worker_keys.public_z85, curve_keypair_generate());
-        send_raw(stranger, encode(wire_seq_release{-1, 0}));
+        send_raw(stranger, encode(WireSeqRelease{-1, 0}));
 
         // Each receiver logs what it dropped; wait for every line (the
         // sockets stay open meanwhile, so nothing sent is discarded).
@@ -330,15 +330,15 @@ TEST(PipelineSecurity, ACorruptedShardIsNeverAccepted) {
         std::ifstream in(shard_path, std::ios::binary);
         bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
     }
-    const wire_hash true_hash = sha256(bytes);
+    const WireHash true_hash = sha256(bytes);
     bytes[bytes.size() - 100] ^= 0x01;
 
     zmq::context_t ctx(1);
-    zap_handler zap(ctx);
-    token_store tokens(dir.file("fake-config"));
-    const curve_keypair coord = curve_keypair_generate();
-    admission_control admission(tokens, zap, coord.public_z85);
-    const token_record rec = admission.create_token();
+    ZapHandler zap(ctx);
+    TokenStore tokens(dir.file("fake-config"));
+    const CurveKeypair coord = curve_keypair_generate();
+    AdmissionControl admission(tokens, zap, coord.public_z85);
+    const TokenRecord rec = admission.create_token();
     zmq::socket_t router(ctx, zmq::socket_type::router);
     configure_socket(router);
     configure_curve_server(router, zap, kZapDomainControl, coord);
@@ -352,18 +352,18 @@ TEST(PipelineSecurity, ACorruptedShardIsNeverAccepted) {
     router.set(zmq::sockopt::rcvtimeo, 200);
     const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (!got_error && std::chrono::steady_clock::now() < end) {
-        received_message rm = recv_message(router, {});
+        ReceivedMessage rm = recv_message(router, {});
         if (rm.status != RECV_STATUS_OK)
             continue;
-        auto reply = [&](wire_body b) {
-            wire_message m;
+        auto reply = [&](WireBody b) {
+            WireMessage m;
             m.body = std::move(b);
             send_message(router, m, {}, rm.routing_id);
         };
         switch (wire_message_type(rm.message)) {
             case WIRE_TYPE_JOIN: {
-                reply(wire_join_accept{1, 1000});
-                wire_assign a;
+                reply(WireJoinAccept{1, 1000});
+                WireAssign a;
                 a.plan_epoch = 1;
                 a.layer_first = 2;
                 a.layer_last = 5;
@@ -382,8 +382,8 @@ TEST(PipelineSecurity, ACorruptedShardIsNeverAccepted) {
                 break;
             }
             case WIRE_TYPE_SHARD_REQUEST:
-                reply(wire_shard_chunk{0, bytes.size(), bytes});
-                reply(wire_shard_end{bytes.size(), true_hash});
+                reply(WireShardChunk{0, bytes.size(), bytes});
+                reply(WireShardEnd{bytes.size(), true_hash});
                 break;
             case WIRE_TYPE_READY:
                 got_ready = true;
@@ -391,7 +391,7 @@ TEST(PipelineSecurity, ACorruptedShardIsNeverAccepted) {
             case WIRE_TYPE_ERROR:
                 got_error = true;
                 EXPECT_TRUE(
-                    contains(std::get<wire_error>(rm.message.body).message, "hash mismatch"));
+                    contains(std::get<WireError>(rm.message.body).message, "hash mismatch"));
                 break;
             default:
                 break;

@@ -18,8 +18,8 @@
 
 #include "net/keys.h"
 #include "net/transport.h"
-#include "net/wire-dtype.h"
 #include "net/wire.h"
+#include "net/wire_dtype.h"
 #include "net/zap.h"
 
 namespace colony {
@@ -36,9 +36,9 @@ double median(std::vector<double> v) {
     return v[v.size() / 2];
 }
 
-wire_activations make_act(uint32_t n_embd, uint32_t n_tokens, wire_dtype dtype,
-                          const std::vector<float> &hidden) {
-    wire_activations a;
+WireActivations make_act(uint32_t n_embd, uint32_t n_tokens, WireDtype dtype,
+                         const std::vector<float> &hidden) {
+    WireActivations a;
     a.plan_epoch = 1;
     a.dtype = dtype;
     a.n_embd = n_embd;
@@ -60,7 +60,7 @@ struct HopResult {
 };
 
 /// One side echoes every message back; the other times round trips.
-HopResult measure(uint32_t n_embd, uint32_t n_tokens, wire_dtype dtype, bool curve, int iters) {
+HopResult measure(uint32_t n_embd, uint32_t n_tokens, WireDtype dtype, bool curve, int iters) {
     std::mt19937 rng(1);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     std::vector<float> hidden(size_t(n_embd) * n_tokens);
@@ -68,8 +68,8 @@ HopResult measure(uint32_t n_embd, uint32_t n_tokens, wire_dtype dtype, bool cur
         x = nd(rng);
 
     zmq::context_t ctx_a(1), ctx_b(1);
-    const curve_keypair ka = curve_keypair_generate(), kb = curve_keypair_generate();
-    zap_handler zap_a(ctx_a), zap_b(ctx_b);
+    const CurveKeypair ka = curve_keypair_generate(), kb = curve_keypair_generate();
+    ZapHandler zap_a(ctx_a), zap_b(ctx_b);
     zap_a.allow(kZapDomainData, kb.public_z85);
     zap_b.allow(kZapDomainData, ka.public_z85);
     zmq::socket_t a_in(ctx_a, zmq::socket_type::pull), a_out(ctx_a, zmq::socket_type::push);
@@ -89,11 +89,11 @@ HopResult measure(uint32_t n_embd, uint32_t n_tokens, wire_dtype dtype, bool cur
 
     std::thread echo([&] {
         for (int i = 0; i < iters + 1; ++i) {
-            received_message rm = recv_message(b_in, {});
-            const auto &act = std::get<wire_activations>(rm.message.body);
+            ReceivedMessage rm = recv_message(b_in, {});
+            const auto &act = std::get<WireActivations>(rm.message.body);
             std::vector<float> out(size_t(act.n_embd) * act.n_tokens);
             wire_unpack_hidden(act.data, act.dtype, act.n_embd, out);
-            wire_message back;
+            WireMessage back;
             back.body = make_act(act.n_embd, act.n_tokens, act.dtype, out);
             send_message(b_out, back, {});
         }
@@ -104,13 +104,13 @@ HopResult measure(uint32_t n_embd, uint32_t n_tokens, wire_dtype dtype, bool cur
     std::vector<float> out(hidden.size());
     for (int i = 0; i < iters + 1; ++i) {  // the first round trip warms up the connection
         const auto t0 = clock_type::now();
-        wire_message msg;
+        WireMessage msg;
         msg.body = make_act(n_embd, n_tokens, dtype, hidden);
         const auto t1 = clock_type::now();
         send_message(a_out, msg, {});
-        received_message rm = recv_message(a_in, {});
+        ReceivedMessage rm = recv_message(a_in, {});
         const auto t2 = clock_type::now();
-        const auto &act = std::get<wire_activations>(rm.message.body);
+        const auto &act = std::get<WireActivations>(rm.message.body);
         wire_check_activations(act, {1, n_embd, 1u << 20, 1u << 20, 4096, 1});
         wire_unpack_hidden(act.data, act.dtype, act.n_embd, out);
         const auto t3 = clock_type::now();
@@ -143,7 +143,7 @@ int main(int argc, char **argv) {
     std::printf("%-6s %-5s %7s %12s %9s %10s %10s\n", "mode", "dtype", "tokens", "frame bytes",
                 "pack us", "unpack us", "hop us");
     for (bool curve : {true, false}) {
-        for (wire_dtype d : {WIRE_DTYPE_F16, WIRE_DTYPE_F32, WIRE_DTYPE_Q8_0}) {
+        for (WireDtype d : {WIRE_DTYPE_F16, WIRE_DTYPE_F32, WIRE_DTYPE_Q8_0}) {
             for (uint32_t n_tokens : {1u, 512u}) {
                 const HopResult r = measure(n_embd, n_tokens, d, curve, n_tokens == 1 ? iters : 20);
                 std::printf("%-6s %-5s %7u %12zu %9.1f %10.1f %10.1f\n", curve ? "curve" : "plain",

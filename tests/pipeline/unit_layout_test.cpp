@@ -278,8 +278,8 @@ TEST(CoordinatorLayout, StagesOfAPlanNeedEveryNodeAMemberAndTheCoordinatorFirst)
 // ---- ASSIGN ----
 
 TEST(CoordinatorLayout, AssignOfEveryStagePointsAtTheNextAndTheLastAtTheCoordinator) {
-    const curve_keypair coordinator = curve_keypair_generate();
-    const curve_keypair ka = curve_keypair_generate(), kb = curve_keypair_generate();
+    const CurveKeypair coordinator = curve_keypair_generate();
+    const CurveKeypair ka = curve_keypair_generate(), kb = curve_keypair_generate();
     LayoutConfig c = config(8);
     c.secure = true;
     c.coordinator_key_z85 = coordinator.public_z85;
@@ -299,7 +299,7 @@ TEST(CoordinatorLayout, AssignOfEveryStagePointsAtTheNextAndTheLastAtTheCoordina
     EXPECT_FALSE(s1.assign.is_last);
     EXPECT_EQ(s1.assign.next_endpoint, "tcp://a:7500");
     EXPECT_EQ(s1.assign.next_key, curve_key_from_z85(ka.public_z85));
-    EXPECT_EQ(s1.assign.prev_key, wire_key{});  // stage 0 is the coordinator: admitted anyway
+    EXPECT_EQ(s1.assign.prev_key, WireKey{});  // stage 0 is the coordinator: admitted anyway
     EXPECT_EQ(s1.assign.model_hash, c.model_hash);
     EXPECT_EQ(s1.assign.n_layer, 8u);
     EXPECT_EQ(s1.assign.n_embd, 64u);
@@ -336,8 +336,8 @@ TEST(CoordinatorLayout, InsecureAssignsCarryNoKeys) {
     const LayoutConfig c = config(8);  // secure = false
     const std::vector<PlannedStage> layout = {{-1, {0, 3}}, {0, {3, 6}}, {1, {6, 8}}};
     for (const StageAssign &a : stage_assigns(c, members, layout, 7)) {
-        EXPECT_EQ(a.assign.next_key, wire_key{});
-        EXPECT_EQ(a.assign.prev_key, wire_key{});
+        EXPECT_EQ(a.assign.next_key, WireKey{});
+        EXPECT_EQ(a.assign.prev_key, WireKey{});
     }
     const LocalPlan local = local_plan(c, members, layout);
     EXPECT_EQ(local.next_key_z85, "");
@@ -357,7 +357,7 @@ TEST(CoordinatorLayout, AssignsOfALayoutWithoutTheCoordinatorFirstAreRefused) {
 }
 
 TEST(CoordinatorLayout, ProbeAssignHasEpochZeroAndPointsAtTheCoordinator) {
-    const wire_assign a = probe_assign(config(8), {2, 6});
+    const WireAssign a = probe_assign(config(8), {2, 6});
     EXPECT_EQ(a.plan_epoch, 0u);
     EXPECT_EQ(a.layer_first, 2u);
     EXPECT_EQ(a.layer_last, 6u);

@@ -22,9 +22,9 @@ namespace {
 using test::TempDir;
 
 /// A greedy ubatch of one sequence: tokens at positions [0, n).
-wire_activations prompt_ubatch(int32_t seq, const std::vector<int32_t> &tokens) {
-    wire_activations a;
-    wire_seq s;
+WireActivations prompt_ubatch(int32_t seq, const std::vector<int32_t> &tokens) {
+    WireActivations a;
+    WireSeq s;
     s.seq_id = seq;
     s.n_tokens = static_cast<uint32_t>(tokens.size());
     s.sampling.temperature = 0;

@@ -111,7 +111,7 @@ TEST(NodeStatus, WorkerStatusReportsItsPhase) {
     stage.load_progress = 0.4;
     auto phase = [&](uint64_t assigned, std::optional<std::pair<uint64_t, uint64_t>> dl,
                      uint64_t loaded, const std::string &err) {
-        const wire_status st = worker_runtime_status(77, now, assigned, dl, loaded, err, stage);
+        const WireStatus st = worker_runtime_status(77, now, assigned, dl, loaded, err, stage);
         return *node_runtime_from_json(st.json);
     };
     EXPECT_EQ(phase(0, std::nullopt, 0, "").phase, "waiting");

@@ -42,13 +42,13 @@ TEST(ShardTransfer, WindowsReassembleTheShardAndItsHashVerifies) {
     uint64_t offset = 0;
     bool ended = false;
     while (!ended) {
-        for (wire_body &b : service.serve({hash_from_hex(m.hash), 2, 5, offset})) {
-            if (auto *c = std::get_if<wire_shard_chunk>(&b)) {
+        for (WireBody &b : service.serve({hash_from_hex(m.hash), 2, 5, offset})) {
+            if (auto *c = std::get_if<WireShardChunk>(&b)) {
                 EXPECT_LE(c->bytes.size(), kShardChunkBytes);
                 dl.write(*c, 1ull << 40);
                 offset = dl.received();
             } else {
-                dl.finish(std::get<wire_shard_end>(b));
+                dl.finish(std::get<WireShardEnd>(b));
                 ended = true;
             }
         }
@@ -112,7 +112,7 @@ TEST(ShardTransfer, UnassignedRangesAndOtherModelsAreNotServed) {
     ShardService service(*m.file, m.hp, m.hash, dir.file("c"));
     service.prepare({1, 3});
     EXPECT_THROW(service.serve({hash_from_hex(m.hash), 0, 5, 0}), Error);
-    EXPECT_THROW(service.serve({wire_hash{}, 1, 3, 0}), Error);
+    EXPECT_THROW(service.serve({WireHash{}, 1, 3, 0}), Error);
     EXPECT_THROW(service.serve({hash_from_hex(m.hash), 1, 3, 1ull << 40}), Error);
 }
 
@@ -136,7 +136,7 @@ TEST(ShardCacheListing, ListsShardsByNameNewestFirstAndSkipsOtherFiles) {
     touch("not-a-hash/0-4.gguf", 0);
     touch(std::string(64, 'G') + "/0-4.gguf", 0);
 
-    const std::vector<wire_cached_shard> all = list_cached_shards(dir.path(), 256);
+    const std::vector<WireCachedShard> all = list_cached_shards(dir.path(), 256);
     ASSERT_EQ(all.size(), 3u);
     EXPECT_EQ(to_hex(all[0].model_hash), hex_a);
     EXPECT_EQ(all[0].layer_first, 4u);

@@ -35,13 +35,13 @@ std::filesystem::path download(ShardService &service, const std::string &model_h
     ShardDownload dl(target);
     uint64_t offset = 0;
     for (bool ended = false; !ended;) {
-        for (wire_body &b :
+        for (WireBody &b :
              service.serve({hash_from_hex(model_hash), range.first, range.last, offset})) {
-            if (auto *c = std::get_if<wire_shard_chunk>(&b)) {
+            if (auto *c = std::get_if<WireShardChunk>(&b)) {
                 dl.write(*c, 1ull << 40);
                 offset = dl.received();
             } else {
-                dl.finish(std::get<wire_shard_end>(b));
+                dl.finish(std::get<WireShardEnd>(b));
                 ended = true;
             }
         }
@@ -165,7 +165,7 @@ TEST(ShardVerify, TheBackgroundCheckReportsIntactAndDamagedShards) {
 TEST(ShardVerify, TheCoordinatorWritesADamagedCachedShardAgain) {
     ModelFixture m;
     test::TempDir dir;
-    wire_hash good{};
+    WireHash good{};
     std::filesystem::path path;
     {
         ShardService service(*m.file, m.hp, m.hash, dir.file("coordinator"));

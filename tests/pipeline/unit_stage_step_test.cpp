@@ -33,7 +33,7 @@ std::unique_ptr<Stage> make_stage(std::shared_ptr<const GgufFile> f, const Model
 
 /// Greedy tokens of `prompt` through stages split at `cut`, with hidden
 /// states packed as `dtype`, prefill in ubatches of 3 tokens.
-std::vector<int32_t> pipeline_greedy(const std::string &model, uint32_t cut, wire_dtype dtype,
+std::vector<int32_t> pipeline_greedy(const std::string &model, uint32_t cut, WireDtype dtype,
                                      const std::vector<int32_t> &prompt, int n) {
     std::shared_ptr<const GgufFile> f = GgufFile::open(model);
     const ModelHparams hp = ModelHparams::from_gguf(*f);
@@ -41,13 +41,13 @@ std::vector<int32_t> pipeline_greedy(const std::string &model, uint32_t cut, wir
     auto s1 = make_stage(f, hp, {cut, hp.n_layer});
     SequenceSamplers none(static_cast<int32_t>(hp.n_vocab)),
         samplers(static_cast<int32_t>(hp.n_vocab));
-    wire_sampling greedy;  // temperature 0
+    WireSampling greedy;  // temperature 0
     std::vector<int32_t> out;
     std::vector<int32_t> input = prompt;
     int32_t pos = 0;
     while (static_cast<int>(out.size()) < n) {
         for (size_t i = 0; i < input.size(); i += 3) {
-            wire_activations act;
+            WireActivations act;
             act.plan_epoch = 1;
             act.n_tokens = static_cast<uint32_t>(std::min<size_t>(3, input.size() - i));
             act.seqs = {{1, act.n_tokens, greedy}};
@@ -59,12 +59,12 @@ std::vector<int32_t> pipeline_greedy(const std::string &model, uint32_t cut, wir
             if (i + act.n_tokens == input.size())
                 act.outputs = {act.n_tokens - 1};
             const StageOutput mid = run_stage_step(*s0, act, dtype, none);
-            const auto &hidden = std::get<wire_activations>(mid);
+            const auto &hidden = std::get<WireActivations>(mid);
             EXPECT_EQ(hidden.n_embd, hp.n_embd);
             EXPECT_EQ(hidden.data.size(), hidden.n_tokens * wire_dtype_row_bytes(dtype, hp.n_embd));
             wire_check_activations(hidden, {1, hp.n_embd, 128, hp.n_vocab, 16, 2});
             const StageOutput last = run_stage_step(*s1, hidden, dtype, samplers);
-            const auto &tokens = std::get<wire_tokens>(last);
+            const auto &tokens = std::get<WireTokens>(last);
             if (act.outputs.empty()) {
                 EXPECT_TRUE(tokens.sampled.empty());
             } else {
@@ -115,9 +115,9 @@ TEST(SequenceSamplers, PromptTokensAreCountedOnceForPenalties) {
     // token must never repeat a prompt token or an earlier sample.
     const int32_t n_vocab = 8;
     SequenceSamplers s(n_vocab);
-    wire_activations act;
+    WireActivations act;
     act.n_tokens = 2;
-    wire_sampling p;
+    WireSampling p;
     p.penalty_last_n = 64;
     p.penalty_repeat = 1000.0f;
     act.seqs = {{0, 2, p}};

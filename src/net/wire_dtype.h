@@ -28,42 +28,41 @@ namespace colony {
 
 /// Element type of a hidden state on the wire. Values are part of the wire
 /// protocol (pinned below): never renumber.
-enum wire_dtype : uint8_t {
+enum WireDtype : uint8_t {
     WIRE_DTYPE_F32 = 0,
     WIRE_DTYPE_F16 = 1,
     WIRE_DTYPE_Q8_0 = 2,
     WIRE_DTYPE_COUNT = 3,
 };
 static_assert(WIRE_DTYPE_F32 == 0 && WIRE_DTYPE_F16 == 1 && WIRE_DTYPE_Q8_0 == 2,
-              "wire_dtype values are part of the wire protocol");
+              "WireDtype values are part of the wire protocol");
 
 /// "f32", "f16", "q8_0"; "invalid" for values >= WIRE_DTYPE_COUNT.
-const char *wire_dtype_name(wire_dtype dtype);
+const char *wire_dtype_name(WireDtype dtype);
 
 /// Parses "f32" | "f16" | "q8_0" (the --wire-type option).
 /// Throws Error(kInvalidArgument) naming the accepted values otherwise.
-wire_dtype wire_dtype_from_name(std::string_view name);
+WireDtype wire_dtype_from_name(std::string_view name);
 
 /// The ggml type with the same memory layout (GGML_TYPE_F32, _F16, _Q8_0).
-ggml_type wire_dtype_ggml_type(wire_dtype dtype);
+ggml_type wire_dtype_ggml_type(WireDtype dtype);
 
 /// Bytes of one token's row of n_embd values in `dtype` (f32: 4*n_embd,
 /// f16: 2*n_embd, q8_0: 34*n_embd/32). Throws Error(kInvalidArgument) when
 /// dtype is unknown or n_embd is not a multiple of the block size (q8_0: 32).
-uint64_t wire_dtype_row_bytes(wire_dtype dtype, uint32_t n_embd);
+uint64_t wire_dtype_row_bytes(WireDtype dtype, uint32_t n_embd);
 
 /// Packs an F32 hidden state [n_embd, n_tokens] (row-major: token t's values
 /// are src[t*n_embd .. t*n_embd+n_embd)) into `dtype`. src.size() must be a
 /// multiple of n_embd; returns n_tokens * wire_dtype_row_bytes(dtype, n_embd)
 /// bytes. Throws Error(kInvalidArgument) on a shape that does not fit.
-std::vector<uint8_t> wire_pack_hidden(std::span<const float> src, uint32_t n_embd,
-                                      wire_dtype dtype);
+std::vector<uint8_t> wire_pack_hidden(std::span<const float> src, uint32_t n_embd, WireDtype dtype);
 
 /// Unpacks bytes produced by wire_pack_hidden into F32 [n_embd, n_tokens]
 /// with n_tokens = dst.size() / n_embd. Throws Error(kInvalidArgument) unless
 /// src.size() == n_tokens * wire_dtype_row_bytes(dtype, n_embd) and dst.size()
 /// is a multiple of n_embd.
-void wire_unpack_hidden(std::span<const uint8_t> src, wire_dtype dtype, uint32_t n_embd,
+void wire_unpack_hidden(std::span<const uint8_t> src, WireDtype dtype, uint32_t n_embd,
                         std::span<float> dst);
 
 }  // namespace colony

@@ -1,4 +1,4 @@
-#include "net/wire-dtype.h"
+#include "net/wire_dtype.h"
 
 #include <cstring>
 #include <string>
@@ -26,7 +26,7 @@ void check_shape(size_t n_values, uint32_t n_embd, const char *what) {
 
 }  // namespace
 
-const char *wire_dtype_name(wire_dtype dtype) {
+const char *wire_dtype_name(WireDtype dtype) {
     switch (dtype) {
         case WIRE_DTYPE_F32:
             return "f32";
@@ -39,7 +39,7 @@ const char *wire_dtype_name(wire_dtype dtype) {
     }
 }
 
-wire_dtype wire_dtype_from_name(std::string_view name) {
+WireDtype wire_dtype_from_name(std::string_view name) {
     if (name == "f32") {
         return WIRE_DTYPE_F32;
     }
@@ -53,7 +53,7 @@ wire_dtype wire_dtype_from_name(std::string_view name) {
                 "unknown wire type '" + std::string(name) + "' (expected f32, f16 or q8_0)");
 }
 
-ggml_type wire_dtype_ggml_type(wire_dtype dtype) {
+ggml_type wire_dtype_ggml_type(WireDtype dtype) {
     switch (dtype) {
         case WIRE_DTYPE_F32:
             return GGML_TYPE_F32;
@@ -68,7 +68,7 @@ ggml_type wire_dtype_ggml_type(wire_dtype dtype) {
                 "invalid wire dtype " + std::to_string(static_cast<unsigned>(dtype)));
 }
 
-uint64_t wire_dtype_row_bytes(wire_dtype dtype, uint32_t n_embd) {
+uint64_t wire_dtype_row_bytes(WireDtype dtype, uint32_t n_embd) {
     switch (dtype) {
         case WIRE_DTYPE_F32:
             return 4ull * n_embd;
@@ -89,7 +89,7 @@ uint64_t wire_dtype_row_bytes(wire_dtype dtype, uint32_t n_embd) {
 }
 
 std::vector<uint8_t> wire_pack_hidden(std::span<const float> src, uint32_t n_embd,
-                                      wire_dtype dtype) {
+                                      WireDtype dtype) {
     check_shape(src.size(), n_embd, "wire_pack_hidden");
     const uint64_t n_tokens = src.size() / n_embd;
     std::vector<uint8_t> out(n_tokens * wire_dtype_row_bytes(dtype, n_embd));
@@ -111,7 +111,7 @@ std::vector<uint8_t> wire_pack_hidden(std::span<const float> src, uint32_t n_emb
     return out;
 }
 
-void wire_unpack_hidden(std::span<const uint8_t> src, wire_dtype dtype, uint32_t n_embd,
+void wire_unpack_hidden(std::span<const uint8_t> src, WireDtype dtype, uint32_t n_embd,
                         std::span<float> dst) {
     check_shape(dst.size(), n_embd, "wire_unpack_hidden");
     const uint64_t n_tokens = dst.size() / n_embd;

@@ -13,9 +13,9 @@
 
 namespace colony::wire_detail {
 
-class wire_writer {
+class WireWriter {
   public:
-    explicit wire_writer(std::vector<uint8_t> &out) : out_(out) {}
+    explicit WireWriter(std::vector<uint8_t> &out) : out_(out) {}
 
     void u8(uint8_t v) { out_.push_back(v); }
     void u16(uint16_t v) { put_le(v); }
@@ -49,9 +49,9 @@ class wire_writer {
     std::vector<uint8_t> &out_;
 };
 
-class wire_reader {
+class WireReader {
   public:
-    wire_reader(const uint8_t *data, size_t size) : data_(data), size_(size) {}
+    WireReader(const uint8_t *data, size_t size) : data_(data), size_(size) {}
 
     size_t left() const { return size_ - off_; }
 

@@ -10,6 +10,6 @@ namespace colony::wire_detail {
 
 /// Throws Error(kProtocol, reason) when a field of body breaks a limit, a
 /// range, or a shape rule.
-void check_body(const wire_body &body, const wire_limits &limits);
+void check_body(const WireBody &body, const WireLimits &limits);
 
 }  // namespace colony::wire_detail

@@ -1,4 +1,4 @@
-#include "net/wire-check.h"
+#include "net/wire_check.h"
 
 #include <algorithm>
 #include <cmath>
@@ -39,7 +39,7 @@ void check_layers(uint32_t first, uint32_t last, uint32_t max) {
     }
 }
 
-void check_dtype(wire_dtype dtype) {
+void check_dtype(WireDtype dtype) {
     if (dtype >= WIRE_DTYPE_COUNT) {
         fail("unknown dtype " + str(dtype));
     }
@@ -51,7 +51,7 @@ void check_finite(float v, const char *field) {
     }
 }
 
-void check_sampling(const wire_sampling &s) {
+void check_sampling(const WireSampling &s) {
     check_finite(s.temperature, "temperature");
     check_finite(s.top_p, "top_p");
     check_finite(s.min_p, "min_p");
@@ -72,32 +72,32 @@ void check_sampling(const wire_sampling &s) {
     }
 }
 
-void check(const wire_join &m, const wire_limits &l) {
+void check(const WireJoin &m, const WireLimits &l) {
     check_string(m.node_name, "node_name", l.max_string_bytes);
     check_string(m.software_version, "software_version", l.max_string_bytes);
     check_string(m.os, "os", l.max_string_bytes);
     check_string(m.arch, "arch", l.max_string_bytes);
     check_string(m.backend, "backend", l.max_string_bytes);
     check_string(m.data_endpoint, "data_endpoint", l.max_string_bytes);
-    if (m.node_key == wire_key{}) {
+    if (m.node_key == WireKey{}) {
         fail("node_key is all zero");
     }
     if (m.cached_shards.size() > l.max_cached_shards) {
         fail(str(m.cached_shards.size()) + " cached shards exceed the limit " +
              str(l.max_cached_shards));
     }
-    for (const wire_cached_shard &c : m.cached_shards) {
+    for (const WireCachedShard &c : m.cached_shards) {
         check_layers(c.layer_first, c.layer_last, l.max_n_layer);
     }
 }
 
-void check(const wire_join_accept &, const wire_limits &) {}
-void check(const wire_join_reject &m, const wire_limits &l) {
+void check(const WireJoinAccept &, const WireLimits &) {}
+void check(const WireJoinReject &m, const WireLimits &l) {
     check_string(m.reason, "reason", l.max_string_bytes);
 }
-void check(const wire_heartbeat &, const wire_limits &) {}
+void check(const WireHeartbeat &, const WireLimits &) {}
 
-void check(const wire_assign &m, const wire_limits &l) {
+void check(const WireAssign &m, const WireLimits &l) {
     check_range(m.n_layer, 1, l.max_n_layer, "n_layer");
     check_layers(m.layer_first, m.layer_last, m.n_layer);
     check_range(m.n_embd, 1, l.max_n_embd, "n_embd");
@@ -122,22 +122,22 @@ void check(const wire_assign &m, const wire_limits &l) {
     check_string(m.next_endpoint, "next_endpoint", l.max_string_bytes);
 }
 
-void check(const wire_ready &m, const wire_limits &l) {
+void check(const WireReady &m, const WireLimits &l) {
     check_layers(m.layer_first, m.layer_last, l.max_n_layer);
 }
 
-void check(const wire_shard_request &m, const wire_limits &l) {
+void check(const WireShardRequest &m, const WireLimits &l) {
     check_layers(m.layer_first, m.layer_last, l.max_n_layer);
 }
 
-void check(const wire_shard_chunk &m, const wire_limits &) {
+void check(const WireShardChunk &m, const WireLimits &) {
     if (m.offset > m.total || m.bytes.size() > m.total - m.offset) {
         fail("chunk [" + str(m.offset) + ", +" + str(m.bytes.size()) + ") runs past total " +
              str(m.total));
     }
 }
 
-void check(const wire_shard_end &, const wire_limits &) {}
+void check(const WireShardEnd &, const WireLimits &) {}
 
 // Sequences sorted by id, to look up a token's sequence in O(log n_seqs).
 struct seq_slot {
@@ -145,7 +145,7 @@ struct seq_slot {
     uint32_t index;
 };
 
-void check_activation_tokens(const wire_activations &m, const wire_limits &l,
+void check_activation_tokens(const WireActivations &m, const WireLimits &l,
                              const std::vector<seq_slot> &sorted) {
     std::vector<uint32_t> seen(m.seqs.size(), 0);
     std::vector<int32_t> last_pos(m.seqs.size(), -1);
@@ -179,7 +179,7 @@ void check_activation_tokens(const wire_activations &m, const wire_limits &l,
     }
 }
 
-void check(const wire_activations &m, const wire_limits &l) {
+void check(const WireActivations &m, const WireLimits &l) {
     check_dtype(m.dtype);
     check_range(m.n_tokens, 1, l.max_tokens, "n_tokens");
     check_range(m.n_embd, 0, l.max_n_embd, "n_embd");
@@ -204,7 +204,7 @@ void check(const wire_activations &m, const wire_limits &l) {
     std::vector<seq_slot> sorted;
     sorted.reserve(m.seqs.size());
     for (uint32_t s = 0; s < m.seqs.size(); ++s) {
-        const wire_seq &q = m.seqs[s];
+        const WireSeq &q = m.seqs[s];
         if (q.seq_id < 0 || uint32_t(q.seq_id) >= l.max_n_seq) {
             fail("seq id " + std::to_string(q.seq_id) + " outside [0, " + str(l.max_n_seq) + ")");
         }
@@ -227,9 +227,9 @@ void check(const wire_activations &m, const wire_limits &l) {
     }
 }
 
-void check(const wire_tokens &m, const wire_limits &l) {
+void check(const WireTokens &m, const WireLimits &l) {
     check_range(m.sampled.size(), 0, l.max_tokens, "n_sampled");
-    for (const wire_sampled &s : m.sampled) {
+    for (const WireSampled &s : m.sampled) {
         if (s.seq_id < 0 || uint32_t(s.seq_id) >= l.max_n_seq || s.token < 0 ||
             uint32_t(s.token) >= l.max_n_vocab || s.pos < 0 || s.pos >= l.max_pos) {
             fail("sampled entry (seq " + std::to_string(s.seq_id) + ", token " +
@@ -238,7 +238,7 @@ void check(const wire_tokens &m, const wire_limits &l) {
     }
 }
 
-void check(const wire_seq_release &m, const wire_limits &l) {
+void check(const WireSeqRelease &m, const WireLimits &l) {
     if (m.seq_id < -1 || (m.seq_id >= 0 && uint32_t(m.seq_id) >= l.max_n_seq)) {
         fail("seq_id " + std::to_string(m.seq_id) + " outside [-1, " + str(l.max_n_seq) + ")");
     }
@@ -247,17 +247,17 @@ void check(const wire_seq_release &m, const wire_limits &l) {
     }
 }
 
-void check(const wire_error &m, const wire_limits &l) {
+void check(const WireError &m, const WireLimits &l) {
     check_string(m.message, "message", l.max_string_bytes);
 }
 
-void check(const wire_status &m, const wire_limits &l) {
+void check(const WireStatus &m, const WireLimits &l) {
     check_string(m.json, "json", l.max_status_bytes);
 }
 
 }  // namespace
 
-void check_body(const wire_body &body, const wire_limits &limits) {
+void check_body(const WireBody &body, const WireLimits &limits) {
     std::visit([&](const auto &m) { check(m, limits); }, body);
 }
 

@@ -1,4 +1,4 @@
-#include "net/private-file.h"
+#include "net/private_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
