@@ -336,7 +336,10 @@ void BatchScheduler::drain_tokens() {
             return;
         if (rm.status != RECV_STATUS_OK)
             continue;
-        trace_event("receive", "hop", t_recv, trace_now_us() - t_recv);
+        if (trace_enabled()) {
+            trace_event("receive", "hop", t_recv, trace_now_us() - t_recv,
+                        "{\"request\":" + std::to_string(rm.message.request_id) + "}");
+        }
         const WireType type = wire_message_type(rm.message);
         if (type != WIRE_TYPE_TOKENS) {
             COLONY_LOG_WARN("scheduler: dropped %s on the data socket (only TOKENS expected)",
@@ -460,6 +463,8 @@ void BatchScheduler::admit() {
         slot.req = std::move(q.req);
         slot.submitted = q.submitted;
         slot.admitted = clock::now();
+        COLONY_LOG_DEBUG("scheduler: request %llu -> sequence %zu (%zu prompt tokens)",
+                         static_cast<unsigned long long>(slot.id), s, slot.req->prompt.size());
         if (trace_enabled()) {
             const int64_t waited = us_between(slot.submitted, slot.admitted);
             trace_event_on("requests", "queue", "request", trace_now_us() - waited, waited,
@@ -628,6 +633,13 @@ void BatchScheduler::end(int32_t seq, SeqOutcome::End how, const Error *error, b
         admission_order_.end());
     n_active_.fetch_sub(1);
     release(seq, propagate, request_id);
+    COLONY_LOG_DEBUG("scheduler: request %llu (sequence %d) ended: %s after %d tokens%s%s",
+                     static_cast<unsigned long long>(request_id), seq,
+                     how == SeqOutcome::End::kStop        ? "stop"
+                     : how == SeqOutcome::End::kLength    ? "length"
+                     : how == SeqOutcome::End::kCancelled ? "cancelled"
+                                                          : "error",
+                     outcome.n_generated, error ? ": " : "", error ? error->what() : "");
     call_done(*req, outcome);
 }
 

@@ -314,7 +314,8 @@ void WorkerData::on_activations(const WireActivations &act, uint64_t request_id)
             COLONY_LOG_DEBUG("worker: dropped ACTIVATIONS of plan %llu",
                              static_cast<unsigned long long>(act.plan_epoch));
         } else {
-            COLONY_LOG_WARN("worker: dropped invalid ACTIVATIONS: %s", e.what());
+            COLONY_LOG_WARN("worker: dropped invalid ACTIVATIONS (request %llu): %s",
+                            static_cast<unsigned long long>(request_id), e.what());
         }
         return;
     }
@@ -322,8 +323,9 @@ void WorkerData::on_activations(const WireActivations &act, uint64_t request_id)
     try {
         step = host_.step(act, as.dtype);
     } catch (const Error &e) {
-        COLONY_LOG_ERROR("worker: stage %s failed on a ubatch of %u tokens: %s",
-                         host_.stage().range().str().c_str(), act.n_tokens, e.what());
+        COLONY_LOG_ERROR("worker: stage %s failed on a ubatch of %u tokens (request %llu): %s",
+                         host_.stage().range().str().c_str(), act.n_tokens,
+                         static_cast<unsigned long long>(request_id), e.what());
         return;
     }
     {
@@ -340,8 +342,9 @@ void WorkerData::on_activations(const WireActivations &act, uint64_t request_id)
     if (!host_.send(std::move(body), to, request_id)) {
         // The next stage (or the coordinator) does not take messages: the
         // coordinator's stall watch notices and re-plans.
-        COLONY_LOG_WARN("worker: the output of a ubatch of %u tokens did not reach %s",
-                        act.n_tokens, to);
+        COLONY_LOG_WARN(
+            "worker: the output of a ubatch of %u tokens (request %llu) did not reach %s",
+            act.n_tokens, static_cast<unsigned long long>(request_id), to);
     }
 }
 
@@ -349,9 +352,12 @@ void WorkerData::on_release(const WireSeqRelease &rel, uint64_t request_id) {
     if (!host_.loaded() || !current_)
         return;
     host_.release(rel.seq_id, rel.p0, current_->assign.n_seq_max);
+    COLONY_LOG_DEBUG("worker: request %llu: sequence %d released from position %d",
+                     static_cast<unsigned long long>(request_id), rel.seq_id, rel.p0);
     if (!current_->assign.is_last && !host_.send(rel, "the next stage", request_id))
-        COLONY_LOG_WARN("worker: SEQ_RELEASE of sequence %d did not reach the next stage",
-                        rel.seq_id);
+        COLONY_LOG_WARN(
+            "worker: SEQ_RELEASE of sequence %d (request %llu) did not reach the next stage",
+            rel.seq_id, static_cast<unsigned long long>(request_id));
 }
 
 }  // namespace colony

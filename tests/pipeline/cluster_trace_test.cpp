@@ -48,6 +48,7 @@ TEST(PipelineTrace, RunWritesOneTraceWithEveryStageInPipelineOrder) {
     std::map<std::string, int> samples;                   // process -> sample events
     std::map<std::string, std::vector<int64_t>> forward_ts;
     int waits = 0, queues = 0;
+    std::set<uint64_t> requests;  // request ids on the wire headers of every hop
     for (const json &e : events) {
         if (e.at("ph") != "X")
             continue;
@@ -60,6 +61,11 @@ TEST(PipelineTrace, RunWritesOneTraceWithEveryStageInPipelineOrder) {
             forward_ts[who].push_back(e.at("ts").get<int64_t>());
         }
         samples[who] += name == "sample";
+        if (name == "send" || name == "receive") {
+            // One request at a time: every hop names it in the wire header.
+            ASSERT_TRUE(e.contains("args")) << e.dump();
+            requests.insert(e.at("args").value("request", uint64_t{0}));
+        }
         waits += name == "wait";
         queues += name == "queue";
     }
@@ -73,6 +79,7 @@ TEST(PipelineTrace, RunWritesOneTraceWithEveryStageInPipelineOrder) {
     EXPECT_LE(samples["worker worker-2"], kTokens);
     EXPECT_EQ(waits, samples["worker worker-2"]) << "one pipeline wait per token that came back";
     EXPECT_EQ(queues, 1);
+    EXPECT_EQ(requests, std::set<uint64_t>{1}) << "the request id travels on every hop";
     // The prompt's ubatch goes through the stages in order.
     for (const char *p : {"coordinator", "worker worker-1", "worker worker-2"})
         ASSERT_FALSE(forward_ts[p].empty()) << p;

@@ -186,13 +186,16 @@ void handle_generation(OpenAiServer::Impl &impl, RequestKind kind, const httplib
     auto stream = std::make_shared<GenerationStream>(impl.tok, r.stop, t_received, impl.metrics);
     stream->set_prompt_tokens(n_prompt);
     const uint64_t id = impl.backend.submit(std::move(g), GenerationStream::callbacks(stream));
-    COLONY_LOG_DEBUG("api: %s request %llu: %d prompt tokens%s", req.path.c_str(),
-                     static_cast<unsigned long long>(id), n_prompt, r.stream ? ", streaming" : "");
     InferenceBackend *backend = &impl.backend;
     stream->set_cancel([backend, id] { backend->cancel(id); });
 
     ResponseIds ids;
     ids.id = impl.next_id(kind == RequestKind::kChat ? "chatcmpl" : "cmpl");
+    // The backend's id is the one every node's log lines and the wire header
+    // carry (docs/request-path.md): this line ties it to the response id.
+    COLONY_LOG_DEBUG("api: %s %s is request %llu: %d prompt tokens%s", req.path.c_str(),
+                     ids.id.c_str(), static_cast<unsigned long long>(id), n_prompt,
+                     r.stream ? ", streaming" : "");
     ids.created = unix_now();
     ids.model = info.id;
     if (!r.stream) {
