@@ -37,8 +37,13 @@
 // queued and running request with Error(kUnavailable, reason); a pipeline
 // that makes no progress for stall_timeout_ms plus the learned time of the
 // tokens in flight (stall_watch.h) fails all running requests and asks the
-// control plane to re-plan. Stage 0 failing to load is reported to
-// ClusterState (set_local_failed).
+// control plane to re-plan (serving alone: the one stage starts afresh). A
+// failed stage step is handled by its error's ErrorAction (util/error.h):
+// kReplan fails the pipeline, anything else fails only the ubatch's requests.
+// Stage 0 failing to load is kept for load_error() and wait_loaded().
+//
+// Files: batch_scheduler.cpp (the thread, the plan, the request API),
+// batch_scheduler_ubatch.cpp (admission, TOKENS, building and running ubatches).
 #pragma once
 
 #include <atomic>

@@ -13,6 +13,12 @@ inline int64_t now_us() {
         .count();
 }
 
+/// Microseconds from `a` to `b` on the steady clock (negative when b < a).
+inline int64_t us_between(std::chrono::steady_clock::time_point a,
+                          std::chrono::steady_clock::time_point b) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count();
+}
+
 /// Milliseconds elapsed on the steady clock since `t` (negative when `t` lies
 /// ahead; a default time point gives the time since the clock's epoch, i.e. a
 /// large number, so "never" counts as long ago).

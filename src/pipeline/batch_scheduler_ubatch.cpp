@@ -1,0 +1,276 @@
+// BatchScheduler's data path (batch_scheduler.h): admitting requests, the
+// TOKENS that come back, building each ubatch and running it through stage 0.
+#include <algorithm>
+
+#include "net/transport.h"
+#include "pipeline/batch_scheduler.h"
+#include "pipeline/cluster_state.h"
+#include "runtime/stage.h"
+#include "runtime/ubatch_builder.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/trace.h"
+
+namespace colony {
+
+namespace {
+
+constexpr uint32_t kHintMinTokens = 16;  // smaller ubatches (decode) are dominated by fixed costs
+
+}  // namespace
+
+void BatchScheduler::drain_tokens() {
+    if (!pull_)
+        return;
+    for (;;) {
+        const int64_t t_recv = trace_now_us();
+        ReceivedMessage rm = recv_message(*pull_, {}, zmq::recv_flags::dontwait);
+        if (rm.status == RECV_STATUS_TIMEOUT)
+            return;
+        if (rm.status != RECV_STATUS_OK)
+            continue;
+        if (trace_enabled()) {
+            trace_event("receive", "hop", t_recv, trace_now_us() - t_recv,
+                        "{\"request\":" + std::to_string(rm.message.request_id) + "}");
+        }
+        const WireType type = wire_message_type(rm.message);
+        if (type != WIRE_TYPE_TOKENS) {
+            COLONY_LOG_WARN("scheduler: dropped %s on the data socket (only TOKENS expected)",
+                            wire_type_name(type));
+            continue;
+        }
+        if (!last_user_id_.empty() && rm.user_id != last_user_id_) {
+            COLONY_LOG_WARN("scheduler: dropped TOKENS from key %s: not the last stage",
+                            rm.user_id.c_str());
+            continue;
+        }
+        handle_tokens(std::get<WireTokens>(rm.message.body));
+    }
+}
+
+void BatchScheduler::handle_tokens(const WireTokens &tokens) {
+    if (tokens.plan_epoch != epoch_) {
+        COLONY_LOG_DEBUG("scheduler: dropped TOKENS of plan %llu",
+                         static_cast<unsigned long long>(tokens.plan_epoch));
+        return;
+    }
+    for (const WireSampled &s : tokens.sampled) {
+        const bool in_range = s.seq_id >= 0 && static_cast<size_t>(s.seq_id) < slots_.size();
+        Slot *slot = in_range ? &slots_[s.seq_id] : nullptr;
+        const bool expected = slot && (slot->req || slot->draining) && slot->awaiting &&
+                              s.pos == slot->n_pos - 1 && s.token >= 0 &&
+                              static_cast<uint32_t>(s.token) < hp_.n_vocab;
+        if (!expected) {
+            COLONY_LOG_WARN(
+                "scheduler: dropped a sampled token (seq %d, pos %d, token %d) that "
+                "no running sequence expects",
+                s.seq_id, s.pos, s.token);
+            continue;
+        }
+        watch_.answered(slot->ubatch, clock::now());
+        if (host_.has_link()) {
+            record_round_trip(slot->sent_at);
+            if (trace_enabled()) {
+                const int64_t waited = us_between(slot->sent_at, clock::now());
+                trace_event_on("pipeline", "wait", "pipeline", trace_now_us() - waited, waited,
+                               "{\"request\":" + std::to_string(slot->id) +
+                                   ",\"pos\":" + std::to_string(s.pos) + "}");
+            }
+        }
+        if (slot->draining) {
+            // the last row of a cancelled sequence: its cells were released already
+            *slot = Slot{};
+            continue;
+        }
+        on_sampled(s.seq_id, s.token);
+    }
+}
+
+void BatchScheduler::on_sampled(int32_t seq, int32_t token) {
+    Slot &slot = slots_[seq];
+    slot.awaiting = false;
+    if (slot.n_generated == 0 && slot.ttft_us == 0)
+        slot.ttft_us = us_between(slot.submitted, clock::now());
+    SeqRequest &req = *slot.req;
+    if (!req.ignore_eos && req.is_eog && req.is_eog(token)) {
+        end(seq, SeqOutcome::End::kStop, nullptr, true);
+        return;
+    }
+    ++slot.n_generated;
+    if (req.on_token) {
+        try {
+            req.on_token(token);
+        } catch (const std::exception &e) {
+            COLONY_LOG_ERROR("scheduler: on_token threw: %s", e.what());
+        }
+    }
+    if (slot.n_generated >= req.max_tokens ||
+        static_cast<uint32_t>(slot.n_pos) >= opts_.n_ctx_seq()) {
+        end(seq, SeqOutcome::End::kLength, nullptr, true);
+    } else {
+        slot.next_input = token;
+    }
+}
+
+void BatchScheduler::take_cancellations() {
+    std::unordered_set<uint64_t> ids;
+    std::vector<Queued> dropped;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (cancels_.empty())
+            return;
+        ids.swap(cancels_);
+        for (auto it = queue_.begin(); it != queue_.end();) {
+            if (ids.count(it->id)) {
+                dropped.push_back(std::move(*it));
+                it = queue_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    for (Queued &q : dropped)
+        finish_queued(q, SeqOutcome::End::kCancelled, nullptr);
+    for (size_t s = 0; s < slots_.size(); ++s) {
+        if (slots_[s].req && ids.count(slots_[s].id))
+            end(static_cast<int32_t>(s), SeqOutcome::End::kCancelled, nullptr, true);
+    }
+}
+
+void BatchScheduler::admit() {
+    size_t busy = 0;  // slots running a request or waiting for a cancelled one's last row
+    for (const Slot &slot : slots_)
+        busy += slot.req || slot.draining;
+    const bool paused = state_.scheduler_tick(busy);  // a re-plan waits for running requests
+    if (!ready_ || paused)
+        return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t s = 0; s < slots_.size() && !queue_.empty(); ++s) {
+        if (slots_[s].req || slots_[s].draining)
+            continue;
+        Slot &slot = slots_[s];
+        Queued q = std::move(queue_.front());
+        queue_.pop_front();
+        slot = Slot{};
+        slot.id = q.id;
+        slot.req = std::move(q.req);
+        slot.submitted = q.submitted;
+        slot.admitted = clock::now();
+        COLONY_LOG_DEBUG("scheduler: request %llu -> sequence %zu (%zu prompt tokens)",
+                         static_cast<unsigned long long>(slot.id), s, slot.req->prompt.size());
+        if (trace_enabled()) {
+            const int64_t waited = us_between(slot.submitted, slot.admitted);
+            trace_event_on("requests", "queue", "request", trace_now_us() - waited, waited,
+                           "{\"request\":" + std::to_string(slot.id) + ",\"prompt_tokens\":" +
+                               std::to_string(slot.req->prompt.size()) + "}");
+        }
+        admission_order_.push_back(s);
+        n_active_.fetch_add(1);
+    }
+}
+
+bool BatchScheduler::build_ubatch(WireActivations &act) {
+    const int64_t t_build = trace_enabled() ? trace_now_us() : 0;
+    // The rows: ubatch_builder.h (decode rows first, then prompt chunks in
+    // admission order).
+    std::vector<BatchSeqView> views;
+    views.reserve(admission_order_.size());
+    for (size_t s : admission_order_) {
+        const Slot &slot = slots_[s];
+        views.push_back({static_cast<int32_t>(s), &slot.req->prompt, slot.n_prompt_sent, slot.n_pos,
+                         slot.next_input});
+    }
+    const UbatchPlan plan = colony::build_ubatch(views, opts_.n_ubatch);
+    if (plan.empty())
+        return false;
+
+    act.plan_epoch = epoch_;
+    act.dtype = opts_.wire_type;
+    act.n_embd = 0;
+    act.n_tokens = static_cast<uint32_t>(plan.tokens.size());
+    act.tokens = plan.tokens;
+    act.pos = plan.pos;
+    act.seq_id = plan.seq_id;
+    act.outputs.assign(plan.out_ids.begin(), plan.out_ids.end());
+    for (size_t r = 0; r < plan.seq_id.size(); ++r) {
+        const int32_t seq = plan.seq_id[r];
+        if (act.seqs.empty() || act.seqs.back().seq_id != seq)
+            act.seqs.push_back({seq, 0, slots_[seq].req->sampling});
+        ++act.seqs.back().n_tokens;
+    }
+
+    const clock::time_point now = clock::now();
+    const uint64_t ubatch_id = watch_.sent(act.n_tokens, now);
+    bool has_decode = false, has_prompt = false;
+    for (size_t i = 0; i < views.size(); ++i) {
+        Slot &slot = slots_[views[i].seq];
+        const bool decode = views[i].pending_token >= 0;
+        if (decode) {
+            slot.next_input = -1;
+            slot.n_pos += 1;
+        }
+        slot.n_prompt_sent += plan.n_prompt_taken[i];
+        slot.n_pos += static_cast<int32_t>(plan.n_prompt_taken[i]);
+        if (decode || plan.n_prompt_taken[i] > 0)
+            slot.sent_at = now;
+        has_decode = has_decode || decode;
+        has_prompt = has_prompt || plan.n_prompt_taken[i] > 0;
+    }
+    for (size_t view_index : plan.out_seq_index) {
+        Slot &slot = slots_[views[view_index].seq];
+        slot.awaiting = true;
+        slot.ubatch = ubatch_id;
+    }
+    if (has_decode && has_prompt)
+        mixed_ubatches_.fetch_add(1);
+    if (t_build) {
+        trace_event("build ubatch", "scheduler", t_build, trace_now_us() - t_build,
+                    "{\"n_tokens\":" + std::to_string(act.n_tokens) +
+                        ",\"n_seqs\":" + std::to_string(act.seqs.size()) + "}");
+    }
+    return true;
+}
+
+void BatchScheduler::run_ubatch(const WireActivations &act) {
+    HostStep step;
+    try {
+        step = host_.step(act, opts_.wire_type);
+    } catch (const Error &e) {
+        const ErrorAction action = error_action(e.code());
+        COLONY_LOG_ERROR("scheduler: stage 0 failed on a ubatch of %u tokens (%s): %s",
+                         act.n_tokens, error_action_name(action), e.what());
+        if (action == ErrorAction::kReplan) {
+            fail_pipeline(std::string("stage 0 failed: ") + e.what());
+            return;
+        }
+        // The KV cache is unchanged: only the ubatch's requests fail.
+        for (const WireSeq &s : act.seqs) {
+            if (slots_[s.seq_id].req)
+                end(s.seq_id, SeqOutcome::End::kError, &e, true);
+        }
+        return;
+    }
+    // decode times of stage 0 for the measured planner (coordinator_profiles.cpp)
+    state_.record_local_step(step.compute_ms, act.n_tokens);
+    const uint32_t n_blocks = host_.stage().range().size();
+    if (act.n_tokens >= kHintMinTokens && n_blocks > 0) {
+        // stage 0's time per token scaled to every block: a first guess of the
+        // pipeline's time per prompt token before any answer came back
+        watch_.hint_ms_per_token(step.compute_ms / act.n_tokens * hp_.n_layer / n_blocks);
+    }
+    if (auto *tokens = std::get_if<WireTokens>(&step.out)) {
+        handle_tokens(*tokens);  // a plan of one stage: stage 0 sampled
+        return;
+    }
+    if (!host_.send(std::move(std::get<WireActivations>(step.out)), "stage 1", request_of(act))) {
+        fail_pipeline(
+            "cannot send hidden states to stage 1 (its data socket does not take messages)");
+    }
+}
+
+uint64_t BatchScheduler::request_of(const WireActivations &act) const {
+    return act.seqs.size() == 1 ? slots_[act.seqs.front().seq_id].id : 0;
+}
+
+}  // namespace colony
