@@ -41,7 +41,10 @@ def report(events, names, skip):
     coordinator = next((pid for pid, n in names.items() if n == "coordinator"), None)
     parts = {}
     rows = 0
-    for w in waits[skip:]:
+    alone = [w for i, w in enumerate(waits)
+             if (i == 0 or waits[i - 1]["ts"] + waits[i - 1]["dur"] <= w["ts"])
+             and (i + 1 == len(waits) or w["ts"] + w["dur"] <= waits[i + 1]["ts"])]
+    for w in alone[skip:]:  # one row in flight: one request decoding alone
         t0, t1 = w["ts"], w["ts"] + w["dur"]
         inside = [e for e in events if e["ts"] >= t0 and e["ts"] + e["dur"] <= t1 and e["name"] != "wait"]
         fwd = [e for e in inside if e["name"] == "forward"]
@@ -53,7 +56,7 @@ def report(events, names, skip):
         for e in inside:
             if e["name"] not in ("forward", "pack", "unpack", "sample", "send", "receive"):
                 continue
-            key = f'{names.get(e["pid"], e["pid"])}: {e["name"]}'
+            key = f'{names.get(e["pid"], "?")} (pid {e["pid"]}): {e["name"]}'
             sums[key] = sums.get(key, 0) + e["dur"]
             seen += e["dur"]
         sums["links (network + ZeroMQ I/O, not traced)"] = w["dur"] - seen
@@ -63,7 +66,7 @@ def report(events, names, skip):
         print("no single-token decode steps found", file=sys.stderr)
         return 1
     n_stages = len({e["pid"] for e in events if e["name"] == "forward"})
-    print(f"{rows} decode steps, {n_stages} stages; median ms per token:")
+    print(f"{rows} decode steps of one request alone, {n_stages} stages; median ms per token:")
     print("| part | ms |")
     print("| --- | ---: |")
     for k in sorted(parts, key=lambda k: (k != "total (wait)", k.startswith("links"), k)):

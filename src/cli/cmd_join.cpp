@@ -16,6 +16,7 @@
 #include "net/tokens.h"
 #include "pipeline/worker.h"
 #include "util/error.h"
+#include "util/host.h"
 #include "util/log.h"
 #include "util/trace.h"
 
@@ -108,7 +109,7 @@ int cmd_join(int argc, char **argv) {
     }
 
     if (!trace.empty())
-        trace_open(trace, "worker " + (o.name.empty() ? std::string("(host name)") : o.name));
+        trace_open(trace, "worker " + (o.name.empty() ? host_name().value_or("?") : o.name));
     block_stop_signals();
     std::atomic<bool> stop{false};
     std::atomic<bool> done{false};
