@@ -260,8 +260,9 @@ TEST(ApiError, EveryErrorCodeHasOneNextStep) {
         const Status st(code, "m");
         EXPECT_FALSE(st.ok());
         EXPECT_EQ(st.action(), action) << error_code_name(code);
-        if (action == ErrorAction::kRetry)
+        if (action == ErrorAction::kRetry) {
             EXPECT_EQ(http_error_from(Error(code, "m")).status, 429) << error_code_name(code);
+        }
     }
     EXPECT_STREQ(error_action_name(ErrorAction::kReplan), "replan");
     EXPECT_TRUE(Status().ok());
