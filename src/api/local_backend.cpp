@@ -66,11 +66,10 @@ void LocalBackend::wait_ready() {
 }
 
 uint64_t LocalBackend::submit(GenerationRequest request, GenerationCallbacks callbacks) {
-    const BackendHealth h = health();
-    if (!h.ready && h.status == "loading")
-        throw Error(ErrorCode::kUnavailable, "the model is still loading");
-    if (!h.ready)
-        throw Error(ErrorCode::kUnavailable, h.reason);
+    if (const BackendHealth h = health(); !h.ready) {
+        throw Error(ErrorCode::kUnavailable,
+                    h.status == "loading" ? "the model is still loading" : h.reason);
+    }
     return scheduler_->submit(make_seq_request(std::move(request), std::move(callbacks), *tok_));
 }
 

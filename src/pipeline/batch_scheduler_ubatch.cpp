@@ -24,7 +24,7 @@ void BatchScheduler::drain_tokens() {
     if (!pull_)
         return;
     for (;;) {
-        const int64_t t_recv = trace_now_us();
+        const int64_t t_recv = trace_enabled() ? trace_now_us() : 0;
         ReceivedMessage rm = recv_message(*pull_, {}, zmq::recv_flags::dontwait);
         if (rm.status == RECV_STATUS_TIMEOUT)
             return;

@@ -139,7 +139,7 @@ void WorkerData::run() {
             zmq::pollitem_t item{pull_.handle(), 0, ZMQ_POLLIN, 0};
             if (zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs)) <= 0)
                 continue;
-            const int64_t t_recv = trace_now_us();
+            const int64_t t_recv = trace_enabled() ? trace_now_us() : 0;
             ReceivedMessage rm = recv_message(pull_, {}, zmq::recv_flags::dontwait);
             if (rm.status != RECV_STATUS_OK)
                 continue;

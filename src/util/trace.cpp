@@ -22,6 +22,9 @@ struct TraceFile {
     std::mutex mutex;
     std::FILE *file = nullptr;  // guarded by mutex
     int pid = 0;
+    /// At exit: the trace ends with a last line and "]" (close_locked).
+    ~TraceFile();
+    void close_locked();
 };
 
 std::atomic<bool> g_enabled{false};
@@ -74,9 +77,21 @@ std::string event_line(const char *name, const char *cat, int64_t t0_us, int64_t
     return line + "},\n";
 }
 
-struct CloseAtExit {
-    ~CloseAtExit() { trace_close(); }
-} g_close_at_exit;
+void TraceFile::close_locked() {
+    if (!file)
+        return;
+    // A last metadata event, so the array ends without a trailing comma.
+    std::fprintf(
+        file, "{\"name\":\"trace_end\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"args\":{}}\n]\n", pid);
+    std::fclose(file);
+    file = nullptr;
+}
+
+TraceFile::~TraceFile() {
+    g_enabled.store(false);
+    std::lock_guard<std::mutex> lock(mutex);
+    close_locked();
+}
 
 }  // namespace
 
@@ -102,14 +117,7 @@ void trace_close() {
     g_enabled.store(false);
     TraceFile &t = trace_file();
     std::lock_guard<std::mutex> lock(t.mutex);
-    if (!t.file)
-        return;
-    // A last metadata event, so the array ends without a trailing comma.
-    std::fprintf(t.file,
-                 "{\"name\":\"trace_end\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"args\":{}}\n]\n",
-                 t.pid);
-    std::fclose(t.file);
-    t.file = nullptr;
+    t.close_locked();
 }
 
 bool trace_enabled() {
