@@ -249,6 +249,8 @@ std::string CoordinatorBackend::cluster_json() const {
         {"nodes", nodes},
         {"plan", view.plan ? plan_to_json(*view.plan) : json(nullptr)},
         {"replans", replans},
+        {"recoveries", recoveries_to_json(view.recoveries)},
+        {"recoveries_total", view.recoveries_total},
     };
     return out.dump(-1, ' ', false, json::error_handler_t::replace);
 }

@@ -57,6 +57,9 @@ std::unique_ptr<SeqRequest> make_seq_request(GenerationRequest request,
     req->prompt = std::move(request.prompt);
     req->max_tokens = request.max_tokens;
     req->sampling = sampling_to_wire(request.sampling);
+    // A random seed is drawn here, once: a replayed request (recovery) then
+    // draws the same tokens on whichever stage samples it.
+    req->sampling.seed = resolve_seed(req->sampling.seed);
     req->ignore_eos = request.ignore_eos;
     req->is_eog = [t = &tok](int32_t token) { return t->is_eog(token); };
     req->on_token = std::move(callbacks.on_token);

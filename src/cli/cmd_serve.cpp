@@ -116,7 +116,8 @@ int cmd_serve(int argc, char **argv) {
     int32_t workers_expected = -1;
     float mem_limit = 0;
     int32_t threads = 0, hb_timeout = o.heartbeat_timeout_ms, stall_timeout = o.stall_timeout_ms;
-    bool insecure = false, no_mmap = false;
+    int32_t hb_interval = o.heartbeat_interval_ms, recovery_timeout = o.recovery_timeout_ms;
+    bool insecure = false, no_mmap = false, no_recovery = false;
     ArgParser p("colony serve",
                 "Serve a model over the OpenAI-compatible API (/v1/chat/completions,\n"
                 "/v1/completions, /v1/models, /health, /metrics, /v1/cluster) and the dashboard\n"
@@ -159,7 +160,17 @@ int cmd_serve(int argc, char **argv) {
           "where shards for workers are written (default "
           "~/.cache/colony/shards)",
           &cache_dir);
-    p.add("", "--heartbeat-timeout-ms", "MS", "a worker silent this long is lost", &hb_timeout);
+    p.add("", "--heartbeat-interval-ms", "MS", "a HEARTBEAT to every worker this often",
+          &hb_interval);
+    p.add("", "--heartbeat-timeout-ms", "MS",
+          "a worker silent this long (plus 4 measured round trips) is lost", &hb_timeout);
+    p.add("", "--recovery-timeout-ms", "MS",
+          "running requests of a lost stage wait this long for a new plan, then fail",
+          &recovery_timeout);
+    p.flag("", "--no-recovery",
+           "fail the running requests when a stage is lost instead of replaying them on a new "
+           "plan",
+           &no_recovery);
     p.add("", "--stall-timeout-ms", "MS",
           "a pipeline without progress this long (plus time for the tokens in flight) fails its "
           "requests",
@@ -222,7 +233,17 @@ int cmd_serve(int argc, char **argv) {
     o.n_threads = threads;
     o.mem_limit_gib = mem_limit;
     o.insecure = insecure;
+    if (hb_interval < 10 || hb_timeout < 2 * hb_interval) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "--heartbeat-interval-ms must be >= 10 and --heartbeat-timeout-ms at least "
+                    "twice it");
+    }
+    if (recovery_timeout < 0)
+        throw Error(ErrorCode::kInvalidArgument, "--recovery-timeout-ms must be >= 0");
+    o.heartbeat_interval_ms = hb_interval;
     o.heartbeat_timeout_ms = hb_timeout;
+    o.recovery_timeout_ms = recovery_timeout;
+    o.recovery = !no_recovery;
     o.stall_timeout_ms = stall_timeout;
     o.config_dir = config_dir_or_default(config_dir, false);
     o.cache_dir = cache_dir_or_default(cache_dir);

@@ -134,7 +134,8 @@ uint64_t BatchScheduler::submit(std::unique_ptr<SeqRequest> req) {
     if (stopped_.load() || stop_.load())
         throw Error(ErrorCode::kUnavailable, "the server is shutting down");
     const ClusterState::Snapshot snap = state_.snapshot();
-    if (!snap.ready && !snap.replanning) {  // during a graceful re-plan requests wait in the queue
+    // During a graceful re-plan or a recovery requests wait in the queue.
+    if (!snap.ready && !snap.replanning && !recovering_.load()) {
         throw Error(ErrorCode::kUnavailable,
                     "the cluster is not ready: " + snap.status +
                         (snap.reason.empty() ? "" : " (" + snap.reason + ")"));
@@ -213,6 +214,7 @@ void BatchScheduler::run() {
     while (!stop_.load()) {
         try {
             sync_plan();
+            check_recovery();
             drain_tokens();
             check_stall();
             take_cancellations();
@@ -255,7 +257,10 @@ void BatchScheduler::sync_plan() {
         const Error changed(
             ErrorCode::kUnavailable,
             "the pipeline changed: " + (why.empty() ? std::string("re-planned") : why));
-        if (snap.replanning) {
+        if (opts_.recovery) {
+            if (n_active_.load() > 0)
+                replay_running(why.empty() ? std::string("re-planned") : why);
+        } else if (snap.replanning) {
             fail_running(changed);  // a graceful re-plan: the queue runs on the new plan
         } else {
             fail_all(changed);
@@ -293,6 +298,7 @@ void BatchScheduler::apply_plan(const LocalPlan &plan) {
     cfg.load.use_mmap = opts_.use_mmap;
     cfg.load.use_repack = opts_.use_repack;
     cfg.slowdown = opts_.debug_slowdown;  // emulated heterogeneity (docs/cluster.md)
+    cfg.batch_invariant = pull_ != nullptr;  // a cluster: recovery re-computes the same floats
     try {
         if (host_.holds(opts_.model_path, cfg)) {
             host_.reset();
@@ -337,9 +343,18 @@ void BatchScheduler::check_stall() {
 }
 
 void BatchScheduler::fail_pipeline(const std::string &reason) {
-    fail_all(Error(ErrorCode::kUnavailable, reason));
+    if (opts_.recovery) {
+        if (n_active_.load() > 0) {
+            if (pull_)
+                state_.open_recovery(epoch_, "", reason, 0);
+            replay_running(reason);
+        }
+    } else {
+        fail_all(Error(ErrorCode::kUnavailable, reason));
+    }
     if (!pull_) {
-        // Serving alone: nobody else re-plans. The one stage starts afresh.
+        // Serving alone: nobody else re-plans. The one stage starts afresh
+        // (and the replayed requests run on it at once).
         host_.reset();
         return;
     }

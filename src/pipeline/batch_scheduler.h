@@ -33,17 +33,30 @@
 // plane has paused admission; submit() queues while a graceful re-plan is
 // under way, and the queue survives its epoch change.
 //
-// Failures: a plan change that is not graceful (a lost worker) fails every
-// queued and running request with Error(kUnavailable, reason); a pipeline
-// that makes no progress for stall_timeout_ms plus the learned time of the
-// tokens in flight (stall_watch.h) fails all running requests and asks the
-// control plane to re-plan (serving alone: the one stage starts afresh). A
-// failed stage step is handled by its error's ErrorAction (util/error.h):
-// kReplan fails the pipeline, anything else fails only the ubatch's requests.
+// Recovery (DESIGN.md, decision 10; batch_scheduler_recovery.cpp): a plan
+// change that is not graceful (a lost worker), a pipeline that makes no
+// progress for stall_timeout_ms plus the learned time of the tokens in flight
+// (stall_watch.h), or a failed send to stage 1 does not fail the running
+// requests: each keeps its slot, its delivered tokens and its outcome so far,
+// and is *replayed*: once a new plan serves, its prompt and every token it
+// delivered are prefilled again (the stages' KV caches and the last stage's
+// sampler state are rebuilt from that history; the draw is a function of
+// (seed, position), sampler.h), and generation goes on from where it stopped.
+// The client sees a pause, no error and no token twice. Queued requests wait
+// meanwhile, and submit() queues new ones. When no plan serves within
+// recovery_timeout_ms, the replayed and queued requests fail with
+// Error(kUnavailable) naming the loss. With opts.recovery false, a lost
+// worker fails every running and queued request at once (as before).
+// TOKENS of another epoch are dropped (fencing: a worker back from a
+// partition cannot put a stale token into a stream).
+//
+// A failed stage step is handled by its error's ErrorAction (util/error.h):
+// kReplan recovers as above, anything else fails only the ubatch's requests.
 // Stage 0 failing to load is kept for load_error() and wait_loaded().
 //
 // Files: batch_scheduler.cpp (the thread, the plan, the request API),
-// batch_scheduler_ubatch.cpp (admission, TOKENS, building and running ubatches).
+// batch_scheduler_ubatch.cpp (admission, TOKENS, building and running ubatches),
+// batch_scheduler_recovery.cpp (replaying running requests on a new plan).
 #pragma once
 
 #include <atomic>
@@ -187,6 +200,12 @@ class BatchScheduler {
         int32_t n_pos = 0;           // next position
         int32_t next_input = -1;     // sampled token to send as the next decode input
         int32_t n_generated = 0;
+        std::vector<int32_t> generated;  // the tokens delivered, in order (for a replay)
+        // A replay (recovery): prompt + generated, prefilled instead of the
+        // prompt; empty when the sequence runs its own prompt.
+        std::vector<int32_t> replay;
+        bool replaying = false;  // replayed; no token came back since (for the stall)
+        clock::time_point last_token_at;  // the last token delivered (the stall)
         bool awaiting = false;  // an output row of this sequence is in flight
         clock::time_point submitted;
         clock::time_point admitted;
@@ -196,6 +215,15 @@ class BatchScheduler {
     };
 
     void run();
+    /// What slot prefills: the request's prompt, or its replay.
+    static const std::vector<int32_t> &prefill_of(const Slot &slot);
+    /// Recovery: every running sequence starts again on the next plan from
+    /// its token history (the header comment); draining slots are freed.
+    /// `reason`: why, for the logs and a later failure.
+    void replay_running(const std::string &reason);
+    /// Recovery: closes a recovery once the plan serves (records it), or
+    /// fails what waits once recovery_timeout_ms passed.
+    void check_recovery();
     void wait_for_work();
     void sync_plan();
     void apply_plan(const LocalPlan &plan);
@@ -242,6 +270,12 @@ class BatchScheduler {
     std::vector<size_t> admission_order_;  // running slots, oldest first
     uint64_t epoch_ = 0;
     bool ready_ = false;
+    // Recovery in progress: since when, why, and what is replayed.
+    std::optional<clock::time_point> recovering_since_;
+    std::string recovery_reason_;
+    uint32_t replayed_requests_ = 0;
+    uint64_t replayed_tokens_ = 0;
+    std::atomic<bool> recovering_{false};  // submit() queues while true
     std::string last_user_id_;  // only this key fingerprint may send TOKENS ("" = any)
     StallWatch watch_;
 

@@ -89,15 +89,24 @@ void BatchScheduler::handle_tokens(const WireTokens &tokens) {
 
 void BatchScheduler::on_sampled(int32_t seq, int32_t token) {
     Slot &slot = slots_[seq];
+    const clock::time_point now = clock::now();
     slot.awaiting = false;
     if (slot.n_generated == 0 && slot.ttft_us == 0)
-        slot.ttft_us = us_between(slot.submitted, clock::now());
+        slot.ttft_us = us_between(slot.submitted, now);
+    if (slot.replaying) {
+        // the first token after a replay: the stream's pause
+        const clock::time_point since = slot.n_generated > 0 ? slot.last_token_at : slot.admitted;
+        state_.note_stall(us_between(since, now) / 1000);
+        slot.replaying = false;
+    }
+    slot.last_token_at = now;
     SeqRequest &req = *slot.req;
     if (!req.ignore_eos && req.is_eog && req.is_eog(token)) {
         end(seq, SeqOutcome::End::kStop, nullptr, true);
         return;
     }
     ++slot.n_generated;
+    slot.generated.push_back(token);
     if (req.on_token) {
         try {
             req.on_token(token);
@@ -178,8 +187,8 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
     views.reserve(admission_order_.size());
     for (size_t s : admission_order_) {
         const Slot &slot = slots_[s];
-        views.push_back({static_cast<int32_t>(s), &slot.req->prompt, slot.n_prompt_sent, slot.n_pos,
-                         slot.next_input});
+        views.push_back({static_cast<int32_t>(s), &prefill_of(slot), slot.n_prompt_sent,
+                         slot.n_pos, slot.next_input});
     }
     const UbatchPlan plan = colony::build_ubatch(views, opts_.n_ubatch);
     if (plan.empty())

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "util/clock.h"
+
 namespace colony {
 
 uint64_t ClusterState::set_plan(LocalPlan plan, std::string reason, bool graceful) {
@@ -95,7 +97,61 @@ ClusterView ClusterState::cluster_view() const {
     v.epoch = s_.epoch;
     v.ready = s_.ready;
     v.replanning = s_.replanning;
+    v.recoveries = recoveries_;
+    v.recoveries_total = recoveries_total_;
     return v;
+}
+
+RecoveryRecord *ClusterState::open_record() {
+    return recovery_open_ && !recoveries_.empty() ? &recoveries_.back() : nullptr;
+}
+
+void ClusterState::open_recovery(uint64_t epoch, const std::string &lost, const std::string &reason,
+                                 int64_t detect_ms) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (RecoveryRecord *r = open_record()) {
+        if (r->resumed_unix_ms == 0)
+            return;  // a second loss during a recovery: one record, one stall
+    }
+    RecoveryRecord r;
+    r.epoch = epoch;
+    r.lost = lost;
+    r.reason = reason;
+    r.detected_unix_ms = unix_ms();
+    r.detect_ms = detect_ms;
+    recoveries_.push_back(std::move(r));
+    if (recoveries_.size() > kMaxRecoveryRecords)
+        recoveries_.erase(recoveries_.begin());
+    ++recoveries_total_;
+    recovery_open_ = true;
+}
+
+void ClusterState::note_replacement(const std::string &replacement) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (RecoveryRecord *r = open_record(); r && r->resumed_unix_ms == 0)
+        r->replacement = replacement;
+}
+
+void ClusterState::note_resumed(uint32_t requests, uint64_t tokens) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (RecoveryRecord *r = open_record(); r && r->resumed_unix_ms == 0) {
+        r->resumed_unix_ms = unix_ms();
+        r->requests_replayed = requests;
+        r->tokens_recomputed = tokens;
+    }
+}
+
+void ClusterState::note_stall(int64_t ms) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (RecoveryRecord *r = open_record())
+        r->stall_ms = std::max(r->stall_ms, ms);
+}
+
+void ClusterState::note_recovery_failed() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (RecoveryRecord *r = open_record())
+        r->failed = true;
+    recovery_open_ = false;
 }
 
 void ClusterState::set_detail(std::string json) {

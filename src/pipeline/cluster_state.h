@@ -106,6 +106,21 @@ class ClusterState {
     Snapshot snapshot() const;
     uint64_t epoch() const;
 
+    // ---- Recoveries (cluster_view.h: RecoveryRecord) ----
+    /// Control or scheduler: a loss that ends the plan of `epoch`; opens a
+    /// record unless one is open for it already.
+    void open_recovery(uint64_t epoch, const std::string &lost, const std::string &reason,
+                       int64_t detect_ms);
+    /// Control: the open record's replacement ("spare" or "replan").
+    void note_replacement(const std::string &replacement);
+    /// Scheduler: the replayed requests run again on the new plan.
+    void note_resumed(uint32_t requests, uint64_t tokens);
+    /// Scheduler: a replayed stream's gap between two tokens, ms (the record
+    /// keeps the largest).
+    void note_stall(int64_t ms);
+    /// Scheduler: the open record's requests failed (closes it).
+    void note_recovery_failed();
+
     // ---- Run-time reports of the workers (request path: /v1/cluster, /metrics) ----
     /// Control: feeds it STATUS messages and lost members. API: reads it.
     /// Thread-safe on its own (not guarded by mutex_).
@@ -123,6 +138,10 @@ class ClusterState {
     bool pause_seen_ = false;                   // guarded by mutex_: the scheduler saw the pause
     size_t n_running_ = 0;                      // guarded by mutex_: as the scheduler last said
     ClusterView view_;                          // guarded by mutex_
+    std::vector<RecoveryRecord> recoveries_;    // guarded by mutex_
+    uint64_t recoveries_total_ = 0;             // guarded by mutex_
+    bool recovery_open_ = false;                // guarded by mutex_: the last record is open
+    RecoveryRecord *open_record();              // with mutex_ held; null when none is open
     std::vector<double> local_decode_ms_;       // guarded by mutex_
 };
 

@@ -35,6 +35,24 @@ json node_json(const NodeView &n) {
 
 }  // namespace
 
+json recoveries_to_json(const std::vector<RecoveryRecord> &records) {
+    json out = json::array();
+    for (const RecoveryRecord &r : records) {
+        out.push_back({{"epoch", r.epoch},
+                       {"lost", r.lost},
+                       {"reason", r.reason},
+                       {"detected_unix_ms", r.detected_unix_ms},
+                       {"detect_ms", r.detect_ms},
+                       {"resumed_unix_ms", r.resumed_unix_ms},
+                       {"replacement", r.replacement},
+                       {"requests_replayed", r.requests_replayed},
+                       {"tokens_recomputed", r.tokens_recomputed},
+                       {"stall_ms", r.stall_ms},
+                       {"failed", r.failed}});
+    }
+    return out;
+}
+
 json cluster_view_to_json(const ClusterView &v) {
     json nodes = json::array();
     for (const NodeView &n : v.nodes)
@@ -56,7 +74,9 @@ json cluster_view_to_json(const ClusterView &v) {
             {"objective", v.objective},
             {"nodes", std::move(nodes)},
             {"plan", v.plan ? plan_to_json(*v.plan) : json()},
-            {"replans", std::move(replans)}};
+            {"replans", std::move(replans)},
+            {"recoveries", recoveries_to_json(v.recoveries)},
+            {"recoveries_total", v.recoveries_total}};
 }
 
 }  // namespace colony

@@ -51,6 +51,24 @@ struct ReplanRecord {
     std::optional<double> candidate_ms;  // the candidate's prediction
 };
 
+/// One recovery from a lost stage (DESIGN.md, decision 10): the control
+/// thread opens it when it loses a worker of the plan (or the scheduler asks
+/// for a re-plan), the next plan names the replacement, and the scheduler
+/// closes it when the replayed requests run again.
+struct RecoveryRecord {
+    uint64_t epoch = 0;            // the epoch the loss ended
+    std::string lost;              // the lost worker's name ("" when the scheduler saw a stall)
+    std::string reason;            // why, as the requests would have been told
+    int64_t detected_unix_ms = 0;  // when the loss was known
+    int64_t detect_ms = 0;         // silence before it was known (heartbeats; 0: at once)
+    int64_t resumed_unix_ms = 0;   // when the new plan served again (0: not yet)
+    std::string replacement = "none";  // "spare" (a node outside the plan), "replan" (survivors)
+    uint32_t requests_replayed = 0;    // running requests replayed on the new plan
+    uint64_t tokens_recomputed = 0;    // positions re-prefilled (prompts and generated tokens)
+    int64_t stall_ms = 0;              // largest gap between two tokens of a replayed stream
+    bool failed = false;               // the requests failed (no plan in time, or recovery off)
+};
+
 struct ClusterView {
     uint64_t epoch = 0;           // plan epoch (ClusterState)
     bool ready = false;           // every stage of the plan is ready
@@ -60,7 +78,11 @@ struct ClusterView {
     std::vector<NodeView> nodes;  // the coordinator, members in join order, then lost nodes
     std::optional<Plan> plan;     // the running plan with its latest predictions
     std::vector<ReplanRecord> replans;  // oldest first; the latest kMaxReplanRecords
+    std::vector<RecoveryRecord> recoveries;  // oldest first; the latest kMaxRecoveryRecords
+    uint64_t recoveries_total = 0;           // since start (also those dropped from the list)
 };
+
+inline constexpr size_t kMaxRecoveryRecords = 64;
 
 inline constexpr size_t kMaxReplanRecords = 64;
 inline constexpr size_t kMaxLostNodes = 16;
@@ -69,5 +91,8 @@ inline constexpr size_t kMaxLostNodes = 16;
 /// "profile" as device_profile_to_json; absent optionals are null; layers as
 /// {"first", "last"} with last exclusive).
 nlohmann::json cluster_view_to_json(const ClusterView &view);
+
+/// JSON array of recovery records (field names as in RecoveryRecord).
+nlohmann::json recoveries_to_json(const std::vector<RecoveryRecord> &records);
 
 }  // namespace colony

@@ -94,6 +94,7 @@ void CoordinatorControl::apply_layout(const std::vector<PlannedStage> &layout,
         m.shard_sent = 0;
         m.shard_total = 0;
     }
+    note_recovery_replacement();
     LocalPlan local = local_plan(layout_config_, layout_members(), plan_);
     plan_ready_ = false;
     plan_info_ = plan;
@@ -116,6 +117,19 @@ void CoordinatorControl::apply_layout(const std::vector<PlannedStage> &layout,
     view_dirty_ = true;
     publish_detail();
     check_ready();
+}
+
+void CoordinatorControl::note_recovery_replacement() {
+    if (!recovering_from_)
+        return;
+    bool spare = false;  // a worker that was not in the plan the loss ended
+    for (size_t i = 1; i < plan_.size(); ++i) {
+        const std::string &id = members_[plan_[i].member].fingerprint;
+        spare = spare || std::find(recovering_from_->begin(), recovering_from_->end(), id) ==
+                             recovering_from_->end();
+    }
+    state_.note_replacement(spare ? "spare" : "replan");
+    recovering_from_.reset();
 }
 
 void CoordinatorControl::send_assigns() {

@@ -281,6 +281,10 @@ void CoordinatorControl::tick() {
         reload_tokens();
     if (auto why = state_.take_replan_request()) {
         COLONY_LOG_WARN("control: re-planning: %s", why->c_str());
+        std::vector<std::string> plan_members;  // the scheduler opened the recovery record
+        for (size_t s = 1; s < plan_.size(); ++s)
+            plan_members.push_back(members_[plan_[s].member].fingerprint);
+        recovering_from_ = std::move(plan_members);
         invalidate_plan(*why);
     }
     // After the first plan, the measured planner re-plans a lost stage with

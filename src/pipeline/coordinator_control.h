@@ -195,6 +195,8 @@ class CoordinatorControl {
     void apply_layout(const std::vector<PlannedStage> &layout, const std::string &why,
                       bool graceful, const Plan &plan);
     void send_assigns();
+    /// After a loss: tells ClusterState whether the new plan_ took a spare.
+    void note_recovery_replacement();
     void check_ready();
     void invalidate_plan(const std::string &reason);
     /// Writes the shards of `layout` that their workers do not hold.
@@ -252,6 +254,10 @@ class CoordinatorControl {
     // Used only by the control thread once started.
     std::vector<Member> members_;
     std::vector<PlannedStage> plan_;  // empty: no plan
+    // Key fingerprints of the workers of the plan a loss ended, while its
+    // recovery waits for a new plan (none: no recovery): a new plan with a
+    // node outside it recovered onto a spare, else onto the survivors.
+    std::optional<std::vector<std::string>> recovering_from_;
     uint64_t plan_epoch_ = 0;
     bool plan_ready_ = false;
     uint32_t next_node_id_ = 1;

@@ -160,7 +160,13 @@ void CoordinatorControl::keepalive() {
 void CoordinatorControl::drop_silent() {
     for (size_t i = members_.size(); i-- > 0;) {
         const int64_t silent = ms_since(members_[i].last_seen);
-        if (silent > opts_.heartbeat_timeout_ms) {
+        // The budget adapts to the link: 4 measured round trips on top.
+        int64_t budget = opts_.heartbeat_timeout_ms;
+        if (planner_) {
+            if (const std::optional<double> rtt = planner_->rtt_ms(members_[i].fingerprint))
+                budget += static_cast<int64_t>(4 * *rtt);
+        }
+        if (silent > budget) {
             lose_member(i, "worker '" + members_[i].join.node_name + "' (node " +
                                std::to_string(members_[i].node_id) + ") sent no heartbeat for " +
                                std::to_string(silent) + " ms");
@@ -222,6 +228,11 @@ void CoordinatorControl::lose_member(size_t index, const std::string &reason) {
     while (lost_.size() > kMaxLostNodes)
         lost_.pop_front();
     view_dirty_ = true;
+    std::vector<std::string> plan_members;  // the plan's other workers
+    for (size_t s = 1; s < plan_.size(); ++s) {
+        if (plan_[s].member >= 0 && plan_[s].member != static_cast<int>(index))
+            plan_members.push_back(members_[plan_[s].member].fingerprint);
+    }
     members_.erase(members_.begin() + static_cast<std::ptrdiff_t>(index));
     if (admission_)
         admission_->remove_member(m.key_z85);
@@ -230,6 +241,10 @@ void CoordinatorControl::lose_member(size_t index, const std::string &reason) {
             --s.member;
     }
     if (m.stage >= 0) {
+        // A stage of the plan: the scheduler replays its requests on the
+        // next plan (batch_scheduler_recovery.cpp); this opens the record.
+        recovering_from_ = std::move(plan_members);
+        state_.open_recovery(plan_epoch_, m.join.node_name, reason, ms_since(m.last_seen));
         invalidate_plan(reason);
     } else {
         publish_detail();

@@ -30,9 +30,14 @@ struct CoordinatorOptions {
     bool use_repack = true;            // CPU weight repacking (llama.cpp's extra buffer types)
     double mem_limit_gib = 0;          // memory the planner may use here (GiB); 0 = MemAvailable
     bool insecure = false;             // plaintext, no authentication (warns)
-    int heartbeat_interval_ms = 1000;  // HEARTBEAT to every worker
-    int heartbeat_timeout_ms = 3000;   // a worker silent this long is lost
+    int heartbeat_interval_ms = 250;   // HEARTBEAT to every worker
+    int heartbeat_timeout_ms = 1500;   // a worker silent this long (plus 4 round trips) is lost
     int stall_timeout_ms = 30000;      // base of the stall allowance (stall_watch.h)
+    // Recovery (DESIGN.md, decision 10): when a stage is lost, running
+    // requests wait for the next plan and are replayed from their token
+    // history; false (--no-recovery) fails them at once, as before.
+    bool recovery = true;
+    int recovery_timeout_ms = 20000;  // replayed requests waiting longer for a plan fail
 
     // Planner (docs/cluster.md). measured: the first plan is proportional so
     // the cluster starts at once; once every node has measured itself on the

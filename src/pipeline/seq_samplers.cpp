@@ -57,7 +57,7 @@ int32_t SequenceSamplers::sample(int32_t seq, int32_t pos, const float *logits) 
     if (it == seqs_.end()) {
         throw Error(ErrorCode::kInternal, "no sampler for sequence " + std::to_string(seq));
     }
-    const int32_t token = it->second.sampler->sample(logits);
+    const int32_t token = it->second.sampler->sample(logits, pos);
     it->second.n_seen = std::max(it->second.n_seen, pos + 2);  // the sample sits at pos + 1
     if (hook_)
         hook_(seq, pos, token, logits, !it->second.sampled);

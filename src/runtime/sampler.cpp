@@ -1,5 +1,6 @@
 #include "runtime/sampler.h"
 
+#include <random>
 #include <string>
 
 #include "llama.h"
@@ -14,6 +15,24 @@ void validate_sampling(const SamplingParams &p) {
         throw Error(ErrorCode::kInvalidArgument, "min_p must be in [0, 1]");
     if (p.repeat_penalty <= 0.0f)
         throw Error(ErrorCode::kInvalidArgument, "repeat_penalty must be > 0");
+}
+
+uint32_t draw_seed(uint32_t seed, int32_t pos) {
+    uint64_t z = (static_cast<uint64_t>(seed) << 32 | static_cast<uint32_t>(pos)) +
+                 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    const auto out = static_cast<uint32_t>(z);
+    return out == LLAMA_DEFAULT_SEED ? out - 1 : out;
+}
+
+uint32_t resolve_seed(uint32_t seed) {
+    if (seed != LLAMA_DEFAULT_SEED)
+        return seed;
+    std::random_device rd;
+    const uint32_t s = rd();
+    return s == LLAMA_DEFAULT_SEED ? s - 1 : s;
 }
 
 Sampler::Sampler(const SamplingParams &p, int32_t n_vocab) : n_vocab_(n_vocab) {
@@ -38,8 +57,9 @@ Sampler::Sampler(const SamplingParams &p, int32_t n_vocab) : n_vocab_(n_vocab) {
         if (p.min_p > 0.0f)
             llama_sampler_chain_add(chain_, llama_sampler_init_min_p(p.min_p, 1));
         llama_sampler_chain_add(chain_, llama_sampler_init_temp(p.temperature));
-        llama_sampler_chain_add(chain_, llama_sampler_init_dist(p.seed));
+        greedy_ = false;  // the draw: sample()
     }
+    seed_ = resolve_seed(p.seed);
     candidates_.resize(static_cast<size_t>(n_vocab));
 }
 
@@ -48,11 +68,16 @@ Sampler::~Sampler() {
         llama_sampler_free(chain_);
 }
 
-int32_t Sampler::sample(const float *logits) {
+int32_t Sampler::sample(const float *logits, int32_t pos) {
     for (int32_t i = 0; i < n_vocab_; ++i)
         candidates_[i] = llama_token_data{i, logits[i], 0.0f};
     llama_token_data_array arr{candidates_.data(), candidates_.size(), -1, false};
     llama_sampler_apply(chain_, &arr);
+    if (!greedy_) {
+        llama_sampler *dist = llama_sampler_init_dist(draw_seed(seed_, pos));
+        llama_sampler_apply(dist, &arr);
+        llama_sampler_free(dist);
+    }
     if (arr.selected < 0 || static_cast<size_t>(arr.selected) >= arr.size) {
         throw Error(ErrorCode::kInternal, "sampler selected no token");
     }

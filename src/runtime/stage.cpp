@@ -37,6 +37,7 @@ Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const
     if (!threadpool_) throw Error(ErrorCode::kResource, "cannot create a ggml threadpool");
     ggml_backend_cpu_set_n_threads(backend_.get(), cfg_.n_threads);
     ggml_backend_cpu_set_threadpool(backend_.get(), threadpool_.get());
+    ggml_backend_cpu_set_use_ref(backend_.get(), cfg_.batch_invariant);
 
     weights_ = std::make_unique<StageWeights>(*file_, hp_, cfg_.range, dev, cfg_.load);
     kv_ = std::make_unique<KvCache>(hp_, cfg_.range, cfg_.n_ctx, cfg_.n_seq_max, cfg_.n_ctx_seq, cfg_.type_k,

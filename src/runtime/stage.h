@@ -40,6 +40,21 @@ struct StageConfig {
     /// (slowdown - 1) x the compute time, so it runs `slowdown` times slower.
     /// Changeable at run time with set_slowdown(). 1 = off.
     double slowdown = 1.0;
+    /// Batch-invariant numerics: every row of a ubatch gets the same floats
+    /// whatever the other rows and the thread count are. ggml's CPU flash
+    /// attention otherwise takes another path for a lone query row over 512 or
+    /// more KV cells (split across threads) and for 32 or more rows (tiled,
+    /// ggml-cpu/ops.cpp ggml_compute_forward_flash_attn_ext_f16), so a decoded
+    /// token and the same position re-computed in a prefill differ in the last
+    /// bits, and greedy text can change. Recovery re-computes a lost stage's KV
+    /// cache from the token history and must give the same text
+    /// (DESIGN.md, decision 10), so every stage of a cluster sets it; a node
+    /// alone does not (prefill attention is about 12% faster without). It
+    /// sets ggml's reference kernels (ggml_backend_cpu_set_use_ref: also no
+    /// op fusion). Not covered: repacked K-quant matmuls (ggml-cpu/repack.cpp
+    /// runs rows in groups of 4 with gemm and the rest with gemv), so on such
+    /// models a recomputed position can still differ in the last bits.
+    bool batch_invariant = false;
 };
 
 /// A batch of tokens of one or more sequences, as views into caller memory.

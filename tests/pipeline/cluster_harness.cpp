@@ -168,6 +168,81 @@ HttpReply http_post(uint16_t port, const std::string &path, const nlohmann::json
     return reply_of(c.Post(path, body.dump(), "application/json"));
 }
 
+namespace {
+
+// One SSE event's JSON into `out` (a text chunk, an error, the usage).
+void take_event(const std::string &payload, StreamReply &out, bool &had_text) {
+    if (payload == "[DONE]") {
+        out.done = true;
+        return;
+    }
+    const nlohmann::json ev = nlohmann::json::parse(payload, nullptr, false);
+    if (!ev.is_object())
+        return;
+    if (ev.contains("error")) {
+        out.error = ev["error"].dump();
+        return;
+    }
+    if (ev.contains("usage") && ev["usage"].is_object())
+        out.completion_tokens = ev["usage"].value("completion_tokens", int64_t{-1});
+    if (!ev.contains("choices") || !ev["choices"].is_array() || ev["choices"].empty())
+        return;
+    const nlohmann::json &choice = ev["choices"][0];
+    const std::string text = choice.value("text", "");
+    if (!text.empty()) {
+        out.text += text;
+        had_text = true;
+    }
+    if (choice.contains("finish_reason") && choice["finish_reason"].is_string())
+        out.finish_reason = choice["finish_reason"];
+}
+
+}  // namespace
+
+StreamReply http_stream(uint16_t port, nlohmann::json body, int timeout_s,
+                        const std::function<void(int)> &on_chunk) {
+    body["stream"] = true;
+    body["stream_options"] = {{"include_usage", true}};
+    StreamReply out;
+    std::string pending;
+    auto last = std::chrono::steady_clock::now();
+    httplib::Client c("127.0.0.1", port);
+    c.set_connection_timeout(2);
+    c.set_read_timeout(timeout_s);
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = body.dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char *data, size_t n, uint64_t, uint64_t) {
+        pending.append(data, n);
+        for (size_t end; (end = pending.find("\n\n")) != std::string::npos;) {
+            const std::string event = pending.substr(0, end);
+            pending.erase(0, end + 2);
+            if (event.rfind("data: ", 0) != 0)
+                continue;
+            bool had_text = false;
+            take_event(event.substr(6), out, had_text);
+            if (!had_text)
+                continue;
+            const auto now = std::chrono::steady_clock::now();
+            if (out.n_chunks > 0) {
+                out.max_gap_ms = std::max(
+                    out.max_gap_ms, std::chrono::duration<double, std::milli>(now - last).count());
+            }
+            last = now;
+            ++out.n_chunks;
+            if (on_chunk)
+                on_chunk(out.n_chunks);
+        }
+        return true;
+    };
+    const auto res = c.send(req);
+    if (res)
+        out.status = res->status;
+    return out;
+}
+
 bool wait_health(uint16_t port, const std::string &status, int timeout_ms) {
     return eventually(
         [&] {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -77,6 +78,25 @@ struct HttpReply {
 HttpReply http_get(uint16_t port, const std::string &path);
 HttpReply http_post(uint16_t port, const std::string &path, const nlohmann::json &body,
                     int timeout_s = 60);
+
+/// One streamed completion (/v1/completions with "stream": true and
+/// stream_options.include_usage) as a client saw it.
+struct StreamReply {
+    int status = 0;              // 0: no answer
+    std::string text;            // the "text" of every chunk, in order
+    std::string error;           // the JSON of an error event ("" when none)
+    std::string finish_reason;   // of the last chunk that had one
+    int64_t completion_tokens = -1;  // usage of the last chunk (-1: none)
+    int n_chunks = 0;            // chunks with text
+    double max_gap_ms = 0;       // largest time between two chunks with text
+    bool done = false;           // the stream ended with [DONE]
+};
+
+/// POSTs `body` (stream and include_usage are set here) to /v1/completions
+/// and reads the whole stream; on_chunk(n) runs after each chunk with text
+/// (n: chunks so far) on the reading thread.
+StreamReply http_stream(uint16_t port, nlohmann::json body, int timeout_s = 120,
+                        const std::function<void(int)> &on_chunk = {});
 
 /// Polls /health until its status is `status`; returns false on timeout.
 bool wait_health(uint16_t port, const std::string &status, int timeout_ms);

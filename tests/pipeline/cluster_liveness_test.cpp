@@ -1,6 +1,8 @@
-// Liveness: a worker killed with SIGKILL during a request fails that request
-// with a clear error within a bounded time, the coordinator keeps running,
-// and a restarted worker makes the next request succeed.
+// Liveness with recovery switched off (--no-recovery, the negative control of
+// cluster_recovery_test.cpp): a worker killed with SIGKILL during a request
+// fails that request with a clear error within a bounded time, the
+// coordinator keeps running, and a restarted worker makes the next request
+// succeed. And a slow worker is not taken for a lost one.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -16,13 +18,13 @@ namespace {
 
 constexpr const char *kPrompt = "Once upon a time";
 
-TEST(PipelineLiveness, KilledWorkerFailsTheRequestAndARestartedOneServes) {
+TEST(PipelineLiveness, WithoutRecoveryAKilledWorkerFailsTheRequestAndARestartedOneServes) {
     const std::string model = model_path("stories260K-f32.gguf");
     const std::string ref = reference_greedy(model, kPrompt, 32);
     TempDir dir;
     ServeProcess serve(dir.file("coordinator"), model, 2,
                        {"-c", "16384", "--parallel", "1", "--heartbeat-timeout-ms", "2000",
-                        "--max-tokens-limit", "16000"});
+                        "--max-tokens-limit", "16000", "--no-recovery"});
     JoinProcess w1(dir.file("w1"), serve.coordinator(), serve.token());
     auto w2 = std::make_unique<JoinProcess>(dir.file("w2"), serve.coordinator(), serve.token());
     ASSERT_TRUE(wait_health(serve.api_port(), "ok", 30000)) << serve.log();
