@@ -192,7 +192,10 @@ BackendStats CoordinatorBackend::stats() const {
     s.n_running = sched.n_active();
     s.n_parallel = c_.options().n_parallel;
     s.max_queue = sched.max_queue();
-    auto nodes = nodes_with_runtime(c_, c_.state().cluster_view(), device_);
+    const ClusterView view = c_.state().cluster_view();
+    s.recovery = {view.recovery_totals.recoveries, view.recovery_totals.failed,
+                  view.recovery_totals.requests_replayed, view.recovery_totals.tokens_recomputed};
+    auto nodes = nodes_with_runtime(c_, view, device_);
     std::stable_sort(nodes.begin(), nodes.end(),
                      [](const auto &a, const auto &b) { return a.first.stage < b.first.stage; });
     for (const auto &[n, rt] : nodes) {
@@ -250,7 +253,7 @@ std::string CoordinatorBackend::cluster_json() const {
         {"plan", view.plan ? plan_to_json(*view.plan) : json(nullptr)},
         {"replans", replans},
         {"recoveries", recoveries_to_json(view.recoveries)},
-        {"recoveries_total", view.recoveries_total},
+        {"recoveries_total", view.recovery_totals.recoveries},
     };
     return out.dump(-1, ' ', false, json::error_handler_t::replace);
 }

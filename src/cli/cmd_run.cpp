@@ -122,7 +122,8 @@ class LocalCluster {
     }
     ~LocalCluster() {
         for (auto it = workers_.rbegin(); it != workers_.rend(); ++it)
-            (*it)->stop();
+            if (*it)
+                (*it)->stop();
         if (serve_)
             serve_->stop();
         if (!trace_out_.empty()) {
@@ -168,6 +169,9 @@ class LocalCluster {
 
     std::unique_ptr<ChildProcess> serve_;
     std::vector<std::unique_ptr<ChildProcess>> workers_;
+    std::vector<std::vector<std::string>> worker_argv_;  // to restart worker i
+    std::vector<std::string> worker_log_;                // its log file ("" = inherit)
+    std::vector<std::vector<std::chrono::steady_clock::time_point>> restarts_;
 
   private:
     std::filesystem::path dir_;
@@ -189,6 +193,37 @@ void check_alive(LocalCluster &c) {
                                                      std::to_string(c.workers_[i]->exit_code()) +
                                                      ")" + c.log_tail(name));
         }
+    }
+}
+
+/// Serving: a worker process that exited is started again with the same
+/// key and shard cache (it rejoins; the coordinator replays what ran on it).
+/// One that exits more than kMaxRestarts times within a minute is left out:
+/// the cluster goes on without it.
+void restart_exited_workers(LocalCluster &c) {
+    constexpr size_t kMaxRestarts = 5;
+    if (c.serve_ && !c.serve_->running())
+        check_alive(c);  // the coordinator is gone: that ends the run
+    const auto now = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < c.workers_.size(); ++i) {
+        if (!c.workers_[i] || c.workers_[i]->running())
+            continue;
+        const std::string name = "worker-" + std::to_string(i + 1);
+        auto &times = c.restarts_[i];
+        times.erase(std::remove_if(times.begin(), times.end(),
+                                   [&](auto t) { return now - t > std::chrono::minutes(1); }),
+                    times.end());
+        if (times.size() >= kMaxRestarts) {
+            COLONY_LOG_ERROR("run: %s exited (status %d) %zu times within a minute; going on "
+                             "without it",
+                             name.c_str(), c.workers_[i]->exit_code(), times.size() + 1);
+            c.workers_[i].reset();
+            continue;
+        }
+        COLONY_LOG_WARN("run: %s exited (status %d); starting it again", name.c_str(),
+                        c.workers_[i]->exit_code());
+        times.push_back(now);
+        c.workers_[i] = std::make_unique<ChildProcess>(c.worker_argv_[i], "", c.worker_log_[i]);
     }
 }
 
@@ -456,8 +491,11 @@ int cmd_run(int argc, char **argv) {
         join.insert(join.end(), stage_args.begin(), stage_args.end());
         for (const std::string &a : cluster.trace_args(trace_out, name))
             join.push_back(a);
-        cluster.workers_.push_back(
-            std::make_unique<ChildProcess>(join, "", one_shot ? cluster.log(name) : ""));
+        const std::string log = one_shot ? cluster.log(name) : "";
+        cluster.workers_.push_back(std::make_unique<ChildProcess>(join, "", log));
+        cluster.worker_argv_.push_back(join);
+        cluster.worker_log_.push_back(log);
+        cluster.restarts_.emplace_back();
     }
     wait_healthy(cluster, o, api);
 
@@ -483,7 +521,7 @@ int cmd_run(int argc, char **argv) {
             COLONY_LOG_INFO("run: signal %d, stopping the cluster", sig);
             return 0;
         }
-        check_alive(cluster);
+        restart_exited_workers(cluster);
     }
 }
 

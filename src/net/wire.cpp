@@ -14,7 +14,7 @@ using wire_detail::WireWriter;
 
 namespace {
 
-constexpr size_t kSamplingBytes = 9 * 4;  // WireSampling on the wire
+constexpr size_t kSamplingBytes = 10 * 4;  // WireSampling on the wire
 constexpr size_t kSeqBytes = 4 + 4 + kSamplingBytes;
 constexpr size_t kSampledBytes = 3 * 4;
 constexpr size_t kTokenBytes = 3 * 4;  // token, pos, seq_id
@@ -156,6 +156,7 @@ void put(WireWriter &w, const WireActivations &m) {
         w.f32(s.penalty_repeat);
         w.f32(s.penalty_freq);
         w.f32(s.penalty_present);
+        w.u32(s.n_drawn);
     }
     put_i32s(w, m.tokens);
     put_i32s(w, m.pos);
@@ -291,6 +292,7 @@ void get(WireReader &r, const WireLimits &l, WireActivations &m) {
         s.penalty_repeat = r.f32("penalty_repeat");
         s.penalty_freq = r.f32("penalty_freq");
         s.penalty_present = r.f32("penalty_present");
+        s.n_drawn = r.u32("n_drawn");
     }
     get_i32s(r, m.tokens, m.n_tokens, "tokens");
     get_i32s(r, m.pos, m.n_tokens, "pos");

@@ -61,10 +61,10 @@
 //   u32 n_embd                 0 = no hidden state: token ids only (the input of stage 0)
 //   u32 n_tokens               1 .. limits.max_tokens
 //   u32 n_seqs                 1 .. n_tokens
-//   n_seqs x { i32 seq_id, u32 n_tokens, sampling }  where sampling is 36 bytes:
+//   n_seqs x { i32 seq_id, u32 n_tokens, sampling }  where sampling is 40 bytes:
 //                              f32 temperature, i32 top_k, f32 top_p, f32 min_p, u32 seed,
 //                              i32 penalty_last_n, f32 penalty_repeat, f32 penalty_freq,
-//                              f32 penalty_present
+//                              f32 penalty_present, u32 n_drawn
 //   n_tokens x i32 token       input token id of each position (-1 = unknown, allowed only
 //                              when n_embd > 0); the last stage feeds them to the penalties
 //   n_tokens x i32 pos         0 <= pos < limits.max_pos, strictly increasing per sequence
@@ -99,11 +99,12 @@
 
 namespace colony {
 
-// Version 2 added JOIN's cached-shard list; version 1 peers are refused.
-constexpr uint16_t kWireVersion = 2;
+// Version 2 added JOIN's cached-shard list; version 3 the sampling's n_drawn
+// (recovery). Peers of other versions are refused.
+constexpr uint16_t kWireVersion = 3;
 constexpr size_t kWireHeaderBytes = 32;
 constexpr uint8_t kWireMagic[4] = {'C', 'L', 'N', 'Y'};
-static_assert(kWireVersion == 2, "changing the wire layout needs a new kWireVersion");
+static_assert(kWireVersion == 3, "changing the wire layout needs a new kWireVersion");
 
 /// Message type (header offset 6). Values are part of the protocol: never renumber.
 enum WireType : uint16_t {
@@ -270,6 +271,10 @@ struct WireSampling {
     float penalty_repeat = 1.0f;
     float penalty_freq = 0.0f;
     float penalty_present = 0.0f;
+    // Tokens the sequence drew before this ubatch's history was sent: a
+    // sampler made for a replayed sequence (recovery) skips that many draws
+    // of its seed's stream (Sampler::skip_draws). 0 for a new sequence.
+    uint32_t n_drawn = 0;
 
     friend bool operator==(const WireSampling &, const WireSampling &) = default;
 };

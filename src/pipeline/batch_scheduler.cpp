@@ -216,6 +216,7 @@ void BatchScheduler::run() {
             sync_plan();
             check_recovery();
             drain_tokens();
+            check_link();
             check_stall();
             take_cancellations();
             admit();
@@ -267,6 +268,7 @@ void BatchScheduler::sync_plan() {
         }
         epoch_ = snap.epoch;
         ready_ = false;
+        link_reported_ = false;
         host_.close_link();
         {
             std::lock_guard<std::mutex> lock(mutex_);
@@ -276,8 +278,11 @@ void BatchScheduler::sync_plan() {
         if (snap.plan)
             apply_plan(*snap.plan);
     }
+    const bool was_ready = ready_;
     ready_ = snap.ready && snap.plan.has_value() && host_.loaded() &&
              state_.local_ready_epoch() == epoch_;
+    if (ready_ && !was_ready)
+        host_.link_expected();
     if (ready_)
         watch_.hint_ms_per_token(snap.plan->ms_per_token_hint);
     last_user_id_ = snap.plan ? snap.plan->last_user_id : std::string();
@@ -324,6 +329,18 @@ void BatchScheduler::apply_plan(const LocalPlan &plan) {
         stage_ready_ = true;
     }
     load_cv_.notify_all();
+}
+
+void BatchScheduler::check_link() {
+    if (!ready_ || !host_.has_link())
+        return;
+    if (const std::optional<int64_t> down = host_.link_down_ms(); down && !link_reported_) {
+        // the control plane takes stage 1 for lost (on_link_down)
+        COLONY_LOG_WARN("scheduler: the data link to stage 1 is down (%lld ms)",
+                        static_cast<long long>(*down));
+        state_.report_link_down(epoch_, *down);
+        link_reported_ = true;
+    }
 }
 
 void BatchScheduler::check_stall() {

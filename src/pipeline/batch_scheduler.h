@@ -205,6 +205,7 @@ class BatchScheduler {
         // prompt; empty when the sequence runs its own prompt.
         std::vector<int32_t> replay;
         bool replaying = false;  // replayed; no token came back since (for the stall)
+        int n_replays = 0;       // times replayed (kMaxReplays more fail it)
         clock::time_point last_token_at;  // the last token delivered (the stall)
         bool awaiting = false;  // an output row of this sequence is in flight
         clock::time_point submitted;
@@ -234,6 +235,8 @@ class BatchScheduler {
     void admit();
     bool build_ubatch(WireActivations &act);
     void run_ubatch(const WireActivations &act);
+    /// Reports stage 0's data link to stage 1 down (once per epoch).
+    void check_link();
     void check_stall();
     /// Ends the request in slot seq: frees the slot (or leaves it draining),
     /// frees the sequence on stage 0 and, when propagate, down the pipeline;
@@ -270,6 +273,7 @@ class BatchScheduler {
     std::vector<size_t> admission_order_;  // running slots, oldest first
     uint64_t epoch_ = 0;
     bool ready_ = false;
+    bool link_reported_ = false;  // the link of epoch_ was reported down
     // Recovery in progress: since when, why, and what is replayed.
     std::optional<clock::time_point> recovering_since_;
     std::string recovery_reason_;

@@ -10,6 +10,15 @@
 
 namespace colony {
 
+namespace {
+
+// A request replayed this often without finishing fails: a fault the
+// re-plans do not get around (a link that stays cut between the only
+// nodes that can serve) must end in an error, not a loop.
+constexpr int kMaxReplays = 4;
+
+}  // namespace
+
 const std::vector<int32_t> &BatchScheduler::prefill_of(const Slot &slot) {
     return slot.replay.empty() ? slot.req->prompt : slot.replay;
 }
@@ -27,6 +36,13 @@ void BatchScheduler::replay_running(const std::string &reason) {
         Slot &slot = slots_[s];
         if (!slot.req) {
             slot = Slot{};  // a draining slot's row belonged to the broken pipeline
+            continue;
+        }
+        if (++slot.n_replays > kMaxReplays) {
+            const Error gave_up(ErrorCode::kUnavailable,
+                                "the pipeline broke " + std::to_string(kMaxReplays + 1) +
+                                    " times while this request ran; the last time: " + reason);
+            end(static_cast<int32_t>(s), SeqOutcome::End::kError, &gave_up, false);
             continue;
         }
         // The history: the prompt, then every token delivered. The last of

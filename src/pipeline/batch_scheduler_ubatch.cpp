@@ -204,8 +204,11 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
     act.outputs.assign(plan.out_ids.begin(), plan.out_ids.end());
     for (size_t r = 0; r < plan.seq_id.size(); ++r) {
         const int32_t seq = plan.seq_id[r];
-        if (act.seqs.empty() || act.seqs.back().seq_id != seq)
+        if (act.seqs.empty() || act.seqs.back().seq_id != seq) {
             act.seqs.push_back({seq, 0, slots_[seq].req->sampling});
+            // a sampler made now (a replay on a new last stage) skips the draws made before
+            act.seqs.back().sampling.n_drawn = static_cast<uint32_t>(slots_[seq].generated.size());
+        }
         ++act.seqs.back().n_tokens;
     }
 

@@ -98,8 +98,21 @@ ClusterView ClusterState::cluster_view() const {
     v.ready = s_.ready;
     v.replanning = s_.replanning;
     v.recoveries = recoveries_;
-    v.recoveries_total = recoveries_total_;
+    v.recovery_totals = recovery_totals_;
     return v;
+}
+
+void ClusterState::report_link_down(uint64_t epoch, int64_t down_ms) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (epoch == s_.epoch)
+        link_down_ = LinkDown{epoch, down_ms};
+}
+
+std::optional<ClusterState::LinkDown> ClusterState::take_link_down() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::optional<LinkDown> out;
+    out.swap(link_down_);
+    return out;
 }
 
 RecoveryRecord *ClusterState::open_record() {
@@ -122,7 +135,7 @@ void ClusterState::open_recovery(uint64_t epoch, const std::string &lost, const 
     recoveries_.push_back(std::move(r));
     if (recoveries_.size() > kMaxRecoveryRecords)
         recoveries_.erase(recoveries_.begin());
-    ++recoveries_total_;
+    ++recovery_totals_.recoveries;
     recovery_open_ = true;
 }
 
@@ -138,6 +151,8 @@ void ClusterState::note_resumed(uint32_t requests, uint64_t tokens) {
         r->resumed_unix_ms = unix_ms();
         r->requests_replayed = requests;
         r->tokens_recomputed = tokens;
+        recovery_totals_.requests_replayed += requests;
+        recovery_totals_.tokens_recomputed += tokens;
     }
 }
 
@@ -149,8 +164,10 @@ void ClusterState::note_stall(int64_t ms) {
 
 void ClusterState::note_recovery_failed() {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (RecoveryRecord *r = open_record())
+    if (RecoveryRecord *r = open_record(); r && !r->failed) {
         r->failed = true;
+        ++recovery_totals_.failed;
+    }
     recovery_open_ = false;
 }
 

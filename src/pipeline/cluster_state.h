@@ -74,6 +74,14 @@ class ClusterState {
     void request_replan(uint64_t epoch, const std::string &reason);
     /// Control: takes a pending re-plan request of the current epoch.
     std::optional<std::string> take_replan_request();
+    /// Scheduler: stage 0's data link to stage 1 of `epoch` is down for
+    /// down_ms (LinkWatch). Control: takes it (once).
+    struct LinkDown {
+        uint64_t epoch = 0;
+        int64_t down_ms = 0;
+    };
+    void report_link_down(uint64_t epoch, int64_t down_ms);
+    std::optional<LinkDown> take_link_down();
 
     /// Control: stop admitting queued requests (submit() still queues them);
     /// Snapshot::replanning becomes true. `reason` is shown by /health.
@@ -134,12 +142,13 @@ class ClusterState {
     uint64_t local_ready_epoch_ = 0;            // guarded by mutex_
     std::optional<std::string> replan_reason_;  // guarded by mutex_
     uint64_t replan_epoch_ = 0;                 // guarded by mutex_
+    std::optional<LinkDown> link_down_;         // guarded by mutex_
     bool admission_paused_ = false;             // guarded by mutex_
     bool pause_seen_ = false;                   // guarded by mutex_: the scheduler saw the pause
     size_t n_running_ = 0;                      // guarded by mutex_: as the scheduler last said
     ClusterView view_;                          // guarded by mutex_
     std::vector<RecoveryRecord> recoveries_;    // guarded by mutex_
-    uint64_t recoveries_total_ = 0;             // guarded by mutex_
+    RecoveryTotals recovery_totals_;            // guarded by mutex_
     bool recovery_open_ = false;                // guarded by mutex_: the last record is open
     RecoveryRecord *open_record();              // with mutex_ held; null when none is open
     std::vector<double> local_decode_ms_;       // guarded by mutex_

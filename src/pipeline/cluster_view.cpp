@@ -76,7 +76,7 @@ json cluster_view_to_json(const ClusterView &v) {
             {"plan", v.plan ? plan_to_json(*v.plan) : json()},
             {"replans", std::move(replans)},
             {"recoveries", recoveries_to_json(v.recoveries)},
-            {"recoveries_total", v.recoveries_total}};
+            {"recoveries_total", v.recovery_totals.recoveries}};
 }
 
 }  // namespace colony

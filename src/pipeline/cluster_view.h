@@ -62,11 +62,21 @@ struct RecoveryRecord {
     int64_t detected_unix_ms = 0;  // when the loss was known
     int64_t detect_ms = 0;         // silence before it was known (heartbeats; 0: at once)
     int64_t resumed_unix_ms = 0;   // when the new plan served again (0: not yet)
-    std::string replacement = "none";  // "spare" (a node outside the plan), "replan" (survivors)
+    // "spare" (a node outside the plan), "rejoined" (the lost worker, back),
+    // "replan" (the survivors), "none" (no new plan yet)
+    std::string replacement = "none";
     uint32_t requests_replayed = 0;    // running requests replayed on the new plan
     uint64_t tokens_recomputed = 0;    // positions re-prefilled (prompts and generated tokens)
     int64_t stall_ms = 0;              // largest gap between two tokens of a replayed stream
     bool failed = false;               // the requests failed (no plan in time, or recovery off)
+};
+
+/// Counters of every recovery since the coordinator started (/metrics).
+struct RecoveryTotals {
+    uint64_t recoveries = 0;         // losses that opened a recovery
+    uint64_t failed = 0;             // of them, those whose requests failed
+    uint64_t requests_replayed = 0;  // requests replayed on a new plan
+    uint64_t tokens_recomputed = 0;  // positions re-prefilled
 };
 
 struct ClusterView {
@@ -79,7 +89,7 @@ struct ClusterView {
     std::optional<Plan> plan;     // the running plan with its latest predictions
     std::vector<ReplanRecord> replans;  // oldest first; the latest kMaxReplanRecords
     std::vector<RecoveryRecord> recoveries;  // oldest first; the latest kMaxRecoveryRecords
-    uint64_t recoveries_total = 0;           // since start (also those dropped from the list)
+    RecoveryTotals recovery_totals;          // since start (also records dropped from the list)
 };
 
 inline constexpr size_t kMaxRecoveryRecords = 64;

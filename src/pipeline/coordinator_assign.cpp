@@ -122,14 +122,19 @@ void CoordinatorControl::apply_layout(const std::vector<PlannedStage> &layout,
 void CoordinatorControl::note_recovery_replacement() {
     if (!recovering_from_)
         return;
-    bool spare = false;  // a worker that was not in the plan the loss ended
+    bool spare = false, rejoined = false;  // a worker that was not in the plan the loss ended
     for (size_t i = 1; i < plan_.size(); ++i) {
         const std::string &id = members_[plan_[i].member].fingerprint;
-        spare = spare || std::find(recovering_from_->begin(), recovering_from_->end(), id) ==
-                             recovering_from_->end();
+        if (!recovering_lost_.empty() && id == recovering_lost_) {
+            rejoined = true;
+        } else if (std::find(recovering_from_->begin(), recovering_from_->end(), id) ==
+                   recovering_from_->end()) {
+            spare = true;
+        }
     }
-    state_.note_replacement(spare ? "spare" : "replan");
+    state_.note_replacement(rejoined ? "rejoined" : spare ? "spare" : "replan");
     recovering_from_.reset();
+    recovering_lost_.clear();
 }
 
 void CoordinatorControl::send_assigns() {

@@ -251,8 +251,10 @@ void CoordinatorControl::handle_member(Member &m, const ReceivedMessage &rm) {
             const WireStatus &status = std::get<WireStatus>(rm.message.body);
             COLONY_LOG_DEBUG("control: status of node %u: %s", m.node_id, status.json.c_str());
             // run-time report for the cluster view (node_status.h)
-            state_.node_reports().on_status(m.node_id, m.join.node_name, key_fingerprint(m.key_z85),
-                                            status.json);
+            const std::optional<NodeRuntime> rt = state_.node_reports().on_status(
+                m.node_id, m.join.node_name, key_fingerprint(m.key_z85), status.json);
+            if (rt && rt->stage.next_link_down_ms > 0)
+                on_link_down(m.stage, rt->plan_epoch, rt->stage.next_link_down_ms);
             // device profile for the planner (worker_status.h)
             on_status(m, status);
             break;
@@ -273,18 +275,45 @@ void CoordinatorControl::handle_member(Member &m, const ReceivedMessage &rm) {
     }
 }
 
+void CoordinatorControl::on_link_down(int stage, uint64_t epoch, int64_t down_ms) {
+    if (stage < 0 || epoch != plan_epoch_ || static_cast<size_t>(stage) >= plan_.size())
+        return;  // not a stage of the running plan (a late report of an old one)
+    const bool last = static_cast<size_t>(stage) + 1 == plan_.size();
+    // The stage after it is taken for lost: a killed process resets the
+    // connection at once, a silent one misses the link's heartbeats. From the
+    // last stage the link goes to the coordinator, which is alive: the last
+    // stage itself cannot deliver (a one-way cut), so it is the one to go.
+    const int member = last ? plan_[stage].member : plan_[stage + 1].member;
+    if (member < 0)
+        return;
+    Member &m = members_[member];
+    if (!m.unreachable.empty())
+        return;
+    const std::string from = stage == 0 ? std::string("the coordinator")
+                                        : "'" + members_[plan_[stage].member].join.node_name + "'";
+    m.unreachable = last ? "its data link to the coordinator is down (" +
+                               std::to_string(down_ms) + " ms)"
+                         : "the data link from stage " + std::to_string(stage) + " (" + from +
+                               ") to it is down (" + std::to_string(down_ms) + " ms)";
+    // dropped by the next tick (drop_unreachable): `m` may be the member whose
+    // message is being handled
+}
+
 void CoordinatorControl::tick() {
     const bool heartbeat_round = send_heartbeats();
     drop_silent();
     drop_unreachable();
     if (admission_)
         reload_tokens();
+    if (auto down = state_.take_link_down())
+        on_link_down(0, down->epoch, down->down_ms);
     if (auto why = state_.take_replan_request()) {
         COLONY_LOG_WARN("control: re-planning: %s", why->c_str());
         std::vector<std::string> plan_members;  // the scheduler opened the recovery record
         for (size_t s = 1; s < plan_.size(); ++s)
             plan_members.push_back(members_[plan_[s].member].fingerprint);
         recovering_from_ = std::move(plan_members);
+        recovering_lost_.clear();
         invalidate_plan(*why);
     }
     // After the first plan, the measured planner re-plans a lost stage with

@@ -195,7 +195,13 @@ class CoordinatorControl {
     void apply_layout(const std::vector<PlannedStage> &layout, const std::string &why,
                       bool graceful, const Plan &plan);
     void send_assigns();
-    /// After a loss: tells ClusterState whether the new plan_ took a spare.
+    /// Stage `stage` of the plan of `epoch` reports its outgoing data link
+    /// down for down_ms: the next stage's member (the last stage itself,
+    /// whose link goes to the coordinator) is lost.
+    void on_link_down(int stage, uint64_t epoch, int64_t down_ms);
+    /// After a loss: tells ClusterState what replaced the lost stage in the
+    /// new plan_: "rejoined" (the lost worker, back), "spare" (a node outside
+    /// the old plan), else "replan" (the survivors).
     void note_recovery_replacement();
     void check_ready();
     void invalidate_plan(const std::string &reason);
@@ -258,6 +264,7 @@ class CoordinatorControl {
     // recovery waits for a new plan (none: no recovery): a new plan with a
     // node outside it recovered onto a spare, else onto the survivors.
     std::optional<std::vector<std::string>> recovering_from_;
+    std::string recovering_lost_;  // the lost worker's fingerprint ("" when none)
     uint64_t plan_epoch_ = 0;
     bool plan_ready_ = false;
     uint32_t next_node_id_ = 1;

@@ -244,6 +244,7 @@ void CoordinatorControl::lose_member(size_t index, const std::string &reason) {
         // A stage of the plan: the scheduler replays its requests on the
         // next plan (batch_scheduler_recovery.cpp); this opens the record.
         recovering_from_ = std::move(plan_members);
+        recovering_lost_ = m.fingerprint;
         state_.open_recovery(plan_epoch_, m.join.node_name, reason, ms_since(m.last_seen));
         invalidate_plan(reason);
     } else {

@@ -89,7 +89,8 @@ json stage_to_json(const StageRuntime &s) {
             {"kv_size_cells", s.kv_size_cells},
             {"weights_bytes", s.weights_bytes},
             {"kv_bytes", s.kv_bytes},
-            {"tokens_per_s", s.tokens_per_s}};
+            {"tokens_per_s", s.tokens_per_s},
+            {"next_link_down_ms", s.next_link_down_ms}};
 }
 
 StageRuntime stage_from_json(const json &o) {
@@ -115,6 +116,9 @@ StageRuntime stage_from_json(const json &o) {
     s.weights_bytes = static_cast<uint64_t>(number(o, "weights_bytes", kMaxCount, p));
     s.kv_bytes = static_cast<uint64_t>(number(o, "kv_bytes", kMaxCount, p));
     s.tokens_per_s = number(o, "tokens_per_s", 1e9, p);
+    // absent in reports of workers before recovery
+    if (auto v = optional_number(o, "next_link_down_ms", 0, 3.6e9, p))
+        s.next_link_down_ms = static_cast<int64_t>(*v);
     return s;
 }
 
@@ -170,6 +174,11 @@ void StageMeter::record_hop(double seconds) {
 void StageMeter::record_kv(const Stage &stage) {
     std::lock_guard<std::mutex> lock(mutex_);
     r_.kv_used_cells = stage.kv_used();
+}
+
+void StageMeter::record_link(int64_t down_ms) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    r_.next_link_down_ms = down_ms;
 }
 
 StageRuntime StageMeter::snapshot() const {
@@ -312,18 +321,19 @@ std::optional<NodeRuntime> node_runtime_from_json(const std::string &text_json) 
 
 // ---- NodeReports ----------------------------------------------------------
 
-void NodeReports::on_status(uint32_t node_id, const std::string &name, const std::string &key,
-                            const std::string &json_text) {
+std::optional<NodeRuntime> NodeReports::on_status(uint32_t node_id, const std::string &name,
+                                                  const std::string &key,
+                                                  const std::string &json_text) {
     std::optional<NodeRuntime> rt;
     try {
         rt = node_runtime_from_json(json_text);
     } catch (const Error &e) {
         COLONY_LOG_WARN("control: dropped the status of node %u (%s): %s", node_id, name.c_str(),
                         e.what());
-        return;
+        return std::nullopt;
     }
     if (!rt)
-        return;
+        return std::nullopt;
     std::optional<double> rtt;
     if (rt->echo_ns > 0) {
         const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -339,10 +349,11 @@ void NodeReports::on_status(uint32_t node_id, const std::string &name, const std
     n.node_id = node_id;
     n.name = name;
     n.key = key;
-    n.runtime = std::move(*rt);
+    n.runtime = *rt;
     if (rtt)
         n.rtt_ms = rtt;
     n.received_us = now_us();
+    return rt;
 }
 
 void NodeReports::on_lost(uint32_t node_id) {

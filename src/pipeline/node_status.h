@@ -53,6 +53,10 @@ struct StageRuntime {
     uint64_t weights_bytes = 0;  // the stage's weights in memory
     uint64_t kv_bytes = 0;       // the KV cache's buffers
     double tokens_per_s = 0;     // output rows (generated tokens) per second, last 5 s
+    // How long the data link to the next stage (or, from the last stage, to
+    // the coordinator) has been down, ms; 0: up (LinkWatch). The
+    // coordinator takes a link down for a lost next stage (recovery).
+    int64_t next_link_down_ms = 0;
 };
 
 /// Thread-safe accumulator of StageRuntime. The thread that owns the Stage
@@ -71,6 +75,8 @@ class StageMeter {
     void record_hop(double seconds);
     /// KV cache use changed (a sequence was freed).
     void record_kv(const Stage &stage);
+    /// The data link to the next stage is down for `ms` (0: up).
+    void record_link(int64_t down_ms);
     StageRuntime snapshot() const;
 
   private:
@@ -140,8 +146,9 @@ class NodeReports {
   public:
     /// Control thread: a STATUS from member node_id. STATUS messages without a
     /// runtime part are ignored; malformed ones are logged and dropped.
-    void on_status(uint32_t node_id, const std::string &name, const std::string &key,
-                   const std::string &json);
+    /// Returns the report's runtime part (nullopt: none, or dropped).
+    std::optional<NodeRuntime> on_status(uint32_t node_id, const std::string &name,
+                                         const std::string &key, const std::string &json);
     /// Control thread: the member left the cluster; its report goes.
     void on_lost(uint32_t node_id);
     /// Every member's report, by node id.

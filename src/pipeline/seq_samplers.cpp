@@ -39,6 +39,7 @@ void SequenceSamplers::observe(const WireActivations &act) {
         if (seqs_.count(s.seq_id) == 0) {
             Entry e;
             e.sampler = std::make_unique<Sampler>(sampling_from_wire(s.sampling), n_vocab_);
+            e.sampler->skip_draws(s.sampling.n_drawn);  // a replayed sequence (recovery)
             seqs_.emplace(s.seq_id, std::move(e));
         }
     }
@@ -57,7 +58,7 @@ int32_t SequenceSamplers::sample(int32_t seq, int32_t pos, const float *logits) 
     if (it == seqs_.end()) {
         throw Error(ErrorCode::kInternal, "no sampler for sequence " + std::to_string(seq));
     }
-    const int32_t token = it->second.sampler->sample(logits, pos);
+    const int32_t token = it->second.sampler->sample(logits);
     it->second.n_seen = std::max(it->second.n_seen, pos + 2);  // the sample sits at pos + 1
     if (hook_)
         hook_(seq, pos, token, logits, !it->second.sampled);

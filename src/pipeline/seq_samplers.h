@@ -2,7 +2,8 @@
 // last stage samples, so only token ids travel back). A sequence's sampler is
 // created from the WireSampling of its first ubatch and fed every input token
 // it has not seen yet (the prompt), so repetition penalties see the same
-// history as in single-node generation; a sampled token is recorded by the
+// history as in single-node generation (a replayed sequence's sampler also
+// skips the WireSampling::n_drawn draws it made before, recovery); a sampled token is recorded by the
 // sampler itself, and when it comes back as the next input it is not counted
 // twice.
 #pragma once

@@ -102,7 +102,8 @@ void StageHost::open_link(zmq::context_t &ctx, const std::string &endpoint,
                           bool connect_now) {
     close_link();
     push_ = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::push);
-    configure_socket(*push_);
+    configure_socket(*push_, data_link_transport());
+    watch_ = std::make_unique<LinkWatch>(ctx, *push_);
     push_->set(zmq::sockopt::sndtimeo, kSendTimeoutMs);
     if (server_key_z85.empty()) {
         configure_insecure(*push_, "data client (to the next stage)");
@@ -113,14 +114,27 @@ void StageHost::open_link(zmq::context_t &ctx, const std::string &endpoint,
     link_connected_ = false;
     if (connect_now) {
         push_->connect(endpoint);
+        watch_->connecting();
         link_connected_ = true;
     }
 }
 
 void StageHost::close_link() {
+    watch_.reset();
     push_.reset();
     link_endpoint_.clear();
     link_connected_ = false;
+}
+
+std::optional<int64_t> StageHost::link_down_ms() {
+    const std::optional<int64_t> down = watch_ ? watch_->down_ms() : std::nullopt;
+    meter_.record_link(down.value_or(0));
+    return down;
+}
+
+void StageHost::link_expected() {
+    if (watch_ && link_connected_ && !watch_->was_up())
+        watch_->connecting();
 }
 
 HostStep StageHost::step(const WireActivations &in, WireDtype out_dtype) {
@@ -149,6 +163,7 @@ bool StageHost::send(WireBody body, const char *to, uint64_t request_id) {
     try {
         if (!link_connected_) {
             push_->connect(link_endpoint_);
+            watch_->connecting();
             link_connected_ = true;
         }
         const std::vector<uint8_t> frame = wire_encode(msg);

@@ -16,12 +16,14 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <zmq.hpp>
 
 #include "model/hparams.h"
 #include "net/keys.h"
+#include "net/link_watch.h"
 #include "net/wire.h"
 #include "pipeline/node_status.h"
 #include "pipeline/seq_samplers.h"
@@ -81,6 +83,14 @@ class StageHost {
                    bool connect_now);
     void close_link();
     bool has_link() const { return push_ != nullptr; }
+    /// How long the link's connection has been down, ms (LinkWatch: a
+    /// killed next stage at once, a silent one after the data link's
+    /// heartbeat timeout); nullopt while it is up, was never up, or there
+    /// is no link. Reads the monitor's events (cheap; never blocks).
+    std::optional<int64_t> link_down_ms();
+    /// The next stage serves from now on: a link that never connected gets
+    /// LinkWatch's handshake budget from here.
+    void link_expected();
 
     /// Runs `in` (checked against the plan by the caller) through the stage:
     /// run_stage_step, timed and counted in the meter. out_dtype: the hidden
@@ -116,6 +126,7 @@ class StageHost {
     std::shared_ptr<LogitsDump> logits_dump_;
     uint32_t n_vocab_ = 0;
     std::unique_ptr<zmq::socket_t> push_;
+    std::unique_ptr<LinkWatch> watch_;  // of push_ (destroyed before it)
     std::string link_endpoint_;
     bool link_connected_ = false;
     uint32_t link_counter_ = 0;

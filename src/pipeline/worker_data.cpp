@@ -135,6 +135,9 @@ void WorkerData::run() {
         }
         if (host_.loaded())
             host_.set_slowdown(slowdown_.load());
+        // the next stage's link, reported with every heartbeat (STATUS): the
+        // coordinator takes a link down for a lost next stage
+        (void)host_.link_down_ms();
         try {
             zmq::pollitem_t item{pull_.handle(), 0, ZMQ_POLLIN, 0};
             if (zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs)) <= 0)

@@ -48,7 +48,7 @@ GenerateStats generate(Stage &stage, const Tokenizer &tok, const std::vector<int
     int64_t t_first = 0;
     st.stop_reason = "length";
     for (int32_t i = 0; opts.n_predict < 0 || i < opts.n_predict; ++i) {
-        const int32_t token = sampler.sample(logits, next_pos - 1);
+        const int32_t token = sampler.sample(logits);
         ++st.n_generated;
         if (i == 0) {
             t_first = now_us();

@@ -17,16 +17,6 @@ void validate_sampling(const SamplingParams &p) {
         throw Error(ErrorCode::kInvalidArgument, "repeat_penalty must be > 0");
 }
 
-uint32_t draw_seed(uint32_t seed, int32_t pos) {
-    uint64_t z = (static_cast<uint64_t>(seed) << 32 | static_cast<uint32_t>(pos)) +
-                 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    const auto out = static_cast<uint32_t>(z);
-    return out == LLAMA_DEFAULT_SEED ? out - 1 : out;
-}
-
 uint32_t resolve_seed(uint32_t seed) {
     if (seed != LLAMA_DEFAULT_SEED)
         return seed;
@@ -57,27 +47,25 @@ Sampler::Sampler(const SamplingParams &p, int32_t n_vocab) : n_vocab_(n_vocab) {
         if (p.min_p > 0.0f)
             llama_sampler_chain_add(chain_, llama_sampler_init_min_p(p.min_p, 1));
         llama_sampler_chain_add(chain_, llama_sampler_init_temp(p.temperature));
-        greedy_ = false;  // the draw: sample()
+        dist_ = llama_sampler_init_dist(p.seed);  // applied after the chain, as its last link
     }
-    seed_ = resolve_seed(p.seed);
     candidates_.resize(static_cast<size_t>(n_vocab));
 }
 
 Sampler::~Sampler() {
     if (chain_)
         llama_sampler_free(chain_);
+    if (dist_)
+        llama_sampler_free(dist_);
 }
 
-int32_t Sampler::sample(const float *logits, int32_t pos) {
+int32_t Sampler::sample(const float *logits) {
     for (int32_t i = 0; i < n_vocab_; ++i)
         candidates_[i] = llama_token_data{i, logits[i], 0.0f};
     llama_token_data_array arr{candidates_.data(), candidates_.size(), -1, false};
     llama_sampler_apply(chain_, &arr);
-    if (!greedy_) {
-        llama_sampler *dist = llama_sampler_init_dist(draw_seed(seed_, pos));
-        llama_sampler_apply(dist, &arr);
-        llama_sampler_free(dist);
-    }
+    if (dist_)
+        llama_sampler_apply(dist_, &arr);
     if (arr.selected < 0 || static_cast<size_t>(arr.selected) >= arr.size) {
         throw Error(ErrorCode::kInternal, "sampler selected no token");
     }
@@ -88,6 +76,16 @@ int32_t Sampler::sample(const float *logits, int32_t pos) {
 
 void Sampler::accept(int32_t token) {
     llama_sampler_accept(chain_, token);
+}
+
+void Sampler::skip_draws(uint32_t n) {
+    if (!dist_)
+        return;
+    llama_token_data one{0, 0.0f, 0.0f};
+    for (uint32_t i = 0; i < n; ++i) {
+        llama_token_data_array arr{&one, 1, -1, false};
+        llama_sampler_apply(dist_, &arr);
+    }
 }
 
 }  // namespace colony

@@ -2,11 +2,12 @@
 // to logits that colony computed: penalties -> top-k -> top-p -> min-p ->
 // temperature -> seeded draw, or greedy (arg max) when temperature <= 0.
 //
-// The draw is a function of (seed, position): each sample gets libllama's
-// dist sampler seeded with draw_seed(seed, pos), not one random stream per
-// sequence. So a sampler rebuilt from the token history (a replaced last
-// stage, DESIGN.md decision 10) draws the same tokens as the one it
-// replaces; penalties are rebuilt by accept()ing the history.
+// The draws of a seed are llama.cpp's (one mt19937 stream per sequence, one
+// uniform per token: llama_sampler_dist), so a seed gives llama.cpp's text.
+// A sampler rebuilt for a sequence that already drew n tokens (a replaced
+// last stage, DESIGN.md decision 10) skips n draws (skip_draws) and rebuilds
+// its penalties by accept()ing the history: it then draws what the lost one
+// would have.
 #pragma once
 
 #include <cstdint>
@@ -28,11 +29,6 @@ struct SamplingParams {
     uint32_t seed = 0xFFFFFFFF;      // LLAMA_DEFAULT_SEED: random
 };
 
-/// The seed of the draw at position `pos` of a sequence sampled with `seed`:
-/// splitmix64 (Steele et al., "Fast splittable pseudorandom number
-/// generators", 2014) of (seed, pos), never LLAMA_DEFAULT_SEED.
-uint32_t draw_seed(uint32_t seed, int32_t pos);
-
 /// A concrete seed for `seed`: itself, or a random one for
 /// LLAMA_DEFAULT_SEED (0xFFFFFFFF), so that a request can be replayed.
 uint32_t resolve_seed(uint32_t seed);
@@ -50,16 +46,18 @@ class Sampler {
     Sampler(const Sampler &) = delete;
     Sampler &operator=(const Sampler &) = delete;
 
-    /// Picks a token from logits F32 [n_vocab], the output of position `pos`
-    /// (the token drawn goes to pos + 1), and records it for penalties.
-    int32_t sample(const float *logits, int32_t pos);
+    /// Picks a token from logits F32 [n_vocab] and records it for penalties.
+    int32_t sample(const float *logits);
     /// Records a token that was not sampled (the prompt), for penalties.
     void accept(int32_t token);
+    /// Advances the random stream by n draws, as if n tokens had been
+    /// sampled (llama_sampler_dist draws exactly one uniform per apply, also
+    /// for a single candidate). No effect when greedy.
+    void skip_draws(uint32_t n);
 
   private:
-    llama_sampler *chain_ = nullptr;
-    bool greedy_ = true;
-    uint32_t seed_ = 0;  // resolved (never random once made)
+    llama_sampler *chain_ = nullptr;  // penalties .. temperature (greedy: .. greedy)
+    llama_sampler *dist_ = nullptr;   // the seeded draw (null: greedy)
     int32_t n_vocab_;
     std::vector<::llama_token_data> candidates_;
 };

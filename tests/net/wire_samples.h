@@ -34,6 +34,7 @@ inline WireActivations sample_activations() {
     s3.sampling.penalty_repeat = 1.1f;
     s3.sampling.penalty_freq = 0.1f;
     s3.sampling.penalty_present = 0.2f;
+    s3.sampling.n_drawn = 17;
     a.seqs = {s3, WireSeq{7, 1, {}}};
     a.tokens = {100, 200, -1};
     a.pos = {10, 0, 11};

@@ -32,7 +32,7 @@ TEST(WireProtocol, HeaderLayoutIsPinned) {
     const std::vector<uint8_t> header(f.begin(), f.begin() + kWireHeaderBytes);
     const std::vector<uint8_t> expected = {
         'C',  'L',  'N',  'Y',                           // magic
-        2,    0,                                         // version 2
+        3,    0,                                         // version 3
         4,    0,                                         // type HEARTBEAT
         0,    0,    0,    0,                             // flags
         0x44, 0x33, 0x22, 0x11,                          // sequence
@@ -64,11 +64,11 @@ TEST(WireProtocol, ErrorCodesArePinned) {
 
 TEST(WireProtocol, PeeksHeaderOfAnotherVersion) {
     std::vector<uint8_t> f = wire_encode(test::sample_messages()[0]);
-    f[4] = 3;  // a JOIN from a future protocol version
+    f[4] = 4;  // a JOIN from a future protocol version
     EXPECT_THROW(wire_decode(f), Error);
     const std::optional<WireHeader> h = wire_peek_header(f);
     ASSERT_TRUE(h.has_value());
-    EXPECT_EQ(h->version, 3);
+    EXPECT_EQ(h->version, 4);
     EXPECT_EQ(h->type, WIRE_TYPE_JOIN);
     EXPECT_EQ(h->payload_len, f.size() - kWireHeaderBytes);
     f[0] = 'X';

@@ -1,8 +1,9 @@
 // Separate hosts: the coordinator and two workers in their own network
 // namespaces of the network lab (scripts/netlab, docs/netlab.md), with their
 // own addresses and emulated ethernet links. Greedy text equals single-process
-// colony generate; a link cut fails the running request with a clear error
-// and the cluster serves again once the link is back. Skipped (the only skip)
+// colony generate; a request running through a link cut (worker-worker,
+// coordinator-worker) pauses and completes with the text of a run without
+// the cut (recovery), and the cluster serves again once the link is back. Skipped (the only skip)
 // without root or network namespaces; a lab that does not come up fails.
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -13,6 +14,8 @@
 #include <filesystem>
 #include <future>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "cluster_harness.h"
@@ -59,20 +62,23 @@ TEST(PipelineNetns, SeparateHostsMatchGenerateAndSurviveLinkCuts) {
         ref);
 
     // Cut the link between the two workers, then between the coordinator and
-    // the last worker, each during a long request.
-    for (const auto &[a, b, expect] :
-         {std::tuple{2, 3, "no answer from the pipeline"}, std::tuple{1, 3, "no heartbeat"}}) {
+    // the last worker, each during a long request, for 4 s. Recovery (DESIGN.md,
+    // decision 10): the cut is seen (a data link's heartbeats, or the
+    // coordinator's), the request waits for a plan that serves and is replayed
+    // from its token history: it completes with the text of a run without a cut.
+    const nlohmann::json long_request = {
+        {"prompt", kPrompt}, {"max_tokens", 1200}, {"temperature", 0}, {"ignore_eos", true}};
+    const HttpReply clean = in_netns(lab.ns(1), [&] {
+        return http_post(api, "/v1/completions", long_request, 120);
+    });
+    ASSERT_EQ(clean.status, 200) << clean.body.dump();
+    const std::string want = clean.body["choices"][0].value("text", "");
+    for (const auto &[a, b] : {std::pair{2, 3}, std::pair{1, 3}}) {
         // the requests before have ended: stage 0 holds no cells
         ASSERT_EQ(in_netns(lab.ns(1), [api] { return coordinator_kv_used_cells(api); }), 0);
         auto request = std::async(std::launch::async, [&, api] {
-            return in_netns(lab.ns(1), [api] {
-                return http_post(api, "/v1/completions",
-                                 {{"prompt", kPrompt},
-                                  {"max_tokens", 6000},
-                                  {"temperature", 0},
-                                  {"ignore_eos", true}},
-                                 60);
-            });
+            return in_netns(lab.ns(1),
+                            [&, api] { return http_post(api, "/v1/completions", long_request, 120); });
         });
         // cut once the request is generating: its tokens come back to stage 0
         ASSERT_TRUE(
@@ -80,29 +86,23 @@ TEST(PipelineNetns, SeparateHostsMatchGenerateAndSurviveLinkCuts) {
             << serve.log() << w2.log() << w3.log();
         ASSERT_EQ(request.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
             << "the request ended before the cut: " << request.get().body.dump();
-        const auto cut_at = std::chrono::steady_clock::now();
         ASSERT_EQ(lab.script({"cut", std::to_string(a), std::to_string(b)}), 0)
             << lab.last_output();
-        ASSERT_EQ(request.wait_for(std::chrono::seconds(30)), std::future_status::ready);
-        const double s =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - cut_at).count();
-        const HttpReply r = request.get();
-        EXPECT_EQ(r.status, 503) << r.body.dump();
-        EXPECT_NE(r.body.dump().find(expect), std::string::npos) << r.body.dump();
-        // 2 s heartbeat and 3 s stall timeouts; generous for a loaded machine
-        constexpr double kAllowedS = 10.0;
-        std::printf("cut h%d-h%d: the request failed %.2f s later (%.0f s allowed): %s\n", a, b, s,
-                    kAllowedS, r.body["error"].value("message", "").c_str());
-        EXPECT_LE(s, kAllowedS);
+        std::this_thread::sleep_for(std::chrono::seconds(4));
         ASSERT_EQ(lab.script({"restore", std::to_string(a), std::to_string(b)}), 0)
             << lab.last_output();
+        ASSERT_EQ(request.wait_for(std::chrono::seconds(90)), std::future_status::ready);
+        const HttpReply r = request.get();
+        EXPECT_EQ(r.status, 200) << r.body.dump() << serve.log();
+        EXPECT_EQ(r.body["choices"][0].value("text", ""), want)
+            << "cut h" << a << "-h" << b << ": not the text of the run without a cut";
+        const HttpReply cluster = in_netns(lab.ns(1), [api] { return http_get(api, "/v1/cluster"); });
+        const nlohmann::json rec = cluster.body.value("recoveries", nlohmann::json::array());
+        ASSERT_FALSE(rec.empty()) << cluster.body.dump(1);
+        std::printf("cut h%d-h%d for 4 s: %s\n", a, b, rec.back().dump().c_str());
         EXPECT_TRUE(serve.process().running());
         ASSERT_TRUE(in_netns(lab.ns(1), [api] { return wait_health(api, "ok", 30000); }))
             << serve.log();
-        EXPECT_EQ(kPrompt +
-                      in_netns(lab.ns(1), [api] { return complete_greedy(api, kPrompt, 32); }) +
-                      "\n",
-                  ref);
     }
 }
 

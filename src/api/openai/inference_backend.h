@@ -104,6 +104,15 @@ struct StageStats {
     uint32_t kv_size_cells = 0;  // KV cache cells in total
 };
 
+/// Recoveries from lost stages since the backend started (for /metrics;
+/// ClusterState's RecoveryTotals in a cluster, zeros serving alone).
+struct RecoveryStats {
+    uint64_t recoveries = 0;         // losses that opened a recovery
+    uint64_t failed = 0;             // of them, those whose requests failed
+    uint64_t requests_replayed = 0;  // requests replayed on a new plan
+    uint64_t tokens_recomputed = 0;  // positions re-prefilled
+};
+
 /// A snapshot of the backend's load (for /metrics).
 struct BackendStats {
     size_t n_queued = 0;      // accepted requests waiting for a sequence slot
@@ -111,6 +120,7 @@ struct BackendStats {
     uint32_t n_parallel = 0;  // sequence slots (KV cache n_seq_max)
     size_t max_queue = 0;     // submit() refuses beyond this many queued requests
     std::vector<StageStats> stages;
+    RecoveryStats recovery;
 };
 
 /// What the API layer needs to know about the model.

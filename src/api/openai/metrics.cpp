@@ -182,6 +182,21 @@ std::string ApiMetrics::render(const BackendStats &stats, const BackendHealth &h
            "Requests the queue holds before refusing with 429.");
     sample(out, "colony_queue_capacity", "", static_cast<double>(stats.max_queue));
 
+    header(out, "colony_recoveries_total", "counter",
+           "Lost stages the pipeline recovered from (or tried to), by outcome.");
+    sample(out, "colony_recoveries_total", "outcome=\"recovered\"",
+           static_cast<double>(stats.recovery.recoveries - stats.recovery.failed));
+    sample(out, "colony_recoveries_total", "outcome=\"failed\"",
+           static_cast<double>(stats.recovery.failed));
+    header(out, "colony_requests_replayed_total", "counter",
+           "Running requests replayed from their token history after a lost stage.");
+    sample(out, "colony_requests_replayed_total", "",
+           static_cast<double>(stats.recovery.requests_replayed));
+    header(out, "colony_recovery_tokens_recomputed_total", "counter",
+           "Positions prefilled again to rebuild the KV caches after a lost stage.");
+    sample(out, "colony_recovery_tokens_recomputed_total", "",
+           static_cast<double>(stats.recovery.tokens_recomputed));
+
     auto per_stage = [&](const char *name, const char *type, const char *help,
                          double (*value)(const StageStats &)) {
         header(out, name, type, help);
