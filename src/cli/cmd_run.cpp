@@ -31,11 +31,11 @@
 #include "cli/api_args.h"
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "util/signals.h"
 #include "model/kv_cache.h"
 #include "pipeline/child_process.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/signals.h"
 #include "util/trace.h"
 
 namespace colony {
@@ -214,9 +214,10 @@ void restart_exited_workers(LocalCluster &c) {
                                    [&](auto t) { return now - t > std::chrono::minutes(1); }),
                     times.end());
         if (times.size() >= kMaxRestarts) {
-            COLONY_LOG_ERROR("run: %s exited (status %d) %zu times within a minute; going on "
-                             "without it",
-                             name.c_str(), c.workers_[i]->exit_code(), times.size() + 1);
+            COLONY_LOG_ERROR(
+                "run: %s exited (status %d) %zu times within a minute; going on "
+                "without it",
+                name.c_str(), c.workers_[i]->exit_code(), times.size() + 1);
             c.workers_[i].reset();
             continue;
         }

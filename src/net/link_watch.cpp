@@ -56,9 +56,9 @@ std::optional<int64_t> LinkWatch::down_ms() {
             down_since_.reset();
         } else if (event == ZMQ_EVENT_DISCONNECTED && was_up_ && !down_since_) {
             down_since_ = std::chrono::steady_clock::now();
-            COLONY_LOG_DEBUG("link watch: %s disconnected",
-                             std::string(static_cast<const char *>(address.data()), address.size())
-                                 .c_str());
+            COLONY_LOG_DEBUG(
+                "link watch: %s disconnected",
+                std::string(static_cast<const char *>(address.data()), address.size()).c_str());
         }
     }
     const auto now = std::chrono::steady_clock::now();

@@ -84,6 +84,7 @@ void CoordinatorControl::apply_layout(const std::vector<PlannedStage> &layout,
     plan_ = layout;
     for (Member &m : members_) {
         m.stage = -1;
+        m.standby.reset();  // send_standby picks again once the plan serves
         m.ready_epoch = 0;
         m.last_seen = clock::now();  // writing shards may have kept us busy
     }
@@ -196,6 +197,8 @@ void CoordinatorControl::prepare_shards(const std::vector<PlannedStage> &layout)
 }
 
 void CoordinatorControl::on_ready(Member &m, const WireReady &ready) {
+    if (on_standby_ready(m, ready))
+        return;
     if (m.stage < 0 || ready.plan_epoch != plan_epoch_ ||
         ready.layer_first != plan_[m.stage].range.first ||
         ready.layer_last != plan_[m.stage].range.last) {
@@ -215,7 +218,8 @@ void CoordinatorControl::on_ready(Member &m, const WireReady &ready) {
 void CoordinatorControl::on_shard_request(Member &m, const WireShardRequest &req) {
     const LayerRange probe = file_ ? probe_range(*file_, model_.hp) : LayerRange{};
     const LayerRange asked{req.layer_first, req.layer_last};
-    const bool assigned = m.stage >= 0 && asked == plan_[m.stage].range;
+    const bool assigned = (m.stage >= 0 && asked == plan_[m.stage].range) ||
+                          (m.stage < 0 && m.standby && asked == *m.standby);
     const bool probing = m.probing && asked == probe;
     if (!assigned && !probing && m.stage >= 0 && asked == probe) {
         // A probe download crossed the ASSIGN that made it a stage: the worker dropped it.

@@ -289,6 +289,7 @@ void CoordinatorControl::on_link_down(int stage, uint64_t epoch, int64_t down_ms
     Member &m = members_[member];
     if (!m.unreachable.empty())
         return;
+    m.unreachable_after_ms = down_ms;
     const std::string from = stage == 0 ? std::string("the coordinator")
                                         : "'" + members_[plan_[stage].member].join.node_name + "'";
     m.unreachable = last ? "its data link to the coordinator is down (" +
@@ -326,6 +327,7 @@ void CoordinatorControl::tick() {
         make_plan(enough ? "enough workers" : "re-planning with the remaining nodes", enough);
     }
     check_ready();
+    send_standby();
     if (planner_) {
         if (heartbeat_round)
             collect_rtts();

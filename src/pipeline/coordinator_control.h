@@ -115,12 +115,16 @@ class CoordinatorControl {
         clock::time_point profiled_at{};  // first device profile
         clock::time_point probed_at{};    // last probe measurement (spares are re-measured)
         std::vector<LayerRange> cached;   // ranges of this model it holds: from JOIN, then READY
+        // A spare's standby range: loaded there ahead of a loss
+        // (coordinator_standby.cpp); reset by every new plan.
+        std::optional<LayerRange> standby;
         // The stage's own measurement (STATUS before READY): one token through it, ms.
         double stage_ms_per_token = 0;
         uint64_t stage_report_epoch = 0;
         // Why an ASSIGN could not be sent to it; the next tick loses it (the
         // plan cannot get ready without it). Empty: reachable.
         std::string unreachable;
+        int64_t unreachable_after_ms = -1;  // how long the fault behind it took to show (-1: n/a)
         bool holds(LayerRange r) const;
     };
     /// A new plan waiting for the running requests to finish.
@@ -199,6 +203,11 @@ class CoordinatorControl {
     /// down for down_ms: the next stage's member (the last stage itself,
     /// whose link goes to the coordinator) is lost.
     void on_link_down(int stage, uint64_t epoch, int64_t down_ms);
+    /// Hot spares (coordinator_standby.cpp): a standby ASSIGN to every
+    /// measured worker outside the running plan.
+    void send_standby();
+    /// A READY of m's standby range; false when it is not one.
+    bool on_standby_ready(Member &m, const WireReady &ready);
     /// After a loss: tells ClusterState what replaced the lost stage in the
     /// new plan_: "rejoined" (the lost worker, back), "spare" (a node outside
     /// the old plan), else "replan" (the survivors).

@@ -245,7 +245,11 @@ void CoordinatorControl::lose_member(size_t index, const std::string &reason) {
         // next plan (batch_scheduler_recovery.cpp); this opens the record.
         recovering_from_ = std::move(plan_members);
         recovering_lost_ = m.fingerprint;
-        state_.open_recovery(plan_epoch_, m.join.node_name, reason, ms_since(m.last_seen));
+        // detect_ms: how long the fault took to show: the silence for
+        // heartbeats, the link's down time (plus the report's way) for a link
+        const int64_t detect_ms =
+            m.unreachable_after_ms >= 0 ? m.unreachable_after_ms : ms_since(m.last_seen);
+        state_.open_recovery(plan_epoch_, m.join.node_name, reason, detect_ms);
         invalidate_plan(reason);
     } else {
         publish_detail();

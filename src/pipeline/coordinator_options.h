@@ -37,6 +37,7 @@ struct CoordinatorOptions {
     // requests wait for the next plan and are replayed from their token
     // history; false (--no-recovery) fails them at once, as before.
     bool recovery = true;
+    bool hot_spares = true;  // workers outside the plan load a stage's range ahead (standby)
     int recovery_timeout_ms = 20000;  // replayed requests waiting longer for a plan fail
 
     // Planner (docs/cluster.md). measured: the first plan is proportional so

@@ -124,8 +124,8 @@ void CoordinatorControl::send_probes() {
     // cooled down), while a plan runs undisturbed.
     const bool quiet = !plan_.empty() && plan_ready_ && !pending_;
     for (Member &m : members_) {
-        if (m.stage >= 0 || m.probing)
-            continue;
+        if (m.stage >= 0 || m.probing || m.standby)
+            continue;  // a standby spare keeps its range loaded (no re-probe)
         const bool again = quiet && planner_->has_profile(m.fingerprint) &&
                            ms_since(std::max(m.probed_at, m.profiled_at)) >= kSpareReprobeMs;
         if (planner_->has_profile(m.fingerprint) && !again)

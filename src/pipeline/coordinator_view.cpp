@@ -72,6 +72,12 @@ NodeView CoordinatorControl::member_view(const Member &m, const Plan &running) c
     } else {
         n.state = "spare";
         n.detail = left_out_reason(running, m.fingerprint);
+        if (m.standby) {  // a hot spare (coordinator_standby.cpp)
+            n.layers = plan_range(*m.standby);
+            n.detail =
+                (m.holds(*m.standby) ? "hot spare: holds layers " : "hot spare: loading layers ") +
+                m.standby->str() + (n.detail.empty() ? "" : "; " + n.detail);
+        }
     }
     if (planner_) {
         n.profile = planner_->profile(m.fingerprint);

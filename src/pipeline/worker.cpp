@@ -236,6 +236,12 @@ void Worker::on_assign(const WireAssign &a) {
                     a.n_layer, static_cast<unsigned long long>(a.plan_epoch),
                     a.is_last ? ", last stage" : "");
     std::string why;
+    if (!path.empty() && data_->status().loaded_shard == path) {
+        // loaded already (a standby range, or the same stage under a new
+        // plan): its content was verified when it was loaded
+        hand_to_data_plane(path);
+        return;
+    }
     if (shard_file_matches(path, hash_hex, range, &why)) {
         // checked off this thread: hashing a large shard takes seconds
         verify_ = std::make_unique<ShardVerification>(path);

@@ -117,6 +117,7 @@ void WorkerData::run() {
             current_.reset();
             std::lock_guard<std::mutex> lock(mutex_);
             status_.loaded_epoch = 0;
+            status_.loaded_shard.clear();
             status_.probe.reset();
         }
         if (next) {
@@ -129,6 +130,7 @@ void WorkerData::run() {
                 current_.reset();
                 std::lock_guard<std::mutex> lock(mutex_);
                 status_.loaded_epoch = 0;
+                status_.loaded_shard.clear();
                 status_.probe.reset();
                 status_.error = e.what();
             }
@@ -225,6 +227,7 @@ void WorkerData::apply(const WorkerAssignment &a) {
                     as.is_last ? "samples" : "hidden states", a.next_endpoint.c_str());
     std::lock_guard<std::mutex> lock(mutex_);
     status_.loaded_epoch = as.plan_epoch;
+    status_.loaded_shard = a.shard_path;
 }
 
 ProbeKey WorkerData::probe_key() const {

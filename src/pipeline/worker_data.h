@@ -101,6 +101,7 @@ class WorkerData {
 
     struct Status {
         uint64_t loaded_epoch = 0;        // plan epoch of the loaded stage; 0: none
+        std::filesystem::path loaded_shard;  // the loaded stage's shard ("" when none)
         std::string error;                // why the last assignment failed to load
         uint64_t ubatches = 0;            // ubatches computed
         uint64_t bytes_out = 0;           // wire bytes sent to the next stage (or coordinator)

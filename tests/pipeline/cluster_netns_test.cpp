@@ -68,17 +68,17 @@ TEST(PipelineNetns, SeparateHostsMatchGenerateAndSurviveLinkCuts) {
     // from its token history: it completes with the text of a run without a cut.
     const nlohmann::json long_request = {
         {"prompt", kPrompt}, {"max_tokens", 1200}, {"temperature", 0}, {"ignore_eos", true}};
-    const HttpReply clean = in_netns(lab.ns(1), [&] {
-        return http_post(api, "/v1/completions", long_request, 120);
-    });
+    const HttpReply clean =
+        in_netns(lab.ns(1), [&] { return http_post(api, "/v1/completions", long_request, 120); });
     ASSERT_EQ(clean.status, 200) << clean.body.dump();
     const std::string want = clean.body["choices"][0].value("text", "");
     for (const auto &[a, b] : {std::pair{2, 3}, std::pair{1, 3}}) {
         // the requests before have ended: stage 0 holds no cells
         ASSERT_EQ(in_netns(lab.ns(1), [api] { return coordinator_kv_used_cells(api); }), 0);
         auto request = std::async(std::launch::async, [&, api] {
-            return in_netns(lab.ns(1),
-                            [&, api] { return http_post(api, "/v1/completions", long_request, 120); });
+            return in_netns(lab.ns(1), [&, api] {
+                return http_post(api, "/v1/completions", long_request, 120);
+            });
         });
         // cut once the request is generating: its tokens come back to stage 0
         ASSERT_TRUE(
@@ -96,7 +96,8 @@ TEST(PipelineNetns, SeparateHostsMatchGenerateAndSurviveLinkCuts) {
         EXPECT_EQ(r.status, 200) << r.body.dump() << serve.log();
         EXPECT_EQ(r.body["choices"][0].value("text", ""), want)
             << "cut h" << a << "-h" << b << ": not the text of the run without a cut";
-        const HttpReply cluster = in_netns(lab.ns(1), [api] { return http_get(api, "/v1/cluster"); });
+        const HttpReply cluster =
+            in_netns(lab.ns(1), [api] { return http_get(api, "/v1/cluster"); });
         const nlohmann::json rec = cluster.body.value("recoveries", nlohmann::json::array());
         ASSERT_FALSE(rec.empty()) << cluster.body.dump(1);
         std::printf("cut h%d-h%d for 4 s: %s\n", a, b, rec.back().dump().c_str());

@@ -3,6 +3,7 @@
 // takes back the workers that kept running.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <string>
@@ -80,6 +81,37 @@ TEST(PipelineProcess, RunStoppedBySigtermStopsItsChildrenAndRemovesItsDirectory)
     EXPECT_TRUE(eventually([&] { return all_gone(tree.pids); }, kGoneMs));
     EXPECT_FALSE(std::filesystem::exists(tree.dir)) << tree.dir;
     EXPECT_TRUE(run_dirs_in(tmp).empty());
+}
+
+TEST(PipelineProcess, RunStartsAWorkerThatDiedAgainAndKeepsServing) {
+    const std::string model = model_path("stories260K-f32.gguf");
+    const std::string ref = reference_greedy(model, kPrompt, 24);
+    TempDir dir;
+    const std::filesystem::path tmp = dir.file("tmp");
+    std::filesystem::create_directories(tmp);
+    RunProcess run(dir.file("run"), model, {"--workers", "2", "--api-port", "0", "-t", "1"}, tmp);
+    EXPECT_EQ(kPrompt + complete_greedy(run.api_port(), kPrompt, 24) + "\n", ref);
+    const RunTree before = run_tree(run.process().pid(), 2);
+    int victim = -1;
+    for (int pid : before.pids) {
+        const auto args = process_cmdline(pid);
+        if (args.size() > 1 && args[1] == "join")
+            victim = pid;
+    }
+    ASSERT_GT(victim, 0);
+    ASSERT_EQ(::kill(victim, SIGKILL), 0);
+    // a new worker process takes its place, and the cluster serves on
+    ASSERT_TRUE(eventually(
+        [&] {
+            const std::vector<int> now = child_pids(run.process().pid());
+            return now.size() == 3 && std::find(now.begin(), now.end(), victim) == now.end();
+        },
+        kGoneMs))
+        << run.output();
+    EXPECT_TRUE(run.process().running()) << run.output();
+    ASSERT_TRUE(wait_health(run.api_port(), "ok", 30000)) << run.output();
+    EXPECT_EQ(kPrompt + complete_greedy(run.api_port(), kPrompt, 24) + "\n", ref);
+    EXPECT_NE(run.output().find("starting it again"), std::string::npos) << run.output();
 }
 
 TEST(PipelineProcess, RunKilledTakesItsChildrenAlongAndTheNextRunRemovesItsDirectory) {

@@ -124,6 +124,19 @@ TEST(PipelineRecovery, KilledMiddleWorkerIsReplacedByTheSpareAndTheStreamGoesOn)
     ASSERT_EQ(clean.completion_tokens, kTokens);
     const int middle = c.holder_of(2);
     ASSERT_GE(middle, 0) << http_get(port, "/v1/cluster").body.dump(1);
+    // the spare stands by with the largest worker range, loaded (a hot spare)
+    ASSERT_TRUE(eventually(
+        [&] {
+            for (const auto &n :
+                 http_get(port, "/v1/cluster").body.value("nodes", nlohmann::json::array())) {
+                if (n.value("name", "") == "w3" &&
+                    n.value("detail", "").find("holds layers [2,4)") != std::string::npos)
+                    return true;
+            }
+            return false;
+        },
+        20000))
+        << http_get(port, "/v1/cluster").body.dump(1) << c.logs();
 
     const StreamReply r = stream_with_fault(port, long_request(), 40,
                                             [&] { c.workers[middle]->process().signal(SIGKILL); });
