@@ -22,7 +22,7 @@ int cmd_generate(int argc, char **argv) {
     uint32_t n_ctx = 4096, n_ubatch = 512;
     SamplingParams sp;
     int32_t seed = -1;
-    bool chat = false, no_mmap = false, no_repack = false, raw = false;
+    bool chat = false, no_mmap = false, no_repack = false, raw = false, batch_invariant = false;
     ArgParser p("colony generate", "Generate text from a prompt with the whole model on this machine.\n"
                                    "Text streams to stdout; a timing line goes to stderr.");
     p.add("-m", "--model", "PATH", "GGUF model file", &model, true);
@@ -46,6 +46,10 @@ int cmd_generate(int argc, char **argv) {
     p.flag("", "--raw", "do not echo the prompt before the generated text", &raw);
     p.flag("", "--no-mmap", "copy weights into memory instead of mapping the file", &no_mmap);
     p.flag("-nr", "--no-repack", "do not repack weights for the CPU backend's faster kernels", &no_repack);
+    p.flag("", "--batch-invariant",
+           "every position gets the same floats in a prefill as in a decode (what colony "
+           "serve --batch-invariant runs; slower, docs/pipeline.md)",
+           &batch_invariant);
     p.parse(argc, argv);
     if (p.help_requested()) {
         std::fputs(p.usage().c_str(), stdout);
@@ -74,6 +78,7 @@ int cmd_generate(int argc, char **argv) {
     cfg.type_v = parse_cache_type(cache_v);
     cfg.load.use_mmap = !no_mmap;
     cfg.load.use_repack = !no_repack;
+    if (batch_invariant) cfg.invariance = StageConfig::Invariance::kFull;
     Stage stage(file, hp, cfg);
 
     if (!raw) {

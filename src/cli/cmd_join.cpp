@@ -25,7 +25,7 @@ namespace colony {
 int cmd_join(int argc, char **argv) {
     WorkerOptions o;
     std::string config_dir, cache_dir, cache_k = "f16", cache_v = "f16", trace;
-    bool no_mmap = false;
+    bool no_mmap = false, batch_invariant = false;
     float mem_limit = 0, join_timeout_s = 0, slowdown = 1;
     int32_t threads = 0;
     uint32_t data_port = 0;
@@ -59,6 +59,10 @@ int cmd_join(int argc, char **argv) {
           "KV cache type of K of this worker's stage: f32, f16, bf16, q8_0, q4_0, ...", &cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of this worker's stage", &cache_v);
     p.flag("", "--no-mmap", "read the shard into memory instead of mapping the file", &no_mmap);
+    p.flag("", "--batch-invariant",
+           "bit-exact recovery: pad every ubatch so each position gets the same floats in a "
+           "prefill as in a decode (slower decode; docs/pipeline.md)",
+           &batch_invariant);
     p.add("", "--cache-dir", "DIR", "shard cache (default ~/.cache/colony/shards)", &cache_dir);
     p.add("", "--config-dir", "DIR", "node key (default ~/.config/colony/worker)", &config_dir);
     p.add("", "--data-host", "HOST", "interface of the data socket (* = all)", &o.data_host);
@@ -100,6 +104,8 @@ int cmd_join(int argc, char **argv) {
     o.type_k = parse_cache_type(cache_k);
     o.type_v = parse_cache_type(cache_v);
     o.use_mmap = !no_mmap;
+    if (batch_invariant)
+        o.invariance = StageConfig::Invariance::kFull;
     o.insecure = insecure;
     o.join_timeout_ms = static_cast<int>(join_timeout_s * 1000);
     o.config_dir = config_dir_or_default(config_dir, true);

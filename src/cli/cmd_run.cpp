@@ -51,6 +51,7 @@ struct RunOptions {
     std::string trace;              // --trace FILE: every process's events
     std::string cache_k = "f16", cache_v = "f16";  // KV cache types of every stage
     bool no_mmap = false;                          // every process reads its weights into memory
+    bool batch_invariant = false;                  // every stage pads its ubatches (stage.h)
     uint32_t workers = 1;
     int32_t n_predict = 128, threads = 0, seed = -1, top_k = 40;
     uint32_t n_ctx = 4096, parallel = 4;
@@ -310,7 +311,8 @@ std::string served_model(const RunOptions &o, uint16_t api_port) {
 }
 
 /// Arguments of `colony serve` for the API options given to run.
-/// The stage options every process gets (-ctk, -ctv, --no-mmap), only
+/// The stage options every process gets (-ctk, -ctv, --no-mmap,
+/// --batch-invariant), only
 /// those that differ from the defaults.
 std::vector<std::string> stage_arguments(const RunOptions &o) {
     std::vector<std::string> args;
@@ -320,6 +322,8 @@ std::vector<std::string> stage_arguments(const RunOptions &o) {
         args.insert(args.end(), {"-ctv", o.cache_v});
     if (o.no_mmap)
         args.push_back("--no-mmap");
+    if (o.batch_invariant)
+        args.push_back("--batch-invariant");
     return args;
 }
 
@@ -375,6 +379,9 @@ int cmd_run(int argc, char **argv) {
           "KV cache type of K of every stage: f32, f16, bf16, q8_0, q4_0, ...", &o.cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of every stage", &o.cache_v);
     p.flag("", "--no-mmap", "every process reads its weights into memory", &o.no_mmap);
+    p.flag("", "--batch-invariant",
+           "bit-exact recovery: every stage pads its ubatches (slower decode; docs/pipeline.md)",
+           &o.batch_invariant);
     p.add("", "--debug-logits-file", "PATH",
           "debug: the last stage appends each sampled token and the logits of each sequence's "
           "first one to PATH (format: docs/pipeline.md)",

@@ -117,7 +117,7 @@ int cmd_serve(int argc, char **argv) {
     float mem_limit = 0;
     int32_t threads = 0, hb_timeout = o.heartbeat_timeout_ms, stall_timeout = o.stall_timeout_ms;
     int32_t hb_interval = o.heartbeat_interval_ms, recovery_timeout = o.recovery_timeout_ms;
-    bool insecure = false, no_mmap = false, no_recovery = false;
+    bool insecure = false, no_mmap = false, no_recovery = false, batch_invariant = false;
     ArgParser p("colony serve",
                 "Serve a model over the OpenAI-compatible API (/v1/chat/completions,\n"
                 "/v1/completions, /v1/models, /health, /metrics, /v1/cluster) and the dashboard\n"
@@ -167,6 +167,10 @@ int cmd_serve(int argc, char **argv) {
     p.add("", "--recovery-timeout-ms", "MS",
           "running requests of a lost stage wait this long for a new plan, then fail",
           &recovery_timeout);
+    p.flag("", "--batch-invariant",
+           "bit-exact recovery: pad every ubatch of this machine's stage so each position gets "
+           "the same floats in a prefill as in a decode (slower decode; docs/pipeline.md)",
+           &batch_invariant);
     p.flag("", "--no-recovery",
            "fail the running requests when a stage is lost instead of replaying them on a new "
            "plan",
@@ -244,6 +248,8 @@ int cmd_serve(int argc, char **argv) {
     o.heartbeat_timeout_ms = hb_timeout;
     o.recovery_timeout_ms = recovery_timeout;
     o.recovery = !no_recovery;
+    if (batch_invariant)
+        o.invariance = StageConfig::Invariance::kFull;
     o.stall_timeout_ms = stall_timeout;
     o.config_dir = config_dir_or_default(config_dir, false);
     o.cache_dir = cache_dir_or_default(cache_dir);

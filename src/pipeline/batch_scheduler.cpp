@@ -303,7 +303,8 @@ void BatchScheduler::apply_plan(const LocalPlan &plan) {
     cfg.load.use_mmap = opts_.use_mmap;
     cfg.load.use_repack = opts_.use_repack;
     cfg.slowdown = opts_.debug_slowdown;  // emulated heterogeneity (docs/cluster.md)
-    cfg.batch_invariant = pull_ != nullptr;  // a cluster: recovery re-computes the same floats
+    // a cluster: recovery re-computes the same floats (stage.h)
+    cfg.invariance = pull_ ? opts_.invariance : StageConfig::Invariance::kNone;
     try {
         if (host_.holds(opts_.model_path, cfg)) {
             host_.reset();

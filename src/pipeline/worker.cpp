@@ -71,7 +71,8 @@ Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
         zap_ = std::make_unique<ZapHandler>(ctx_);
     data_ = std::make_unique<WorkerData>(
         ctx_, zap_.get(), node_keys_, coordinator_key_z85_,
-        WorkerStageOptions{opts_.n_threads, opts_.type_k, opts_.type_v, opts_.use_mmap},
+        WorkerStageOptions{opts_.n_threads, opts_.type_k, opts_.type_v, opts_.use_mmap,
+                           opts_.invariance},
         tcp_endpoint(opts_.data_host, opts_.data_port));
     data_->set_slowdown(opts_.debug_slowdown);
     if (!opts_.debug_logits_file.empty())

@@ -46,6 +46,7 @@ struct WorkerOptions {
     ggml_type type_k = GGML_TYPE_F16;  // KV cache types of the stages this worker runs
     ggml_type type_v = GGML_TYPE_F16;
     bool use_mmap = true;                // false: read shards into memory (--no-mmap)
+    StageConfig::Invariance invariance = StageConfig::Invariance::kAttention;  // runtime/stage.h
     std::filesystem::path config_dir;    // node.key
     std::filesystem::path cache_dir;     // shards
     std::string data_host = "*";         // interface of the data socket

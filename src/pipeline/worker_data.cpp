@@ -188,7 +188,7 @@ void WorkerData::apply(const WorkerAssignment &a) {
     cfg.type_v = opts_.type_v;
     cfg.load.use_mmap = opts_.use_mmap;
     cfg.slowdown = slowdown_.load();
-    cfg.batch_invariant = true;  // recovery re-computes the same floats (stage.h)
+    cfg.invariance = opts_.invariance;  // recovery re-computes the same floats (stage.h)
     const bool same_stage = current_ && host_.holds(a.shard_path.string(), cfg);
     host_.close_link();
     current_.reset();

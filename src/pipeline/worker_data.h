@@ -54,6 +54,8 @@ struct WorkerStageOptions {
     ggml_type type_k = GGML_TYPE_F16;  // KV cache types (-ctk, -ctv of `colony join`)
     ggml_type type_v = GGML_TYPE_F16;
     bool use_mmap = true;  // false: read the shard into memory (--no-mmap)
+    // batch invariance of the stages (runtime/stage.h; --batch-invariant: kFull)
+    StageConfig::Invariance invariance = StageConfig::Invariance::kAttention;
 };
 
 class WorkerData {

@@ -37,17 +37,22 @@ Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const
     if (!threadpool_) throw Error(ErrorCode::kResource, "cannot create a ggml threadpool");
     ggml_backend_cpu_set_n_threads(backend_.get(), cfg_.n_threads);
     ggml_backend_cpu_set_threadpool(backend_.get(), threadpool_.get());
-    ggml_backend_cpu_set_use_ref(backend_.get(), cfg_.batch_invariant);
+    ggml_backend_cpu_set_use_ref(backend_.get(), cfg_.invariance != StageConfig::Invariance::kNone);
 
     weights_ = std::make_unique<StageWeights>(*file_, hp_, cfg_.range, dev, cfg_.load);
-    kv_ = std::make_unique<KvCache>(hp_, cfg_.range, cfg_.n_ctx, cfg_.n_seq_max, cfg_.n_ctx_seq, cfg_.type_k,
-                                    cfg_.type_v, ggml_backend_dev_buffer_type(dev));
+    // batch-invariant padding: a scratch sequence (id n_seq_max) of at most
+    // kInvariantRows - 1 cells, freed after every forward()
+    const bool pad = cfg_.invariance == StageConfig::Invariance::kFull;
+    const uint32_t scratch = pad ? kScratchCells : 0;
+    kv_ = std::make_unique<KvCache>(hp_, cfg_.range, cfg_.n_ctx + scratch, cfg_.n_seq_max + (scratch ? 1 : 0),
+                                    cfg_.n_ctx_seq, cfg_.type_k, cfg_.type_v, ggml_backend_dev_buffer_type(dev));
 
     ggml_backend_t backends[] = {backend_.get()};
     const size_t graph_size = 1024 + 48 * static_cast<size_t>(cfg_.range.size());
     sched_.reset(ggml_backend_sched_new(backends, nullptr, 1, graph_size, false, true));
     // Reserve the compute buffer for the worst case so no request reallocates.
-    const uint32_t n_tok = std::min(cfg_.n_ubatch, cfg_.n_ctx);
+    uint32_t n_tok = std::min(cfg_.n_ubatch, cfg_.n_ctx);
+    if (pad) n_tok = (n_tok + kInvariantRows - 1) / kInvariantRows * kInvariantRows + kInvariantRows;
     auto worst = build_stage_graph(hp_, *weights_, *kv_, GraphShape{n_tok, kv_->size(), n_tok});
     if (!ggml_backend_sched_reserve(sched_.get(), worst->gf)) {
         throw Error(ErrorCode::kResource, "cannot reserve the compute buffer");
@@ -72,7 +77,9 @@ bool Stage::is_last() const { return weights_->is_last(); }
 void Stage::seq_rm(int32_t seq, int32_t p0, int32_t p1) { kv_->seq_rm(seq, p0, p1); }
 int32_t Stage::seq_pos_max(int32_t seq) const { return kv_->seq_pos_max(seq); }
 uint32_t Stage::kv_used() const { return kv_->used(); }
-uint32_t Stage::kv_size() const { return kv_->size(); }
+uint32_t Stage::kv_size() const {  // without the padding's scratch cells
+    return kv_->size() - (cfg_.invariance == StageConfig::Invariance::kFull ? kScratchCells : 0);
+}
 uint64_t Stage::kv_bytes() const { return kv_->bytes(); }
 uint64_t Stage::weight_bytes() const { return weights_->bytes(); }
 
@@ -82,6 +89,12 @@ void Stage::validate(const Ubatch &ub) const {
                                                      " tokens; must be 1.." + std::to_string(cfg_.n_ubatch));
     }
     if (!ub.pos || !ub.seq_id) throw Error(ErrorCode::kInvalidArgument, "ubatch without positions or sequence ids");
+    for (uint32_t i = 0; i < ub.n_tokens; ++i) {
+        if (ub.seq_id[i] < 0 || static_cast<uint32_t>(ub.seq_id[i]) >= cfg_.n_seq_max) {
+            throw Error(ErrorCode::kInvalidArgument, "sequence id " + std::to_string(ub.seq_id[i]) +
+                                                         " outside 0.." + std::to_string(cfg_.n_seq_max - 1));
+        }
+    }
     if (is_first()) {
         if (!ub.tokens) throw Error(ErrorCode::kInvalidArgument, "first stage needs token ids");
         for (uint32_t i = 0; i < ub.n_tokens; ++i) {
@@ -127,8 +140,52 @@ void Stage::prepare_graph(const Ubatch &ub, uint32_t n_kv) {
     timings_.build_us = now_us() - t0;
 }
 
-const float *Stage::forward(const Ubatch &ub) {
-    validate(ub);
+Ubatch Stage::padded(const Ubatch &in) {
+    if (cfg_.invariance != StageConfig::Invariance::kFull) return in;
+    auto round_up = [](uint32_t n) { return (n + kInvariantRows - 1) / kInvariantRows * kInvariantRows; };
+    uint32_t n = round_up(in.n_tokens);
+    // The head's matmuls run on the output rows only: make them a multiple of
+    // 4 too, with scratch rows (4 more when the padding has too few).
+    const uint32_t out_pad = is_last() ? round_up(in.n_outputs) - in.n_outputs : 0;
+    if (n - in.n_tokens < out_pad) n += kInvariantRows;
+    if (n == in.n_tokens) return in;
+    const uint32_t pad = n - in.n_tokens;
+    Ubatch ub = in;
+    ub.n_tokens = n;
+    if (out_pad > 0) {
+        pad_out_.assign(in.out_ids, in.out_ids + in.n_outputs);
+        for (uint32_t r = 0; r < out_pad; ++r) pad_out_.push_back(static_cast<int32_t>(in.n_tokens + r));
+        ub.out_ids = pad_out_.data();
+        ub.n_outputs = static_cast<uint32_t>(pad_out_.size());
+    }
+    const int32_t scratch_seq = static_cast<int32_t>(cfg_.n_seq_max);
+    pad_pos_.assign(in.pos, in.pos + in.n_tokens);
+    pad_seq_.assign(in.seq_id, in.seq_id + in.n_tokens);
+    for (uint32_t i = 0; i < pad; ++i) {
+        pad_pos_.push_back(static_cast<int32_t>(i));
+        pad_seq_.push_back(scratch_seq);
+    }
+    ub.pos = pad_pos_.data();
+    ub.seq_id = pad_seq_.data();
+    if (in.tokens) {  // scratch rows repeat the last token
+        pad_tokens_.assign(in.tokens, in.tokens + in.n_tokens);
+        pad_tokens_.resize(n, in.tokens[in.n_tokens - 1]);
+        ub.tokens = pad_tokens_.data();
+    }
+    if (in.embd) {  // ... and the last hidden state
+        const size_t row = hp_.n_embd;
+        pad_embd_.assign(in.embd, in.embd + row * in.n_tokens);
+        for (uint32_t i = 0; i < pad; ++i)
+            pad_embd_.insert(pad_embd_.end(), in.embd + row * (in.n_tokens - 1), in.embd + row * in.n_tokens);
+        ub.embd = pad_embd_.data();
+    }
+    return ub;
+}
+
+const float *Stage::forward(const Ubatch &in) {
+    validate(in);
+    const Ubatch ub = padded(in);
+    const bool scratch = ub.n_tokens != in.n_tokens;
     // Store first (validates ids, positions and capacity; throws with nothing stored).
     kv_->store(ub.seq_id, ub.pos, ub.n_tokens, cells_);
     try {
@@ -160,6 +217,7 @@ const float *Stage::forward(const Ubatch &ub) {
         for (uint32_t i = 0; i < ub.n_tokens; ++i) kv_->seq_rm(ub.seq_id[i], ub.pos[i], ub.pos[i] + 1);
         throw;
     }
+    if (scratch) kv_->seq_rm(static_cast<int32_t>(cfg_.n_seq_max));  // the padding's cells
     return out_.data();
 }
 

@@ -40,21 +40,26 @@ struct StageConfig {
     /// (slowdown - 1) x the compute time, so it runs `slowdown` times slower.
     /// Changeable at run time with set_slowdown(). 1 = off.
     double slowdown = 1.0;
-    /// Batch-invariant numerics: every row of a ubatch gets the same floats
-    /// whatever the other rows and the thread count are. ggml's CPU flash
-    /// attention otherwise takes another path for a lone query row over 512 or
-    /// more KV cells (split across threads) and for 32 or more rows (tiled,
-    /// ggml-cpu/ops.cpp ggml_compute_forward_flash_attn_ext_f16), so a decoded
-    /// token and the same position re-computed in a prefill differ in the last
-    /// bits, and greedy text can change. Recovery re-computes a lost stage's KV
-    /// cache from the token history and must give the same text
-    /// (DESIGN.md, decision 10), so every stage of a cluster sets it; a node
-    /// alone does not (prefill attention is about 12% faster without). It
-    /// sets ggml's reference kernels (ggml_backend_cpu_set_use_ref: also no
-    /// op fusion). Not covered: repacked K-quant matmuls (ggml-cpu/repack.cpp
-    /// runs rows in groups of 4 with gemm and the rest with gemv), so on such
-    /// models a recomputed position can still differ in the last bits.
-    bool batch_invariant = false;
+    /// Batch invariance (recovery re-computes a lost stage's KV cache in one
+    /// prefill from the token history, DESIGN.md decision 10, and gives the
+    /// same text only when each position gets the floats its decode got):
+    ///   kNone       ggml's fastest kernels (a node serving alone).
+    ///   kAttention  ggml's reference flash attention
+    ///               (ggml_backend_cpu_set_use_ref; also no op fusion): the
+    ///               default path takes another route for a lone query row
+    ///               over 512+ KV cells (split across threads) and for 32+
+    ///               rows (tiled), ggml-cpu/ops.cpp. About 12 % less prefill
+    ///               throughput, decode unchanged. Every stage of a cluster.
+    ///   kFull       kAttention, and every ubatch padded with rows of a
+    ///               scratch sequence to a multiple of 4 rows (the head's
+    ///               output rows too): matmuls take another kernel for a lone
+    ///               row (llamafile_sgemm refuses n < 2) and repacked weights
+    ///               run rows in groups of 4 with gemm and the rest with gemv
+    ///               (ggml-cpu/repack.cpp). Bit-exact (BatchInvariance tests),
+    ///               but a decode of one sequence computes 4 rows: 2.4 times
+    ///               slower on the 1B Q4_K_M model on 2 cores (--batch-invariant).
+    enum class Invariance { kNone, kAttention, kFull };
+    Invariance invariance = Invariance::kNone;
 };
 
 /// A batch of tokens of one or more sequences, as views into caller memory.
@@ -75,6 +80,11 @@ struct StageTimings {
     int64_t compute_us = 0;  // ggml compute incl. input upload and output download
     bool reused = false;
 };
+
+/// Rows a ubatch is padded to a multiple of (StageConfig::Invariance::kFull).
+inline constexpr uint32_t kInvariantRows = 4;
+/// KV cells of the padding's scratch sequence (at most 2 * kInvariantRows - 1 rows).
+inline constexpr uint32_t kScratchCells = 2 * kInvariantRows;
 
 class Stage {
 public:
@@ -129,6 +139,14 @@ private:
     std::vector<int64_t> cells_;
     std::vector<ggml_fp16_t> mask_;
     std::vector<float> out_;
+    // Batch-invariant padding (Invariance::kFull): the ubatch with
+    // rows of a scratch sequence appended, up to a multiple of 4 rows.
+    std::vector<int32_t> pad_tokens_, pad_pos_, pad_seq_, pad_out_;
+    std::vector<float> pad_embd_;
+    /// `in` padded to a multiple of kInvariantRows rows (in itself when it is
+    /// one already or padding is off); the scratch rows go to sequence
+    /// cfg_.n_seq_max at positions 0.., after the real rows.
+    Ubatch padded(const Ubatch &in);
     StageTimings timings_;
 
     void validate(const Ubatch &ub) const;
