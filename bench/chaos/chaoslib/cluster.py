@@ -261,7 +261,8 @@ class Cluster:
         if rec is None and isinstance(body.get("pipeline"), dict):
             rec = body["pipeline"].get("recoveries")
         pipeline = body.get("pipeline") or {}
-        return {"ready": bool(pipeline.get("ready")), "stages": stages, "spares": sorted(spares),
+        return {"ready": bool(pipeline.get("ready")) and not pipeline.get("replanning"),
+                "epoch": pipeline.get("epoch"), "stages": stages, "spares": sorted(spares),
                 "members": sorted(members), "lost": sorted(lost), "recoveries": rec}
 
     def describe(self):
@@ -274,17 +275,22 @@ class Cluster:
 
     def wait_ready(self, timeout, want_spare=True):
         """Waits until /health is 200, every worker stage is ready and (with
-        want_spare) a spare is there too. (ok, description)."""
+        want_spare) a spare is there too, the same in two looks 0.3 s apart
+        (a re-plan may be about to start). (ok, description)."""
         deadline = time.monotonic() + max(timeout, 0.5)
+        last = None
         while True:
             health, _ = self.ep.get_json("/health")
             st = self.state()
-            if (health == 200 and st and st["ready"] and len(st["stages"]) == self.stages - 1
-                    and (st["spares"] or not want_spare)):
+            whole = (health == 200 and st and st["ready"] and len(st["stages"]) == self.stages - 1
+                     and (st["spares"] or not want_spare))
+            seen = (st["epoch"], st["stages"], st["spares"]) if whole else None
+            if seen is not None and seen == last:
                 return True, self.describe()
+            last = seen
             if time.monotonic() > deadline:
                 return False, f"/health {health}; " + self.describe()
-            time.sleep(0.2)
+            time.sleep(0.3)
 
     def resolve(self, target, st):
         """A position ("first", "middle", "last", "spare") -> (worker name or

@@ -131,7 +131,10 @@ def print_table(results, out):
 def write_doc(path, section):
     """Replaces the section between the markers in path (appends it, with
     the markers, when they are missing)."""
-    text = open(path).read() if os.path.exists(path) else "# Reliability\n"
+    text = "# Reliability\n"
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
     block = f"{BEGIN}\n{section.rstrip()}\n{END}"
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
