@@ -176,10 +176,10 @@ def run_fault(cl, a, f, by_id, ref, hb_ms, recoveries):
         f["notes"].append(late)
     f["at_injection"] = rnd.snapshot()
     out = rounds.inject(cl, f, names, hb_ms, log)
-    f.update(t_inject_ms=out["t_inject_ms"], actions=out["actions"])
+    f.update(t_inject_ms=out["t_inject_ms"], t_end_ms=out["t_end_ms"], actions=out["actions"])
     f["notes"] += out["notes"]
     recs = rnd.wait_done()
-    f["stall_ms"] = client.stall_at(recs, f["t_inject_ms"])
+    f["stall_ms"] = client.stall_at(recs, f["t_inject_ms"], f["t_end_ms"])
     st = cl.state()
     if st is not None and st["recoveries"] is not None:
         for e in st["recoveries"]:
@@ -234,6 +234,7 @@ def main(argv=None):
     results = {"requests": [], "faults": faults}
     recoveries = {}
     rc = BROKEN
+    mtime0 = binary_info(colony)[1]
     try:
         log("starting the cluster: coordinator, w1, w2, then the spare w3")
         cl.start(a.ready_timeout)
@@ -259,6 +260,8 @@ def main(argv=None):
             if not f.get("not_run"):
                 f["recovery"] = report.recovery_figures(f, None if matched is None else matched[f["index"]])
         version, mtime = binary_info(colony)
+        if mtime != mtime0:
+            cl.notes.append(f"the colony binary changed during the run (built {mtime0}, then {mtime})")
         results["meta"] = {
             "title": f"{'Short run' if a.short else 'Run'}{' without recovery' if a.no_recovery else ''}, seed {a.seed}",
             "machine": machine_info(), "netlab": a.netlab, "seed": a.seed, "binary": colony,

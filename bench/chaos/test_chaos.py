@@ -126,13 +126,15 @@ class Verdicts(unittest.TestCase):
 
     def test_stall_is_the_largest_gap_of_the_streams_running_at_the_fault(self):
         a = rec(stream=True, events=(1100, 1150, 1900))     # gaps 100, 50, 750, end 100
-        b = rec(stream=True, events=(1010, 1020))           # gaps 10, 10, end 980
+        b = rec(stream=True, events=(1010, 1020))           # gaps 10, 10, then 80 to its end
         b["end_ms"] = 1100
         c = rec(stream=False)
         self.assertEqual(client.largest_gap_ms(a), 750)
         self.assertEqual(client.stall_at([a, b, c, None], 1500), 750)   # b had ended
         self.assertEqual(client.stall_at([a, b], 1050), 750)
         self.assertIsNone(client.stall_at([a], 5000))
+        self.assertEqual(client.stall_at([b], 1200, 5000), None)    # b ended before the window
+        self.assertEqual(client.stall_at([b], 500, 1050), 80)      # a window that b overlaps
 
 
 class FakeServer(http.server.BaseHTTPRequestHandler):

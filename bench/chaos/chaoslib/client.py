@@ -204,10 +204,12 @@ def largest_gap_ms(rec):
     return max((b - a for a, b in zip(points, points[1:])), default=None)
 
 
-def stall_at(records, t_ms):
-    """The largest gap over the streamed records running at unix ms t_ms
-    (sent before, ended after); None when none was running."""
+def stall_at(records, t_ms, t_end_ms=None):
+    """The largest gap over the streamed records running at some time in
+    [t_ms, t_end_ms] (the fault's window; a kill's is one instant); None
+    when none was running."""
+    t_end_ms = t_ms if t_end_ms is None else t_end_ms
     gaps = [largest_gap_ms(r) for r in records
-            if r and r["stream"] and r["sent_ms"] <= t_ms <= (r["end_ms"] or float("inf"))]
+            if r and r["stream"] and r["sent_ms"] <= t_end_ms and t_ms <= (r["end_ms"] or float("inf"))]
     gaps = [g for g in gaps if g is not None]
     return max(gaps) if gaps else None

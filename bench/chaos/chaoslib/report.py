@@ -50,7 +50,8 @@ def recovery_figures(fault, entries):
         "resume_ms": max(resumed) - t if all(resumed) else None,
         "recomputed": sum(int(e.get("tokens_recomputed") or 0) for e in entries),
         "replayed": sum(int(e.get("requests_replayed") or 0) for e in entries),
-        "served_by": ", ".join(str(e.get("replacement") or "?") for e in entries),
+        "served_by": ", ".join(str(e.get("replacement") or "?") + (" (failed)" if e.get("failed") else "")
+                               for e in entries),
     }
 
 

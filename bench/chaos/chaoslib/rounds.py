@@ -72,16 +72,16 @@ class Round:
         return sum(1 for r in self.records.values() if r is not None)
 
     def wait_phase(self, phase, delay_ms, timeout=15.0):
-        """Blocks until the fault's moment: "prefill": delay_ms after the
-        first request was sent; "decode": a stream has DECODE_EVENTS text
-        events (a round without streams: 150 ms after the first send).
+        """Blocks until the fault's moment: "start": the first request sent;
+        "prefill": delay_ms after it; "decode": a stream has DECODE_EVENTS
+        text events (a round without streams: 150 ms after the first send).
         Returns a note when the moment was not seen."""
         deadline = time.monotonic() + timeout
         streams = any(r["stream"] for r in self.requests)
         with self.cv:
             while not self.sent and time.monotonic() < deadline:
                 self.cv.wait(0.05)
-            if phase == "prefill" or not streams:
+            if phase in ("start", "prefill") or not streams:
                 pass
             else:
                 while (not any(n >= DECODE_EVENTS for n in self.events.values())
@@ -142,9 +142,11 @@ def _wait_recovering(cl, t_ms, timeout_s):
 def inject(cl, fault, names, hb_ms, log):
     """Runs the fault (blocking for its duration) against the resolved
     worker names {"target": name, "target2": name}. Returns {t_inject_ms,
-    actions: [str], notes: [str]}."""
+    t_end_ms (the signal, restore or restart that ended it), actions: [str],
+    notes: [str]}. A kill's window ends at the kill: what runs after it is
+    the recovery's doing."""
     kind, name = fault["kind"], names.get("target")
-    out = {"t_inject_ms": None, "actions": [], "notes": []}
+    out = {"t_inject_ms": None, "t_end_ms": None, "actions": [], "notes": []}
 
     def act(text):
         out["actions"].append(f"+{(client.now_ms() - out['t_inject_ms']) / 1e3:.2f}s {text}")
@@ -213,5 +215,7 @@ def inject(cl, fault, names, hb_ms, log):
             act("links back to loopback")
     else:
         raise ValueError(f"unknown fault kind {kind}")
+    if kind in ("stop", "cut", "oneway-cut", "flap", "cut-workers", "loss"):
+        out["t_end_ms"] = client.now_ms()
     log(f"  fault {fault['index']}: " + "; ".join(out["actions"]))
     return out

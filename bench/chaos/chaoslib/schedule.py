@@ -27,7 +27,8 @@ S // 2: with 3 stages the same worker as "first", the coordinator being stage
 The coordinator is never a target (decision 6: it owns the token history).
 Phases: "prefill" (injected delay_ms after the round's first request is sent,
 before any token came back), "decode" (once a streamed request of the round
-has received a few tokens).
+has received a few tokens), "start" (the 60 s of loss: when the first of the
+round's requests, spread over the loss, is sent).
 """
 
 import random
@@ -111,7 +112,7 @@ def full_faults(seed):
                          duration_s=round(rng.uniform(4.0, 6.0), 1)))
     faults.append(_fault("oneway-cut", rng, phase="decode", duration_s=round(rng.uniform(4.0, 6.0), 1)))
     faults.append(_fault("flap", rng, phase="decode", duration_s=1.5))
-    faults.append(_fault("loss", rng, target="all", phase="decode", duration_s=60.0))
+    faults.append(_fault("loss", rng, target="all", phase="start", duration_s=60.0))
     rng.shuffle(faults)
     return faults
 
