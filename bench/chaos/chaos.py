@@ -288,7 +288,9 @@ def main(argv=None):
     print()
     report.print_table(results, sys.stdout)
     if a.doc:
-        report.write_doc(a.doc, report.render(results))
+        section = ("netlab" if a.netlab else "loopback") + ("-short" if a.short else "") + \
+            ("-no-recovery" if a.no_recovery else "") + ("-no-faults" if a.no_faults else "")
+        report.write_doc(a.doc, report.render(results), section)
         log(f"wrote {a.doc}")
     verdict = {0: "PASSED", FAIL: "FAILED", BROKEN: "BROKEN"}[rc]
     if a.no_recovery:

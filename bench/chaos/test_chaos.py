@@ -264,14 +264,17 @@ class Report(unittest.TestCase):
     def test_the_document_keeps_the_text_around_the_section(self):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "reliability.md")
-            report.write_doc(path, "first")
+            b, e = report.markers("loopback")
+            report.write_doc(path, "first", "loopback")
             with open(path) as f:
-                self.assertIn(f"{report.BEGIN}\nfirst\n{report.END}", f.read())
+                self.assertIn(f"{b}\nfirst\n{e}", f.read())
             with open(path, "w") as f:
-                f.write(f"# Reliability\n\nintro\n\n{report.BEGIN}\nold\n{report.END}\n\nafter\n")
-            report.write_doc(path, "new")
+                f.write(f"# Reliability\n\nintro\n\n{b}\nold\n{e}\n\nafter\n")
+            report.write_doc(path, "new", "loopback")
+            report.write_doc(path, "lab", "netlab")
+            nb, ne = report.markers("netlab")
             with open(path) as f:
-                self.assertEqual(f.read(), f"# Reliability\n\nintro\n\n{report.BEGIN}\nnew\n{report.END}\n\nafter\n")
+                self.assertEqual(f.read(), f"# Reliability\n\nintro\n\n{b}\nnew\n{e}\n\nafter\n\n{nb}\nlab\n{ne}\n")
 
 
 if __name__ == "__main__":

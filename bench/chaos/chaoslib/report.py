@@ -1,6 +1,7 @@
-"""Results of a chaos run -> the per-fault table, the totals and the section
-of docs/reliability.md between <!-- chaos:begin --> and <!-- chaos:end -->
-(a new report replaces it and keeps the hand-written text around it).
+"""Results of a chaos run -> the per-fault table, the totals and a section
+of docs/reliability.md between <!-- chaos:NAME:begin --> and
+<!-- chaos:NAME:end --> (NAME: loopback, netlab, loopback-no-recovery, ...;
+a new report replaces its section and keeps the text around it).
 
 Recovery figures come from the coordinator's GET /v1/cluster "recoveries"
 (one entry per recovery: epoch, lost, reason, detected_unix_ms,
@@ -10,7 +11,11 @@ without that array gets "n/a" in those columns.
 
 import os
 
-BEGIN, END = "<!-- chaos:begin -->", "<!-- chaos:end -->"
+
+
+def markers(name):
+    return f"<!-- chaos:{name}:begin -->", f"<!-- chaos:{name}:end -->"
+
 HEADER = ["#", "fault", "target", "phase", "injected (unix ms)", "at injection", "requests", "ok", "lost",
           "wrong", "stall ms", "detect ms", "resume ms", "recomputed tokens", "served by"]
 
@@ -129,9 +134,10 @@ def print_table(results, out):
               f"{tot['wrong']} wrong\n")
 
 
-def write_doc(path, section):
-    """Replaces the section between the markers in path (appends it, with
-    the markers, when they are missing)."""
+def write_doc(path, section, name):
+    """Replaces section NAME (between its markers) in path, or appends it
+    with its markers when they are missing."""
+    BEGIN, END = markers(name)
     text = "# Reliability\n"
     if os.path.exists(path):
         with open(path) as f:
