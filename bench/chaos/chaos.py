@@ -263,7 +263,9 @@ def main(argv=None):
         if mtime != mtime0:
             cl.notes.append(f"the colony binary changed during the run (built {mtime0}, then {mtime})")
         results["meta"] = {
-            "title": f"{'Short run' if a.short else 'Run'}{' without recovery' if a.no_recovery else ''}, seed {a.seed}",
+            "title": (f"{'Network lab' if a.netlab else 'Loopback'}{', short' if a.short else ''}"
+                      f"{', without recovery (negative control)' if a.no_recovery else ''}"
+                      f"{', no faults (control)' if a.no_faults else ''}, seed {a.seed}"),
             "machine": machine_info(), "netlab": a.netlab, "seed": a.seed, "binary": colony,
             "binary_version": version, "binary_mtime": mtime, "has_recoveries": has_recoveries,
             "command": cmdline, "notes": cl.notes, "requests": len(requests), "reference_ok": ref_ok,
@@ -292,6 +294,8 @@ def main(argv=None):
             ("-no-recovery" if a.no_recovery else "") + ("-no-faults" if a.no_faults else "")
         report.write_doc(a.doc, report.render(results), section)
         log(f"wrote {a.doc}")
+    for note in results.get("meta", {}).get("notes") or []:
+        log(f"note: {note}")
     verdict = {0: "PASSED", FAIL: "FAILED", BROKEN: "BROKEN"}[rc]
     if a.no_recovery:
         log(f"chaos (negative control): {verdict}: the harness "

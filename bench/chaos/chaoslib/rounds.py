@@ -91,7 +91,7 @@ class Round:
                     return "no stream was decoding: injected late"
         if phase == "prefill":
             time.sleep(delay_ms / 1e3)
-        elif not streams:
+        elif phase == "decode" and not streams:
             time.sleep(0.15)
         return ""
 
