@@ -21,10 +21,12 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import traceback
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -65,7 +67,7 @@ def parse_args(argv):
     ap.add_argument("--kv-type", default="f32",
                     help="KV cache type of every stage (f32: batch-independent answers; '' for colony's default)")
     ap.add_argument("--heartbeat-timeout-ms", type=int, help="passed to colony serve (its default: 3000)")
-    ap.add_argument("--out", help="results and logs (default /tmp/colony-chaos-SEED)")
+    ap.add_argument("--out", help="results and logs (default /tmp/colony-chaos-SEED-MODE)")
     ap.add_argument("--doc", help="document to write the report into (default docs/reliability.md; "
                                   "none with --short); '' for none")
     ap.add_argument("--lab-id", default="chaos", help="COLONY_NETLAB_ID of the lab")
@@ -76,7 +78,9 @@ def parse_args(argv):
     a.concurrency = a.concurrency or (4 if a.short else 8)
     if a.doc is None:
         a.doc = "" if a.short else os.path.join(REPO, "docs", "reliability.md")
-    a.out = a.out or f"/tmp/colony-chaos-{a.seed}"
+    a.section = (("netlab" if a.netlab else "loopback") + ("-short" if a.short else "")
+                 + ("-no-recovery" if a.no_recovery else "") + ("-no-faults" if a.no_faults else ""))
+    a.out = a.out or f"/tmp/colony-chaos-{a.seed}-{a.section}"
     a.only = None if a.only is None else {k.strip() for k in a.only.split(",") if k.strip()}
     if a.only and a.only - set(schedule.KINDS):
         ap.error(f"unknown fault kinds: {', '.join(sorted(a.only - set(schedule.KINDS)))}")
@@ -95,6 +99,26 @@ def machine_info():
     except (OSError, subprocess.SubprocessError):
         pass
     return info
+
+
+def snapshot_binary(colony, out_dir, tries=10):
+    """Copies colony into OUT/bin and returns the copy's path, so that every
+    start and restart of the run uses one binary even while a build replaces
+    the original; retries while the original is being written (it must
+    answer --version)."""
+    dst_dir = os.path.join(out_dir, "bin")
+    os.makedirs(dst_dir, exist_ok=True)
+    dst = os.path.join(dst_dir, "colony")
+    for _ in range(tries):
+        try:
+            shutil.copy2(colony, dst + ".tmp")
+            os.replace(dst + ".tmp", dst)
+            if subprocess.run([dst, "--version"], capture_output=True, timeout=20).returncode == 0:
+                return dst
+        except (OSError, subprocess.SubprocessError):
+            pass
+        time.sleep(2)
+    raise ClusterError(f"cannot take a working copy of {colony}")
 
 
 def binary_info(colony):
@@ -215,6 +239,8 @@ def main(argv=None):
     requests, faults = schedule.build(a.seed, a.requests, text, short=a.short, netlab=a.netlab, only=a.only,
                                         no_faults=a.no_faults)
     by_id = {r["id"]: r for r in requests}
+    for sub in ("nodes", "logs"):  # a fresh cluster: no keys, shards or logs of an earlier run
+        shutil.rmtree(os.path.join(a.out, sub), ignore_errors=True)
     os.makedirs(a.out, exist_ok=True)
     hb_ms = a.heartbeat_timeout_ms or 3000
     serve_extra = ["--heartbeat-timeout-ms", a.heartbeat_timeout_ms] if a.heartbeat_timeout_ms else []
@@ -228,13 +254,18 @@ def main(argv=None):
     # the streams' threads hold the GIL while tokens pour in; a short switch
     # interval lets the driver inject within a millisecond of the phase it waits for
     sys.setswitchinterval(0.0005)
-    cl = Cluster(colony, a.model, a.out, a.split, parallel=max(a.concurrency, 4), ctx=max(4096, 512 * a.concurrency),
+    version, mtime = binary_info(colony)
+    try:
+        run_bin = snapshot_binary(colony, a.out)
+    except ClusterError as e:
+        log(f"chaos: {e}")
+        return BROKEN
+    cl = Cluster(run_bin, a.model, a.out, a.split, parallel=max(a.concurrency, 4), ctx=max(4096, 512 * a.concurrency),
                  netlab=a.netlab, lab_id=a.lab_id, netem=netem, no_recovery=a.no_recovery, kv_type=a.kv_type,
                  serve_extra=serve_extra)
     results = {"requests": [], "faults": faults}
     recoveries = {}
     rc = BROKEN
-    mtime0 = binary_info(colony)[1]
     try:
         log("starting the cluster: coordinator, w1, w2, then the spare w3")
         cl.start(a.ready_timeout)
@@ -259,9 +290,6 @@ def main(argv=None):
         for f in faults:
             if not f.get("not_run"):
                 f["recovery"] = report.recovery_figures(f, None if matched is None else matched[f["index"]])
-        version, mtime = binary_info(colony)
-        if mtime != mtime0:
-            cl.notes.append(f"the colony binary changed during the run (built {mtime0}, then {mtime})")
         results["meta"] = {
             "title": (f"{'Network lab' if a.netlab else 'Loopback'}{', short' if a.short else ''}"
                       f"{', without recovery (negative control)' if a.no_recovery else ''}"
@@ -283,6 +311,9 @@ def main(argv=None):
     except (KeyboardInterrupt, Terminated):
         log("chaos: interrupted; stopping every process")
         return 130
+    except Exception:  # noqa: BLE001 (a harness bug or an unexpected failure: still stop everything)
+        log("chaos: unexpected error; stopping every process\n" + traceback.format_exc())
+        return BROKEN
     finally:
         cl.stop_all()
         with open(os.path.join(a.out, "results.json"), "w") as fh:
@@ -290,9 +321,7 @@ def main(argv=None):
     print()
     report.print_table(results, sys.stdout)
     if a.doc:
-        section = ("netlab" if a.netlab else "loopback") + ("-short" if a.short else "") + \
-            ("-no-recovery" if a.no_recovery else "") + ("-no-faults" if a.no_faults else "")
-        report.write_doc(a.doc, report.render(results), section)
+        report.write_doc(a.doc, report.render(results), a.section)
         log(f"wrote {a.doc}")
     for note in results.get("meta", {}).get("notes") or []:
         log(f"note: {note}")

@@ -165,7 +165,10 @@ class Cluster:
         if os.path.exists(ready):
             os.unlink(ready)
         self.starts["coordinator"] = 1
-        self.serve = proc.Process(self._cmd("coordinator", argv), log_prefix=self._log("coordinator"))
+        try:
+            self.serve = proc.Process(self._cmd("coordinator", argv), log_prefix=self._log("coordinator"))
+        except proc.ProcError as e:
+            raise ClusterError(str(e)) from e
         deadline = time.monotonic() + ready_timeout
         while not os.path.exists(ready):
             if not self.serve.alive() or time.monotonic() > deadline:
@@ -188,7 +191,10 @@ class Cluster:
 
     def start_worker(self, name):
         self.starts[name] = self.starts.get(name, 0) + 1
-        self.procs[name] = proc.Process(self._cmd(name, self.join_argv(name)), log_prefix=self._log(name))
+        try:
+            self.procs[name] = proc.Process(self._cmd(name, self.join_argv(name)), log_prefix=self._log(name))
+        except proc.ProcError as e:
+            raise ClusterError(str(e)) from e
         return self.procs[name]
 
     def _wait_member(self, name, deadline):
