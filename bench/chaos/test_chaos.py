@@ -213,6 +213,26 @@ class Client(unittest.TestCase):
         self.assertTrue(all(r["error"] == "" for r in recs))
 
 
+    def test_a_wrong_answer_that_a_fault_free_rerun_reproduces_is_unstable(self):
+        import types
+
+        import chaos
+        reqs = [self.req(i) for i in range(4)]
+        results = [{"id": 0, "fault": 1, "stream": True, "verdict": "wrong", "why": "differs",
+                    "record": dict(rec(stream=True, text="t0t1t2t3t4t5"))},
+                   {"id": 1, "fault": 1, "stream": True, "verdict": "wrong", "why": "differs",
+                    "record": dict(rec(stream=True, text="t0t1XX"))}]
+        args = types.SimpleNamespace(seed=1, concurrency=2, request_timeout=10)
+        saved, chaos.log = chaos.log, lambda msg: None
+        try:
+            chaos.recheck_wrong(types.SimpleNamespace(ep=self.ep), args, results, reqs, tries=2)
+        finally:
+            chaos.log = saved
+        self.assertEqual([r["verdict"] for r in results], ["unstable", "wrong"])
+        self.assertIn("2 of 2 fault-free reruns", results[0]["why"])
+        self.assertIn("none of 2", results[1]["why"])
+
+
 class Report(unittest.TestCase):
     def faults(self):
         return [{"index": 1, "kind": "kill", "target": "middle", "target_desc": "middle=w1", "phase": "decode",
@@ -252,14 +272,16 @@ class Report(unittest.TestCase):
                      "seed": 1, "binary": "colony", "binary_version": "v", "binary_mtime": "t",
                      "has_recoveries": False, "command": "chaos.py", "requests": 2, "reference_ok": 2,
                      "reference_s": 1.0, "unstable": 0, "kv_type": "f32"}}
-        self.assertEqual(report.totals(results), {"requests": 2, "ok": 1, "lost": 1, "wrong": 0})
+        self.assertEqual(report.totals(results), {"requests": 2, "ok": 1, "lost": 1, "wrong": 0, "unstable": 0})
         text = report.render(results)
         self.assertIn("| 1 | kill | middle=w1 | decode | 10000 |", text)
         self.assertIn("HTTP 503: gone", text)
         self.assertIn("no (n/a below)", text)
         out = io.StringIO()
         report.print_table(results, out)
-        self.assertIn("2 requests, 1 ok, 1 lost, 0 wrong", out.getvalue())
+        self.assertIn("2 requests, 1 ok, 1 lost, 0 wrong, 0 unstable", out.getvalue())
+        faults[1]["counts"].update(wrong=1, unstable=2)
+        self.assertEqual(report.fault_row(faults[1])[9], "1 (+2 unstable)")
 
     def test_the_document_keeps_the_text_around_the_section(self):
         with tempfile.TemporaryDirectory() as d:

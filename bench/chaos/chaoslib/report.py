@@ -72,7 +72,8 @@ def fault_row(f):
     c = f.get("counts") or {}
     return [f["index"], f["kind"], f.get("target_desc", f.get("target", "")), f.get("phase", ""),
             f.get("t_inject_ms") and f"{f['t_inject_ms']:.0f}" or "n/a", f.get("at_injection", ""),
-            c.get("requests", 0), c.get("ok", 0), c.get("lost", 0), c.get("wrong", 0),
+            c.get("requests", 0), c.get("ok", 0), c.get("lost", 0),
+            f"{c.get('wrong', 0)}" + (f" (+{c['unstable']} unstable)" if c.get("unstable") else ""),
             fmt_ms(f.get("stall_ms")), fmt_ms(fig.get("detect_ms")), fmt_ms(fig.get("resume_ms")),
             "n/a" if fig.get("recomputed") is None else fig["recomputed"], fig.get("served_by") or "n/a"]
 
@@ -84,8 +85,8 @@ def table(header, rows):
 
 
 def totals(results):
-    """{requests, ok, lost, wrong} of the faulted pass."""
-    t = {"requests": 0, "ok": 0, "lost": 0, "wrong": 0}
+    """{requests, ok, lost, wrong, unstable} of the faulted pass."""
+    t = {"requests": 0, "ok": 0, "lost": 0, "wrong": 0, "unstable": 0}
     for r in results["requests"]:
         if r.get("fault") is None:
             continue  # not sent in the faulted pass (its fault did not run)
@@ -111,8 +112,8 @@ def render(results, max_failures=25):
               f"{meta.get('kv_type') or 'default'}): {meta['reference_ok']} of {meta['requests']} requests answered "
               f"by both in {meta['reference_s']:.1f} s; {meta.get('unstable', 0)} gave two different texts "
               f"(either is accepted).", "",
-              "| requests | ok | lost | wrong |", "|---:|---:|---:|---:|",
-              f"| {tot['requests']} | {tot['ok']} | {tot['lost']} | {tot['wrong']} |", "",
+              "| requests | ok | lost | wrong | unstable |", "|---:|---:|---:|---:|---:|",
+              f"| {tot['requests']} | {tot['ok']} | {tot['lost']} | {tot['wrong']} | {tot['unstable']} |", "",
               table(HEADER, [fault_row(f) for f in results["faults"]]), ""]
     acts = [f"{f['index']}. {'; '.join(f.get('actions') or [])}" + (f" ({'; '.join(f['notes'])})"
             if f.get("notes") else "") for f in results["faults"] if f.get("actions")]
@@ -120,7 +121,7 @@ def render(results, max_failures=25):
         lines += ["What each fault did (seconds after the injection):", ""] + acts + [""]
     failed = [r for r in results["requests"] if r.get("fault") is not None and r["verdict"] != "ok"]
     if failed:
-        lines += [f"Failed requests ({len(failed)}{', first ' + str(max_failures) if len(failed) > max_failures else ''}):",
+        lines += [f"Requests not ok ({len(failed)}{', first ' + str(max_failures) if len(failed) > max_failures else ''}):",
                   "", table(["request", "fault", "stream", "verdict", "why"],
                             [[r["id"], r["fault"], "yes" if r["stream"] else "no", r["verdict"], r["why"][:160]]
                              for r in failed[:max_failures]]), ""]
@@ -131,7 +132,7 @@ def print_table(results, out):
     tot = totals(results)
     out.write(table(HEADER, [fault_row(f) for f in results["faults"]]) + "\n")
     out.write(f"\nfaulted pass: {tot['requests']} requests, {tot['ok']} ok, {tot['lost']} lost, "
-              f"{tot['wrong']} wrong\n")
+              f"{tot['wrong']} wrong, {tot['unstable']} unstable\n")
 
 
 def write_doc(path, section, name):
