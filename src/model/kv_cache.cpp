@@ -10,29 +10,37 @@ namespace colony {
 
 ggml_type parse_cache_type(const std::string &name) {
     static const std::pair<const char *, ggml_type> kTypes[] = {
-        {"f32", GGML_TYPE_F32},   {"f16", GGML_TYPE_F16},   {"bf16", GGML_TYPE_BF16}, {"q8_0", GGML_TYPE_Q8_0},
-        {"q4_0", GGML_TYPE_Q4_0}, {"q4_1", GGML_TYPE_Q4_1}, {"q5_0", GGML_TYPE_Q5_0}, {"q5_1", GGML_TYPE_Q5_1},
+        {"f32", GGML_TYPE_F32},   {"f16", GGML_TYPE_F16},   {"bf16", GGML_TYPE_BF16},
+        {"q8_0", GGML_TYPE_Q8_0}, {"q4_0", GGML_TYPE_Q4_0}, {"q4_1", GGML_TYPE_Q4_1},
+        {"q5_0", GGML_TYPE_Q5_0}, {"q5_1", GGML_TYPE_Q5_1},
     };
     for (const auto &[n, t] : kTypes) {
-        if (name == n) return t;
+        if (name == n)
+            return t;
     }
-    throw Error(ErrorCode::kInvalidArgument,
-                "unknown KV cache type '" + name + "' (use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)");
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "unknown KV cache type '" + name + "' (use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)");
 }
 
-KvCache::KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32_t n_seq_max, uint32_t n_ctx_seq,
-                 ggml_type type_k, ggml_type type_v, ggml_backend_buffer_type_t buft)
+KvCache::KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32_t n_seq_max,
+                 uint32_t n_ctx_seq, ggml_type type_k, ggml_type type_v,
+                 ggml_backend_buffer_type_t buft)
     : range_(range), n_seq_max_(n_seq_max), n_ctx_seq_(n_ctx_seq) {
     if (size == 0 || n_seq_max == 0 || n_ctx_seq == 0) {
-        throw Error(ErrorCode::kInvalidArgument, "KV cache size, sequences and context must be positive");
+        throw Error(ErrorCode::kInvalidArgument,
+                    "KV cache size, sequences and context must be positive");
     }
     // K and V are viewed per head, so a head must hold whole quantization blocks
-    const std::pair<ggml_type, uint32_t> checks[] = {{type_k, hp.head_dim_k}, {type_v, hp.head_dim_v}};
+    const std::pair<ggml_type, uint32_t> checks[] = {{type_k, hp.head_dim_k},
+                                                     {type_v, hp.head_dim_v}};
     for (const auto &[t, head_dim] : checks) {
         if (head_dim % ggml_blck_size(t) != 0) {
             throw Error(ErrorCode::kInvalidArgument,
-                        std::string("KV cache type ") + ggml_type_name(t) + " needs a head size that is a multiple of " +
-                            std::to_string(ggml_blck_size(t)) + "; this model's is " + std::to_string(head_dim));
+                        std::string("KV cache type ") + ggml_type_name(t) +
+                            " needs a head size that is a multiple of " +
+                            std::to_string(ggml_blck_size(t)) + "; this model's is " +
+                            std::to_string(head_dim));
         }
     }
     cells_.resize(size);
@@ -48,27 +56,35 @@ KvCache::KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32
         v_.push_back(v);
     }
     buf_.reset(ggml_backend_alloc_ctx_tensors_from_buft(ctx_.get(), buft));
-    if (!buf_) throw Error(ErrorCode::kResource, "cannot allocate the KV cache");
+    if (!buf_)
+        throw Error(ErrorCode::kResource, "cannot allocate the KV cache");
     ggml_backend_buffer_clear(buf_.get(), 0);
 }
 
-uint64_t KvCache::bytes() const { return buf_ ? ggml_backend_buffer_get_size(buf_.get()) : 0; }
+uint64_t KvCache::bytes() const {
+    return buf_ ? ggml_backend_buffer_get_size(buf_.get()) : 0;
+}
 
-void KvCache::store(const int32_t *seq_ids, const int32_t *pos, uint32_t n_tokens, std::vector<int64_t> &cells) {
+void KvCache::store(const int32_t *seq_ids, const int32_t *pos, uint32_t n_tokens,
+                    std::vector<int64_t> &cells) {
     for (uint32_t i = 0; i < n_tokens; ++i) {
         if (seq_ids[i] < 0 || static_cast<uint32_t>(seq_ids[i]) >= n_seq_max_) {
             throw Error(ErrorCode::kInvalidArgument, "sequence id " + std::to_string(seq_ids[i]) +
-                                                         " outside [0," + std::to_string(n_seq_max_) + ")");
+                                                         " outside [0," +
+                                                         std::to_string(n_seq_max_) + ")");
         }
         if (pos[i] < 0 || static_cast<uint32_t>(pos[i]) >= n_ctx_seq_) {
-            throw Error(ErrorCode::kOutOfRange, "context overflow: position " + std::to_string(pos[i]) +
-                                                    " of sequence " + std::to_string(seq_ids[i]) +
-                                                    " does not fit a context of " + std::to_string(n_ctx_seq_));
+            throw Error(ErrorCode::kOutOfRange,
+                        "context overflow: position " + std::to_string(pos[i]) + " of sequence " +
+                            std::to_string(seq_ids[i]) + " does not fit a context of " +
+                            std::to_string(n_ctx_seq_));
         }
         if (pos[i] <= seq_pos_max_[seq_ids[i]]) {
-            throw Error(ErrorCode::kInvalidArgument,
-                        "position " + std::to_string(pos[i]) + " of sequence " + std::to_string(seq_ids[i]) +
-                            " is already in the KV cache (positions must grow; trim with seq_rm first)");
+            throw Error(
+                ErrorCode::kInvalidArgument,
+                "position " + std::to_string(pos[i]) + " of sequence " +
+                    std::to_string(seq_ids[i]) +
+                    " is already in the KV cache (positions must grow; trim with seq_rm first)");
         }
     }
     if (used_ + n_tokens > size()) {
@@ -77,15 +93,53 @@ void KvCache::store(const int32_t *seq_ids, const int32_t *pos, uint32_t n_token
                                               std::to_string(n_tokens) + " more needed");
     }
     cells.resize(n_tokens);
+    if (fixed_) {
+        for (uint32_t i = 0; i < n_tokens; ++i) {
+            const uint32_t c = fixed_cell(seq_ids[i], pos[i]);
+            if (c >= size() || cells_[c].seq >= 0 ||
+                (static_cast<uint32_t>(seq_ids[i]) == front_seq_ &&
+                 static_cast<uint32_t>(pos[i]) >= front_cells_)) {
+                throw Error(ErrorCode::kResource, "no cell for position " + std::to_string(pos[i]) +
+                                                      " of sequence " + std::to_string(seq_ids[i]) +
+                                                      " in the fixed placement");
+            }
+        }
+    }
     uint32_t c = 0;
     for (uint32_t i = 0; i < n_tokens; ++i) {
-        while (cells_[c].seq >= 0) ++c;
+        if (fixed_) {
+            c = fixed_cell(seq_ids[i], pos[i]);
+        } else {
+            while (cells_[c].seq >= 0)
+                ++c;
+        }
         cells_[c] = {seq_ids[i], pos[i]};
         cells[i] = c;
         seq_pos_max_[seq_ids[i]] = std::max(seq_pos_max_[seq_ids[i]], pos[i]);
         max_used_p1_ = std::max(max_used_p1_, c + 1);
         ++used_;
     }
+}
+
+void KvCache::place_by_sequence(uint32_t front_seq, uint32_t front_cells) {
+    if (front_seq >= n_seq_max_ ||
+        static_cast<uint64_t>(front_cells) + uint64_t(n_seq_max_ - 1) * n_ctx_seq_ > size()) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "fixed placement needs " + std::to_string(front_cells) + " + " +
+                        std::to_string(n_seq_max_ - 1) + " x " + std::to_string(n_ctx_seq_) +
+                        " cells, the cache has " + std::to_string(size()));
+    }
+    fixed_ = true;
+    front_seq_ = front_seq;
+    front_cells_ = front_cells;
+}
+
+uint32_t KvCache::fixed_cell(int32_t seq, int32_t pos) const {
+    const auto s = static_cast<uint32_t>(seq);
+    if (s == front_seq_)
+        return static_cast<uint32_t>(pos);
+    const uint32_t slot = s < front_seq_ ? s : s - 1;
+    return front_cells_ + slot * n_ctx_seq_ + static_cast<uint32_t>(pos);
 }
 
 uint32_t KvCache::n_kv() const {
@@ -105,7 +159,8 @@ void KvCache::fill_mask(ggml_fp16_t *dst, uint32_t n_kv, const int32_t *seq_ids,
             std::copy(row - n_kv, row, row);
             for (uint32_t j = 0; j < n_kv; ++j) {
                 const Cell &c = cells_[j];
-                if (c.seq == seq_ids[i] && c.pos > pos[i - 1] && c.pos <= pos[i]) row[j] = keep;
+                if (c.seq == seq_ids[i] && c.pos > pos[i - 1] && c.pos <= pos[i])
+                    row[j] = keep;
             }
             continue;
         }
@@ -117,7 +172,8 @@ void KvCache::fill_mask(ggml_fp16_t *dst, uint32_t n_kv, const int32_t *seq_ids,
 }
 
 void KvCache::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
-    if (seq < 0 || static_cast<uint32_t>(seq) >= n_seq_max_) return;
+    if (seq < 0 || static_cast<uint32_t>(seq) >= n_seq_max_)
+        return;
     for (Cell &c : cells_) {
         if (c.seq == seq && c.pos >= p0 && (p1 < 0 || c.pos < p1)) {
             c = Cell{};
@@ -128,7 +184,8 @@ void KvCache::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
 }
 
 int32_t KvCache::seq_pos_max(int32_t seq) const {
-    if (seq < 0 || static_cast<uint32_t>(seq) >= n_seq_max_) return -1;
+    if (seq < 0 || static_cast<uint32_t>(seq) >= n_seq_max_)
+        return -1;
     return seq_pos_max_[seq];
 }
 
@@ -143,7 +200,8 @@ void KvCache::recompute_bounds() {
     max_used_p1_ = 0;
     for (uint32_t j = 0; j < cells_.size(); ++j) {
         const Cell &c = cells_[j];
-        if (c.seq < 0) continue;
+        if (c.seq < 0)
+            continue;
         seq_pos_max_[c.seq] = std::max(seq_pos_max_[c.seq], c.pos);
         max_used_p1_ = j + 1;
     }

@@ -19,12 +19,13 @@
 namespace colony {
 
 class KvCache {
-public:
+  public:
     /// Allocates K/V for `range` in `buft`. n_ctx_seq bounds the positions of
     /// any one sequence (context overflow beyond it is Error(kOutOfRange)).
     /// Errors: kInvalidArgument (bad type, zero size), kResource (allocation).
-    KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32_t n_seq_max, uint32_t n_ctx_seq,
-            ggml_type type_k, ggml_type type_v, ggml_backend_buffer_type_t buft);
+    KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32_t n_seq_max,
+            uint32_t n_ctx_seq, ggml_type type_k, ggml_type type_v,
+            ggml_backend_buffer_type_t buft);
 
     uint32_t size() const { return static_cast<uint32_t>(cells_.size()); }
     uint32_t n_seq_max() const { return n_seq_max_; }
@@ -40,7 +41,17 @@ public:
     /// does not store a position twice. Errors: kInvalidArgument, kOutOfRange
     /// (context overflow), kResource (cache full). On error nothing is stored.
     /// `cells` receives the cell index of each token.
-    void store(const int32_t *seq_ids, const int32_t *pos, uint32_t n_tokens, std::vector<int64_t> &cells);
+    void store(const int32_t *seq_ids, const int32_t *pos, uint32_t n_tokens,
+               std::vector<int64_t> &cells);
+
+    /// Fixed placement (batch invariance, runtime/stage.h): sequence
+    /// `front_seq` at cells [0, front_cells) by position, every other
+    /// sequence s at front_cells + s' * n_ctx_seq + pos (s' = s, minus one
+    /// above front_seq). A sequence's cells are then in position order
+    /// wherever the others are, so attention sums them in the same order in
+    /// every batch. Needs size() >= front_cells + (n_seq_max - 1) * n_ctx_seq
+    /// (else Error(kInvalidArgument)). Call on an empty cache.
+    void place_by_sequence(uint32_t front_seq, uint32_t front_cells);
 
     /// Number of cells attention must look at: highest used cell + 1, padded
     /// to 256, at most size().
@@ -58,7 +69,7 @@ public:
     int32_t seq_pos_max(int32_t seq) const;
     void clear();
 
-private:
+  private:
     struct Cell {
         int32_t seq = -1;  // -1: free
         int32_t pos = -1;
@@ -68,6 +79,10 @@ private:
     uint32_t n_ctx_seq_;
     uint32_t used_ = 0;
     uint32_t max_used_p1_ = 0;  // highest used cell + 1
+    bool fixed_ = false;        // place_by_sequence
+    uint32_t front_seq_ = 0, front_cells_ = 0;
+    /// The cell of (seq, pos) under fixed placement.
+    uint32_t fixed_cell(int32_t seq, int32_t pos) const;
     std::vector<Cell> cells_;
     std::vector<int32_t> seq_pos_max_;  // per sequence, -1 when empty
     ggml_context_ptr ctx_;

@@ -249,7 +249,8 @@ void CoordinatorControl::lose_member(size_t index, const std::string &reason) {
         // heartbeats, the link's down time (plus the report's way) for a link
         const int64_t detect_ms =
             m.unreachable_after_ms >= 0 ? m.unreachable_after_ms : ms_since(m.last_seen);
-        state_.open_recovery(plan_epoch_, m.join.node_name, reason, detect_ms);
+        if (opts_.recovery)  // without it the scheduler fails what ran: nothing to record
+            state_.open_recovery(plan_epoch_, m.join.node_name, reason, detect_ms);
         invalidate_plan(reason);
     } else {
         publish_detail();

@@ -19,22 +19,31 @@ int default_thread_count() {
     return n == 0 ? 4 : static_cast<int>(n);
 }
 
-void Stage::ThreadpoolDeleter::operator()(ggml_threadpool *tp) const { ggml_threadpool_free(tp); }
+void Stage::ThreadpoolDeleter::operator()(ggml_threadpool *tp) const {
+    ggml_threadpool_free(tp);
+}
 
 Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const StageConfig &cfg)
     : file_(std::move(file)), hp_(hp), cfg_(cfg) {
-    if (cfg_.n_ubatch == 0) throw Error(ErrorCode::kInvalidArgument, "ubatch size must be positive");
-    if (cfg_.n_ctx_seq == 0) cfg_.n_ctx_seq = cfg_.n_ctx;
-    if (!(cfg_.slowdown >= 1.0)) throw Error(ErrorCode::kInvalidArgument, "slow-down factor must be >= 1");
-    if (cfg_.n_threads <= 0) cfg_.n_threads = default_thread_count();
+    if (cfg_.n_ubatch == 0)
+        throw Error(ErrorCode::kInvalidArgument, "ubatch size must be positive");
+    if (cfg_.n_ctx_seq == 0)
+        cfg_.n_ctx_seq = cfg_.n_ctx;
+    if (!(cfg_.slowdown >= 1.0))
+        throw Error(ErrorCode::kInvalidArgument, "slow-down factor must be >= 1");
+    if (cfg_.n_threads <= 0)
+        cfg_.n_threads = default_thread_count();
 
     ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
-    if (!dev) throw Error(ErrorCode::kUnsupported, "ggml has no CPU backend");
+    if (!dev)
+        throw Error(ErrorCode::kUnsupported, "ggml has no CPU backend");
     backend_.reset(ggml_backend_dev_init(dev, nullptr));
-    if (!backend_) throw Error(ErrorCode::kResource, "cannot initialise the ggml CPU backend");
+    if (!backend_)
+        throw Error(ErrorCode::kResource, "cannot initialise the ggml CPU backend");
     ggml_threadpool_params tpp = ggml_threadpool_params_default(cfg_.n_threads);
     threadpool_.reset(ggml_threadpool_new(&tpp));
-    if (!threadpool_) throw Error(ErrorCode::kResource, "cannot create a ggml threadpool");
+    if (!threadpool_)
+        throw Error(ErrorCode::kResource, "cannot create a ggml threadpool");
     ggml_backend_cpu_set_n_threads(backend_.get(), cfg_.n_threads);
     ggml_backend_cpu_set_threadpool(backend_.get(), threadpool_.get());
     ggml_backend_cpu_set_use_ref(backend_.get(), cfg_.invariance != StageConfig::Invariance::kNone);
@@ -44,22 +53,28 @@ Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const
     // kInvariantRows - 1 cells, freed after every forward()
     const bool pad = cfg_.invariance == StageConfig::Invariance::kFull;
     const uint32_t scratch = pad ? kScratchCells : 0;
-    kv_ = std::make_unique<KvCache>(hp_, cfg_.range, cfg_.n_ctx + scratch, cfg_.n_seq_max + (scratch ? 1 : 0),
-                                    cfg_.n_ctx_seq, cfg_.type_k, cfg_.type_v, ggml_backend_dev_buffer_type(dev));
+    kv_ = std::make_unique<KvCache>(hp_, cfg_.range, cfg_.n_ctx + scratch,
+                                    cfg_.n_seq_max + (scratch ? 1 : 0), cfg_.n_ctx_seq, cfg_.type_k,
+                                    cfg_.type_v, ggml_backend_dev_buffer_type(dev));
+    // ... at the front; every sequence's cells in position order (kv_cache.h)
+    if (pad)
+        kv_->place_by_sequence(cfg_.n_seq_max, kScratchCells);
 
     ggml_backend_t backends[] = {backend_.get()};
     const size_t graph_size = 1024 + 48 * static_cast<size_t>(cfg_.range.size());
     sched_.reset(ggml_backend_sched_new(backends, nullptr, 1, graph_size, false, true));
     // Reserve the compute buffer for the worst case so no request reallocates.
     uint32_t n_tok = std::min(cfg_.n_ubatch, cfg_.n_ctx);
-    if (pad) n_tok = (n_tok + kInvariantRows - 1) / kInvariantRows * kInvariantRows + kInvariantRows;
+    if (pad)
+        n_tok = (n_tok + kInvariantRows - 1) / kInvariantRows * kInvariantRows + kInvariantRows;
     auto worst = build_stage_graph(hp_, *weights_, *kv_, GraphShape{n_tok, kv_->size(), n_tok});
     if (!ggml_backend_sched_reserve(sched_.get(), worst->gf)) {
         throw Error(ErrorCode::kResource, "cannot reserve the compute buffer");
     }
-    COLONY_LOG_DEBUG("stage %s: weights %s; KV cache %u cells, %.1f MiB (%s/%s)", cfg_.range.str().c_str(),
-                     weights_->describe_buffers().c_str(), kv_->size(), kv_->bytes() / 1048576.0,
-                     ggml_type_name(cfg_.type_k), ggml_type_name(cfg_.type_v));
+    COLONY_LOG_DEBUG("stage %s: weights %s; KV cache %u cells, %.1f MiB (%s/%s)",
+                     cfg_.range.str().c_str(), weights_->describe_buffers().c_str(), kv_->size(),
+                     kv_->bytes() / 1048576.0, ggml_type_name(cfg_.type_k),
+                     ggml_type_name(cfg_.type_v));
 }
 
 Stage::~Stage() {
@@ -68,44 +83,64 @@ Stage::~Stage() {
 }
 
 void Stage::set_slowdown(double factor) {
-    if (!(factor >= 1.0)) throw Error(ErrorCode::kInvalidArgument, "slow-down factor must be >= 1");
+    if (!(factor >= 1.0))
+        throw Error(ErrorCode::kInvalidArgument, "slow-down factor must be >= 1");
     cfg_.slowdown = factor;
 }
 
-bool Stage::is_first() const { return weights_->is_first(); }
-bool Stage::is_last() const { return weights_->is_last(); }
-void Stage::seq_rm(int32_t seq, int32_t p0, int32_t p1) { kv_->seq_rm(seq, p0, p1); }
-int32_t Stage::seq_pos_max(int32_t seq) const { return kv_->seq_pos_max(seq); }
-uint32_t Stage::kv_used() const { return kv_->used(); }
+bool Stage::is_first() const {
+    return weights_->is_first();
+}
+bool Stage::is_last() const {
+    return weights_->is_last();
+}
+void Stage::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
+    kv_->seq_rm(seq, p0, p1);
+}
+int32_t Stage::seq_pos_max(int32_t seq) const {
+    return kv_->seq_pos_max(seq);
+}
+uint32_t Stage::kv_used() const {
+    return kv_->used();
+}
 uint32_t Stage::kv_size() const {  // without the padding's scratch cells
     return kv_->size() - (cfg_.invariance == StageConfig::Invariance::kFull ? kScratchCells : 0);
 }
-uint64_t Stage::kv_bytes() const { return kv_->bytes(); }
-uint64_t Stage::weight_bytes() const { return weights_->bytes(); }
+uint64_t Stage::kv_bytes() const {
+    return kv_->bytes();
+}
+uint64_t Stage::weight_bytes() const {
+    return weights_->bytes();
+}
 
 void Stage::validate(const Ubatch &ub) const {
     if (ub.n_tokens == 0 || ub.n_tokens > cfg_.n_ubatch) {
         throw Error(ErrorCode::kInvalidArgument, "ubatch of " + std::to_string(ub.n_tokens) +
-                                                     " tokens; must be 1.." + std::to_string(cfg_.n_ubatch));
+                                                     " tokens; must be 1.." +
+                                                     std::to_string(cfg_.n_ubatch));
     }
-    if (!ub.pos || !ub.seq_id) throw Error(ErrorCode::kInvalidArgument, "ubatch without positions or sequence ids");
+    if (!ub.pos || !ub.seq_id)
+        throw Error(ErrorCode::kInvalidArgument, "ubatch without positions or sequence ids");
     for (uint32_t i = 0; i < ub.n_tokens; ++i) {
         if (ub.seq_id[i] < 0 || static_cast<uint32_t>(ub.seq_id[i]) >= cfg_.n_seq_max) {
             throw Error(ErrorCode::kInvalidArgument, "sequence id " + std::to_string(ub.seq_id[i]) +
-                                                         " outside 0.." + std::to_string(cfg_.n_seq_max - 1));
+                                                         " outside 0.." +
+                                                         std::to_string(cfg_.n_seq_max - 1));
         }
     }
     if (is_first()) {
-        if (!ub.tokens) throw Error(ErrorCode::kInvalidArgument, "first stage needs token ids");
+        if (!ub.tokens)
+            throw Error(ErrorCode::kInvalidArgument, "first stage needs token ids");
         for (uint32_t i = 0; i < ub.n_tokens; ++i) {
             if (ub.tokens[i] < 0 || static_cast<uint32_t>(ub.tokens[i]) >= hp_.n_vocab) {
-                throw Error(ErrorCode::kInvalidArgument, "token id " + std::to_string(ub.tokens[i]) +
-                                                             " outside the vocabulary of " +
-                                                             std::to_string(hp_.n_vocab));
+                throw Error(ErrorCode::kInvalidArgument,
+                            "token id " + std::to_string(ub.tokens[i]) +
+                                " outside the vocabulary of " + std::to_string(hp_.n_vocab));
             }
         }
     } else if (!ub.embd) {
-        throw Error(ErrorCode::kInvalidArgument, "stage " + cfg_.range.str() + " needs hidden states");
+        throw Error(ErrorCode::kInvalidArgument,
+                    "stage " + cfg_.range.str() + " needs hidden states");
     }
     if (is_last()) {
         if (ub.n_outputs == 0 || ub.n_outputs > ub.n_tokens || !ub.out_ids) {
@@ -114,7 +149,8 @@ void Stage::validate(const Ubatch &ub) const {
         for (uint32_t i = 0; i < ub.n_outputs; ++i) {
             if (ub.out_ids[i] < 0 || static_cast<uint32_t>(ub.out_ids[i]) >= ub.n_tokens ||
                 (i > 0 && ub.out_ids[i] <= ub.out_ids[i - 1])) {
-                throw Error(ErrorCode::kInvalidArgument, "output rows must be increasing rows of the ubatch");
+                throw Error(ErrorCode::kInvalidArgument,
+                            "output rows must be increasing rows of the ubatch");
             }
         }
     }
@@ -141,20 +177,26 @@ void Stage::prepare_graph(const Ubatch &ub, uint32_t n_kv) {
 }
 
 Ubatch Stage::padded(const Ubatch &in) {
-    if (cfg_.invariance != StageConfig::Invariance::kFull) return in;
-    auto round_up = [](uint32_t n) { return (n + kInvariantRows - 1) / kInvariantRows * kInvariantRows; };
+    if (cfg_.invariance != StageConfig::Invariance::kFull)
+        return in;
+    auto round_up = [](uint32_t n) {
+        return (n + kInvariantRows - 1) / kInvariantRows * kInvariantRows;
+    };
     uint32_t n = round_up(in.n_tokens);
     // The head's matmuls run on the output rows only: make them a multiple of
     // 4 too, with scratch rows (4 more when the padding has too few).
     const uint32_t out_pad = is_last() ? round_up(in.n_outputs) - in.n_outputs : 0;
-    if (n - in.n_tokens < out_pad) n += kInvariantRows;
-    if (n == in.n_tokens) return in;
+    if (n - in.n_tokens < out_pad)
+        n += kInvariantRows;
+    if (n == in.n_tokens)
+        return in;
     const uint32_t pad = n - in.n_tokens;
     Ubatch ub = in;
     ub.n_tokens = n;
     if (out_pad > 0) {
         pad_out_.assign(in.out_ids, in.out_ids + in.n_outputs);
-        for (uint32_t r = 0; r < out_pad; ++r) pad_out_.push_back(static_cast<int32_t>(in.n_tokens + r));
+        for (uint32_t r = 0; r < out_pad; ++r)
+            pad_out_.push_back(static_cast<int32_t>(in.n_tokens + r));
         ub.out_ids = pad_out_.data();
         ub.n_outputs = static_cast<uint32_t>(pad_out_.size());
     }
@@ -176,7 +218,8 @@ Ubatch Stage::padded(const Ubatch &in) {
         const size_t row = hp_.n_embd;
         pad_embd_.assign(in.embd, in.embd + row * in.n_tokens);
         for (uint32_t i = 0; i < pad; ++i)
-            pad_embd_.insert(pad_embd_.end(), in.embd + row * (in.n_tokens - 1), in.embd + row * in.n_tokens);
+            pad_embd_.insert(pad_embd_.end(), in.embd + row * (in.n_tokens - 1),
+                             in.embd + row * in.n_tokens);
         ub.embd = pad_embd_.data();
     }
     return ub;
@@ -193,14 +236,17 @@ const float *Stage::forward(const Ubatch &in) {
         prepare_graph(ub, n_kv);
         const int64_t t0 = now_us();
         StageGraph &g = *graph_;
-        if (g.inp_tokens) ggml_backend_tensor_set(g.inp_tokens, ub.tokens, 0, ub.n_tokens * sizeof(int32_t));
-        if (g.inp_embd) ggml_backend_tensor_set(g.inp_embd, ub.embd, 0, ggml_nbytes(g.inp_embd));
+        if (g.inp_tokens)
+            ggml_backend_tensor_set(g.inp_tokens, ub.tokens, 0, ub.n_tokens * sizeof(int32_t));
+        if (g.inp_embd)
+            ggml_backend_tensor_set(g.inp_embd, ub.embd, 0, ggml_nbytes(g.inp_embd));
         ggml_backend_tensor_set(g.inp_pos, ub.pos, 0, ub.n_tokens * sizeof(int32_t));
         ggml_backend_tensor_set(g.inp_k_idxs, cells_.data(), 0, ub.n_tokens * sizeof(int64_t));
         mask_.resize(static_cast<size_t>(n_kv) * ub.n_tokens);
         kv_->fill_mask(mask_.data(), n_kv, ub.seq_id, ub.pos, ub.n_tokens);
         ggml_backend_tensor_set(g.inp_mask, mask_.data(), 0, mask_.size() * sizeof(ggml_fp16_t));
-        if (g.inp_out_ids) ggml_backend_tensor_set(g.inp_out_ids, ub.out_ids, 0, ub.n_outputs * sizeof(int32_t));
+        if (g.inp_out_ids)
+            ggml_backend_tensor_set(g.inp_out_ids, ub.out_ids, 0, ub.n_outputs * sizeof(int32_t));
 
         if (ggml_backend_sched_graph_compute(sched_.get(), g.gf) != GGML_STATUS_SUCCESS) {
             throw Error(ErrorCode::kInternal, "ggml graph compute failed");
@@ -209,15 +255,17 @@ const float *Stage::forward(const Ubatch &in) {
         ggml_backend_tensor_get(g.out, out_.data(), 0, ggml_nbytes(g.out));
         timings_.compute_us = now_us() - t0;
         if (cfg_.slowdown > 1.0) {
-            std::this_thread::sleep_for(std::chrono::microseconds(
-                static_cast<int64_t>((cfg_.slowdown - 1.0) * static_cast<double>(timings_.compute_us))));
+            std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(
+                (cfg_.slowdown - 1.0) * static_cast<double>(timings_.compute_us))));
         }
     } catch (...) {
         // undo this ubatch's cells so the cache is as before the call
-        for (uint32_t i = 0; i < ub.n_tokens; ++i) kv_->seq_rm(ub.seq_id[i], ub.pos[i], ub.pos[i] + 1);
+        for (uint32_t i = 0; i < ub.n_tokens; ++i)
+            kv_->seq_rm(ub.seq_id[i], ub.pos[i], ub.pos[i] + 1);
         throw;
     }
-    if (scratch) kv_->seq_rm(static_cast<int32_t>(cfg_.n_seq_max));  // the padding's cells
+    if (scratch)
+        kv_->seq_rm(static_cast<int32_t>(cfg_.n_seq_max));  // the padding's cells
     return out_.data();
 }
 

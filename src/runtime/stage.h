@@ -27,14 +27,14 @@ class KvCache;
 struct StageGraph;
 
 struct StageConfig {
-    LayerRange range;             // blocks this stage runs; first==0 embeds, last==n_layer has the head
-    uint32_t n_ctx = 4096;        // KV cells in total (shared by all sequences)
-    uint32_t n_seq_max = 1;       // concurrent sequences
-    uint32_t n_ctx_seq = 0;       // max positions per sequence; 0 = n_ctx
-    uint32_t n_ubatch = 512;      // max tokens per forward()
+    LayerRange range;         // blocks this stage runs; first==0 embeds, last==n_layer has the head
+    uint32_t n_ctx = 4096;    // KV cells in total (shared by all sequences)
+    uint32_t n_seq_max = 1;   // concurrent sequences
+    uint32_t n_ctx_seq = 0;   // max positions per sequence; 0 = n_ctx
+    uint32_t n_ubatch = 512;  // max tokens per forward()
     ggml_type type_k = GGML_TYPE_F16;
     ggml_type type_v = GGML_TYPE_F16;
-    int n_threads = 0;            // 0 = all cores
+    int n_threads = 0;  // 0 = all cores
     WeightLoadOptions load;
     /// Debug: emulate a slower device. After each forward() the stage sleeps
     /// (slowdown - 1) x the compute time, so it runs `slowdown` times slower.
@@ -55,7 +55,12 @@ struct StageConfig {
     ///               output rows too): matmuls take another kernel for a lone
     ///               row (llamafile_sgemm refuses n < 2) and repacked weights
     ///               run rows in groups of 4 with gemm and the rest with gemv
-    ///               (ggml-cpu/repack.cpp). Bit-exact (BatchInvariance tests),
+    ///               (ggml-cpu/repack.cpp); and each sequence's KV cells
+    ///               at fixed places in position order (KvCache::
+    ///               place_by_sequence: attention sums cells in cell order, and
+    ///               first-free placement interleaves sequences differently in
+    ///               every batch mix). Needs n_ctx == n_seq_max * n_ctx_seq.
+    ///               Bit-exact (BatchInvariance tests),
     ///               but a decode of one sequence computes 4 rows: 2.4 times
     ///               slower on the 1B Q4_K_M model on 2 cores (--batch-invariant).
     enum class Invariance { kNone, kAttention, kFull };
@@ -70,7 +75,8 @@ struct Ubatch {
     const float *embd = nullptr;      // [n_embd * n_tokens] hidden states
     const int32_t *pos = nullptr;     // [n_tokens] position of each token in its sequence
     const int32_t *seq_id = nullptr;  // [n_tokens] sequence of each token
-    const int32_t *out_ids = nullptr; // [n_outputs] last stage: increasing ubatch rows whose logits are wanted
+    const int32_t *out_ids =
+        nullptr;  // [n_outputs] last stage: increasing ubatch rows whose logits are wanted
     uint32_t n_outputs = 0;
 };
 
@@ -87,7 +93,7 @@ inline constexpr uint32_t kInvariantRows = 4;
 inline constexpr uint32_t kScratchCells = 2 * kInvariantRows;
 
 class Stage {
-public:
+  public:
     /// Loads the weights of cfg.range from `file` and allocates the KV cache.
     /// Errors: see StageWeights and KvCache; kInvalidArgument for a bad config.
     Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const StageConfig &cfg);
@@ -123,7 +129,7 @@ public:
     double slowdown() const { return cfg_.slowdown; }
     const StageWeights &weights() const { return *weights_; }
 
-private:
+  private:
     struct ThreadpoolDeleter {
         void operator()(ggml_threadpool *tp) const;
     };

@@ -3,8 +3,9 @@
 // 10), and greedy text stays the same only when every position gets exactly
 // the floats it got when it was decoded one token at a time, next to whatever
 // else was in the ubatch. Each case decodes a sequence token by token, then
-// computes the same positions in one ubatch next to another sequence, and
-// compares the logits bit for bit. The negative control shows the default
+// computes the same positions in two ubatches next to other sequences (their
+// KV cells interleaved, as continuous batching does), and compares the logits
+// bit for bit. The negative control shows the default
 // kernels do differ (so the check can fail).
 #include <gtest/gtest.h>
 
@@ -52,14 +53,16 @@ std::string path_of(const TempDir &dir, const std::string &name) {
 }
 
 /// Logits F32 [n_vocab] of positions kPrefix-1 .. kTokens-1 of `tokens`:
-/// decoded one by one (alone), or in one ubatch after another sequence's rows.
+/// decoded one by one (alone), or prefilled in two ubatches next to other
+/// sequences' rows.
 std::vector<std::vector<float>> logits_of(const std::shared_ptr<const GgufFile> &file,
                                           const ModelHparams &hp, bool invariant, bool decode,
                                           const std::vector<int32_t> &tokens) {
     StageConfig cfg;
     cfg.range = {0, hp.n_layer};
-    cfg.n_ctx = 512;
-    cfg.n_seq_max = 2;
+    cfg.n_ctx = 768;
+    cfg.n_seq_max = 3;
+    cfg.n_ctx_seq = 256;
     cfg.n_threads = 2;
     cfg.invariance = invariant ? StageConfig::Invariance::kFull : StageConfig::Invariance::kNone;
     Stage stage(file, hp, cfg);
@@ -76,24 +79,49 @@ std::vector<std::vector<float>> logits_of(const std::shared_ptr<const GgufFile> 
         keep(stage.forward({kPrefix, tokens.data(), nullptr, pos.data(), seq.data(), &last, 1}), 1);
         for (uint32_t p = kPrefix; p < kTokens; ++p) {
             const int32_t row = 0;
-            keep(stage.forward({1, tokens.data() + p, nullptr, pos.data() + p, seq.data(), &row, 1}),
-                 1);
+            keep(
+                stage.forward({1, tokens.data() + p, nullptr, pos.data() + p, seq.data(), &row, 1}),
+                1);
         }
         return out;
     }
-    // another sequence's 6 rows first, then every position of this one
-    std::vector<int32_t> toks = {11, 22, 33, 44, 55, 66}, ps = {0, 1, 2, 3, 4, 5},
-                         seqs(6, 1), rows;
-    for (uint32_t p = 0; p < kTokens; ++p) {
-        toks.push_back(tokens[p]);
-        ps.push_back(static_cast<int32_t>(p));
-        seqs.push_back(0);
-        if (p + 1 >= kPrefix)
-            rows.push_back(static_cast<int32_t>(toks.size() - 1));
-    }
-    keep(stage.forward({static_cast<uint32_t>(toks.size()), toks.data(), nullptr, ps.data(),
-                        seqs.data(), rows.data(), static_cast<uint32_t>(rows.size())}),
-         static_cast<uint32_t>(rows.size()));
+    // Two ubatches that interleave this sequence's cells with others', and a
+    // request that ends in between: with first-free placement the later
+    // positions land in its freed cells, before the prefix's.
+    uint32_t other = 0;
+    auto ubatch = [&](uint32_t p0, uint32_t p1, bool ending) {
+        std::vector<int32_t> toks, ps, seqs, rows;
+        for (uint32_t i = 0; ending && i < 2; ++i) {
+            toks.push_back(7 + static_cast<int32_t>(i));
+            ps.push_back(static_cast<int32_t>(i));
+            seqs.push_back(2);
+        }
+        auto others = [&] {
+            for (uint32_t i = 0; i < 3; ++i, ++other) {
+                toks.push_back(static_cast<int32_t>(11 * (other + 1)));
+                ps.push_back(static_cast<int32_t>(other));
+                seqs.push_back(1);
+            }
+        };
+        if (ending)
+            others();
+        for (uint32_t p = p0; p < p1; ++p) {
+            toks.push_back(tokens[p]);
+            ps.push_back(static_cast<int32_t>(p));
+            seqs.push_back(0);
+            if (p + 1 >= kPrefix)
+                rows.push_back(static_cast<int32_t>(toks.size() - 1));
+        }
+        if (!ending)  // after: this sequence's rows take the freed cells
+            others();
+        keep(stage.forward({static_cast<uint32_t>(toks.size()), toks.data(), nullptr, ps.data(),
+                            seqs.data(), rows.data(), static_cast<uint32_t>(rows.size())}),
+             static_cast<uint32_t>(rows.size()));
+        if (ending)
+            stage.seq_rm(2);
+    };
+    ubatch(0, kPrefix, true);
+    ubatch(kPrefix, kTokens, false);
     return out;
 }
 
@@ -125,8 +153,8 @@ TEST_P(BatchInvariance, DecodedAndPrefilledPositionsGetTheSameLogitsBitForBit) {
                                              logits_of(file, hp, false, false, tokens));
         EXPECT_GT(n, 0u) << "the default kernels gave identical floats: the check above "
                             "cannot tell invariance from luck on this model";
-        std::printf("%s: %zu of %zu positions differ with the default kernels\n",
-                    GetParam().name, n, decoded.size());
+        std::printf("%s: %zu of %zu positions differ with the default kernels\n", GetParam().name,
+                    n, decoded.size());
     }
 }
 
