@@ -58,12 +58,12 @@ class LocalCluster {
         err_ = dir_.file("run.err");
         // Three stages of a fixed split (the measured planner would rightly run a
         // model this small on one node); 8 sequences of 16384 positions: room for
-        // long generations to cancel. Hidden states travel as f32: with the
-        // default f16, 2 of the 16 prompts got other greedy tokens together
-        // than alone when the machine was loaded (never with f32): a row's f32
-        // result can differ in its last bits with what shares its ubatch, and
-        // rounding to f16 can carry that into the next stage's argmax. The f16
-        // default is checked one request at a time by PipelineEquivalence.
+        // long generations to cancel. Every stage is --batch-invariant: with
+        // the default kernels a row's result can differ in its last bits with
+        // what shares its ubatch (runtime/stage.h), and 1 in 10 loaded runs of
+        // SixteenSimultaneousStreams got another greedy token for a prompt
+        // together than alone, even with f32 hidden states. The default
+        // kernels are checked one request at a time by PipelineEquivalence.
         const std::vector<std::string> argv = {COLONY_TEST_BIN,
                                                "run",
                                                "-m",
@@ -83,7 +83,8 @@ class LocalCluster {
                                                "--max-tokens-limit",
                                                "16000",
                                                "--wire-type",
-                                               "f32"};
+                                               "f32",
+                                               "--batch-invariant"};
         proc_ = std::make_unique<ChildProcess>(argv, out_, err_);
         const std::regex ready(R"(colony: listening on http://127\.0\.0\.1:(\d+)/\n)");
         const bool ok = eventually(

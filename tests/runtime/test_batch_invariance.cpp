@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "common/test_env.h"
-#include "model/synth.h"
+#include "common/synth_tiny.h"
 #include "runtime/stage_runner.h"
 
 namespace colony::test {
@@ -34,22 +34,7 @@ std::string path_of(const TempDir &dir, const std::string &name) {
     if (name != "llama-3.2-1b-tiny-Q4_K_M")
         return model_path(name);
     // a K-quant model whose weights the CPU backend repacks (gemm/gemv in 4-row groups)
-    SynthOverrides ov;
-    ov.n_layer = 2;
-    ov.n_embd = 256;
-    ov.n_ff = 768;
-    ov.n_head = 4;
-    ov.n_head_kv = 2;
-    ov.head_dim = 64;
-    ov.n_ctx_train = 2048;
-    SynthOptions o;
-    o.hparams = synth_apply_overrides(synth_find_preset("llama-3.2-1b"), ov);
-    o.ftype = synth_find_ftype("Q4_K_M");
-    o.seed = 7;
-    o.n_threads = 2;
-    o.out_path = dir.file(name + ".gguf");
-    synth_write_gguf(o);
-    return o.out_path;
+    return synth_tiny(dir, "llama-3.2-1b", "Q4_K_M", 2, 7);
 }
 
 /// Logits F32 [n_vocab] of positions kPrefix-1 .. kTokens-1 of `tokens`:

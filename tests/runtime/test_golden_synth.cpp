@@ -11,6 +11,7 @@
 #include <map>
 
 #include "common/test_env.h"
+#include "common/synth_tiny.h"
 #include "model/synth.h"
 #include "runtime/stage_runner.h"
 #include "runtime/tokenizer.h"
@@ -24,22 +25,7 @@ struct Case {
 };
 
 std::string synth_tiny(const TempDir &dir, const Case &c) {
-    SynthOverrides ov;
-    ov.n_layer = 3;
-    ov.n_embd = 256;
-    ov.n_ff = 768;
-    ov.n_head = 4;
-    ov.n_head_kv = 2;
-    ov.head_dim = 64;
-    ov.n_ctx_train = 2048;
-    SynthOptions o;
-    o.hparams = synth_apply_overrides(synth_find_preset(c.preset), ov);
-    o.ftype = synth_find_ftype(c.ftype);
-    o.seed = 42;
-    o.n_threads = 2;
-    o.out_path = dir.file(std::string(c.preset) + "-" + c.ftype + ".gguf");
-    synth_write_gguf(o);
-    return o.out_path;
+    return colony::test::synth_tiny(dir, c.preset, c.ftype);
 }
 
 class SynthGolden : public ::testing::TestWithParam<Case> {

@@ -108,10 +108,13 @@ def render(results, max_failures=25):
              "```", meta["command"], "```", ""]
     if meta.get("notes"):
         lines += ["Notes: " + "; ".join(meta["notes"]) + ".", ""]
+    exact = meta.get("batch_invariant", False)
     lines += [f"Reference (two fault-free passes, the second in reverse order; KV cache "
-              f"{meta.get('kv_type') or 'default'}): {meta['reference_ok']} of {meta['requests']} requests answered "
-              f"by both in {meta['reference_s']:.1f} s; {meta.get('unstable', 0)} gave two different texts "
-              f"(either is accepted).", "",
+              f"{meta.get('kv_type') or 'default'}; stages "
+              f"{'--batch-invariant' if exact else 'with the default kernels'}): {meta['reference_ok']} of "
+              f"{meta['requests']} requests answered by both in {meta['reference_s']:.1f} s; "
+              f"{meta.get('unstable', 0)} gave two different texts "
+              f"{'(bit-exact stages: they must agree)' if exact else '(either is accepted)'}.", "",
               "| requests | ok | lost | wrong | unstable |", "|---:|---:|---:|---:|---:|",
               f"| {tot['requests']} | {tot['ok']} | {tot['lost']} | {tot['wrong']} | {tot['unstable']} |", "",
               table(HEADER, [fault_row(f) for f in results["faults"]]), ""]

@@ -1,0 +1,38 @@
+// Small synthetic models for tests: a real architecture's tensors and
+// tokenizer with random weights (model/synth.h, `colony synth`), at sizes that
+// keep a suite fast while running the full models' code paths. Link
+// colony_synth to use it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/test_env.h"
+#include "model/synth.h"
+
+namespace colony::test {
+
+/// Writes preset (e.g. "llama-3.2-1b") as ftype (e.g. "Q4_K_M") with n_layer
+/// blocks of n_embd 256 (4 heads of 64, 2 KV heads, n_ff 768) into dir and
+/// returns its path. The same seed writes the same bytes.
+inline std::string synth_tiny(const TempDir &dir, const std::string &preset, const std::string &ftype,
+                              uint32_t n_layer = 3, uint64_t seed = 42) {
+    SynthOverrides ov;
+    ov.n_layer = n_layer;
+    ov.n_embd = 256;
+    ov.n_ff = 768;
+    ov.n_head = 4;
+    ov.n_head_kv = 2;
+    ov.head_dim = 64;
+    ov.n_ctx_train = 2048;
+    SynthOptions o;
+    o.hparams = synth_apply_overrides(synth_find_preset(preset), ov);
+    o.ftype = synth_find_ftype(ftype);
+    o.seed = seed;
+    o.n_threads = 2;
+    o.out_path = dir.file(preset + "-" + ftype + "-" + std::to_string(n_layer) + ".gguf");
+    synth_write_gguf(o);
+    return o.out_path;
+}
+
+}  // namespace colony::test
