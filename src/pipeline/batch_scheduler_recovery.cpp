@@ -38,7 +38,10 @@ void BatchScheduler::replay_running(const std::string &reason) {
             slot = Slot{};  // a draining slot's row belonged to the broken pipeline
             continue;
         }
-        if (++slot.n_replays > kMaxReplays) {
+        // A loss while the slot still waits for its replay (nothing sent
+        // since: plans that came and went before one served) is not another.
+        const bool waiting = slot.replaying && slot.n_pos == 0;
+        if (!waiting && ++slot.n_replays > kMaxReplays) {
             const Error gave_up(ErrorCode::kUnavailable,
                                 "the pipeline broke " + std::to_string(kMaxReplays + 1) +
                                     " times while this request ran; the last time: " + reason);

@@ -30,8 +30,10 @@ struct Cluster {
     std::vector<std::unique_ptr<JoinProcess>> workers;  // by join order: w1, w2, spare
 
     Cluster(const std::string &model, int n_workers, const std::vector<std::string> &extra = {}) {
-        std::vector<std::string> args = {"--split", "0:2,2:4,4:5", "--wire-type",
-                                         "f32",     "--parallel",  "2"};
+        // bit-exact stages: the text after a recovery must be the text without
+        // one (runtime/stage.h, Invariance::kFull)
+        std::vector<std::string> args = {"--split",    "0:2,2:4,4:5", "--wire-type",      "f32",
+                                         "--parallel", "2",           "--batch-invariant"};
         args.insert(args.end(), extra.begin(), extra.end());
         serve = std::make_unique<ServeProcess>(dir.file("coordinator"), model, 2, args);
         for (int i = 0; i < n_workers; ++i) {
@@ -45,7 +47,8 @@ struct Cluster {
     }
     void add_worker(const std::string &name) {
         workers.push_back(
-            std::make_unique<JoinProcess>(dir.file(name), serve->coordinator(), serve->token()));
+            std::make_unique<JoinProcess>(dir.file(name), serve->coordinator(), serve->token(),
+                                          std::vector<std::string>{"--batch-invariant"}));
     }
     /// The index in `workers` of the worker whose stage runs blocks from `first`.
     int holder_of(uint32_t first) const {
@@ -167,8 +170,9 @@ TEST(PipelineRecovery, KilledLastStageRestartsAndASeededStreamKeepsItsText) {
         c.workers[last]->process().signal(SIGKILL);
         c.workers[last]->process().wait(5000);
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
-        c.workers[last] = std::make_unique<JoinProcess>(c.dir.file("w" + std::to_string(last + 1)),
-                                                        c.serve->coordinator(), c.serve->token());
+        c.workers[last] = std::make_unique<JoinProcess>(
+            c.dir.file("w" + std::to_string(last + 1)), c.serve->coordinator(), c.serve->token(),
+            std::vector<std::string>{"--batch-invariant"});
     });
     expect_clean(r, clean.text, c.logs());
     const nlohmann::json rec = c.recoveries();
@@ -213,6 +217,61 @@ TEST(PipelineRecovery, AStoppedWorkerIsReplacedAndPutsNoStaleTokenInTheStream) {
         << c.logs();
     // and the next request is still right
     EXPECT_EQ(http_stream(port, long_request()).text, clean.text);
+}
+
+}  // namespace
+}  // namespace colony::test
+
+namespace colony::test {
+namespace {
+
+// No spare: the measured planner moves the lost range onto the survivors.
+// The coordinator may use too little memory to hold the model alone, so
+// the plan needs workers; after the loss the coordinator and the remaining
+// worker hold it between them.
+TEST(PipelineRecovery, WithoutASpareTheSurvivorsTakeTheLostRange) {
+    const std::string model = model_path("stories260K-f32.gguf");
+    TempDir dir;
+    ServeProcess serve(dir.file("coordinator"), model, 2,
+                       {"--planner", "measured", "--mem-limit", "0.0012", "--wire-type", "f32",
+                        "--parallel", "2", "--batch-invariant"});
+    std::vector<std::unique_ptr<JoinProcess>> workers;
+    for (const char *name : {"w1", "w2"}) {
+        workers.push_back(
+            std::make_unique<JoinProcess>(dir.file(name), serve.coordinator(), serve.token(),
+                                          std::vector<std::string>{"--batch-invariant"}));
+    }
+    const uint16_t port = serve.api_port();
+    auto logs = [&] {
+        return serve.log() + "\nw1:\n" + workers[0]->log() + "\nw2:\n" + workers[1]->log();
+    };
+    auto stages = [&] {
+        std::vector<std::string> names;
+        for (const auto &n :
+             http_get(port, "/v1/cluster").body.value("nodes", nlohmann::json::array())) {
+            if (n.value("role", "") == "worker" && n["stage"].is_number() &&
+                n.value("state", "") == "ready")
+                names.push_back(n.value("name", ""));
+        }
+        return names;
+    };
+    // the measured plan, once every node has its profile: both workers take layers
+    ASSERT_TRUE(
+        eventually([&] { return wait_health(port, "ok", 100) && stages().size() == 2; }, 90000))
+        << http_get(port, "/v1/cluster").body.dump(1) << logs();
+    const StreamReply clean = http_stream(port, long_request());
+    ASSERT_EQ(clean.error, "") << logs();
+    const std::string victim = stages().front();
+    const size_t v = victim == "w1" ? 0 : 1;
+    const StreamReply r =
+        stream_with_fault(port, long_request(), 40, [&] { workers[v]->process().signal(SIGKILL); });
+    expect_clean(r, clean.text, logs());
+    const nlohmann::json rec =
+        http_get(port, "/v1/cluster").body.value("recoveries", nlohmann::json());
+    ASSERT_EQ(rec.size(), 1u) << rec.dump(1);
+    EXPECT_EQ(rec[0].value("lost", ""), victim);
+    EXPECT_EQ(rec[0].value("replacement", ""), "replan") << rec.dump(1);
+    EXPECT_EQ(stages().size(), 1u) << http_get(port, "/v1/cluster").body.dump(1);
 }
 
 }  // namespace
