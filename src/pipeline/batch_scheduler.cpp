@@ -281,8 +281,11 @@ void BatchScheduler::sync_plan() {
     const bool was_ready = ready_;
     ready_ = snap.ready && snap.plan.has_value() && host_.loaded() &&
              state_.local_ready_epoch() == epoch_;
-    if (ready_ && !was_ready)
+    if (ready_ && !was_ready) {
         host_.link_expected();
+        if (!recovering_since_)
+            state_.note_resumed(0, 0);  // a loss with nothing running: serving again
+    }
     if (ready_)
         watch_.hint_ms_per_token(snap.plan->ms_per_token_hint);
     last_user_id_ = snap.plan ? snap.plan->last_user_id : std::string();

@@ -6,6 +6,7 @@
 // greedy completion. The screenshot goes to $SCREENSHOT_CLUSTER.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { env, startCluster } from './server.mjs';
 import { launchBrowser, watchedPage } from './browser.mjs';
 
@@ -79,6 +80,30 @@ test('the dashboard of a three-node cluster shows every node and streams an answ
     .every((e) => Number(e.textContent) > 0), null, { timeout: 5000 });
 
   await page.screenshot({ path: process.env.SCREENSHOT_CLUSTER || 'dashboard-cluster.png', fullPage: true });
+  assert.deepEqual(foreign, [], 'the page loads nothing from outside the server');
+  assert.deepEqual(consoleErrors, []);
+});
+
+test('a worker that dies shows as a recovery on the dashboard, and the cluster serves on', async () => {
+  const { page, foreign, consoleErrors } = await watchedPage(browser.context, cluster.url);
+  await page.goto(cluster.url + '/');
+  await page.waitForSelector('[data-testid="node"]:nth-child(3)', { timeout: 15000 });
+  // a worker process of colony run (its children: serve and two joins)
+  const children = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(cluster.pid)])
+    .toString().split('\n').filter((l) => / join /.test(l));
+  assert.equal(children.length, 2, children.join('\n'));
+  process.kill(Number(children[0].trim().split(/\s+/)[0]), 'SIGKILL');
+  // colony run starts it again; the coordinator records the loss and the new plan
+  await page.waitForFunction(() => /took over in \d+ ms/.test(
+    document.querySelector('[data-testid="recoveries"]')?.textContent || ''), null, { timeout: 30000 });
+  const line = await page.locator('[data-testid="recoveries"] li').first().textContent();
+  assert.match(line, /lost worker-\d .*seen after \d+ ms, (spare|rejoined|replan) took over in \d+ ms/);
+  const r = await (await fetch(cluster.url + '/v1/completions', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 8, temperature: 0 }),
+  })).json();
+  assert.equal(r.usage.completion_tokens, 8);
   assert.deepEqual(foreign, [], 'the page loads nothing from outside the server');
   assert.deepEqual(consoleErrors, []);
 });

@@ -54,6 +54,7 @@ export async function startProcess(exe, args, extraEnv = {}) {
   });
   return {
     url,
+    pid: child.pid,
     stderr: () => err,
     async stop() {
       if (child.exitCode !== null) return child.exitCode;

@@ -144,13 +144,15 @@ function renderCluster(c) {
   renderPlan(c);
 }
 
-// The current plan (predicted ms per token, devices left out and why) and the
-// re-plan log (trigger, decision), newest first.
+// The current plan (predicted ms per token, devices left out and why), the
+// re-plan log (trigger, decision) and the recoveries from lost stages (who,
+// how fast, what took over, the pause), newest first.
 function renderPlan(c) {
   const plan = c.plan;
   const replans = c.replans || [];
+  const recoveries = c.recoveries || [];
   const box = $('plan');
-  box.hidden = !plan && replans.length === 0;
+  box.hidden = !plan && replans.length === 0 && recoveries.length === 0;
   if (box.hidden) return;
   const pipe = c.pipeline || {};
   let summary = 'plan';
@@ -169,6 +171,19 @@ function renderPlan(c) {
     return li;
   });
   $('replans').replaceChildren(...items);
+  const recs = recoveries.slice(-8).reverse().map((r) => {
+    const when = r.detected_unix_ms ? new Date(r.detected_unix_ms).toLocaleTimeString() : '';
+    const parts = ['lost ' + (r.lost || 'the pipeline') + ' (' + (r.reason || '') + ')',
+      'seen after ' + r.detect_ms + ' ms'];
+    if (r.failed) parts.push('requests failed');
+    else if (r.resumed_unix_ms) {
+      parts.push(r.replacement + ' took over in ' + (r.resumed_unix_ms - r.detected_unix_ms) + ' ms');
+      parts.push(r.requests_replayed + ' request(s) replayed, ' + r.tokens_recomputed + ' positions recomputed');
+      if (r.stall_ms) parts.push('longest pause ' + r.stall_ms + ' ms');
+    } else parts.push('recovering…');
+    return el('li', r.failed ? 'kept' : 'adopted', when + ' — ' + parts.join(', '));
+  });
+  $('recoveries').replaceChildren(...recs);
 }
 
 async function pollCluster() {
