@@ -176,8 +176,8 @@ int cmd_serve(int argc, char **argv) {
            "plan",
            &no_recovery);
     p.add("", "--stall-timeout-ms", "MS",
-          "a pipeline without progress this long (plus time for the tokens in flight) fails its "
-          "requests",
+          "a pipeline without progress this long (plus time for the tokens in flight) is "
+          "re-planned and its requests replayed",
           &stall_timeout);
     p.add("", "--ready-file", "PATH", "write ports and token as JSON here once listening",
           &ready_file);

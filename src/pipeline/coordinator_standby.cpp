@@ -1,6 +1,6 @@
-// Hot spares (DESIGN.md, decision 10; docs/reliability.md): once a plan
-// serves, every worker outside it that is measured (or with the static
-// planner, at once) gets a *standby* ASSIGN: the layer range of a worker
+// Hot spares (DESIGN.md, decision 10; docs/reliability.md): with the static
+// planner (--planner static, or --split), once a plan serves, every worker
+// outside it gets a *standby* ASSIGN: the layer range of a worker
 // stage, largest first, in the form that stage has. It fetches the shard,
 // loads it and reports READY like a stage, but nothing connects to it. When
 // the stage it stands by for is lost, the layout gives the range to the
@@ -17,7 +17,11 @@
 namespace colony {
 
 void CoordinatorControl::send_standby() {
-    if (!opts_.hot_spares || plan_.size() < 2 || !plan_ready_ || pending_)
+    // Not with the measured planner: its spares are probed and re-probed, and
+    // a loaded standby stage would feed its profiles and its choice of ranges
+    // (cached ranges win within cached_range_slack); a lost stage there is
+    // re-planned onto a spare or the survivors, which fetch their shards.
+    if (!opts_.hot_spares || planner_ || plan_.size() < 2 || !plan_ready_ || pending_)
         return;
     // worker stages, the largest range first (the costliest to load again)
     std::vector<size_t> order;
@@ -37,8 +41,6 @@ void CoordinatorControl::send_standby() {
         Member &m = members_[idx];
         if (m.stage >= 0 || m.probing || m.standby || !m.unreachable.empty())
             continue;
-        if (planner_ && !planner_->has_profile(m.fingerprint))
-            continue;  // measured first (send_probes)
         // the least covered stage, the largest first among equals
         const size_t k = *std::min_element(order.begin(), order.end(), [&](size_t a, size_t b) {
             return covered[a] < covered[b];

@@ -165,16 +165,29 @@ TEST(PipelineRecovery, KilledLastStageRestartsAndASeededStreamKeepsItsText) {
     const int last = c.holder_of(4);
     ASSERT_GE(last, 0) << http_get(port, "/v1/cluster").body.dump(1);
 
-    // no spare: the worker comes back (same key and cache) half a second later
+    // no spare: the worker comes back (same key and cache) half a second later.
+    // It is started from a thread that lives until the end of the test: a
+    // ChildProcess dies with the thread that started it (PR_SET_PDEATHSIG).
+    std::promise<void> finished;
+    std::thread restarter;
     const StreamReply r = stream_with_fault(port, long_request("7"), 40, [&] {
         c.workers[last]->process().signal(SIGKILL);
         c.workers[last]->process().wait(5000);
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
-        c.workers[last] = std::make_unique<JoinProcess>(
-            c.dir.file("w" + std::to_string(last + 1)), c.serve->coordinator(), c.serve->token(),
-            std::vector<std::string>{"--batch-invariant"});
+        std::promise<void> started;
+        restarter = std::thread([&, done = finished.get_future()] {
+            c.workers[last] = std::make_unique<JoinProcess>(
+                c.dir.file("w" + std::to_string(last + 1)), c.serve->coordinator(),
+                c.serve->token(), std::vector<std::string>{"--batch-invariant"});
+            started.set_value();
+            done.wait();
+        });
+        started.get_future().wait();
     });
     expect_clean(r, clean.text, c.logs());
+    finished.set_value();
+    if (restarter.joinable())
+        restarter.join();
     const nlohmann::json rec = c.recoveries();
     ASSERT_EQ(rec.size(), 1u) << rec.dump(1);
     EXPECT_FALSE(rec[0].value("failed", true));
