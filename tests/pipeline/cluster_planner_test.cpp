@@ -271,7 +271,14 @@ TEST(PlannerEmulation, LeavesTheSlowWorkerOutAndPredictsTheTimePerToken) {
 TEST(PlannerEmulation, ThrottledWorkerTriggersAReplanAndTheRunningRequestCompletes) {
     Emulated e;
     constexpr double kWindowS = 3;
-    ASSERT_TRUE(e.start({"--replan-window", "3"}, {"--status-interval-ms", "500"})) << e.error;
+    // A margin of 5 %: "mem" at 8x makes a plan without it (or with fewer of
+    // its blocks) some 10 % faster, so the default 10 % margin sat on the
+    // edge on a loaded machine (a fresh-clone CI run kept the plan: 23.81
+    // against 26.27 ms per token). This test is about the drift trigger and
+    // the running request, not the margin (ReplanPolicy's units test it).
+    ASSERT_TRUE(e.start({"--replan-window", "3", "--replan-margin", "0.05"},
+                        {"--status-interval-ms", "500"}))
+        << e.error;
     // the single-process greedy texts that every plan must give
     const std::string ref_long = reference_greedy(e.model, kPrompt, kLong);
     const std::string ref_short = reference_greedy(e.model, kPrompt, 16);
