@@ -388,7 +388,7 @@ void BatchScheduler::end(int32_t seq, SeqOutcome::End how, const Error *error, b
     const clock::time_point now = clock::now();
     SeqOutcome outcome = outcome_of(how, error);
     outcome.n_prompt = static_cast<int32_t>(slot.req->prompt.size());
-    outcome.n_generated = slot.n_generated;
+    outcome.n_generated = static_cast<int32_t>(slot.generated.size());
     outcome.queue_us = us_between(slot.submitted, slot.admitted);
     outcome.ttft_us = slot.ttft_us;
     outcome.total_us = us_between(slot.submitted, now);

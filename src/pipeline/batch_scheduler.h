@@ -196,18 +196,17 @@ class BatchScheduler {
         uint64_t id = 0;                  // request id; 0: free (or draining)
         std::unique_ptr<SeqRequest> req;  // null: free (or draining)
         bool draining = false;  // cancelled with an output row in flight: reserved until it returns
-        uint32_t n_prompt_sent = 0;  // prompt tokens sent into the pipeline
-        int32_t n_pos = 0;           // next position
-        int32_t next_input = -1;     // sampled token to send as the next decode input
-        int32_t n_generated = 0;
-        std::vector<int32_t> generated;  // the tokens delivered, in order (for a replay)
+        uint32_t n_prompt_sent = 0;      // prompt tokens sent into the pipeline
+        int32_t n_pos = 0;               // next position
+        int32_t next_input = -1;         // sampled token to send as the next decode input
+        std::vector<int32_t> generated;  // the tokens delivered, in order (usage; a replay)
         // A replay (recovery): prompt + generated, prefilled instead of the
         // prompt; empty when the sequence runs its own prompt.
         std::vector<int32_t> replay;
-        bool replaying = false;  // replayed; no token came back since (for the stall)
-        int n_replays = 0;       // times replayed (kMaxReplays more fail it)
+        bool replaying = false;           // replayed; no token came back since (for the stall)
+        int n_replays = 0;                // times replayed (kMaxReplays more fail it)
         clock::time_point last_token_at;  // the last token delivered (the stall)
-        bool awaiting = false;  // an output row of this sequence is in flight
+        bool awaiting = false;            // an output row of this sequence is in flight
         clock::time_point submitted;
         clock::time_point admitted;
         clock::time_point sent_at;
@@ -280,7 +279,7 @@ class BatchScheduler {
     uint32_t replayed_requests_ = 0;
     uint64_t replayed_tokens_ = 0;
     std::atomic<bool> recovering_{false};  // submit() queues while true
-    std::string last_user_id_;  // only this key fingerprint may send TOKENS ("" = any)
+    std::string last_user_id_;             // only this key fingerprint may send TOKENS ("" = any)
     StallWatch watch_;
 
     mutable std::mutex mutex_;

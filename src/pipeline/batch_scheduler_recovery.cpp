@@ -51,13 +51,14 @@ void BatchScheduler::replay_running(const std::string &reason) {
         // The history: the prompt, then every token delivered. The last of
         // them (the next decode input, or one whose row was in flight) is
         // the last position of the replay, so its output is the next token.
-        std::vector<int32_t> history = slot.req->prompt;
-        history.insert(history.end(), slot.generated.begin(), slot.generated.end());
-        if (!slot.replaying) {  // a second loss during a replay counts once
-            ++replayed_requests_;
+        slot.replay.clear();  // no token yet: the prompt itself
+        if (!slot.generated.empty()) {
+            slot.replay = slot.req->prompt;
+            slot.replay.insert(slot.replay.end(), slot.generated.begin(), slot.generated.end());
         }
+        if (!slot.replaying)  // a second loss during a replay counts once
+            ++replayed_requests_;
         replayed_tokens_ += static_cast<uint64_t>(slot.n_pos);
-        slot.replay = slot.generated.empty() ? std::vector<int32_t>{} : std::move(history);
         slot.replaying = true;
         slot.n_prompt_sent = 0;
         slot.n_pos = 0;

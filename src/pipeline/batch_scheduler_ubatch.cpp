@@ -91,11 +91,11 @@ void BatchScheduler::on_sampled(int32_t seq, int32_t token) {
     Slot &slot = slots_[seq];
     const clock::time_point now = clock::now();
     slot.awaiting = false;
-    if (slot.n_generated == 0 && slot.ttft_us == 0)
+    if (slot.generated.empty() && slot.ttft_us == 0)
         slot.ttft_us = us_between(slot.submitted, now);
     if (slot.replaying) {
         // the first token after a replay: the stream's pause
-        const clock::time_point since = slot.n_generated > 0 ? slot.last_token_at : slot.admitted;
+        const clock::time_point since = slot.generated.empty() ? slot.admitted : slot.last_token_at;
         state_.note_stall(us_between(since, now) / 1000);
         slot.replaying = false;
     }
@@ -105,7 +105,6 @@ void BatchScheduler::on_sampled(int32_t seq, int32_t token) {
         end(seq, SeqOutcome::End::kStop, nullptr, true);
         return;
     }
-    ++slot.n_generated;
     slot.generated.push_back(token);
     if (req.on_token) {
         try {
@@ -114,7 +113,7 @@ void BatchScheduler::on_sampled(int32_t seq, int32_t token) {
             COLONY_LOG_ERROR("scheduler: on_token threw: %s", e.what());
         }
     }
-    if (slot.n_generated >= req.max_tokens ||
+    if (slot.generated.size() >= static_cast<size_t>(req.max_tokens) ||
         static_cast<uint32_t>(slot.n_pos) >= opts_.n_ctx_seq()) {
         end(seq, SeqOutcome::End::kLength, nullptr, true);
     } else {
@@ -187,8 +186,8 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
     views.reserve(admission_order_.size());
     for (size_t s : admission_order_) {
         const Slot &slot = slots_[s];
-        views.push_back({static_cast<int32_t>(s), &prefill_of(slot), slot.n_prompt_sent,
-                         slot.n_pos, slot.next_input});
+        views.push_back({static_cast<int32_t>(s), &prefill_of(slot), slot.n_prompt_sent, slot.n_pos,
+                         slot.next_input});
     }
     const UbatchPlan plan = colony::build_ubatch(views, opts_.n_ubatch);
     if (plan.empty())

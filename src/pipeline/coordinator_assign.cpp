@@ -120,6 +120,13 @@ void CoordinatorControl::apply_layout(const std::vector<PlannedStage> &layout,
     check_ready();
 }
 
+std::vector<std::string> CoordinatorControl::plan_worker_ids() const {
+    std::vector<std::string> ids;
+    for (size_t i = 1; i < plan_.size(); ++i)
+        ids.push_back(members_[plan_[i].member].fingerprint);
+    return ids;
+}
+
 void CoordinatorControl::note_recovery_replacement() {
     if (!recovering_from_)
         return;

@@ -292,10 +292,10 @@ void CoordinatorControl::on_link_down(int stage, uint64_t epoch, int64_t down_ms
     m.unreachable_after_ms = down_ms;
     const std::string from = stage == 0 ? std::string("the coordinator")
                                         : "'" + members_[plan_[stage].member].join.node_name + "'";
-    m.unreachable = last ? "its data link to the coordinator is down (" +
-                               std::to_string(down_ms) + " ms)"
-                         : "the data link from stage " + std::to_string(stage) + " (" + from +
-                               ") to it is down (" + std::to_string(down_ms) + " ms)";
+    m.unreachable =
+        last ? "its data link to the coordinator is down (" + std::to_string(down_ms) + " ms)"
+             : "the data link from stage " + std::to_string(stage) + " (" + from +
+                   ") to it is down (" + std::to_string(down_ms) + " ms)";
     // dropped by the next tick (drop_unreachable): `m` may be the member whose
     // message is being handled
 }
@@ -310,10 +310,7 @@ void CoordinatorControl::tick() {
         on_link_down(0, down->epoch, down->down_ms);
     if (auto why = state_.take_replan_request()) {
         COLONY_LOG_WARN("control: re-planning: %s", why->c_str());
-        std::vector<std::string> plan_members;  // the scheduler opened the recovery record
-        for (size_t s = 1; s < plan_.size(); ++s)
-            plan_members.push_back(members_[plan_[s].member].fingerprint);
-        recovering_from_ = std::move(plan_members);
+        recovering_from_ = plan_worker_ids();  // the scheduler opened the recovery record
         recovering_lost_.clear();
         invalidate_plan(*why);
     }

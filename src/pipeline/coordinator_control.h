@@ -203,6 +203,8 @@ class CoordinatorControl {
     /// down for down_ms: the next stage's member (the last stage itself,
     /// whose link goes to the coordinator) is lost.
     void on_link_down(int stage, uint64_t epoch, int64_t down_ms);
+    /// Key fingerprints of the workers of plan_ (stages 1..), in stage order.
+    std::vector<std::string> plan_worker_ids() const;
     /// Hot spares (coordinator_standby.cpp): a standby ASSIGN to every
     /// measured worker outside the running plan.
     void send_standby();
@@ -269,9 +271,10 @@ class CoordinatorControl {
     // Used only by the control thread once started.
     std::vector<Member> members_;
     std::vector<PlannedStage> plan_;  // empty: no plan
-    // Key fingerprints of the workers of the plan a loss ended, while its
-    // recovery waits for a new plan (none: no recovery): a new plan with a
-    // node outside it recovered onto a spare, else onto the survivors.
+    // Key fingerprints of the workers of the plan a loss ended (the lost one
+    // too), while its recovery waits for a new plan (none: no recovery): a new
+    // plan with the lost node is "rejoined", with a node outside it "spare",
+    // else "replan" (the survivors).
     std::optional<std::vector<std::string>> recovering_from_;
     std::string recovering_lost_;  // the lost worker's fingerprint ("" when none)
     uint64_t plan_epoch_ = 0;

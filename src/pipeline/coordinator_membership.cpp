@@ -228,11 +228,7 @@ void CoordinatorControl::lose_member(size_t index, const std::string &reason) {
     while (lost_.size() > kMaxLostNodes)
         lost_.pop_front();
     view_dirty_ = true;
-    std::vector<std::string> plan_members;  // the plan's other workers
-    for (size_t s = 1; s < plan_.size(); ++s) {
-        if (plan_[s].member >= 0 && plan_[s].member != static_cast<int>(index))
-            plan_members.push_back(members_[plan_[s].member].fingerprint);
-    }
+    std::vector<std::string> plan_workers = plan_worker_ids();  // before the erase
     members_.erase(members_.begin() + static_cast<std::ptrdiff_t>(index));
     if (admission_)
         admission_->remove_member(m.key_z85);
@@ -243,7 +239,7 @@ void CoordinatorControl::lose_member(size_t index, const std::string &reason) {
     if (m.stage >= 0) {
         // A stage of the plan: the scheduler replays its requests on the
         // next plan (batch_scheduler_recovery.cpp); this opens the record.
-        recovering_from_ = std::move(plan_members);
+        recovering_from_ = std::move(plan_workers);
         recovering_lost_ = m.fingerprint;
         // detect_ms: how long the fault took to show: the silence for
         // heartbeats, the link's down time (plus the report's way) for a link

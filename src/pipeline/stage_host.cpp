@@ -128,7 +128,9 @@ void StageHost::close_link() {
 
 std::optional<int64_t> StageHost::link_down_ms() {
     const std::optional<int64_t> down = watch_ ? watch_->down_ms() : std::nullopt;
-    meter_.record_link(down.value_or(0));
+    if (down || link_was_down_)  // the meter's lock only while down and once when back
+        meter_.record_link(down.value_or(0));
+    link_was_down_ = down.has_value();
     return down;
 }
 

@@ -127,6 +127,7 @@ class StageHost {
     uint32_t n_vocab_ = 0;
     std::unique_ptr<zmq::socket_t> push_;
     std::unique_ptr<LinkWatch> watch_;  // of push_ (destroyed before it)
+    bool link_was_down_ = false;        // the meter holds a down time
     std::string link_endpoint_;
     bool link_connected_ = false;
     uint32_t link_counter_ = 0;

@@ -214,14 +214,8 @@ Ubatch Stage::padded(const Ubatch &in) {
         pad_tokens_.resize(n, in.tokens[in.n_tokens - 1]);
         ub.tokens = pad_tokens_.data();
     }
-    if (in.embd) {  // ... and the last hidden state
-        const size_t row = hp_.n_embd;
-        pad_embd_.assign(in.embd, in.embd + row * in.n_tokens);
-        for (uint32_t i = 0; i < pad; ++i)
-            pad_embd_.insert(pad_embd_.end(), in.embd + row * (in.n_tokens - 1),
-                             in.embd + row * in.n_tokens);
-        ub.embd = pad_embd_.data();
-    }
+    // hidden states: forward() uploads the padding's rows (a copy of the
+    // last one) itself, without copying the real ones here
     return ub;
 }
 
@@ -238,8 +232,13 @@ const float *Stage::forward(const Ubatch &in) {
         StageGraph &g = *graph_;
         if (g.inp_tokens)
             ggml_backend_tensor_set(g.inp_tokens, ub.tokens, 0, ub.n_tokens * sizeof(int32_t));
-        if (g.inp_embd)
-            ggml_backend_tensor_set(g.inp_embd, ub.embd, 0, ggml_nbytes(g.inp_embd));
+        if (g.inp_embd) {
+            const size_t row = sizeof(float) * hp_.n_embd;
+            ggml_backend_tensor_set(g.inp_embd, in.embd, 0, row * in.n_tokens);
+            const float *last = in.embd + size_t(hp_.n_embd) * (in.n_tokens - 1);
+            for (uint32_t r = in.n_tokens; r < ub.n_tokens; ++r)  // the padding: the last row again
+                ggml_backend_tensor_set(g.inp_embd, last, row * r, row);
+        }
         ggml_backend_tensor_set(g.inp_pos, ub.pos, 0, ub.n_tokens * sizeof(int32_t));
         ggml_backend_tensor_set(g.inp_k_idxs, cells_.data(), 0, ub.n_tokens * sizeof(int64_t));
         mask_.resize(static_cast<size_t>(n_kv) * ub.n_tokens);

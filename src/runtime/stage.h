@@ -148,10 +148,10 @@ class Stage {
     // Batch-invariant padding (Invariance::kFull): the ubatch with
     // rows of a scratch sequence appended, up to a multiple of 4 rows.
     std::vector<int32_t> pad_tokens_, pad_pos_, pad_seq_, pad_out_;
-    std::vector<float> pad_embd_;
     /// `in` padded to a multiple of kInvariantRows rows (in itself when it is
     /// one already or padding is off); the scratch rows go to sequence
-    /// cfg_.n_seq_max at positions 0.., after the real rows.
+    /// cfg_.n_seq_max at positions 0.., after the real rows. Its embd stays
+    /// in's (the real rows only): forward() uploads the padding's rows.
     Ubatch padded(const Ubatch &in);
     StageTimings timings_;
 
