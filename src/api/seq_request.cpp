@@ -60,6 +60,11 @@ std::unique_ptr<SeqRequest> make_seq_request(GenerationRequest request,
     // A random seed is drawn here, once: a replayed request (recovery) then
     // draws the same tokens on whichever stage samples it.
     req->sampling.seed = resolve_seed(req->sampling.seed);
+    if (!request.options.empty()) {
+        req->has_options = true;
+        req->options = options_to_wire(request.options);
+        req->options.n_prompt = static_cast<int32_t>(req->prompt.size());
+    }
     req->ignore_eos = request.ignore_eos;
     req->is_eog = [t = &tok](int32_t token) { return t->is_eog(token); };
     req->on_token = std::move(callbacks.on_token);

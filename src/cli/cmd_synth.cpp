@@ -13,6 +13,7 @@
 
 #include "cli/args.h"
 #include "model/synth.h"
+#include "util/text_file.h"
 #include "util/error.h"
 
 namespace colony {
@@ -111,6 +112,11 @@ int run_synth(int argc, char **argv) {
           "vocab GGUF whose tokenizer is copied (default: <llama.cpp>/models/ggml-vocab-qwen2.gguf "
           "for qwen presets, ggml-vocab-llama-bpe.gguf for llama)",
           &vocab);
+    std::string chat_template_file;
+    p.add("", "--chat-template-file", "PATH",
+          "Jinja chat template written as tokenizer.chat_template (replaces the vocab's; "
+          "e.g. <llama.cpp>/models/templates/Qwen-Qwen2.5-7B-Instruct.jinja)",
+          &chat_template_file);
     p.add("", "--layers", "N", "override: transformer blocks (0 = the preset's)", &layers);
     p.add("", "--embd", "N", "override: hidden size n_embd (0 = the preset's)", &embd);
     p.add("", "--heads", "N", "override: query heads (0 = the preset's)", &heads);
@@ -150,6 +156,8 @@ int run_synth(int argc, char **argv) {
     opts.ftype = synth_find_ftype(type);
     opts.seed = parse_seed(seed_text);
     opts.vocab_path = vocab;
+    if (!chat_template_file.empty())
+        opts.chat_template = read_text_file(chat_template_file);
     opts.out_path = out;
     opts.n_threads = threads;
     ProgressPrinter progress(!quiet);

@@ -314,7 +314,9 @@ SynthLayout build_layout(const SynthOptions &opts) {
         set_model_keys(lay.meta.get(), opts, lay.n_vocab);
         copy_tokenizer(vocab.get(), lay.meta.get());
     }
-    if (gguf_find_key(lay.meta.get(), "tokenizer.chat_template") < 0) {
+    if (!opts.chat_template.empty()) {
+        gguf_set_val_str(lay.meta.get(), "tokenizer.chat_template", opts.chat_template.c_str());
+    } else if (gguf_find_key(lay.meta.get(), "tokenizer.chat_template") < 0) {
         gguf_set_val_str(lay.meta.get(), "tokenizer.chat_template",
                          synth_fallback_chat_template(hp.arch));
     }

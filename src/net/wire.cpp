@@ -1,5 +1,6 @@
 #include "net/wire.h"
 
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -15,8 +16,8 @@ using wire_detail::WireWriter;
 namespace {
 
 constexpr size_t kSamplingBytes = 10 * 4;  // WireSampling on the wire
-constexpr size_t kSeqBytes = 4 + 4 + kSamplingBytes;
-constexpr size_t kSampledBytes = 3 * 4;
+constexpr size_t kSeqBytes = 4 + 4 + kSamplingBytes + 1;
+constexpr size_t kSampledBytes = 3 * 4 + 1;
 constexpr size_t kTokenBytes = 3 * 4;  // token, pos, seq_id
 
 // ErrorCode <-> u16 on the wire (ERROR, JOIN_REJECT). Values are pinned.
@@ -137,6 +138,19 @@ void put_i32s(WireWriter &w, const std::vector<int32_t> &v) {
         w.i32(x);
     }
 }
+void put(WireWriter &w, const WireSeqOptions &o) {
+    w.u32(o.n_probs);
+    w.i32(o.n_prompt);
+    w.str(o.grammar);
+    w.boolean(o.lazy);
+    w.u32(static_cast<uint32_t>(o.trigger_patterns.size()));
+    for (const std::string &p : o.trigger_patterns)
+        w.str(p);
+    w.u32(static_cast<uint32_t>(o.trigger_tokens.size()));
+    put_i32s(w, o.trigger_tokens);
+    w.u32(static_cast<uint32_t>(o.prefill_tokens.size()));
+    put_i32s(w, o.prefill_tokens);
+}
 void put(WireWriter &w, const WireActivations &m) {
     w.u64(m.plan_epoch);
     w.u8(m.dtype);
@@ -157,6 +171,9 @@ void put(WireWriter &w, const WireActivations &m) {
         w.f32(s.penalty_freq);
         w.f32(s.penalty_present);
         w.u32(s.n_drawn);
+        w.boolean(q.has_options);
+        if (q.has_options)
+            put(w, q.options);
     }
     put_i32s(w, m.tokens);
     put_i32s(w, m.pos);
@@ -175,6 +192,15 @@ void put(WireWriter &w, const WireTokens &m) {
         w.i32(s.seq_id);
         w.i32(s.token);
         w.i32(s.pos);
+        w.boolean(s.has_logprob);
+        if (s.has_logprob) {
+            w.f32(s.logprob);
+            w.u8(static_cast<uint8_t>(s.top.size()));
+            for (const WireTokenProb &t : s.top) {
+                w.i32(t.token);
+                w.f32(t.logprob);
+            }
+        }
     }
 }
 void put(WireWriter &w, const WireSeqRelease &m) {
@@ -273,6 +299,25 @@ void get_i32s(WireReader &r, std::vector<int32_t> &v, uint32_t n, const char *fi
         x = r.i32(field);
     }
 }
+void get(WireReader &r, const WireLimits &l, WireSeqOptions &o) {
+    o.n_probs = r.u32("n_probs");
+    if (o.n_probs > l.max_top_logprobs) {
+        WireReader::fail("n_probs = " + std::to_string(o.n_probs) + " exceeds the limit " +
+                         std::to_string(l.max_top_logprobs));
+    }
+    o.n_prompt = r.i32("n_prompt");
+    if (o.n_prompt < 0)
+        WireReader::fail("n_prompt = " + std::to_string(o.n_prompt) + " is negative");
+    o.grammar = r.str("grammar", l.max_grammar_bytes);
+    o.lazy = r.boolean("lazy");
+    o.trigger_patterns.resize(r.count("n_trigger_patterns", l.max_trigger_patterns, 4));
+    for (std::string &p : o.trigger_patterns)
+        p = r.str("trigger pattern", l.max_string_bytes);
+    const uint32_t n_trig = r.count("n_trigger_tokens", l.max_option_tokens, 4);
+    get_i32s(r, o.trigger_tokens, n_trig, "trigger token");
+    const uint32_t n_pre = r.count("n_prefill_tokens", l.max_option_tokens, 4);
+    get_i32s(r, o.prefill_tokens, n_pre, "prefill token");
+}
 void get(WireReader &r, const WireLimits &l, WireActivations &m) {
     m.plan_epoch = r.u64("plan_epoch");
     m.dtype = get_dtype(r);
@@ -293,6 +338,9 @@ void get(WireReader &r, const WireLimits &l, WireActivations &m) {
         s.penalty_freq = r.f32("penalty_freq");
         s.penalty_present = r.f32("penalty_present");
         s.n_drawn = r.u32("n_drawn");
+        q.has_options = r.boolean("has_options");
+        if (q.has_options)
+            get(r, l, q.options);
     }
     get_i32s(r, m.tokens, m.n_tokens, "tokens");
     get_i32s(r, m.pos, m.n_tokens, "pos");
@@ -304,6 +352,12 @@ void get(WireReader &r, const WireLimits &l, WireActivations &m) {
     m.data.resize(r.count("n_data", l.max_payload_bytes, 1));
     r.raw(m.data.data(), m.data.size(), "data");
 }
+float get_logprob(WireReader &r) {
+    const float v = r.f32("logprob");
+    if (!std::isfinite(v) || v > 0.0f)
+        WireReader::fail("logprob = " + std::to_string(v) + " is not a finite value <= 0");
+    return v;
+}
 void get(WireReader &r, const WireLimits &l, WireTokens &m) {
     m.plan_epoch = r.u64("plan_epoch");
     m.sampled.resize(r.count("n_sampled", l.max_tokens, kSampledBytes));
@@ -311,6 +365,15 @@ void get(WireReader &r, const WireLimits &l, WireTokens &m) {
         s.seq_id = r.i32("seq_id");
         s.token = r.i32("token");
         s.pos = r.i32("pos");
+        s.has_logprob = r.boolean("has_logprob");
+        if (!s.has_logprob)
+            continue;
+        s.logprob = get_logprob(r);
+        s.top.resize(r.count("n_top", l.max_top_logprobs, 8));
+        for (WireTokenProb &t : s.top) {
+            t.token = r.i32("top token");
+            t.logprob = get_logprob(r);
+        }
     }
 }
 void get(WireReader &r, const WireLimits &, WireSeqRelease &m) {
@@ -340,8 +403,17 @@ WireBody make_body(size_t index) {
 
 size_t payload_reserve(const WireBody &body) {
     if (const auto *a = std::get_if<WireActivations>(&body)) {
+        size_t options = 0;
+        for (const WireSeq &q : a->seqs) {
+            if (q.has_options) {
+                options += 64 + q.options.grammar.size() +
+                           4 * (q.options.trigger_tokens.size() + q.options.prefill_tokens.size());
+                for (const std::string &p : q.options.trigger_patterns)
+                    options += 4 + p.size();
+            }
+        }
         return 64 + a->seqs.size() * kSeqBytes + a->tokens.size() * kTokenBytes +
-               a->outputs.size() * 4 + a->data.size();
+               a->outputs.size() * 4 + a->data.size() + options;
     }
     if (const auto *c = std::get_if<WireShardChunk>(&body)) {
         return 64 + c->bytes.size();
@@ -487,45 +559,6 @@ WireMessage wire_decode(std::span<const uint8_t> frame, const WireLimits &limits
         throw Error(ErrorCode::kProtocol, std::string(name) + ": " + e.what());
     }
     return msg;
-}
-
-void wire_check_activations(const WireActivations &act, const WirePlanShape &plan) {
-    auto mismatch = [](const std::string &what, uint64_t expected, uint64_t got) {
-        throw Error(ErrorCode::kProtocol, "ACTIVATIONS: " + what + ": expected " +
-                                              std::to_string(expected) + ", got " +
-                                              std::to_string(got));
-    };
-    if (act.plan_epoch != plan.plan_epoch) {
-        throw Error(ErrorCode::kOutOfRange,
-                    "ACTIVATIONS of plan epoch " + std::to_string(act.plan_epoch) +
-                        ", the current epoch is " + std::to_string(plan.plan_epoch));
-    }
-    if (act.n_embd != plan.n_embd) {
-        mismatch("n_embd", plan.n_embd, act.n_embd);
-    }
-    if (act.n_tokens > plan.n_ubatch) {
-        mismatch("n_tokens <= n_ubatch", plan.n_ubatch, act.n_tokens);
-    }
-    for (const WireSeq &q : act.seqs) {
-        if (uint32_t(q.seq_id) >= plan.n_seq_max) {  // seq_id >= 0 after wire_decode
-            mismatch("seq id < n_seq_max", plan.n_seq_max, uint32_t(q.seq_id));
-        }
-    }
-    for (uint32_t t = 0; t < act.n_tokens; ++t) {
-        if (uint32_t(act.pos[t]) >= plan.n_ctx) {
-            throw Error(ErrorCode::kOutOfRange,
-                        "ACTIVATIONS: position " + std::to_string(act.pos[t]) +
-                            " is beyond the context size " + std::to_string(plan.n_ctx));
-        }
-        const int32_t tok = act.tokens[t];
-        if (tok < 0 && plan.n_embd == 0) {
-            throw Error(ErrorCode::kProtocol, "ACTIVATIONS: stage 0 needs the id of token " +
-                                                  std::to_string(t) + ", got -1");
-        }
-        if (tok >= 0 && uint32_t(tok) >= plan.n_vocab) {
-            mismatch("token id < n_vocab", plan.n_vocab, uint32_t(tok));
-        }
-    }
 }
 
 }  // namespace colony

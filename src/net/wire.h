@@ -50,7 +50,8 @@
 //    9    SHARD_END     coordinator -> worker  u64 total, hash sha256
 //   10    ACTIVATIONS   stage k -> stage k+1   see below
 //   11    TOKENS        last stage -> coord.   u64 plan_epoch, u32 n, n x (i32 seq_id, i32 token,
-//                                              i32 pos)
+//                                              i32 pos, u8 has_logprob [, f32 logprob,
+//                                              u8 n_top, n_top x (i32 token, f32 logprob)])
 //   12    SEQ_RELEASE   coordinator -> stages  i32 seq_id (-1 = every sequence), i32 p0
 //   13    ERROR         any                    u16 code, str message
 //   14    STATUS        worker -> coordinator  str json (n <= limits.max_status_bytes)
@@ -61,10 +62,14 @@
 //   u32 n_embd                 0 = no hidden state: token ids only (the input of stage 0)
 //   u32 n_tokens               1 .. limits.max_tokens
 //   u32 n_seqs                 1 .. n_tokens
-//   n_seqs x { i32 seq_id, u32 n_tokens, sampling }  where sampling is 40 bytes:
+//   n_seqs x { i32 seq_id, u32 n_tokens, sampling, u8 has_options [, options] }
+//                              where sampling is 40 bytes:
 //                              f32 temperature, i32 top_k, f32 top_p, f32 min_p, u32 seed,
 //                              i32 penalty_last_n, f32 penalty_repeat, f32 penalty_freq,
 //                              f32 penalty_present, u32 n_drawn
+//                              and options: u32 n_probs, i32 n_prompt, str grammar,
+//                              bool lazy, u32 n, n x str pattern, u32 n, n x i32 trigger
+//                              token, u32 n, n x i32 prefill token
 //   n_tokens x i32 token       input token id of each position (-1 = unknown, allowed only
 //                              when n_embd > 0); the last stage feeds them to the penalties
 //   n_tokens x i32 pos         0 <= pos < limits.max_pos, strictly increasing per sequence
@@ -100,11 +105,12 @@
 namespace colony {
 
 // Version 2 added JOIN's cached-shard list; version 3 the sampling's n_drawn
-// (recovery). Peers of other versions are refused.
-constexpr uint16_t kWireVersion = 3;
+// (recovery); version 4 a sequence's options (grammar, logprobs) and the
+// logprobs of TOKENS. Peers of other versions are refused.
+constexpr uint16_t kWireVersion = 4;
 constexpr size_t kWireHeaderBytes = 32;
 constexpr uint8_t kWireMagic[4] = {'C', 'L', 'N', 'Y'};
-static_assert(kWireVersion == 3, "changing the wire layout needs a new kWireVersion");
+static_assert(kWireVersion == 4, "changing the wire layout needs a new kWireVersion");
 
 /// Message type (header offset 6). Values are part of the protocol: never renumber.
 enum WireType : uint16_t {
@@ -146,6 +152,10 @@ struct WireLimits {
     uint32_t max_n_ctx = 1u << 24;
     uint32_t max_n_seq = 4096;         // n_seq_max of a plan; seq ids are in [0, max_n_seq)
     uint32_t max_cached_shards = 256;  // entries of JOIN's cached-shard list
+    uint32_t max_grammar_bytes = 1u << 20;  // a sequence's GBNF grammar
+    uint32_t max_trigger_patterns = 64;     // lazy grammar trigger regexes per sequence
+    uint32_t max_option_tokens = 1024;      // trigger and prefill token ids per sequence
+    uint32_t max_top_logprobs = 20;         // alternatives per sampled token (OpenAI's limit)
 
     /// Largest whole frame (header + payload) in bytes: the value for ZMQ_MAXMSGSIZE.
     uint64_t max_message_bytes() const { return kWireHeaderBytes + uint64_t(max_payload_bytes); }
@@ -279,11 +289,28 @@ struct WireSampling {
     friend bool operator==(const WireSampling &, const WireSampling &) = default;
 };
 
+/// What a sequence asks of the last stage beyond its sampling parameters
+/// (runtime/sampler.h: SequenceOptions); sent with the ubatch holding the
+/// sequence's position 0, where the last stage creates its sampler.
+struct WireSeqOptions {
+    uint32_t n_probs = 0;   // <= limits.max_top_logprobs; > 0: TOKENS carry logprobs
+    int32_t n_prompt = 0;   // >= 0: positions below are the prompt (not fed to the grammar)
+    std::string grammar;    // GBNF (root rule "root"), <= limits.max_grammar_bytes; empty: none
+    bool lazy = false;      // grammar waits for a trigger
+    std::vector<std::string> trigger_patterns;  // regexes, each <= limits.max_string_bytes
+    std::vector<int32_t> trigger_tokens;        // token ids < n_vocab (receiver's check)
+    std::vector<int32_t> prefill_tokens;        // accepted by the grammar at creation
+
+    friend bool operator==(const WireSeqOptions &, const WireSeqOptions &) = default;
+};
+
 /// One sequence with tokens in an ubatch.
 struct WireSeq {
     int32_t seq_id = 0;     // >= 0
     uint32_t n_tokens = 0;  // tokens of this sequence in the ubatch, >= 1
     WireSampling sampling;
+    bool has_options = false;  // options follow on the wire (u8 flag)
+    WireSeqOptions options;
 
     friend bool operator==(const WireSeq &, const WireSeq &) = default;
 };
@@ -304,10 +331,21 @@ struct WireActivations {
     friend bool operator==(const WireActivations &, const WireActivations &) = default;
 };
 
+/// A token and its log-probability (natural log).
+struct WireTokenProb {
+    int32_t token = 0;
+    float logprob = 0.0f;  // finite, <= 0
+
+    friend bool operator==(const WireTokenProb &, const WireTokenProb &) = default;
+};
+
 struct WireSampled {
     int32_t seq_id = 0;
     int32_t token = 0;
     int32_t pos = 0;  // position of the token that was sampled from
+    bool has_logprob = false;        // the sequence asked for logprobs (u8 flag)
+    float logprob = 0.0f;            // of token; finite, <= 0
+    std::vector<WireTokenProb> top;  // <= limits.max_top_logprobs, most likely first
 
     friend bool operator==(const WireSampled &, const WireSampled &) = default;
 };

@@ -51,6 +51,21 @@ void check_finite(float v, const char *field) {
     }
 }
 
+void check_options(const WireSeqOptions &o, const WireLimits &l) {
+    check_range(o.n_probs, 0, l.max_top_logprobs, "n_probs");
+    check_range(o.n_prompt, 0, l.max_pos, "n_prompt");
+    check_string(o.grammar, "grammar", l.max_grammar_bytes);
+    check_range(o.trigger_patterns.size(), 0, l.max_trigger_patterns, "n_trigger_patterns");
+    for (const std::string &p : o.trigger_patterns)
+        check_string(p, "trigger pattern", l.max_string_bytes);
+    check_range(o.trigger_tokens.size(), 0, l.max_option_tokens, "n_trigger_tokens");
+    check_range(o.prefill_tokens.size(), 0, l.max_option_tokens, "n_prefill_tokens");
+    if (o.grammar.empty() && (o.lazy || !o.trigger_patterns.empty() ||
+                              !o.trigger_tokens.empty() || !o.prefill_tokens.empty())) {
+        fail("grammar options without a grammar");
+    }
+}
+
 void check_sampling(const WireSampling &s) {
     check_finite(s.temperature, "temperature");
     check_finite(s.top_p, "top_p");
@@ -209,6 +224,8 @@ void check(const WireActivations &m, const WireLimits &l) {
             fail("seq id " + std::to_string(q.seq_id) + " outside [0, " + str(l.max_n_seq) + ")");
         }
         check_sampling(q.sampling);
+        if (q.has_options)
+            check_options(q.options, l);
         sorted.push_back({q.seq_id, s});
     }
     std::sort(sorted.begin(), sorted.end(),
@@ -227,6 +244,11 @@ void check(const WireActivations &m, const WireLimits &l) {
     }
 }
 
+void check_logprob(float v) {
+    if (!std::isfinite(v) || v > 0.0f)
+        fail("logprob " + std::to_string(v) + " is not a finite value <= 0");
+}
+
 void check(const WireTokens &m, const WireLimits &l) {
     check_range(m.sampled.size(), 0, l.max_tokens, "n_sampled");
     for (const WireSampled &s : m.sampled) {
@@ -234,6 +256,18 @@ void check(const WireTokens &m, const WireLimits &l) {
             uint32_t(s.token) >= l.max_n_vocab || s.pos < 0 || s.pos >= l.max_pos) {
             fail("sampled entry (seq " + std::to_string(s.seq_id) + ", token " +
                  std::to_string(s.token) + ", pos " + std::to_string(s.pos) + ") out of range");
+        }
+        if (!s.has_logprob) {
+            if (!s.top.empty())
+                fail("top logprobs without has_logprob");
+            continue;
+        }
+        check_logprob(s.logprob);
+        check_range(s.top.size(), 0, l.max_top_logprobs, "n_top");
+        for (const WireTokenProb &t : s.top) {
+            if (t.token < 0 || uint32_t(t.token) >= l.max_n_vocab)
+                fail("top token " + std::to_string(t.token) + " out of range");
+            check_logprob(t.logprob);
         }
     }
 }
@@ -262,3 +296,54 @@ void check_body(const WireBody &body, const WireLimits &limits) {
 }
 
 }  // namespace colony::wire_detail
+
+namespace colony {
+
+void wire_check_activations(const WireActivations &act, const WirePlanShape &plan) {
+    auto mismatch = [](const std::string &what, uint64_t expected, uint64_t got) {
+        throw Error(ErrorCode::kProtocol, "ACTIVATIONS: " + what + ": expected " +
+                                              std::to_string(expected) + ", got " +
+                                              std::to_string(got));
+    };
+    if (act.plan_epoch != plan.plan_epoch) {
+        throw Error(ErrorCode::kOutOfRange,
+                    "ACTIVATIONS of plan epoch " + std::to_string(act.plan_epoch) +
+                        ", the current epoch is " + std::to_string(plan.plan_epoch));
+    }
+    if (act.n_embd != plan.n_embd) {
+        mismatch("n_embd", plan.n_embd, act.n_embd);
+    }
+    if (act.n_tokens > plan.n_ubatch) {
+        mismatch("n_tokens <= n_ubatch", plan.n_ubatch, act.n_tokens);
+    }
+    for (const WireSeq &q : act.seqs) {
+        if (uint32_t(q.seq_id) >= plan.n_seq_max) {  // seq_id >= 0 after wire_decode
+            mismatch("seq id < n_seq_max", plan.n_seq_max, uint32_t(q.seq_id));
+        }
+        if (!q.has_options)
+            continue;
+        for (const std::vector<int32_t> *ids : {&q.options.trigger_tokens, &q.options.prefill_tokens}) {
+            for (int32_t tok : *ids) {
+                if (tok < 0 || uint32_t(tok) >= plan.n_vocab)
+                    mismatch("option token id < n_vocab", plan.n_vocab, uint32_t(tok));
+            }
+        }
+    }
+    for (uint32_t t = 0; t < act.n_tokens; ++t) {
+        if (uint32_t(act.pos[t]) >= plan.n_ctx) {
+            throw Error(ErrorCode::kOutOfRange,
+                        "ACTIVATIONS: position " + std::to_string(act.pos[t]) +
+                            " is beyond the context size " + std::to_string(plan.n_ctx));
+        }
+        const int32_t tok = act.tokens[t];
+        if (tok < 0 && plan.n_embd == 0) {
+            throw Error(ErrorCode::kProtocol, "ACTIVATIONS: stage 0 needs the id of token " +
+                                                  std::to_string(t) + ", got -1");
+        }
+        if (tok >= 0 && uint32_t(tok) >= plan.n_vocab) {
+            mismatch("token id < n_vocab", plan.n_vocab, uint32_t(tok));
+        }
+    }
+}
+
+}  // namespace colony

@@ -109,12 +109,17 @@ struct SeqRequest {
     std::vector<int32_t> prompt;  // 1 .. n_ctx_seq - 1 tokens, each < n_vocab
     int32_t max_tokens = 16;      // >= 1
     WireSampling sampling;
+    /// Grammar and logprobs for the last stage; sent with the ubatch that
+    /// holds position 0 (has_options false: none).
+    bool has_options = false;
+    WireSeqOptions options;
     bool ignore_eos = false;
     /// True for end-of-generation tokens (ends the sequence unless ignore_eos).
     std::function<bool(int32_t)> is_eog;
-    /// Each sampled token that is delivered (not an ending EOG token), in
-    /// order, on the scheduler thread. Must return quickly.
-    std::function<void(int32_t)> on_token;
+    /// Each sampled token that is delivered (not an ending EOG token), with
+    /// its logprobs when the options ask for them, in order, on the
+    /// scheduler thread. Must return quickly.
+    std::function<void(const SampledToken &)> on_token;
     /// Exactly once, last, on the scheduler thread (on the thread calling
     /// stop() for what stop() fails).
     std::function<void(const SeqOutcome &)> on_done;
@@ -229,7 +234,7 @@ class BatchScheduler {
     void apply_plan(const LocalPlan &plan);
     void drain_tokens();
     void handle_tokens(const WireTokens &tokens);
-    void on_sampled(int32_t seq, int32_t token);
+    void on_sampled(int32_t seq, const WireSampled &sampled);
     void take_cancellations();
     void admit();
     bool build_ubatch(WireActivations &act);

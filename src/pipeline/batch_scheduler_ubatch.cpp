@@ -83,11 +83,12 @@ void BatchScheduler::handle_tokens(const WireTokens &tokens) {
             *slot = Slot{};
             continue;
         }
-        on_sampled(s.seq_id, s.token);
+        on_sampled(s.seq_id, s);
     }
 }
 
-void BatchScheduler::on_sampled(int32_t seq, int32_t token) {
+void BatchScheduler::on_sampled(int32_t seq, const WireSampled &sampled) {
+    const int32_t token = sampled.token;
     Slot &slot = slots_[seq];
     const clock::time_point now = clock::now();
     slot.awaiting = false;
@@ -108,7 +109,13 @@ void BatchScheduler::on_sampled(int32_t seq, int32_t token) {
     slot.generated.push_back(token);
     if (req.on_token) {
         try {
-            req.on_token(token);
+            SampledToken t;
+            t.token = token;
+            t.has_logprob = sampled.has_logprob;
+            t.logprob = sampled.logprob;
+            for (const WireTokenProb &p : sampled.top)
+                t.top.push_back({p.token, p.logprob});
+            req.on_token(t);
         } catch (const std::exception &e) {
             COLONY_LOG_ERROR("scheduler: on_token threw: %s", e.what());
         }
@@ -204,9 +211,14 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
     for (size_t r = 0; r < plan.seq_id.size(); ++r) {
         const int32_t seq = plan.seq_id[r];
         if (act.seqs.empty() || act.seqs.back().seq_id != seq) {
-            act.seqs.push_back({seq, 0, slots_[seq].req->sampling});
+            const SeqRequest &req = *slots_[seq].req;
+            act.seqs.push_back({seq, 0, req.sampling});
             // a sampler made now (a replay on a new last stage) skips the draws made before
             act.seqs.back().sampling.n_drawn = static_cast<uint32_t>(slots_[seq].generated.size());
+            if (req.has_options && plan.pos[r] == 0) {  // where the last stage makes its sampler
+                act.seqs.back().has_options = true;
+                act.seqs.back().options = req.options;
+            }
         }
         ++act.seqs.back().n_tokens;
     }

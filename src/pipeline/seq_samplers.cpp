@@ -1,6 +1,7 @@
 #include "pipeline/seq_samplers.h"
 
 #include <algorithm>
+#include <climits>
 
 #include "util/error.h"
 
@@ -34,12 +35,43 @@ WireSampling sampling_to_wire(const SamplingParams &p) {
     return w;
 }
 
+SequenceOptions options_from_wire(const WireSeqOptions &w) {
+    SequenceOptions o;
+    o.n_probs = static_cast<int32_t>(w.n_probs);
+    o.n_prompt = w.n_prompt;
+    o.constraint.grammar = w.grammar;
+    o.constraint.lazy = w.lazy;
+    o.constraint.trigger_patterns = w.trigger_patterns;
+    o.constraint.trigger_tokens = w.trigger_tokens;
+    o.constraint.prefill_tokens = w.prefill_tokens;
+    return o;
+}
+
+WireSeqOptions options_to_wire(const SequenceOptions &o) {
+    WireSeqOptions w;
+    w.n_probs = static_cast<uint32_t>(std::max(o.n_probs, 0));
+    w.n_prompt = o.n_prompt;
+    w.grammar = o.constraint.grammar;
+    w.lazy = o.constraint.lazy;
+    w.trigger_patterns = o.constraint.trigger_patterns;
+    w.trigger_tokens = o.constraint.trigger_tokens;
+    w.prefill_tokens = o.constraint.prefill_tokens;
+    return w;
+}
+
 void SequenceSamplers::observe(const WireActivations &act) {
     for (const WireSeq &s : act.seqs) {
         if (seqs_.count(s.seq_id) == 0) {
             Entry e;
-            e.sampler = std::make_unique<Sampler>(sampling_from_wire(s.sampling), n_vocab_);
+            SequenceOptions options;
+            if (s.has_options)
+                options = options_from_wire(s.options);
+            const llama_vocab *vocab =
+                !options.constraint.empty() && vocab_ ? vocab_() : nullptr;
+            e.sampler = std::make_unique<Sampler>(sampling_from_wire(s.sampling), n_vocab_,
+                                                  options, vocab);
             e.sampler->skip_draws(s.sampling.n_drawn);  // a replayed sequence (recovery)
+            e.n_prompt = s.has_options ? options.n_prompt : INT32_MAX;
             seqs_.emplace(s.seq_id, std::move(e));
         }
     }
@@ -47,23 +79,28 @@ void SequenceSamplers::observe(const WireActivations &act) {
         Entry &e = seqs_.at(act.seq_id[t]);
         if (act.pos[t] < e.n_seen)
             continue;
-        if (act.tokens[t] >= 0)
-            e.sampler->accept(act.tokens[t]);
+        if (act.tokens[t] >= 0) {
+            if (act.pos[t] >= e.n_prompt)
+                e.sampler->accept_generated(act.tokens[t]);  // a replayed answer
+            else
+                e.sampler->accept(act.tokens[t]);
+        }
         e.n_seen = act.pos[t] + 1;
     }
 }
 
-int32_t SequenceSamplers::sample(int32_t seq, int32_t pos, const float *logits) {
+SampledToken SequenceSamplers::sample(int32_t seq, int32_t pos, const float *logits) {
     auto it = seqs_.find(seq);
     if (it == seqs_.end()) {
         throw Error(ErrorCode::kInternal, "no sampler for sequence " + std::to_string(seq));
     }
-    const int32_t token = it->second.sampler->sample(logits);
+    const SampledToken sampled = it->second.sampler->sample_full(logits);
+    const int32_t token = sampled.token;
     it->second.n_seen = std::max(it->second.n_seen, pos + 2);  // the sample sits at pos + 1
     if (hook_)
         hook_(seq, pos, token, logits, !it->second.sampled);
     it->second.sampled = true;
-    return token;
+    return sampled;
 }
 
 void SequenceSamplers::release(int32_t seq) {

@@ -22,6 +22,9 @@ namespace colony {
 /// which SamplingParams allows, is sent as 0 = greedy).
 SamplingParams sampling_from_wire(const WireSampling &w);
 WireSampling sampling_to_wire(const SamplingParams &p);
+/// WireSeqOptions <-> SequenceOptions (same fields).
+SequenceOptions options_from_wire(const WireSeqOptions &w);
+WireSeqOptions options_to_wire(const SequenceOptions &o);
 
 class SequenceSamplers {
   public:
@@ -32,20 +35,29 @@ class SequenceSamplers {
     using SampleHook = std::function<void(int32_t seq, int32_t pos, int32_t token,
                                           const float *logits, bool first)>;
 
-    explicit SequenceSamplers(int32_t n_vocab) : n_vocab_(n_vocab) {}
+    /// The model's vocabulary for grammars, loaded when a sequence first
+    /// needs one (null: grammars are refused).
+    using VocabSource = std::function<const llama_vocab *()>;
+
+    explicit SequenceSamplers(int32_t n_vocab, VocabSource vocab = {})
+        : n_vocab_(n_vocab), vocab_(std::move(vocab)) {}
 
     /// Installs (or, with an empty function, removes) the sample hook.
     void set_sample_hook(SampleHook hook) { hook_ = std::move(hook); }
 
-    /// Creates samplers for sequences seen for the first time and feeds each
-    /// sequence the input tokens at positions it has not seen. Tokens of -1
+    /// Creates samplers for sequences seen for the first time (with the
+    /// options of their first ubatch) and feeds each sequence the input
+    /// tokens at positions it has not seen: prompt positions to the
+    /// penalties, generated ones (a replay) to the grammar too. Tokens of -1
     /// (unknown) are skipped. Throws Error(kInvalidArgument) when a sampling
-    /// parameter is out of range (Sampler's check).
+    /// parameter is out of range or a grammar is bad (Sampler's checks).
     void observe(const WireActivations &act);
 
     /// Samples the token after position `pos` of `seq` from logits F32
-    /// [n_vocab]. Throws Error(kInternal) for a sequence never observed.
-    int32_t sample(int32_t seq, int32_t pos, const float *logits);
+    /// [n_vocab], with the logprobs the sequence asked for. Throws
+    /// Error(kInternal) for a sequence never observed, kInvalidArgument when
+    /// its grammar allows no token.
+    SampledToken sample(int32_t seq, int32_t pos, const float *logits);
 
     /// Drops the sampler of `seq`; -1 drops all.
     void release(int32_t seq);
@@ -54,10 +66,12 @@ class SequenceSamplers {
   private:
     struct Entry {
         std::unique_ptr<Sampler> sampler;
+        int32_t n_prompt = 0;  // positions from here on are generated tokens
         int32_t n_seen = 0;    // positions [0, n_seen) have been accepted
         bool sampled = false;  // a token was sampled since the sampler was created
     };
     int32_t n_vocab_;
+    VocabSource vocab_;
     SampleHook hook_;
     std::map<int32_t, Entry> seqs_;
 };

@@ -5,6 +5,7 @@
 #include "model/gguf_file.h"
 #include "net/transport.h"
 #include "pipeline/logits_dump.h"
+#include "runtime/tokenizer.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/trace.h"
@@ -75,12 +76,18 @@ void StageHost::unload() {
         meter_.unloaded();
     stage_.reset();
     samplers_.reset();
+    vocab_.reset();
     file_.reset();
     path_.clear();
 }
 
 void StageHost::make_samplers(uint32_t n_vocab) {
-    samplers_ = std::make_unique<SequenceSamplers>(static_cast<int32_t>(n_vocab));
+    samplers_ = std::make_unique<SequenceSamplers>(
+        static_cast<int32_t>(n_vocab), [this]() -> const llama_vocab * {
+            if (!vocab_ && !path_.empty())
+                vocab_ = std::make_unique<Tokenizer>(path_);  // vocab_only: no weights read
+            return vocab_ ? vocab_->vocab() : nullptr;
+        });
     if (stage_ && stage_->is_last() && logits_dump_)
         install_logits_dump(*samplers_, logits_dump_, n_vocab);
 }

@@ -29,6 +29,7 @@
 #include "pipeline/seq_samplers.h"
 #include "pipeline/stage_step.h"
 #include "runtime/stage.h"
+#include "runtime/tokenizer.h"
 
 namespace colony {
 
@@ -123,6 +124,7 @@ class StageHost {
     StageConfig cfg_;
     std::unique_ptr<Stage> stage_;
     std::unique_ptr<SequenceSamplers> samplers_;
+    std::unique_ptr<Tokenizer> vocab_;  // of path_, loaded when a grammar first needs it
     std::shared_ptr<LogitsDump> logits_dump_;
     uint32_t n_vocab_ = 0;
     std::unique_ptr<zmq::socket_t> push_;

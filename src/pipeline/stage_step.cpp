@@ -73,8 +73,13 @@ StageOutput run_stage_step(Stage &stage, const WireActivations &in, WireDtype ou
         WireSampled s;
         s.seq_id = in.seq_id[row];
         s.pos = in.pos[row];
-        s.token = samplers.sample(s.seq_id, s.pos, out + i * n_vocab);
-        tokens.sampled.push_back(s);
+        SampledToken t = samplers.sample(s.seq_id, s.pos, out + i * n_vocab);
+        s.token = t.token;
+        s.has_logprob = t.has_logprob;
+        s.logprob = t.logprob;
+        for (const TokenLogprob &p : t.top)
+            s.top.push_back({p.token, p.logprob});
+        tokens.sampled.push_back(std::move(s));
     }
     return tokens;
 }

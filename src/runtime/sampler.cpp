@@ -1,5 +1,9 @@
 #include "runtime/sampler.h"
 
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <numeric>
 #include <random>
 #include <string>
 
@@ -25,10 +29,77 @@ uint32_t resolve_seed(uint32_t seed) {
     return s == LLAMA_DEFAULT_SEED ? s - 1 : s;
 }
 
-Sampler::Sampler(const SamplingParams &p, int32_t n_vocab) : n_vocab_(n_vocab) {
+void compute_logprobs(const float *logits, int32_t n_vocab, int32_t token, int32_t n_top,
+                      SampledToken &out) {
+    float max = -INFINITY;
+    for (int32_t i = 0; i < n_vocab; ++i)
+        max = std::max(max, logits[i]);
+    double sum = 0.0;
+    for (int32_t i = 0; i < n_vocab; ++i)
+        sum += std::exp(static_cast<double>(logits[i] - max));
+    const float log_z = max + static_cast<float>(std::log(sum));
+    out.has_logprob = true;
+    out.logprob = logits[token] - log_z;
+    out.top.clear();
+    n_top = std::clamp(n_top, 0, n_vocab);
+    if (n_top == 0)
+        return;
+    std::vector<int32_t> ids(static_cast<size_t>(n_vocab));
+    std::iota(ids.begin(), ids.end(), 0);
+    auto more_likely = [logits](int32_t a, int32_t b) {
+        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    };
+    std::partial_sort(ids.begin(), ids.begin() + n_top, ids.end(), more_likely);
+    for (int32_t i = 0; i < n_top; ++i)
+        out.top.push_back({ids[i], logits[ids[i]] - log_z});
+}
+
+namespace {
+
+/// libllama's grammar sampler for `c` (common/sampling.cpp's rules: lazy
+/// grammars wait for a trigger; the prefill tokens are accepted at once).
+llama_sampler *make_grammar(const GrammarConstraint &c, const llama_vocab *vocab) {
+    if (!vocab)
+        throw Error(ErrorCode::kInvalidArgument, "a grammar needs the model's vocabulary");
+    llama_sampler *g = nullptr;
+    try {
+        if (c.lazy) {
+            std::vector<const char *> patterns;
+            for (const std::string &p : c.trigger_patterns)
+                patterns.push_back(p.c_str());
+            std::vector<llama_token> tokens(c.trigger_tokens.begin(), c.trigger_tokens.end());
+            g = llama_sampler_init_grammar_lazy_patterns(vocab, c.grammar.c_str(), "root",
+                                                         patterns.data(), patterns.size(),
+                                                         tokens.data(), tokens.size());
+        } else {
+            g = llama_sampler_init_grammar(vocab, c.grammar.c_str(), "root");
+        }
+        if (!g)
+            throw Error(ErrorCode::kInvalidArgument, "the grammar could not be parsed");
+        if (!c.lazy) {
+            for (int32_t t : c.prefill_tokens)
+                llama_sampler_accept(g, t);
+        }
+    } catch (const Error &) {
+        throw;
+    } catch (const std::exception &e) {
+        if (g)
+            llama_sampler_free(g);
+        throw Error(ErrorCode::kInvalidArgument, std::string("grammar: ") + e.what());
+    }
+    return g;
+}
+
+}  // namespace
+
+Sampler::Sampler(const SamplingParams &p, int32_t n_vocab, const SequenceOptions &options,
+                 const llama_vocab *vocab)
+    : n_vocab_(n_vocab), n_probs_(std::clamp(options.n_probs, 0, kMaxTopLogprobs)) {
     validate_sampling(p);
     if (n_vocab <= 0)
         throw Error(ErrorCode::kInvalidArgument, "empty vocabulary");
+    if (!options.constraint.empty())
+        grammar_ = make_grammar(options.constraint, vocab);
     chain_ = llama_sampler_chain_init(llama_sampler_chain_default_params());
     const bool penalties =
         p.repeat_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f;
@@ -57,12 +128,33 @@ Sampler::~Sampler() {
         llama_sampler_free(chain_);
     if (dist_)
         llama_sampler_free(dist_);
+    if (grammar_)
+        llama_sampler_free(grammar_);
+}
+
+SampledToken Sampler::sample_full(const float *logits) {
+    SampledToken out;
+    out.token = sample(logits);
+    if (n_probs_ > 0)
+        compute_logprobs(logits, n_vocab_, out.token, n_probs_, out);
+    return out;
 }
 
 int32_t Sampler::sample(const float *logits) {
     for (int32_t i = 0; i < n_vocab_; ++i)
         candidates_[i] = llama_token_data{i, logits[i], 0.0f};
     llama_token_data_array arr{candidates_.data(), candidates_.size(), -1, false};
+    if (grammar_) {
+        // the grammar first, on every candidate: one draw per token whatever
+        // it forbids, so a replay's skip_draws stays exact (llama-server
+        // samples first and re-samples on a rejection, which costs a 2nd draw)
+        llama_sampler_apply(grammar_, &arr);
+        const bool any = std::any_of(arr.data, arr.data + arr.size, [](const llama_token_data &d) {
+            return d.logit != -INFINITY;
+        });
+        if (!any)
+            throw Error(ErrorCode::kInvalidArgument, "the grammar allows no token here");
+    }
     llama_sampler_apply(chain_, &arr);
     if (dist_)
         llama_sampler_apply(dist_, &arr);
@@ -71,11 +163,28 @@ int32_t Sampler::sample(const float *logits) {
     }
     const int32_t token = arr.data[arr.selected].id;
     llama_sampler_accept(chain_, token);
+    accept_grammar(token);
     return token;
 }
 
 void Sampler::accept(int32_t token) {
     llama_sampler_accept(chain_, token);
+}
+
+void Sampler::accept_generated(int32_t token) {
+    llama_sampler_accept(chain_, token);
+    accept_grammar(token);
+}
+
+void Sampler::accept_grammar(int32_t token) {
+    if (!grammar_)
+        return;
+    try {
+        llama_sampler_accept(grammar_, token);
+    } catch (const std::exception &e) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "token " + std::to_string(token) + " does not fit the grammar: " + e.what());
+    }
 }
 
 void Sampler::skip_draws(uint32_t n) {

@@ -32,15 +32,23 @@ std::vector<int32_t> Tokenizer::tokenize(const std::string &text, bool add_speci
     return out;
 }
 
-std::string Tokenizer::piece(int32_t token) const {
+namespace {
+
+std::string token_text(const llama_vocab *vocab, int32_t token, bool special) {
     char buf[256];
-    int32_t n = llama_token_to_piece(vocab_, token, buf, sizeof(buf), 0, false);
+    int32_t n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, special);
     if (n >= 0) return std::string(buf, static_cast<size_t>(n));
     std::string big(static_cast<size_t>(-n), '\0');
-    n = llama_token_to_piece(vocab_, token, big.data(), static_cast<int32_t>(big.size()), 0, false);
+    n = llama_token_to_piece(vocab, token, big.data(), static_cast<int32_t>(big.size()), 0, special);
     big.resize(n < 0 ? 0 : static_cast<size_t>(n));
     return big;
 }
+
+}  // namespace
+
+std::string Tokenizer::piece(int32_t token) const { return token_text(vocab_, token, false); }
+
+std::string Tokenizer::special_piece(int32_t token) const { return token_text(vocab_, token, true); }
 
 bool Tokenizer::is_eog(int32_t token) const { return llama_vocab_is_eog(vocab_, token); }
 int32_t Tokenizer::n_vocab() const { return llama_vocab_n_tokens(vocab_); }

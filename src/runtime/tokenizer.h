@@ -38,6 +38,14 @@ public:
     int32_t bos() const;
 
     bool has_chat_template() const { return !chat_template_.empty(); }
+    /// The chat template's Jinja source ("" without one).
+    const std::string &chat_template() const { return chat_template_; }
+    /// libllama's vocabulary-only model and its vocabulary (for grammars and
+    /// the common/ chat layer); valid while the Tokenizer lives.
+    const llama_model *model() const { return model_; }
+    const llama_vocab *vocab() const { return vocab_; }
+    /// Text of one token, control tokens ("<|im_end|>") included.
+    std::string special_piece(int32_t token) const;
     /// Renders messages with the model's chat template, with the assistant
     /// prefix appended. Error(kUnsupported) when the model has no template or
     /// libllama does not know it.

@@ -111,7 +111,7 @@ LocalBackendOptions backend_options(const std::string &model, uint32_t n_paralle
 uint64_t SlowBackend::submit(GenerationRequest request, GenerationCallbacks callbacks) {
     auto delay = delay_;
     auto on_token = std::move(callbacks.on_token);
-    callbacks.on_token = [delay, on_token](int32_t t) {
+    callbacks.on_token = [delay, on_token](const SampledToken &t) {
         std::this_thread::sleep_for(delay);
         on_token(t);
     };

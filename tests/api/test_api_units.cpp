@@ -190,10 +190,18 @@ TEST(RequestParse, WrongTypesAndRangesNameTheField) {
 
 TEST(RequestParse, OptionsColonyCannotHonourAreRefused) {
     const std::string m = std::string("{") + kMsgs + ",";
-    expect_field_error(m + R"("n":2})", "n");
-    expect_field_error(m + R"("logprobs":true})", "logprobs");
-    expect_field_error(m + R"("tools":[{"type":"function"}]})", "tools");
-    expect_field_error(m + R"("response_format":{"type":"json_object"}})", "response_format");
+    expect_field_error(m + R"("n":9})", "n");
+    expect_field_error(m + R"("logprobs":1})", "logprobs");
+    expect_field_error(m + R"("top_logprobs":3})", "top_logprobs");  // without logprobs
+    expect_field_error(m + R"("logprobs":true,"top_logprobs":21})", "top_logprobs");
+    expect_field_error(m + R"("tools":[{"type":"function"}]})", "tools[0].function");
+    expect_field_error(m + R"("tools":[{"function":{"name":""}}]})", "tools[0].function.name");
+    expect_field_error(m + R"("tool_choice":"required"})", "tool_choice");  // no tools
+    expect_field_error(m + R"("tool_choice":"sometimes","tools":[{"function":{"name":"f"}}]})",
+                       "tool_choice");
+    expect_field_error(m + R"("functions":[{"name":"f"}]})", "functions");
+    expect_field_error(m + R"("response_format":{"type":"yaml"}})", "response_format.type");
+    expect_field_error(m + R"("grammar":"root ::= \"a\"","json_schema":{}})", "grammar");
     expect_field_error(m + R"("logit_bias":{"5":1}})", "logit_bias");
     expect_field_error(
         R"({"messages":[{"role":"user","content":[{"type":"image_url","image_url":{}}]}]})",
@@ -204,6 +212,44 @@ TEST(RequestParse, OptionsColonyCannotHonourAreRefused) {
     EXPECT_NO_THROW(parse_chat_request(
         m + R"("n":1,"logprobs":false,"tools":[],"response_format":{"type":"text"}})",
         ApiLimits{}));
+}
+
+TEST(RequestParse, AgentFieldsAreRead) {
+    const std::string m = std::string("{") + kMsgs + ",";
+    const ApiRequest a = parse_chat_request(
+        m + R"("n":3,"logprobs":true,"top_logprobs":4,"parallel_tool_calls":true,
+               "tools":[{"type":"function","function":{"name":"get","parameters":{"type":"object"}}}],
+               "tool_choice":{"type":"function","function":{"name":"get"}}})",
+        ApiLimits{});
+    EXPECT_EQ(a.n, 3);
+    EXPECT_EQ(a.logprobs, 4);
+    EXPECT_EQ(a.chat.tools.size(), 1u);
+    EXPECT_EQ(a.chat.tool_choice, "required");
+    EXPECT_EQ(a.chat.tool_name, "get");
+    EXPECT_TRUE(a.chat.parallel_tool_calls);
+    EXPECT_EQ(parse_chat_request(m + R"("logprobs":true})", ApiLimits{}).logprobs, 0);
+    EXPECT_EQ(parse_chat_request(m + R"("n":1})", ApiLimits{}).logprobs, -1);
+    const ApiRequest s = parse_chat_request(
+        m + R"("response_format":{"type":"json_schema","json_schema":{"name":"p","strict":true,
+               "schema":{"type":"object","properties":{"a":{"type":"integer"}}}}}})",
+        ApiLimits{});
+    EXPECT_EQ(s.chat.json_schema["properties"]["a"]["type"], "integer");
+    EXPECT_TRUE(parse_chat_request(m + R"("response_format":{"type":"json_object"}})", ApiLimits{})
+                    .chat.json_schema.is_object());
+    const ApiRequest c =
+        parse_completion_request(R"({"prompt":"x","logprobs":2,"grammar":"root ::= \"a\""})",
+                                 ApiLimits{});
+    EXPECT_EQ(c.logprobs, 2);
+    EXPECT_EQ(c.chat.grammar, "root ::= \"a\"");
+    // a tool-call history: assistant tool_calls without content, then the tool's answer
+    const ApiRequest h = parse_chat_request(
+        R"({"messages":[{"role":"user","content":"w?"},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+              "function":{"name":"get","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"c1","content":"sunny"}]})",
+        ApiLimits{});
+    EXPECT_EQ(h.messages.size(), 3u);
+    EXPECT_EQ(h.chat.messages.size(), 3u);
 }
 
 TEST(RequestParse, CompletionPromptForms) {
@@ -298,15 +344,19 @@ TEST(ApiError, BodyHasOpenAiShapeAndSurvivesInvalidUtf8) {
 
 TEST(ResponseJson, ChunksFollowOpenAiStreamingShapes) {
     const ResponseIds ids{"chatcmpl-1", 1700000000, "m"};
-    const std::string role = "assistant", text = "Hi";
-    const json first = json::parse(chunk_body(RequestKind::kChat, ids, &role, &text, "", true));
+    const std::string role = "assistant";
+    ChoiceUpdate hi;
+    hi.text = "Hi";
+    const json first = json::parse(chunk_body(RequestKind::kChat, ids, hi, &role, false, 0, true));
     EXPECT_EQ(first["object"], "chat.completion.chunk");
     EXPECT_EQ(first["choices"][0]["delta"]["role"], "assistant");
     EXPECT_EQ(first["choices"][0]["delta"]["content"], "Hi");
     EXPECT_TRUE(first["choices"][0]["finish_reason"].is_null());
     EXPECT_TRUE(first.contains("usage") && first["usage"].is_null());
-    const json last =
-        json::parse(chunk_body(RequestKind::kChat, ids, nullptr, nullptr, "length", false));
+    ChoiceUpdate end;
+    end.finished = true;
+    end.finish_reason = "length";
+    const json last = json::parse(chunk_body(RequestKind::kChat, ids, end, nullptr, false, 0, false));
     EXPECT_TRUE(last["choices"][0]["delta"].is_object() && last["choices"][0]["delta"].empty());
     EXPECT_EQ(last["choices"][0]["finish_reason"], "length");
     EXPECT_FALSE(last.contains("usage"));

@@ -132,7 +132,7 @@ TEST_F(HttpApi, WrongTypesAndValuesAre400NamingTheField) {
         EXPECT_NE(e["message"].get<std::string>().find(param), std::string::npos) << e.dump();
     }
     const json n =
-        expect_error(c.Post("/v1/completions", R"({"prompt":"x","n":2})", "application/json"), 400);
+        expect_error(c.Post("/v1/completions", R"({"prompt":"x","n":9})", "application/json"), 400);
     EXPECT_EQ(n["param"], "n");
     const json mt = expect_error(
         c.Post("/v1/completions", R"({"prompt":"x","max_tokens":513})", "application/json"), 400);

@@ -28,11 +28,11 @@ class Collector {
   public:
     GenerationCallbacks callbacks(std::chrono::milliseconds delay = std::chrono::milliseconds(0)) {
         GenerationCallbacks cb;
-        cb.on_token = [this, delay](int32_t t) {
+        cb.on_token = [this, delay](const SampledToken &t) {
             if (delay.count())
                 std::this_thread::sleep_for(delay);
             std::lock_guard<std::mutex> lock(mu_);
-            tokens_.push_back(t);
+            tokens_.push_back(t.token);
             cv_.notify_all();
         };
         cb.on_done = [this](const GenerationResult &r) {
@@ -176,7 +176,7 @@ TEST(LocalBackend, LongPromptIsPrefilledInChunksAlongsideDecoding) {
     std::promise<void> long_queued;
     GenerationCallbacks short_cb = s.callbacks();
     short_cb.on_token = [inner = short_cb.on_token, queued = long_queued.get_future().share(),
-                         n = 0](int32_t t) mutable {
+                         n = 0](const SampledToken &t) mutable {
         inner(t);
         if (++n == 3)
             queued.wait_for(std::chrono::seconds(60));

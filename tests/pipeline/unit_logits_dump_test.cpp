@@ -62,12 +62,12 @@ TEST(LogitsDump, SamplersWriteFirstLogitsThenTokenIdsPerSequence) {
     samplers.observe(prompt_ubatch(0, {2}));
     const float a[kVocab] = {0.5f, -1, 7.25f, 0, 1};  // greedy: 2
     const float b[kVocab] = {9, 0, 0, 0, 1};          // greedy: 0
-    EXPECT_EQ(samplers.sample(3, 2, a), 2);
-    EXPECT_EQ(samplers.sample(0, 0, b), 0);
-    EXPECT_EQ(samplers.sample(3, 3, b), 0);
+    EXPECT_EQ(samplers.sample(3, 2, a).token, 2);
+    EXPECT_EQ(samplers.sample(0, 0, b).token, 0);
+    EXPECT_EQ(samplers.sample(3, 3, b).token, 0);
     samplers.release(3);  // a new request in the same slot starts a new sequence
     samplers.observe(prompt_ubatch(3, {4}));
-    EXPECT_EQ(samplers.sample(3, 0, a), 2);
+    EXPECT_EQ(samplers.sample(3, 0, a).token, 2);
 
     const std::vector<LogitsRecord> r = read_logits_dump(path);
     ASSERT_EQ(r.size(), 4u);

@@ -128,7 +128,7 @@ TEST(SequenceSamplers, PromptTokensAreCountedOnceForPenalties) {
     std::vector<float> logits(n_vocab, 0.0f);
     for (int i = 0; i < n_vocab; ++i)
         logits[i] = 10.0f - i;  // prefers low ids
-    const int32_t t2 = s.sample(0, 1, logits.data());
+    const int32_t t2 = s.sample(0, 1, logits.data()).token;
     EXPECT_EQ(t2, 2);
     // The sampled token comes back as the next input: not accepted twice.
     act.n_tokens = 1;
@@ -137,7 +137,7 @@ TEST(SequenceSamplers, PromptTokensAreCountedOnceForPenalties) {
     act.pos = {2};
     act.seq_id = {0};
     s.observe(act);
-    EXPECT_EQ(s.sample(0, 2, logits.data()), 3);
+    EXPECT_EQ(s.sample(0, 2, logits.data()).token, 3);
     EXPECT_EQ(s.size(), 1u);
     s.release(0);
     EXPECT_EQ(s.size(), 0u);

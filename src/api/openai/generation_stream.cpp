@@ -7,11 +7,19 @@ namespace colony {
 
 GenerationStream::GenerationStream(const Tokenizer &tok, std::vector<std::string> stops,
                                    int64_t t_received_us, ApiMetrics &metrics)
-    : detok_(tok), stops_(std::move(stops)), metrics_(metrics), t_received_us_(t_received_us) {}
+    : tok_(tok),
+      detok_(tok),
+      stops_(std::move(stops)),
+      metrics_(metrics),
+      t_received_us_(t_received_us) {}
+
+void GenerationStream::set_preserved_tokens(std::set<int32_t> tokens) {
+    preserved_ = std::move(tokens);
+}
 
 GenerationCallbacks GenerationStream::callbacks(const std::shared_ptr<GenerationStream> &self) {
     GenerationCallbacks cb;
-    cb.on_token = [self](int32_t token) { self->on_token(token); };
+    cb.on_token = [self](const SampledToken &token) { self->on_token(token); };
     cb.on_done = [self](const GenerationResult &r) { self->on_done(r); };
     return cb;
 }
@@ -21,7 +29,7 @@ void GenerationStream::set_cancel(std::function<void()> cancel) {
     cancel_ = std::move(cancel);
 }
 
-void GenerationStream::on_token(int32_t token) {
+void GenerationStream::on_token(const SampledToken &token) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         tokens_.emplace_back(token, now_us());
@@ -53,7 +61,7 @@ GenerationStream::Update GenerationStream::next(std::chrono::milliseconds timeou
         u.finished = true;
         return u;
     }
-    std::vector<std::pair<int32_t, int64_t>> tokens;
+    std::vector<std::pair<SampledToken, int64_t>> tokens;
     std::optional<GenerationResult> result;
     {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -70,7 +78,12 @@ GenerationStream::Update GenerationStream::next(std::chrono::milliseconds timeou
             metrics_.observe_tpot((t - t_last_token_us_) / 1e6);
         }
         t_last_token_us_ = t;
-        u.text += stops_.push(detok_.push(token));
+        // a preserved token (a tool-call tag) keeps its text for the chat parser
+        const std::string text = preserved_.count(token.token)
+                                     ? detok_.flush() + tok_.special_piece(token.token)
+                                     : detok_.push(token.token);
+        u.text += stops_.push(text);
+        u.tokens.push_back(token);
         if (stops_.stopped()) {
             u.finished = true;
             u.finish_reason = "stop";

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,9 +39,14 @@ class GenerationStream {
     static GenerationCallbacks callbacks(const std::shared_ptr<GenerationStream> &self);
     /// How to cancel the backend's sequence (called at most once).
     void set_cancel(std::function<void()> cancel);
+    /// Tokens whose text is kept although they are control tokens (the chat
+    /// template's tool-call tags, common_chat_params::preserved_tokens).
+    /// Before the first next().
+    void set_preserved_tokens(std::set<int32_t> tokens);
 
     struct Update {
         std::string text;                // new text to send (may be empty)
+        std::vector<SampledToken> tokens;  // the tokens consumed (logprobs, if asked for)
         bool finished = false;           // nothing follows
         std::string finish_reason;       // when finished without error: "stop" or "length"
         std::optional<HttpError> error;  // when finished with an error
@@ -63,19 +69,21 @@ class GenerationStream {
     int64_t elapsed_us() const;
 
   private:
-    void on_token(int32_t token);
+    void on_token(const SampledToken &token);
     void on_done(const GenerationResult &result);
     void finish_metrics();
     void cancel_backend();
 
+    const Tokenizer &tok_;
     Detokenizer detok_;
+    std::set<int32_t> preserved_;
     StopMatcher stops_;
     ApiMetrics &metrics_;
     int64_t t_received_us_;
 
     std::mutex mutex_;
     std::condition_variable cv_;
-    std::vector<std::pair<int32_t, int64_t>> tokens_;  // guarded by mutex_: (token, arrival us)
+    std::vector<std::pair<SampledToken, int64_t>> tokens_;  // guarded by mutex_: (token, arrival us)
     std::optional<GenerationResult> result_;           // guarded by mutex_
     std::function<void()> cancel_;                     // guarded by mutex_
 

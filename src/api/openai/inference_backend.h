@@ -60,6 +60,7 @@ struct GenerationRequest {
     std::vector<int32_t> prompt;  // token ids, 1 .. model_info().n_ctx_seq - 1 of them
     int32_t max_tokens = 16;      // >= 1; tokens to deliver through on_token at most
     SamplingParams sampling;      // temperature <= 0: greedy
+    SequenceOptions options;      // grammar and logprobs, applied where the sampling happens
     bool ignore_eos = false;      // true: end-of-generation tokens are delivered like any other
 };
 
@@ -77,7 +78,8 @@ struct GenerationResult {
 
 /// Where a backend reports a request's progress (see the threading contract).
 struct GenerationCallbacks {
-    std::function<void(int32_t token)> on_token;                  // one sampled token
+    std::function<void(const SampledToken &token)> on_token;      // one sampled token (with
+                                                                  // logprobs if asked for)
     std::function<void(const GenerationResult &result)> on_done;  // exactly once, last
 };
 

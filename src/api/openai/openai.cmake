@@ -22,7 +22,11 @@ add_custom_command(
 add_library(colony_openai STATIC
   ${_openai_dir}/inference_backend.cpp
   ${_openai_dir}/api_error.cpp
+  ${_openai_dir}/request_fields.cpp
   ${_openai_dir}/request_parse.cpp
+  ${_openai_dir}/request_agent.cpp
+  ${_openai_dir}/chat_format.cpp
+  ${_openai_dir}/generation_job.cpp
   ${_openai_dir}/response_json.cpp
   ${_openai_dir}/stop_matcher.cpp
   ${_openai_dir}/metrics.cpp
@@ -32,7 +36,7 @@ add_library(colony_openai STATIC
   ${_openai_gen}/web_assets.cpp)
 target_link_libraries(colony_openai
   PUBLIC colony_runtime colony_util
-  PRIVATE colony_cluster colony_vendor cpp-httplib Threads::Threads)
+  PRIVATE colony_cluster colony_vendor cpp-httplib llama-common Threads::Threads)
 
 get_target_property(_openai_httplib_defs cpp-httplib INTERFACE_COMPILE_DEFINITIONS)
 if(_openai_httplib_defs MATCHES "CPPHTTPLIB_OPENSSL_SUPPORT")

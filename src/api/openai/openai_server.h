@@ -42,6 +42,7 @@ struct OpenAiServerOptions {
     int32_t default_completion_tokens =
         16;                // /v1/completions without max_tokens (OpenAI's default)
     int http_threads = 0;  // HTTP worker threads at most; 0: slots + queue + 16
+    std::string chat_template;  // Jinja text replacing the model's (--chat-template-file)
 };
 
 /// True when this build can serve HTTPS (cpp-httplib built with OpenSSL).

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/openai/api_error.h"
+#include "api/openai/request_fields.h"
 
 namespace colony {
 
@@ -14,79 +15,6 @@ using nlohmann::json;
 
 constexpr size_t kMaxStopSequences = 16;
 constexpr size_t kMaxStopBytes = 512;
-
-/// The field `key` of `obj`, or nullptr when absent or null.
-const json *field(const json &obj, const char *key) {
-    auto it = obj.find(key);
-    if (it == obj.end() || it->is_null())
-        return nullptr;
-    return &*it;
-}
-
-json parse_object(const std::string &body) {
-    json j;
-    try {
-        j = json::parse(body);
-    } catch (const json::parse_error &e) {
-        throw RequestError(ErrorCode::kInvalidArgument, "", "invalid_json",
-                           std::string("malformed JSON in the request body: ") + e.what());
-    }
-    if (!j.is_object()) {
-        throw RequestError(ErrorCode::kInvalidArgument, "", "invalid_json",
-                           "the request body must be a JSON object");
-    }
-    return j;
-}
-
-bool get_bool(const json &obj, const char *key, bool def) {
-    const json *v = field(obj, key);
-    if (!v)
-        return def;
-    if (!v->is_boolean())
-        throw field_error(key, "must be a boolean");
-    return v->get<bool>();
-}
-
-/// A number in [lo, hi].
-double get_number(const json &obj, const char *key, double def, double lo, double hi) {
-    const json *v = field(obj, key);
-    if (!v)
-        return def;
-    if (!v->is_number())
-        throw field_error(key, "must be a number");
-    const double x = v->get<double>();
-    if (!std::isfinite(x) || x < lo || x > hi) {
-        throw field_error(key, "must be between " + json(lo).dump() + " and " + json(hi).dump());
-    }
-    return x;
-}
-
-/// An integer in [lo, hi]; integral floats (3.0) are accepted.
-int64_t get_int(const json &obj, const char *key, int64_t def, int64_t lo, int64_t hi) {
-    const json *v = field(obj, key);
-    if (!v)
-        return def;
-    int64_t x = 0;
-    if (v->is_number_integer()) {
-        if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(hi)) {
-            throw field_error(key, "must be at most " + std::to_string(hi));
-        }
-        x = v->get<int64_t>();
-    } else if (v->is_number_float()) {
-        const double d = v->get<double>();
-        if (!std::isfinite(d) || std::floor(d) != d || d < -9.0e18 || d > 9.0e18) {
-            throw field_error(key, "must be an integer");
-        }
-        x = static_cast<int64_t>(d);
-    } else {
-        throw field_error(key, "must be an integer");
-    }
-    if (x < lo)
-        throw field_error(key, "must be at least " + std::to_string(lo));
-    if (x > hi)
-        throw field_error(key, "must be at most " + std::to_string(hi));
-    return x;
-}
 
 std::vector<std::string> parse_stop(const json &obj) {
     const json *v = field(obj, "stop");
@@ -118,16 +46,6 @@ std::vector<std::string> parse_stop(const json &obj) {
             out.push_back(std::move(s));
     }
     return out;
-}
-
-void refuse_if(bool unsupported, const char *param, const std::string &what) {
-    if (unsupported)
-        throw RequestError(ErrorCode::kInvalidArgument, param, "unsupported_parameter",
-                           std::string(param) + ": " + what);
-}
-
-bool non_empty(const json *v) {
-    return v && !((v->is_array() || v->is_object() || v->is_string()) && v->empty());
 }
 
 /// Fields common to both endpoints.
@@ -176,10 +94,7 @@ void parse_common(const json &j, const ApiLimits &limits, ApiRequest &r) {
         sp.seed = static_cast<uint32_t>(static_cast<uint64_t>(seed) & 0xFFFFFFFFu);
 
     r.stop = parse_stop(j);
-    if (get_int(j, "n", 1, 1, std::numeric_limits<int32_t>::max()) != 1) {
-        throw RequestError(ErrorCode::kInvalidArgument, "n", "unsupported_parameter",
-                           "n: only n=1 is supported");
-    }
+    parse_agent_fields(j, limits, r);
     r.stream = get_bool(j, "stream", false);
     if (const json *so = field(j, "stream_options")) {
         if (!so->is_object())
@@ -223,6 +138,29 @@ std::string content_text(const json &content, const std::string &param) {
     return text;
 }
 
+/// An assistant message's tool_calls: [{id, type: "function", function:
+/// {name, arguments: JSON text}}].
+void check_tool_calls(const json &m, const std::string &p) {
+    const json *calls = field(m, "tool_calls");
+    if (!calls)
+        return;
+    if (!calls->is_array())
+        throw field_error(p + ".tool_calls", "must be an array");
+    for (size_t k = 0; k < calls->size(); ++k) {
+        const json &c = (*calls)[k];
+        const std::string q = p + ".tool_calls[" + std::to_string(k) + "]";
+        const json *fn = c.is_object() ? field(c, "function") : nullptr;
+        if (!fn || !fn->is_object())
+            throw field_error(q + ".function", "must be an object");
+        const json *name = field(*fn, "name");
+        if (!name || !name->is_string() || name->get<std::string>().empty())
+            throw field_error(q + ".function.name", "must be a non-empty string");
+        const json *args = field(*fn, "arguments");
+        if (args && !args->is_string() && !args->is_object())
+            throw field_error(q + ".function.arguments", "must be a JSON string");
+    }
+}
+
 std::vector<ChatMessage> parse_messages(const json &j) {
     const json *msgs = field(j, "messages");
     if (!msgs)
@@ -243,14 +181,14 @@ std::vector<ChatMessage> parse_messages(const json &j) {
         std::string r = role->get<std::string>();
         if (r == "developer")
             r = "system";
-        if (r != "system" && r != "user" && r != "assistant") {
-            throw field_error(
-                p + ".role", "must be one of system, developer, user, assistant (got '" + r + "')");
+        if (r != "system" && r != "user" && r != "assistant" && r != "tool") {
+            throw field_error(p + ".role", "must be one of system, developer, user, assistant, "
+                                           "tool (got '" + r + "')");
         }
         const json *content = field(m, "content");
         if (!content && r != "assistant")
             throw field_error(p + ".content", "is required");
-        refuse_if(non_empty(field(m, "tool_calls")), "tool_calls", "tool calls are not supported");
+        check_tool_calls(m, p);
         out.push_back({r, content ? content_text(*content, p + ".content") : std::string()});
     }
     return out;
@@ -263,21 +201,8 @@ ApiRequest parse_chat_request(const std::string &body, const ApiLimits &limits) 
     ApiRequest r;
     r.kind = RequestKind::kChat;
     r.messages = parse_messages(j);
+    r.chat.messages = j.at("messages");
     parse_common(j, limits, r);
-    const json *lp = field(j, "logprobs");
-    if (lp && !lp->is_boolean())
-        throw field_error("logprobs", "must be a boolean");
-    refuse_if(lp && lp->get<bool>(), "logprobs", "is not supported");
-    refuse_if(field(j, "top_logprobs") != nullptr, "top_logprobs", "is not supported");
-    refuse_if(non_empty(field(j, "tools")), "tools", "tool calling is not supported");
-    refuse_if(non_empty(field(j, "functions")), "functions", "function calling is not supported");
-    if (const json *rf = field(j, "response_format")) {
-        if (!rf->is_object())
-            throw field_error("response_format", "must be an object");
-        const json *t = field(*rf, "type");
-        refuse_if(!t || !t->is_string() || t->get<std::string>() != "text", "response_format",
-                  "only {\"type\": \"text\"} is supported");
-    }
     return r;
 }
 
@@ -310,7 +235,6 @@ ApiRequest parse_completion_request(const std::string &body, const ApiLimits &li
         throw field_error("prompt", "must be a string");
     }
     parse_common(j, limits, r);
-    refuse_if(field(j, "logprobs") != nullptr, "logprobs", "is not supported");
     refuse_if(get_bool(j, "echo", false), "echo", "is not supported");
     refuse_if(non_empty(field(j, "suffix")), "suffix", "is not supported");
     refuse_if(get_int(j, "best_of", 1, 1, 1 << 20) != 1, "best_of", "only best_of=1 is supported");

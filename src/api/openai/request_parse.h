@@ -5,20 +5,24 @@
 // Fields read by both endpoints: model, max_tokens, temperature (0..2),
 // top_p (0..1), min_p (0..1), top_k (>= 0, 0 = off), seed (< 0: random),
 // presence_penalty and frequency_penalty (-2..2), stop (string or array of at
-// most 16 strings), n (only 1), stream, stream_options.include_usage; and
-// llama.cpp's extensions repeat_penalty (> 0), repeat_last_n (>= -1),
-// ignore_eos. Chat adds messages and max_completion_tokens (wins over
-// max_tokens); completions add prompt (a string, an array of one string, or
-// an array of token ids). Options colony cannot honour (n > 1, logprobs,
-// tools, a non-text response_format, logit_bias, echo, suffix, best_of > 1,
-// non-text content parts) are refused with 400 rather than ignored; fields
-// that do not change the output (user, metadata, store, ...) are ignored.
+// most 16 strings), n (1..8 choices), stream, stream_options.include_usage,
+// response_format (text, json_object, json_schema); and llama.cpp's
+// extensions repeat_penalty (> 0), repeat_last_n (>= -1), ignore_eos, grammar
+// (GBNF) and json_schema. Chat adds messages (roles system, developer, user,
+// assistant with tool_calls, tool), max_completion_tokens (wins over
+// max_tokens), tools, tool_choice, parallel_tool_calls, logprobs and
+// top_logprobs (0..20); completions add prompt (a string, an array of one
+// string, or an array of token ids) and logprobs (0..20). Options colony
+// cannot honour (logit_bias, echo, suffix, best_of > 1, non-text content
+// parts, functions) are refused with 400 rather than ignored; fields that do
+// not change the output (user, metadata, store, ...) are ignored.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "api/openai/chat_format.h"
 #include "runtime/sampler.h"
 #include "runtime/tokenizer.h"
 
@@ -27,6 +31,7 @@ namespace colony {
 /// Limits a request must stay within (set by the server's options).
 struct ApiLimits {
     int32_t max_tokens_limit = 4096;  // max_tokens above this: 400
+    int32_t max_choices = 8;          // n above this: 400
 };
 
 enum class RequestKind { kChat, kCompletion };
@@ -45,7 +50,14 @@ struct ApiRequest {
     bool stream = false;
     bool include_usage = false;  // stream_options.include_usage
     bool ignore_eos = false;
+    ChatInput chat;    // chat: messages as sent, tools, tool_choice; both: json_schema, grammar
+    int32_t n = 1;     // choices from one prompt
+    int32_t logprobs = -1;  // -1: none; else logprobs with this many top alternatives
 };
+
+/// Reads n, response_format, json_schema, grammar, logprobs and (chat) tools,
+/// tool_choice, parallel_tool_calls of `j` into `r` (request_agent.cpp).
+void parse_agent_fields(const nlohmann::json &j, const ApiLimits &limits, ApiRequest &r);
 
 /// Parses a POST /v1/chat/completions body. Errors: RequestError
 /// (kInvalidArgument) naming the field: malformed JSON, not an object, wrong

@@ -41,42 +41,133 @@ json model_json(const BackendModelInfo &info, bool has_chat_template) {
 
 }  // namespace
 
-std::string completion_body(RequestKind kind, const ResponseIds &ids, const std::string &text,
-                            const std::string &finish_reason, const Usage &usage,
-                            const Timings *timings) {
-    json j = head(kind, ids, false);
-    json choice = {{"index", 0}};
-    if (kind == RequestKind::kChat) {
-        choice["message"] = {{"role", "assistant"}, {"content", text}};
-    } else {
-        choice["text"] = text;
+static json bytes_json(const std::string &s) {
+    json b = json::array();
+    for (unsigned char c : s)
+        b.push_back(static_cast<int>(c));
+    return b;
+}
+
+json chat_logprobs_json(const std::vector<LogprobEntry> &entries) {
+    json content = json::array();
+    for (const LogprobEntry &e : entries) {
+        json top = json::array();
+        for (const auto &[text, lp] : e.top)
+            top.push_back({{"token", text}, {"logprob", lp}, {"bytes", bytes_json(text)}});
+        content.push_back({{"token", e.text},
+                           {"logprob", e.logprob},
+                           {"bytes", bytes_json(e.text)},
+                           {"top_logprobs", top}});
     }
-    choice["logprobs"] = nullptr;
-    choice["finish_reason"] = finish_json(finish_reason);
-    j["choices"] = json::array({choice});
+    return {{"content", content}, {"refusal", nullptr}};
+}
+
+json completion_logprobs_json(const std::vector<LogprobEntry> &entries, size_t text_offset) {
+    json tokens = json::array(), lps = json::array(), tops = json::array(),
+         offsets = json::array();
+    for (const LogprobEntry &e : entries) {
+        tokens.push_back(e.text);
+        lps.push_back(e.logprob);
+        json top = json::object();
+        for (const auto &[text, lp] : e.top)
+            top[text] = lp;
+        tops.push_back(top);
+        offsets.push_back(text_offset);
+        text_offset += e.text.size();
+    }
+    return {{"tokens", tokens},
+            {"token_logprobs", lps},
+            {"top_logprobs", tops},
+            {"text_offset", offsets}};
+}
+
+namespace {
+
+json tool_calls_json(const std::vector<ToolCall> &calls) {
+    json out = json::array();
+    for (const ToolCall &c : calls) {
+        out.push_back({{"id", c.id},
+                       {"type", "function"},
+                       {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+    }
+    return out;
+}
+
+json tool_call_deltas_json(const std::vector<ChatDelta::ToolCallDelta> &deltas) {
+    json out = json::array();
+    for (const ChatDelta::ToolCallDelta &d : deltas) {
+        json j = {{"index", d.index}};
+        json fn = {{"arguments", d.arguments}};
+        if (!d.name.empty()) {
+            j["id"] = d.id;
+            j["type"] = "function";
+            fn["name"] = d.name;
+        }
+        j["function"] = fn;
+        out.push_back(j);
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string completion_body(RequestKind kind, const ResponseIds &ids,
+                            const std::vector<ChoiceResult> &choices, bool logprobs,
+                            const Usage &usage, const Timings *timings) {
+    json j = head(kind, ids, false);
+    j["choices"] = json::array();
+    for (size_t i = 0; i < choices.size(); ++i) {
+        const ChoiceResult &c = choices[i];
+        json choice = {{"index", i}};
+        if (kind == RequestKind::kChat) {
+            json msg = {{"role", "assistant"}, {"content", c.text}};
+            if (!c.reasoning.empty())
+                msg["reasoning_content"] = c.reasoning;
+            if (!c.tool_calls.empty()) {
+                msg["tool_calls"] = tool_calls_json(c.tool_calls);
+                if (c.text.empty())
+                    msg["content"] = nullptr;
+            }
+            choice["message"] = msg;
+            choice["logprobs"] = logprobs ? chat_logprobs_json(c.logprobs) : json(nullptr);
+        } else {
+            choice["text"] = c.text;
+            choice["logprobs"] = logprobs ? completion_logprobs_json(c.logprobs, 0) : json(nullptr);
+        }
+        choice["finish_reason"] = finish_json(c.finish_reason);
+        j["choices"].push_back(choice);
+    }
     j["usage"] = usage_json(usage);
     if (timings)
         j["timings"] = {{"ttft_ms", timings->ttft_ms}, {"total_ms", timings->total_ms}};
     return dump(j);
 }
 
-std::string chunk_body(RequestKind kind, const ResponseIds &ids, const std::string *role,
-                       const std::string *text, const std::string &finish_reason,
+std::string chunk_body(RequestKind kind, const ResponseIds &ids, const ChoiceUpdate &u,
+                       const std::string *role, bool logprobs, size_t text_offset,
                        bool with_usage_field) {
     json j = head(kind, ids, true);
-    json choice = {{"index", 0}};
+    json choice = {{"index", u.index}};
     if (kind == RequestKind::kChat) {
         json delta = json::object();
         if (role)
             delta["role"] = *role;
-        if (text)
-            delta["content"] = *text;
+        if (!u.text.empty() || (role && u.tool_calls.empty()))
+            delta["content"] = u.text;
+        if (!u.reasoning.empty())
+            delta["reasoning_content"] = u.reasoning;
+        if (!u.tool_calls.empty())
+            delta["tool_calls"] = tool_call_deltas_json(u.tool_calls);
         choice["delta"] = delta;
+        choice["logprobs"] =
+            logprobs && !u.logprobs.empty() ? chat_logprobs_json(u.logprobs) : json(nullptr);
     } else {
-        choice["text"] = text ? *text : std::string();
+        choice["text"] = u.text;
+        choice["logprobs"] = logprobs && !u.logprobs.empty()
+                                 ? completion_logprobs_json(u.logprobs, text_offset)
+                                 : json(nullptr);
     }
-    choice["logprobs"] = nullptr;
-    choice["finish_reason"] = finish_json(finish_reason);
+    choice["finish_reason"] = finish_json(u.finished ? u.finish_reason : "");
     j["choices"] = json::array({choice});
     if (with_usage_field)
         j["usage"] = nullptr;

@@ -5,8 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
+#include "api/openai/choice.h"
 #include "api/openai/inference_backend.h"
 #include "api/openai/request_parse.h"
 
@@ -32,19 +34,29 @@ struct Timings {
 };
 
 /// Non-streaming body: chat.completion {choices: [{index, message: {role:
-/// "assistant", content}, logprobs: null, finish_reason}], usage} or
-/// text_completion {choices: [{text, index, logprobs: null, finish_reason}], usage};
-/// with timings: "timings": {ttft_ms, total_ms}.
-std::string completion_body(RequestKind kind, const ResponseIds &ids, const std::string &text,
-                            const std::string &finish_reason, const Usage &usage,
-                            const Timings *timings = nullptr);
+/// "assistant", content, reasoning_content?, tool_calls?}, logprobs,
+/// finish_reason}], usage} or text_completion {choices: [{text, index,
+/// logprobs, finish_reason}], usage}; logprobs null unless `logprobs`; with
+/// timings: "timings": {ttft_ms, total_ms}.
+std::string completion_body(RequestKind kind, const ResponseIds &ids,
+                            const std::vector<ChoiceResult> &choices, bool logprobs,
+                            const Usage &usage, const Timings *timings = nullptr);
 
-/// One streamed chunk: chat.completion.chunk with delta {role?, content?}
-/// or text_completion with text. finish_reason empty: null. with_usage_field:
-/// the chunk carries "usage": null (stream_options.include_usage).
-std::string chunk_body(RequestKind kind, const ResponseIds &ids, const std::string *role,
-                       const std::string *text, const std::string &finish_reason,
+/// One streamed chunk of choice u.index: chat.completion.chunk with delta
+/// {role?, content?, reasoning_content?, tool_calls?} or text_completion with
+/// text; its logprobs when `logprobs` (completions: text offsets from
+/// `text_offset`); finish_reason when u.finished. with_usage_field: the chunk
+/// carries "usage": null (stream_options.include_usage).
+std::string chunk_body(RequestKind kind, const ResponseIds &ids, const ChoiceUpdate &u,
+                       const std::string *role, bool logprobs, size_t text_offset,
                        bool with_usage_field);
+
+/// OpenAI's logprobs objects: chat {content: [{token, logprob, bytes,
+/// top_logprobs: [{token, logprob, bytes}]}], refusal: null}; completions
+/// {tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}.
+nlohmann::json chat_logprobs_json(const std::vector<LogprobEntry> &entries);
+nlohmann::json completion_logprobs_json(const std::vector<LogprobEntry> &entries,
+                                        size_t text_offset);
 
 /// The last chunk when include_usage is set: "choices": [] and "usage".
 std::string usage_chunk_body(RequestKind kind, const ResponseIds &ids, const Usage &usage);

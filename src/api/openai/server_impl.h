@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "api/openai/api_error.h"
+#include "api/openai/chat_format.h"
 #include "api/openai/metrics.h"
 #include "api/openai/openai_server.h"
 #include "api/openai/request_parse.h"
@@ -17,11 +18,12 @@ namespace colony {
 
 struct OpenAiServer::Impl {
     Impl(InferenceBackend &b, const Tokenizer &t, const OpenAiServerOptions &o)
-        : backend(b), tok(t), opts(o) {}
+        : backend(b), tok(t), opts(o), chat(t, o.chat_template) {}
 
     InferenceBackend &backend;
     const Tokenizer &tok;
     OpenAiServerOptions opts;
+    ChatFormat chat;  // the model's chat templates (common/ chat layer)
     ApiMetrics metrics;
     std::unique_ptr<httplib::Server> server;
     std::thread thread;

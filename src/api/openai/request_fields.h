@@ -1,0 +1,26 @@
+// Reading fields of a JSON request body with errors that name the field
+// (RequestError, api_error.h), shared by every endpoint's parser. null counts
+// as absent.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace colony {
+
+/// The field `key` of `obj`, or nullptr when absent or null.
+const nlohmann::json *field(const nlohmann::json &obj, const char *key);
+/// The body as a JSON object. Errors: "invalid_json".
+nlohmann::json parse_object(const std::string &body);
+bool get_bool(const nlohmann::json &obj, const char *key, bool def);
+/// A number in [lo, hi].
+double get_number(const nlohmann::json &obj, const char *key, double def, double lo, double hi);
+/// An integer in [lo, hi]; integral floats (3.0) are accepted.
+int64_t get_int(const nlohmann::json &obj, const char *key, int64_t def, int64_t lo, int64_t hi);
+/// Throws "unsupported_parameter" naming `param` when `unsupported`.
+void refuse_if(bool unsupported, const char *param, const std::string &what);
+/// Present and not an empty array, object or string.
+bool non_empty(const nlohmann::json *v);
+
+}  // namespace colony
