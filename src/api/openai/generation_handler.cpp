@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "api/openai/generation_job.h"
+#include "api/openai/job_stream.h"
 #include "api/openai/inference_backend.h"
 #include "api/openai/response_json.h"
 #include "api/openai/server_impl.h"
@@ -25,101 +26,55 @@ int64_t unix_now() {
         .count();
 }
 
-/// Waits for every choice; cancels if the client disconnects meanwhile.
-void respond_whole(GenerationJob &job, RequestKind kind, const ResponseIds &ids, bool logprobs,
-                   const httplib::Request &req, httplib::Response &res) {
-    const bool complete = job.wait_all([&req] {
-        return req.is_connection_closed && req.is_connection_closed();
-    });
-    if (!complete) {
-        COLONY_LOG_DEBUG("api: client of %s went away; cancelling", ids.id.c_str());
-        res.status = 499;  // nginx's "client closed request"; never reaches anyone
-        return;
-    }
-    if (job.error()) {
-        send_error(res, *job.error());
-        return;
-    }
-    const Usage usage{job.prompt_tokens(), job.completion_tokens()};
-    const Timings timings{job.ttft_ms(), job.elapsed_ms()};
-    res.set_content(completion_body(kind, ids, job.results(), logprobs, usage, &timings),
-                    "application/json");
-}
-
-/// State of one SSE response, shared by the content provider and its releaser.
-struct SseState {
-    std::shared_ptr<GenerationJob> job;
-    RequestKind kind = RequestKind::kChat;
-    ResponseIds ids;
-    bool include_usage = false;
-    bool logprobs = false;
-    bool started = false;
-    bool finished = false;
-    std::vector<size_t> text_offset;  // completions: bytes sent per choice
-};
-
-bool write(httplib::DataSink &sink, const std::string &event) {
-    return sink.write(event.data(), event.size());
-}
-
-/// One call of the chunked content provider: the first events (chat: the
-/// assistant role of each choice), then whatever arrived within
-/// kPollInterval, then the end (usage, [DONE]). false: the client is gone.
-bool provide_sse(SseState &st, httplib::DataSink &sink) {
-    const bool usage_field = st.include_usage;
-    GenerationJob &job = *st.job;
-    if (!st.started) {
-        st.started = true;
-        st.text_offset.assign(job.n_choices(), 0);
-        if (st.kind == RequestKind::kChat) {
-            const std::string role = "assistant";
-            for (size_t i = 0; i < job.n_choices(); ++i) {
-                ChoiceUpdate first;
-                first.index = i;
-                if (!write(sink, sse_event(chunk_body(st.kind, st.ids, first, &role, false, 0,
-                                                      usage_field))))
-                    return false;
-            }
+/// The SSE stream of OpenAI's chat.completion.chunk / text_completion objects.
+JobStreamFormat openai_sse(RequestKind kind, const ResponseIds &ids, const ApiRequest &r,
+                           size_t n_choices) {
+    const bool usage_field = r.include_usage;
+    const bool include_usage = r.include_usage;
+    const bool logprobs = r.logprobs >= 0;
+    auto offsets = std::make_shared<std::vector<size_t>>(n_choices, 0);
+    JobStreamFormat f;
+    f.start = [kind, ids, usage_field, n_choices] {
+        std::string out;
+        if (kind != RequestKind::kChat)
+            return out;
+        const std::string role = "assistant";
+        for (size_t i = 0; i < n_choices; ++i) {
+            ChoiceUpdate first;
+            first.index = i;
+            out += sse_event(chunk_body(kind, ids, first, &role, false, 0, usage_field));
         }
-    }
-    for (const ChoiceUpdate &u : job.next(kPollInterval)) {
-        if (u.error) {
-            st.finished = true;
-            job.abandon();
-            if (!write(sink, sse_event(error_body(*u.error))))
-                return false;
-            break;
-        }
+        return out;
+    };
+    f.update = [kind, ids, usage_field, logprobs, offsets](const ChoiceUpdate &u) {
+        std::string out;
         // OpenAI ends a choice with a chunk of its own: an empty delta and the finish reason
         ChoiceUpdate body = u;
         body.finished = false;
-        if (!body.empty() &&
-            !write(sink, sse_event(chunk_body(st.kind, st.ids, body, nullptr, st.logprobs,
-                                              st.text_offset[u.index], usage_field))))
-            return false;
-        st.text_offset[u.index] += u.text.size();
+        if (!body.empty()) {
+            out += sse_event(chunk_body(kind, ids, body, nullptr, logprobs, (*offsets)[u.index],
+                                        usage_field));
+        }
+        (*offsets)[u.index] += u.text.size();
         if (u.finished) {
             ChoiceUpdate end;
             end.index = u.index;
             end.finished = true;
             end.finish_reason = u.finish_reason;
-            if (!write(sink, sse_event(chunk_body(st.kind, st.ids, end, nullptr, false, 0,
-                                                  usage_field))))
-                return false;
+            out += sse_event(chunk_body(kind, ids, end, nullptr, false, 0, usage_field));
         }
-    }
-    if (!st.finished && !job.finished())
-        return true;
-    if (!st.finished && st.include_usage) {
-        const Usage usage{job.prompt_tokens(), job.completion_tokens()};
-        if (!write(sink, sse_event(usage_chunk_body(st.kind, st.ids, usage))))
-            return false;
-    }
-    st.finished = true;
-    if (!write(sink, "data: [DONE]\n\n"))
-        return false;
-    sink.done();
-    return true;
+        return out;
+    };
+    f.end = [kind, ids, include_usage](const GenerationJob &job) {
+        std::string out;
+        if (include_usage) {
+            const Usage usage{job.prompt_tokens(), job.completion_tokens()};
+            out += sse_event(usage_chunk_body(kind, ids, usage));
+        }
+        return out + "data: [DONE]\n\n";
+    };
+    f.error = [](const HttpError &e) { return sse_event(error_body(e)) + "data: [DONE]\n\n"; };
+    return f;
 }
 
 }  // namespace
@@ -131,17 +86,7 @@ void handle_generation(OpenAiServer::Impl &impl, RequestKind kind, const httplib
     limits.max_tokens_limit = impl.opts.max_tokens_limit;
     const ApiRequest r = kind == RequestKind::kChat ? parse_chat_request(req.body, limits)
                                                     : parse_completion_request(req.body, limits);
-    const BackendModelInfo info = impl.backend.model_info();
-    if (!r.model.empty() && r.model != info.id) {
-        throw RequestError(
-            ErrorCode::kNotFound, "model", "model_not_found",
-            "the model '" + r.model + "' does not exist; this server serves '" + info.id + "'");
-    }
-    const BackendHealth health = impl.backend.health();
-    if (!health.ready) {
-        throw Error(ErrorCode::kUnavailable, "not ready (" + health.status + "): " + health.reason);
-    }
-
+    const BackendModelInfo info = check_servable(impl, r.model);
     const std::shared_ptr<GenerationJob> job = GenerationJob::start(impl, r, t_received);
     ResponseIds ids;
     ids.id = impl.next_id(kind == RequestKind::kChat ? "chatcmpl" : "cmpl");
@@ -153,26 +98,20 @@ void handle_generation(OpenAiServer::Impl &impl, RequestKind kind, const httplib
     ids.created = unix_now();
     ids.model = info.id;
     if (!r.stream) {
-        respond_whole(*job, kind, ids, r.logprobs >= 0, req, res);
+        if (!wait_job(*job, req, res, ids.id))
+            return;
+        if (job->error()) {
+            send_error(res, *job->error());
+            return;
+        }
+        const Usage usage{job->prompt_tokens(), job->completion_tokens()};
+        const Timings timings{job->ttft_ms(), job->elapsed_ms()};
+        res.set_content(
+            completion_body(kind, ids, job->results(), r.logprobs >= 0, usage, &timings),
+            "application/json");
         return;
     }
-    auto st = std::make_shared<SseState>();
-    st->job = job;
-    st->kind = kind;
-    st->ids = ids;
-    st->include_usage = r.include_usage;
-    st->logprobs = r.logprobs >= 0;
-    res.set_header("Cache-Control", "no-cache");
-    res.set_header("X-Accel-Buffering", "no");
-    res.set_chunked_content_provider(
-        "text/event-stream",
-        [st](size_t, httplib::DataSink &sink) { return provide_sse(*st, sink); },
-        [st](bool) {
-            if (!st->finished) {
-                COLONY_LOG_DEBUG("api: client of %s went away; cancelling", st->ids.id.c_str());
-                st->job->abandon();
-            }
-        });
+    stream_job(res, job, openai_sse(kind, ids, r, job->n_choices()), ids.id);
 }
 
 }  // namespace colony

@@ -130,6 +130,19 @@ std::string piece_of(const Tokenizer &tok, const std::set<int32_t> &preserved, i
 
 }  // namespace
 
+BackendModelInfo check_servable(OpenAiServer::Impl &impl, const std::string &model) {
+    const BackendModelInfo info = impl.backend.model_info();
+    if (!model.empty() && model != info.id && model != info.id + ":latest") {
+        throw RequestError(
+            ErrorCode::kNotFound, "model", "model_not_found",
+            "the model '" + model + "' does not exist; this server serves '" + info.id + "'");
+    }
+    const BackendHealth health = impl.backend.health();
+    if (!health.ready)
+        throw Error(ErrorCode::kUnavailable, "not ready (" + health.status + "): " + health.reason);
+    return info;
+}
+
 std::shared_ptr<GenerationJob> GenerationJob::start(OpenAiServer::Impl &impl, const ApiRequest &r,
                                                     int64_t t_received_us) {
     const BackendModelInfo info = impl.backend.model_info();

@@ -23,6 +23,11 @@
 
 namespace colony {
 
+/// The served model's info when `model` names it (or is empty; "name:latest"
+/// as Ollama clients send it is accepted too) and the backend is ready.
+/// Errors: RequestError kNotFound ("model_not_found"), Error kUnavailable.
+BackendModelInfo check_servable(OpenAiServer::Impl &impl, const std::string &model);
+
 class GenerationJob {
   public:
     /// Validates, renders and tokenizes `r`, and submits its n choices.

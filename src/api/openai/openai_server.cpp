@@ -22,7 +22,7 @@ constexpr int kKeepAliveSec = 5;
 
 /// Routes that need the API key when one is set.
 bool needs_auth(const std::string &path) {
-    return path.rfind("/v1/", 0) == 0 || path == "/metrics";
+    return path.rfind("/v1/", 0) == 0 || path.rfind("/api/", 0) == 0 || path == "/metrics";
 }
 
 /// Compares a client's key with ours in time that depends only on the
@@ -197,6 +197,7 @@ OpenAiServer::OpenAiServer(InferenceBackend &backend, const Tokenizer &tok,
     s.Post("/v1/completions", guarded([&impl](const httplib::Request &req, httplib::Response &res) {
                handle_generation(impl, RequestKind::kCompletion, req, res);
            }));
+    register_ollama_routes(s, impl);
     s.Get("/v1/models", guarded([&impl](const httplib::Request &, httplib::Response &res) {
               res.set_content(models_body(impl.backend.model_info(), impl.tok.has_chat_template()),
                               kJson);

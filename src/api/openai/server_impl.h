@@ -39,6 +39,9 @@ struct OpenAiServer::Impl {
 /// Sends `e` as the response (status and OpenAI error body).
 void send_error(httplib::Response &res, const HttpError &e);
 
+/// Ollama's /api/* routes (ollama_api.cpp).
+void register_ollama_routes(httplib::Server &s, OpenAiServer::Impl &impl);
+
 /// POST /v1/chat/completions and /v1/completions (generation_handler.cpp).
 /// Throws on bad requests before anything is sent; the caller maps the error.
 void handle_generation(OpenAiServer::Impl &impl, RequestKind kind, const httplib::Request &req,
