@@ -29,6 +29,8 @@ add_library(colony_openai STATIC
   ${_openai_dir}/generation_job.cpp
   ${_openai_dir}/job_stream.cpp
   ${_openai_dir}/ollama_api.cpp
+  ${_openai_dir}/responses_api.cpp
+  ${_openai_dir}/anthropic_api.cpp
   ${_openai_dir}/response_json.cpp
   ${_openai_dir}/stop_matcher.cpp
   ${_openai_dir}/metrics.cpp

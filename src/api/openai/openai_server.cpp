@@ -52,21 +52,6 @@ std::string random_hex(size_t n) {
     return s;
 }
 
-/// Wraps a handler so that every exception becomes an OpenAI error response.
-httplib::Server::Handler guarded(
-    std::function<void(const httplib::Request &, httplib::Response &)> f) {
-    return [f = std::move(f)](const httplib::Request &req, httplib::Response &res) {
-        try {
-            f(req, res);
-        } catch (const std::exception &e) {
-            const HttpError err = http_error_from(e);
-            if (err.status >= 500)
-                COLONY_LOG_WARN("api: %s %s: %s", req.method.c_str(), req.path.c_str(), e.what());
-            send_error(res, err);
-        }
-    };
-}
-
 std::unique_ptr<httplib::Server> make_server(const OpenAiServerOptions &o, bool &tls) {
     tls = false;
     if (o.ssl_cert.empty() != o.ssl_key.empty()) {
@@ -97,6 +82,20 @@ bool openai_server_has_tls() {
 #else
     return false;
 #endif
+}
+
+httplib::Server::Handler guarded(
+    std::function<void(const httplib::Request &, httplib::Response &)> f) {
+    return [f = std::move(f)](const httplib::Request &req, httplib::Response &res) {
+        try {
+            f(req, res);
+        } catch (const std::exception &e) {
+            const HttpError err = http_error_from(e);
+            if (err.status >= 500)
+                COLONY_LOG_WARN("api: %s %s: %s", req.method.c_str(), req.path.c_str(), e.what());
+            send_error(res, err);
+        }
+    };
 }
 
 void send_error(httplib::Response &res, const HttpError &e) {
@@ -141,8 +140,10 @@ OpenAiServer::OpenAiServer(InferenceBackend &backend, const Tokenizer &tok,
     s.set_pre_routing_handler([&impl](const httplib::Request &req, httplib::Response &res) {
         if (impl.opts.api_key.empty() || !needs_auth(req.path))
             return httplib::Server::HandlerResponse::Unhandled;
-        const std::string auth = req.get_header_value("Authorization");
+        std::string auth = req.get_header_value("Authorization");
         const std::string prefix = "Bearer ";
+        if (auth.empty() && req.has_header("x-api-key"))  // Anthropic's clients
+            auth = prefix + req.get_header_value("x-api-key");
         if (auth.empty()) {
             send_error(
                 res,
@@ -198,6 +199,8 @@ OpenAiServer::OpenAiServer(InferenceBackend &backend, const Tokenizer &tok,
                handle_generation(impl, RequestKind::kCompletion, req, res);
            }));
     register_ollama_routes(s, impl);
+    register_responses_routes(s, impl);
+    register_anthropic_routes(s, impl);
     s.Get("/v1/models", guarded([&impl](const httplib::Request &, httplib::Response &res) {
               res.set_content(models_body(impl.backend.model_info(), impl.tok.has_chat_template()),
                               kJson);

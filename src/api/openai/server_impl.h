@@ -39,6 +39,16 @@ struct OpenAiServer::Impl {
 /// Sends `e` as the response (status and OpenAI error body).
 void send_error(httplib::Response &res, const HttpError &e);
 
+/// Wraps a handler so that every exception becomes an OpenAI error response.
+httplib::Server::Handler guarded(
+    std::function<void(const httplib::Request &, httplib::Response &)> f);
+
+/// POST /v1/responses (responses_api.cpp).
+void register_responses_routes(httplib::Server &s, OpenAiServer::Impl &impl);
+
+/// POST /v1/messages, Anthropic's Messages API (anthropic_api.cpp).
+void register_anthropic_routes(httplib::Server &s, OpenAiServer::Impl &impl);
+
 /// Ollama's /api/* routes (ollama_api.cpp).
 void register_ollama_routes(httplib::Server &s, OpenAiServer::Impl &impl);
 
