@@ -68,6 +68,7 @@ std::unique_ptr<SeqRequest> make_seq_request(GenerationRequest request,
     req->ignore_eos = request.ignore_eos;
     req->is_eog = [t = &tok](int32_t token) { return t->is_eog(token); };
     req->on_token = std::move(callbacks.on_token);
+    req->on_embedding = std::move(callbacks.on_embedding);
     req->on_done = [done = std::move(callbacks.on_done)](const SeqOutcome &o) {
         if (done)
             done(generation_result_of(o));

@@ -147,6 +147,9 @@ struct Builder {
         }
         if (w.is_last()) {
             x = rms_norm(x, w.output_norm);
+            ggml_set_output(x);  // kept for embeddings: a small [n_embd, n_outputs] buffer
+            ggml_set_name(x, "hidden_norm");
+            g.out_hidden = x;
             x = ggml_mul_mat(ctx, w.output, x);
         }
         ggml_set_output(x);

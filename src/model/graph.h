@@ -40,6 +40,8 @@ struct StageGraph {
     ggml_tensor *inp_k_idxs = nullptr;  // I64 [n_tokens] cache cell of each token
     ggml_tensor *inp_out_ids = nullptr; // I32 [n_outputs] (last stage, when n_outputs < n_tokens)
     ggml_tensor *out = nullptr;         // F32 hidden [n_embd, n_tokens] or logits [n_vocab, n_outputs]
+    ggml_tensor *out_hidden = nullptr;  // last stage: F32 [n_embd, n_outputs] after output_norm
+                                        // (the rows' embeddings, for pooling)
 };
 
 /// Builds the graph of `weights`' layer range for `shape`. The stage is first

@@ -150,6 +150,7 @@ void put(WireWriter &w, const WireSeqOptions &o) {
     put_i32s(w, o.trigger_tokens);
     w.u32(static_cast<uint32_t>(o.prefill_tokens.size()));
     put_i32s(w, o.prefill_tokens);
+    w.u8(o.pooling);
 }
 void put(WireWriter &w, const WireActivations &m) {
     w.u64(m.plan_epoch);
@@ -201,6 +202,14 @@ void put(WireWriter &w, const WireTokens &m) {
                 w.f32(t.logprob);
             }
         }
+    }
+    w.u32(static_cast<uint32_t>(m.embeddings.size()));
+    for (const WireEmbedding &e : m.embeddings) {
+        w.i32(e.seq_id);
+        w.i32(e.pos);
+        w.u32(static_cast<uint32_t>(e.values.size()));
+        for (float v : e.values)
+            w.f32(v);
     }
 }
 void put(WireWriter &w, const WireSeqRelease &m) {
@@ -317,6 +326,9 @@ void get(WireReader &r, const WireLimits &l, WireSeqOptions &o) {
     get_i32s(r, o.trigger_tokens, n_trig, "trigger token");
     const uint32_t n_pre = r.count("n_prefill_tokens", l.max_option_tokens, 4);
     get_i32s(r, o.prefill_tokens, n_pre, "prefill token");
+    o.pooling = r.u8("pooling");
+    if (o.pooling > 3)
+        WireReader::fail("pooling = " + std::to_string(o.pooling) + " is not 0..3");
 }
 void get(WireReader &r, const WireLimits &l, WireActivations &m) {
     m.plan_epoch = r.u64("plan_epoch");
@@ -369,10 +381,26 @@ void get(WireReader &r, const WireLimits &l, WireTokens &m) {
         if (!s.has_logprob)
             continue;
         s.logprob = get_logprob(r);
-        s.top.resize(r.count("n_top", l.max_top_logprobs, 8));
+        const uint8_t n_top = r.u8("n_top");
+        if (n_top > l.max_top_logprobs) {
+            WireReader::fail("n_top = " + std::to_string(n_top) + " exceeds the limit " +
+                             std::to_string(l.max_top_logprobs));
+        }
+        s.top.resize(n_top);
         for (WireTokenProb &t : s.top) {
             t.token = r.i32("top token");
             t.logprob = get_logprob(r);
+        }
+    }
+    m.embeddings.resize(r.count("n_embeddings", l.max_tokens, 12));
+    for (WireEmbedding &e : m.embeddings) {
+        e.seq_id = r.i32("embedding seq_id");
+        e.pos = r.i32("embedding pos");
+        e.values.resize(r.count("embedding n_embd", l.max_n_embd, 4));
+        for (float &v : e.values) {
+            v = r.f32("embedding value");
+            if (!std::isfinite(v))
+                WireReader::fail("an embedding value is not finite");
         }
     }
 }

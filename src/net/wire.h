@@ -51,7 +51,9 @@
 //   10    ACTIVATIONS   stage k -> stage k+1   see below
 //   11    TOKENS        last stage -> coord.   u64 plan_epoch, u32 n, n x (i32 seq_id, i32 token,
 //                                              i32 pos, u8 has_logprob [, f32 logprob,
-//                                              u8 n_top, n_top x (i32 token, f32 logprob)])
+//                                              u8 n_top, n_top x (i32 token, f32 logprob)]),
+//                                              u32 m, m x (i32 seq_id, i32 pos, u32 n, n x f32)
+//                                              (embeddings)
 //   12    SEQ_RELEASE   coordinator -> stages  i32 seq_id (-1 = every sequence), i32 p0
 //   13    ERROR         any                    u16 code, str message
 //   14    STATUS        worker -> coordinator  str json (n <= limits.max_status_bytes)
@@ -69,7 +71,7 @@
 //                              f32 penalty_present, u32 n_drawn
 //                              and options: u32 n_probs, i32 n_prompt, str grammar,
 //                              bool lazy, u32 n, n x str pattern, u32 n, n x i32 trigger
-//                              token, u32 n, n x i32 prefill token
+//                              token, u32 n, n x i32 prefill token, u8 pooling
 //   n_tokens x i32 token       input token id of each position (-1 = unknown, allowed only
 //                              when n_embd > 0); the last stage feeds them to the penalties
 //   n_tokens x i32 pos         0 <= pos < limits.max_pos, strictly increasing per sequence
@@ -300,6 +302,7 @@ struct WireSeqOptions {
     std::vector<std::string> trigger_patterns;  // regexes, each <= limits.max_string_bytes
     std::vector<int32_t> trigger_tokens;        // token ids < n_vocab (receiver's check)
     std::vector<int32_t> prefill_tokens;        // accepted by the grammar at creation
+    uint8_t pooling = 0;  // 0: generate; 1 mean, 2 cls, 3 last: an embedding (llama_pooling_type)
 
     friend bool operator==(const WireSeqOptions &, const WireSeqOptions &) = default;
 };
@@ -350,9 +353,20 @@ struct WireSampled {
     friend bool operator==(const WireSampled &, const WireSampled &) = default;
 };
 
+/// A pooled, L2-normalized embedding of a sequence's prompt; pos is its
+/// last prompt position (the row that completed it).
+struct WireEmbedding {
+    int32_t seq_id = 0;
+    int32_t pos = 0;
+    std::vector<float> values;  // [n_embd], finite, n_embd <= limits.max_n_embd
+
+    friend bool operator==(const WireEmbedding &, const WireEmbedding &) = default;
+};
+
 struct WireTokens {
     uint64_t plan_epoch = 0;
     std::vector<WireSampled> sampled;
+    std::vector<WireEmbedding> embeddings;  // <= limits.max_tokens
 
     friend bool operator==(const WireTokens &, const WireTokens &) = default;
 };

@@ -60,6 +60,7 @@ void check_options(const WireSeqOptions &o, const WireLimits &l) {
         check_string(p, "trigger pattern", l.max_string_bytes);
     check_range(o.trigger_tokens.size(), 0, l.max_option_tokens, "n_trigger_tokens");
     check_range(o.prefill_tokens.size(), 0, l.max_option_tokens, "n_prefill_tokens");
+    check_range(o.pooling, 0, 3, "pooling");
     if (o.grammar.empty() && (o.lazy || !o.trigger_patterns.empty() ||
                               !o.trigger_tokens.empty() || !o.prefill_tokens.empty())) {
         fail("grammar options without a grammar");
@@ -268,6 +269,16 @@ void check(const WireTokens &m, const WireLimits &l) {
             if (t.token < 0 || uint32_t(t.token) >= l.max_n_vocab)
                 fail("top token " + std::to_string(t.token) + " out of range");
             check_logprob(t.logprob);
+        }
+    }
+    check_range(m.embeddings.size(), 0, l.max_tokens, "n_embeddings");
+    for (const WireEmbedding &e : m.embeddings) {
+        if (e.seq_id < 0 || uint32_t(e.seq_id) >= l.max_n_seq || e.pos < 0 || e.pos >= l.max_pos)
+            fail("embedding of seq " + std::to_string(e.seq_id) + " out of range");
+        check_range(e.values.size(), 1, l.max_n_embd, "embedding n_embd");
+        for (float v : e.values) {
+            if (!std::isfinite(v))
+                fail("an embedding value is not finite");
         }
     }
 }

@@ -120,6 +120,11 @@ struct SeqRequest {
     /// its logprobs when the options ask for them, in order, on the
     /// scheduler thread. Must return quickly.
     std::function<void(const SampledToken &)> on_token;
+    /// An embedding request (options.pooling != 0): its pooled embedding
+    /// F32 [n_embd], once, on the scheduler thread; the request then ends
+    /// with End::kStop and nothing is sampled.
+    std::function<void(std::vector<float>)> on_embedding;
+    bool embeds() const { return has_options && options.pooling != 0; }
     /// Exactly once, last, on the scheduler thread (on the thread calling
     /// stop() for what stop() fails).
     std::function<void(const SeqOutcome &)> on_done;
@@ -235,6 +240,7 @@ class BatchScheduler {
     void drain_tokens();
     void handle_tokens(const WireTokens &tokens);
     void on_sampled(int32_t seq, const WireSampled &sampled);
+    void on_embedding(const WireEmbedding &e);
     void take_cancellations();
     void admit();
     bool build_ubatch(WireActivations &act);

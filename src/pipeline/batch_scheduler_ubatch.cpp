@@ -55,6 +55,8 @@ void BatchScheduler::handle_tokens(const WireTokens &tokens) {
                          static_cast<unsigned long long>(tokens.plan_epoch));
         return;
     }
+    for (const WireEmbedding &e : tokens.embeddings)
+        on_embedding(e);
     for (const WireSampled &s : tokens.sampled) {
         const bool in_range = s.seq_id >= 0 && static_cast<size_t>(s.seq_id) < slots_.size();
         Slot *slot = in_range ? &slots_[s.seq_id] : nullptr;
@@ -85,6 +87,30 @@ void BatchScheduler::handle_tokens(const WireTokens &tokens) {
         }
         on_sampled(s.seq_id, s);
     }
+}
+
+void BatchScheduler::on_embedding(const WireEmbedding &e) {
+    const bool in_range = e.seq_id >= 0 && static_cast<size_t>(e.seq_id) < slots_.size();
+    Slot *slot = in_range ? &slots_[e.seq_id] : nullptr;
+    if (!slot || !slot->req || !slot->req->embeds() || !slot->awaiting ||
+        e.pos != slot->n_pos - 1 || e.values.size() != hp_.n_embd) {
+        COLONY_LOG_WARN("scheduler: dropped an embedding (seq %d, pos %d) that no running "
+                        "embedding request expects",
+                        e.seq_id, e.pos);
+        return;
+    }
+    watch_.answered(slot->ubatch, clock::now());
+    slot->awaiting = false;
+    if (slot->ttft_us == 0)
+        slot->ttft_us = us_between(slot->submitted, clock::now());
+    if (slot->req->on_embedding) {
+        try {
+            slot->req->on_embedding(e.values);
+        } catch (const std::exception &ex) {
+            COLONY_LOG_ERROR("scheduler: on_embedding threw: %s", ex.what());
+        }
+    }
+    end(e.seq_id, SeqOutcome::End::kStop, nullptr, true);
 }
 
 void BatchScheduler::on_sampled(int32_t seq, const WireSampled &sampled) {
@@ -194,7 +220,7 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
     for (size_t s : admission_order_) {
         const Slot &slot = slots_[s];
         views.push_back({static_cast<int32_t>(s), &prefill_of(slot), slot.n_prompt_sent, slot.n_pos,
-                         slot.next_input});
+                         slot.next_input, slot.req && slot.req->embeds()});
     }
     const UbatchPlan plan = colony::build_ubatch(views, opts_.n_ubatch);
     if (plan.empty())

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 
 #include "util/error.h"
 
@@ -44,6 +45,7 @@ SequenceOptions options_from_wire(const WireSeqOptions &w) {
     o.constraint.trigger_patterns = w.trigger_patterns;
     o.constraint.trigger_tokens = w.trigger_tokens;
     o.constraint.prefill_tokens = w.prefill_tokens;
+    o.pooling = static_cast<Pooling>(w.pooling);
     return o;
 }
 
@@ -56,11 +58,23 @@ WireSeqOptions options_to_wire(const SequenceOptions &o) {
     w.trigger_patterns = o.constraint.trigger_patterns;
     w.trigger_tokens = o.constraint.trigger_tokens;
     w.prefill_tokens = o.constraint.prefill_tokens;
+    w.pooling = static_cast<uint8_t>(o.pooling);
     return w;
 }
 
 void SequenceSamplers::observe(const WireActivations &act) {
     for (const WireSeq &s : act.seqs) {
+        if (s.has_options) {
+            // options come with position 0: a sequence starting again (a replay
+            // on this same stage) gets a fresh sampler and pool
+            for (uint32_t t = 0; t < act.n_tokens; ++t) {
+                if (act.seq_id[t] == s.seq_id) {
+                    if (act.pos[t] == 0)
+                        seqs_.erase(s.seq_id);
+                    break;
+                }
+            }
+        }
         if (seqs_.count(s.seq_id) == 0) {
             Entry e;
             SequenceOptions options;
@@ -72,6 +86,7 @@ void SequenceSamplers::observe(const WireActivations &act) {
                                                   options, vocab);
             e.sampler->skip_draws(s.sampling.n_drawn);  // a replayed sequence (recovery)
             e.n_prompt = s.has_options ? options.n_prompt : INT32_MAX;
+            e.pooling = options.pooling;
             seqs_.emplace(s.seq_id, std::move(e));
         }
     }
@@ -101,6 +116,35 @@ SampledToken SequenceSamplers::sample(int32_t seq, int32_t pos, const float *log
         hook_(seq, pos, token, logits, !it->second.sampled);
     it->second.sampled = true;
     return sampled;
+}
+
+bool SequenceSamplers::pools(int32_t seq) const {
+    auto it = seqs_.find(seq);
+    return it != seqs_.end() && it->second.pooling != Pooling::kNone;
+}
+
+std::optional<std::vector<float>> SequenceSamplers::pool(int32_t seq, int32_t pos,
+                                                         const float *hidden, uint32_t n_embd) {
+    Entry &e = seqs_.at(seq);
+    if (e.pooled.size() != n_embd)
+        e.pooled.assign(n_embd, 0.0);
+    const bool take = e.pooling == Pooling::kMean || (e.pooling == Pooling::kCls && pos == 0) ||
+                      (e.pooling == Pooling::kLast && pos + 1 == e.n_prompt);
+    if (take) {
+        for (uint32_t i = 0; i < n_embd; ++i)
+            e.pooled[i] += hidden[i];
+        ++e.n_pooled;
+    }
+    if (pos + 1 != e.n_prompt)
+        return std::nullopt;
+    double norm = 0.0;
+    for (double v : e.pooled)
+        norm += v * v;
+    norm = std::sqrt(norm);
+    std::vector<float> out(n_embd);
+    for (uint32_t i = 0; i < n_embd; ++i)
+        out[i] = norm > 0.0 ? static_cast<float>(e.pooled[i] / norm) : 0.0f;
+    return out;  // the mean's 1/n cancels in the normalization
 }
 
 void SequenceSamplers::release(int32_t seq) {

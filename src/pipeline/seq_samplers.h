@@ -12,6 +12,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "net/wire.h"
 #include "runtime/sampler.h"
@@ -59,6 +61,15 @@ class SequenceSamplers {
     /// its grammar allows no token.
     SampledToken sample(int32_t seq, int32_t pos, const float *logits);
 
+    /// Whether `seq` is an embedding (its options pool, nothing is sampled).
+    bool pools(int32_t seq) const;
+    /// Adds the final hidden state F32 [n_embd] of position `pos` of an
+    /// embedding sequence; at its last prompt position returns the pooled,
+    /// L2-normalized embedding (llama.cpp's pooling: mean of every position,
+    /// cls = position 0, last = the last one).
+    std::optional<std::vector<float>> pool(int32_t seq, int32_t pos, const float *hidden,
+                                           uint32_t n_embd);
+
     /// Drops the sampler of `seq`; -1 drops all.
     void release(int32_t seq);
     size_t size() const { return seqs_.size(); }
@@ -67,6 +78,9 @@ class SequenceSamplers {
     struct Entry {
         std::unique_ptr<Sampler> sampler;
         int32_t n_prompt = 0;  // positions from here on are generated tokens
+        Pooling pooling = Pooling::kNone;
+        std::vector<double> pooled;  // sum (mean) or the chosen row (cls, last)
+        int32_t n_pooled = 0;
         int32_t n_seen = 0;    // positions [0, n_seen) have been accepted
         bool sampled = false;  // a token was sampled since the sampler was created
     };

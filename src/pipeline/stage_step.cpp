@@ -33,8 +33,11 @@ StageOutput run_stage_step(Stage &stage, const WireActivations &in, WireDtype ou
     ub.out_ids = out_ids.data();
     ub.n_outputs = static_cast<uint32_t>(out_ids.size());
 
-    if (stage.is_last())
+    if (stage.is_last()) {
         samplers.observe(in);  // may throw on bad sampling: before forward
+        for (uint32_t row : in.outputs)
+            ub.want_hidden = ub.want_hidden || samplers.pools(in.seq_id[row]);
+    }
     const float *out = nullptr;
     {
         TraceSpan span("forward", "stage");
@@ -70,6 +73,14 @@ StageOutput run_stage_step(Stage &stage, const WireActivations &in, WireDtype ou
     const size_t n_vocab = stage.hparams().n_vocab;
     for (size_t i = 0; i < in.outputs.size(); ++i) {
         const uint32_t row = in.outputs[i];
+        if (samplers.pools(in.seq_id[row])) {  // an embedding: pooled, never sampled
+            const uint32_t n_embd = stage.hparams().n_embd;
+            std::optional<std::vector<float>> e = samplers.pool(
+                in.seq_id[row], in.pos[row], stage.hidden_output() + size_t(i) * n_embd, n_embd);
+            if (e)
+                tokens.embeddings.push_back({in.seq_id[row], in.pos[row], std::move(*e)});
+            continue;
+        }
         WireSampled s;
         s.seq_id = in.seq_id[row];
         s.pos = in.pos[row];

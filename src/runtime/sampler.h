@@ -44,13 +44,18 @@ struct GrammarConstraint {
     bool empty() const { return grammar.empty(); }
 };
 
+/// How an embedding pools its tokens' final hidden states (llama.cpp's
+/// llama_pooling_type values; the result is L2-normalized).
+enum class Pooling : uint8_t { kNone = 0, kMean = 1, kCls = 2, kLast = 3 };
+
 /// What a sequence asks of the sampling stage beyond SamplingParams.
 struct SequenceOptions {
     GrammarConstraint constraint;
+    Pooling pooling = Pooling::kNone;  // not kNone: an embedding, nothing is sampled
     int32_t n_probs = 0;   // > 0: report the sampled token's logprob and the n_probs most
                            // likely tokens (OpenAI's top_logprobs, at most kMaxTopLogprobs)
     int32_t n_prompt = 0;  // positions [0, n_prompt) are the prompt: not fed to the grammar
-    bool empty() const { return constraint.empty() && n_probs == 0; }
+    bool empty() const { return constraint.empty() && n_probs == 0 && pooling == Pooling::kNone; }
 };
 
 /// OpenAI's limit on top_logprobs.

@@ -252,6 +252,11 @@ const float *Stage::forward(const Ubatch &in) {
         }
         out_.resize(ggml_nelements(g.out));
         ggml_backend_tensor_get(g.out, out_.data(), 0, ggml_nbytes(g.out));
+        hidden_.clear();
+        if (in.want_hidden && g.out_hidden) {
+            hidden_.resize(ggml_nelements(g.out_hidden));
+            ggml_backend_tensor_get(g.out_hidden, hidden_.data(), 0, ggml_nbytes(g.out_hidden));
+        }
         timings_.compute_us = now_us() - t0;
         if (cfg_.slowdown > 1.0) {
             std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(

@@ -78,6 +78,8 @@ struct Ubatch {
     const int32_t *out_ids =
         nullptr;  // [n_outputs] last stage: increasing ubatch rows whose logits are wanted
     uint32_t n_outputs = 0;
+    bool want_hidden = false;  // last stage: also keep the output rows' normalized hidden
+                               // states (Stage::hidden_output)
 };
 
 /// Wall-clock timings of the last forward(), microseconds.
@@ -107,6 +109,11 @@ class Stage {
     /// (shape, ids, sizes), kOutOfRange (context overflow), kResource (KV cache
     /// full), kInternal (ggml compute failure). On error the KV cache is unchanged.
     const float *forward(const Ubatch &ub);
+    /// After a forward() of the last stage with want_hidden: the output rows'
+    /// hidden states after the final norm, F32 [n_embd, n_outputs] (the
+    /// input of the output head; what embeddings pool). Valid until the next
+    /// forward(); null otherwise.
+    const float *hidden_output() const { return hidden_.empty() ? nullptr : hidden_.data(); }
 
     bool is_first() const;
     bool is_last() const;
@@ -145,6 +152,7 @@ class Stage {
     std::vector<int64_t> cells_;
     std::vector<ggml_fp16_t> mask_;
     std::vector<float> out_;
+    std::vector<float> hidden_;  // hidden_output()
     // Batch-invariant padding (Invariance::kFull): the ubatch with
     // rows of a scratch sequence appended, up to a multiple of 4 rows.
     std::vector<int32_t> pad_tokens_, pad_pos_, pad_seq_, pad_out_;

@@ -39,10 +39,15 @@ UbatchPlan build_ubatch(const std::vector<BatchSeqView> &views, uint32_t n_ubatc
         for (uint32_t k = 0; k < take; ++k) {
             add_row(plan, (*v.prompt)[v.n_prompt_done + k], v.next_pos + static_cast<int32_t>(k),
                     v.seq);
+            if (v.all_outputs && k + 1 < take)
+                plan.out_ids.push_back(static_cast<int32_t>(plan.tokens.size() - 1));
         }
         plan.n_prompt_taken[i] = take;
-        if (take == left)
+        if (take == left) {
             add_output(plan, i);
+        } else if (v.all_outputs) {
+            plan.out_ids.push_back(static_cast<int32_t>(plan.tokens.size() - 1));
+        }
     }
     return plan;
 }

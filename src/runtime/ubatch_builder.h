@@ -22,13 +22,15 @@ struct BatchSeqView {
     uint32_t n_prompt_done = 0;                    // prompt tokens already in the KV cache
     int32_t next_pos = 0;                          // position of the next token fed
     int32_t pending_token = -1;                    // sampled token to feed (decode), or -1
+    bool all_outputs = false;  // an embedding: every prompt row is an output (pooled)
 };
 
 /// One planned ubatch. tokens/pos/seq_id have one entry per row; out_ids
-/// lists the rows whose logits are wanted (increasing), out_seq_index the
-/// index (into the views passed to build_ubatch) of the sequence that row
-/// belongs to. n_prompt_taken[i] is how many prompt tokens of view i are in
-/// this ubatch.
+/// lists the rows whose logits (or, for an embedding, hidden states) are
+/// wanted (increasing); out_seq_index the index (into the views passed to
+/// build_ubatch) of each sequence that awaits an answer to this ubatch: one
+/// per decode row and per finished prompt. n_prompt_taken[i] is how many
+/// prompt tokens of view i are in this ubatch.
 struct UbatchPlan {
     std::vector<int32_t> tokens;
     std::vector<int32_t> pos;

@@ -81,6 +81,9 @@ struct GenerationCallbacks {
     std::function<void(const SampledToken &token)> on_token;      // one sampled token (with
                                                                   // logprobs if asked for)
     std::function<void(const GenerationResult &result)> on_done;  // exactly once, last
+    /// An embedding request (options.pooling set): the pooled, L2-normalized
+    /// embedding F32 [n_embd], once, before on_done.
+    std::function<void(std::vector<float> embedding)> on_embedding;
 };
 
 /// Health as GET /health reports it.

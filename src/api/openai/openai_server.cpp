@@ -201,6 +201,7 @@ OpenAiServer::OpenAiServer(InferenceBackend &backend, const Tokenizer &tok,
     register_ollama_routes(s, impl);
     register_responses_routes(s, impl);
     register_anthropic_routes(s, impl);
+    register_embeddings_routes(s, impl);
     s.Get("/v1/models", guarded([&impl](const httplib::Request &, httplib::Response &res) {
               res.set_content(models_body(impl.backend.model_info(), impl.tok.has_chat_template()),
                               kJson);

@@ -43,6 +43,8 @@ struct OpenAiServerOptions {
         16;                // /v1/completions without max_tokens (OpenAI's default)
     int http_threads = 0;  // HTTP worker threads at most; 0: slots + queue + 16
     std::string chat_template;  // Jinja text replacing the model's (--chat-template-file)
+    std::string pooling;        // embeddings: "mean", "cls", "last"; "": the model's
+                                // <arch>.pooling_type, else mean (--pooling)
 };
 
 /// True when this build can serve HTTPS (cpp-httplib built with OpenSSL).

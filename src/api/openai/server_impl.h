@@ -46,6 +46,9 @@ httplib::Server::Handler guarded(
 /// POST /v1/responses (responses_api.cpp).
 void register_responses_routes(httplib::Server &s, OpenAiServer::Impl &impl);
 
+/// POST /v1/embeddings, /api/embed, /api/embeddings (embeddings_api.cpp).
+void register_embeddings_routes(httplib::Server &s, OpenAiServer::Impl &impl);
+
 /// POST /v1/messages, Anthropic's Messages API (anthropic_api.cpp).
 void register_anthropic_routes(httplib::Server &s, OpenAiServer::Impl &impl);
 
