@@ -9,6 +9,7 @@
 #include "model/kv_cache.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/text_file.h"
 
 namespace colony {
 
@@ -35,6 +36,12 @@ void add_api_args(ArgParser &p, ApiArgs &a) {
           &a.server.max_prompt_tokens);
     p.add("", "--max-tokens-limit", "N", "largest max_tokens a request may ask for (400 above)",
           &a.server.max_tokens_limit);
+    p.add("", "--chat-template-file", "PATH",
+          "Jinja chat template to use instead of the model's (tool calls follow its format)",
+          &a.chat_template_file);
+    p.add("", "--pooling", "TYPE",
+          "embeddings: mean, cls or last (default: the model's pooling_type, else mean)",
+          &a.server.pooling);
 }
 
 OpenAiServerOptions api_server_options(const ApiArgs &a, const std::string &host) {
@@ -44,6 +51,10 @@ OpenAiServerOptions api_server_options(const ApiArgs &a, const std::string &host
     so.host = host;
     so.port = a.api_port < 0 ? 8080 : static_cast<uint16_t>(a.api_port);
     so.max_body_bytes = a.max_body_bytes;
+    if (!so.pooling.empty() && so.pooling != "mean" && so.pooling != "cls" && so.pooling != "last")
+        throw Error(ErrorCode::kInvalidArgument, "--pooling must be mean, cls or last");
+    if (!a.chat_template_file.empty())
+        so.chat_template = read_text_file(a.chat_template_file, 1u << 20);
     if (so.api_key.empty()) {
         if (const char *env = std::getenv("COLONY_API_KEY"))
             so.api_key = env;
@@ -64,8 +75,9 @@ int cmd_serve_local(int argc, char **argv) {
     ArgParser p(
         "colony serve",
         "Serve a model from this machine alone (no workers): the OpenAI-compatible API\n"
-        "(/v1/chat/completions, /v1/completions, /v1/models), /health, /metrics, /v1/cluster\n"
-        "and the dashboard at /.");
+        "(/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses, /v1/models),\n"
+        "Anthropic's /v1/messages, Ollama's /api/*, /health, /metrics, /v1/cluster and the\n"
+        "dashboard at /.");
     p.add("-m", "--model", "PATH", "GGUF model file", &bo.model_path, true);
     p.add("", "--host", "ADDR", "address to listen on (0.0.0.0: every interface)", &host);
     p.add("", "--api-host", "ADDR", "same as --host (the name `colony serve` with workers uses)",

@@ -32,6 +32,7 @@ add_library(colony_openai STATIC
   ${_openai_dir}/responses_api.cpp
   ${_openai_dir}/anthropic_api.cpp
   ${_openai_dir}/embeddings_api.cpp
+  ${_openai_dir}/connection_pool.cpp
   ${_openai_dir}/response_json.cpp
   ${_openai_dir}/stop_matcher.cpp
   ${_openai_dir}/metrics.cpp

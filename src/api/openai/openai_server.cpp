@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "api/openai/connection_pool.h"
 #include "api/openai/inference_backend.h"
 #include "api/openai/response_json.h"
 #include "api/openai/server_impl.h"
@@ -123,14 +124,17 @@ OpenAiServer::OpenAiServer(InferenceBackend &backend, const Tokenizer &tok,
     impl.server = make_server(opts, impl.tls);
     httplib::Server &s = *impl.server;
 
-    // Streams hold an HTTP thread each; room for every slot and queued request, plus other routes.
+    // A connection holds an HTTP thread for its life (streams, keep-alive,
+    // slow clients): room for every slot and queued request and many idle
+    // connections besides (bench/api_load --idle measures it).
     const BackendStats st = backend.stats();
-    const size_t max_threads = opts.http_threads > 0 ? static_cast<size_t>(opts.http_threads)
-                                                     : st.n_parallel + st.max_queue + 16;
+    const size_t max_threads = opts.http_threads > 0
+                                   ? static_cast<size_t>(opts.http_threads)
+                                   : std::max<size_t>(512, st.n_parallel + st.max_queue + 64);
     const size_t base_threads = std::min<size_t>(8, max_threads);
     // httplib takes ownership of the queue it gets from this factory (its API needs a raw pointer).
     s.new_task_queue = [base_threads, max_threads] {
-        return new httplib::ThreadPool(base_threads, max_threads);
+        return new ConnectionPool(base_threads, max_threads);
     };
     s.set_payload_max_length(opts.max_body_bytes);
     s.set_read_timeout(kReadTimeoutSec, 0);

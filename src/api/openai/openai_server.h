@@ -41,7 +41,7 @@ struct OpenAiServerOptions {
     int32_t max_tokens_limit = 4096;   // larger max_tokens: 400; also the chat default
     int32_t default_completion_tokens =
         16;                // /v1/completions without max_tokens (OpenAI's default)
-    int http_threads = 0;  // HTTP worker threads at most; 0: slots + queue + 16
+    int http_threads = 0;  // HTTP threads (connections) at most; 0: max(512, slots + queue + 64)
     std::string chat_template;  // Jinja text replacing the model's (--chat-template-file)
     std::string pooling;        // embeddings: "mean", "cls", "last"; "": the model's
                                 // <arch>.pooling_type, else mean (--pooling)
