@@ -169,7 +169,7 @@ TEST_F(HttpApi, UnknownModelIs404AndUnknownRouteIs404) {
     expect_error(c.Get("/v1/models/gpt-4o"), 404);
     const json r = expect_error(c.Get("/v1/nothing"), 404);
     EXPECT_EQ(r["code"], "not_found");
-    expect_error(c.Post("/v1/embeddings", "{}", "application/json"), 404);
+    expect_error(c.Post("/v1/audio/speech", "{}", "application/json"), 404);
     // the right name works
     auto ok = c.Post(
         "/v1/completions",

@@ -63,8 +63,8 @@ constexpr size_t kActNEmbd = H + 9;
 constexpr size_t kActNTokens = H + 13;
 constexpr size_t kActNSeqs = H + 17;
 constexpr size_t kActSeq0 = H + 21;  // seq_id, n_tokens, temperature, ...
-constexpr size_t kActSeq1 = kActSeq0 + 48;  // 4 + 4 + 40 bytes of sampling
-constexpr size_t kActTokens = kActSeq1 + 48;
+constexpr size_t kActSeq1 = kActSeq0 + 49;  // 4 + 4 + 40 bytes of sampling + has_options
+constexpr size_t kActTokens = kActSeq1 + 49;
 constexpr size_t kActPos = kActTokens + 12;
 constexpr size_t kActSeqId = kActPos + 12;
 constexpr size_t kActNOutputs = kActSeqId + 12;
@@ -124,8 +124,10 @@ std::vector<hostile_case> hostile_cases() {
     return {
         {"SHORT_HEADER", [] { return frame_t(31, 0); }, "shorter than the 32-byte header"},
         {"BAD_MAGIC", [] { return activations_with([](frame_t &f) { f[0] = 'X'; }); }, "bad magic"},
-        {"VERSION_4", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 4); }); },
-         "protocol version 4"},
+        {"VERSION_5", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 5); }); },
+         "protocol version 5"},
+        {"VERSION_3", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 3); }); },
+         "protocol version 3"},
         {"VERSION_2", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 2); }); },
          "protocol version 2"},
         {"VERSION_1", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 1); }); },

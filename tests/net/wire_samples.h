@@ -45,6 +45,21 @@ inline WireActivations sample_activations() {
     return a;
 }
 
+/// sample_activations() whose sequence 7 (at position 0) carries options:
+/// a lazy grammar with triggers, logprobs.
+inline WireActivations sample_activations_with_options() {
+    WireActivations a = sample_activations();
+    WireSeq &s7 = a.seqs[1];
+    s7.has_options = true;
+    s7.options.n_probs = 5;
+    s7.options.n_prompt = 12;
+    s7.options.grammar = R"(root ::= "yes" | "no")";
+    s7.options.lazy = true;
+    s7.options.trigger_patterns = {"<tool_call>"};
+    s7.options.trigger_tokens = {151657};
+    return a;
+}
+
 inline std::vector<WireMessage> sample_messages() {
     std::vector<WireMessage> v;
     auto add = [&](WireBody body) {
@@ -90,8 +105,11 @@ inline std::vector<WireMessage> sample_messages() {
     add(WireShardRequest{test_key(9), 4, 8, 1 << 20});
     add(WireShardChunk{1 << 20, 5 << 20, std::vector<uint8_t>(1000, 0xab)});
     add(WireShardEnd{5 << 20, test_key(4)});
-    add(sample_activations());
-    add(WireTokens{42, {{3, 1500, 11}, {7, 29, 0}}});
+    add(sample_activations_with_options());
+    WireTokens tokens{42, {{3, 1500, 11}, {7, 29, 0, true, -0.25f, {{29, -0.25f}, {31, -1.5f}}}},
+                      {}};
+    tokens.embeddings.push_back({5, 9, {0.6f, -0.8f, 0.0f}});  // an embedding, pooled at pos 9
+    add(tokens);
     add(WireSeqRelease{3, 5});
     add(WireError{ErrorCode::kOutOfRange, "position 5000 is beyond the context size 4096"});
     add(WireStatus{R"({"node":"phone-2","ms_per_layer":1.5})"});

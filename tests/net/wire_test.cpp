@@ -1,6 +1,8 @@
 // Round trips of every wire message type and the pinned frame layout.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "net/wire.h"
 #include "wire_samples.h"
 
@@ -32,7 +34,7 @@ TEST(WireProtocol, HeaderLayoutIsPinned) {
     const std::vector<uint8_t> header(f.begin(), f.begin() + kWireHeaderBytes);
     const std::vector<uint8_t> expected = {
         'C',  'L',  'N',  'Y',                           // magic
-        3,    0,                                         // version 3
+        4,    0,                                         // version 4
         4,    0,                                         // type HEARTBEAT
         0,    0,    0,    0,                             // flags
         0x44, 0x33, 0x22, 0x11,                          // sequence
@@ -64,11 +66,11 @@ TEST(WireProtocol, ErrorCodesArePinned) {
 
 TEST(WireProtocol, PeeksHeaderOfAnotherVersion) {
     std::vector<uint8_t> f = wire_encode(test::sample_messages()[0]);
-    f[4] = 4;  // a JOIN from a future protocol version
+    f[4] = 5;  // a JOIN from a future protocol version
     EXPECT_THROW(wire_decode(f), Error);
     const std::optional<WireHeader> h = wire_peek_header(f);
     ASSERT_TRUE(h.has_value());
-    EXPECT_EQ(h->version, 4);
+    EXPECT_EQ(h->version, 5);
     EXPECT_EQ(h->type, WIRE_TYPE_JOIN);
     EXPECT_EQ(h->payload_len, f.size() - kWireHeaderBytes);
     f[0] = 'X';
@@ -149,6 +151,57 @@ TEST(WireProtocol, ChecksActivationsAgainstThePlan) {
     p = plan;
     p.n_ubatch = 2;
     EXPECT_EQ(code_of(p), ErrorCode::kProtocol);
+}
+
+}  // namespace
+}  // namespace colony
+
+namespace colony {
+namespace {
+
+WireMessage tokens_message(WireTokens t) {
+    WireMessage m;
+    m.body = std::move(t);
+    return m;
+}
+
+TEST(WireProtocol, RefusesOversizedOptionsAndBadLogprobsOrEmbeddings) {
+    WireActivations a = test::sample_activations_with_options();
+    a.seqs[1].options.n_probs = 21;  // OpenAI's limit is 20
+    WireMessage m;
+    m.body = a;
+    EXPECT_THROW(wire_encode(m), Error);
+    a = test::sample_activations_with_options();
+    a.seqs[1].options.grammar.assign((1u << 20) + 1, 'x');
+    m.body = a;
+    EXPECT_THROW(wire_encode(m), Error);
+    a = test::sample_activations_with_options();
+    a.seqs[1].options.grammar.clear();  // grammar options without a grammar
+    m.body = a;
+    EXPECT_THROW(wire_encode(m), Error);
+
+    WireTokens t{42, {{7, 29, 0, true, 0.5f, {}}}, {}};  // a positive logprob
+    EXPECT_THROW(wire_encode(tokens_message(t)), Error);
+    t = WireTokens{42, {{7, 29, 0, true, -0.5f, std::vector<WireTokenProb>(21, {1, -1.0f})}}, {}};
+    EXPECT_THROW(wire_encode(tokens_message(t)), Error);
+    t = WireTokens{42, {}, {{5, 9, {0.5f, std::nanf("")}}}};
+    EXPECT_THROW(wire_encode(tokens_message(t)), Error);
+
+    // a forged frame: the top-logprobs count says 200 where the limit is 20
+    t = WireTokens{42, {{7, 29, 0, true, -0.5f, {{1, -1.0f}}}}, {}};
+    std::vector<uint8_t> frame = wire_encode(tokens_message(t));
+    const size_t n_top_at = kWireHeaderBytes + 8 + 4 + 12 + 1 + 4;
+    ASSERT_EQ(frame[n_top_at], 1);
+    frame[n_top_at] = 200;
+    EXPECT_THROW(wire_decode(frame), Error);
+}
+
+TEST(WireProtocol, ChecksOptionTokensAgainstTheVocabulary) {
+    WireActivations a = test::sample_activations_with_options();
+    WirePlanShape plan{42, 64, 4096, 151936, 512, 8};
+    EXPECT_NO_THROW(wire_check_activations(a, plan));
+    plan.n_vocab = 32000;  // the trigger token 151657 is outside it
+    EXPECT_THROW(wire_check_activations(a, plan), Error);
 }
 
 }  // namespace

@@ -100,6 +100,18 @@ std::string tool_call_first(const std::string &grammar) {
     return grammar.substr(0, root) + std::regex_replace(line, free_text, "") + grammar.substr(end);
 }
 
+/// json-schema-to-grammar's number rule allows a 16-digit exponent, which
+/// overflows a double ("1e6666666666666666" parses as Infinity in every JSON
+/// library); a weak model fills it. Exponents are bounded to 3 digits (the
+/// range of a double) — the only change colony makes to the converter's text.
+std::string bounded_exponents(std::string grammar) {
+    static const std::string from = R"(([eE] [-+]? integral-part)?)";
+    static const std::string to = R"(([eE] [-+]? [0-9]{1,3})?)";
+    for (size_t at = grammar.find(from); at != std::string::npos; at = grammar.find(from, at))
+        grammar.replace(at, from.size(), to);
+    return grammar;
+}
+
 std::string new_call_id() {
     static const char *chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     thread_local std::mt19937 rng{std::random_device{}()};
@@ -186,9 +198,10 @@ ChatPrompt ChatFormat::render(const ChatInput &in) const {
     out.prompt = params.prompt;
     out.stops = params.additional_stops;
     out.parse_tool_calls = tools_on;
-    out.constraint.grammar = inputs.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED && tools_on
-                                 ? tool_call_first(params.grammar)
-                                 : params.grammar;
+    out.constraint.grammar =
+        bounded_exponents(inputs.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED && tools_on
+                              ? tool_call_first(params.grammar)
+                              : params.grammar);
     out.constraint.lazy = params.grammar_lazy;
     if (!params.grammar.empty()) {
         add_triggers(params.grammar_triggers, out.constraint);
@@ -214,7 +227,7 @@ std::string json_schema_grammar(const json &schema, const char *field) {
     if (s.is_object() && s.empty())
         s["type"] = "object";
     try {
-        return json_schema_to_grammar(to_common(s));
+        return bounded_exponents(json_schema_to_grammar(to_common(s)));
     } catch (const std::exception &e) {
         throw field_error(field, std::string("the JSON schema cannot be converted: ") + e.what());
     }
