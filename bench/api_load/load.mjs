@@ -44,7 +44,7 @@ const HELP = `usage: node load.mjs [options]
   --timeout S            a request taking longer fails (default 300)
   --seed N               seed of the Poisson arrivals (default 1)
   --warmup N             requests sent (and not counted) before measuring (default 1)
-  --smoke                a ~5 s run for CI: concurrency 1,2, rate 4, 2 idle connections, 0.7 s per
+  --smoke                a ~5 s run for CI: concurrency 1,2, rate 4, 2 idle connections (or --idle), 0.7 s per
                          level, max_tokens 8; exits 1 on any error
   --json                 print one JSON object instead of markdown tables
   -h, --help             this help
@@ -125,7 +125,8 @@ const cfg = {
 if (!['chat', 'completions'].includes(cfg.endpoint)) die(`--endpoint: chat or completions, not ${cfg.endpoint}`);
 for (const k of cfg.idleKinds) if (!['silent', 'partial'].includes(k)) die(`--idle-kind: silent, partial or both, not ${k}`);
 if (opt.smoke) {
-  Object.assign(cfg, { concurrency: [1, 2], rates: [4], allRates: true, duration: 0.7, maxTokens: 8, idle: 2, idleKinds: ['silent', 'partial'],
+  Object.assign(cfg, { concurrency: [1, 2], rates: [4], allRates: true, duration: 0.7, maxTokens: 8,
+    idle: cfg.idle > 0 ? cfg.idle : 2, idleKinds: ['silent', 'partial'],
     idleStreams: 2, warmup: 1 });
 }
 const TLS = cfg.url.protocol === 'https:';

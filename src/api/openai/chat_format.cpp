@@ -102,11 +102,12 @@ std::string tool_call_first(const std::string &grammar) {
 
 /// json-schema-to-grammar's number rule allows a 16-digit exponent, which
 /// overflows a double ("1e6666666666666666" parses as Infinity in every JSON
-/// library); a weak model fills it. Exponents are bounded to 3 digits (the
-/// range of a double) — the only change colony makes to the converter's text.
+/// library); a weak model fills it. Exponents are bounded to 2 digits (1e99
+/// and 1e-99 fit a double; 3 digits do not all) — the only change colony makes
+/// to the converter's text.
 std::string bounded_exponents(std::string grammar) {
     static const std::string from = R"(([eE] [-+]? integral-part)?)";
-    static const std::string to = R"(([eE] [-+]? [0-9]{1,3})?)";
+    static const std::string to = R"(([eE] [-+]? [0-9]{1,2})?)";
     for (size_t at = grammar.find(from); at != std::string::npos; at = grammar.find(from, at))
         grammar.replace(at, from.size(), to);
     return grammar;

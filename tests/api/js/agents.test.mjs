@@ -409,8 +409,9 @@ function aiModel() {
   });
   return provider.chatModel(MODEL);
 }
-// age is a JSON number (not an integer): its grammar allows an exponent, and a
-// number like -476E66666666666 parses to -Infinity, which zod refuses.
+// age is a JSON number (not an integer): llama.cpp's schema grammar allows a
+// 16-digit exponent (-476E66666666666 parses to -Infinity, which zod refuses);
+// colony bounds exponents to 2 digits (chat_format.cpp), which this checks.
 const ZPerson = z.object({ name: z.string().max(8), age: z.number() });
 
 check('ai sdk: generateObject with a zod schema', async () => {
