@@ -17,8 +17,8 @@ struct ApiArgs {
     OpenAiServerOptions server;  // key, TLS files, prompt and max_tokens limits
     int32_t api_port = -1;       // -1: the command's default (8080 for serve)
     uint32_t max_body_bytes = 4u << 20;
-    uint32_t queue_size = 64;  // requests waiting for a sequence before 429
-    std::string alias;         // model name in the API; "" = the file name without .gguf
+    uint32_t queue_size = 64;        // requests waiting for a sequence before 429
+    std::string alias;               // model name in the API; "" = the file name without .gguf
     std::string chat_template_file;  // --chat-template-file; "" = the model's template
 };
 

@@ -13,8 +13,8 @@
 
 #include "cli/args.h"
 #include "model/synth.h"
-#include "util/text_file.h"
 #include "util/error.h"
+#include "util/text_file.h"
 
 namespace colony {
 

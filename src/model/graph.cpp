@@ -31,8 +31,9 @@ struct Builder {
 
     ggml_tensor *rope(ggml_tensor *x) const {
         return ggml_rope_ext(ctx, x, g.inp_pos, w.rope_freqs, static_cast<int>(hp.n_rot),
-                             static_cast<int>(hp.rope_type), static_cast<int>(hp.n_ctx_train), hp.rope_freq_base,
-                             hp.rope_freq_scale, kExtFactor, kAttnFactor, kBetaFast, kBetaSlow);
+                             static_cast<int>(hp.rope_type), static_cast<int>(hp.n_ctx_train),
+                             hp.rope_freq_base, hp.rope_freq_scale, kExtFactor, kAttnFactor,
+                             kBetaFast, kBetaSlow);
     }
 
     // Self-attention of block il on normalized input cur [n_embd, n_tokens];
@@ -43,17 +44,22 @@ struct Builder {
         const int64_t hd = hp.head_dim_k;
 
         ggml_tensor *q = ggml_mul_mat(ctx, l.wq, cur);
-        if (l.bq) q = ggml_add(ctx, q, l.bq);
+        if (l.bq)
+            q = ggml_add(ctx, q, l.bq);
         ggml_tensor *k = ggml_mul_mat(ctx, l.wk, cur);
-        if (l.bk) k = ggml_add(ctx, k, l.bk);
+        if (l.bk)
+            k = ggml_add(ctx, k, l.bk);
         ggml_tensor *v = ggml_mul_mat(ctx, l.wv, cur);
-        if (l.bv) v = ggml_add(ctx, v, l.bv);
+        if (l.bv)
+            v = ggml_add(ctx, v, l.bv);
         q = ggml_reshape_3d(ctx, q, hd, hp.n_head, n_tokens);     // [hd, n_head, n_tokens]
         k = ggml_reshape_3d(ctx, k, hd, hp.n_head_kv, n_tokens);  // [hd, n_head_kv, n_tokens]
         v = ggml_reshape_3d(ctx, v, hd, hp.n_head_kv, n_tokens);
-        if (l.q_norm) q = rms_norm(q, l.q_norm);
+        if (l.q_norm)
+            q = rms_norm(q, l.q_norm);
         q = rope(q);
-        if (l.k_norm) k = rms_norm(k, l.k_norm);
+        if (l.k_norm)
+            k = rms_norm(k, l.k_norm);
         k = rope(k);
 
         // same expansion order as llama.cpp, then the cache stores
@@ -68,11 +74,14 @@ struct Builder {
         ggml_build_forward_expand(g.gf, ggml_set_rows(ctx, v_cache, v_rows, g.inp_k_idxs));
 
         const int64_t n_kv = shape.n_kv;
-        ggml_tensor *kc = ggml_view_4d(ctx, k_cache, hd, hp.n_head_kv, n_kv, 1, ggml_row_size(k_cache->type, hd),
-                                       k_cache->nb[1], ggml_row_size(k_cache->type, hp.n_embd_k_gqa() * kv.size()), 0);
-        ggml_tensor *vc = ggml_view_4d(ctx, v_cache, hd, hp.n_head_kv, n_kv, 1, ggml_row_size(v_cache->type, hd),
-                                       v_cache->nb[1], ggml_row_size(v_cache->type, hp.n_embd_v_gqa() * kv.size()), 0);
-        ggml_tensor *q4 = ggml_view_4d(ctx, q, q->ne[0], q->ne[1], q->ne[2], 1, q->nb[1], q->nb[2], q->nb[3], 0);
+        ggml_tensor *kc = ggml_view_4d(
+            ctx, k_cache, hd, hp.n_head_kv, n_kv, 1, ggml_row_size(k_cache->type, hd),
+            k_cache->nb[1], ggml_row_size(k_cache->type, hp.n_embd_k_gqa() * kv.size()), 0);
+        ggml_tensor *vc = ggml_view_4d(
+            ctx, v_cache, hd, hp.n_head_kv, n_kv, 1, ggml_row_size(v_cache->type, hd),
+            v_cache->nb[1], ggml_row_size(v_cache->type, hp.n_embd_v_gqa() * kv.size()), 0);
+        ggml_tensor *q4 =
+            ggml_view_4d(ctx, q, q->ne[0], q->ne[1], q->ne[2], 1, q->nb[1], q->nb[2], q->nb[3], 0);
         q4 = ggml_permute(ctx, q4, 0, 2, 1, 3);  // [hd, n_tokens, n_head, 1]
         kc = ggml_permute(ctx, kc, 0, 2, 1, 3);  // [hd, n_kv, n_head_kv, 1]
         vc = ggml_permute(ctx, vc, 0, 2, 1, 3);
@@ -81,10 +90,12 @@ struct Builder {
         ggml_tensor *att = ggml_flash_attn_ext(ctx, q4, kc, vc, g.inp_mask, kq_scale, 0.0f, 0.0f);
         ggml_flash_attn_ext_set_n_kv_max(att, 0);
         ggml_prec_set_acc(att, GGML_PREC_F32);
-        att = ggml_reshape_2d(ctx, att, att->ne[0] * att->ne[1], att->ne[2] * att->ne[3]);  // [n_embd_q, n_tokens]
+        att = ggml_reshape_2d(ctx, att, att->ne[0] * att->ne[1],
+                              att->ne[2] * att->ne[3]);  // [n_embd_q, n_tokens]
 
         ggml_tensor *out = ggml_mul_mat(ctx, l.wo, att);
-        if (l.bo) out = ggml_add(ctx, out, l.bo);
+        if (l.bo)
+            out = ggml_add(ctx, out, l.bo);
         return out;
     }
 
@@ -166,8 +177,9 @@ std::unique_ptr<StageGraph> build_stage_graph(const ModelHparams &hp, const Stag
     auto g = std::make_unique<StageGraph>();
     g->shape = shape;
     const size_t max_nodes = 1024 + 48 * static_cast<size_t>(weights.range().size());
-    ggml_init_params params{ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false),
-                            nullptr, true};
+    ggml_init_params params{
+        ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false), nullptr,
+        true};
     g->ctx.reset(ggml_init(params));
     g->gf = ggml_new_graph_custom(g->ctx.get(), max_nodes, false);
     Builder b{hp, weights, kv, shape, *g, g->ctx.get()};

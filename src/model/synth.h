@@ -169,10 +169,10 @@ struct SynthOptions {
     SynthHparams hparams;  // must be valid
     SynthFtype ftype = synth_find_ftype("F16");
     uint64_t seed = 1;
-    std::string vocab_path;  // empty: synth_default_vocab_path(hparams)
+    std::string vocab_path;     // empty: synth_default_vocab_path(hparams)
     std::string chat_template;  // non-empty: tokenizer.chat_template (replaces the vocab's)
-    std::string out_path;    // written via "<out_path>.partial", renamed at the end
-    int n_threads = 1;       // threads generating and quantizing rows
+    std::string out_path;       // written via "<out_path>.partial", renamed at the end
+    int n_threads = 1;          // threads generating and quantizing rows
     std::function<void(const SynthProgress &)> on_progress;  // optional, calling thread
 };
 

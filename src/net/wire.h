@@ -152,8 +152,8 @@ struct WireLimits {
     uint32_t max_n_layer = 4096;
     uint32_t max_n_vocab = 1u << 24;
     uint32_t max_n_ctx = 1u << 24;
-    uint32_t max_n_seq = 4096;         // n_seq_max of a plan; seq ids are in [0, max_n_seq)
-    uint32_t max_cached_shards = 256;  // entries of JOIN's cached-shard list
+    uint32_t max_n_seq = 4096;              // n_seq_max of a plan; seq ids are in [0, max_n_seq)
+    uint32_t max_cached_shards = 256;       // entries of JOIN's cached-shard list
     uint32_t max_grammar_bytes = 1u << 20;  // a sequence's GBNF grammar
     uint32_t max_trigger_patterns = 64;     // lazy grammar trigger regexes per sequence
     uint32_t max_option_tokens = 1024;      // trigger and prefill token ids per sequence
@@ -295,10 +295,10 @@ struct WireSampling {
 /// (runtime/sampler.h: SequenceOptions); sent with the ubatch holding the
 /// sequence's position 0, where the last stage creates its sampler.
 struct WireSeqOptions {
-    uint32_t n_probs = 0;   // <= limits.max_top_logprobs; > 0: TOKENS carry logprobs
-    int32_t n_prompt = 0;   // >= 0: positions below are the prompt (not fed to the grammar)
-    std::string grammar;    // GBNF (root rule "root"), <= limits.max_grammar_bytes; empty: none
-    bool lazy = false;      // grammar waits for a trigger
+    uint32_t n_probs = 0;  // <= limits.max_top_logprobs; > 0: TOKENS carry logprobs
+    int32_t n_prompt = 0;  // >= 0: positions below are the prompt (not fed to the grammar)
+    std::string grammar;   // GBNF (root rule "root"), <= limits.max_grammar_bytes; empty: none
+    bool lazy = false;     // grammar waits for a trigger
     std::vector<std::string> trigger_patterns;  // regexes, each <= limits.max_string_bytes
     std::vector<int32_t> trigger_tokens;        // token ids < n_vocab (receiver's check)
     std::vector<int32_t> prefill_tokens;        // accepted by the grammar at creation
@@ -345,7 +345,7 @@ struct WireTokenProb {
 struct WireSampled {
     int32_t seq_id = 0;
     int32_t token = 0;
-    int32_t pos = 0;  // position of the token that was sampled from
+    int32_t pos = 0;                 // position of the token that was sampled from
     bool has_logprob = false;        // the sequence asked for logprobs (u8 flag)
     float logprob = 0.0f;            // of token; finite, <= 0
     std::vector<WireTokenProb> top;  // <= limits.max_top_logprobs, most likely first

@@ -61,8 +61,8 @@ void check_options(const WireSeqOptions &o, const WireLimits &l) {
     check_range(o.trigger_tokens.size(), 0, l.max_option_tokens, "n_trigger_tokens");
     check_range(o.prefill_tokens.size(), 0, l.max_option_tokens, "n_prefill_tokens");
     check_range(o.pooling, 0, 3, "pooling");
-    if (o.grammar.empty() && (o.lazy || !o.trigger_patterns.empty() ||
-                              !o.trigger_tokens.empty() || !o.prefill_tokens.empty())) {
+    if (o.grammar.empty() && (o.lazy || !o.trigger_patterns.empty() || !o.trigger_tokens.empty() ||
+                              !o.prefill_tokens.empty())) {
         fail("grammar options without a grammar");
     }
 }
@@ -333,7 +333,8 @@ void wire_check_activations(const WireActivations &act, const WirePlanShape &pla
         }
         if (!q.has_options)
             continue;
-        for (const std::vector<int32_t> *ids : {&q.options.trigger_tokens, &q.options.prefill_tokens}) {
+        for (const std::vector<int32_t> *ids :
+             {&q.options.trigger_tokens, &q.options.prefill_tokens}) {
             for (int32_t tok : *ids) {
                 if (tok < 0 || uint32_t(tok) >= plan.n_vocab)
                     mismatch("option token id < n_vocab", plan.n_vocab, uint32_t(tok));

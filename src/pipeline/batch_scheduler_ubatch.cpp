@@ -94,9 +94,10 @@ void BatchScheduler::on_embedding(const WireEmbedding &e) {
     Slot *slot = in_range ? &slots_[e.seq_id] : nullptr;
     if (!slot || !slot->req || !slot->req->embeds() || !slot->awaiting ||
         e.pos != slot->n_pos - 1 || e.values.size() != hp_.n_embd) {
-        COLONY_LOG_WARN("scheduler: dropped an embedding (seq %d, pos %d) that no running "
-                        "embedding request expects",
-                        e.seq_id, e.pos);
+        COLONY_LOG_WARN(
+            "scheduler: dropped an embedding (seq %d, pos %d) that no running "
+            "embedding request expects",
+            e.seq_id, e.pos);
         return;
     }
     watch_.answered(slot->ubatch, clock::now());

@@ -80,10 +80,9 @@ void SequenceSamplers::observe(const WireActivations &act) {
             SequenceOptions options;
             if (s.has_options)
                 options = options_from_wire(s.options);
-            const llama_vocab *vocab =
-                !options.constraint.empty() && vocab_ ? vocab_() : nullptr;
-            e.sampler = std::make_unique<Sampler>(sampling_from_wire(s.sampling), n_vocab_,
-                                                  options, vocab);
+            const llama_vocab *vocab = !options.constraint.empty() && vocab_ ? vocab_() : nullptr;
+            e.sampler =
+                std::make_unique<Sampler>(sampling_from_wire(s.sampling), n_vocab_, options, vocab);
             e.sampler->skip_draws(s.sampling.n_drawn);  // a replayed sequence (recovery)
             e.n_prompt = s.has_options ? options.n_prompt : INT32_MAX;
             e.pooling = options.pooling;

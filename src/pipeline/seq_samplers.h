@@ -3,9 +3,8 @@
 // created from the WireSampling of its first ubatch and fed every input token
 // it has not seen yet (the prompt), so repetition penalties see the same
 // history as in single-node generation (a replayed sequence's sampler also
-// skips the WireSampling::n_drawn draws it made before, recovery); a sampled token is recorded by the
-// sampler itself, and when it comes back as the next input it is not counted
-// twice.
+// skips the WireSampling::n_drawn draws it made before, recovery); a sampled token is recorded by
+// the sampler itself, and when it comes back as the next input it is not counted twice.
 #pragma once
 
 #include <cstdint>

@@ -122,8 +122,8 @@ class Sampler {
   private:
     void accept_grammar(int32_t token);
 
-    llama_sampler *chain_ = nullptr;  // penalties .. temperature (greedy: .. greedy)
-    llama_sampler *dist_ = nullptr;   // the seeded draw (null: greedy)
+    llama_sampler *chain_ = nullptr;    // penalties .. temperature (greedy: .. greedy)
+    llama_sampler *dist_ = nullptr;     // the seeded draw (null: greedy)
     llama_sampler *grammar_ = nullptr;  // applied first (null: none)
     int32_t n_vocab_;
     int32_t n_probs_ = 0;

@@ -9,16 +9,20 @@ Tokenizer::Tokenizer(const std::string &path) {
     llama_model_params params = llama_model_default_params();
     params.vocab_only = true;
     model_ = llama_model_load_from_file(path.c_str(), params);
-    if (!model_) throw Error(ErrorCode::kCorrupt, path + ": libllama could not load the vocabulary");
+    if (!model_)
+        throw Error(ErrorCode::kCorrupt, path + ": libllama could not load the vocabulary");
     vocab_ = llama_model_get_vocab(model_);
-    if (const char *tmpl = llama_model_chat_template(model_, nullptr)) chat_template_ = tmpl;
+    if (const char *tmpl = llama_model_chat_template(model_, nullptr))
+        chat_template_ = tmpl;
 }
 
 Tokenizer::~Tokenizer() {
-    if (model_) llama_model_free(model_);
+    if (model_)
+        llama_model_free(model_);
 }
 
-std::vector<int32_t> Tokenizer::tokenize(const std::string &text, bool add_special, bool parse_special) const {
+std::vector<int32_t> Tokenizer::tokenize(const std::string &text, bool add_special,
+                                         bool parse_special) const {
     std::vector<int32_t> out(text.size() + 8);
     int32_t n = llama_tokenize(vocab_, text.data(), static_cast<int32_t>(text.size()), out.data(),
                                static_cast<int32_t>(out.size()), add_special, parse_special);
@@ -27,7 +31,8 @@ std::vector<int32_t> Tokenizer::tokenize(const std::string &text, bool add_speci
         n = llama_tokenize(vocab_, text.data(), static_cast<int32_t>(text.size()), out.data(),
                            static_cast<int32_t>(out.size()), add_special, parse_special);
     }
-    if (n < 0) throw Error(ErrorCode::kInvalidArgument, "tokenization failed");
+    if (n < 0)
+        throw Error(ErrorCode::kInvalidArgument, "tokenization failed");
     out.resize(static_cast<size_t>(n));
     return out;
 }
@@ -37,22 +42,34 @@ namespace {
 std::string token_text(const llama_vocab *vocab, int32_t token, bool special) {
     char buf[256];
     int32_t n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, special);
-    if (n >= 0) return std::string(buf, static_cast<size_t>(n));
+    if (n >= 0)
+        return std::string(buf, static_cast<size_t>(n));
     std::string big(static_cast<size_t>(-n), '\0');
-    n = llama_token_to_piece(vocab, token, big.data(), static_cast<int32_t>(big.size()), 0, special);
+    n = llama_token_to_piece(vocab, token, big.data(), static_cast<int32_t>(big.size()), 0,
+                             special);
     big.resize(n < 0 ? 0 : static_cast<size_t>(n));
     return big;
 }
 
 }  // namespace
 
-std::string Tokenizer::piece(int32_t token) const { return token_text(vocab_, token, false); }
+std::string Tokenizer::piece(int32_t token) const {
+    return token_text(vocab_, token, false);
+}
 
-std::string Tokenizer::special_piece(int32_t token) const { return token_text(vocab_, token, true); }
+std::string Tokenizer::special_piece(int32_t token) const {
+    return token_text(vocab_, token, true);
+}
 
-bool Tokenizer::is_eog(int32_t token) const { return llama_vocab_is_eog(vocab_, token); }
-int32_t Tokenizer::n_vocab() const { return llama_vocab_n_tokens(vocab_); }
-int32_t Tokenizer::bos() const { return llama_vocab_bos(vocab_); }
+bool Tokenizer::is_eog(int32_t token) const {
+    return llama_vocab_is_eog(vocab_, token);
+}
+int32_t Tokenizer::n_vocab() const {
+    return llama_vocab_n_tokens(vocab_);
+}
+int32_t Tokenizer::bos() const {
+    return llama_vocab_bos(vocab_);
+}
 
 std::string Tokenizer::apply_chat_template(const std::vector<ChatMessage> &messages) const {
     if (chat_template_.empty()) {
@@ -66,14 +83,16 @@ std::string Tokenizer::apply_chat_template(const std::vector<ChatMessage> &messa
         total += m.role.size() + m.content.size();
     }
     std::string buf(total * 2 + 1024, '\0');
-    int32_t n = llama_chat_apply_template(chat_template_.c_str(), msgs.data(), msgs.size(), true, buf.data(),
-                                          static_cast<int32_t>(buf.size()));
+    int32_t n = llama_chat_apply_template(chat_template_.c_str(), msgs.data(), msgs.size(), true,
+                                          buf.data(), static_cast<int32_t>(buf.size()));
     if (n > static_cast<int32_t>(buf.size())) {
         buf.resize(static_cast<size_t>(n));
-        n = llama_chat_apply_template(chat_template_.c_str(), msgs.data(), msgs.size(), true, buf.data(),
-                                      static_cast<int32_t>(buf.size()));
+        n = llama_chat_apply_template(chat_template_.c_str(), msgs.data(), msgs.size(), true,
+                                      buf.data(), static_cast<int32_t>(buf.size()));
     }
-    if (n < 0) throw Error(ErrorCode::kUnsupported, "libllama does not support this model's chat template");
+    if (n < 0)
+        throw Error(ErrorCode::kUnsupported,
+                    "libllama does not support this model's chat template");
     buf.resize(static_cast<size_t>(n));
     return buf;
 }
@@ -91,9 +110,12 @@ size_t utf8_complete_prefix(const std::string &s) {
             continue;
         }
         size_t need = 1;
-        if ((c & 0xE0) == 0xC0) need = 2;
-        else if ((c & 0xF0) == 0xE0) need = 3;
-        else if ((c & 0xF8) == 0xF0) need = 4;
+        if ((c & 0xE0) == 0xC0)
+            need = 2;
+        else if ((c & 0xF0) == 0xE0)
+            need = 3;
+        else if ((c & 0xF8) == 0xF0)
+            need = 4;
         return (n - (i - 1) >= need) ? n : i - 1;
     }
     return n;

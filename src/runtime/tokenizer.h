@@ -15,12 +15,12 @@ struct llama_vocab;
 namespace colony {
 
 struct ChatMessage {
-    std::string role;     // "system", "user", "assistant"
+    std::string role;  // "system", "user", "assistant"
     std::string content;
 };
 
 class Tokenizer {
-public:
+  public:
     /// Loads the vocabulary of the GGUF at `path`. Errors: kCorrupt when
     /// libllama cannot read the vocabulary.
     explicit Tokenizer(const std::string &path);
@@ -30,7 +30,8 @@ public:
 
     /// Token ids of `text`; `add_special` adds BOS/EOS as the model asks,
     /// `parse_special` turns special-token text (e.g. "<|im_start|>") into its id.
-    std::vector<int32_t> tokenize(const std::string &text, bool add_special, bool parse_special) const;
+    std::vector<int32_t> tokenize(const std::string &text, bool add_special,
+                                  bool parse_special) const;
     /// Text of one token (may be an incomplete UTF-8 sequence; see Detokenizer).
     std::string piece(int32_t token) const;
     bool is_eog(int32_t token) const;
@@ -51,7 +52,7 @@ public:
     /// libllama does not know it.
     std::string apply_chat_template(const std::vector<ChatMessage> &messages) const;
 
-private:
+  private:
     llama_model *model_ = nullptr;
     const llama_vocab *vocab_ = nullptr;
     std::string chat_template_;
@@ -60,14 +61,14 @@ private:
 /// Turns a stream of tokens into valid UTF-8 text: bytes of a character split
 /// over tokens are held back until the character is complete.
 class Detokenizer {
-public:
+  public:
     explicit Detokenizer(const Tokenizer &tok) : tok_(tok) {}
     /// Text that became complete with `token` (may be empty).
     std::string push(int32_t token);
     /// Whatever is held back (invalid trailing bytes are returned as they are).
     std::string flush();
 
-private:
+  private:
     const Tokenizer &tok_;
     std::string pending_;
 };

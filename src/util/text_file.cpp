@@ -17,8 +17,8 @@ std::string read_text_file(const std::string &path, size_t max_bytes) {
         throw Error(ErrorCode::kNotFound, "cannot read '" + path + "'");
     std::string text = out.str();
     if (text.size() > max_bytes) {
-        throw Error(ErrorCode::kInvalidArgument, "'" + path + "' is larger than " +
-                                                     std::to_string(max_bytes) + " bytes");
+        throw Error(ErrorCode::kInvalidArgument,
+                    "'" + path + "' is larger than " + std::to_string(max_bytes) + " bytes");
     }
     return text;
 }

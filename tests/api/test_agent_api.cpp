@@ -6,8 +6,8 @@
 // ollama npm packages) test the same through a cluster in agents.test.mjs.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <cpp-httplib/httplib.h>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "api/local_backend.h"
@@ -71,12 +71,13 @@ TEST_F(AgentApi, JsonSchemaGivesAParseableObjectOfTheSchema) {
          {{"name", {{"type", "string"}, {"maxLength", 6}}}, {"age", {{"type", "integer"}}}}},
         {"required", {"name", "age"}},
         {"additionalProperties", false}};
-    const json r = post("/v1/completions", {{"prompt", "Lily was"},
-                                            {"response_format",
-                                             {{"type", "json_schema"},
-                                              {"json_schema", {{"name", "p"}, {"schema", schema}}}}},
-                                            {"max_tokens", 200},
-                                            {"temperature", 0}});
+    const json r =
+        post("/v1/completions",
+             {{"prompt", "Lily was"},
+              {"response_format",
+               {{"type", "json_schema"}, {"json_schema", {{"name", "p"}, {"schema", schema}}}}},
+              {"max_tokens", 200},
+              {"temperature", 0}});
     const json obj = json::parse(r["choices"][0]["text"].get<std::string>(), nullptr, false);
     ASSERT_TRUE(obj.is_object()) << r.dump();
     EXPECT_TRUE(obj["name"].is_string());
@@ -86,16 +87,15 @@ TEST_F(AgentApi, JsonSchemaGivesAParseableObjectOfTheSchema) {
 }
 
 TEST_F(AgentApi, BadGrammarIs400NamingTheField) {
-    const json e = post("/v1/completions",
-                        {{"prompt", "x"}, {"grammar", "root ::= undefined-rule"}}, 400);
+    const json e =
+        post("/v1/completions", {{"prompt", "x"}, {"grammar", "root ::= undefined-rule"}}, 400);
     EXPECT_EQ(e["error"]["param"], "grammar");
 }
 
 TEST_F(AgentApi, LogprobsAreTheModelsDistributionAndGreedyPicksTheTopOne) {
-    const json r = post("/v1/completions", {{"prompt", "Once upon a time"},
-                                            {"max_tokens", 8},
-                                            {"temperature", 0},
-                                            {"logprobs", 3}});
+    const json r = post(
+        "/v1/completions",
+        {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}, {"logprobs", 3}});
     const json &lp = r["choices"][0]["logprobs"];
     ASSERT_EQ(lp["tokens"].size(), 8u) << r.dump();
     std::string joined;
@@ -181,9 +181,9 @@ TEST_F(AgentApi, OllamaGenerateAndTags) {
 
 TEST_F(AgentApi, ChatEndpointsNeedATemplateAndSayWhy) {
     // stories260K has no chat template: every chat-shaped endpoint is a clear 400
-    const json a = post("/v1/messages",
-                        {{"max_tokens", 4}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}},
-                        400);
+    const json a =
+        post("/v1/messages",
+             {{"max_tokens", 4}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}}, 400);
     EXPECT_EQ(a["type"], "error");
     const json r = post("/v1/responses", {{"input", "hi"}}, 400);
     EXPECT_EQ(r["error"]["code"], "no_chat_template");

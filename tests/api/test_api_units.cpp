@@ -216,11 +216,11 @@ TEST(RequestParse, OptionsColonyCannotHonourAreRefused) {
 
 TEST(RequestParse, AgentFieldsAreRead) {
     const std::string m = std::string("{") + kMsgs + ",";
-    const ApiRequest a = parse_chat_request(
-        m + R"("n":3,"logprobs":true,"top_logprobs":4,"parallel_tool_calls":true,
+    const ApiRequest a =
+        parse_chat_request(m + R"("n":3,"logprobs":true,"top_logprobs":4,"parallel_tool_calls":true,
                "tools":[{"type":"function","function":{"name":"get","parameters":{"type":"object"}}}],
                "tool_choice":{"type":"function","function":{"name":"get"}}})",
-        ApiLimits{});
+                           ApiLimits{});
     EXPECT_EQ(a.n, 3);
     EXPECT_EQ(a.logprobs, 4);
     EXPECT_EQ(a.chat.tools.size(), 1u);
@@ -236,9 +236,8 @@ TEST(RequestParse, AgentFieldsAreRead) {
     EXPECT_EQ(s.chat.json_schema["properties"]["a"]["type"], "integer");
     EXPECT_TRUE(parse_chat_request(m + R"("response_format":{"type":"json_object"}})", ApiLimits{})
                     .chat.json_schema.is_object());
-    const ApiRequest c =
-        parse_completion_request(R"({"prompt":"x","logprobs":2,"grammar":"root ::= \"a\""})",
-                                 ApiLimits{});
+    const ApiRequest c = parse_completion_request(
+        R"({"prompt":"x","logprobs":2,"grammar":"root ::= \"a\""})", ApiLimits{});
     EXPECT_EQ(c.logprobs, 2);
     EXPECT_EQ(c.chat.grammar, "root ::= \"a\"");
     // a tool-call history: assistant tool_calls without content, then the tool's answer
@@ -356,7 +355,8 @@ TEST(ResponseJson, ChunksFollowOpenAiStreamingShapes) {
     ChoiceUpdate end;
     end.finished = true;
     end.finish_reason = "length";
-    const json last = json::parse(chunk_body(RequestKind::kChat, ids, end, nullptr, false, 0, false));
+    const json last =
+        json::parse(chunk_body(RequestKind::kChat, ids, end, nullptr, false, 0, false));
     EXPECT_TRUE(last["choices"][0]["delta"].is_object() && last["choices"][0]["delta"].empty());
     EXPECT_EQ(last["choices"][0]["finish_reason"], "length");
     EXPECT_FALSE(last.contains("usage"));

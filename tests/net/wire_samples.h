@@ -106,8 +106,8 @@ inline std::vector<WireMessage> sample_messages() {
     add(WireShardChunk{1 << 20, 5 << 20, std::vector<uint8_t>(1000, 0xab)});
     add(WireShardEnd{5 << 20, test_key(4)});
     add(sample_activations_with_options());
-    WireTokens tokens{42, {{3, 1500, 11}, {7, 29, 0, true, -0.25f, {{29, -0.25f}, {31, -1.5f}}}},
-                      {}};
+    WireTokens tokens{
+        42, {{3, 1500, 11}, {7, 29, 0, true, -0.25f, {{29, -0.25f}, {31, -1.5f}}}}, {}};
     tokens.embeddings.push_back({5, 9, {0.6f, -0.8f, 0.0f}});  // an embedding, pooled at pos 9
     add(tokens);
     add(WireSeqRelease{3, 5});

@@ -109,8 +109,8 @@ TEST(SamplerLogprobs, AreTheLogSoftmaxOfTheLogitsWithTheTopOnesInOrder) {
         z += std::exp(double(l));
     EXPECT_NEAR(out.logprob, logits[17] - std::log(z), 1e-4);
     ASSERT_EQ(out.top.size(), 5u);
-    const int32_t best = static_cast<int32_t>(
-        std::max_element(logits.begin(), logits.end()) - logits.begin());
+    const int32_t best =
+        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     EXPECT_EQ(out.top[0].token, best);
     for (size_t i = 1; i < out.top.size(); ++i)
         EXPECT_GE(out.top[i - 1].logprob, out.top[i].logprob);

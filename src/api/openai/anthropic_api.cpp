@@ -98,10 +98,11 @@ json chat_messages(const json &body) {
                                   {{"name", b.value("name", "")},
                                    {"arguments", b.value("input", json::object()).dump()}}}});
             } else if (type == "tool_result") {
-                msgs.push_back({{"role", "tool"},
-                                {"tool_call_id", b.value("tool_use_id", "")},
-                                {"content", block_text(b.value("content", json("")),
-                                                       p + ".content[" + std::to_string(k) + "]")}});
+                msgs.push_back(
+                    {{"role", "tool"},
+                     {"tool_call_id", b.value("tool_use_id", "")},
+                     {"content", block_text(b.value("content", json("")),
+                                            p + ".content[" + std::to_string(k) + "]")}});
             } else {
                 throw RequestError(ErrorCode::kInvalidArgument,
                                    p + ".content[" + std::to_string(k) + "].type",
@@ -150,7 +151,8 @@ ApiRequest translate(OpenAiServer::Impl &impl, const json &body) {
         if (type == "any")
             o["tool_choice"] = "required";
         else if (type == "tool")
-            o["tool_choice"] = {{"type", "function"}, {"function", {{"name", tc->value("name", "")}}}};
+            o["tool_choice"] = {{"type", "function"},
+                                {"function", {{"name", tc->value("name", "")}}}};
         else
             o["tool_choice"] = type;  // auto, none
         o["parallel_tool_calls"] = !tc->value("disable_parallel_tool_use", false);
@@ -198,28 +200,30 @@ class MessageEvents {
             if (!text_open_) {
                 text_open_ = true;
                 text_index_ = next_++;
-                out += event("content_block_start",
-                             {{"index", text_index_},
-                              {"content_block", {{"type", "text"}, {"text", ""}}}});
+                out += event(
+                    "content_block_start",
+                    {{"index", text_index_}, {"content_block", {{"type", "text"}, {"text", ""}}}});
             }
-            out += event("content_block_delta",
-                         {{"index", text_index_},
-                          {"delta", {{"type", "text_delta"}, {"text", u.text}}}});
+            out += event(
+                "content_block_delta",
+                {{"index", text_index_}, {"delta", {{"type", "text_delta"}, {"text", u.text}}}});
         }
         for (const ChatDelta::ToolCallDelta &d : u.tool_calls) {
             if (!d.name.empty()) {
                 out += close_open();
                 open_call_ = next_++;
-                out += event("content_block_start",
-                             {{"index", open_call_},
-                              {"content_block", {{"type", "tool_use"}, {"id", d.id},
-                                                 {"name", d.name}, {"input", json::object()}}}});
+                out += event("content_block_start", {{"index", open_call_},
+                                                     {"content_block",
+                                                      {{"type", "tool_use"},
+                                                       {"id", d.id},
+                                                       {"name", d.name},
+                                                       {"input", json::object()}}}});
             }
             if (!d.arguments.empty() && open_call_ >= 0) {
-                out += event("content_block_delta",
-                             {{"index", open_call_},
-                              {"delta", {{"type", "input_json_delta"},
-                                         {"partial_json", d.arguments}}}});
+                out += event(
+                    "content_block_delta",
+                    {{"index", open_call_},
+                     {"delta", {{"type", "input_json_delta"}, {"partial_json", d.arguments}}}});
             }
         }
         return out;

@@ -187,14 +187,14 @@ ChatPrompt ChatFormat::render(const ChatInput &in) const {
         const char *field = !in.json_schema.is_null() ? "response_format"
                             : tools_on                ? "tools"
                                                       : "messages";
-        throw field_error(field, std::string("the chat template refused the request: ") +
-                                     e.what());
+        throw field_error(field, std::string("the chat template refused the request: ") + e.what());
     }
 
-    COLONY_LOG_DEBUG("api: chat format %s, grammar %zu bytes%s, %zu triggers, generation prompt '%s'",
-                     common_chat_format_name(params.format), params.grammar.size(),
-                     params.grammar_lazy ? " (lazy)" : "", params.grammar_triggers.size(),
-                     params.generation_prompt.c_str());
+    COLONY_LOG_DEBUG(
+        "api: chat format %s, grammar %zu bytes%s, %zu triggers, generation prompt '%s'",
+        common_chat_format_name(params.format), params.grammar.size(),
+        params.grammar_lazy ? " (lazy)" : "", params.grammar_triggers.size(),
+        params.generation_prompt.c_str());
     ChatPrompt out;
     out.prompt = params.prompt;
     out.stops = params.additional_stops;
@@ -249,9 +249,10 @@ ChatDelta ChatOutput::update(const std::string &text, bool final) {
         } catch (const std::exception &e) {
             if (!final)
                 return d;  // not parseable yet: wait for more text
-            COLONY_LOG_DEBUG("api: the answer does not parse as the chat format (%s); "
-                             "returned as content",
-                             e.what());
+            COLONY_LOG_DEBUG(
+                "api: the answer does not parse as the chat format (%s); "
+                "returned as content",
+                e.what());
             msg = common_chat_msg{};
             msg.content = text;
         }

@@ -29,7 +29,7 @@ struct ChatInput {
     nlohmann::json messages = nlohmann::json::array();  // OpenAI messages
     nlohmann::json tools = nlohmann::json::array();     // OpenAI tools ([] = none)
     std::string tool_choice = "auto";                   // "auto", "none", "required"
-    std::string tool_name;          // a named tool_choice: only this tool, required
+    std::string tool_name;  // a named tool_choice: only this tool, required
     bool parallel_tool_calls = false;
     nlohmann::json json_schema;  // null: none; response_format / json_schema
     std::string grammar;         // user GBNF (llama-server's "grammar"); "" = none
@@ -47,7 +47,7 @@ struct ChatPrompt {
 
 /// One tool call of an answer.
 struct ToolCall {
-    std::string id;         // "call_..." (generated when the format has none)
+    std::string id;  // "call_..." (generated when the format has none)
     std::string name;
     std::string arguments;  // JSON text
 };

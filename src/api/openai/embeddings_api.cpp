@@ -82,9 +82,8 @@ std::vector<std::vector<int32_t>> tokenize_inputs(const OpenAiServer::Impl &impl
             throw field_error(p, "is empty (no tokens)");
         if (toks.size() >= info.n_ctx_seq) {
             throw RequestError(ErrorCode::kOutOfRange, p, "context_length_exceeded",
-                               p + " has " + std::to_string(toks.size()) +
-                                   " tokens; at most " + std::to_string(info.n_ctx_seq - 1) +
-                                   " fit a sequence");
+                               p + " has " + std::to_string(toks.size()) + " tokens; at most " +
+                                   std::to_string(info.n_ctx_seq - 1) + " fit a sequence");
         }
         out.push_back(std::move(toks));
     }

@@ -5,8 +5,8 @@
 #include <memory>
 
 #include "api/openai/generation_job.h"
-#include "api/openai/job_stream.h"
 #include "api/openai/inference_backend.h"
+#include "api/openai/job_stream.h"
 #include "api/openai/response_json.h"
 #include "api/openai/server_impl.h"
 #include "runtime/tokenizer.h"
@@ -52,8 +52,8 @@ JobStreamFormat openai_sse(RequestKind kind, const ResponseIds &ids, const ApiRe
         ChoiceUpdate body = u;
         body.finished = false;
         if (!body.empty()) {
-            out += sse_event(chunk_body(kind, ids, body, nullptr, logprobs, (*offsets)[u.index],
-                                        usage_field));
+            out += sse_event(
+                chunk_body(kind, ids, body, nullptr, logprobs, (*offsets)[u.index], usage_field));
         }
         (*offsets)[u.index] += u.text.size();
         if (u.finished) {

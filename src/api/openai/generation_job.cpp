@@ -51,8 +51,8 @@ void check_prompt_size(const OpenAiServer::Impl &impl, const std::vector<int32_t
 
 /// Chat: the common/ chat layer when the template parses, else libllama's
 /// built-in templates (no tools then).
-void prepare_chat(const OpenAiServer::Impl &impl, const ApiRequest &r,
-                  const BackendModelInfo &info, Prepared &p) {
+void prepare_chat(const OpenAiServer::Impl &impl, const ApiRequest &r, const BackendModelInfo &info,
+                  Prepared &p) {
     if (impl.chat.available()) {
         ChatPrompt cp = impl.chat.render(r.chat);
         p.tokens = impl.tok.tokenize(cp.prompt, true, true);
@@ -154,10 +154,10 @@ std::shared_ptr<GenerationJob> GenerationJob::start(OpenAiServer::Impl &impl, co
     for (int32_t i = 0; i < r.n; ++i) {
         GenerationRequest g;
         g.prompt = p.tokens;
-        g.max_tokens = r.max_tokens > 0 ? r.max_tokens
-                                        : (r.kind == RequestKind::kChat
-                                               ? impl.opts.max_tokens_limit
-                                               : impl.opts.default_completion_tokens);
+        g.max_tokens = r.max_tokens > 0
+                           ? r.max_tokens
+                           : (r.kind == RequestKind::kChat ? impl.opts.max_tokens_limit
+                                                           : impl.opts.default_completion_tokens);
         g.sampling = r.sampling;
         if (g.sampling.seed != LLAMA_DEFAULT_SEED)
             g.sampling.seed += static_cast<uint32_t>(i);  // n choices of one seed differ
@@ -165,14 +165,15 @@ std::shared_ptr<GenerationJob> GenerationJob::start(OpenAiServer::Impl &impl, co
         g.ignore_eos = r.ignore_eos;
         auto c = std::make_unique<Choice>();
         c->index = static_cast<size_t>(i);
-        c->stream = std::make_shared<GenerationStream>(impl.tok, p.stops, t_received_us,
-                                                       impl.metrics);
+        c->stream =
+            std::make_shared<GenerationStream>(impl.tok, p.stops, t_received_us, impl.metrics);
         c->stream->set_prompt_tokens(i == 0 ? job->n_prompt_ : 0);
         c->stream->set_preserved_tokens(p.preserved);
         if (p.chat)
             c->chat = std::make_unique<ChatOutput>(*p.chat);
         try {
-            c->backend_id = impl.backend.submit(std::move(g), GenerationStream::callbacks(c->stream));
+            c->backend_id =
+                impl.backend.submit(std::move(g), GenerationStream::callbacks(c->stream));
         } catch (...) {
             job->abandon();
             throw;

@@ -8,9 +8,9 @@
 
 #include <chrono>
 #include <functional>
-#include <set>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 

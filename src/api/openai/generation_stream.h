@@ -45,11 +45,11 @@ class GenerationStream {
     void set_preserved_tokens(std::set<int32_t> tokens);
 
     struct Update {
-        std::string text;                // new text to send (may be empty)
+        std::string text;                  // new text to send (may be empty)
         std::vector<SampledToken> tokens;  // the tokens consumed (logprobs, if asked for)
-        bool finished = false;           // nothing follows
-        std::string finish_reason;       // when finished without error: "stop" or "length"
-        std::optional<HttpError> error;  // when finished with an error
+        bool finished = false;             // nothing follows
+        std::string finish_reason;         // when finished without error: "stop" or "length"
+        std::optional<HttpError> error;    // when finished with an error
     };
     /// Waits up to `timeout` for tokens or the end, then returns what arrived.
     /// Called from one thread at a time.
@@ -83,9 +83,10 @@ class GenerationStream {
 
     std::mutex mutex_;
     std::condition_variable cv_;
-    std::vector<std::pair<SampledToken, int64_t>> tokens_;  // guarded by mutex_: (token, arrival us)
-    std::optional<GenerationResult> result_;           // guarded by mutex_
-    std::function<void()> cancel_;                     // guarded by mutex_
+    std::vector<std::pair<SampledToken, int64_t>>
+        tokens_;                              // guarded by mutex_: (token, arrival us)
+    std::optional<GenerationResult> result_;  // guarded by mutex_
+    std::function<void()> cancel_;            // guarded by mutex_
 
     // HTTP thread only.
     int32_t n_prompt_ = 0;

@@ -19,10 +19,10 @@ namespace colony {
 /// (possibly empty).
 struct JobStreamFormat {
     const char *content_type = "text/event-stream";
-    std::function<std::string()> start;                                 // once, first
-    std::function<std::string(const ChoiceUpdate &)> update;            // per update
-    std::function<std::string(const GenerationJob &)> end;              // once, all done
-    std::function<std::string(const HttpError &)> error;                // a choice failed
+    std::function<std::string()> start;                       // once, first
+    std::function<std::string(const ChoiceUpdate &)> update;  // per update
+    std::function<std::string(const GenerationJob &)> end;    // once, all done
+    std::function<std::string(const HttpError &)> error;      // a choice failed
 };
 
 /// Streams `job` into `res` with `format`; `log_id` names the response in logs.

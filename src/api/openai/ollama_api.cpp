@@ -9,8 +9,8 @@
 #include <ctime>
 #include <filesystem>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "api/openai/generation_job.h"
 #include "api/openai/job_stream.h"
@@ -73,15 +73,19 @@ void put_options(const json &body, json &out) {
     if (!o->is_object())
         throw field_error("options", "must be an object");
     static const std::map<std::string, const char *> mapped = {
-        {"temperature", "temperature"},   {"top_k", "top_k"},
-        {"top_p", "top_p"},               {"min_p", "min_p"},
-        {"seed", "seed"},                 {"stop", "stop"},
-        {"repeat_penalty", "repeat_penalty"}, {"presence_penalty", "presence_penalty"},
-        {"frequency_penalty", "frequency_penalty"}, {"repeat_last_n", "repeat_last_n"}};
-    static const std::set<std::string> settings = {"num_ctx",   "num_batch",  "num_gpu",
-                                                   "main_gpu",  "num_thread", "use_mmap",
-                                                   "use_mlock", "numa",       "low_vram",
-                                                   "num_keep"};
+        {"temperature", "temperature"},
+        {"top_k", "top_k"},
+        {"top_p", "top_p"},
+        {"min_p", "min_p"},
+        {"seed", "seed"},
+        {"stop", "stop"},
+        {"repeat_penalty", "repeat_penalty"},
+        {"presence_penalty", "presence_penalty"},
+        {"frequency_penalty", "frequency_penalty"},
+        {"repeat_last_n", "repeat_last_n"}};
+    static const std::set<std::string> settings = {
+        "num_ctx",  "num_batch", "num_gpu", "main_gpu", "num_thread",
+        "use_mmap", "use_mlock", "numa",    "low_vram", "num_keep"};
     for (const auto &[key, value] : o->items()) {
         if (key == "num_predict") {
             if (!value.is_number_integer())
@@ -230,8 +234,8 @@ void handle(OpenAiServer::Impl &impl, bool chat, const httplib::Request &req,
     const bool stream = get_bool(body, "stream", true);
     const std::shared_ptr<GenerationJob> job = GenerationJob::start(impl, r, t_received);
     const std::string name = model.empty() ? info.id : model;
-    const std::string log_id = std::string(chat ? "ollama chat " : "ollama generate ") +
-                               job->backend_ids();
+    const std::string log_id =
+        std::string(chat ? "ollama chat " : "ollama generate ") + job->backend_ids();
     auto head = [name] {
         return json{{"model", name}, {"created_at", iso_time(std::chrono::system_clock::now())}};
     };
@@ -330,8 +334,8 @@ void register_ollama_routes(httplib::Server &s, OpenAiServer::Impl &impl) {
               m["context_length"] = info.n_ctx_seq;
               res.set_content(dump({{"models", json::array({m})}}), kJson);
           }));
-    s.Post("/api/show", ollama_guarded([&impl](const httplib::Request &req,
-                                               httplib::Response &res) {
+    s.Post("/api/show",
+           ollama_guarded([&impl](const httplib::Request &req, httplib::Response &res) {
                const json body = parse_object(req.body);
                const BackendModelInfo info = impl.backend.model_info();
                const std::string model = body.value("model", body.value("name", std::string()));
@@ -341,19 +345,18 @@ void register_ollama_routes(httplib::Server &s, OpenAiServer::Impl &impl) {
                json caps = json::array({"completion"});
                if (impl.chat.available())
                    caps.push_back("tools");
-               res.set_content(
-                   dump({{"modelfile", ""},
-                         {"parameters", ""},
-                         {"template", impl.tok.chat_template()},
-                         {"details", details_json(impl, info)},
-                         {"model_info",
-                          {{"general.architecture", info.arch},
-                           {info.arch + ".block_count", info.n_layer},
-                           {info.arch + ".context_length", info.n_ctx_seq},
-                           {"general.vocab_size", info.n_vocab}}},
-                         {"capabilities", caps},
-                         {"modified_at", model_entry(impl, info)["modified_at"]}}),
-                   kJson);
+               res.set_content(dump({{"modelfile", ""},
+                                     {"parameters", ""},
+                                     {"template", impl.tok.chat_template()},
+                                     {"details", details_json(impl, info)},
+                                     {"model_info",
+                                      {{"general.architecture", info.arch},
+                                       {info.arch + ".block_count", info.n_layer},
+                                       {info.arch + ".context_length", info.n_ctx_seq},
+                                       {"general.vocab_size", info.n_vocab}}},
+                                     {"capabilities", caps},
+                                     {"modified_at", model_entry(impl, info)["modified_at"]}}),
+                               kJson);
            }));
     s.Post("/api/chat",
            ollama_guarded([&impl](const httplib::Request &req, httplib::Response &res) {

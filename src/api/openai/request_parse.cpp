@@ -182,8 +182,10 @@ std::vector<ChatMessage> parse_messages(const json &j) {
         if (r == "developer")
             r = "system";
         if (r != "system" && r != "user" && r != "assistant" && r != "tool") {
-            throw field_error(p + ".role", "must be one of system, developer, user, assistant, "
-                                           "tool (got '" + r + "')");
+            throw field_error(p + ".role",
+                              "must be one of system, developer, user, assistant, "
+                              "tool (got '" +
+                                  r + "')");
         }
         const json *content = field(m, "content");
         if (!content && r != "assistant")

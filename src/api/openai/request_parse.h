@@ -50,8 +50,8 @@ struct ApiRequest {
     bool stream = false;
     bool include_usage = false;  // stream_options.include_usage
     bool ignore_eos = false;
-    ChatInput chat;    // chat: messages as sent, tools, tool_choice; both: json_schema, grammar
-    int32_t n = 1;     // choices from one prompt
+    ChatInput chat;  // chat: messages as sent, tools, tool_choice; both: json_schema, grammar
+    int32_t n = 1;   // choices from one prompt
     int32_t logprobs = -1;  // -1: none; else logprobs with this many top alternatives
 };
 

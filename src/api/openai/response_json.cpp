@@ -63,8 +63,7 @@ json chat_logprobs_json(const std::vector<LogprobEntry> &entries) {
 }
 
 json completion_logprobs_json(const std::vector<LogprobEntry> &entries, size_t text_offset) {
-    json tokens = json::array(), lps = json::array(), tops = json::array(),
-         offsets = json::array();
+    json tokens = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
     for (const LogprobEntry &e : entries) {
         tokens.push_back(e.text);
         lps.push_back(e.logprob);

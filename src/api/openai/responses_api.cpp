@@ -42,10 +42,10 @@ json content_of(const json &content, const std::string &p) {
         const json &part = content[i];
         const std::string type = part.is_object() ? part.value("type", "") : "";
         if (type != "input_text" && type != "output_text" && type != "text") {
-            throw RequestError(ErrorCode::kInvalidArgument, p + "[" + std::to_string(i) + "]",
-                               "unsupported_parameter",
-                               "content parts of type '" + type +
-                                   "' are not supported (only input_text)");
+            throw RequestError(
+                ErrorCode::kInvalidArgument, p + "[" + std::to_string(i) + "]",
+                "unsupported_parameter",
+                "content parts of type '" + type + "' are not supported (only input_text)");
         }
         text += part.value("text", "");
     }
@@ -76,19 +76,22 @@ json chat_messages(const json &body) {
             throw field_error(p, "must be an object");
         const std::string type = it.value("type", "message");
         if (type == "message") {
-            msgs.push_back({{"role", it.value("role", "user")},
-                            {"content", content_of(it.value("content", json("")), p + ".content")}});
+            msgs.push_back(
+                {{"role", it.value("role", "user")},
+                 {"content", content_of(it.value("content", json("")), p + ".content")}});
         } else if (type == "function_call") {
-            json call = {{"id", it.value("call_id", "")},
-                         {"type", "function"},
-                         {"function",
-                          {{"name", it.value("name", "")}, {"arguments", it.value("arguments", "")}}}};
+            json call = {
+                {"id", it.value("call_id", "")},
+                {"type", "function"},
+                {"function",
+                 {{"name", it.value("name", "")}, {"arguments", it.value("arguments", "")}}}};
             if (!msgs.empty() && msgs.back()["role"] == "assistant" &&
                 msgs.back().contains("tool_calls")) {
                 msgs.back()["tool_calls"].push_back(call);
             } else {
-                msgs.push_back(
-                    {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", json::array({call})}});
+                msgs.push_back({{"role", "assistant"},
+                                {"content", nullptr},
+                                {"tool_calls", json::array({call})}});
             }
         } else if (type == "function_call_output") {
             const json out = it.value("output", json(""));
@@ -138,7 +141,8 @@ ApiRequest translate(OpenAiServer::Impl &impl, const json &body) {
     }
     if (const json *tc = field(body, "tool_choice")) {
         if (tc->is_object() && tc->value("type", "") == "function")
-            o["tool_choice"] = {{"type", "function"}, {"function", {{"name", tc->value("name", "")}}}};
+            o["tool_choice"] = {{"type", "function"},
+                                {"function", {{"name", tc->value("name", "")}}}};
         else
             o["tool_choice"] = *tc;
     }
@@ -168,15 +172,9 @@ struct ResponseShell {
     json echo;  // request fields echoed back: tools, tool_choice, temperature, ...
 
     json object(const char *status, const json &output, const json &usage) const {
-        json r = {{"id", id},
-                  {"object", "response"},
-                  {"created_at", created},
-                  {"status", status},
-                  {"error", nullptr},
-                  {"incomplete_details", nullptr},
-                  {"model", model},
-                  {"output", output},
-                  {"usage", usage}};
+        json r = {{"id", id},         {"object", "response"}, {"created_at", created},
+                  {"status", status}, {"error", nullptr},     {"incomplete_details", nullptr},
+                  {"model", model},   {"output", output},     {"usage", usage}};
         for (const auto &[k, v] : echo.items())
             r[k] = v;
         return r;
@@ -192,7 +190,9 @@ json usage_json(const GenerationJob &job) {
 }
 
 json text_part(const std::string &text) {
-    return {{"type", "output_text"}, {"text", text}, {"annotations", json::array()},
+    return {{"type", "output_text"},
+            {"text", text},
+            {"annotations", json::array()},
             {"logprobs", json::array()}};
 }
 
@@ -207,23 +207,25 @@ json message_item(const std::string &id, const std::string &text, const char *st
 }
 
 json call_item(const std::string &id, const ToolCall &c, const char *status) {
-    return {{"type", "function_call"}, {"id", id},          {"call_id", c.id},
-            {"name", c.name},          {"arguments", c.arguments}, {"status", status}};
+    return {{"type", "function_call"},  {"id", id},        {"call_id", c.id}, {"name", c.name},
+            {"arguments", c.arguments}, {"status", status}};
 }
 
 /// The output items of a whole answer.
 json output_items(const ChoiceResult &c, const std::string &id) {
     json out = json::array();
     if (!c.reasoning.empty()) {
-        out.push_back({{"type", "reasoning"},
-                       {"id", "rs_" + id},
-                       {"summary", json::array()},
-                       {"content", json::array({{{"type", "reasoning_text"}, {"text", c.reasoning}}})}});
+        out.push_back(
+            {{"type", "reasoning"},
+             {"id", "rs_" + id},
+             {"summary", json::array()},
+             {"content", json::array({{{"type", "reasoning_text"}, {"text", c.reasoning}}})}});
     }
     if (!c.text.empty() || c.tool_calls.empty())
         out.push_back(message_item("msg_" + id, c.text, "completed"));
     for (size_t i = 0; i < c.tool_calls.size(); ++i)
-        out.push_back(call_item("fc_" + id + "_" + std::to_string(i), c.tool_calls[i], "completed"));
+        out.push_back(
+            call_item("fc_" + id + "_" + std::to_string(i), c.tool_calls[i], "completed"));
     return out;
 }
 
@@ -247,14 +249,17 @@ class ResponseEvents {
                 out += event("response.output_item.added",
                              {{"output_index", text_index_},
                               {"item", message_item(msg_id(), "", "in_progress")}});
-                out += event("response.content_part.added",
-                             {{"item_id", msg_id()}, {"output_index", text_index_},
-                              {"content_index", 0}, {"part", text_part("")}});
+                out += event("response.content_part.added", {{"item_id", msg_id()},
+                                                             {"output_index", text_index_},
+                                                             {"content_index", 0},
+                                                             {"part", text_part("")}});
             }
             text_ += u.text;
-            out += event("response.output_text.delta",
-                         {{"item_id", msg_id()}, {"output_index", text_index_},
-                          {"content_index", 0}, {"delta", u.text}, {"logprobs", json::array()}});
+            out += event("response.output_text.delta", {{"item_id", msg_id()},
+                                                        {"output_index", text_index_},
+                                                        {"content_index", 0},
+                                                        {"delta", u.text},
+                                                        {"logprobs", json::array()}});
         }
         for (const ChatDelta::ToolCallDelta &d : u.tool_calls) {
             if (d.index >= calls_.size()) {
@@ -267,7 +272,8 @@ class ResponseEvents {
             calls_[d.index].arguments += d.arguments;
             if (!d.arguments.empty()) {
                 out += event("response.function_call_arguments.delta",
-                             {{"item_id", call_id(d.index)}, {"output_index", call_index_[d.index]},
+                             {{"item_id", call_id(d.index)},
+                              {"output_index", call_index_[d.index]},
                               {"delta", d.arguments}});
             }
         }
@@ -277,19 +283,23 @@ class ResponseEvents {
     std::string end(const GenerationJob &job) {
         std::string out;
         if (text_index_ >= 0) {
-            out += event("response.output_text.done",
-                         {{"item_id", msg_id()}, {"output_index", text_index_},
-                          {"content_index", 0}, {"text", text_}, {"logprobs", json::array()}});
-            out += event("response.content_part.done",
-                         {{"item_id", msg_id()}, {"output_index", text_index_},
-                          {"content_index", 0}, {"part", text_part(text_)}});
+            out += event("response.output_text.done", {{"item_id", msg_id()},
+                                                       {"output_index", text_index_},
+                                                       {"content_index", 0},
+                                                       {"text", text_},
+                                                       {"logprobs", json::array()}});
+            out += event("response.content_part.done", {{"item_id", msg_id()},
+                                                        {"output_index", text_index_},
+                                                        {"content_index", 0},
+                                                        {"part", text_part(text_)}});
             out += event("response.output_item.done",
                          {{"output_index", text_index_},
                           {"item", message_item(msg_id(), text_, "completed")}});
         }
         for (size_t i = 0; i < calls_.size(); ++i) {
             out += event("response.function_call_arguments.done",
-                         {{"item_id", call_id(i)}, {"output_index", call_index_[i]},
+                         {{"item_id", call_id(i)},
+                          {"output_index", call_index_[i]},
                           {"arguments", calls_[i].arguments}});
             out += event("response.output_item.done",
                          {{"output_index", call_index_[i]},
