@@ -156,21 +156,23 @@ TEST(PipelineRecovery, KilledMiddleWorkerIsReplacedByTheSpareAndTheStreamGoesOn)
     EXPECT_TRUE(wait_health(port, "ok", 5000));
 }
 
-TEST(PipelineRecovery, KilledLastStageRestartsAndASeededStreamKeepsItsText) {
+/// Streams `req` on a fault-free two-worker cluster, then again while the
+/// last stage's worker is killed at chunk 40 and started again half a second
+/// later (no spare): the text must be the fault-free one.
+void kill_last_stage_mid_stream(const nlohmann::json &req) {
     const std::string model = model_path("stories260K-f32.gguf");
     Cluster c(model, 2);
     const uint16_t port = c.serve->api_port();
-    const StreamReply clean = http_stream(port, long_request("7"));
+    const StreamReply clean = http_stream(port, req);
     ASSERT_EQ(clean.error, "") << c.logs();
     const int last = c.holder_of(4);
     ASSERT_GE(last, 0) << http_get(port, "/v1/cluster").body.dump(1);
 
-    // no spare: the worker comes back (same key and cache) half a second later.
     // It is started from a thread that lives until the end of the test: a
     // ChildProcess dies with the thread that started it (PR_SET_PDEATHSIG).
     std::promise<void> finished;
     std::thread restarter;
-    const StreamReply r = stream_with_fault(port, long_request("7"), 40, [&] {
+    const StreamReply r = stream_with_fault(port, req, 40, [&] {
         c.workers[last]->process().signal(SIGKILL);
         c.workers[last]->process().wait(5000);
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -191,6 +193,22 @@ TEST(PipelineRecovery, KilledLastStageRestartsAndASeededStreamKeepsItsText) {
     const nlohmann::json rec = c.recoveries();
     ASSERT_EQ(rec.size(), 1u) << rec.dump(1);
     EXPECT_FALSE(rec[0].value("failed", true));
+}
+
+TEST(PipelineRecovery, KilledLastStageRestartsAndASeededStreamKeepsItsText) {
+    kill_last_stage_mid_stream(long_request("7"));
+}
+
+// The new last stage rebuilds the grammar's state from the replayed answer
+// (Sampler::accept_generated) and skips the seed's draws: same text, still in
+// the grammar's language.
+TEST(PipelineRecovery, KilledLastStageKeepsAGrammarConstrainedSeededStream) {
+    nlohmann::json req = long_request("11");
+    // words of three letters, forever (never complete: no end-of-text): a
+    // replay that lost the grammar's place puts the spaces elsewhere
+    req["grammar"] = R"(root ::= [a-z] [a-z] [a-z] " " root)";
+    req.erase("ignore_eos");
+    kill_last_stage_mid_stream(req);
 }
 
 TEST(PipelineRecovery, AStoppedWorkerIsReplacedAndPutsNoStaleTokenInTheStream) {

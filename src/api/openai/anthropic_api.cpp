@@ -33,19 +33,9 @@ json error_json(const HttpError &e) {
     return {{"type", "error"}, {"error", {{"type", type}, {"message", e.message}}}};
 }
 
-httplib::Server::Handler anthropic_guarded(
-    std::function<void(const httplib::Request &, httplib::Response &)> f) {
-    return [f = std::move(f)](const httplib::Request &req, httplib::Response &res) {
-        try {
-            f(req, res);
-        } catch (const std::exception &e) {
-            const HttpError err = http_error_from(e);
-            if (err.status >= 500)
-                COLONY_LOG_WARN("api: %s %s: %s", req.method.c_str(), req.path.c_str(), e.what());
-            res.status = err.status;
-            res.set_content(dump(error_json(err)), "application/json");
-        }
-    };
+void send_anthropic_error(httplib::Response &res, const HttpError &e) {
+    res.status = e.status;
+    res.set_content(dump(error_json(e)), "application/json");
 }
 
 std::string block_text(const json &content, const std::string &p) {
@@ -279,8 +269,7 @@ void handle(OpenAiServer::Impl &impl, const httplib::Request &req, httplib::Resp
         if (!wait_job(*job, req, res, id))
             return;
         if (job->error()) {
-            res.status = job->error()->status;
-            res.set_content(dump(error_json(*job->error())), "application/json");
+            send_anthropic_error(res, *job->error());
             return;
         }
         const ChoiceResult &c = job->results().at(0);
@@ -315,9 +304,9 @@ void handle(OpenAiServer::Impl &impl, const httplib::Request &req, httplib::Resp
 
 void register_anthropic_routes(httplib::Server &s, OpenAiServer::Impl &impl) {
     s.Post("/v1/messages",
-           anthropic_guarded([&impl](const httplib::Request &req, httplib::Response &res) {
-               handle(impl, req, res);
-           }));
+           guarded([&impl](const httplib::Request &req,
+                           httplib::Response &res) { handle(impl, req, res); },
+                   send_anthropic_error));
 }
 
 }  // namespace colony

@@ -181,12 +181,7 @@ bool run(OpenAiServer::Impl &impl, const std::vector<std::vector<int32_t>> &inpu
         return false;
     }
     if (batch.error()) {
-        if (ollama) {
-            res.status = batch.error()->status;
-            res.set_content(dump({{"error", batch.error()->message}}), "application/json");
-        } else {
-            send_error(res, *batch.error());
-        }
+        (ollama ? send_ollama_error : send_error)(res, *batch.error());
         return false;
     }
     out = batch.vectors();
@@ -233,16 +228,16 @@ void register_embeddings_routes(httplib::Server &s, OpenAiServer::Impl &impl) {
                                "application/json");
            }));
     auto ollama = [&impl](bool legacy) {
-        return [&impl, legacy](const httplib::Request &req, httplib::Response &res) {
-            const int64_t t0 = now_us();
-            try {
+        return guarded(
+            [&impl, legacy](const httplib::Request &req, httplib::Response &res) {
+                const int64_t t0 = now_us();
                 const json body = parse_object(req.body);
                 const BackendModelInfo info = check_servable(impl, body.value("model", ""));
-                const json *input = field(body, legacy ? "prompt" : "input");
+                const char *param = legacy ? "prompt" : "input";
+                const json *input = field(body, param);
                 if (!input)
-                    throw field_error(legacy ? "prompt" : "input", "is required");
-                const auto inputs =
-                    tokenize_inputs(impl, *input, info, legacy ? "prompt" : "input");
+                    throw field_error(param, "is required");
+                const auto inputs = tokenize_inputs(impl, *input, info, param);
                 std::vector<std::vector<float>> vectors;
                 if (!run(impl, inputs, info, req, res, vectors, true))
                     return;
@@ -257,12 +252,8 @@ void register_embeddings_routes(httplib::Server &s, OpenAiServer::Impl &impl) {
                            {"prompt_eval_count", count_tokens(inputs)}};
                 }
                 res.set_content(dump(out), "application/json");
-            } catch (const std::exception &e) {
-                const HttpError err = http_error_from(e);
-                res.status = err.status;
-                res.set_content(dump({{"error", err.message}}), "application/json");
-            }
-        };
+            },
+            send_ollama_error);
     };
     s.Post("/api/embed", ollama(false));
     s.Post("/api/embeddings", ollama(true));

@@ -43,24 +43,9 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
     return buf;
 }
 
-/// Ollama's error body.
-void send_ollama_error(httplib::Response &res, const HttpError &e) {
-    res.status = e.status;
-    res.set_content(dump({{"error", e.message}}), kJson);
-}
-
 httplib::Server::Handler ollama_guarded(
     std::function<void(const httplib::Request &, httplib::Response &)> f) {
-    return [f = std::move(f)](const httplib::Request &req, httplib::Response &res) {
-        try {
-            f(req, res);
-        } catch (const std::exception &e) {
-            const HttpError err = http_error_from(e);
-            if (err.status >= 500)
-                COLONY_LOG_WARN("api: %s %s: %s", req.method.c_str(), req.path.c_str(), e.what());
-            send_ollama_error(res, err);
-        }
-    };
+    return guarded(std::move(f), send_ollama_error);
 }
 
 /// Ollama's "options" as OpenAI fields. Server-side settings that do not
@@ -317,6 +302,11 @@ json model_entry(const OpenAiServer::Impl &impl, const BackendModelInfo &info) {
 }
 
 }  // namespace
+
+void send_ollama_error(httplib::Response &res, const HttpError &e) {
+    res.status = e.status;
+    res.set_content(dump({{"error", e.message}}), kJson);
+}
 
 void register_ollama_routes(httplib::Server &s, OpenAiServer::Impl &impl) {
     s.Get("/api/version", ollama_guarded([](const httplib::Request &, httplib::Response &res) {

@@ -86,15 +86,15 @@ bool openai_server_has_tls() {
 }
 
 httplib::Server::Handler guarded(
-    std::function<void(const httplib::Request &, httplib::Response &)> f) {
-    return [f = std::move(f)](const httplib::Request &req, httplib::Response &res) {
+    std::function<void(const httplib::Request &, httplib::Response &)> f, ErrorWriter write) {
+    return [f = std::move(f), write](const httplib::Request &req, httplib::Response &res) {
         try {
             f(req, res);
         } catch (const std::exception &e) {
             const HttpError err = http_error_from(e);
             if (err.status >= 500)
                 COLONY_LOG_WARN("api: %s %s: %s", req.method.c_str(), req.path.c_str(), e.what());
-            send_error(res, err);
+            write(res, err);
         }
     };
 }

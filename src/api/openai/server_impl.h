@@ -36,12 +36,21 @@ struct OpenAiServer::Impl {
     std::string next_id(const char *prefix);
 };
 
+
 /// Sends `e` as the response (status and OpenAI error body).
 void send_error(httplib::Response &res, const HttpError &e);
 
-/// Wraps a handler so that every exception becomes an OpenAI error response.
+/// Sends `e` in Ollama's shape: {"error": "..."} (ollama_api.cpp).
+void send_ollama_error(httplib::Response &res, const HttpError &e);
+
+/// Writes an error response in an endpoint's shape (OpenAI's: send_error).
+using ErrorWriter = void (*)(httplib::Response &res, const HttpError &e);
+
+/// Wraps a handler so that every exception becomes an error response that
+/// `write` formats (http_error_from decides the status; 5xx are logged).
 httplib::Server::Handler guarded(
-    std::function<void(const httplib::Request &, httplib::Response &)> f);
+    std::function<void(const httplib::Request &, httplib::Response &)> f,
+    ErrorWriter write = send_error);
 
 /// POST /v1/responses (responses_api.cpp).
 void register_responses_routes(httplib::Server &s, OpenAiServer::Impl &impl);
