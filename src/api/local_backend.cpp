@@ -28,6 +28,8 @@ CoordinatorOptions scheduler_options(const LocalBackendOptions &o) {
     c.use_repack = o.use_repack;
     c.debug_logits_file = o.debug_logits_file;
     c.measured_planner = false;
+    if (o.batch_invariant)
+        c.invariance = StageConfig::Invariance::kFull;
     return c;
 }
 

@@ -43,6 +43,7 @@ struct LocalBackendOptions {
     bool use_mmap = true;
     bool use_repack = true;
     std::string debug_logits_file;  // debug: sampled tokens and first logits (logits_dump.h)
+    bool batch_invariant = false;   // --batch-invariant: the floats of a cluster's kFull stages
 };
 
 class LocalBackend : public InferenceBackend {

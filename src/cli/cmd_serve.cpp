@@ -226,6 +226,7 @@ int cmd_serve(int argc, char **argv) {
         bo.type_v = parse_cache_type(cache_v);
         bo.use_mmap = !no_mmap;
         bo.debug_logits_file = o.debug_logits_file;
+        bo.batch_invariant = batch_invariant;
         return serve_local(bo, api_server_options(api, api_host), ready_file);
     }
 

@@ -306,8 +306,10 @@ void BatchScheduler::apply_plan(const LocalPlan &plan) {
     cfg.load.use_mmap = opts_.use_mmap;
     cfg.load.use_repack = opts_.use_repack;
     cfg.slowdown = opts_.debug_slowdown;  // emulated heterogeneity (docs/cluster.md)
-    // a cluster: recovery re-computes the same floats (stage.h)
-    cfg.invariance = pull_ ? opts_.invariance : StageConfig::Invariance::kNone;
+    // a cluster: recovery re-computes the same floats (stage.h); alone, only
+    // when asked for (--batch-invariant: the same floats as a cluster's)
+    const bool asked = opts_.invariance == StageConfig::Invariance::kFull;
+    cfg.invariance = pull_ || asked ? opts_.invariance : StageConfig::Invariance::kNone;
     try {
         if (host_.holds(opts_.model_path, cfg)) {
             host_.reset();

@@ -29,7 +29,8 @@ struct CoordinatorOptions {
     ggml_type type_v = GGML_TYPE_F16;  // own choice (DESIGN.md, decision 9)
     bool use_mmap = true;              // stage 0 maps the file (false: --no-mmap, read into memory)
     bool use_repack = true;            // CPU weight repacking (llama.cpp's extra buffer types)
-    // stage 0's batch invariance in a cluster (runtime/stage.h; --batch-invariant: kFull)
+    // stage 0's batch invariance in a cluster (runtime/stage.h; --batch-invariant: kFull,
+    // which a coordinator serving alone keeps too; kAttention only with workers)
     StageConfig::Invariance invariance = StageConfig::Invariance::kAttention;
     double mem_limit_gib = 0;          // memory the planner may use here (GiB); 0 = MemAvailable
     bool insecure = false;             // plaintext, no authentication (warns)
