@@ -192,6 +192,7 @@ BackendStats CoordinatorBackend::stats() const {
     s.n_running = sched.n_active();
     s.n_parallel = c_.options().n_parallel;
     s.max_queue = sched.max_queue();
+    s.prompt_tokens_shared = sched.prompt_tokens_shared();
     const ClusterView view = c_.state().cluster_view();
     s.recovery = {view.recovery_totals.recoveries, view.recovery_totals.failed,
                   view.recovery_totals.requests_replayed, view.recovery_totals.tokens_recomputed};

@@ -105,6 +105,7 @@ BackendStats LocalBackend::stats() const {
     s.n_running = active;
     s.n_parallel = opts_.n_parallel;
     s.max_queue = scheduler_->max_queue();
+    s.prompt_tokens_shared = scheduler_->prompt_tokens_shared();
     const StageRuntime rt = scheduler_->stage_runtime();
     StageStats st;
     st.node_id = "local";

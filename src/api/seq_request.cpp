@@ -65,6 +65,7 @@ std::unique_ptr<SeqRequest> make_seq_request(GenerationRequest request,
         req->options = options_to_wire(request.options);
         req->options.n_prompt = static_cast<int32_t>(req->prompt.size());
     }
+    req->share_prompt_of = request.share_prompt_of;
     req->ignore_eos = request.ignore_eos;
     req->is_eog = [t = &tok](int32_t token) { return t->is_eog(token); };
     req->on_token = std::move(callbacks.on_token);

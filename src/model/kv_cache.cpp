@@ -171,6 +171,57 @@ void KvCache::fill_mask(ggml_fp16_t *dst, uint32_t n_kv, const int32_t *seq_ids,
     }
 }
 
+void KvCache::seq_cp(int32_t src, int32_t dst, int32_t p1) {
+    if (src < 0 || dst < 0 || static_cast<uint32_t>(src) >= n_seq_max_ ||
+        static_cast<uint32_t>(dst) >= n_seq_max_ || src == dst) {
+        throw Error(ErrorCode::kInvalidArgument, "cannot copy sequence " + std::to_string(src) +
+                                                     " to " + std::to_string(dst));
+    }
+    std::vector<int32_t> seq_ids, pos;
+    std::vector<uint32_t> from;
+    for (uint32_t j = 0; j < cells_.size(); ++j) {
+        if (cells_[j].seq == src && cells_[j].pos < p1) {
+            seq_ids.push_back(dst);
+            pos.push_back(cells_[j].pos);
+            from.push_back(j);
+        }
+    }
+    if (from.empty())
+        return;
+    if (seq_pos_max_[dst] >= 0) {
+        for (const Cell &c : cells_) {
+            if (c.seq == dst && c.pos < p1)
+                throw Error(ErrorCode::kInvalidArgument,
+                            "sequence " + std::to_string(dst) + " already holds position " +
+                                std::to_string(c.pos));
+        }
+    }
+    // positions must grow per sequence in store(): copy in position order
+    std::vector<size_t> order(from.size());
+    for (size_t i = 0; i < order.size(); ++i)
+        order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return pos[a] < pos[b]; });
+    std::vector<int32_t> sorted_pos(order.size()), sorted_ids(order.size(), dst);
+    std::vector<uint32_t> sorted_from(order.size());
+    for (size_t i = 0; i < order.size(); ++i) {
+        sorted_pos[i] = pos[order[i]];
+        sorted_from[i] = from[order[i]];
+    }
+    std::vector<int64_t> to;
+    store(sorted_ids.data(), sorted_pos.data(), static_cast<uint32_t>(sorted_pos.size()), to);
+    std::vector<uint8_t> row;
+    for (size_t l = 0; l < k_.size(); ++l) {
+        for (ggml_tensor *t : {k_[l], v_[l]}) {
+            const size_t nb = t->nb[1];
+            row.resize(nb);
+            for (size_t i = 0; i < to.size(); ++i) {
+                ggml_backend_tensor_get(t, row.data(), sorted_from[i] * nb, nb);
+                ggml_backend_tensor_set(t, row.data(), static_cast<size_t>(to[i]) * nb, nb);
+            }
+        }
+    }
+}
+
 void KvCache::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
     if (seq < 0 || static_cast<uint32_t>(seq) >= n_seq_max_)
         return;

@@ -63,6 +63,12 @@ class KvCache {
     void fill_mask(ggml_fp16_t *dst, uint32_t n_kv, const int32_t *seq_ids, const int32_t *pos,
                    uint32_t n_tokens) const;
 
+    /// Copies the cells of `src` with pos < p1 (their K and V rows in every
+    /// layer) into new cells of `dst`, which must hold no position below p1
+    /// (a prompt prefilled once for several choices, llama_memory_seq_cp's
+    /// role). Errors: kInvalidArgument (bad ids, src == dst, dst not empty
+    /// there), kResource (no free cells; nothing is copied then).
+    void seq_cp(int32_t src, int32_t dst, int32_t p1);
     /// Frees the cells of `seq` with p0 <= pos < p1 (p1 < 0: to the end).
     void seq_rm(int32_t seq, int32_t p0 = 0, int32_t p1 = -1);
     /// Highest stored position of `seq`, or -1.

@@ -151,6 +151,8 @@ void put(WireWriter &w, const WireSeqOptions &o) {
     w.u32(static_cast<uint32_t>(o.prefill_tokens.size()));
     put_i32s(w, o.prefill_tokens);
     w.u8(o.pooling);
+    w.i32(o.copy_from);
+    w.i32(o.copy_len);
 }
 void put(WireWriter &w, const WireActivations &m) {
     w.u64(m.plan_epoch);
@@ -329,6 +331,12 @@ void get(WireReader &r, const WireLimits &l, WireSeqOptions &o) {
     o.pooling = r.u8("pooling");
     if (o.pooling > 3)
         WireReader::fail("pooling = " + std::to_string(o.pooling) + " is not 0..3");
+    o.copy_from = r.i32("copy_from");
+    o.copy_len = r.i32("copy_len");
+    if (o.copy_from < -1 || o.copy_len < 0) {
+        WireReader::fail("copy_from " + std::to_string(o.copy_from) + ", copy_len " +
+                         std::to_string(o.copy_len) + " out of range");
+    }
 }
 void get(WireReader &r, const WireLimits &l, WireActivations &m) {
     m.plan_epoch = r.u64("plan_epoch");

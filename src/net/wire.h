@@ -71,7 +71,8 @@
 //                              f32 penalty_present, u32 n_drawn
 //                              and options: u32 n_probs, i32 n_prompt, str grammar,
 //                              bool lazy, u32 n, n x str pattern, u32 n, n x i32 trigger
-//                              token, u32 n, n x i32 prefill token, u8 pooling
+//                              token, u32 n, n x i32 prefill token, u8 pooling,
+//                              i32 copy_from, i32 copy_len
 //   n_tokens x i32 token       input token id of each position (-1 = unknown, allowed only
 //                              when n_embd > 0); the last stage feeds them to the penalties
 //   n_tokens x i32 pos         0 <= pos < limits.max_pos, strictly increasing per sequence
@@ -303,6 +304,11 @@ struct WireSeqOptions {
     std::vector<int32_t> trigger_tokens;        // token ids < n_vocab (receiver's check)
     std::vector<int32_t> prefill_tokens;        // accepted by the grammar at creation
     uint8_t pooling = 0;  // 0: generate; 1 mean, 2 cls, 3 last: an embedding (llama_pooling_type)
+    // Before this ubatch, every stage copies positions [0, copy_len) of
+    // sequence copy_from into this one (a prompt prefilled once for n
+    // choices); -1: nothing to copy. Sent with the sequence's first ubatch.
+    int32_t copy_from = -1;  // -1 or a sequence id < n_seq_max, not this one
+    int32_t copy_len = 0;    // >= 0
 
     friend bool operator==(const WireSeqOptions &, const WireSeqOptions &) = default;
 };

@@ -61,6 +61,11 @@ void check_options(const WireSeqOptions &o, const WireLimits &l) {
     check_range(o.trigger_tokens.size(), 0, l.max_option_tokens, "n_trigger_tokens");
     check_range(o.prefill_tokens.size(), 0, l.max_option_tokens, "n_prefill_tokens");
     check_range(o.pooling, 0, 3, "pooling");
+    if (o.copy_from < -1 || (o.copy_from >= 0 && uint32_t(o.copy_from) >= l.max_n_seq))
+        fail("copy_from " + std::to_string(o.copy_from) + " out of range");
+    check_range(static_cast<uint64_t>(std::max(o.copy_len, 0)), 0, l.max_pos, "copy_len");
+    if (o.copy_len < 0)
+        fail("copy_len is negative");
     if (o.grammar.empty() && (o.lazy || !o.trigger_patterns.empty() || !o.trigger_tokens.empty() ||
                               !o.prefill_tokens.empty())) {
         fail("grammar options without a grammar");
@@ -333,6 +338,11 @@ void wire_check_activations(const WireActivations &act, const WirePlanShape &pla
         }
         if (!q.has_options)
             continue;
+        if (q.options.copy_from >= 0 && (uint32_t(q.options.copy_from) >= plan.n_seq_max ||
+                                         q.options.copy_from == q.seq_id)) {
+            mismatch("copy_from < n_seq_max and not the sequence itself", plan.n_seq_max,
+                     uint32_t(q.options.copy_from));
+        }
         for (const std::vector<int32_t> *ids :
              {&q.options.trigger_tokens, &q.options.prefill_tokens}) {
             for (int32_t tok : *ids) {

@@ -113,6 +113,12 @@ struct SeqRequest {
     /// holds position 0 (has_options false: none).
     bool has_options = false;
     WireSeqOptions options;
+    /// An earlier request (its id) with the same prompt, still running: once
+    /// its prompt is in the pipeline, this one copies positions [0, n-1) of
+    /// its KV cache on every stage and prefills only its last prompt token.
+    /// 0, a different prompt, active penalties (they would miss the copied
+    /// history) or a gone request: prefilled alone.
+    uint64_t share_prompt_of = 0;
     bool ignore_eos = false;
     /// True for end-of-generation tokens (ends the sequence unless ignore_eos).
     std::function<bool(int32_t)> is_eog;
@@ -194,6 +200,9 @@ class BatchScheduler {
     /// its sampled tokens coming back, over the last 5 s, ms; 0 when none.
     /// Thread-safe.
     double round_trip_ms() const;
+    /// Prompt positions copied between choices instead of prefilled, since
+    /// the start. Thread-safe.
+    uint64_t prompt_tokens_shared() const { return prompt_tokens_shared_.load(); }
 
   private:
     using clock = std::chrono::steady_clock;
@@ -222,6 +231,10 @@ class BatchScheduler {
         clock::time_point sent_at;
         uint64_t ubatch = 0;  // StallWatch id of the ubatch with its awaited output row
         int64_t ttft_us = 0;
+        bool share_pending = false;  // may copy another slot's prompt (SeqRequest::share_prompt_of)
+        bool wait_share = false;     // this ubatch: that slot still prefills the prompt
+        int32_t copy_from = -1;      // the next ubatch tells the stages to copy this slot's KV
+        uint64_t copy_leader = 0;    // the request id in slot copy_from when it was decided
     };
 
     void run();
@@ -241,6 +254,8 @@ class BatchScheduler {
     void handle_tokens(const WireTokens &tokens);
     void on_sampled(int32_t seq, const WireSampled &sampled);
     void on_embedding(const WireEmbedding &e);
+    /// Decides for each slot with share_pending: copy now, wait, or prefill alone.
+    void resolve_shares();
     void take_cancellations();
     void admit();
     bool build_ubatch(WireActivations &act);
@@ -289,6 +304,7 @@ class BatchScheduler {
     std::string recovery_reason_;
     uint32_t replayed_requests_ = 0;
     uint64_t replayed_tokens_ = 0;
+    std::atomic<uint64_t> prompt_tokens_shared_{0};
     std::atomic<bool> recovering_{false};  // submit() queues while true
     std::string last_user_id_;             // only this key fingerprint may send TOKENS ("" = any)
     StallWatch watch_;

@@ -60,6 +60,8 @@ void BatchScheduler::replay_running(const std::string &reason) {
             ++replayed_requests_;
         replayed_tokens_ += static_cast<uint64_t>(slot.n_pos);
         slot.replaying = true;
+        slot.share_pending = false;  // a replay prefills its own history
+        slot.copy_from = -1;
         slot.n_prompt_sent = 0;
         slot.n_pos = 0;
         slot.next_input = -1;

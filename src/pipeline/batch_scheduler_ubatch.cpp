@@ -199,6 +199,10 @@ void BatchScheduler::admit() {
         slot.req = std::move(q.req);
         slot.submitted = q.submitted;
         slot.admitted = clock::now();
+        const WireSampling &sp = slot.req->sampling;
+        slot.share_pending = slot.req->share_prompt_of != 0 && slot.req->prompt.size() >= 2 &&
+                             !slot.req->embeds() && sp.penalty_repeat == 1.0f &&
+                             sp.penalty_freq == 0.0f && sp.penalty_present == 0.0f;
         COLONY_LOG_DEBUG("scheduler: request %llu -> sequence %zu (%zu prompt tokens)",
                          static_cast<unsigned long long>(slot.id), s, slot.req->prompt.size());
         if (trace_enabled()) {
@@ -212,15 +216,60 @@ void BatchScheduler::admit() {
     }
 }
 
+void BatchScheduler::resolve_shares() {
+    for (size_t s : admission_order_) {
+        Slot &f = slots_[s];
+        f.wait_share = false;
+        if (f.copy_from >= 0 && slots_[f.copy_from].id != f.copy_leader) {
+            // the leader ended before this slot's first row left: prefill alone
+            prompt_tokens_shared_.fetch_sub(f.n_prompt_sent);
+            f.copy_from = -1;
+            f.n_prompt_sent = 0;
+            f.n_pos = 0;
+        }
+        if (!f.share_pending)
+            continue;
+        const Slot *leader = nullptr;
+        size_t li = 0;
+        for (size_t k = 0; k < slots_.size() && !leader; ++k) {
+            if (slots_[k].req && slots_[k].id == f.req->share_prompt_of) {
+                leader = &slots_[k];
+                li = k;
+            }
+        }
+        if (!leader || leader->replaying || !leader->replay.empty() ||
+            leader->req->prompt != f.req->prompt) {
+            f.share_pending = false;  // prefilled alone
+            continue;
+        }
+        if (leader->n_prompt_sent < leader->req->prompt.size()) {
+            f.wait_share = true;  // its last prompt chunk must be in an earlier ubatch
+            continue;
+        }
+        // every stage gets the leader's rows before this ubatch: copy
+        // [0, n-1) and prefill only the last prompt token (its own logits)
+        const auto n = static_cast<int32_t>(f.req->prompt.size()) - 1;
+        f.share_pending = false;
+        f.copy_from = static_cast<int32_t>(li);
+        f.copy_leader = leader->id;
+        f.n_prompt_sent = static_cast<uint32_t>(n);
+        f.n_pos = n;
+        prompt_tokens_shared_.fetch_add(static_cast<uint64_t>(n));
+    }
+}
+
 bool BatchScheduler::build_ubatch(WireActivations &act) {
     const int64_t t_build = trace_enabled() ? trace_now_us() : 0;
+    resolve_shares();
     // The rows: ubatch_builder.h (decode rows first, then prompt chunks in
     // admission order).
     std::vector<BatchSeqView> views;
     views.reserve(admission_order_.size());
     for (size_t s : admission_order_) {
         const Slot &slot = slots_[s];
-        views.push_back({static_cast<int32_t>(s), &prefill_of(slot), slot.n_prompt_sent, slot.n_pos,
+        const uint32_t sent = slot.wait_share ? static_cast<uint32_t>(prefill_of(slot).size())
+                                              : slot.n_prompt_sent;  // waiting: nothing to send
+        views.push_back({static_cast<int32_t>(s), &prefill_of(slot), sent, slot.n_pos,
                          slot.next_input, slot.req && slot.req->embeds()});
     }
     const UbatchPlan plan = colony::build_ubatch(views, opts_.n_ubatch);
@@ -242,9 +291,19 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
             act.seqs.push_back({seq, 0, req.sampling});
             // a sampler made now (a replay on a new last stage) skips the draws made before
             act.seqs.back().sampling.n_drawn = static_cast<uint32_t>(slots_[seq].generated.size());
-            if (req.has_options && plan.pos[r] == 0) {  // where the last stage makes its sampler
-                act.seqs.back().has_options = true;
-                act.seqs.back().options = req.options;
+            Slot &slot = slots_[seq];
+            if ((req.has_options && plan.pos[r] == 0) || slot.copy_from >= 0) {
+                // where the last stage makes its sampler
+                WireSeq &q = act.seqs.back();
+                q.has_options = true;
+                q.options = req.options;
+                if (!req.has_options)
+                    q.options.n_prompt = static_cast<int32_t>(req.prompt.size());
+                if (slot.copy_from >= 0) {
+                    q.options.copy_from = slot.copy_from;
+                    q.options.copy_len = plan.pos[r];
+                    slot.copy_from = -1;
+                }
             }
         }
         ++act.seqs.back().n_tokens;

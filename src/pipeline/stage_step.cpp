@@ -33,6 +33,10 @@ StageOutput run_stage_step(Stage &stage, const WireActivations &in, WireDtype ou
     ub.out_ids = out_ids.data();
     ub.n_outputs = static_cast<uint32_t>(out_ids.size());
 
+    for (const WireSeq &q : in.seqs) {  // a prompt prefilled once for several choices
+        if (q.has_options && q.options.copy_from >= 0)
+            stage.seq_cp(q.options.copy_from, q.seq_id, q.options.copy_len);
+    }
     if (stage.is_last()) {
         samplers.observe(in);  // may throw on bad sampling: before forward
         for (uint32_t row : in.outputs)

@@ -94,6 +94,10 @@ bool Stage::is_first() const {
 bool Stage::is_last() const {
     return weights_->is_last();
 }
+void Stage::seq_cp(int32_t src, int32_t dst, int32_t p1) {
+    kv_->seq_cp(src, dst, p1);
+}
+
 void Stage::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
     kv_->seq_rm(seq, p0, p1);
 }

@@ -125,6 +125,8 @@ class Stage {
 
     /// Forgets positions [p0, p1) of sequence `seq` (p1 < 0: to the end).
     void seq_rm(int32_t seq, int32_t p0 = 0, int32_t p1 = -1);
+    /// Copies positions [0, p1) of `src`'s KV cache into `dst` (KvCache::seq_cp).
+    void seq_cp(int32_t src, int32_t dst, int32_t p1);
     int32_t seq_pos_max(int32_t seq) const;
     uint32_t kv_used() const;
     uint32_t kv_size() const;

@@ -191,3 +191,39 @@ TEST_F(AgentApi, ChatEndpointsNeedATemplateAndSayWhy) {
 
 }  // namespace
 }  // namespace colony
+
+namespace colony {
+namespace {
+
+uint64_t shared_tokens(uint16_t port) {
+    httplib::Client c("127.0.0.1", port);
+    auto res = c.Get("/metrics");
+    const std::string key = "colony_prompt_tokens_shared_total ";
+    const size_t at = res ? res->body.find("\n" + key) : std::string::npos;
+    return at == std::string::npos ? 0 : std::stoull(res->body.substr(at + 1 + key.size()));
+}
+
+TEST_F(AgentApi, ChoicesCopyThePromptsKvAndGiveTheSameTextAsOneChoice) {
+    const std::string prompt =
+        "Once upon a time there was a little girl named Lily. She loved to play outside in the "
+        "sun with her dog. One day";
+    const json one = post("/v1/completions", {{"prompt", prompt}, {"max_tokens", 24}, {"temperature", 0}});
+    const uint64_t before = shared_tokens(server_->port());
+    const json three = post("/v1/completions",
+                            {{"prompt", prompt}, {"max_tokens", 24}, {"temperature", 0}, {"n", 3}});
+    ASSERT_EQ(three["choices"].size(), 3u);
+    for (const json &c : three["choices"])  // a copied KV cache gives the prefilled one's text
+        EXPECT_EQ(c["text"], one["choices"][0]["text"]);
+    const int n_prompt = three["usage"]["prompt_tokens"];
+    EXPECT_EQ(shared_tokens(server_->port()) - before, 2u * static_cast<uint64_t>(n_prompt - 1));
+    // with a penalty the copy would miss the history the penalty looks at: no sharing
+    const uint64_t mid = shared_tokens(server_->port());
+    post("/v1/completions", {{"prompt", prompt},
+                             {"max_tokens", 4},
+                             {"n", 2},
+                             {"frequency_penalty", 0.5}});
+    EXPECT_EQ(shared_tokens(server_->port()), mid);
+}
+
+}  // namespace
+}  // namespace colony

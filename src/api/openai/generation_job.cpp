@@ -163,6 +163,8 @@ std::shared_ptr<GenerationJob> GenerationJob::start(OpenAiServer::Impl &impl, co
             g.sampling.seed += static_cast<uint32_t>(i);  // n choices of one seed differ
         g.options = p.options;
         g.ignore_eos = r.ignore_eos;
+        if (i > 0)  // the other choices copy the first one's prompt KV instead of prefilling
+            g.share_prompt_of = job->choices_[0]->backend_id;
         auto c = std::make_unique<Choice>();
         c->index = static_cast<size_t>(i);
         c->stream =

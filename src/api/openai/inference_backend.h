@@ -61,6 +61,8 @@ struct GenerationRequest {
     int32_t max_tokens = 16;      // >= 1; tokens to deliver through on_token at most
     SamplingParams sampling;      // temperature <= 0: greedy
     SequenceOptions options;      // grammar and logprobs, applied where the sampling happens
+    uint64_t share_prompt_of = 0;  // an earlier request (id) with the same prompt: its prompt's
+                                   // KV cells are copied instead of prefilled again (n choices)
     bool ignore_eos = false;      // true: end-of-generation tokens are delivered like any other
 };
 
@@ -126,6 +128,7 @@ struct BackendStats {
     size_t max_queue = 0;     // submit() refuses beyond this many queued requests
     std::vector<StageStats> stages;
     RecoveryStats recovery;
+    uint64_t prompt_tokens_shared = 0;  // prompt positions copied between choices (n > 1)
 };
 
 /// What the API layer needs to know about the model.

@@ -196,6 +196,10 @@ std::string ApiMetrics::render(const BackendStats &stats, const BackendHealth &h
            "Positions prefilled again to rebuild the KV caches after a lost stage.");
     sample(out, "colony_recovery_tokens_recomputed_total", "",
            static_cast<double>(stats.recovery.tokens_recomputed));
+    header(out, "colony_prompt_tokens_shared_total", "counter",
+           "Prompt positions copied between the choices of one request instead of prefilled.");
+    sample(out, "colony_prompt_tokens_shared_total", "",
+           static_cast<double>(stats.prompt_tokens_shared));
 
     auto per_stage = [&](const char *name, const char *type, const char *help,
                          double (*value)(const StageStats &)) {
