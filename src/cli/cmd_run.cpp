@@ -520,9 +520,10 @@ int cmd_run(int argc, char **argv) {
     std::printf("colony: listening on %s/\n", url.c_str());
     std::printf("colony: model %s ready\n", served_model(o, api).c_str());
     std::printf(
-        "colony run: a coordinator and %u worker(s) serve %s/v1/chat/completions and "
-        "%s/v1/completions; dashboard %s/ (Ctrl-C stops them)\n",
-        o.workers, url.c_str(), url.c_str(), url.c_str());
+        "colony run: a coordinator and %u worker(s) serve %s/v1/chat/completions, "
+        "/v1/completions, /v1/embeddings, /v1/responses, /v1/messages and Ollama's /api/*; "
+        "dashboard %s/ (Ctrl-C stops them)\n",
+        o.workers, url.c_str(), url.c_str());
     std::fflush(stdout);
     for (;;) {
         if (const int sig = wait_stop_signal(200)) {

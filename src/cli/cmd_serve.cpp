@@ -119,9 +119,11 @@ int cmd_serve(int argc, char **argv) {
     int32_t hb_interval = o.heartbeat_interval_ms, recovery_timeout = o.recovery_timeout_ms;
     bool insecure = false, no_mmap = false, no_recovery = false, batch_invariant = false;
     ArgParser p("colony serve",
-                "Serve a model over the OpenAI-compatible API (/v1/chat/completions,\n"
-                "/v1/completions, /v1/models, /health, /metrics, /v1/cluster) and the dashboard\n"
-                "at /. Without workers the whole model runs here. With --workers-expected N (or\n"
+                "Serve a model over the OpenAI-compatible API (/v1/chat/completions with tools,\n"
+                "structured output and logprobs, /v1/completions, /v1/embeddings, /v1/responses,\n"
+                "/v1/models), Anthropic's /v1/messages, Ollama's /api/*, /health, /metrics,\n"
+                "/v1/cluster and the dashboard at /. Without workers the whole model runs here. "
+                "With --workers-expected N (or\n"
                 "a --split of several ranges) this is a coordinator: it owns the model, runs the\n"
                 "first layers itself and gives the other layer ranges to workers that join with\n"
                 "its token.");

@@ -174,8 +174,8 @@ void KvCache::fill_mask(ggml_fp16_t *dst, uint32_t n_kv, const int32_t *seq_ids,
 void KvCache::seq_cp(int32_t src, int32_t dst, int32_t p1) {
     if (src < 0 || dst < 0 || static_cast<uint32_t>(src) >= n_seq_max_ ||
         static_cast<uint32_t>(dst) >= n_seq_max_ || src == dst) {
-        throw Error(ErrorCode::kInvalidArgument, "cannot copy sequence " + std::to_string(src) +
-                                                     " to " + std::to_string(dst));
+        throw Error(ErrorCode::kInvalidArgument,
+                    "cannot copy sequence " + std::to_string(src) + " to " + std::to_string(dst));
     }
     std::vector<int32_t> seq_ids, pos;
     std::vector<uint32_t> from;
@@ -191,9 +191,9 @@ void KvCache::seq_cp(int32_t src, int32_t dst, int32_t p1) {
     if (seq_pos_max_[dst] >= 0) {
         for (const Cell &c : cells_) {
             if (c.seq == dst && c.pos < p1)
-                throw Error(ErrorCode::kInvalidArgument,
-                            "sequence " + std::to_string(dst) + " already holds position " +
-                                std::to_string(c.pos));
+                throw Error(ErrorCode::kInvalidArgument, "sequence " + std::to_string(dst) +
+                                                             " already holds position " +
+                                                             std::to_string(c.pos));
         }
     }
     // positions must grow per sequence in store(): copy in position order

@@ -338,8 +338,8 @@ void wire_check_activations(const WireActivations &act, const WirePlanShape &pla
         }
         if (!q.has_options)
             continue;
-        if (q.options.copy_from >= 0 && (uint32_t(q.options.copy_from) >= plan.n_seq_max ||
-                                         q.options.copy_from == q.seq_id)) {
+        if (q.options.copy_from >= 0 &&
+            (uint32_t(q.options.copy_from) >= plan.n_seq_max || q.options.copy_from == q.seq_id)) {
             mismatch("copy_from < n_seq_max and not the sequence itself", plan.n_seq_max,
                      uint32_t(q.options.copy_from));
         }

@@ -207,7 +207,8 @@ TEST_F(AgentApi, ChoicesCopyThePromptsKvAndGiveTheSameTextAsOneChoice) {
     const std::string prompt =
         "Once upon a time there was a little girl named Lily. She loved to play outside in the "
         "sun with her dog. One day";
-    const json one = post("/v1/completions", {{"prompt", prompt}, {"max_tokens", 24}, {"temperature", 0}});
+    const json one =
+        post("/v1/completions", {{"prompt", prompt}, {"max_tokens", 24}, {"temperature", 0}});
     const uint64_t before = shared_tokens(server_->port());
     const json three = post("/v1/completions",
                             {{"prompt", prompt}, {"max_tokens", 24}, {"temperature", 0}, {"n", 3}});
@@ -218,10 +219,8 @@ TEST_F(AgentApi, ChoicesCopyThePromptsKvAndGiveTheSameTextAsOneChoice) {
     EXPECT_EQ(shared_tokens(server_->port()) - before, 2u * static_cast<uint64_t>(n_prompt - 1));
     // with a penalty the copy would miss the history the penalty looks at: no sharing
     const uint64_t mid = shared_tokens(server_->port());
-    post("/v1/completions", {{"prompt", prompt},
-                             {"max_tokens", 4},
-                             {"n", 2},
-                             {"frequency_penalty", 0.5}});
+    post("/v1/completions",
+         {{"prompt", prompt}, {"max_tokens", 4}, {"n", 2}, {"frequency_penalty", 0.5}});
     EXPECT_EQ(shared_tokens(server_->port()), mid);
 }
 

@@ -303,10 +303,9 @@ void handle(OpenAiServer::Impl &impl, const httplib::Request &req, httplib::Resp
 }  // namespace
 
 void register_anthropic_routes(httplib::Server &s, OpenAiServer::Impl &impl) {
-    s.Post("/v1/messages",
-           guarded([&impl](const httplib::Request &req,
-                           httplib::Response &res) { handle(impl, req, res); },
-                   send_anthropic_error));
+    s.Post("/v1/messages", guarded([&impl](const httplib::Request &req,
+                                           httplib::Response &res) { handle(impl, req, res); },
+                                   send_anthropic_error));
 }
 
 }  // namespace colony

@@ -57,13 +57,13 @@ std::string cpu_device_name();
 
 /// One generation in token ids, validated by the API layer.
 struct GenerationRequest {
-    std::vector<int32_t> prompt;  // token ids, 1 .. model_info().n_ctx_seq - 1 of them
-    int32_t max_tokens = 16;      // >= 1; tokens to deliver through on_token at most
-    SamplingParams sampling;      // temperature <= 0: greedy
-    SequenceOptions options;      // grammar and logprobs, applied where the sampling happens
+    std::vector<int32_t> prompt;   // token ids, 1 .. model_info().n_ctx_seq - 1 of them
+    int32_t max_tokens = 16;       // >= 1; tokens to deliver through on_token at most
+    SamplingParams sampling;       // temperature <= 0: greedy
+    SequenceOptions options;       // grammar and logprobs, applied where the sampling happens
     uint64_t share_prompt_of = 0;  // an earlier request (id) with the same prompt: its prompt's
                                    // KV cells are copied instead of prefilled again (n choices)
-    bool ignore_eos = false;      // true: end-of-generation tokens are delivered like any other
+    bool ignore_eos = false;       // true: end-of-generation tokens are delivered like any other
 };
 
 /// How a generation ended. Times are microseconds from submit().

@@ -36,7 +36,6 @@ struct OpenAiServer::Impl {
     std::string next_id(const char *prefix);
 };
 
-
 /// Sends `e` as the response (status and OpenAI error body).
 void send_error(httplib::Response &res, const HttpError &e);
 
