@@ -141,9 +141,33 @@ SampledToken Sampler::sample_full(const float *logits) {
 }
 
 int32_t Sampler::sample(const float *logits) {
+    const int32_t token = pick(logits);
+    llama_sampler_accept(chain_, token);
+    accept_grammar(token);
+    return token;
+}
+
+int32_t Sampler::pick(const float *logits) {
     for (int32_t i = 0; i < n_vocab_; ++i)
         candidates_[i] = llama_token_data{i, logits[i], 0.0f};
     llama_token_data_array arr{candidates_.data(), candidates_.size(), -1, false};
+    if (grammar_ && !dist_) {
+        // greedy: the arg max, if the grammar allows it, is the arg max of
+        // what the grammar allows; checking one token spares running the
+        // grammar over the whole vocabulary (the common case under a JSON
+        // schema or a tool call's name)
+        llama_sampler_apply(chain_, &arr);
+        if (arr.selected >= 0 && static_cast<size_t>(arr.selected) < arr.size) {
+            llama_token_data one = arr.data[arr.selected];
+            llama_token_data_array single{&one, 1, -1, false};
+            llama_sampler_apply(grammar_, &single);
+            if (one.logit != -INFINITY)
+                return one.id;
+        }
+        for (int32_t i = 0; i < n_vocab_; ++i)
+            candidates_[i] = llama_token_data{i, logits[i], 0.0f};
+        arr = llama_token_data_array{candidates_.data(), candidates_.size(), -1, false};
+    }
     if (grammar_) {
         // the grammar first, on every candidate: one draw per token whatever
         // it forbids, so a replay's skip_draws stays exact (llama-server
@@ -161,10 +185,7 @@ int32_t Sampler::sample(const float *logits) {
     if (arr.selected < 0 || static_cast<size_t>(arr.selected) >= arr.size) {
         throw Error(ErrorCode::kInternal, "sampler selected no token");
     }
-    const int32_t token = arr.data[arr.selected].id;
-    llama_sampler_accept(chain_, token);
-    accept_grammar(token);
-    return token;
+    return arr.data[arr.selected].id;
 }
 
 void Sampler::accept(int32_t token) {

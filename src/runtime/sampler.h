@@ -120,6 +120,8 @@ class Sampler {
     void skip_draws(uint32_t n);
 
   private:
+    /// The token sample() picks, before it is recorded anywhere.
+    int32_t pick(const float *logits);
     void accept_grammar(int32_t token);
 
     llama_sampler *chain_ = nullptr;    // penalties .. temperature (greedy: .. greedy)
