@@ -70,8 +70,8 @@ else
 fi
 [ "$deps_only" = 1 ] && exit 0
 
-# JavaScript test clients (the official openai package, playwright-core for the
-# browser test), pinned by tests/api/js/package-lock.json
+# JavaScript test clients (openai, the Vercel AI SDK, LangChain.js, ollama, zod;
+# playwright-core for the browser test), pinned by tests/api/js/package-lock.json
 if [ -f tests/api/js/package-lock.json ] && command -v npm >/dev/null 2>&1; then
   if [ ! -d tests/api/js/node_modules ] || [ tests/api/js/package-lock.json -nt tests/api/js/node_modules ]; then
     log "installing the JavaScript test clients (npm ci)"
