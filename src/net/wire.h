@@ -377,6 +377,30 @@ struct WireTokens {
     friend bool operator==(const WireTokens &, const WireTokens &) = default;
 };
 
+/// A sequence entry of an ACTIVATIONS ubatch without options.
+inline WireSeq wire_seq(int32_t seq_id, uint32_t n_tokens, const WireSampling &sampling = {}) {
+    WireSeq q;
+    q.seq_id = seq_id;
+    q.n_tokens = n_tokens;
+    q.sampling = sampling;
+    return q;
+}
+
+/// TOKENS of plan `epoch` with (seq_id, token, pos) entries and no logprobs.
+inline WireTokens wire_tokens(uint64_t epoch,
+                              std::initializer_list<std::array<int32_t, 3>> sampled) {
+    WireTokens t;
+    t.plan_epoch = epoch;
+    for (const auto &[seq, token, pos] : sampled) {
+        WireSampled s;
+        s.seq_id = seq;
+        s.token = token;
+        s.pos = pos;
+        t.sampled.push_back(s);
+    }
+    return t;
+}
+
 /// Remove KV cache cells of seq_id with position >= p0 on every stage:
 /// p0 = 0 frees the sequence, p0 > 0 trims it; seq_id = -1 means all sequences.
 struct WireSeqRelease {

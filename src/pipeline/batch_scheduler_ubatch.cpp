@@ -288,7 +288,7 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
         const int32_t seq = plan.seq_id[r];
         if (act.seqs.empty() || act.seqs.back().seq_id != seq) {
             const SeqRequest &req = *slots_[seq].req;
-            act.seqs.push_back({seq, 0, req.sampling});
+            act.seqs.push_back(wire_seq(seq, 0, req.sampling));
             // a sampler made now (a replay on a new last stage) skips the draws made before
             act.seqs.back().sampling.n_drawn = static_cast<uint32_t>(slots_[seq].generated.size());
             Slot &slot = slots_[seq];

@@ -299,7 +299,7 @@ std::vector<hostile_case> hostile_cases() {
          "runs past total"},
         {"TOKENS_COUNT_FFFFFFFF",
          [] {
-             frame_t f = encode(WireTokens{1, {{0, 1, 2}}});
+             frame_t f = encode(wire_tokens(1, {{0, 1, 2}}));
              put_u32(f, H + 8, 0xFFFFFFFFu);
              return f;
          },

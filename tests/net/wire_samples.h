@@ -24,7 +24,7 @@ inline WireActivations sample_activations() {
     a.dtype = WIRE_DTYPE_F16;
     a.n_embd = 64;
     a.n_tokens = 3;
-    WireSeq s3{3, 2, {}};
+    WireSeq s3 = wire_seq(3, 2);
     s3.sampling.temperature = 0.8f;
     s3.sampling.top_k = 40;
     s3.sampling.top_p = 0.95f;
@@ -35,7 +35,7 @@ inline WireActivations sample_activations() {
     s3.sampling.penalty_freq = 0.1f;
     s3.sampling.penalty_present = 0.2f;
     s3.sampling.n_drawn = 17;
-    a.seqs = {s3, WireSeq{7, 1, {}}};
+    a.seqs = {s3, wire_seq(7, 1)};
     a.tokens = {100, 200, -1};
     a.pos = {10, 0, 11};
     a.seq_id = {3, 7, 3};
@@ -106,8 +106,10 @@ inline std::vector<WireMessage> sample_messages() {
     add(WireShardChunk{1 << 20, 5 << 20, std::vector<uint8_t>(1000, 0xab)});
     add(WireShardEnd{5 << 20, test_key(4)});
     add(sample_activations_with_options());
-    WireTokens tokens{
-        42, {{3, 1500, 11}, {7, 29, 0, true, -0.25f, {{29, -0.25f}, {31, -1.5f}}}}, {}};
+    WireTokens tokens = wire_tokens(42, {{3, 1500, 11}, {7, 29, 0}});
+    tokens.sampled[1].has_logprob = true;  // with logprobs: the token and two alternatives
+    tokens.sampled[1].logprob = -0.25f;
+    tokens.sampled[1].top = {{29, -0.25f}, {31, -1.5f}};
     tokens.embeddings.push_back({5, 9, {0.6f, -0.8f, 0.0f}});  // an embedding, pooled at pos 9
     add(tokens);
     add(WireSeqRelease{3, 5});

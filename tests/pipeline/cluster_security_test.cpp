@@ -244,13 +244,13 @@ TEST(PipelineSecurity, HostileFramesAreDroppedAndServingGoesOn) {
                                        coord_keys.public_z85, worker_keys);
         for (const auto &f : malformed_frames())
             send_raw(d, f);
-        send_raw(d, encode(WireTokens{epoch, {{0, 5, 3}}}));      // no sequence expects it
-        send_raw(d, encode(WireTokens{epoch + 7, {{0, 5, 3}}}));  // another plan
-        send_raw(d, encode(WireSeqRelease{0, 0}));                // not for this socket
+        send_raw(d, encode(wire_tokens(epoch, {{0, 5, 3}})));      // no sequence expects it
+        send_raw(d, encode(wire_tokens(epoch + 7, {{0, 5, 3}})));  // another plan
+        send_raw(d, encode(WireSeqRelease{0, 0}));                 // not for this socket
         // The same socket with the coordinator's own key: not the last stage.
         zmq::socket_t d2 = curve_socket(ctx, zmq::socket_type::push, serve.data_endpoint(),
                                         coord_keys.public_z85, coord_keys);
-        send_raw(d2, encode(WireTokens{epoch, {{0, 5, 3}}}));
+        send_raw(d2, encode(wire_tokens(epoch, {{0, 5, 3}})));
 
         // The worker's data socket, authenticated with the coordinator's key.
         zmq::socket_t wd = curve_socket(ctx, zmq::socket_type::push, worker_ep,
@@ -262,7 +262,7 @@ TEST(PipelineSecurity, HostileFramesAreDroppedAndServingGoesOn) {
         act.dtype = WIRE_DTYPE_F32;
         act.n_embd = 32;  // the model's is 64
         act.n_tokens = 1;
-        act.seqs = {{0, 1, {}}};
+        act.seqs = {wire_seq(0, 1)};
         act.tokens = {1};
         act.pos = {0};
         act.seq_id = {0};
@@ -277,7 +277,7 @@ TEST(PipelineSecurity, HostileFramesAreDroppedAndServingGoesOn) {
         act.plan_epoch = epoch + 3;  // another plan
         send_raw(wd, encode(act));
         act.plan_epoch = epoch;
-        act.seqs = {{9, 1, {}}};  // seq id beyond --parallel
+        act.seqs = {wire_seq(9, 1)};  // seq id beyond --parallel
         act.seq_id = {9};
         send_raw(wd, encode(act));
         const auto frame = encode(act);

@@ -43,7 +43,7 @@ WireActivations make_act(uint32_t n_embd, uint32_t n_tokens, WireDtype dtype,
     a.dtype = dtype;
     a.n_embd = n_embd;
     a.n_tokens = n_tokens;
-    a.seqs = {{0, n_tokens, {}}};
+    a.seqs = {wire_seq(0, n_tokens)};
     for (uint32_t t = 0; t < n_tokens; ++t) {
         a.tokens.push_back(1);
         a.pos.push_back(static_cast<int32_t>(t));

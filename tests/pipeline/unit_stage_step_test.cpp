@@ -50,7 +50,7 @@ std::vector<int32_t> pipeline_greedy(const std::string &model, uint32_t cut, Wir
             WireActivations act;
             act.plan_epoch = 1;
             act.n_tokens = static_cast<uint32_t>(std::min<size_t>(3, input.size() - i));
-            act.seqs = {{1, act.n_tokens, greedy}};
+            act.seqs = {wire_seq(1, act.n_tokens, greedy)};
             act.tokens.assign(input.begin() + i, input.begin() + i + act.n_tokens);
             for (uint32_t t = 0; t < act.n_tokens; ++t) {
                 act.pos.push_back(pos++);
@@ -120,7 +120,7 @@ TEST(SequenceSamplers, PromptTokensAreCountedOnceForPenalties) {
     WireSampling p;
     p.penalty_last_n = 64;
     p.penalty_repeat = 1000.0f;
-    act.seqs = {{0, 2, p}};
+    act.seqs = {wire_seq(0, 2, p)};
     act.tokens = {0, 1};
     act.pos = {0, 1};
     act.seq_id = {0, 0};
@@ -132,7 +132,7 @@ TEST(SequenceSamplers, PromptTokensAreCountedOnceForPenalties) {
     EXPECT_EQ(t2, 2);
     // The sampled token comes back as the next input: not accepted twice.
     act.n_tokens = 1;
-    act.seqs = {{0, 1, p}};
+    act.seqs = {wire_seq(0, 1, p)};
     act.tokens = {t2};
     act.pos = {2};
     act.seq_id = {0};
