@@ -177,45 +177,32 @@ void KvCache::seq_cp(int32_t src, int32_t dst, int32_t p1) {
         throw Error(ErrorCode::kInvalidArgument,
                     "cannot copy sequence " + std::to_string(src) + " to " + std::to_string(dst));
     }
-    std::vector<int32_t> seq_ids, pos;
-    std::vector<uint32_t> from;
+    std::vector<std::pair<int32_t, uint32_t>> from;  // (pos, cell) of src below p1
     for (uint32_t j = 0; j < cells_.size(); ++j) {
-        if (cells_[j].seq == src && cells_[j].pos < p1) {
-            seq_ids.push_back(dst);
-            pos.push_back(cells_[j].pos);
-            from.push_back(j);
-        }
+        if (cells_[j].seq == src && cells_[j].pos < p1)
+            from.emplace_back(cells_[j].pos, j);
     }
     if (from.empty())
         return;
-    if (seq_pos_max_[dst] >= 0) {
-        for (const Cell &c : cells_) {
-            if (c.seq == dst && c.pos < p1)
-                throw Error(ErrorCode::kInvalidArgument, "sequence " + std::to_string(dst) +
-                                                             " already holds position " +
-                                                             std::to_string(c.pos));
-        }
+    for (const Cell &c : cells_) {
+        if (c.seq == dst && c.pos < p1)
+            throw Error(ErrorCode::kInvalidArgument, "sequence " + std::to_string(dst) +
+                                                         " already holds position " +
+                                                         std::to_string(c.pos));
     }
-    // positions must grow per sequence in store(): copy in position order
-    std::vector<size_t> order(from.size());
-    for (size_t i = 0; i < order.size(); ++i)
-        order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return pos[a] < pos[b]; });
-    std::vector<int32_t> sorted_pos(order.size()), sorted_ids(order.size(), dst);
-    std::vector<uint32_t> sorted_from(order.size());
-    for (size_t i = 0; i < order.size(); ++i) {
-        sorted_pos[i] = pos[order[i]];
-        sorted_from[i] = from[order[i]];
-    }
+    std::sort(from.begin(), from.end());  // store() wants each sequence's positions growing
+    std::vector<int32_t> seq_ids(from.size(), dst), pos(from.size());
+    for (size_t i = 0; i < from.size(); ++i)
+        pos[i] = from[i].first;
     std::vector<int64_t> to;
-    store(sorted_ids.data(), sorted_pos.data(), static_cast<uint32_t>(sorted_pos.size()), to);
+    store(seq_ids.data(), pos.data(), static_cast<uint32_t>(pos.size()), to);
     std::vector<uint8_t> row;
     for (size_t l = 0; l < k_.size(); ++l) {
         for (ggml_tensor *t : {k_[l], v_[l]}) {
             const size_t nb = t->nb[1];
             row.resize(nb);
             for (size_t i = 0; i < to.size(); ++i) {
-                ggml_backend_tensor_get(t, row.data(), sorted_from[i] * nb, nb);
+                ggml_backend_tensor_get(t, row.data(), from[i].second * nb, nb);
                 ggml_backend_tensor_set(t, row.data(), static_cast<size_t>(to[i]) * nb, nb);
             }
         }

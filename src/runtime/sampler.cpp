@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
-#include <numeric>
 #include <random>
 #include <string>
 
@@ -44,14 +43,21 @@ void compute_logprobs(const float *logits, int32_t n_vocab, int32_t token, int32
     n_top = std::clamp(n_top, 0, n_vocab);
     if (n_top == 0)
         return;
-    std::vector<int32_t> ids(static_cast<size_t>(n_vocab));
-    std::iota(ids.begin(), ids.end(), 0);
-    auto more_likely = [logits](int32_t a, int32_t b) {
+    // the n_top best in one pass (n_top <= kMaxTopLogprobs: a short sorted list)
+    auto better = [logits](int32_t a, int32_t b) {
         return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
     };
-    std::partial_sort(ids.begin(), ids.begin() + n_top, ids.end(), more_likely);
-    for (int32_t i = 0; i < n_top; ++i)
-        out.top.push_back({ids[i], logits[ids[i]] - log_z});
+    std::vector<int32_t> best;
+    best.reserve(static_cast<size_t>(n_top) + 1);
+    for (int32_t i = 0; i < n_vocab; ++i) {
+        if (static_cast<int32_t>(best.size()) == n_top && !better(i, best.back()))
+            continue;
+        best.insert(std::upper_bound(best.begin(), best.end(), i, better), i);
+        if (static_cast<int32_t>(best.size()) > n_top)
+            best.pop_back();
+    }
+    for (int32_t id : best)
+        out.top.push_back({id, logits[id] - log_z});
 }
 
 namespace {

@@ -13,6 +13,13 @@ inline int64_t now_us() {
         .count();
 }
 
+/// Seconds since the Unix epoch (wall clock), for timestamps in API responses.
+inline int64_t unix_now_s() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 /// Microseconds from `a` to `b` on the steady clock (negative when b < a).
 inline int64_t us_between(std::chrono::steady_clock::time_point a,
                           std::chrono::steady_clock::time_point b) {

@@ -9,6 +9,7 @@
 #include "api/openai/generation_job.h"
 #include "api/openai/job_stream.h"
 #include "api/openai/request_fields.h"
+#include "api/openai/response_json.h"
 #include "api/openai/server_impl.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -18,10 +19,6 @@ namespace colony {
 namespace {
 
 using nlohmann::json;
-
-std::string dump(const json &j) {
-    return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
 
 json error_json(const HttpError &e) {
     const char *type = e.status == 401   ? "authentication_error"
@@ -35,7 +32,7 @@ json error_json(const HttpError &e) {
 
 void send_anthropic_error(httplib::Response &res, const HttpError &e) {
     res.status = e.status;
-    res.set_content(dump(error_json(e)), "application/json");
+    res.set_content(json_text(error_json(e)), "application/json");
 }
 
 std::string block_text(const json &content, const std::string &p) {
@@ -82,11 +79,8 @@ json chat_messages(const json &body) {
             if (type == "text") {
                 text += b.value("text", "");
             } else if (type == "tool_use") {
-                calls.push_back({{"id", b.value("id", "")},
-                                 {"type", "function"},
-                                 {"function",
-                                  {{"name", b.value("name", "")},
-                                   {"arguments", b.value("input", json::object()).dump()}}}});
+                calls.push_back(openai_tool_call(b.value("id", ""), b.value("name", ""),
+                                                 b.value("input", json::object())));
             } else if (type == "tool_result") {
                 msgs.push_back(
                     {{"role", "tool"},
@@ -133,7 +127,7 @@ ApiRequest translate(OpenAiServer::Impl &impl, const json &body) {
                        {"parameters", t.value("input_schema", json::object())}};
             if (t.contains("description"))
                 fn["description"] = t["description"];
-            o["tools"].push_back({{"type", "function"}, {"function", fn}});
+            o["tools"].push_back(openai_tool(fn));
         }
     }
     if (const json *tc = field(body, "tool_choice"); tc && tc->is_object()) {
@@ -141,15 +135,14 @@ ApiRequest translate(OpenAiServer::Impl &impl, const json &body) {
         if (type == "any")
             o["tool_choice"] = "required";
         else if (type == "tool")
-            o["tool_choice"] = {{"type", "function"},
-                                {"function", {{"name", tc->value("name", "")}}}};
+            o["tool_choice"] = openai_named_choice(tc->value("name", ""));
         else
             o["tool_choice"] = type;  // auto, none
         o["parallel_tool_calls"] = !tc->value("disable_parallel_tool_use", false);
     }
     ApiLimits limits;
     limits.max_tokens_limit = impl.opts.max_tokens_limit;
-    return parse_chat_request(dump(o), limits);
+    return parse_chat_request(json_text(o), limits);
 }
 
 const char *stop_reason(const ChoiceResult &c) {
@@ -245,7 +238,7 @@ class MessageEvents {
     }
     static std::string event(const char *type, json data) {
         data["type"] = type;
-        return std::string("event: ") + type + "\ndata: " + dump(data) + "\n\n";
+        return std::string("event: ") + type + "\ndata: " + json_text(data) + "\n\n";
     }
 
     std::string id_, model_;
@@ -278,16 +271,16 @@ void handle(OpenAiServer::Impl &impl, const httplib::Request &req, httplib::Resp
             content.push_back({{"type", "text"}, {"text", c.text}});
         for (const ToolCall &call : c.tool_calls)
             content.push_back(tool_use(call));
-        res.set_content(dump({{"id", id},
-                              {"type", "message"},
-                              {"role", "assistant"},
-                              {"model", model},
-                              {"content", content},
-                              {"stop_reason", stop_reason(c)},
-                              {"stop_sequence", nullptr},
-                              {"usage",
-                               {{"input_tokens", job->prompt_tokens()},
-                                {"output_tokens", job->completion_tokens()}}}}),
+        res.set_content(json_text({{"id", id},
+                                   {"type", "message"},
+                                   {"role", "assistant"},
+                                   {"model", model},
+                                   {"content", content},
+                                   {"stop_reason", stop_reason(c)},
+                                   {"stop_sequence", nullptr},
+                                   {"usage",
+                                    {{"input_tokens", job->prompt_tokens()},
+                                     {"output_tokens", job->completion_tokens()}}}}),
                         "application/json");
         return;
     }

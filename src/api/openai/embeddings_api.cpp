@@ -12,6 +12,7 @@
 
 #include "api/openai/generation_job.h"
 #include "api/openai/request_fields.h"
+#include "api/openai/response_json.h"
 #include "api/openai/server_impl.h"
 #include "base64.hpp"
 #include "llama.h"
@@ -26,10 +27,6 @@ namespace {
 using nlohmann::json;
 
 constexpr size_t kMaxInputs = 256;  // inputs per request
-
-std::string dump(const json &j) {
-    return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
 
 Pooling pooling_of(const OpenAiServer::Impl &impl, const BackendModelInfo &info) {
     std::string p = impl.opts.pooling;
@@ -221,10 +218,10 @@ void register_embeddings_routes(httplib::Server &s, OpenAiServer::Impl &impl) {
                                                                     : json(vectors[i])}});
                }
                const size_t n = count_tokens(inputs);
-               res.set_content(dump({{"object", "list"},
-                                     {"data", data},
-                                     {"model", info.id},
-                                     {"usage", {{"prompt_tokens", n}, {"total_tokens", n}}}}),
+               res.set_content(json_text({{"object", "list"},
+                                          {"data", data},
+                                          {"model", info.id},
+                                          {"usage", {{"prompt_tokens", n}, {"total_tokens", n}}}}),
                                "application/json");
            }));
     auto ollama = [&impl](bool legacy) {
@@ -251,7 +248,7 @@ void register_embeddings_routes(httplib::Server &s, OpenAiServer::Impl &impl) {
                            {"load_duration", 0},
                            {"prompt_eval_count", count_tokens(inputs)}};
                 }
-                res.set_content(dump(out), "application/json");
+                res.set_content(json_text(out), "application/json");
             },
             send_ollama_error);
     };

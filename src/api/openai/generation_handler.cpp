@@ -20,12 +20,6 @@ namespace {
 constexpr std::chrono::milliseconds kPollInterval{
     100};  // how often a waiting handler checks its client
 
-int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 /// The SSE stream of OpenAI's chat.completion.chunk / text_completion objects.
 JobStreamFormat openai_sse(RequestKind kind, const ResponseIds &ids, const ApiRequest &r,
                            size_t n_choices) {
@@ -95,7 +89,7 @@ void handle_generation(OpenAiServer::Impl &impl, RequestKind kind, const httplib
     COLONY_LOG_DEBUG("api: %s %s is request %s: %d prompt tokens%s", req.path.c_str(),
                      ids.id.c_str(), job->backend_ids().c_str(), job->prompt_tokens(),
                      r.stream ? ", streaming" : "");
-    ids.created = unix_now();
+    ids.created = unix_now_s();
     ids.model = info.id;
     if (!r.stream) {
         if (!wait_job(*job, req, res, ids.id))

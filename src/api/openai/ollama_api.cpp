@@ -15,6 +15,7 @@
 #include "api/openai/generation_job.h"
 #include "api/openai/job_stream.h"
 #include "api/openai/request_fields.h"
+#include "api/openai/response_json.h"
 #include "api/openai/server_impl.h"
 #include "llama.h"
 #include "runtime/tokenizer.h"
@@ -29,10 +30,6 @@ namespace {
 using nlohmann::json;
 
 constexpr const char *kJson = "application/json";
-
-std::string dump(const json &j) {
-    return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
 
 std::string iso_time(std::chrono::system_clock::time_point t) {
     const std::time_t secs = std::chrono::system_clock::to_time_t(t);
@@ -122,12 +119,8 @@ json openai_messages(const json &messages) {
             for (const json &c : *calls) {
                 const json fn = c.value("function", json::object());
                 const json args = fn.value("arguments", json::object());
-                o["tool_calls"].push_back(
-                    {{"id", "call_" + std::to_string(n_call++)},
-                     {"type", "function"},
-                     {"function",
-                      {{"name", fn.value("name", "")},
-                       {"arguments", args.is_string() ? args.get<std::string>() : args.dump()}}}});
+                o["tool_calls"].push_back(openai_tool_call("call_" + std::to_string(n_call++),
+                                                           fn.value("name", ""), args));
             }
         }
         out.push_back(o);
@@ -148,7 +141,7 @@ ApiRequest translate(OpenAiServer::Impl &impl, const json &body, bool chat) {
         o["messages"] = openai_messages(body.contains("messages") ? body["messages"] : json());
         if (const json *t = field(body, "tools"))
             o["tools"] = *t;
-        ApiRequest r = parse_chat_request(dump(o), limits);
+        ApiRequest r = parse_chat_request(json_text(o), limits);
         r.model.clear();  // checked by the caller, with ":latest"
         return r;
     }
@@ -163,14 +156,14 @@ ApiRequest translate(OpenAiServer::Impl &impl, const json &body, bool chat) {
             msgs.push_back({{"role", "system"}, {"content", *sys}});
         msgs.push_back({{"role", "user"}, {"content", *prompt}});
         o["messages"] = msgs;
-        ApiRequest r = parse_chat_request(dump(o), limits);
+        ApiRequest r = parse_chat_request(json_text(o), limits);
         r.model.clear();
         return r;
     }
     o["prompt"] = *prompt;
     if (!field(o, "max_tokens"))
         o["max_tokens"] = impl.opts.max_tokens_limit;  // Ollama: until the model stops
-    ApiRequest r = parse_completion_request(dump(o), limits);
+    ApiRequest r = parse_completion_request(json_text(o), limits);
     r.model.clear();
     return r;
 }
@@ -238,7 +231,7 @@ void handle(OpenAiServer::Impl &impl, bool chat, const httplib::Request &req,
         else
             j["response"] = c.text;
         put_stats(*job, c.finish_reason, j);
-        res.set_content(dump(j), kJson);
+        res.set_content(json_text(j), kJson);
         return;
     }
     JobStreamFormat f;
@@ -252,7 +245,7 @@ void handle(OpenAiServer::Impl &impl, bool chat, const httplib::Request &req,
         else
             j["response"] = u.text;
         j["done"] = false;
-        return dump(j) + "\n";
+        return json_text(j) + "\n";
     };
     f.end = [head, chat](const GenerationJob &job) {
         const ChoiceResult &c = job.results().at(0);
@@ -261,7 +254,7 @@ void handle(OpenAiServer::Impl &impl, bool chat, const httplib::Request &req,
         if (chat && !c.tool_calls.empty()) {  // Ollama sends whole calls, not deltas
             j["message"] = message_json("", "", c.tool_calls);
             j["done"] = false;
-            out += dump(j) + "\n";
+            out += json_text(j) + "\n";
             j = head();
         }
         if (chat)
@@ -269,9 +262,9 @@ void handle(OpenAiServer::Impl &impl, bool chat, const httplib::Request &req,
         else
             j["response"] = "";
         put_stats(job, c.finish_reason, j);
-        return out + dump(j) + "\n";
+        return out + json_text(j) + "\n";
     };
-    f.error = [](const HttpError &e) { return dump({{"error", e.message}}) + "\n"; };
+    f.error = [](const HttpError &e) { return json_text({{"error", e.message}}) + "\n"; };
     stream_job(res, job, std::move(f), log_id);
 }
 
@@ -305,24 +298,25 @@ json model_entry(const OpenAiServer::Impl &impl, const BackendModelInfo &info) {
 
 void send_ollama_error(httplib::Response &res, const HttpError &e) {
     res.status = e.status;
-    res.set_content(dump({{"error", e.message}}), kJson);
+    res.set_content(json_text({{"error", e.message}}), kJson);
 }
 
 void register_ollama_routes(httplib::Server &s, OpenAiServer::Impl &impl) {
     s.Get("/api/version", ollama_guarded([](const httplib::Request &, httplib::Response &res) {
-              res.set_content(dump({{"version", kSoftwareVersion}}), kJson);
+              res.set_content(json_text({{"version", kSoftwareVersion}}), kJson);
           }));
-    s.Get("/api/tags", ollama_guarded([&impl](const httplib::Request &, httplib::Response &res) {
-              const BackendModelInfo info = impl.backend.model_info();
-              res.set_content(dump({{"models", json::array({model_entry(impl, info)})}}), kJson);
-          }));
+    s.Get(
+        "/api/tags", ollama_guarded([&impl](const httplib::Request &, httplib::Response &res) {
+            const BackendModelInfo info = impl.backend.model_info();
+            res.set_content(json_text({{"models", json::array({model_entry(impl, info)})}}), kJson);
+        }));
     s.Get("/api/ps", ollama_guarded([&impl](const httplib::Request &, httplib::Response &res) {
               const BackendModelInfo info = impl.backend.model_info();
               json m = model_entry(impl, info);
               m["expires_at"] = "9999-12-31T23:59:59Z";  // loaded while colony serves
               m["size_vram"] = 0;
               m["context_length"] = info.n_ctx_seq;
-              res.set_content(dump({{"models", json::array({m})}}), kJson);
+              res.set_content(json_text({{"models", json::array({m})}}), kJson);
           }));
     s.Post("/api/show",
            ollama_guarded([&impl](const httplib::Request &req, httplib::Response &res) {
@@ -335,17 +329,17 @@ void register_ollama_routes(httplib::Server &s, OpenAiServer::Impl &impl) {
                json caps = json::array({"completion"});
                if (impl.chat.available())
                    caps.push_back("tools");
-               res.set_content(dump({{"modelfile", ""},
-                                     {"parameters", ""},
-                                     {"template", impl.tok.chat_template()},
-                                     {"details", details_json(impl, info)},
-                                     {"model_info",
-                                      {{"general.architecture", info.arch},
-                                       {info.arch + ".block_count", info.n_layer},
-                                       {info.arch + ".context_length", info.n_ctx_seq},
-                                       {"general.vocab_size", info.n_vocab}}},
-                                     {"capabilities", caps},
-                                     {"modified_at", model_entry(impl, info)["modified_at"]}}),
+               res.set_content(json_text({{"modelfile", ""},
+                                          {"parameters", ""},
+                                          {"template", impl.tok.chat_template()},
+                                          {"details", details_json(impl, info)},
+                                          {"model_info",
+                                           {{"general.architecture", info.arch},
+                                            {info.arch + ".block_count", info.n_layer},
+                                            {info.arch + ".context_length", info.n_ctx_seq},
+                                            {"general.vocab_size", info.n_vocab}}},
+                                          {"capabilities", caps},
+                                          {"modified_at", model_entry(impl, info)["modified_at"]}}),
                                kJson);
            }));
     s.Post("/api/chat",

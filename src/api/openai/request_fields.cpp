@@ -91,4 +91,21 @@ bool non_empty(const json *v) {
     return v && !((v->is_array() || v->is_object() || v->is_string()) && v->empty());
 }
 
+json openai_tool_call(const std::string &id, const std::string &name, const json &arguments) {
+    return {
+        {"id", id},
+        {"type", "function"},
+        {"function",
+         {{"name", name},
+          {"arguments", arguments.is_string() ? arguments.get<std::string>() : arguments.dump()}}}};
+}
+
+json openai_tool(const json &function) {
+    return {{"type", "function"}, {"function", function}};
+}
+
+json openai_named_choice(const std::string &name) {
+    return {{"type", "function"}, {"function", {{"name", name}}}};
+}
+
 }  // namespace colony

@@ -23,4 +23,13 @@ void refuse_if(bool unsupported, const char *param, const std::string &what);
 /// Present and not an empty array, object or string.
 bool non_empty(const nlohmann::json *v);
 
+/// OpenAI's pieces of a request, for endpoints that translate into one
+/// (Ollama, Responses, Anthropic): an assistant's tool call {id, type:
+/// "function", function: {name, arguments}} (`arguments` as JSON text, an
+/// object is dumped), a function tool and a named tool_choice.
+nlohmann::json openai_tool_call(const std::string &id, const std::string &name,
+                                const nlohmann::json &arguments);
+nlohmann::json openai_tool(const nlohmann::json &function);
+nlohmann::json openai_named_choice(const std::string &name);
+
 }  // namespace colony

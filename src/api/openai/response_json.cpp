@@ -8,10 +8,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string dump(const json &j) {
-    return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 json usage_json(const Usage &u) {
     return {{"prompt_tokens", u.prompt_tokens},
             {"completion_tokens", u.completion_tokens},
@@ -139,7 +135,7 @@ std::string completion_body(RequestKind kind, const ResponseIds &ids,
     j["usage"] = usage_json(usage);
     if (timings)
         j["timings"] = {{"ttft_ms", timings->ttft_ms}, {"total_ms", timings->total_ms}};
-    return dump(j);
+    return json_text(j);
 }
 
 std::string chunk_body(RequestKind kind, const ResponseIds &ids, const ChoiceUpdate &u,
@@ -170,22 +166,27 @@ std::string chunk_body(RequestKind kind, const ResponseIds &ids, const ChoiceUpd
     j["choices"] = json::array({choice});
     if (with_usage_field)
         j["usage"] = nullptr;
-    return dump(j);
+    return json_text(j);
 }
 
 std::string usage_chunk_body(RequestKind kind, const ResponseIds &ids, const Usage &usage) {
     json j = head(kind, ids, true);
     j["choices"] = json::array();
     j["usage"] = usage_json(usage);
-    return dump(j);
+    return json_text(j);
 }
 
 std::string models_body(const BackendModelInfo &info, bool has_chat_template) {
-    return dump({{"object", "list"}, {"data", json::array({model_json(info, has_chat_template)})}});
+    return json_text(
+        {{"object", "list"}, {"data", json::array({model_json(info, has_chat_template)})}});
 }
 
 std::string model_body(const BackendModelInfo &info, bool has_chat_template) {
-    return dump(model_json(info, has_chat_template));
+    return json_text(model_json(info, has_chat_template));
+}
+
+std::string json_text(const json &j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string sse_event(const std::string &data) {

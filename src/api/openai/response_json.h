@@ -67,6 +67,9 @@ std::string models_body(const BackendModelInfo &info, bool has_chat_template);
 /// extensions "chat_template" (whether /v1/chat/completions works), "n_ctx_seq", "n_layer".
 std::string model_body(const BackendModelInfo &info, bool has_chat_template);
 
+/// `j` as one line of JSON text; invalid UTF-8 in strings becomes U+FFFD.
+std::string json_text(const nlohmann::json &j);
+
 /// A server-sent event carrying `data` ("data: <data>\n\n").
 std::string sse_event(const std::string &data);
 

@@ -12,6 +12,7 @@
 #include "api/openai/generation_job.h"
 #include "api/openai/job_stream.h"
 #include "api/openai/request_fields.h"
+#include "api/openai/response_json.h"
 #include "api/openai/server_impl.h"
 #include "util/clock.h"
 
@@ -20,16 +21,6 @@ namespace colony {
 namespace {
 
 using nlohmann::json;
-
-std::string dump(const json &j) {
-    return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 /// The text of a message item's content: a string or input_text/output_text parts.
 json content_of(const json &content, const std::string &p) {
@@ -80,11 +71,8 @@ json chat_messages(const json &body) {
                 {{"role", it.value("role", "user")},
                  {"content", content_of(it.value("content", json("")), p + ".content")}});
         } else if (type == "function_call") {
-            json call = {
-                {"id", it.value("call_id", "")},
-                {"type", "function"},
-                {"function",
-                 {{"name", it.value("name", "")}, {"arguments", it.value("arguments", "")}}}};
+            const json call = openai_tool_call(it.value("call_id", ""), it.value("name", ""),
+                                               it.value("arguments", json("")));
             if (!msgs.empty() && msgs.back()["role"] == "assistant" &&
                 msgs.back().contains("tool_calls")) {
                 msgs.back()["tool_calls"].push_back(call);
@@ -136,13 +124,12 @@ ApiRequest translate(OpenAiServer::Impl &impl, const json &body) {
             for (const char *k : {"description", "parameters", "strict"})
                 if (t.contains(k) && !t[k].is_null())
                     fn[k] = t[k];
-            o["tools"].push_back({{"type", "function"}, {"function", fn}});
+            o["tools"].push_back(openai_tool(fn));
         }
     }
     if (const json *tc = field(body, "tool_choice")) {
         if (tc->is_object() && tc->value("type", "") == "function")
-            o["tool_choice"] = {{"type", "function"},
-                                {"function", {{"name", tc->value("name", "")}}}};
+            o["tool_choice"] = openai_named_choice(tc->value("name", ""));
         else
             o["tool_choice"] = *tc;
     }
@@ -161,7 +148,7 @@ ApiRequest translate(OpenAiServer::Impl &impl, const json &body) {
     }
     ApiLimits limits;
     limits.max_tokens_limit = impl.opts.max_tokens_limit;
-    return parse_chat_request(dump(o), limits);
+    return parse_chat_request(json_text(o), limits);
 }
 
 /// What every response object (and the streamed copies) carries.
@@ -328,7 +315,7 @@ class ResponseEvents {
     std::string event(const char *type, json data) {
         data["type"] = type;
         data["sequence_number"] = seq_++;
-        return std::string("event: ") + type + "\ndata: " + dump(data) + "\n\n";
+        return std::string("event: ") + type + "\ndata: " + json_text(data) + "\n\n";
     }
     std::string msg_id() const { return "msg_" + shell_.id; }
     std::string call_id(size_t i) const { return "fc_" + shell_.id + "_" + std::to_string(i); }
@@ -351,7 +338,7 @@ void handle(OpenAiServer::Impl &impl, const httplib::Request &req, httplib::Resp
     ResponseShell shell;
     shell.id = impl.next_id("resp");
     shell.id[4] = '_';  // OpenAI's ids read resp_...
-    shell.created = unix_now();
+    shell.created = unix_now_s();
     shell.model = info.id;
     shell.echo = {{"tools", body.value("tools", json::array())},
                   {"tool_choice", body.value("tool_choice", json("auto"))},
@@ -377,7 +364,7 @@ void handle(OpenAiServer::Impl &impl, const httplib::Request &req, httplib::Resp
                                 usage_json(*job));
         if (cut)
             out["incomplete_details"] = {{"reason", "max_output_tokens"}};
-        res.set_content(dump(out), "application/json");
+        res.set_content(json_text(out), "application/json");
         return;
     }
     auto events = std::make_shared<ResponseEvents>(shell);

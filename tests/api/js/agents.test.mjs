@@ -30,7 +30,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { env, startProcess } from './server.mjs';
+import { assertLayersCoverModel, env, startProcess } from './server.mjs';
 import { jsonObjectPrefix } from './json_prefix.mjs';
 
 async function load(name) {
@@ -161,14 +161,7 @@ check('the server serves the synthetic model (three ready nodes unless COLONY_AG
   const c = await (await fetch(server.url + '/v1/cluster')).json();
   assert.equal(c.status, 'ok');
   assert.equal(c.nodes.length, SINGLE ? 1 : 3);
-  let next = 0;
-  for (const n of c.nodes) {
-    assert.equal(n.state, 'ready');
-    assert.equal(n.layers.first, next);
-    assert.ok(n.layers.last > n.layers.first);
-    next = n.layers.last;
-  }
-  assert.equal(next, c.model.n_layer);
+  assertLayersCoverModel(assert, c);
   const ids = [];
   for await (const m of await openai().models.list()) ids.push(m.id);
   assert.deepEqual(ids, [MODEL]);

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { env, startCluster } from './server.mjs';
+import { assertLayersCoverModel, env, startCluster } from './server.mjs';
 
 let OpenAI;
 try {
@@ -50,14 +50,7 @@ test('the cluster has three ready nodes that split the layers', async () => {
   assert.equal(c.status, 'ok');
   assert.equal(c.nodes.length, 3);
   assert.deepEqual(c.nodes.map((n) => n.role), ['coordinator', 'worker', 'worker']);
-  let next = 0;
-  for (const n of c.nodes) {
-    assert.equal(n.state, 'ready');
-    assert.equal(n.layers.first, next);
-    assert.ok(n.layers.last > n.layers.first);
-    next = n.layers.last;
-  }
-  assert.equal(next, c.model.n_layer);
+  assertLayersCoverModel(assert, c);
 });
 
 test('models.list returns the served model', async () => {

@@ -65,3 +65,16 @@ export async function startProcess(exe, args, extraEnv = {}) {
     },
   };
 }
+
+// Checks a /v1/cluster body: every node ready, their layer ranges in order
+// and together covering the model's blocks exactly once.
+export function assertLayersCoverModel(assert, cluster) {
+  let next = 0;
+  for (const n of cluster.nodes) {
+    assert.equal(n.state, 'ready');
+    assert.equal(n.layers.first, next);
+    assert.ok(n.layers.last > n.layers.first);
+    next = n.layers.last;
+  }
+  assert.equal(next, cluster.model.n_layer);
+}
