@@ -122,11 +122,10 @@ int cmd_serve(int argc, char **argv) {
                 "Serve a model over the OpenAI-compatible API (/v1/chat/completions with tools,\n"
                 "structured output and logprobs, /v1/completions, /v1/embeddings, /v1/responses,\n"
                 "/v1/models), Anthropic's /v1/messages, Ollama's /api/*, /health, /metrics,\n"
-                "/v1/cluster and the dashboard at /. Without workers the whole model runs here. "
-                "With --workers-expected N (or\n"
-                "a --split of several ranges) this is a coordinator: it owns the model, runs the\n"
-                "first layers itself and gives the other layer ranges to workers that join with\n"
-                "its token.");
+                "/v1/cluster and the dashboard at /. Without workers the whole model runs here.\n"
+                "With --workers-expected N (or a --split of several ranges) this is a coordinator:\n"
+                "it owns the model, runs the first layers itself and gives the other layer ranges\n"
+                "to workers that join with its token.");
     p.add("-m", "--model", "PATH", "GGUF model file", &o.model_path, true);
     p.add("", "--host", "HOST", "interface of the control and data sockets (0.0.0.0: all)",
           &o.host);
