@@ -201,7 +201,8 @@ def main() -> int:
                         with open(os.path.join(args.keep, f"crash-{i}.gguf"), "wb") as f:
                             f.write(blob)
     total = len(cases)
-    print(f"{total} mutated copies of {os.path.basename(args.model)} (seed {args.seed}): "
+    origin = f"replayed from {os.path.basename(args.replay)}" if args.replay else f"seed {args.seed}"
+    print(f"{total} mutated copies of {os.path.basename(args.model)} ({origin}): "
           + ", ".join(f"{counts[k]} {k}" for k in counts))
     for i, recipe, verdict, line in bad[:50]:
         print(f"  #{i} {verdict}: {line}\n     recipe {json.dumps(recipe)}")

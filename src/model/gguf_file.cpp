@@ -6,34 +6,19 @@
 #include <cstdio>
 #include <cstring>
 
+#include "model/gguf_check.h"
 #include "util/error.h"
 
 namespace colony {
-namespace {
-
-void check_magic(const std::string &path, uint64_t size) {
-    std::FILE *f = std::fopen(path.c_str(), "rb");
-    if (!f) throw Error(ErrorCode::kNotFound, "cannot open " + path + ": " + std::strerror(errno));
-    char magic[4] = {};
-    const size_t n = std::fread(magic, 1, 4, f);
-    std::fclose(f);
-    if (n < 4 || size < 4) {
-        throw Error(ErrorCode::kCorrupt, path + ": not a GGUF file (shorter than its magic)");
-    }
-    if (std::memcmp(magic, "GGUF", 4) != 0) {
-        throw Error(ErrorCode::kCorrupt, path + ": not a GGUF file (bad magic)");
-    }
-}
-
-}  // namespace
 
 std::unique_ptr<GgufFile> GgufFile::open(const std::string &path) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {
         throw Error(ErrorCode::kNotFound, "model file " + path + ": " + std::strerror(errno));
     }
-    if (!S_ISREG(st.st_mode)) throw Error(ErrorCode::kNotFound, path + " is not a regular file");
-    check_magic(path, static_cast<uint64_t>(st.st_size));
+    if (!S_ISREG(st.st_mode))
+        throw Error(ErrorCode::kNotFound, path + " is not a regular file");
+    check_gguf_file(path);  // before ggml's reader sees a byte (gguf_check.h)
 
     auto file = std::make_unique<GgufFile>();
     file->path_ = path;
@@ -51,15 +36,17 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string &path) {
         GgufTensor t;
         t.name = gguf_get_tensor_name(file->gguf_, i);
         t.meta = ggml_get_tensor(file->meta_ctx_, t.name.c_str());
-        if (!t.meta) throw Error(ErrorCode::kCorrupt, path + ": tensor table inconsistent");
+        if (!t.meta)
+            throw Error(ErrorCode::kCorrupt, path + ": tensor table inconsistent");
         t.offset = data_offset + gguf_get_tensor_offset(file->gguf_, i);
         t.nbytes = ggml_nbytes(t.meta);
         // overflow-safe: offset + nbytes must not wrap and must lie in the file
         if (t.offset < data_offset || t.offset + t.nbytes < t.offset ||
             t.offset + t.nbytes > file->file_size_) {
-            throw Error(ErrorCode::kCorrupt,
-                        path + ": tensor '" + t.name +
-                            "' data is not within the file bounds; the file is truncated or corrupt");
+            throw Error(
+                ErrorCode::kCorrupt,
+                path + ": tensor '" + t.name +
+                    "' data is not within the file bounds; the file is truncated or corrupt");
         }
         file->by_name_.emplace(t.name, file->tensors_.size());
         file->tensors_.push_back(std::move(t));
@@ -68,8 +55,10 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string &path) {
 }
 
 GgufFile::~GgufFile() {
-    if (gguf_) gguf_free(gguf_);
-    if (meta_ctx_) ggml_free(meta_ctx_);
+    if (gguf_)
+        gguf_free(gguf_);
+    if (meta_ctx_)
+        ggml_free(meta_ctx_);
 }
 
 const GgufTensor *GgufFile::find(const std::string &name) const {
@@ -77,39 +66,56 @@ const GgufTensor *GgufFile::find(const std::string &name) const {
     return it == by_name_.end() ? nullptr : &tensors_[it->second];
 }
 
-bool GgufFile::has_key(const std::string &key) const { return gguf_find_key(gguf_, key.c_str()) >= 0; }
+bool GgufFile::has_key(const std::string &key) const {
+    return gguf_find_key(gguf_, key.c_str()) >= 0;
+}
 
 std::optional<std::string> GgufFile::get_string(const std::string &key) const {
     const int64_t id = gguf_find_key(gguf_, key.c_str());
-    if (id < 0 || gguf_get_kv_type(gguf_, id) != GGUF_TYPE_STRING) return std::nullopt;
+    if (id < 0 || gguf_get_kv_type(gguf_, id) != GGUF_TYPE_STRING)
+        return std::nullopt;
     return std::string(gguf_get_val_str(gguf_, id));
 }
 
 std::optional<int64_t> GgufFile::get_int(const std::string &key) const {
     const int64_t id = gguf_find_key(gguf_, key.c_str());
-    if (id < 0) return std::nullopt;
+    if (id < 0)
+        return std::nullopt;
     switch (gguf_get_kv_type(gguf_, id)) {
-        case GGUF_TYPE_UINT8: return gguf_get_val_u8(gguf_, id);
-        case GGUF_TYPE_INT8: return gguf_get_val_i8(gguf_, id);
-        case GGUF_TYPE_UINT16: return gguf_get_val_u16(gguf_, id);
-        case GGUF_TYPE_INT16: return gguf_get_val_i16(gguf_, id);
-        case GGUF_TYPE_UINT32: return gguf_get_val_u32(gguf_, id);
-        case GGUF_TYPE_INT32: return gguf_get_val_i32(gguf_, id);
-        case GGUF_TYPE_UINT64: return static_cast<int64_t>(gguf_get_val_u64(gguf_, id));
-        case GGUF_TYPE_INT64: return gguf_get_val_i64(gguf_, id);
-        default: return std::nullopt;
+        case GGUF_TYPE_UINT8:
+            return gguf_get_val_u8(gguf_, id);
+        case GGUF_TYPE_INT8:
+            return gguf_get_val_i8(gguf_, id);
+        case GGUF_TYPE_UINT16:
+            return gguf_get_val_u16(gguf_, id);
+        case GGUF_TYPE_INT16:
+            return gguf_get_val_i16(gguf_, id);
+        case GGUF_TYPE_UINT32:
+            return gguf_get_val_u32(gguf_, id);
+        case GGUF_TYPE_INT32:
+            return gguf_get_val_i32(gguf_, id);
+        case GGUF_TYPE_UINT64:
+            return static_cast<int64_t>(gguf_get_val_u64(gguf_, id));
+        case GGUF_TYPE_INT64:
+            return gguf_get_val_i64(gguf_, id);
+        default:
+            return std::nullopt;
     }
 }
 
 std::optional<double> GgufFile::get_float(const std::string &key) const {
     const int64_t id = gguf_find_key(gguf_, key.c_str());
-    if (id < 0) return std::nullopt;
+    if (id < 0)
+        return std::nullopt;
     switch (gguf_get_kv_type(gguf_, id)) {
-        case GGUF_TYPE_FLOAT32: return gguf_get_val_f32(gguf_, id);
-        case GGUF_TYPE_FLOAT64: return gguf_get_val_f64(gguf_, id);
+        case GGUF_TYPE_FLOAT32:
+            return gguf_get_val_f32(gguf_, id);
+        case GGUF_TYPE_FLOAT64:
+            return gguf_get_val_f64(gguf_, id);
         default: {
             auto i = get_int(key);
-            if (i) return static_cast<double>(*i);
+            if (i)
+                return static_cast<double>(*i);
             return std::nullopt;
         }
     }
@@ -117,25 +123,29 @@ std::optional<double> GgufFile::get_float(const std::string &key) const {
 
 std::optional<bool> GgufFile::get_bool(const std::string &key) const {
     const int64_t id = gguf_find_key(gguf_, key.c_str());
-    if (id < 0 || gguf_get_kv_type(gguf_, id) != GGUF_TYPE_BOOL) return std::nullopt;
+    if (id < 0 || gguf_get_kv_type(gguf_, id) != GGUF_TYPE_BOOL)
+        return std::nullopt;
     return gguf_get_val_bool(gguf_, id);
 }
 
 std::optional<size_t> GgufFile::get_array_size(const std::string &key) const {
     const int64_t id = gguf_find_key(gguf_, key.c_str());
-    if (id < 0 || gguf_get_kv_type(gguf_, id) != GGUF_TYPE_ARRAY) return std::nullopt;
+    if (id < 0 || gguf_get_kv_type(gguf_, id) != GGUF_TYPE_ARRAY)
+        return std::nullopt;
     return gguf_get_arr_n(gguf_, id);
 }
 
 std::string GgufFile::require_string(const std::string &key) const {
     auto v = get_string(key);
-    if (!v) throw Error(ErrorCode::kCorrupt, path_ + ": missing string key '" + key + "'");
+    if (!v)
+        throw Error(ErrorCode::kCorrupt, path_ + ": missing string key '" + key + "'");
     return *v;
 }
 
 int64_t GgufFile::require_int(const std::string &key) const {
     auto v = get_int(key);
-    if (!v) throw Error(ErrorCode::kCorrupt, path_ + ": missing integer key '" + key + "'");
+    if (!v)
+        throw Error(ErrorCode::kCorrupt, path_ + ": missing integer key '" + key + "'");
     return *v;
 }
 

@@ -2,9 +2,9 @@
 // and bounds-checked access to tensor bytes.
 //
 // Format: GGUF v3 (ggml/docs/gguf.md in the pinned llama.cpp tree); parsing is
-// done by ggml's gguf reader (ggml/src/gguf.cpp). On top of it we check the magic
-// ourselves (for a clear message) and that every tensor's data lies inside the
-// file, so a truncated download is reported at open time, not as a crash later.
+// done by ggml's gguf reader (ggml/src/gguf.cpp) after colony's own structural
+// check (gguf_check.h) has passed, so a malformed or hostile file is one clear
+// error, and a truncated download is reported at open time, not as a crash later.
 #pragma once
 
 #include <cstdint>
@@ -30,8 +30,10 @@ struct GgufTensor {
 
 class GgufFile {
 public:
-    /// Opens and validates `path`. Errors: kNotFound (missing/unreadable),
-    /// kCorrupt (bad magic, malformed header, tensor data outside the file).
+    /// Opens and validates `path` (check_gguf_file, then ggml's reader).
+    /// Errors: kNotFound (missing/unreadable), kCorrupt (what check_gguf
+    /// names: bad magic, malformed header, tensor data outside the file, an
+    /// inconsistent tokenizer).
     static std::unique_ptr<GgufFile> open(const std::string &path);
     ~GgufFile();
 

@@ -20,6 +20,37 @@ std::string frame_text(const zmq::message_t &m) {
 
 }  // namespace
 
+ZapDecision zap_decide(
+    const std::vector<std::string> &parts,
+    const std::function<bool(const std::string &, const CurveKey &)> &is_allowed) {
+    // RFC 27 request: version, request id, domain, address, identity, mechanism, credentials...
+    ZapDecision d;
+    const bool well_formed = parts.size() >= 6 && parts[0] == "1.0";
+    d.request_id = parts.size() > 1 ? parts[1] : "";
+    const std::string domain = parts.size() > 2 ? parts[2] : "";
+    const std::string address = parts.size() > 3 ? parts[3] : "";
+    const std::string mechanism = parts.size() > 5 ? parts[5] : "";
+    if (!well_formed) {
+        d.reason = "malformed ZAP request (" + std::to_string(parts.size()) + " parts), denied";
+    } else if (mechanism != "CURVE" || parts.size() != 7 || parts[6].size() != 32) {
+        d.reason = "denied a " + mechanism + " peer from " + address + " in domain " + domain +
+                   ": only CURVE is admitted";
+    } else {
+        CurveKey key{};
+        std::memcpy(key.data(), parts[6].data(), key.size());
+        const std::string fingerprint = key_fingerprint(key);
+        if (is_allowed(domain, key)) {
+            d.status = "200";
+            d.status_text = "OK";
+            d.user_id = fingerprint;
+        } else {
+            d.reason = "denied CURVE key " + fingerprint + " from " + address + " in domain " +
+                       domain + ": not on the allow-list";
+        }
+    }
+    return d;
+}
+
 ZapHandler::ZapHandler(zmq::context_t &ctx) : socket_(ctx, zmq::socket_type::rep) {
     socket_.set(zmq::sockopt::linger, 0);
     try {
@@ -108,37 +139,19 @@ void ZapHandler::handle_request() {
             break;
         }
     }
-    // RFC 27 request: version, request id, domain, address, identity, mechanism, credentials...
-    const bool well_formed = parts.size() >= 6 && frame_text(parts[0]) == "1.0";
-    const std::string request_id = parts.size() > 1 ? frame_text(parts[1]) : "";
-    const std::string domain = parts.size() > 2 ? frame_text(parts[2]) : "";
-    const std::string address = parts.size() > 3 ? frame_text(parts[3]) : "";
-    const std::string mechanism = parts.size() > 5 ? frame_text(parts[5]) : "";
+    std::vector<std::string> texts;
+    texts.reserve(parts.size());
+    for (const zmq::message_t &p : parts)
+        texts.push_back(frame_text(p));
+    const ZapDecision d = zap_decide(texts, [this](const std::string &domain, const CurveKey &key) {
+        return is_allowed(domain, key);
+    });
+    if (!d.reason.empty())
+        COLONY_LOG_WARN("zap: %s", d.reason.c_str());
+    (d.status == "200" ? n_admitted_ : n_denied_).fetch_add(1);
 
-    std::string status = "400";
-    std::string status_text = "denied";
-    std::string user_id;
-    if (!well_formed) {
-        COLONY_LOG_WARN("zap: malformed ZAP request (%zu parts), denied", parts.size());
-    } else if (mechanism != "CURVE" || parts.size() != 7 || parts[6].size() != 32) {
-        COLONY_LOG_WARN("zap: denied a %s peer from %s in domain %s: only CURVE is admitted",
-                        mechanism.c_str(), address.c_str(), domain.c_str());
-    } else {
-        CurveKey key{};
-        std::memcpy(key.data(), parts[6].data(), key.size());
-        const std::string fingerprint = key_fingerprint(key);
-        if (is_allowed(domain, key)) {
-            status = "200";
-            status_text = "OK";
-            user_id = fingerprint;
-        } else {
-            COLONY_LOG_WARN("zap: denied CURVE key %s from %s in domain %s: not on the allow-list",
-                            fingerprint.c_str(), address.c_str(), domain.c_str());
-        }
-    }
-    (status == "200" ? n_admitted_ : n_denied_).fetch_add(1);
-
-    const std::array<std::string, 6> reply = {"1.0", request_id, status, status_text, user_id, ""};
+    const std::array<std::string, 6> reply = {"1.0",         d.request_id, d.status,
+                                              d.status_text, d.user_id,    ""};
     for (size_t i = 0; i < reply.size(); ++i) {
         socket_.send(zmq::buffer(reply[i]),
                      i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);

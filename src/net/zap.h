@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -24,6 +25,24 @@
 #include "net/keys.h"
 
 namespace colony {
+
+/// The reply to one ZAP request (RFC 27): status "200" with user_id =
+/// key_fingerprint(client key), or "400" with an empty user_id.
+struct ZapDecision {
+    std::string request_id;
+    std::string status = "400";
+    std::string status_text = "denied";
+    std::string user_id;
+    std::string reason;  // why it was denied, for the log; empty when admitted
+};
+
+/// Decides a ZAP request from its frames (version "1.0", request id, domain,
+/// address, identity, mechanism, credentials...): admitted only for CURVE
+/// with exactly one 32-byte key frame that `is_allowed(domain, key)` accepts.
+/// Pure; takes untrusted frames of any count and size.
+ZapDecision zap_decide(
+    const std::vector<std::string> &parts,
+    const std::function<bool(const std::string &, const CurveKey &)> &is_allowed);
 
 /// ZAP domain of the coordinator's control socket: join keys of active tokens.
 constexpr const char *kZapDomainControl = "colony-control";

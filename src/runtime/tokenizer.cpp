@@ -1,6 +1,7 @@
 #include "runtime/tokenizer.h"
 
 #include "llama.h"
+#include "model/gguf_check.h"
 #include "util/error.h"
 
 namespace colony {
@@ -8,6 +9,7 @@ namespace colony {
 Tokenizer::Tokenizer(const std::string &path) {
     llama_model_params params = llama_model_default_params();
     params.vocab_only = true;
+    check_gguf_file(path);  // libllama aborts on some malformed vocabularies (gguf_check.h)
     model_ = llama_model_load_from_file(path.c_str(), params);
     if (!model_)
         throw Error(ErrorCode::kCorrupt, path + ": libllama could not load the vocabulary");

@@ -11,6 +11,7 @@
 #include "net/keys.h"
 #include "net/private_file.h"
 #include "net/tokens.h"
+#include "net/zap.h"
 #include "net_test_util.h"
 #include "util/error.h"
 
@@ -234,6 +235,57 @@ TEST(Admission, RevokeRemovesJoinKeyAndMembers) {
     EXPECT_EQ(removed2[0], node_b.public_z85);
     EXPECT_TRUE(zap.allowed(kZapDomainControl).empty());
     EXPECT_EQ(zap.allowed(kZapDomainData).size(), 1u);  // the coordinator only
+}
+
+}  // namespace
+}  // namespace colony
+
+namespace colony {
+namespace {
+
+// zap_decide is what ZapHandler answers (RFC 27): only a CURVE request of
+// exactly 7 frames whose 32-byte key the allow-list holds is admitted, with the
+// key's fingerprint as User-Id; everything else is a 400 with a reason.
+TEST(ZapDecide, AdmitsOnlyAnAllowedCurveKey) {
+    CurveKey key{};
+    key.fill(7);
+    const auto allow = [&](const std::string &domain, const CurveKey &k) {
+        return domain == kZapDomainControl && k == key;
+    };
+    const std::string raw(key.begin(), key.end());
+    std::vector<std::string> req = {"1.0", "42", kZapDomainControl, "10.0.0.2", "", "CURVE", raw};
+    ZapDecision d = zap_decide(req, allow);
+    EXPECT_EQ(d.status, "200");
+    EXPECT_EQ(d.request_id, "42");
+    EXPECT_EQ(d.user_id, key_fingerprint(key));
+    EXPECT_TRUE(d.reason.empty());
+
+    auto denied = [&](std::vector<std::string> r, const char *why) {
+        const ZapDecision x = zap_decide(r, allow);
+        EXPECT_EQ(x.status, "400") << why;
+        EXPECT_TRUE(x.user_id.empty()) << why;
+        EXPECT_FALSE(x.reason.empty()) << why;
+    };
+    auto r = req;
+    r[2] = kZapDomainData;
+    denied(r, "another domain");
+    r = req;
+    r[6][0] ^= 1;
+    denied(r, "another key");
+    r = req;
+    r[6].pop_back();
+    denied(r, "short key");
+    r = req;
+    r[5] = "PLAIN";
+    denied(r, "another mechanism");
+    r = req;
+    r.push_back("extra");
+    denied(r, "an extra frame");
+    r = req;
+    r[0] = "2.0";
+    denied(r, "another version");
+    denied({}, "no frames");
+    denied({"1.0"}, "one frame");
 }
 
 }  // namespace

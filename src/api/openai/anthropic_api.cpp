@@ -9,6 +9,7 @@
 #include "api/openai/generation_job.h"
 #include "api/openai/job_stream.h"
 #include "api/openai/request_fields.h"
+#include "api/openai/request_translate.h"
 #include "api/openai/response_json.h"
 #include "api/openai/server_impl.h"
 #include "util/clock.h"
@@ -104,7 +105,9 @@ json chat_messages(const json &body) {
     return msgs;
 }
 
-ApiRequest translate(OpenAiServer::Impl &impl, const json &body) {
+}  // namespace
+
+ApiRequest anthropic_request(const json &body, const ApiLimits &limits) {
     if (!field(body, "max_tokens"))
         throw field_error("max_tokens", "is required");
     json o = {{"messages", chat_messages(body)}};
@@ -140,10 +143,10 @@ ApiRequest translate(OpenAiServer::Impl &impl, const json &body) {
             o["tool_choice"] = type;  // auto, none
         o["parallel_tool_calls"] = !tc->value("disable_parallel_tool_use", false);
     }
-    ApiLimits limits;
-    limits.max_tokens_limit = impl.opts.max_tokens_limit;
     return parse_chat_request(json_text(o), limits);
 }
+
+namespace {
 
 const char *stop_reason(const ChoiceResult &c) {
     if (!c.tool_calls.empty())
@@ -252,7 +255,7 @@ class MessageEvents {
 void handle(OpenAiServer::Impl &impl, const httplib::Request &req, httplib::Response &res) {
     const int64_t t_received = now_us();
     const json body = parse_object(req.body);
-    const ApiRequest r = translate(impl, body);
+    const ApiRequest r = anthropic_request(body, request_limits(impl));
     const BackendModelInfo info = check_servable(impl, r.model);
     const std::shared_ptr<GenerationJob> job = GenerationJob::start(impl, r, t_received);
     std::string id = impl.next_id("msg");

@@ -76,8 +76,7 @@ JobStreamFormat openai_sse(RequestKind kind, const ResponseIds &ids, const ApiRe
 void handle_generation(OpenAiServer::Impl &impl, RequestKind kind, const httplib::Request &req,
                        httplib::Response &res) {
     const int64_t t_received = now_us();
-    ApiLimits limits;
-    limits.max_tokens_limit = impl.opts.max_tokens_limit;
+    const ApiLimits limits = request_limits(impl);
     const ApiRequest r = kind == RequestKind::kChat ? parse_chat_request(req.body, limits)
                                                     : parse_completion_request(req.body, limits);
     const BackendModelInfo info = check_servable(impl, r.model);

@@ -15,6 +15,7 @@
 #include "api/openai/generation_job.h"
 #include "api/openai/job_stream.h"
 #include "api/openai/request_fields.h"
+#include "api/openai/request_translate.h"
 #include "api/openai/response_json.h"
 #include "api/openai/server_impl.h"
 #include "llama.h"
@@ -128,15 +129,15 @@ json openai_messages(const json &messages) {
     return out;
 }
 
-/// The OpenAI request an Ollama /api/chat or /api/generate body means.
-ApiRequest translate(OpenAiServer::Impl &impl, const json &body, bool chat) {
+}  // namespace
+
+ApiRequest ollama_request(const json &body, bool chat, const ApiLimits &limits,
+                          bool has_chat_template) {
     json o = json::object();
     if (const json *m = field(body, "model"))
         o["model"] = *m;
     put_options(body, o);
     put_format(body, o);
-    ApiLimits limits;
-    limits.max_tokens_limit = impl.opts.max_tokens_limit;
     if (chat) {
         o["messages"] = openai_messages(body.contains("messages") ? body["messages"] : json());
         if (const json *t = field(body, "tools"))
@@ -149,7 +150,7 @@ ApiRequest translate(OpenAiServer::Impl &impl, const json &body, bool chat) {
     if (!prompt || !prompt->is_string())
         throw field_error("prompt", "must be a string");
     const bool raw = get_bool(body, "raw", false);
-    if (!raw && impl.chat.available()) {
+    if (!raw && has_chat_template) {
         // Ollama renders a generate prompt with the model's template as a user turn
         json msgs = json::array();
         if (const json *sys = field(body, "system"))
@@ -162,11 +163,13 @@ ApiRequest translate(OpenAiServer::Impl &impl, const json &body, bool chat) {
     }
     o["prompt"] = *prompt;
     if (!field(o, "max_tokens"))
-        o["max_tokens"] = impl.opts.max_tokens_limit;  // Ollama: until the model stops
+        o["max_tokens"] = limits.max_tokens_limit;  // Ollama: until the model stops
     ApiRequest r = parse_completion_request(json_text(o), limits);
     r.model.clear();
     return r;
 }
+
+namespace {
 
 json tool_calls_json(const std::vector<ToolCall> &calls) {
     json out = json::array();
@@ -208,7 +211,7 @@ void handle(OpenAiServer::Impl &impl, bool chat, const httplib::Request &req,
     const json body = parse_object(req.body);
     const std::string model = body.value("model", std::string());
     const BackendModelInfo info = check_servable(impl, model);
-    const ApiRequest r = translate(impl, body, chat);
+    const ApiRequest r = ollama_request(body, chat, request_limits(impl), impl.chat.available());
     const bool stream = get_bool(body, "stream", true);
     const std::shared_ptr<GenerationJob> job = GenerationJob::start(impl, r, t_received);
     const std::string name = model.empty() ? info.id : model;

@@ -12,6 +12,7 @@
 #include "api/openai/generation_job.h"
 #include "api/openai/job_stream.h"
 #include "api/openai/request_fields.h"
+#include "api/openai/request_translate.h"
 #include "api/openai/response_json.h"
 #include "api/openai/server_impl.h"
 #include "util/clock.h"
@@ -94,8 +95,9 @@ json chat_messages(const json &body) {
     return msgs;
 }
 
-/// The chat request a Responses body means.
-ApiRequest translate(OpenAiServer::Impl &impl, const json &body) {
+}  // namespace
+
+ApiRequest responses_request(const json &body, const ApiLimits &limits) {
     if (non_empty(field(body, "previous_response_id"))) {
         throw RequestError(ErrorCode::kInvalidArgument, "previous_response_id",
                            "unsupported_parameter",
@@ -146,10 +148,10 @@ ApiRequest translate(OpenAiServer::Impl &impl, const json &body) {
             }
         }
     }
-    ApiLimits limits;
-    limits.max_tokens_limit = impl.opts.max_tokens_limit;
     return parse_chat_request(json_text(o), limits);
 }
+
+namespace {
 
 /// What every response object (and the streamed copies) carries.
 struct ResponseShell {
@@ -332,7 +334,7 @@ class ResponseEvents {
 void handle(OpenAiServer::Impl &impl, const httplib::Request &req, httplib::Response &res) {
     const int64_t t_received = now_us();
     const json body = parse_object(req.body);
-    const ApiRequest r = translate(impl, body);
+    const ApiRequest r = responses_request(body, request_limits(impl));
     const BackendModelInfo info = check_servable(impl, r.model);
     const std::shared_ptr<GenerationJob> job = GenerationJob::start(impl, r, t_received);
     ResponseShell shell;

@@ -45,6 +45,13 @@ void send_ollama_error(httplib::Response &res, const HttpError &e);
 /// Writes an error response in an endpoint's shape (OpenAI's: send_error).
 using ErrorWriter = void (*)(httplib::Response &res, const HttpError &e);
 
+/// The request limits the server's options set (max_tokens and n bounds).
+inline ApiLimits request_limits(const OpenAiServer::Impl &impl) {
+    ApiLimits limits;
+    limits.max_tokens_limit = impl.opts.max_tokens_limit;
+    return limits;
+}
+
 /// Wraps a handler so that every exception becomes an error response that
 /// `write` formats (http_error_from decides the status; 5xx are logged).
 httplib::Server::Handler guarded(

@@ -1,0 +1,92 @@
+// Writes the seed inputs of the fuzz targets whose formats colony's own
+// encoders make (wire frames, beacons, join tokens and a tokens file, ZAP
+// requests, API bodies) into <dir>/<target>/. scripts/fuzz.sh runs it before
+// fuzzing, so the seeds follow the formats as they change; the GGUF and shard
+// seeds are files in tests/fuzz/seeds.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "../net/wire_samples.h"
+#include "net/discovery.h"
+#include "net/keys.h"
+#include "net/tokens.h"
+#include "net/wire.h"
+#include "net/zap.h"
+
+namespace fs = std::filesystem;
+using namespace colony;
+
+namespace {
+
+void put(const fs::path &dir, const std::string &name, const std::string &bytes) {
+    fs::create_directories(dir);
+    std::ofstream(dir / name, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+void wire_seeds(const fs::path &dir) {
+    int i = 0;
+    for (const WireMessage &m : test::sample_messages()) {
+        const std::vector<uint8_t> f = wire_encode(m);
+        put(dir, "msg" + std::to_string(i++) + "-" + wire_type_name(wire_message_type(m)),
+            std::string(f.begin(), f.end()));
+    }
+}
+
+void token_seeds(const fs::path &dir) {
+    JoinToken t;
+    t.coordinator_public_z85 = curve_keypair_generate().public_z85;
+    t.join_keys = curve_keypair_generate();
+    put(dir, "token", "\x00" + join_token_format(t));
+    const fs::path tmp = fs::temp_directory_path() / "colony-make-seeds";
+    fs::remove_all(tmp);
+    TokenStore store(tmp);
+    store.create();
+    store.revoke(store.create().id);
+    std::ifstream f(store.path(), std::ios::binary);
+    put(dir, "tokens-file", "\x01" + std::string(std::istreambuf_iterator<char>(f), {}));
+    fs::remove_all(tmp);
+}
+
+void zap_seeds(const fs::path &dir) {
+    const std::string sep("\xFF\x00", 2);
+    const std::vector<std::string> parts = {"1.0", "1", kZapDomainControl, "127.0.0.1", "", "CURVE",
+                                            std::string(32, 'A')};
+    std::string admitted;
+    for (size_t i = 0; i < parts.size(); ++i) admitted += (i ? sep : "") + parts[i];
+    put(dir, "curve-admitted", admitted);
+    put(dir, "null-mechanism", "1.0" + sep + "2" + sep + kZapDomainData + sep + "10.0.0.2" + sep + sep + "NULL");
+}
+
+void api_seeds(const fs::path &dir) {
+    const std::vector<std::string> bodies = {
+        R"({"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}],"max_tokens":8,"temperature":0.5,"stop":["\n"],"stream":true,"stream_options":{"include_usage":true}})",
+        R"({"prompt":"Once","max_tokens":4,"logprobs":2,"seed":3,"n":2})",
+        R"({"model":"m","messages":[{"role":"user","content":"hi","images":[]}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"format":"json","options":{"temperature":0,"num_predict":4}})",
+        R"({"model":"m","prompt":"Once","system":"s","raw":false,"options":{"top_k":4,"stop":["x"]}})",
+        R"({"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"hi"}]}],"tools":[{"type":"function","name":"f","parameters":{}}],"text":{"format":{"type":"json_schema","name":"x","schema":{"type":"object"}}}})",
+        R"({"model":"m","max_tokens":8,"system":"s","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]},{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"ok"}]}],"tools":[{"name":"f","input_schema":{"type":"object"}}],"tool_choice":{"type":"any"}})",
+        R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{"type":"object","properties":{"a":{"type":"integer"}}}}},"tool_choice":"required","tools":[{"type":"function","function":{"name":"g"}}],"logprobs":true,"top_logprobs":3,"grammar":"root ::= \"a\""})",
+    };
+    for (size_t i = 0; i < bodies.size(); ++i)
+        put(dir, "body" + std::to_string(i), std::string(1, static_cast<char>(i)) + bodies[i]);
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        std::fprintf(stderr, "usage: make_seeds DIR\n");
+        return 2;
+    }
+    const fs::path dir = argv[1];
+    wire_seeds(dir / "wire");
+    Beacon b{"home", "0123456789abcdef", 7411, 8080, "laptop"};
+    put(dir / "beacon", "beacon", beacon_encode(b));
+    token_seeds(dir / "token");
+    zap_seeds(dir / "zap");
+    api_seeds(dir / "api_request");
+    return 0;
+}
