@@ -14,7 +14,7 @@
 #   --jobs J      targets fuzzed at once (default: 1)
 #   --build-only  build the targets and the seeds, run nothing
 #
-# Targets: gguf shard wire beacon token zap api_request. Each run starts from
+# Targets: gguf shard wire beacon token zap api_request stage_frames. Each run starts from
 # the corpus it grew before (build-fuzz/corpus/<target>), the seeds
 # (tests/fuzz/seeds/<target> and those make_seeds writes) and every kept crash
 # (tests/fuzz/regressions/<target>, which must all pass). A crash, an ASan or
@@ -25,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds=60 runs="" jobs=1 build_only=0 targets=()
-all_targets=(gguf shard wire beacon token zap api_request)
+all_targets=(gguf shard wire beacon token zap api_request stage_frames)
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
@@ -72,7 +72,7 @@ rm -rf build-fuzz/seeds
 build-fuzz/bin/fuzz_make_seeds build-fuzz/seeds
 [ "$build_only" = 1 ] && exit 0
 
-max_len() { case "$1" in gguf|shard) echo 65536 ;; wire) echo 8192 ;; *) echo 4096 ;; esac; }
+max_len() { case "$1" in gguf|shard) echo 65536 ;; wire|stage_frames) echo 8192 ;; *) echo 4096 ;; esac; }
 
 run_one() {
   local t="$1" corpus="build-fuzz/corpus/$1" crashes="build-fuzz/crashes/$1" log="build-fuzz/logs/$1.log"
@@ -86,6 +86,7 @@ run_one() {
   local dict=()
   [ -f "tests/fuzz/dict/$t.dict" ] && dict=(-dict="tests/fuzz/dict/$t.dict")
   local rc=0
+  COLONY_FUZZ_MODEL=tests/fuzz/data/tiny-llama-2l-f32.gguf \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     "build-fuzz/bin/fuzz_$t" "${limit[@]}" "${dict[@]}" -max_len="$(max_len "$t")" -timeout=10 \

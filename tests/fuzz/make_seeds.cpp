@@ -74,6 +74,50 @@ void api_seeds(const fs::path &dir) {
         put(dir, "body" + std::to_string(i), std::string(1, static_cast<char>(i)) + bodies[i]);
 }
 
+/// Frames for fuzz_stage_frames (u16 length + frame each): a prompt of 4
+/// tokens for sequence 0 with a grammar and logprobs, a decode step, a second
+/// sequence, and releases.
+void stage_frame_seeds(const fs::path &dir) {
+    auto act = [](int32_t seq, std::vector<int32_t> tokens, int32_t pos0, bool options) {
+        WireActivations a;
+        a.plan_epoch = 1;
+        a.n_tokens = static_cast<uint32_t>(tokens.size());
+        WireSeq q = wire_seq(seq, a.n_tokens);
+        q.sampling.temperature = 0.7f;
+        q.sampling.top_k = 8;
+        q.sampling.penalty_last_n = 8;
+        q.sampling.penalty_repeat = 1.1f;
+        if (options) {
+            q.has_options = true;
+            q.options.n_probs = 3;
+            q.options.n_prompt = a.n_tokens;
+            q.options.grammar = "root ::= [a-z ]+";
+        }
+        a.seqs = {q};
+        a.tokens = tokens;
+        for (uint32_t i = 0; i < a.n_tokens; ++i) {
+            a.pos.push_back(pos0 + static_cast<int32_t>(i));
+            a.seq_id.push_back(seq);
+        }
+        a.outputs = {a.n_tokens - 1};
+        return WireMessage{0, 7, a};
+    };
+    std::string s;
+    auto frame = [&](const WireMessage &m) {
+        const std::vector<uint8_t> f = wire_encode(m);
+        s.push_back(static_cast<char>(f.size() & 0xFF));
+        s.push_back(static_cast<char>(f.size() >> 8));
+        s.append(f.begin(), f.end());
+    };
+    frame(act(0, {1, 30, 40, 50}, 0, true));
+    frame(act(0, {60}, 4, false));
+    frame(act(1, {1, 70}, 0, false));
+    frame(WireMessage{0, 7, WireSeqRelease{0, 3}});
+    frame(act(0, {80}, 3, false));
+    frame(WireMessage{0, 7, WireSeqRelease{-1, 0}});
+    put(dir, "session", s);
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -88,5 +132,6 @@ int main(int argc, char **argv) {
     token_seeds(dir / "token");
     zap_seeds(dir / "zap");
     api_seeds(dir / "api_request");
+    stage_frame_seeds(dir / "stage_frames");
     return 0;
 }
