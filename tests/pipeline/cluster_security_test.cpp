@@ -246,7 +246,7 @@ TEST(PipelineSecurity, HostileFramesAreDroppedAndServingGoesOn) {
             send_raw(d, f);
         send_raw(d, encode(wire_tokens(epoch, {{0, 5, 3}})));      // no sequence expects it
         send_raw(d, encode(wire_tokens(epoch + 7, {{0, 5, 3}})));  // another plan
-        send_raw(d, encode(WireSeqRelease{0, 0}));                 // not for this socket
+        send_raw(d, encode(WireSeqRelease{0, 0, epoch}));          // not for this socket
         // The same socket with the coordinator's own key: not the last stage.
         zmq::socket_t d2 = curve_socket(ctx, zmq::socket_type::push, serve.data_endpoint(),
                                         coord_keys.public_z85, coord_keys);
@@ -286,7 +286,7 @@ TEST(PipelineSecurity, HostileFramesAreDroppedAndServingGoesOn) {
         // A CURVE client whose key is on no list is refused by ZAP.
         zmq::socket_t stranger = curve_socket(ctx, zmq::socket_type::push, worker_ep,
                                               worker_keys.public_z85, curve_keypair_generate());
-        send_raw(stranger, encode(WireSeqRelease{-1, 0}));
+        send_raw(stranger, encode(WireSeqRelease{-1, 0, epoch}));
 
         // Each receiver logs what it dropped; wait for every line (the
         // sockets stay open meanwhile, so nothing sent is discarded).
