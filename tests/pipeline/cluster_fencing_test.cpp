@@ -115,7 +115,8 @@ TEST(PipelineSecurity, ReplayedAndStaleEpochMessagesFromAnAuthenticatedPeerAreDr
     const CurveKeypair worker_keys = load_key_file(w.config_dir() / "node.key");
     const JoinToken token = join_token_parse(serve.token());
     std::string coordinator_name;
-    for (const auto &n : http_get(serve.api_port(), "/v1/cluster").body["nodes"]) {
+    const HttpReply cluster = http_get(serve.api_port(), "/v1/cluster");
+    for (const auto &n : cluster.body.value("nodes", nlohmann::json::array())) {
         if (n.value("role", "") == "coordinator")
             coordinator_name = n.value("name", "");
     }
