@@ -11,6 +11,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <zmq.hpp>
@@ -23,6 +24,7 @@
 #include "net/admission.h"
 #include "net/hash.h"
 #include "net/keys.h"
+#include "net/message_fence.h"
 #include "net/tokens.h"
 #include "net/transport.h"
 #include "net/zap.h"
@@ -349,6 +351,7 @@ TEST(PipelineSecurity, ACorruptedShardIsNeverAccepted) {
                   join_token_format({coord.public_z85, rec.join_keys}), {"--join-timeout", "20"});
     bool got_error = false;
     bool got_ready = false;
+    WireSender sender;  // numbered like a real coordinator's, or the worker's fence drops them
     router.set(zmq::sockopt::rcvtimeo, 200);
     const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (!got_error && std::chrono::steady_clock::now() < end) {
@@ -357,6 +360,7 @@ TEST(PipelineSecurity, ACorruptedShardIsNeverAccepted) {
             continue;
         auto reply = [&](WireBody b) {
             WireMessage m;
+            std::tie(m.session, m.sequence) = sender.next();
             m.body = std::move(b);
             send_message(router, m, {}, rm.routing_id);
         };
