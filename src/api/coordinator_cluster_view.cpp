@@ -44,7 +44,17 @@ struct Runtime {
     std::optional<double> temperature_c;
     std::optional<double> rtt_ms;         // latest heartbeat round trip
     std::optional<double> report_age_ms;  // since the report arrived
+    FenceCounts dropped;                  // messages the node dropped (message_fence.h)
 };
+
+json dropped_json(const FenceCounts &c) {
+    json o = json::object();
+    for (FenceReason r : {FenceReason::kStaleEpoch, FenceReason::kFutureEpoch,
+                          FenceReason::kReplayed, FenceReason::kUnknownRequest}) {
+        o[fence_reason_name(r)] = c.of(r);
+    }
+    return o;
+}
 
 template <typename T>
 json or_null(const std::optional<T> &v) {
@@ -65,6 +75,7 @@ Runtime coordinator_runtime(const Coordinator &c, const std::string &device) {
     r.available_bytes = probe_mem_available_bytes();
     r.battery = probe_battery_sysfs();
     r.temperature_c = probe_temperature_c();
+    r.dropped = c.dropped_messages();
     return r;
 }
 
@@ -90,6 +101,7 @@ std::optional<Runtime> worker_runtime(const std::vector<NodeReport> &reports,
     r.battery = rt.battery;
     r.temperature_c = rt.temperature_c;
     r.report_age_ms = (now_us() - best->received_us) / 1000.0;
+    r.dropped = rt.dropped;
     return r;
 }
 
@@ -162,6 +174,7 @@ json node_json(const NodeView &n, const Runtime &rt, bool has_plan) {
         {"throughput_bytes_per_s", finite_or_null(n.throughput_bytes_per_s)},
         {"slowdown", n.slowdown},
         {"profile", n.profile ? device_profile_to_json(*n.profile) : json(nullptr)},
+        {"messages_dropped", dropped_json(rt.dropped)},
     };
 }
 
@@ -199,6 +212,14 @@ BackendStats CoordinatorBackend::stats() const {
     auto nodes = nodes_with_runtime(c_, view, device_);
     std::stable_sort(nodes.begin(), nodes.end(),
                      [](const auto &a, const auto &b) { return a.first.stage < b.first.stage; });
+    for (const auto &[n, rt] : nodes) {
+        if (n.state == "lost")
+            continue;  // its last report stays in the view, not in the counters
+        for (FenceReason r : {FenceReason::kStaleEpoch, FenceReason::kFutureEpoch,
+                              FenceReason::kReplayed, FenceReason::kUnknownRequest}) {
+            s.messages_dropped.push_back({n.name, fence_reason_name(r), rt.dropped.of(r)});
+        }
+    }
     for (const auto &[n, rt] : nodes) {
         if (n.stage < 0 || !n.layers)
             continue;

@@ -215,6 +215,7 @@ void put(WireWriter &w, const WireTokens &m) {
     }
 }
 void put(WireWriter &w, const WireSeqRelease &m) {
+    w.u64(m.plan_epoch);
     w.i32(m.seq_id);
     w.i32(m.p0);
 }
@@ -413,6 +414,7 @@ void get(WireReader &r, const WireLimits &l, WireTokens &m) {
     }
 }
 void get(WireReader &r, const WireLimits &, WireSeqRelease &m) {
+    m.plan_epoch = r.u64("plan_epoch");
     m.seq_id = r.i32("seq_id");
     m.p0 = r.i32("p0");
 }
@@ -516,7 +518,7 @@ std::vector<uint8_t> wire_encode(const WireMessage &msg, const WireLimits &limit
     w.u32(msg.sequence);
     w.u64(msg.request_id);
     w.u32(0);  // payload_len, patched below
-    w.u32(0);  // reserved
+    w.u32(msg.session);
     std::visit([&](const auto &m) { put(w, m); }, msg.body);
     const uint64_t payload = out.size() - kWireHeaderBytes;
     if (payload > limits.max_payload_bytes) {
@@ -544,6 +546,7 @@ std::optional<WireHeader> wire_peek_header(std::span<const uint8_t> frame) {
     out.sequence = h.u32("sequence");
     out.request_id = h.u64("request_id");
     out.payload_len = h.u32("payload_len");
+    out.session = h.u32("session");
     return out;
 }
 
@@ -563,7 +566,7 @@ WireMessage wire_decode(std::span<const uint8_t> frame, const WireLimits &limits
     msg.sequence = h.u32("sequence");
     msg.request_id = h.u64("request_id");
     const uint32_t payload_len = h.u32("payload_len");
-    const uint32_t reserved = h.u32("reserved");
+    msg.session = h.u32("session");
     if (version != kWireVersion) {
         WireReader::fail("protocol version " + std::to_string(version) +
                          " is not supported (this build speaks " + std::to_string(kWireVersion) +
@@ -573,8 +576,8 @@ WireMessage wire_decode(std::span<const uint8_t> frame, const WireLimits &limits
         WireReader::fail("unknown message type " + std::to_string(type));
     }
     const char *name = wire_type_name(static_cast<WireType>(type));
-    if (flags != 0 || reserved != 0) {
-        WireReader::fail(std::string(name) + ": unknown flags or non-zero reserved field");
+    if (flags != 0) {
+        WireReader::fail(std::string(name) + ": unknown flags");
     }
     if (payload_len > limits.max_payload_bytes) {
         WireReader::fail(std::string(name) + ": payload_len " + std::to_string(payload_len) +

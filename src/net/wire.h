@@ -1,4 +1,4 @@
-// colony's wire protocol, version 2 (DESIGN.md, decision 5). Every message is
+// colony's wire protocol, version 5 (DESIGN.md, decision 5). Every message is
 // one ZeroMQ frame (a ROUTER socket adds its routing-id frame in front; that
 // frame is ZeroMQ's, not ours). The frame is a fixed 32-byte header and a
 // typed payload. Everything is little-endian; f32 is IEEE-754 binary32.
@@ -9,12 +9,17 @@
 //    0     4     magic        "CLNY" (0x43 0x4C 0x4E 0x59)
 //    4     2     version      u16, kWireVersion; any other value is rejected
 //    6     2     type         u16, WireType (values pinned below); unknown is rejected
-//    8     4     flags        u32, no flag is defined in version 1: must be 0
-//   12     4     sequence     u32, chosen by the sender (e.g. a ubatch counter per link,
-//                             so the receiver can see gaps); NOT a llama sequence id
+//    8     4     flags        u32, no flag is defined: must be 0
+//   12     4     sequence     u32, the sender's message counter within its session: 1, 2,
+//                             3... strictly increasing (gaps allowed); NOT a llama
+//                             sequence id. Receivers drop a sequence that is not above
+//                             the last one of the same (sender, session) as a replay
+//                             (net/message_fence.h)
 //   16     8     request_id   u64, the coordinator's request id; 0 when none
 //   24     4     payload_len  u32, must equal frame size - 32 and <= limits.max_payload_bytes
-//   28     4     reserved     u32, must be 0
+//   28     4     session      u32, drawn at random by each sending link (a connection, a
+//                             stage's link to the next) when it is made; a restarted or
+//                             re-connected sender starts a new session (net/message_fence.h)
 //   32     payload_len        payload, laid out per type below
 //
 // Payload primitives: u8 u16 u32 u64 i32 f32 as above;
@@ -54,7 +59,8 @@
 //                                              u8 n_top, n_top x (i32 token, f32 logprob)]),
 //                                              u32 m, m x (i32 seq_id, i32 pos, u32 n, n x f32)
 //                                              (embeddings)
-//   12    SEQ_RELEASE   coordinator -> stages  i32 seq_id (-1 = every sequence), i32 p0
+//   12    SEQ_RELEASE   coordinator -> stages  u64 plan_epoch, i32 seq_id (-1 = every
+//                                              sequence), i32 p0
 //   13    ERROR         any                    u16 code, str message
 //   14    STATUS        worker -> coordinator  str json (n <= limits.max_status_bytes)
 //
@@ -89,7 +95,8 @@
 // shapes (bytes == n_embd*n_tokens*dtype size, one pos and seq_id per token),
 // and no trailing bytes. Checks that need the plan (n_embd of the model, the
 // context size, the plan epoch, known sequence ids) are the receiver's:
-// wire_check_activations does the shape ones.
+// wire_check_activations does the shape ones, MessageFence (net/message_fence.h)
+// the plan epoch, the (session, sequence) and the request id.
 //
 // All functions here are pure and thread-safe.
 #pragma once
@@ -109,11 +116,13 @@ namespace colony {
 
 // Version 2 added JOIN's cached-shard list; version 3 the sampling's n_drawn
 // (recovery); version 4 a sequence's options (grammar, logprobs) and the
-// logprobs of TOKENS. Peers of other versions are refused.
-constexpr uint16_t kWireVersion = 4;
+// logprobs of TOKENS; version 5 the header's session (the reserved field
+// before) and SEQ_RELEASE's plan epoch, for fencing stale and replayed
+// messages. Peers of other versions are refused.
+constexpr uint16_t kWireVersion = 5;
 constexpr size_t kWireHeaderBytes = 32;
 constexpr uint8_t kWireMagic[4] = {'C', 'L', 'N', 'Y'};
-static_assert(kWireVersion == 4, "changing the wire layout needs a new kWireVersion");
+static_assert(kWireVersion == 5, "changing the wire layout needs a new kWireVersion");
 
 /// Message type (header offset 6). Values are part of the protocol: never renumber.
 enum WireType : uint16_t {
@@ -406,6 +415,7 @@ inline WireTokens wire_tokens(uint64_t epoch,
 struct WireSeqRelease {
     int32_t seq_id = 0;
     int32_t p0 = 0;
+    uint64_t plan_epoch = 0;  // the plan the release belongs to (stages drop others)
 
     friend bool operator==(const WireSeqRelease &, const WireSeqRelease &) = default;
 };
@@ -433,8 +443,9 @@ static_assert(std::variant_size_v<WireBody> == WIRE_TYPE_COUNT - 1,
 
 /// A decoded message: the header's ids and the typed payload.
 struct WireMessage {
-    uint32_t sequence = 0;
+    uint32_t sequence = 0;  // the sender's counter in `session` (WireSender)
     uint64_t request_id = 0;
+    uint32_t session = 0;  // the sending link's random session id (WireSender)
     WireBody body;
 
     friend bool operator==(const WireMessage &, const WireMessage &) = default;
@@ -457,6 +468,7 @@ struct WireHeader {
     uint32_t sequence = 0;
     uint64_t request_id = 0;
     uint32_t payload_len = 0;
+    uint32_t session = 0;
 };
 
 /// Reads the header without validating anything past the magic, e.g. to answer

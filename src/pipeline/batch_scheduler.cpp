@@ -454,7 +454,7 @@ void BatchScheduler::fail_all(const Error &error) {
 void BatchScheduler::release(int32_t seq, bool propagate, uint64_t request_id) {
     host_.release(seq, 0, opts_.n_parallel);
     if (propagate && host_.has_link() &&
-        !host_.send(WireSeqRelease{seq, 0}, "stage 1", request_id)) {
+        !host_.send(WireSeqRelease{seq, 0, epoch_}, "stage 1", request_id)) {
         // The link is gone: the next ubatch's send, or the stall watch, fails
         // the pipeline; the stages' cells are rebuilt by the re-plan.
         COLONY_LOG_WARN("scheduler: SEQ_RELEASE of sequence %d did not reach stage 1", seq);

@@ -78,6 +78,7 @@
 
 #include "model/hparams.h"
 #include "net/keys.h"
+#include "net/message_fence.h"
 #include "net/wire.h"
 #include "pipeline/coordinator_options.h"
 #include "pipeline/node_status.h"
@@ -90,6 +91,7 @@ namespace colony {
 class ClusterState;
 class GgufFile;
 struct LocalPlan;
+struct ReceivedMessage;
 
 /// How a sequence ended (times in microseconds from submit()).
 struct SeqOutcome {
@@ -203,6 +205,9 @@ class BatchScheduler {
     /// Prompt positions copied between choices instead of prefilled, since
     /// the start. Thread-safe.
     uint64_t prompt_tokens_shared() const { return prompt_tokens_shared_.load(); }
+    /// TOKENS dropped as stale, replayed or of no running request
+    /// (message_fence.h). Thread-safe.
+    FenceCounts dropped_messages() const { return fence_.counts(); }
 
   private:
     using clock = std::chrono::steady_clock;
@@ -279,6 +284,11 @@ class BatchScheduler {
     /// Frees seq on stage 0 (and its sampler); propagate: SEQ_RELEASE down
     /// the pipeline, its wire header naming request_id.
     void release(int32_t seq, bool propagate, uint64_t request_id);
+    /// Whether TOKENS received from the last stage pass the fence: the
+    /// running plan's epoch, a growing sequence per (key, session), and a
+    /// request id (when not 0) of a running or draining request. Counts and
+    /// logs a drop.
+    bool admit_tokens(const ReceivedMessage &rm, const WireTokens &tokens);
     /// The request id for the wire header of `act`: its request when it
     /// holds one sequence, else 0 (a ubatch of several requests).
     uint64_t request_of(const WireActivations &act) const;
@@ -307,6 +317,7 @@ class BatchScheduler {
     std::atomic<uint64_t> prompt_tokens_shared_{0};
     std::atomic<bool> recovering_{false};  // submit() queues while true
     std::string last_user_id_;             // only this key fingerprint may send TOKENS ("" = any)
+    MessageFence fence_;                   // of TOKENS (drain_tokens); counts() from any thread
     StallWatch watch_;
 
     mutable std::mutex mutex_;

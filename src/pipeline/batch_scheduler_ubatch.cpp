@@ -45,8 +45,46 @@ void BatchScheduler::drain_tokens() {
                             rm.user_id.c_str());
             continue;
         }
-        handle_tokens(std::get<WireTokens>(rm.message.body));
+        const WireTokens &tokens = std::get<WireTokens>(rm.message.body);
+        if (admit_tokens(rm, tokens))
+            handle_tokens(tokens);
     }
+}
+
+bool BatchScheduler::admit_tokens(const ReceivedMessage &rm, const WireTokens &tokens) {
+    const WireMessage &msg = rm.message;
+    FenceReason verdict = fence_.admit(rm.user_id, msg.session, msg.sequence, tokens.plan_epoch,
+                                       epoch_, EpochRule::kEqual);
+    if (verdict == FenceReason::kAccepted && msg.request_id != 0) {
+        // The request id of the ubatch (request_of): it must still run, or
+        // be the cancelled one whose last row is awaited (a draining slot).
+        bool known = false;
+        for (const Slot &slot : slots_)
+            known = known || slot.id == msg.request_id;
+        auto draining = [&](int32_t seq) {
+            return seq >= 0 && static_cast<size_t>(seq) < slots_.size() && slots_[seq].draining;
+        };
+        for (const WireSampled &s : tokens.sampled)
+            known = known || draining(s.seq_id);
+        for (const WireEmbedding &e : tokens.embeddings)
+            known = known || draining(e.seq_id);
+        if (!known) {
+            verdict = FenceReason::kUnknownRequest;
+            fence_.count(verdict);
+        }
+    }
+    if (verdict == FenceReason::kAccepted)
+        return true;
+    if (verdict == FenceReason::kStaleEpoch) {  // in flight when the plan changed: normal
+        COLONY_LOG_DEBUG("scheduler: dropped TOKENS of plan %llu (stale_epoch)",
+                         static_cast<unsigned long long>(tokens.plan_epoch));
+    } else {
+        COLONY_LOG_WARN(
+            "scheduler: dropped TOKENS of plan %llu (%s, session %08x, sequence %u, request %llu)",
+            static_cast<unsigned long long>(tokens.plan_epoch), fence_reason_name(verdict),
+            msg.session, msg.sequence, static_cast<unsigned long long>(msg.request_id));
+    }
+    return false;
 }
 
 void BatchScheduler::handle_tokens(const WireTokens &tokens) {

@@ -132,6 +132,12 @@ uint64_t Coordinator::shard_bytes_served() const {
     return shards_->bytes_served();
 }
 
+FenceCounts Coordinator::dropped_messages() const {
+    FenceCounts c = control_->dropped_messages();
+    c += scheduler_->dropped_messages();
+    return c;
+}
+
 std::string Coordinator::model_name() const {
     const size_t slash = opts_.model_path.find_last_of('/');
     return slash == std::string::npos ? opts_.model_path : opts_.model_path.substr(slash + 1);

@@ -72,6 +72,10 @@ class Coordinator {
     const std::string &data_endpoint() const { return data_endpoint_; }
     const std::string &model_hash_hex() const { return model_.hash_hex; }
     uint64_t shard_bytes_served() const;
+    /// Messages the coordinator dropped as stale, replayed or of no running
+    /// request: its control socket and its TOKENS socket together
+    /// (message_fence.h). Thread-safe.
+    FenceCounts dropped_messages() const;
 
   private:
     CoordinatorOptions opts_;

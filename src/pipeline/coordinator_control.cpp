@@ -2,6 +2,8 @@
 // What each message does lives with its concern (coordinator_control.h).
 #include "pipeline/coordinator_control.h"
 
+#include <tuple>
+
 #include "cluster/layer_split.h"
 #include "cluster/model_shape.h"
 #include "model/gguf_file.h"
@@ -182,7 +184,7 @@ void CoordinatorControl::run() {
 
 bool CoordinatorControl::send_to(const Member &m, WireBody body) {
     WireMessage msg;
-    msg.sequence = send_counter_++;
+    std::tie(msg.session, msg.sequence) = sender_.next();
     msg.body = std::move(body);
     try {
         if (send_message(router_, msg, {}, m.routing_id))
@@ -205,6 +207,7 @@ bool CoordinatorControl::send_or_lose(Member &m, WireBody body, const std::strin
 
 void CoordinatorControl::send_unsolicited(const std::string &routing_id, WireBody body) {
     WireMessage msg;
+    std::tie(msg.session, msg.sequence) = sender_.next();
     msg.body = std::move(body);
     const char *type = wire_type_name(wire_message_type(msg));
     try {
@@ -218,6 +221,22 @@ void CoordinatorControl::send_unsolicited(const std::string &routing_id, WireBod
 
 void CoordinatorControl::handle(const ReceivedMessage &rm) {
     const WireType type = wire_message_type(rm.message);
+    // Fencing (message_fence.h): per connection (the admission id and the
+    // routing id the ROUTER gave it) and the worker's session, the sequence
+    // must grow; a READY must be of the running plan.
+    const std::string sender = rm.user_id + "|" + rm.routing_id;
+    const WireMessage &msg = rm.message;
+    const FenceReason verdict =
+        type == WIRE_TYPE_READY
+            ? fence_.admit(sender, msg.session, msg.sequence,
+                           std::get<WireReady>(msg.body).plan_epoch, plan_epoch_, EpochRule::kEqual)
+            : fence_.admit(sender, msg.session, msg.sequence);
+    if (verdict != FenceReason::kAccepted) {
+        COLONY_LOG_WARN("control: dropped %s (%s, session %08x, sequence %u) from %s",
+                        wire_type_name(type), fence_reason_name(verdict), msg.session, msg.sequence,
+                        rm.peer_address.c_str());
+        return;
+    }
     if (type == WIRE_TYPE_JOIN) {
         on_join(rm, std::get<WireJoin>(rm.message.body));
         return;

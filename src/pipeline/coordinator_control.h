@@ -46,6 +46,7 @@
 #include "model/hparams.h"
 #include "model/layer_range.h"
 #include "net/keys.h"
+#include "net/message_fence.h"
 #include "net/wire.h"
 #include "pipeline/cluster_view.h"
 #include "pipeline/coordinator_layout.h"
@@ -92,6 +93,9 @@ class CoordinatorControl {
     void start();
     /// Stops and joins the control thread. Idempotent.
     void stop();
+    /// Control messages dropped as stale or replayed (message_fence.h).
+    /// Thread-safe.
+    FenceCounts dropped_messages() const { return fence_.counts(); }
 
   private:
     using clock = std::chrono::steady_clock;
@@ -280,7 +284,9 @@ class CoordinatorControl {
     uint64_t plan_epoch_ = 0;
     bool plan_ready_ = false;
     uint32_t next_node_id_ = 1;
-    uint32_t send_counter_ = 0;
+    WireSender sender_;        // session and sequence of every control message we send
+    uint64_t heartbeats_ = 0;  // HEARTBEAT counter
+    MessageFence fence_;       // of every received control message (handle())
     clock::time_point last_heartbeat_{};
     clock::time_point last_token_reload_{};
     clock::time_point plan_failed_at_{};  // a failed plan is retried after a pause

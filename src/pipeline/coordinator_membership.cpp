@@ -136,8 +136,9 @@ bool CoordinatorControl::send_heartbeats() {
 
 void CoordinatorControl::heartbeat_all(uint64_t sent_ns) {
     size_t unsent = 0;
+    ++heartbeats_;
     for (const Member &m : members_) {
-        if (!send_to(m, WireHeartbeat{sent_ns, send_counter_}))
+        if (!send_to(m, WireHeartbeat{sent_ns, heartbeats_}))
             ++unsent;
     }
     // Each failure is logged by send_to. Whether a member is lost is decided

@@ -76,6 +76,15 @@ std::string text(const json &o, const char *field) {
     return s;
 }
 
+json fence_counts_to_json(const FenceCounts &c) {
+    json o = json::object();
+    for (FenceReason r : {FenceReason::kStaleEpoch, FenceReason::kFutureEpoch,
+                          FenceReason::kReplayed, FenceReason::kUnknownRequest}) {
+        o[fence_reason_name(r)] = c.of(r);
+    }
+    return o;
+}
+
 json stage_to_json(const StageRuntime &s) {
     return {{"first", s.range.first},
             {"last", s.range.last},
@@ -232,7 +241,8 @@ std::string node_runtime_to_json(const NodeRuntime &r) {
                      {"temperature_c", or_null(r.temperature_c)},
                      {"error", r.error.substr(0, kMaxStringBytes)},
                      {"echo_ns", r.echo_ns},
-                     {"hold_us", r.hold_us}};
+                     {"hold_us", r.hold_us},
+                     {"dropped", fence_counts_to_json(r.dropped)}};
     return json{{"runtime", rt}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -240,7 +250,7 @@ WireStatus worker_runtime_status(uint64_t echo_ns, std::chrono::steady_clock::ti
                                  uint64_t assigned_epoch,
                                  std::optional<std::pair<uint64_t, uint64_t>> download,
                                  uint64_t loaded_epoch, const std::string &load_error,
-                                 const StageRuntime &stage) {
+                                 const StageRuntime &stage, const FenceCounts &dropped) {
     NodeRuntime r;
     r.plan_epoch = assigned_epoch;
     r.stage = stage;
@@ -262,6 +272,7 @@ WireStatus worker_runtime_status(uint64_t echo_ns, std::chrono::steady_clock::ti
     r.progress = std::clamp(r.progress, 0.0, 1.0);
     probe_node_runtime(r);
     r.echo_ns = echo_ns;
+    r.dropped = dropped;
     r.hold_us = std::chrono::duration_cast<std::chrono::microseconds>(
                     std::chrono::steady_clock::now() - received)
                     .count();
@@ -316,6 +327,18 @@ std::optional<NodeRuntime> node_runtime_from_json(const std::string &text_json) 
     r.error = text(o, "error");
     r.echo_ns = static_cast<uint64_t>(number(o, "echo_ns", 1.8e19, ""));
     r.hold_us = static_cast<int64_t>(number(o, "hold_us", 3.6e9, ""));
+    // absent in reports of workers before fencing
+    if (const auto d = o.find("dropped"); d != o.end() && !d->is_null()) {
+        if (!d->is_object())
+            bad("dropped", "not an object");
+        r.dropped.stale_epoch =
+            static_cast<uint64_t>(number(*d, "stale_epoch", kMaxCount, "dropped."));
+        r.dropped.future_epoch =
+            static_cast<uint64_t>(number(*d, "future_epoch", kMaxCount, "dropped."));
+        r.dropped.replayed = static_cast<uint64_t>(number(*d, "replayed", kMaxCount, "dropped."));
+        r.dropped.unknown_request =
+            static_cast<uint64_t>(number(*d, "unknown_request", kMaxCount, "dropped."));
+    }
     return r;
 }
 

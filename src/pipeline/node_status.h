@@ -32,6 +32,7 @@
 
 #include "cluster/profile.h"
 #include "model/layer_range.h"
+#include "net/message_fence.h"
 #include "net/wire.h"
 
 namespace colony {
@@ -103,6 +104,7 @@ struct NodeRuntime {
     std::string error;     // why the phase is "failed"
     uint64_t echo_ns = 0;  // timestamp_ns of the coordinator's HEARTBEAT this answers (0: none)
     int64_t hold_us = 0;   // microseconds between receiving that HEARTBEAT and sending this
+    FenceCounts dropped;   // messages its control and data sockets dropped (message_fence.h)
 };
 
 /// Fills host, device, os, arch, rss_bytes, available_bytes, battery (sysfs
@@ -124,12 +126,13 @@ std::optional<NodeRuntime> node_runtime_from_json(const std::string &json);
 /// received at `received` (steady clock): a STATUS with its phase and probes.
 /// assigned_epoch: plan epoch of its current assignment (0: none); download:
 /// (bytes received, total) while a shard is fetched; loaded_epoch and
-/// load_error: WorkerData's status; stage: WorkerData's counters.
+/// load_error: WorkerData's status; stage: WorkerData's counters; dropped:
+/// the worker's fence counters (Worker::dropped_messages).
 WireStatus worker_runtime_status(uint64_t echo_ns, std::chrono::steady_clock::time_point received,
                                  uint64_t assigned_epoch,
                                  std::optional<std::pair<uint64_t, uint64_t>> download,
                                  uint64_t loaded_epoch, const std::string &load_error,
-                                 const StageRuntime &stage);
+                                 const StageRuntime &stage, const FenceCounts &dropped = {});
 
 /// The latest report of one worker, as the coordinator keeps it.
 struct NodeReport {

@@ -1,6 +1,7 @@
 #include "pipeline/stage_host.h"
 
 #include <chrono>
+#include <tuple>
 
 #include "model/gguf_file.h"
 #include "net/transport.h"
@@ -119,6 +120,7 @@ void StageHost::open_link(zmq::context_t &ctx, const std::string &endpoint,
     }
     link_endpoint_ = endpoint;
     link_connected_ = false;
+    sender_.renew();  // a new link: the next stage sees a new session
     if (connect_now) {
         push_->connect(endpoint);
         watch_->connecting();
@@ -165,7 +167,7 @@ bool StageHost::send(WireBody body, const char *to, uint64_t request_id) {
     TraceSpan span("send", "hop");
     const bool hop = std::holds_alternative<WireActivations>(body);
     WireMessage msg;
-    msg.sequence = link_counter_++;
+    std::tie(msg.session, msg.sequence) = sender_.next();
     msg.request_id = request_id;
     msg.body = std::move(body);
     bool sent = false;

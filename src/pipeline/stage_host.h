@@ -24,6 +24,7 @@
 #include "model/hparams.h"
 #include "net/keys.h"
 #include "net/link_watch.h"
+#include "net/message_fence.h"
 #include "net/wire.h"
 #include "pipeline/node_status.h"
 #include "pipeline/seq_samplers.h"
@@ -100,9 +101,9 @@ class StageHost {
     HostStep step(const WireActivations &in, WireDtype out_dtype);
 
     /// Sends `body` on the link, the message's wire request id set to
-    /// `request_id`. Returns false, with a warning naming `to`, when there is
-    /// no link, the send timed out or the message cannot be encoded; the
-    /// hop's time is recorded when body is ACTIVATIONS.
+    /// `request_id` and its session and sequence to the link's next ones. Returns false, with a
+    /// warning naming `to`, when there is no link, the send timed out or the message cannot be
+    /// encoded; the hop's time is recorded when body is ACTIVATIONS.
     [[nodiscard]] bool send(WireBody body, const char *to, uint64_t request_id = 0);
 
     /// Frees positions >= p0 of sequence seq (-1: every sequence) on the
@@ -132,7 +133,7 @@ class StageHost {
     bool link_was_down_ = false;        // the meter holds a down time
     std::string link_endpoint_;
     bool link_connected_ = false;
-    uint32_t link_counter_ = 0;
+    WireSender sender_;  // session and sequence of the link; a new session per open_link
     StageMeter meter_;
     std::atomic<uint64_t> bytes_sent_{0};
 };

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 #include <thread>
+#include <tuple>
 
 #include "cluster/device_probe.h"
 #include "net/hash.h"
@@ -69,11 +70,11 @@ Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
     node_keys_ = load_or_create_node_keys(opts_.config_dir);
     if (!opts_.insecure)
         zap_ = std::make_unique<ZapHandler>(ctx_);
-    data_ = std::make_unique<WorkerData>(
-        ctx_, zap_.get(), node_keys_, coordinator_key_z85_,
-        WorkerStageOptions{opts_.n_threads, opts_.type_k, opts_.type_v, opts_.use_mmap,
-                           opts_.invariance},
-        tcp_endpoint(opts_.data_host, opts_.data_port));
+    data_ =
+        std::make_unique<WorkerData>(ctx_, zap_.get(), node_keys_, coordinator_key_z85_,
+                                     WorkerStageOptions{opts_.n_threads, opts_.type_k, opts_.type_v,
+                                                        opts_.use_mmap, opts_.invariance},
+                                     tcp_endpoint(opts_.data_host, opts_.data_port));
     data_->set_slowdown(opts_.debug_slowdown);
     if (!opts_.debug_logits_file.empty())
         data_->set_logits_dump(std::make_shared<LogitsDump>(opts_.debug_logits_file));
@@ -104,6 +105,11 @@ uint64_t Worker::ubatches() const {
 uint64_t Worker::data_bytes_sent() const {
     return data_->status().bytes_out;
 }
+FenceCounts Worker::dropped_messages() const {
+    FenceCounts c = fence_.counts();
+    c += data_->dropped_messages();
+    return c;
+}
 
 void Worker::connect_control() {
     monitor_.reset();
@@ -127,6 +133,7 @@ void Worker::connect_control() {
     monitor_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pair);
     monitor_->connect(monitor_ep);
     control_->connect(tcp_endpoint(coordinator_.host, coordinator_.port));
+    sender_.renew();  // a new connection: a new session for the coordinator's fence
     state_ = State::kJoining;
     last_join_sent_ = {};
 }
@@ -157,7 +164,7 @@ void Worker::run(const std::atomic<bool> &stop) {
 
 void Worker::send(WireBody body) {
     WireMessage msg;
-    msg.sequence = send_counter_++;
+    std::tie(msg.session, msg.sequence) = sender_.next();
     msg.body = std::move(body);
     try {
         if (!send_message(*control_, msg, {}, {}, zmq::send_flags::dontwait)) {
@@ -170,8 +177,24 @@ void Worker::send(WireBody body) {
 }
 
 void Worker::handle(const ReceivedMessage &rm) {
-    last_seen_ = clock::now();
     const WireType type = wire_message_type(rm.message);
+    // Fencing (message_fence.h): the DEALER's only peer is the coordinator;
+    // its sequence must grow per session, and an ASSIGN must not be older
+    // than the newest one (epoch 0: a probe, outside any plan).
+    const WireMessage &msg = rm.message;
+    const auto *assign = std::get_if<WireAssign>(&msg.body);
+    const FenceReason verdict =
+        assign && assign->plan_epoch != 0
+            ? fence_.admit("coordinator", msg.session, msg.sequence, assign->plan_epoch,
+                           assign_epoch_, EpochRule::kNotOlder)
+            : fence_.admit("coordinator", msg.session, msg.sequence);
+    if (verdict != FenceReason::kAccepted) {
+        COLONY_LOG_WARN("worker: dropped %s from the coordinator (%s, session %08x, sequence %u)",
+                        wire_type_name(type), fence_reason_name(verdict), msg.session,
+                        msg.sequence);
+        return;
+    }
+    last_seen_ = clock::now();
     switch (type) {
         case WIRE_TYPE_JOIN_ACCEPT: {
             if (state_ != State::kJoining)
@@ -179,6 +202,7 @@ void Worker::handle(const ReceivedMessage &rm) {
             const auto &acc = std::get<WireJoinAccept>(rm.message.body);
             state_ = State::kMember;
             node_id_ = acc.node_id;
+            assign_epoch_ = 0;  // a coordinator that restarted counts its epochs afresh
             heartbeat_interval_ms_ = std::clamp<uint32_t>(acc.heartbeat_interval_ms, 100, 10000);
             COLONY_LOG_INFO("worker: joined %s:%u as node %u", coordinator_.host.c_str(),
                             coordinator_.port, node_id_);
@@ -197,12 +221,15 @@ void Worker::handle(const ReceivedMessage &rm) {
                     fetched = std::make_pair(download_->received(), download_->total());
                 send(worker_runtime_status(std::get<WireHeartbeat>(rm.message.body).timestamp_ns,
                                            last_seen_, assign_ ? assign_->plan_epoch : 0, fetched,
-                                           st.loaded_epoch, st.error, data_->stage_runtime()));
+                                           st.loaded_epoch, st.error, data_->stage_runtime(),
+                                           dropped_messages()));
             }
             break;
         case WIRE_TYPE_ASSIGN:
-            if (state_ == State::kMember)
-                on_assign(std::get<WireAssign>(rm.message.body));
+            if (state_ == State::kMember) {
+                assign_epoch_ = std::max(assign_epoch_, assign->plan_epoch);
+                on_assign(*assign);
+            }
             break;
         case WIRE_TYPE_SHARD_CHUNK:
             on_chunk(std::get<WireShardChunk>(rm.message.body));
@@ -437,7 +464,7 @@ void Worker::tick() {
     if (ms_since(last_heartbeat_) >= heartbeat_interval_ms_) {
         last_heartbeat_ = clock::now();
         send(WireHeartbeat{static_cast<uint64_t>(last_heartbeat_.time_since_epoch().count()),
-                           send_counter_});
+                           ++heartbeats_});
     }
     if (ms_since(last_seen_) > opts_.coordinator_timeout_ms) {
         rejoin("the coordinator sent nothing for " + std::to_string(ms_since(last_seen_)) + " ms");

@@ -25,6 +25,7 @@
 
 #include "cluster/profile.h"
 #include "net/keys.h"
+#include "net/message_fence.h"
 #include "net/tokens.h"
 #include "net/wire.h"
 #include "pipeline/endpoint.h"
@@ -45,10 +46,10 @@ struct WorkerOptions {
     int n_threads = 0;                 // compute threads; 0 = all cores
     ggml_type type_k = GGML_TYPE_F16;  // KV cache types of the stages this worker runs
     ggml_type type_v = GGML_TYPE_F16;
-    bool use_mmap = true;                // false: read shards into memory (--no-mmap)
+    bool use_mmap = true;  // false: read shards into memory (--no-mmap)
     StageConfig::Invariance invariance = StageConfig::Invariance::kAttention;  // runtime/stage.h
-    std::filesystem::path config_dir;    // node.key
-    std::filesystem::path cache_dir;     // shards
+    std::filesystem::path config_dir;                                          // node.key
+    std::filesystem::path cache_dir;                                           // shards
     std::string data_host = "*";         // interface of the data socket
     uint16_t data_port = 0;              // 0 = an ephemeral port
     bool insecure = false;               // plaintext; the coordinator must be insecure too
@@ -84,6 +85,9 @@ class Worker {
     /// Ubatches computed and wire bytes sent to the next stage so far.
     uint64_t ubatches() const;
     uint64_t data_bytes_sent() const;
+    /// Messages dropped as stale or replayed, control and data sockets together
+    /// (message_fence.h). Thread-safe.
+    FenceCounts dropped_messages() const;
 
   private:
     using clock = std::chrono::steady_clock;
@@ -128,7 +132,12 @@ class Worker {
     clock::time_point last_seen_;
     clock::time_point last_heartbeat_{};
     uint32_t heartbeat_interval_ms_ = 1000;
-    uint32_t send_counter_ = 0;
+    WireSender sender_;        // control messages; a new session per connection
+    uint64_t heartbeats_ = 0;  // HEARTBEAT counter
+    // Control messages from the coordinator (handle()): the sequence per
+    // session, and ASSIGN's epoch never below the newest ASSIGN since JOIN_ACCEPT.
+    MessageFence fence_;
+    uint64_t assign_epoch_ = 0;  // newest non-zero ASSIGN epoch of this membership
     uint32_t node_id_ = 0;
 
     std::optional<WireAssign> assign_;  // the latest ASSIGN

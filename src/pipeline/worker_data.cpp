@@ -152,6 +152,8 @@ void WorkerData::run() {
                         trace_enabled()
                             ? "{\"request\":" + std::to_string(rm.message.request_id) + "}"
                             : std::string());
+            if (!admit(rm))
+                continue;
             switch (wire_message_type(rm.message)) {
                 case WIRE_TYPE_ACTIVATIONS:
                     on_activations(std::get<WireActivations>(rm.message.body),
@@ -221,6 +223,8 @@ void WorkerData::apply(const WorkerAssignment &a) {
     // so the next stage's ZAP handler already admits our key.
     host_.open_link(ctx_, a.next_endpoint, a.next_key_z85, node_keys_, false);
     current_ = a;
+    if (as.plan_epoch != 0)  // not a probe: the plan data messages must belong to
+        fence_epoch_ = as.plan_epoch;
     measure(same_stage);
     COLONY_LOG_INFO("worker: stage %s loaded (plan %llu), %s -> %s", range.str().c_str(),
                     static_cast<unsigned long long>(as.plan_epoch),
@@ -299,6 +303,37 @@ void WorkerData::measure(bool same_stage) {
     p.epoch = as.plan_epoch;
     std::lock_guard<std::mutex> lock(mutex_);
     status_.probe = p;
+}
+
+bool WorkerData::admit(const ReceivedMessage &rm) {
+    const WireMessage &msg = rm.message;
+    std::optional<uint64_t> epoch;
+    if (const auto *act = std::get_if<WireActivations>(&msg.body))
+        epoch = act->plan_epoch;
+    else if (const auto *rel = std::get_if<WireSeqRelease>(&msg.body))
+        epoch = rel->plan_epoch;
+    else
+        return true;  // logged and dropped by the caller
+    const uint64_t current = fence_epoch_;
+    const FenceReason verdict =
+        fence_.admit(rm.user_id, msg.session, msg.sequence, *epoch, current, EpochRule::kEqual);
+    if (verdict == FenceReason::kAccepted)
+        return true;
+    // A stale epoch is normal right after a re-plan (what was in flight): debug.
+    if (verdict == FenceReason::kStaleEpoch) {
+        COLONY_LOG_DEBUG(
+            "worker: dropped %s of plan %llu (stale_epoch; the stage serves plan %llu)",
+            wire_type_name(wire_message_type(msg)), static_cast<unsigned long long>(*epoch),
+            static_cast<unsigned long long>(current));
+    } else {
+        COLONY_LOG_WARN(
+            "worker: dropped %s of plan %llu (%s, session %08x, sequence %u, request %llu) from "
+            "key %s",
+            wire_type_name(wire_message_type(msg)), static_cast<unsigned long long>(*epoch),
+            fence_reason_name(verdict), msg.session, msg.sequence,
+            static_cast<unsigned long long>(msg.request_id), rm.user_id.c_str());
+    }
+    return false;
 }
 
 void WorkerData::on_activations(const WireActivations &act, uint64_t request_id) {

@@ -9,6 +9,9 @@
 // plan -> StageHost::step -> ACTIVATIONS to the next stage, or TOKENS to the
 // coordinator from the last stage (the message's request id goes along). SEQ_RELEASE -> seq_rm on
 // this stage, drop the sampler, pass it on. Anything invalid is logged and dropped.
+// Before either, a MessageFence (net/message_fence.h): the message's plan epoch
+// must be that of the newest assignment applied, and its sequence must grow per
+// (sender key, session).
 #pragma once
 
 #include <atomic>
@@ -25,6 +28,7 @@
 
 #include "ggml.h"
 #include "net/keys.h"
+#include "net/message_fence.h"
 #include "net/wire.h"
 #include "pipeline/node_status.h"
 #include "pipeline/probe_cache.h"
@@ -36,6 +40,7 @@ class GgufFile;
 class LogitsDump;
 class Stage;
 class ZapHandler;
+struct ReceivedMessage;
 
 /// A stage assignment, ready to load: the ASSIGN message plus what the
 /// control thread resolved.
@@ -102,12 +107,12 @@ class WorkerData {
     };
 
     struct Status {
-        uint64_t loaded_epoch = 0;        // plan epoch of the loaded stage; 0: none
+        uint64_t loaded_epoch = 0;           // plan epoch of the loaded stage; 0: none
         std::filesystem::path loaded_shard;  // the loaded stage's shard ("" when none)
-        std::string error;                // why the last assignment failed to load
-        uint64_t ubatches = 0;            // ubatches computed
-        uint64_t bytes_out = 0;           // wire bytes sent to the next stage (or coordinator)
-        std::optional<StageProbe> probe;  // of the loaded stage
+        std::string error;                   // why the last assignment failed to load
+        uint64_t ubatches = 0;               // ubatches computed
+        uint64_t bytes_out = 0;              // wire bytes sent to the next stage (or coordinator)
+        std::optional<StageProbe> probe;     // of the loaded stage
     };
     Status status() const;
 
@@ -123,6 +128,8 @@ class WorkerData {
     double slowdown() const { return slowdown_.load(); }
     /// The stage's counters and KV cache use (node_status.h). Thread-safe.
     StageRuntime stage_runtime() const { return host_.meter().snapshot(); }
+    /// Data messages dropped as stale or replayed (message_fence.h). Thread-safe.
+    FenceCounts dropped_messages() const { return fence_.counts(); }
 
   private:
     void run();
@@ -136,6 +143,8 @@ class WorkerData {
     StageProbe stage_probe(double decode_ms, double prefill_ms_per_token) const;
     void on_activations(const WireActivations &act, uint64_t request_id);
     void on_release(const WireSeqRelease &rel, uint64_t request_id);
+    /// Whether `rm` (ACTIVATIONS or SEQ_RELEASE) passes the fence; logs a drop.
+    bool admit(const ReceivedMessage &rm);
 
     zmq::context_t &ctx_;
     ZapHandler *zap_;
@@ -149,6 +158,10 @@ class WorkerData {
     StageHost host_;  // stage, samplers, link to the next stage; meter() is thread-safe
     std::filesystem::path shard_path_;
     std::optional<WorkerAssignment> current_;
+    MessageFence fence_;  // admit() on this thread; counts() from any
+    // The plan of the newest non-probe assignment applied (kept when the
+    // stage is dropped): the epoch the fence holds data messages to.
+    uint64_t fence_epoch_ = 0;
 
     mutable std::mutex mutex_;
     std::optional<WorkerAssignment> pending_;  // guarded by mutex_

@@ -124,8 +124,10 @@ std::vector<hostile_case> hostile_cases() {
     return {
         {"SHORT_HEADER", [] { return frame_t(31, 0); }, "shorter than the 32-byte header"},
         {"BAD_MAGIC", [] { return activations_with([](frame_t &f) { f[0] = 'X'; }); }, "bad magic"},
-        {"VERSION_5", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 5); }); },
-         "protocol version 5"},
+        {"VERSION_6", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 6); }); },
+         "protocol version 6"},
+        {"VERSION_4", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 4); }); },
+         "protocol version 4"},
         {"VERSION_3", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 3); }); },
          "protocol version 3"},
         {"VERSION_2", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 2); }); },
@@ -142,8 +144,6 @@ std::vector<hostile_case> hostile_cases() {
          "unknown message type 65535"},
         {"FLAGS_SET", [] { return activations_with([](frame_t &f) { f[8] = 1; }); },
          "unknown flags"},
-        {"RESERVED_SET", [] { return activations_with([](frame_t &f) { f[31] = 1; }); },
-         "reserved"},
         {"PAYLOAD_LEN_LONGER_THAN_FRAME",
          [] { return activations_with([](frame_t &f) { put_u32(f, 24, f.size() - H + 1); }); },
          "but the frame carries"},
@@ -306,8 +306,8 @@ std::vector<hostile_case> hostile_cases() {
          "n_sampled = 4294967295 exceeds the limit"},
         {"SEQ_RELEASE_BELOW_MINUS_ONE",
          [] {
-             frame_t f = encode(WireSeqRelease{1, 0});
-             put_u32(f, H, 0xFFFFFFFEu);
+             frame_t f = encode(WireSeqRelease{1, 0, 7});
+             put_u32(f, H + 8, 0xFFFFFFFEu);  // after the plan epoch
              return f;
          },
          "seq_id -2"},

@@ -66,6 +66,7 @@ inline std::vector<WireMessage> sample_messages() {
         WireMessage m;
         m.sequence = static_cast<uint32_t>(v.size() * 3 + 1);
         m.request_id = 0x0102030405060708ull + v.size();
+        m.session = 0x9E3779B9u + static_cast<uint32_t>(v.size());
         m.body = std::move(body);
         v.push_back(std::move(m));
     };
@@ -112,7 +113,7 @@ inline std::vector<WireMessage> sample_messages() {
     tokens.sampled[1].top = {{29, -0.25f}, {31, -1.5f}};
     tokens.embeddings.push_back({5, 9, {0.6f, -0.8f, 0.0f}});  // an embedding, pooled at pos 9
     add(tokens);
-    add(WireSeqRelease{3, 5});
+    add(WireSeqRelease{3, 5, 42});
     add(WireError{ErrorCode::kOutOfRange, "position 5000 is beyond the context size 4096"});
     add(WireStatus{R"({"node":"phone-2","ms_per_layer":1.5})"});
     return v;

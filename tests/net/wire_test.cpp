@@ -19,6 +19,7 @@ TEST(WireProtocol, RoundTripsEveryMessageType) {
         EXPECT_EQ(wire_message_type(back), wire_message_type(m));
         EXPECT_EQ(back.sequence, m.sequence);
         EXPECT_EQ(back.request_id, m.request_id);
+        EXPECT_EQ(back.session, m.session);
         EXPECT_TRUE(back == m);
         EXPECT_EQ(wire_encode(back), frame);  // canonical: re-encoding gives the same bytes
     }
@@ -28,19 +29,20 @@ TEST(WireProtocol, HeaderLayoutIsPinned) {
     WireMessage m;
     m.sequence = 0x11223344;
     m.request_id = 0x0102030405060708ull;
+    m.session = 0xA1B2C3D4;
     m.body = WireHeartbeat{1, 2};
     const std::vector<uint8_t> f = wire_encode(m);
     ASSERT_EQ(f.size(), kWireHeaderBytes + 16);
     const std::vector<uint8_t> header(f.begin(), f.begin() + kWireHeaderBytes);
     const std::vector<uint8_t> expected = {
         'C',  'L',  'N',  'Y',                           // magic
-        4,    0,                                         // version 4
+        5,    0,                                         // version 5
         4,    0,                                         // type HEARTBEAT
         0,    0,    0,    0,                             // flags
         0x44, 0x33, 0x22, 0x11,                          // sequence
         0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,  // request_id
         16,   0,    0,    0,                             // payload_len
-        0,    0,    0,    0,                             // reserved
+        0xD4, 0xC3, 0xB2, 0xA1,                          // session
     };
     EXPECT_EQ(header, expected);
     EXPECT_EQ(f[kWireHeaderBytes], 1);      // timestamp_ns, little-endian
@@ -66,13 +68,14 @@ TEST(WireProtocol, ErrorCodesArePinned) {
 
 TEST(WireProtocol, PeeksHeaderOfAnotherVersion) {
     std::vector<uint8_t> f = wire_encode(test::sample_messages()[0]);
-    f[4] = 5;  // a JOIN from a future protocol version
+    f[4] = 6;  // a JOIN from a future protocol version
     EXPECT_THROW(wire_decode(f), Error);
     const std::optional<WireHeader> h = wire_peek_header(f);
     ASSERT_TRUE(h.has_value());
-    EXPECT_EQ(h->version, 5);
+    EXPECT_EQ(h->version, 6);
     EXPECT_EQ(h->type, WIRE_TYPE_JOIN);
     EXPECT_EQ(h->payload_len, f.size() - kWireHeaderBytes);
+    EXPECT_EQ(h->session, test::sample_messages()[0].session);
     f[0] = 'X';
     EXPECT_FALSE(wire_peek_header(f).has_value());
     EXPECT_FALSE(wire_peek_header(std::span<const uint8_t>(f.data(), 31)).has_value());

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <zmq.hpp>
@@ -23,6 +24,7 @@
 #include "net/admission.h"
 #include "net/hash.h"
 #include "net/keys.h"
+#include "net/message_fence.h"
 #include "net/tokens.h"
 #include "net/transport.h"
 #include "net/zap.h"
@@ -246,7 +248,7 @@ TEST(PipelineSecurity, HostileFramesAreDroppedAndServingGoesOn) {
             send_raw(d, f);
         send_raw(d, encode(wire_tokens(epoch, {{0, 5, 3}})));      // no sequence expects it
         send_raw(d, encode(wire_tokens(epoch + 7, {{0, 5, 3}})));  // another plan
-        send_raw(d, encode(WireSeqRelease{0, 0}));                 // not for this socket
+        send_raw(d, encode(WireSeqRelease{0, 0, epoch}));          // not for this socket
         // The same socket with the coordinator's own key: not the last stage.
         zmq::socket_t d2 = curve_socket(ctx, zmq::socket_type::push, serve.data_endpoint(),
                                         coord_keys.public_z85, coord_keys);
@@ -286,7 +288,7 @@ TEST(PipelineSecurity, HostileFramesAreDroppedAndServingGoesOn) {
         // A CURVE client whose key is on no list is refused by ZAP.
         zmq::socket_t stranger = curve_socket(ctx, zmq::socket_type::push, worker_ep,
                                               worker_keys.public_z85, curve_keypair_generate());
-        send_raw(stranger, encode(WireSeqRelease{-1, 0}));
+        send_raw(stranger, encode(WireSeqRelease{-1, 0, epoch}));
 
         // Each receiver logs what it dropped; wait for every line (the
         // sockets stay open meanwhile, so nothing sent is discarded).
@@ -349,6 +351,7 @@ TEST(PipelineSecurity, ACorruptedShardIsNeverAccepted) {
                   join_token_format({coord.public_z85, rec.join_keys}), {"--join-timeout", "20"});
     bool got_error = false;
     bool got_ready = false;
+    WireSender sender;  // numbered like a real coordinator's, or the worker's fence drops them
     router.set(zmq::sockopt::rcvtimeo, 200);
     const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (!got_error && std::chrono::steady_clock::now() < end) {
@@ -357,6 +360,7 @@ TEST(PipelineSecurity, ACorruptedShardIsNeverAccepted) {
             continue;
         auto reply = [&](WireBody b) {
             WireMessage m;
+            std::tie(m.session, m.sequence) = sender.next();
             m.body = std::move(b);
             send_message(router, m, {}, rm.routing_id);
         };

@@ -120,6 +120,14 @@ struct RecoveryStats {
     uint64_t tokens_recomputed = 0;  // positions re-prefilled
 };
 
+/// Messages one node dropped as stale or replayed (net/message_fence.h), for
+/// colony_messages_dropped_total.
+struct MessageDropStats {
+    std::string node_id;  // the node's name ("local" serving alone)
+    std::string reason;   // "stale_epoch", "future_epoch", "replayed", "unknown_request"
+    uint64_t count = 0;   // since the node started
+};
+
 /// A snapshot of the backend's load (for /metrics).
 struct BackendStats {
     size_t n_queued = 0;      // accepted requests waiting for a sequence slot
@@ -129,6 +137,7 @@ struct BackendStats {
     std::vector<StageStats> stages;
     RecoveryStats recovery;
     uint64_t prompt_tokens_shared = 0;  // prompt positions copied between choices (n > 1)
+    std::vector<MessageDropStats> messages_dropped;  // per node and reason (none serving alone)
 };
 
 /// What the API layer needs to know about the model.

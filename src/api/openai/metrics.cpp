@@ -201,6 +201,16 @@ std::string ApiMetrics::render(const BackendStats &stats, const BackendHealth &h
     sample(out, "colony_prompt_tokens_shared_total", "",
            static_cast<double>(stats.prompt_tokens_shared));
 
+    header(out, "colony_messages_dropped_total", "counter",
+           "Control and data messages a node dropped as stale (plan epoch), replayed "
+           "(session sequence) or of no running request.");
+    for (const MessageDropStats &d : stats.messages_dropped) {
+        sample(out, "colony_messages_dropped_total",
+               "node=\"" + prometheus_escape(d.node_id) + "\",reason=\"" +
+                   prometheus_escape(d.reason) + "\"",
+               static_cast<double>(d.count));
+    }
+
     auto per_stage = [&](const char *name, const char *type, const char *help,
                          double (*value)(const StageStats &)) {
         header(out, name, type, help);
