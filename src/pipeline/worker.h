@@ -11,6 +11,11 @@
 //   -> load the stage -> READY; HEARTBEAT both ways all along.
 // A coordinator silent for coordinator_timeout_ms is presumed gone: the stage
 // is dropped and the worker joins again (a restarted coordinator takes it back).
+// Pairing (net/node_store.h): the worker shows its pairing code when it
+// joins; a coordinator with --confirm-pairing answers the JOIN of a key it
+// has not approved with ERROR unauthorized ("pairing pending"), and the worker
+// keeps repeating its JOIN until a person approves it there. JOIN_REJECT
+// (a refused or revoked token or node key) ends run() with kUnauthorized.
 #pragma once
 
 #include <atomic>
@@ -45,10 +50,10 @@ struct WorkerOptions {
     int n_threads = 0;                 // compute threads; 0 = all cores
     ggml_type type_k = GGML_TYPE_F16;  // KV cache types of the stages this worker runs
     ggml_type type_v = GGML_TYPE_F16;
-    bool use_mmap = true;                // false: read shards into memory (--no-mmap)
+    bool use_mmap = true;  // false: read shards into memory (--no-mmap)
     StageConfig::Invariance invariance = StageConfig::Invariance::kAttention;  // runtime/stage.h
-    std::filesystem::path config_dir;    // node.key
-    std::filesystem::path cache_dir;     // shards
+    std::filesystem::path config_dir;                                          // node.key
+    std::filesystem::path cache_dir;                                           // shards
     std::string data_host = "*";         // interface of the data socket
     uint16_t data_port = 0;              // 0 = an ephemeral port
     bool insecure = false;               // plaintext; the coordinator must be insecure too
@@ -74,10 +79,13 @@ class Worker {
 
     /// Runs until `stop` becomes true (returns normally) or a fatal error:
     /// Error(kUnauthorized) when the coordinator refuses the token or the
-    /// handshake fails, Error(kUnavailable) when joining timed out,
-    /// Error(kCorrupt) when a shard fails its hash check, or what loading the
+    /// handshake fails, or refuses or revokes this worker (JOIN_REJECT), Error(kUnavailable) when
+    /// joining timed out, Error(kCorrupt) when a shard fails its hash check, or what loading the
     /// stage throws.
     void run(const std::atomic<bool> &stop);
+
+    /// The pairing code of this node and the token's coordinator ("" when insecure).
+    const std::string &pairing_code() const { return pairing_code_; }
 
     /// Shard bytes received over the network by this process.
     uint64_t shard_bytes_received() const { return shard_bytes_received_; }
@@ -112,6 +120,8 @@ class Worker {
     HostPort coordinator_;
     std::optional<JoinToken> token_;
     std::string coordinator_key_z85_;  // "" in insecure mode
+    std::string pairing_code_;         // "" in insecure mode
+    bool pairing_pending_ = false;     // the coordinator waits for a person's approval
     CurveKeypair node_keys_;
     zmq::context_t ctx_;
     std::unique_ptr<ZapHandler> zap_;

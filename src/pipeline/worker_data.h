@@ -102,12 +102,12 @@ class WorkerData {
     };
 
     struct Status {
-        uint64_t loaded_epoch = 0;        // plan epoch of the loaded stage; 0: none
+        uint64_t loaded_epoch = 0;           // plan epoch of the loaded stage; 0: none
         std::filesystem::path loaded_shard;  // the loaded stage's shard ("" when none)
-        std::string error;                // why the last assignment failed to load
-        uint64_t ubatches = 0;            // ubatches computed
-        uint64_t bytes_out = 0;           // wire bytes sent to the next stage (or coordinator)
-        std::optional<StageProbe> probe;  // of the loaded stage
+        std::string error;                   // why the last assignment failed to load
+        uint64_t ubatches = 0;               // ubatches computed
+        uint64_t bytes_out = 0;              // wire bytes sent to the next stage (or coordinator)
+        std::optional<StageProbe> probe;     // of the loaded stage
     };
     Status status() const;
 
@@ -149,6 +149,14 @@ class WorkerData {
     StageHost host_;  // stage, samplers, link to the next stage; meter() is thread-safe
     std::filesystem::path shard_path_;
     std::optional<WorkerAssignment> current_;
+    // Key fingerprints (ZAP User-Id) whose data messages are taken: the
+    // coordinator and the previous stage of the current assignment. ZAP
+    // checks keys only at the handshake, so a peer dropped from the plan (a
+    // revoked node) may still hold an open connection: its messages are
+    // dropped here. Empty in insecure mode (no User-Id).
+    std::vector<std::string> senders_;
+    /// senders_ for an assignment's previous stage ("" = the coordinator only).
+    void set_senders(const std::string &prev_key_z85);
 
     mutable std::mutex mutex_;
     std::optional<WorkerAssignment> pending_;  // guarded by mutex_
