@@ -169,6 +169,7 @@ json node_json(const NodeView &n, const Runtime &rt, bool has_plan) {
         {"phase", rt.phase},
         {"report_age_ms", finite_or_null(rt.report_age_ms)},
         {"detail", n.detail},
+        {"pairing_code", n.pairing_code},
         {"since_unix_ms", n.since_unix_ms},
         {"measured_decode_ms_per_layer", finite_or_null(n.measured_decode_ms_per_layer)},
         {"throughput_bytes_per_s", finite_or_null(n.throughput_bytes_per_s)},

@@ -10,7 +10,6 @@
 #include "cli/cluster_cli.h"
 #include "cli/commands.h"
 #include "cli/process_info.h"
-#include "util/signals.h"
 #include "model/kv_cache.h"
 #include "net/keys.h"
 #include "net/tokens.h"
@@ -18,9 +17,17 @@
 #include "util/error.h"
 #include "util/host.h"
 #include "util/log.h"
+#include "util/signals.h"
 #include "util/trace.h"
 
 namespace colony {
+
+namespace {
+
+// EX_NOPERM (sysexits.h): refused or revoked; a restart would be refused too.
+constexpr int kExitRefused = 77;
+
+}  // namespace
 
 int cmd_join(int argc, char **argv) {
     WorkerOptions o;
@@ -34,7 +41,11 @@ int cmd_join(int argc, char **argv) {
     ArgParser p("colony join",
                 "Join a coordinator as a worker: take the layer range it assigns, fetch that\n"
                 "range's shard (or find it in the cache), and compute it. Without --coordinator,\n"
-                "find the coordinator on the local network whose key the token names.");
+                "find the coordinator on the local network whose key the token names.\n"
+                "It prints a six-digit pairing code; the coordinator shows the same one (colony\n"
+                "node list), and with --confirm-pairing waits until a person approves it there.\n"
+                "Exit status 77 when the coordinator refuses or revokes this worker or its\n"
+                "token: restarting it will not help (e.g. systemd RestartPreventExitStatus=77).");
     p.add("", "--coordinator", "HOST:PORT",
           "the coordinator's control socket (default: found by its LAN beacon)", &o.coordinator);
     p.add("", "--token", "TOKEN", "join token printed by colony serve", &o.token);
@@ -120,6 +131,10 @@ int cmd_join(int argc, char **argv) {
     std::atomic<bool> stop{false};
     std::atomic<bool> done{false};
     Worker worker(o);
+    if (!worker.pairing_code().empty()) {
+        std::fprintf(stderr, "colony join: pairing code %s (the coordinator shows the same one)\n",
+                     worker.pairing_code().c_str());
+    }
     std::thread watcher([&] {
         while (!done.load()) {
             if (wait_stop_signal(200) != 0) {
@@ -142,8 +157,16 @@ int cmd_join(int argc, char **argv) {
                  static_cast<unsigned long long>(worker.shard_bytes_received()),
                  static_cast<unsigned long long>(worker.ubatches()),
                  static_cast<unsigned long long>(worker.data_bytes_sent()), peak_rss_bytes() / 1e6);
-    if (failure)
-        std::rethrow_exception(failure);
+    if (failure) {
+        try {
+            std::rethrow_exception(failure);
+        } catch (const Error &e) {
+            if (e.code() != ErrorCode::kUnauthorized)
+                throw;
+            std::fprintf(stderr, "colony join: error: %s\n", e.what());
+            return kExitRefused;
+        }
+    }
     return 0;
 }
 

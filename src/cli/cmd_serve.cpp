@@ -63,6 +63,11 @@ int serve_coordinator(CoordinatorOptions o, const ApiArgs &api, const std::strin
         std::printf("join token: %s\n", coordinator.join_token().c_str());
         std::printf("workers join with: colony join --coordinator %s --token %s\n", where.c_str(),
                     coordinator.join_token().c_str());
+        if (o.confirm_pairing) {
+            std::printf(
+                "pairing: a new worker waits until you compare its code and run "
+                "colony node approve CODE (colony node list shows them)\n");
+        }
     } else {
         std::printf("workers join with: colony join --coordinator %s --insecure\n", where.c_str());
     }
@@ -118,14 +123,16 @@ int cmd_serve(int argc, char **argv) {
     int32_t threads = 0, hb_timeout = o.heartbeat_timeout_ms, stall_timeout = o.stall_timeout_ms;
     int32_t hb_interval = o.heartbeat_interval_ms, recovery_timeout = o.recovery_timeout_ms;
     bool insecure = false, no_mmap = false, no_recovery = false, batch_invariant = false;
-    ArgParser p("colony serve",
-                "Serve a model over the OpenAI-compatible API (/v1/chat/completions with tools,\n"
-                "structured output and logprobs, /v1/completions, /v1/embeddings, /v1/responses,\n"
-                "/v1/models), Anthropic's /v1/messages, Ollama's /api/*, /health, /metrics,\n"
-                "/v1/cluster and the dashboard at /. Without workers the whole model runs here.\n"
-                "With --workers-expected N (or a --split of several ranges) this is a coordinator:\n"
-                "it owns the model, runs the first layers itself and gives the other layer ranges\n"
-                "to workers that join with its token.");
+    bool confirm_pairing = false;
+    ArgParser p(
+        "colony serve",
+        "Serve a model over the OpenAI-compatible API (/v1/chat/completions with tools,\n"
+        "structured output and logprobs, /v1/completions, /v1/embeddings, /v1/responses,\n"
+        "/v1/models), Anthropic's /v1/messages, Ollama's /api/*, /health, /metrics,\n"
+        "/v1/cluster and the dashboard at /. Without workers the whole model runs here.\n"
+        "With --workers-expected N (or a --split of several ranges) this is a coordinator:\n"
+        "it owns the model, runs the first layers itself and gives the other layer ranges\n"
+        "to workers that join with its token.");
     p.add("-m", "--model", "PATH", "GGUF model file", &o.model_path, true);
     p.add("", "--host", "HOST", "interface of the control and data sockets (0.0.0.0: all)",
           &o.host);
@@ -191,6 +198,11 @@ int cmd_serve(int argc, char **argv) {
           "write a Chrome/Perfetto trace of every ubatch of this process (compute, send, "
           "sampling, queueing, the wait for the pipeline) to FILE",
           &trace);
+    p.flag("", "--confirm-pairing",
+           "a worker whose node key this coordinator has not approved waits until a person "
+           "checks its pairing code and runs `colony node approve CODE` (default: trust it on "
+           "first use; its key is pinned either way; docs/security-pairing.md)",
+           &confirm_pairing);
     p.flag("", "--insecure", "plaintext, no authentication (never on an untrusted network)",
            &insecure);
     p.parse(argc, argv);
@@ -239,6 +251,9 @@ int cmd_serve(int argc, char **argv) {
     o.n_threads = threads;
     o.mem_limit_gib = mem_limit;
     o.insecure = insecure;
+    if (confirm_pairing && insecure)
+        throw Error(ErrorCode::kInvalidArgument, "--confirm-pairing needs CURVE: drop --insecure");
+    o.confirm_pairing = confirm_pairing;
     if (hb_interval < 10 || hb_timeout < 2 * hb_interval) {
         throw Error(ErrorCode::kInvalidArgument,
                     "--heartbeat-interval-ms must be >= 10 and --heartbeat-timeout-ms at least "

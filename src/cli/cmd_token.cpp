@@ -19,7 +19,8 @@ int cmd_token(int argc, char **argv) {
         "  list     the tokens of the coordinator whose config dir this is\n"
         "  create   a new join token (printed in full)\n"
         "  revoke   revoke the token whose id starts with ID; a running coordinator\n"
-        "           drops its workers within a second\n";
+        "           drops its workers (closes their connections, re-plans around them)\n"
+        "           within one heartbeat interval, and they exit with status 77\n";
     if (argc < 2 || std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help") {
         std::fputs(usage.c_str(), argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;

@@ -11,6 +11,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_join(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+int cmd_node(int argc, char **argv);
 int cmd_discover(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 

@@ -28,6 +28,7 @@ const Subcommand kCommands[] = {
     {"join", colony::cmd_join, "join a coordinator as a worker and run the layers it assigns"},
     {"run", colony::cmd_run, "start a coordinator and N workers on this machine (a local cluster)"},
     {"token", colony::cmd_token, "list, create or revoke a coordinator's join tokens"},
+    {"node", colony::cmd_node, "list, approve or revoke the worker node keys a coordinator pinned"},
     {"discover", colony::cmd_discover, "list the coordinators announcing themselves on the LAN"},
 #endif
 #ifdef COLONY_HAS_PLAN

@@ -170,7 +170,8 @@ double PlanCostModel::hop_ms(const std::string &from, const std::string &to, uin
 uint64_t PlanCostModel::min_stage_memory_bytes(size_t device) const {
     uint64_t best = UINT64_MAX;
     for (int l = 0; l < n_layer(); ++l) {
-        best = std::min(best, stage_memory_bytes(device, {l, l + 1}));
+        const auto first = static_cast<uint32_t>(l);
+        best = std::min(best, stage_memory_bytes(device, {first, first + 1}));
     }
     return best;
 }
@@ -178,7 +179,7 @@ uint64_t PlanCostModel::min_stage_memory_bytes(size_t device) const {
 uint64_t PlanCostModel::model_memory_bytes() const {
     const ModelShape &m = input_.model;
     return add_bytes_saturating(
-        range_bytes({0, m.n_layer}),
+        range_bytes({0, static_cast<uint32_t>(m.n_layer)}),
         add_bytes_saturating(m.first_stage_extra_bytes, m.last_stage_extra_bytes));
 }
 

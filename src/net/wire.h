@@ -61,7 +61,9 @@
 //                                              (embeddings)
 //   12    SEQ_RELEASE   coordinator -> stages  u64 plan_epoch, i32 seq_id (-1 = every
 //                                              sequence), i32 p0
-//   13    ERROR         any                    u16 code, str message
+//   13    ERROR         any                    u16 code, str message (to a worker that has
+//                                              sent JOIN, code unauthorized means "pairing
+//                                              pending": repeat JOIN until a person approves)
 //   14    STATUS        worker -> coordinator  str json (n <= limits.max_status_bytes)
 //
 // ACTIVATIONS payload (one ubatch; one token belongs to exactly one sequence):

@@ -27,6 +27,7 @@ json node_json(const NodeView &n) {
               {"measured_decode_ms_per_layer", opt(n.measured_decode_ms_per_layer)},
               {"slowdown", n.slowdown},
               {"detail", n.detail},
+              {"pairing_code", n.pairing_code},
               {"since_unix_ms", n.since_unix_ms}};
     j["layers"] = n.layers ? json{{"first", n.layers->first}, {"last", n.layers->last}} : json();
     j["profile"] = n.profile ? device_profile_to_json(*n.profile) : json();

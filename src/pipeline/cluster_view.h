@@ -25,18 +25,22 @@ struct NodeView {
     // "loading"  assigned a layer range; fetching its shard or loading it
     // "ready"    its stage of the running plan is loaded and connected
     // "spare"    joined, measured, not in the plan (the planner left it out)
-    // "lost"     left or stopped answering (kept for a while, see detail)
+    // "lost"     left or stopped answering, or was revoked (kept for a while, see detail)
+    // "pending"  asked to join; waits for a person to approve its pairing
+    //            code (`colony serve --confirm-pairing`, `colony node approve`)
     std::string state;
-    double load_progress = 0;         // "loading": shard bytes sent / shard size (0..1)
+    double load_progress = 0;          // "loading": shard bytes sent / shard size (0..1)
     std::optional<LayerRange> layers;  // its stage's blocks [first, last); none when not a stage
-    int stage = -1;                   // position in the pipeline; -1: not a stage
-    std::string address;              // where its control connection comes from
+    int stage = -1;                    // position in the pipeline; -1: not a stage
+    std::string address;               // where its control connection comes from
     std::optional<DeviceProfile> profile;  // measured (per-layer times as the planner uses them)
     std::optional<double> rtt_ms;          // median heartbeat round trip to the coordinator
     std::optional<double> throughput_bytes_per_s;        // shard download, coordinator -> node
     std::optional<double> measured_decode_ms_per_layer;  // rolling, from real decode steps
     double slowdown = 1.0;      // debug slow-down factor the node reports (1 = none)
     std::string detail;         // e.g. why it was lost, why it is not in the plan
+    std::string pairing_code;   // "ddd-ddd" (net/pairing_code.h); "" for the coordinator
+                                // and in insecure mode
     int64_t since_unix_ms = 0;  // when it joined (or was lost)
 };
 
@@ -65,10 +69,10 @@ struct RecoveryRecord {
     // "spare" (a node outside the plan), "rejoined" (the lost worker, back),
     // "replan" (the survivors), "none" (no new plan yet)
     std::string replacement = "none";
-    uint32_t requests_replayed = 0;    // running requests replayed on the new plan
-    uint64_t tokens_recomputed = 0;    // positions re-prefilled (prompts and generated tokens)
-    int64_t stall_ms = 0;              // largest gap between two tokens of a replayed stream
-    bool failed = false;               // the requests failed (no plan in time, or recovery off)
+    uint32_t requests_replayed = 0;  // running requests replayed on the new plan
+    uint64_t tokens_recomputed = 0;  // positions re-prefilled (prompts and generated tokens)
+    int64_t stall_ms = 0;            // largest gap between two tokens of a replayed stream
+    bool failed = false;             // the requests failed (no plan in time, or recovery off)
 };
 
 /// Counters of every recovery since the coordinator started (/metrics).
@@ -85,9 +89,9 @@ struct ClusterView {
     bool replanning = false;      // a new plan is being applied (requests wait, none fail)
     std::string planner;          // "measured" (profiles + plan_optimal) or "static" (--split etc.)
     std::string objective;        // "latency" or "throughput"
-    std::vector<NodeView> nodes;  // the coordinator, members in join order, then lost nodes
+    std::vector<NodeView> nodes;  // the coordinator, members in join order, pending, then lost
     std::optional<Plan> plan;     // the running plan with its latest predictions
-    std::vector<ReplanRecord> replans;  // oldest first; the latest kMaxReplanRecords
+    std::vector<ReplanRecord> replans;       // oldest first; the latest kMaxReplanRecords
     std::vector<RecoveryRecord> recoveries;  // oldest first; the latest kMaxRecoveryRecords
     RecoveryTotals recovery_totals;          // since start (also records dropped from the list)
 };

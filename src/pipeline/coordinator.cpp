@@ -7,6 +7,7 @@
 #include "model/gguf_file.h"
 #include "model/shard.h"
 #include "net/admission.h"
+#include "net/node_store.h"
 #include "net/tokens.h"
 #include "net/transport.h"
 #include "net/zap.h"
@@ -69,7 +70,9 @@ Coordinator::Coordinator(CoordinatorOptions opts) : opts_(std::move(opts)), ctx_
     if (!opts_.insecure) {
         zap_ = std::make_unique<ZapHandler>(ctx_);
         tokens_ = std::make_unique<TokenStore>(opts_.config_dir);
-        admission_ = std::make_unique<AdmissionControl>(*tokens_, *zap_, node_keys_.public_z85);
+        nodes_ = std::make_unique<NodeStore>(opts_.config_dir);
+        admission_ = std::make_unique<AdmissionControl>(*tokens_, *zap_, node_keys_.public_z85,
+                                                        nodes_.get(), opts_.confirm_pairing);
         std::optional<TokenRecord> active;
         for (const TokenRecord &r : admission_->tokens()) {
             if (!r.revoked) {

@@ -24,6 +24,7 @@ class AdmissionControl;
 class ClusterState;
 class BatchScheduler;
 class GgufFile;
+class NodeStore;
 class ShardService;
 class Tokenizer;
 class TokenStore;
@@ -86,6 +87,7 @@ class Coordinator {
     zmq::context_t ctx_;
     std::unique_ptr<ZapHandler> zap_;
     std::unique_ptr<TokenStore> tokens_;
+    std::unique_ptr<NodeStore> nodes_;
     std::unique_ptr<AdmissionControl> admission_;
     std::string join_token_;
     std::string data_endpoint_;

@@ -324,7 +324,7 @@ void CoordinatorControl::tick() {
     drop_silent();
     drop_unreachable();
     if (admission_)
-        reload_tokens();
+        reload_admission();
     if (auto down = state_.take_link_down())
         on_link_down(0, down->epoch, down->down_ms);
     if (auto why = state_.take_replan_request()) {

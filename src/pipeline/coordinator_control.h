@@ -7,7 +7,9 @@
 //
 // One class, its code in one file per concern:
 //   coordinator_control.cpp     the socket, the loop, dispatch of what arrives
-//   coordinator_membership.cpp  members: join, heartbeats, loss, token revocation
+//   coordinator_membership.cpp  members: join, heartbeats, loss
+//   coordinator_pairing.cpp     joins that wait for a person (--confirm-pairing),
+//                               revoked tokens and node keys (net/node_store.h)
 //   coordinator_layout.h/.cpp   the layout decisions: pure functions, no sockets
 //   coordinator_assign.cpp      applying a layout: shards, ASSIGN, READY, the plan's state
 //   coordinator_profiles.cpp    measurements for the measured planner (self, STATUS, RTTs, probes)
@@ -104,7 +106,8 @@ class CoordinatorControl {
         uint32_t node_id = 0;
         std::string token_id;
         std::string key_z85;
-        std::string fingerprint;  // key_fingerprint(key_z85): the node id in plans
+        std::string fingerprint;   // key_fingerprint(key_z85): the node id in plans
+        std::string pairing_code;  // pairing_code.h; "" in insecure mode
         std::string peer_address;
         std::string data_endpoint;  // resolved
         WireJoin join;
@@ -130,6 +133,17 @@ class CoordinatorControl {
         std::string unreachable;
         int64_t unreachable_after_ms = -1;  // how long the fault behind it took to show (-1: n/a)
         bool holds(LayerRange r) const;
+    };
+    /// A JOIN whose node key waits for `colony node approve` (--confirm-pairing).
+    struct PendingJoin {
+        std::string routing_id;
+        std::string user_id;
+        std::string peer_address;
+        WireJoin join;
+        std::string key_z85;
+        std::string code;
+        clock::time_point last_seen;  // its latest JOIN (the worker repeats it every 2 s)
+        int64_t since_unix_ms = 0;
     };
     /// A new plan waiting for the running requests to finish.
     struct PendingApply {
@@ -170,7 +184,7 @@ class CoordinatorControl {
                      const std::string &reason);
     /// Adds an admitted worker, accepts it, and plans when enough have joined.
     void add_member(const ReceivedMessage &rm, const WireJoin &join, const std::string &key_z85,
-                    const std::string &data_endpoint);
+                    const std::string &data_endpoint, const std::string &pairing_code);
     /// A heartbeat to every member when one is due; returns whether it was.
     bool send_heartbeats();
     /// A heartbeat to every member; sent_ns: the steady clock when sent (0:
@@ -180,13 +194,24 @@ class CoordinatorControl {
     void keepalive();
     void drop_silent();
     void drop_unreachable();
-    /// Loses the members whose token the tokens file no longer lists.
-    void reload_tokens();
     void lose_member(size_t index, const std::string &reason);
     Member *find_member(const std::string &routing_id);
     std::string waiting_reason() const;
     /// The members as the layout functions see them (same order and indices).
     std::vector<LayoutMember> layout_members() const;
+
+    // ---- Pairing and revocation (coordinator_pairing.cpp) ----
+    /// Keeps a JOIN whose key waits for approval and tells the worker so.
+    void hold_join(const ReceivedMessage &rm, const WireJoin &join, const std::string &key_z85,
+                   const std::string &code);
+    /// Every heartbeat interval (at most 1 s): re-reads the tokens and nodes
+    /// files; a member whose token or node key was revoked gets JOIN_REJECT
+    /// and is lost (its stage re-planned), pending joins that were approved
+    /// are admitted, denied ones refused, stale ones forgotten.
+    void reload_admission();
+    void retry_pending_joins();
+    /// The pending joins as nodes of the cluster view (state "pending").
+    std::vector<NodeView> pending_views() const;
 
     // ---- Applying a layout (coordinator_assign.cpp) ----
     void on_ready(Member &m, const WireReady &ready);
@@ -274,7 +299,8 @@ class CoordinatorControl {
 
     // Used only by the control thread once started.
     std::vector<Member> members_;
-    std::vector<PlannedStage> plan_;  // empty: no plan
+    std::vector<PendingJoin> pending_joins_;  // oldest first, at most kMaxPendingNodes
+    std::vector<PlannedStage> plan_;          // empty: no plan
     // Key fingerprints of the workers of the plan a loss ended (the lost one
     // too), while its recovery waits for a new plan (none: no recovery): a new
     // plan with the lost node is "rejoined", with a node outside it "spare",

@@ -1,7 +1,8 @@
 // Membership: who is in the cluster. JOIN admits a worker (its token, its
 // key, its data endpoint); heartbeats go out every heartbeat_interval_ms and
-// a member silent for heartbeat_timeout_ms is lost, as is one whose token is
-// revoked or whose ASSIGN cannot be delivered. Losing a member of the plan
+// a member silent for heartbeat_timeout_ms is lost, as is one whose ASSIGN
+// cannot be delivered (or whose token or node key is revoked:
+// coordinator_pairing.cpp). Losing a member of the plan
 // invalidates the plan; the lost node stays listed in the view.
 #include <algorithm>
 
@@ -17,12 +18,6 @@
 #include "util/log.h"
 
 namespace colony {
-
-namespace {
-
-constexpr int kTokenReloadMs = 1000;
-
-}  // namespace
 
 void CoordinatorControl::on_join(const ReceivedMessage &rm, const WireJoin &join) {
     const std::string key_z85 = curve_key_to_z85(join.node_key);
@@ -44,15 +39,22 @@ void CoordinatorControl::on_join(const ReceivedMessage &rm, const WireJoin &join
             lose_member(i, "worker " + members_[i].join.node_name + " joined again");
         }
     }
+    std::string code;
     if (admission_) {
         try {
-            admission_->admit_member(rm.user_id, key_z85);
+            const JoinVerdict v = admission_->admit_join(rm.user_id, key_z85, join.node_name);
+            code = v.code;
+            if (!v.admitted) {
+                hold_join(rm, join, key_z85, v.code);
+                return;
+            }
         } catch (const Error &e) {
             refuse_join(rm, join, e.code(), e.what());
             return;
         }
     }
-    add_member(rm, join, key_z85, *data_endpoint);
+    std::erase_if(pending_joins_, [&](const PendingJoin &p) { return p.key_z85 == key_z85; });
+    add_member(rm, join, key_z85, *data_endpoint, code);
 }
 
 std::optional<std::string> CoordinatorControl::join_endpoint(const ReceivedMessage &rm,
@@ -83,13 +85,15 @@ void CoordinatorControl::refuse_join(const ReceivedMessage &rm, const WireJoin &
 }
 
 void CoordinatorControl::add_member(const ReceivedMessage &rm, const WireJoin &join,
-                                    const std::string &key_z85, const std::string &data_endpoint) {
+                                    const std::string &key_z85, const std::string &data_endpoint,
+                                    const std::string &pairing_code) {
     Member m;
     m.routing_id = rm.routing_id;
     m.node_id = next_node_id_++;
     m.token_id = rm.user_id;
     m.key_z85 = key_z85;
     m.fingerprint = key_fingerprint(key_z85);
+    m.pairing_code = pairing_code;
     m.peer_address = rm.peer_address;
     m.data_endpoint = data_endpoint;
     m.join = join;
@@ -104,9 +108,11 @@ void CoordinatorControl::add_member(const ReceivedMessage &rm, const WireJoin &j
     lost_.erase(std::remove_if(lost_.begin(), lost_.end(),
                                [&](const NodeView &n) { return n.id == m.fingerprint; }),
                 lost_.end());
-    COLONY_LOG_INFO("control: worker '%s' joined as node %u from %s (key %s, %u threads, data %s)",
-                    join.node_name.c_str(), m.node_id, rm.peer_address.c_str(),
-                    m.fingerprint.c_str(), join.n_threads, data_endpoint.c_str());
+    COLONY_LOG_INFO(
+        "control: worker '%s' joined as node %u from %s (key %s, pairing code %s, %u threads, "
+        "data %s)",
+        join.node_name.c_str(), m.node_id, rm.peer_address.c_str(), m.fingerprint.c_str(),
+        pairing_code.empty() ? "-" : pairing_code.c_str(), join.n_threads, data_endpoint.c_str());
     if (!send_to(members_.back(),
                  WireJoinAccept{m.node_id, static_cast<uint32_t>(opts_.heartbeat_interval_ms)})) {
         // It is a member all the same: the worker repeats its JOIN until it
@@ -182,26 +188,6 @@ void CoordinatorControl::drop_unreachable() {
                                std::to_string(members_[i].node_id) +
                                ") is unreachable: " + members_[i].unreachable);
         }
-    }
-}
-
-void CoordinatorControl::reload_tokens() {
-    if (ms_since(last_token_reload_) < kTokenReloadMs)
-        return;
-    last_token_reload_ = clock::now();
-    try {
-        for (const std::string &key : admission_->reload()) {
-            for (size_t i = members_.size(); i-- > 0;) {
-                if (members_[i].key_z85 != key)
-                    continue;
-                const std::string name = members_[i].join.node_name;
-                send_unsolicited(members_[i].routing_id,
-                                 WireJoinReject{ErrorCode::kUnauthorized, "token revoked"});
-                lose_member(i, "the token of worker '" + name + "' was revoked");
-            }
-        }
-    } catch (const Error &e) {
-        COLONY_LOG_WARN("control: cannot reload the tokens file: %s", e.what());
     }
 }
 

@@ -32,8 +32,12 @@ struct CoordinatorOptions {
     // stage 0's batch invariance in a cluster (runtime/stage.h; --batch-invariant: kFull,
     // which a coordinator serving alone keeps too; kAttention only with workers)
     StageConfig::Invariance invariance = StageConfig::Invariance::kAttention;
-    double mem_limit_gib = 0;         // memory the planner may use here (GiB); 0 = MemAvailable
-    bool insecure = false;            // plaintext, no authentication (warns)
+    double mem_limit_gib = 0;  // memory the planner may use here (GiB); 0 = MemAvailable
+    bool insecure = false;     // plaintext, no authentication (warns)
+    // --confirm-pairing: a node key the nodes file does not approve waits
+    // until a person runs `colony node approve` (net/node_store.h); false:
+    // trust on first use (the key is pinned all the same)
+    bool confirm_pairing = false;
     int heartbeat_interval_ms = 250;  // HEARTBEAT to every worker
     int heartbeat_timeout_ms = 1500;  // a worker silent this long (plus 4 round trips) is lost
     int stall_timeout_ms = 30000;     // base of the stall allowance (stall_watch.h)

@@ -58,6 +58,7 @@ NodeView CoordinatorControl::member_view(const Member &m, const Plan &running) c
     n.role = "worker";
     n.address = m.peer_address;
     n.since_unix_ms = m.joined_unix_ms;
+    n.pairing_code = m.pairing_code;
     const double shard_progress =
         m.shard_total ? static_cast<double>(m.shard_sent) / m.shard_total : 0.0;
     if (m.stage >= 0) {
@@ -97,6 +98,8 @@ void CoordinatorControl::publish_view() {
     v.nodes.push_back(coordinator_view());
     for (const Member &m : members_)
         v.nodes.push_back(member_view(m, running));
+    for (NodeView &n : pending_views())
+        v.nodes.push_back(std::move(n));
     for (const NodeView &n : lost_)
         v.nodes.push_back(n);
     if (!plan_.empty())
@@ -129,6 +132,7 @@ void CoordinatorControl::publish_detail() {
         workers.push_back({{"name", m.join.node_name},
                            {"node_id", m.node_id},
                            {"key", m.fingerprint},
+                           {"pairing_code", m.pairing_code},
                            {"address", m.peer_address},
                            {"data_endpoint", m.data_endpoint},
                            {"threads", m.join.n_threads},

@@ -13,6 +13,7 @@
 
 #include "cluster/device_probe.h"
 #include "net/hash.h"
+#include "net/pairing_code.h"
 #include "net/transport.h"
 #include "net/zap.h"
 #include "nlohmann/json.hpp"
@@ -68,6 +69,8 @@ Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
         coordinator_key_z85_ = token_->coordinator_public_z85;
     }
     node_keys_ = load_or_create_node_keys(opts_.config_dir);
+    if (!opts_.insecure)
+        pairing_code_ = colony::pairing_code(coordinator_key_z85_, node_keys_.public_z85);
     if (!opts_.insecure)
         zap_ = std::make_unique<ZapHandler>(ctx_);
     data_ =
@@ -142,9 +145,10 @@ void Worker::run(const std::atomic<bool> &stop) {
     data_->start();
     connect_control();
     joining_since_ = clock::now();
-    COLONY_LOG_INFO("worker '%s': joining %s:%u (node key %s, data %s)", opts_.name.c_str(),
-                    coordinator_.host.c_str(), coordinator_.port,
+    COLONY_LOG_INFO("worker '%s': joining %s:%u (node key %s, pairing code %s, data %s)",
+                    opts_.name.c_str(), coordinator_.host.c_str(), coordinator_.port,
                     key_fingerprint(node_keys_.public_z85).c_str(),
+                    pairing_code_.empty() ? "-" : pairing_code_.c_str(),
                     announced_data_endpoint_.c_str());
     while (!stop.load()) {
         zmq::pollitem_t items[] = {{control_->handle(), 0, ZMQ_POLLIN, 0},
@@ -204,14 +208,19 @@ void Worker::handle(const ReceivedMessage &rm) {
             node_id_ = acc.node_id;
             assign_epoch_ = 0;  // a coordinator that restarted counts its epochs afresh
             heartbeat_interval_ms_ = std::clamp<uint32_t>(acc.heartbeat_interval_ms, 100, 10000);
-            COLONY_LOG_INFO("worker: joined %s:%u as node %u", coordinator_.host.c_str(),
-                            coordinator_.port, node_id_);
+            COLONY_LOG_INFO("worker: joined %s:%u as node %u%s", coordinator_.host.c_str(),
+                            coordinator_.port, node_id_,
+                            pairing_pending_ ? " (pairing confirmed)" : "");
+            pairing_pending_ = false;
             break;
         }
         case WIRE_TYPE_JOIN_REJECT:
-            throw Error(ErrorCode::kUnauthorized,
-                        "the coordinator refused this worker: " +
-                            std::get<WireJoinReject>(rm.message.body).reason);
+            // a refused token or node key, or one revoked while we were a member
+            throw Error(
+                ErrorCode::kUnauthorized,
+                std::string(state_ == State::kMember ? "the coordinator revoked this worker: "
+                                                     : "the coordinator refused this worker: ") +
+                    std::get<WireJoinReject>(rm.message.body).reason);
         case WIRE_TYPE_HEARTBEAT:
             if (state_ == State::kMember) {
                 // the run-time report for the coordinator's cluster view (node_status.h)
@@ -241,6 +250,15 @@ void Worker::handle(const ReceivedMessage &rm) {
             const auto &err = std::get<WireError>(rm.message.body);
             if (err.code == ErrorCode::kUnavailable && state_ == State::kMember) {
                 rejoin("the coordinator does not know this worker (" + err.message + ")");
+            } else if (err.code == ErrorCode::kUnauthorized && state_ == State::kJoining) {
+                // --confirm-pairing: our JOIN waits for a person (repeated every 2 s)
+                if (!pairing_pending_) {
+                    pairing_pending_ = true;
+                    COLONY_LOG_WARN(
+                        "worker: the coordinator waits for a person to confirm this node: check "
+                        "that it shows pairing code %s, then run there: colony node approve %s",
+                        pairing_code_.c_str(), pairing_code_.c_str());
+                }
             } else {
                 COLONY_LOG_WARN("worker: the coordinator reports: %s", err.message.c_str());
             }
@@ -449,13 +467,24 @@ void Worker::tick() {
             send(j);
         }
         const int64_t waited = ms_since(joining_since_);
+        if (opts_.join_timeout_ms > 0 && waited > opts_.join_timeout_ms && pairing_pending_) {
+            throw Error(ErrorCode::kUnavailable,
+                        "the coordinator at " + opts_.coordinator +
+                            " did not confirm the pairing (code " + pairing_code_ + ") within " +
+                            std::to_string(opts_.join_timeout_ms / 1000.0).substr(0, 4) + " s");
+        }
         if (opts_.join_timeout_ms > 0 && waited > opts_.join_timeout_ms) {
             throw Error(ErrorCode::kUnavailable,
                         "no answer from the coordinator at " + opts_.coordinator + " within " +
                             std::to_string(opts_.join_timeout_ms / 1000.0).substr(0, 4) +
                             " s: is it running there, and is the token its own?");
         }
-        if (waited / kJoinWarnMs != (waited - kPollMs) / kJoinWarnMs && waited >= kJoinWarnMs) {
+        if (waited / kJoinWarnMs != (waited - kPollMs) / kJoinWarnMs && waited >= kJoinWarnMs &&
+            pairing_pending_) {
+            COLONY_LOG_WARN("worker: still waiting for the pairing (code %s) to be confirmed",
+                            pairing_code_.c_str());
+        } else if (waited / kJoinWarnMs != (waited - kPollMs) / kJoinWarnMs &&
+                   waited >= kJoinWarnMs) {
             COLONY_LOG_WARN("worker: still no answer from the coordinator at %s after %lld s",
                             opts_.coordinator.c_str(), static_cast<long long>(waited / 1000));
         }

@@ -11,6 +11,11 @@
 //   -> load the stage -> READY; HEARTBEAT both ways all along.
 // A coordinator silent for coordinator_timeout_ms is presumed gone: the stage
 // is dropped and the worker joins again (a restarted coordinator takes it back).
+// Pairing (net/node_store.h): the worker shows its pairing code when it
+// joins; a coordinator with --confirm-pairing answers the JOIN of a key it
+// has not approved with ERROR unauthorized ("pairing pending"), and the worker
+// keeps repeating its JOIN until a person approves it there. JOIN_REJECT
+// (a refused or revoked token or node key) ends run() with kUnauthorized.
 #pragma once
 
 #include <atomic>
@@ -75,10 +80,13 @@ class Worker {
 
     /// Runs until `stop` becomes true (returns normally) or a fatal error:
     /// Error(kUnauthorized) when the coordinator refuses the token or the
-    /// handshake fails, Error(kUnavailable) when joining timed out,
-    /// Error(kCorrupt) when a shard fails its hash check, or what loading the
+    /// handshake fails, or refuses or revokes this worker (JOIN_REJECT), Error(kUnavailable) when
+    /// joining timed out, Error(kCorrupt) when a shard fails its hash check, or what loading the
     /// stage throws.
     void run(const std::atomic<bool> &stop);
+
+    /// The pairing code of this node and the token's coordinator ("" when insecure).
+    const std::string &pairing_code() const { return pairing_code_; }
 
     /// Shard bytes received over the network by this process.
     uint64_t shard_bytes_received() const { return shard_bytes_received_; }
@@ -116,6 +124,8 @@ class Worker {
     HostPort coordinator_;
     std::optional<JoinToken> token_;
     std::string coordinator_key_z85_;  // "" in insecure mode
+    std::string pairing_code_;         // "" in insecure mode
+    bool pairing_pending_ = false;     // the coordinator waits for a person's approval
     CurveKeypair node_keys_;
     zmq::context_t ctx_;
     std::unique_ptr<ZapHandler> zap_;

@@ -1,9 +1,11 @@
 #include "pipeline/worker_data.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "model/gguf_file.h"
 #include "model/hparams.h"
+#include "net/keys.h"
 #include "net/transport.h"
 #include "net/zap.h"
 #include "pipeline/logits_dump.h"
@@ -42,6 +44,7 @@ WorkerData::WorkerData(zmq::context_t &ctx, ZapHandler *zap, const CurveKeypair 
         zap_->clear(kZapDomainData);
         zap_->allow(kZapDomainData, coordinator_key_z85_);
         configure_curve_server(pull_, *zap_, kZapDomainData, node_keys_);
+        set_senders("");
     } else {
         configure_insecure(pull_, "data server");
     }
@@ -56,6 +59,14 @@ WorkerData::WorkerData(zmq::context_t &ctx, ZapHandler *zap, const CurveKeypair 
 
 WorkerData::~WorkerData() {
     stop();
+}
+
+void WorkerData::set_senders(const std::string &prev_key_z85) {
+    if (!zap_)
+        return;
+    senders_ = {key_fingerprint(coordinator_key_z85_)};
+    if (!prev_key_z85.empty())
+        senders_.push_back(key_fingerprint(prev_key_z85));
 }
 
 void WorkerData::start() {
@@ -115,6 +126,7 @@ void WorkerData::run() {
             host_.unload();
             shard_path_.clear();
             current_.reset();
+            set_senders("");
             std::lock_guard<std::mutex> lock(mutex_);
             status_.loaded_epoch = 0;
             status_.loaded_shard.clear();
@@ -128,6 +140,7 @@ void WorkerData::run() {
                                  next->assign.layer_last, e.what());
                 host_.unload();
                 current_.reset();
+                set_senders("");
                 std::lock_guard<std::mutex> lock(mutex_);
                 status_.loaded_epoch = 0;
                 status_.loaded_shard.clear();
@@ -148,6 +161,12 @@ void WorkerData::run() {
             ReceivedMessage rm = recv_message(pull_, {}, zmq::recv_flags::dontwait);
             if (rm.status != RECV_STATUS_OK)
                 continue;
+            if (!senders_.empty() &&
+                std::find(senders_.begin(), senders_.end(), rm.user_id) == senders_.end()) {
+                COLONY_LOG_WARN("worker: dropped %s from key %s: not a sender of this stage",
+                                wire_type_name(wire_message_type(rm.message)), rm.user_id.c_str());
+                continue;
+            }
             trace_event("receive", "hop", t_recv, trace_now_us() - t_recv,
                         trace_enabled()
                             ? "{\"request\":" + std::to_string(rm.message.request_id) + "}"
@@ -218,6 +237,7 @@ void WorkerData::apply(const WorkerAssignment &a) {
         zap_->allow(kZapDomainData, coordinator_key_z85_);
         if (!a.prev_key_z85.empty())
             zap_->allow(kZapDomainData, a.prev_key_z85);
+        set_senders(a.prev_key_z85);
     }
     // Connected on the first send: by then every stage of the plan is READY,
     // so the next stage's ZAP handler already admits our key.

@@ -162,6 +162,14 @@ class WorkerData {
     // The plan of the newest non-probe assignment applied (kept when the
     // stage is dropped): the epoch the fence holds data messages to.
     uint64_t fence_epoch_ = 0;
+    // Key fingerprints (ZAP User-Id) whose data messages are taken: the
+    // coordinator and the previous stage of the current assignment. ZAP
+    // checks keys only at the handshake, so a peer dropped from the plan (a
+    // revoked node) may still hold an open connection: its messages are
+    // dropped here. Empty in insecure mode (no User-Id).
+    std::vector<std::string> senders_;
+    /// senders_ for an assignment's previous stage ("" = the coordinator only).
+    void set_senders(const std::string &prev_key_z85);
 
     mutable std::mutex mutex_;
     std::optional<WorkerAssignment> pending_;  // guarded by mutex_

@@ -10,6 +10,7 @@
 #include "model/gguf_file.h"
 #include "model/hparams.h"
 #include "runtime/tokenizer.h"
+#include "util/log.h"
 
 namespace {
 void quiet(ggml_log_level, const char *, void *) {}

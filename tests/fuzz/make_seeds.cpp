@@ -100,7 +100,10 @@ void stage_frame_seeds(const fs::path &dir) {
             a.seq_id.push_back(seq);
         }
         a.outputs = {a.n_tokens - 1};
-        return WireMessage{0, 7, a};
+        WireMessage m;
+        m.request_id = 7;
+        m.body = a;
+        return m;
     };
     std::string s;
     auto frame = [&](const WireMessage &m) {
@@ -112,9 +115,15 @@ void stage_frame_seeds(const fs::path &dir) {
     frame(act(0, {1, 30, 40, 50}, 0, true));
     frame(act(0, {60}, 4, false));
     frame(act(1, {1, 70}, 0, false));
-    frame(WireMessage{0, 7, WireSeqRelease{0, 3}});
+    auto release = [](int32_t seq, int32_t p0) {
+        WireMessage m;
+        m.request_id = 7;
+        m.body = WireSeqRelease{seq, p0, 1};
+        return m;
+    };
+    frame(release(0, 3));
     frame(act(0, {80}, 3, false));
-    frame(WireMessage{0, 7, WireSeqRelease{-1, 0}});
+    frame(release(-1, 0));
     put(dir, "session", s);
 }
 
