@@ -151,6 +151,11 @@ static_assert(WIRE_TYPE_STATUS == 14, "WIRE_TYPE_STATUS must always be 14");
 /// "JOIN", "ACTIVATIONS", ...; "INVALID" for unknown values.
 const char *wire_type_name(WireType type);
 
+/// Largest penalty window (sampling's penalty_last_n, in tokens) a message may
+/// ask for: the last stage allocates it per sequence. The API's bound on
+/// repeat_last_n is the same (request_parse.cpp).
+constexpr int32_t kWireMaxPenaltyLastN = 1 << 20;
+
 /// Bounds that every decoded message must respect; the sender checks the same
 /// ones (wire_encode). Both ends should use the same values.
 struct WireLimits {

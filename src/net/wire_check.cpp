@@ -85,8 +85,10 @@ void check_sampling(const WireSampling &s) {
     if (s.top_p < 0.0f || s.top_p > 1.0f || s.min_p < 0.0f || s.min_p > 1.0f) {
         fail("top_p/min_p outside [0, 1]");
     }
-    if (s.penalty_last_n < -1) {
-        fail("penalty_last_n " + std::to_string(s.penalty_last_n) + " < -1");
+    if (s.penalty_last_n < -1 || s.penalty_last_n > kWireMaxPenaltyLastN) {
+        // the last stage allocates a window of this many tokens per sequence
+        fail("penalty_last_n " + std::to_string(s.penalty_last_n) + " outside [-1, " +
+             std::to_string(kWireMaxPenaltyLastN) + "]");
     }
     if (s.penalty_repeat <= 0.0f) {
         fail("penalty_repeat must be > 0");

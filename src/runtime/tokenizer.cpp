@@ -23,8 +23,35 @@ Tokenizer::~Tokenizer() {
         llama_model_free(model_);
 }
 
+namespace {
+
+/// Runs a libllama vocabulary call: libllama throws std::exception from some
+/// of them on vocabularies that load but are incomplete (e.g. an SPM
+/// vocabulary without the byte tokens its fallback looks up with
+/// unordered_map::at); colony reports Error(kCorrupt) instead.
+template <typename Fn>
+auto vocab_call(const char *what, Fn &&fn) {
+    try {
+        return fn();
+    } catch (const Error &) {
+        throw;
+    } catch (const std::exception &e) {
+        throw Error(ErrorCode::kCorrupt,
+                    std::string("the model's vocabulary is incomplete: libllama failed to ") +
+                        what + ": " + e.what());
+    }
+}
+
+}  // namespace
+
 std::vector<int32_t> Tokenizer::tokenize(const std::string &text, bool add_special,
                                          bool parse_special) const {
+    return vocab_call("tokenize",
+                      [&] { return tokenize_unchecked(text, add_special, parse_special); });
+}
+
+std::vector<int32_t> Tokenizer::tokenize_unchecked(const std::string &text, bool add_special,
+                                                   bool parse_special) const {
     std::vector<int32_t> out(text.size() + 8);
     int32_t n = llama_tokenize(vocab_, text.data(), static_cast<int32_t>(text.size()), out.data(),
                                static_cast<int32_t>(out.size()), add_special, parse_special);
@@ -56,11 +83,11 @@ std::string token_text(const llama_vocab *vocab, int32_t token, bool special) {
 }  // namespace
 
 std::string Tokenizer::piece(int32_t token) const {
-    return token_text(vocab_, token, false);
+    return vocab_call("detokenize", [&] { return token_text(vocab_, token, false); });
 }
 
 std::string Tokenizer::special_piece(int32_t token) const {
-    return token_text(vocab_, token, true);
+    return vocab_call("detokenize", [&] { return token_text(vocab_, token, true); });
 }
 
 bool Tokenizer::is_eog(int32_t token) const {

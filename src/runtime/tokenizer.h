@@ -30,6 +30,8 @@ class Tokenizer {
 
     /// Token ids of `text`; `add_special` adds BOS/EOS as the model asks,
     /// `parse_special` turns special-token text (e.g. "<|im_start|>") into its id.
+    /// Error(kCorrupt) when libllama fails on the vocabulary (incomplete
+    /// vocabularies make it throw), as piece() and special_piece().
     std::vector<int32_t> tokenize(const std::string &text, bool add_special,
                                   bool parse_special) const;
     /// Text of one token (may be an incomplete UTF-8 sequence; see Detokenizer).
@@ -53,6 +55,9 @@ class Tokenizer {
     std::string apply_chat_template(const std::vector<ChatMessage> &messages) const;
 
   private:
+    std::vector<int32_t> tokenize_unchecked(const std::string &text, bool add_special,
+                                            bool parse_special) const;
+
     llama_model *model_ = nullptr;
     const llama_vocab *vocab_ = nullptr;
     std::string chat_template_;

@@ -11,7 +11,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     using namespace colony;
     fuzz::expect_clean("beacon", [&] {
-        const Beacon b = beacon_decode(std::string_view(reinterpret_cast<const char *>(data), size));
+        const Beacon b =
+            beacon_decode(std::string_view(reinterpret_cast<const char *>(data), size));
         if (!(beacon_decode(beacon_encode(b)) == b)) {
             std::fprintf(stderr, "beacon: a decoded beacon does not round-trip\n");
             std::abort();

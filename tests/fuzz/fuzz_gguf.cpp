@@ -30,7 +30,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_gguf({data, size}, "input");
         passed = true;
     });
-    if (!passed) return 0;
+    if (!passed)
+        return 0;
     const fuzz::MemFile file(data, size);
     fuzz::expect_clean("GgufFile", [&] {
         const auto gguf = GgufFile::open(file.path());
@@ -38,7 +39,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     });
     fuzz::expect_clean("Tokenizer", [&] {
         const Tokenizer tok(file.path());
-        for (int32_t t : tok.tokenize("Once upon a time <s>\n", true, true)) (void)tok.piece(t);
+        for (int32_t t : tok.tokenize("Once upon a time <s>\n", true, true))
+            (void)tok.piece(t);
     });
     return 0;
 }

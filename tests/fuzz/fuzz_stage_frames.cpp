@@ -59,17 +59,22 @@ std::unique_ptr<Stage> make_stage(uint32_t first, uint32_t last) {
 void handle(int k, const WireMessage &msg, SequenceSamplers &samplers) {
     Stage &stage = *g_pipe->stages[k];
     if (const auto *rel = std::get_if<WireSeqRelease>(&msg.body)) {
-        if (rel->plan_epoch != 1) return;  // the worker's fence drops another plan's release
+        if (rel->plan_epoch != 1)
+            return;  // the worker's fence drops another plan's release
         for (uint32_t s = 0; s < kSeqMax; ++s) {
-            if (rel->seq_id >= 0 && static_cast<uint32_t>(rel->seq_id) != s) continue;
+            if (rel->seq_id >= 0 && static_cast<uint32_t>(rel->seq_id) != s)
+                continue;
             stage.seq_rm(static_cast<int32_t>(s), rel->p0);
-            if (rel->p0 == 0 && k == 1) samplers.release(static_cast<int32_t>(s));
+            if (rel->p0 == 0 && k == 1)
+                samplers.release(static_cast<int32_t>(s));
         }
         return;
     }
     const auto *act = std::get_if<WireActivations>(&msg.body);
-    if (!act) return;  // a data plane drops other types
-    const WirePlanShape plan{1, k == 0 ? 0u : g_pipe->hp.n_embd, kCtxSeq, g_pipe->hp.n_vocab, kUbatch, kSeqMax};
+    if (!act)
+        return;  // a data plane drops other types
+    const WirePlanShape plan{
+        1, k == 0 ? 0u : g_pipe->hp.n_embd, kCtxSeq, g_pipe->hp.n_vocab, kUbatch, kSeqMax};
     wire_check_activations(*act, plan);
     StageOutput out = run_stage_step(stage, *act, WIRE_DTYPE_F16, samplers);
     if (k == 0) {
@@ -87,7 +92,9 @@ extern "C" int LLVMFuzzerInitialize(int *, char ***) {
     set_log_level(LogLevel::kQuiet);
     const char *model = std::getenv("COLONY_FUZZ_MODEL");
     if (!model) {
-        std::fprintf(stderr, "fuzz_stage_frames: set COLONY_FUZZ_MODEL to tests/fuzz/data/tiny-llama-2l-f32.gguf\n");
+        std::fprintf(
+            stderr,
+            "fuzz_stage_frames: set COLONY_FUZZ_MODEL to tests/fuzz/data/tiny-llama-2l-f32.gguf\n");
         std::exit(2);
     }
     g_pipe = new Pipeline;  // lives for the process (libFuzzer never returns)
@@ -101,7 +108,8 @@ extern "C" int LLVMFuzzerInitialize(int *, char ***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (auto &stage : g_pipe->stages)
-        for (uint32_t s = 0; s < kSeqMax; ++s) stage->seq_rm(static_cast<int32_t>(s));
+        for (uint32_t s = 0; s < kSeqMax; ++s)
+            stage->seq_rm(static_cast<int32_t>(s));
     SequenceSamplers samplers(static_cast<int32_t>(g_pipe->hp.n_vocab),
                               [] { return g_pipe->vocab->vocab(); });
     WireLimits limits;
@@ -111,7 +119,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     while (at + 2 <= size) {
         const size_t n = data[at] | (size_t(data[at + 1]) << 8);
         at += 2;
-        if (n > size - at) break;
+        if (n > size - at)
+            break;
         const std::span<const uint8_t> frame(data + at, n);
         at += n;
         fuzz::expect_clean("stage frame", [&] {

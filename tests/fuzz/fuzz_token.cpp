@@ -20,19 +20,22 @@ std::filesystem::path g_dir;
 extern "C" int LLVMFuzzerInitialize(int *, char ***) {
     colony::set_log_level(colony::LogLevel::kQuiet);
     char tmpl[] = "/tmp/colony-fuzz-token-XXXXXX";
-    if (!mkdtemp(tmpl)) std::abort();
+    if (!mkdtemp(tmpl))
+        std::abort();
     g_dir = tmpl;
     return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     using namespace colony;
-    if (size == 0) return 0;
+    if (size == 0)
+        return 0;
     const std::string_view text(reinterpret_cast<const char *>(data) + 1, size - 1);
     if (data[0] % 2 == 0) {
         fuzz::expect_clean("join_token_parse", [&] {
             const JoinToken t = join_token_parse(text);
-            if (join_token_parse(join_token_format(t)).id() != t.id()) std::abort();
+            if (join_token_parse(join_token_format(t)).id() != t.id())
+                std::abort();
         });
         return 0;
     }
@@ -44,7 +47,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ::chmod(file.c_str(), 0600);
     fuzz::expect_clean("TokenStore", [&] {
         TokenStore store(g_dir);
-        for (const TokenRecord &r : store.list()) (void)store.find(r.id);
+        for (const TokenRecord &r : store.list())
+            (void)store.find(r.id);
         (void)store.active_join_keys();
     });
     return 0;

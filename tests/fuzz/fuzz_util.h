@@ -19,7 +19,8 @@ namespace colony::fuzz {
 /// it; any other exception escaping is a defect (the API would answer 500,
 /// a worker would drop its connection), so it aborts and libFuzzer keeps the
 /// input as a crash.
-template <typename Fn> void expect_clean(const char *what, Fn &&fn) {
+template <typename Fn>
+void expect_clean(const char *what, Fn &&fn) {
     try {
         fn();
     } catch (const Error &) {
@@ -34,11 +35,13 @@ template <typename Fn> void expect_clean(const char *what, Fn &&fn) {
 class MemFile {
   public:
     MemFile(const uint8_t *data, size_t size) : fd_(memfd_create("colony-fuzz", 0)) {
-        if (fd_ < 0) std::abort();
+        if (fd_ < 0)
+            std::abort();
         size_t done = 0;
         while (done < size) {
             const ssize_t n = write(fd_, data + done, size - done);
-            if (n <= 0) std::abort();
+            if (n <= 0)
+                std::abort();
             done += static_cast<size_t>(n);
         }
         path_ = "/proc/self/fd/" + std::to_string(fd_);

@@ -32,7 +32,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const bool admitted = d.status == "200";
         const bool should = parts.size() == 7 && parts[0] == "1.0" && parts[5] == "CURVE" &&
                             parts[2] == kZapDomainControl && parts[6] == std::string(32, 'A');
-        if (admitted != should || (admitted && d.user_id != key_fingerprint(allowed_key))) std::abort();
+        if (admitted != should || (admitted && d.user_id != key_fingerprint(allowed_key)))
+            std::abort();
     });
     return 0;
 }

@@ -23,7 +23,8 @@ namespace {
 
 void put(const fs::path &dir, const std::string &name, const std::string &bytes) {
     fs::create_directories(dir);
-    std::ofstream(dir / name, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::ofstream(dir / name, std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 void wire_seeds(const fs::path &dir) {
@@ -52,12 +53,14 @@ void token_seeds(const fs::path &dir) {
 
 void zap_seeds(const fs::path &dir) {
     const std::string sep("\xFF\x00", 2);
-    const std::vector<std::string> parts = {"1.0", "1", kZapDomainControl, "127.0.0.1", "", "CURVE",
-                                            std::string(32, 'A')};
+    const std::vector<std::string> parts = {"1.0", "1",     kZapDomainControl,   "127.0.0.1",
+                                            "",    "CURVE", std::string(32, 'A')};
     std::string admitted;
-    for (size_t i = 0; i < parts.size(); ++i) admitted += (i ? sep : "") + parts[i];
+    for (size_t i = 0; i < parts.size(); ++i)
+        admitted += (i ? sep : "") + parts[i];
     put(dir, "curve-admitted", admitted);
-    put(dir, "null-mechanism", "1.0" + sep + "2" + sep + kZapDomainData + sep + "10.0.0.2" + sep + sep + "NULL");
+    put(dir, "null-mechanism",
+        "1.0" + sep + "2" + sep + kZapDomainData + sep + "10.0.0.2" + sep + sep + "NULL");
 }
 
 void api_seeds(const fs::path &dir) {

@@ -20,7 +20,7 @@ json parse_object(const std::string &body) {
     json j;
     try {
         j = json::parse(body);
-    } catch (const json::parse_error &e) {
+    } catch (const json::exception &e) {  // parse_error, and out_of_range for a number like 2e308
         throw RequestError(ErrorCode::kInvalidArgument, "", "invalid_json",
                            std::string("malformed JSON in the request body: ") + e.what());
     }

@@ -6,6 +6,7 @@
 
 #include "api/openai/api_error.h"
 #include "api/openai/request_fields.h"
+#include "net/wire.h"
 
 namespace colony {
 
@@ -86,8 +87,8 @@ void parse_common(const json &j, const ApiLimits &limits, ApiRequest &r) {
         }
         sp.repeat_penalty = static_cast<float>(rp->get<double>());
     }
-    sp.penalty_last_n =
-        static_cast<int32_t>(get_int(j, "repeat_last_n", sp.penalty_last_n, -1, 1 << 20));
+    sp.penalty_last_n = static_cast<int32_t>(
+        get_int(j, "repeat_last_n", sp.penalty_last_n, -1, kWireMaxPenaltyLastN));
     const int64_t seed = get_int(j, "seed", -1, std::numeric_limits<int64_t>::min(),
                                  std::numeric_limits<int64_t>::max());
     if (seed >= 0)
