@@ -64,10 +64,10 @@ if [ ! -f build-fuzz/CMakeCache.txt ]; then
     -DCOLONY_BUILD_TESTS=OFF -DCOLONY_BUILD_BENCH=OFF -DCOLONY_LLAMA_DIR="$llama_dir" >/dev/null
 fi
 log "building ${targets[*]}"
-cmake --build build-fuzz -j "$ncpu" --target fuzz_make_seeds "${targets[@]/#/fuzz_}" 2>&1 | grep -E "error|warning: .*fuzz" || true
-for t in "${targets[@]}"; do
-  [ -x "build-fuzz/bin/fuzz_$t" ] || { log "fuzz_$t did not build"; exit 2; }
-done
+if ! cmake --build build-fuzz -j "$ncpu" --target fuzz_make_seeds "${targets[@]/#/fuzz_}" >build-fuzz/build.log 2>&1; then
+  grep -E "error" build-fuzz/build.log | head -20 >&2 || true
+  log "the build failed (build-fuzz/build.log)"; exit 2
+fi
 rm -rf build-fuzz/seeds
 build-fuzz/bin/fuzz_make_seeds build-fuzz/seeds
 [ "$build_only" = 1 ] && exit 0
@@ -107,13 +107,13 @@ status=0
 printf '%-12s %12s %10s %8s %8s  %s\n' target executions exec/s cov corpus result
 for t in "${targets[@]}"; do
   lg="build-fuzz/logs/$t.log" rc=$(cat "build-fuzz/logs/$t.rc")
-  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$lg" | tail -n1 | awk '{print $2}')
-  speed=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$lg" | tail -n1 | awk '{print $2}')
-  cov=$(grep -o 'cov: [0-9]*' "$lg" | tail -n1 | awk '{print $2}')
-  corp=$(ls "build-fuzz/corpus/$t" | wc -l)
+  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$lg" | tail -n1 | awk '{print $2}' || true)
+  speed=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$lg" | tail -n1 | awk '{print $2}' || true)
+  cov=$(grep -o 'cov: [0-9]*' "$lg" | tail -n1 | awk '{print $2}' || true)
+  corp=$(find "build-fuzz/corpus/$t" -type f | wc -l)
   result=ok
   if [ "$rc" != 0 ]; then
-    result="FAILED (exit $rc): $(grep -m1 -E 'ERROR: |runtime error|escaped|SUMMARY' "$lg" | cut -c1-120)"
+    result="FAILED (exit $rc): $(grep -m1 -E 'ERROR: |runtime error|escaped|SUMMARY' "$lg" | cut -c1-120 || true)"
     status=1
   fi
   printf '%-12s %12s %10s %8s %8s  %s\n' "$t" "${execs:-?}" "${speed:-?}" "${cov:-?}" "$corp" "$result"

@@ -16,4 +16,11 @@ std::filesystem::path config_dir_or_default(const std::string &given, bool worke
 /// is set.
 std::filesystem::path cache_dir_or_default(const std::string &given);
 
+/// The options of `colony token|node ACTION [ID]` (only --config-dir), parsed
+/// from argv[first_option..]. Returns the coordinator's config dir, or an
+/// empty path when --help printed `usage`. Throws what ArgParser throws.
+std::filesystem::path parse_store_command(const std::string &command, const std::string &summary,
+                                          const std::string &usage, int argc, char **argv,
+                                          int first_option);
+
 }  // namespace colony

@@ -65,19 +65,11 @@ int cmd_node(int argc, char **argv) {
     } else if (action != "list") {
         throw Error(ErrorCode::kInvalidArgument, "unknown action '" + action + "'\n" + usage);
     }
-    std::string config_dir;
-    ArgParser p("colony node " + action, "Manage the node keys of a coordinator.");
-    p.add("", "--config-dir", "DIR", "the coordinator's config dir (default ~/.config/colony)",
-          &config_dir);
-    std::vector<char *> rest = {argv[0]};
-    for (int i = first_option; i < argc; ++i)
-        rest.push_back(argv[i]);
-    p.parse(static_cast<int>(rest.size()), rest.data());
-    if (p.help_requested()) {
-        std::fputs(usage.c_str(), stdout);
-        return 0;
-    }
-    const std::filesystem::path dir = config_dir_or_default(config_dir, false);
+    const std::filesystem::path dir =
+        parse_store_command("colony node " + action, "Manage the node keys of a coordinator.",
+                            usage, argc, argv, first_option);
+    if (dir.empty())
+        return 0;  // --help
     NodeStore store(dir);
     if (action == "list") {
         print_list(store);

@@ -201,7 +201,7 @@ int cmd_serve(int argc, char **argv) {
     p.flag("", "--confirm-pairing",
            "a worker whose node key this coordinator has not approved waits until a person "
            "checks its pairing code and runs `colony node approve CODE` (default: trust it on "
-           "first use; its key is pinned either way; docs/security-pairing.md)",
+           "first use; its key is pinned either way; docs/security.md)",
            &confirm_pairing);
     p.flag("", "--insecure", "plaintext, no authentication (never on an untrusted network)",
            &insecure);

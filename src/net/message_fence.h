@@ -1,5 +1,5 @@
 // MessageFence: the receiver's check against stale and replayed messages
-// (docs/security-fencing.md). CurveZMQ stops replay inside one connection
+// (docs/security.md, "Fencing"). CurveZMQ stops replay inside one connection
 // only; an authenticated peer can still resend a message it once sent or
 // received, or a stage that comes back from a partition can send messages of
 // a plan that has ended. Every receiver of colony messages runs each decoded

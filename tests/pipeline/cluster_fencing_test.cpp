@@ -1,4 +1,4 @@
-// Fencing (docs/security-fencing.md, net/message_fence.h): an authenticated
+// Fencing (docs/security.md, "Fencing", net/message_fence.h): an authenticated
 // peer that sends a message again, or sends one of another plan, is dropped
 // and counted, and the request that runs meanwhile keeps its exact text.
 #include <gtest/gtest.h>

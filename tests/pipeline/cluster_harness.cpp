@@ -67,30 +67,14 @@ ServeProcess::ServeProcess(const std::filesystem::path &dir, const std::string &
     std::filesystem::create_directories(dir_);
     const std::filesystem::path ready = dir_ / "ready.json";
     std::filesystem::remove(ready);
-    std::vector<std::string> argv = {colony_bin(),
-                                     "serve",
-                                     "-m",
-                                     model,
-                                     "--host",
-                                     "127.0.0.1",
-                                     "--port",
-                                     "0",
-                                     "--api-port",
-                                     "0",
-                                     "--workers-expected",
-                                     std::to_string(workers_expected),
-                                     "--config-dir",
-                                     (dir_ / "config").string(),
-                                     "--cache-dir",
-                                     (dir_ / "cache").string(),
-                                     "--ready-file",
-                                     ready.string(),
-                                     "-t",
-                                     "1",
-                                     // the layouts these tests check; the measured planner's
-                                     // tests pass --planner measured (later options win)
-                                     "--planner",
-                                     "static"};
+    std::vector<std::string> argv = {
+        colony_bin(), "serve", "-m", model, "--host", "127.0.0.1", "--port", "0", "--api-port", "0",
+        "--workers-expected", std::to_string(workers_expected), "--config-dir",
+        (dir_ / "config").string(), "--cache-dir", (dir_ / "cache").string(), "--ready-file",
+        ready.string(), "-t", "1",
+        // the layouts these tests check; the measured planner's
+        // tests pass --planner measured (later options win)
+        "--planner", "static"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.insert(argv.begin(), prefix.begin(), prefix.end());
     proc_ = std::make_unique<ChildProcess>(argv, (dir_ / "serve.out").string(),
@@ -241,6 +225,20 @@ StreamReply http_stream(uint16_t port, nlohmann::json body, int timeout_s,
     if (res)
         out.status = res->status;
     return out;
+}
+
+int worker_holding(uint16_t api_port, uint32_t first, size_t n_workers) {
+    const HttpReply r = http_get(api_port, "/v1/cluster");
+    for (const auto &n : r.body.value("nodes", nlohmann::json::array())) {
+        if (n.value("role", "") != "worker" || !n["layers"].is_object() ||
+            n["layers"].value("first", 0u) != first)
+            continue;
+        for (size_t i = 0; i < n_workers; ++i) {
+            if (n.value("name", "") == "w" + std::to_string(i + 1))
+                return static_cast<int>(i);
+        }
+    }
+    return -1;
 }
 
 bool wait_health(uint16_t port, const std::string &status, int timeout_ms) {

@@ -82,14 +82,14 @@ HttpReply http_post(uint16_t port, const std::string &path, const nlohmann::json
 /// One streamed completion (/v1/completions with "stream": true and
 /// stream_options.include_usage) as a client saw it.
 struct StreamReply {
-    int status = 0;              // 0: no answer
-    std::string text;            // the "text" of every chunk, in order
-    std::string error;           // the JSON of an error event ("" when none)
-    std::string finish_reason;   // of the last chunk that had one
+    int status = 0;                  // 0: no answer
+    std::string text;                // the "text" of every chunk, in order
+    std::string error;               // the JSON of an error event ("" when none)
+    std::string finish_reason;       // of the last chunk that had one
     int64_t completion_tokens = -1;  // usage of the last chunk (-1: none)
-    int n_chunks = 0;            // chunks with text
-    double max_gap_ms = 0;       // largest time between two chunks with text
-    bool done = false;           // the stream ended with [DONE]
+    int n_chunks = 0;                // chunks with text
+    double max_gap_ms = 0;           // largest time between two chunks with text
+    bool done = false;               // the stream ended with [DONE]
 };
 
 /// POSTs `body` (stream and include_usage are set here) to /v1/completions
@@ -100,6 +100,10 @@ StreamReply http_stream(uint16_t port, nlohmann::json body, int timeout_s = 120,
 
 /// Polls /health until its status is `status`; returns false on timeout.
 bool wait_health(uint16_t port, const std::string &status, int timeout_ms);
+
+/// Of workers named "w1" .. "w<n_workers>", the index (0-based) of the one whose
+/// stage starts at block `first` in /v1/cluster; -1 when none does.
+int worker_holding(uint16_t api_port, uint32_t first, size_t n_workers);
 
 /// Greedy completion text through the API (throws std::runtime_error with
 /// the body on a non-200 answer).

@@ -1,4 +1,4 @@
-// Pairing and revocation (docs/security-pairing.md; net/node_store.h,
+// Pairing and revocation (docs/security.md; net/node_store.h,
 // coordinator_pairing.cpp): with --confirm-pairing a new worker waits until a
 // person approves its pairing code, its key stays pinned across a coordinator
 // restart, and a node revoked mid-stream is dropped within a heartbeat while
@@ -119,17 +119,7 @@ struct SpareCluster {
     }
     /// Index in workers of the worker whose stage starts at block `first`.
     int holder_of(uint32_t first) const {
-        for (const auto &n : http_get(serve->api_port(), "/v1/cluster")
-                                 .body.value("nodes", nlohmann::json::array())) {
-            if (n.value("role", "") != "worker" || !n["layers"].is_object() ||
-                n["layers"].value("first", 0u) != first)
-                continue;
-            for (size_t i = 0; i < workers.size(); ++i) {
-                if (n.value("name", "") == "w" + std::to_string(i + 1))
-                    return static_cast<int>(i);
-            }
-        }
-        return -1;
+        return worker_holding(serve->api_port(), first, workers.size());
     }
     std::string logs() const {
         std::string out = "coordinator:\n" + serve->log();

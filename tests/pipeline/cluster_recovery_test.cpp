@@ -52,17 +52,7 @@ struct Cluster {
     }
     /// The index in `workers` of the worker whose stage runs blocks from `first`.
     int holder_of(uint32_t first) const {
-        const HttpReply r = http_get(serve->api_port(), "/v1/cluster");
-        for (const auto &n : r.body.value("nodes", nlohmann::json::array())) {
-            if (n.value("role", "") != "worker" || !n["layers"].is_object() ||
-                n["layers"].value("first", 0u) != first)
-                continue;
-            for (size_t i = 0; i < workers.size(); ++i) {
-                if (n.value("name", "") == "w" + std::to_string(i + 1))
-                    return static_cast<int>(i);
-            }
-        }
-        return -1;
+        return worker_holding(serve->api_port(), first, workers.size());
     }
     nlohmann::json recoveries() const {
         return http_get(serve->api_port(), "/v1/cluster")

@@ -108,42 +108,44 @@ json chat_messages(const json &body) {
 }  // namespace
 
 ApiRequest anthropic_request(const json &body, const ApiLimits &limits) {
-    if (!field(body, "max_tokens"))
-        throw field_error("max_tokens", "is required");
-    json o = {{"messages", chat_messages(body)}};
-    for (const char *k : {"model", "max_tokens", "temperature", "top_p", "top_k"})
-        if (const json *v = field(body, k))
-            o[k] = *v;
-    if (const json *s = field(body, "stop_sequences"))
-        o["stop"] = *s;
-    if (const json *th = field(body, "thinking");
-        th && th->is_object() && th->value("type", "") == "enabled") {
-        throw RequestError(ErrorCode::kInvalidArgument, "thinking", "unsupported_parameter",
-                           "extended thinking budgets are not supported");
-    }
-    if (const json *tools = field(body, "tools")) {
-        if (!tools->is_array())
-            throw field_error("tools", "must be an array");
-        o["tools"] = json::array();
-        for (const json &t : *tools) {
-            json fn = {{"name", t.value("name", "")},
-                       {"parameters", t.value("input_schema", json::object())}};
-            if (t.contains("description"))
-                fn["description"] = t["description"];
-            o["tools"].push_back(openai_tool(fn));
+    return json_checked([&] {
+        if (!field(body, "max_tokens"))
+            throw field_error("max_tokens", "is required");
+        json o = {{"messages", chat_messages(body)}};
+        for (const char *k : {"model", "max_tokens", "temperature", "top_p", "top_k"})
+            if (const json *v = field(body, k))
+                o[k] = *v;
+        if (const json *s = field(body, "stop_sequences"))
+            o["stop"] = *s;
+        if (const json *th = field(body, "thinking");
+            th && th->is_object() && th->value("type", "") == "enabled") {
+            throw RequestError(ErrorCode::kInvalidArgument, "thinking", "unsupported_parameter",
+                               "extended thinking budgets are not supported");
         }
-    }
-    if (const json *tc = field(body, "tool_choice"); tc && tc->is_object()) {
-        const std::string type = tc->value("type", "auto");
-        if (type == "any")
-            o["tool_choice"] = "required";
-        else if (type == "tool")
-            o["tool_choice"] = openai_named_choice(tc->value("name", ""));
-        else
-            o["tool_choice"] = type;  // auto, none
-        o["parallel_tool_calls"] = !tc->value("disable_parallel_tool_use", false);
-    }
-    return parse_chat_request(json_text(o), limits);
+        if (const json *tools = field(body, "tools")) {
+            if (!tools->is_array())
+                throw field_error("tools", "must be an array");
+            o["tools"] = json::array();
+            for (const json &t : *tools) {
+                json fn = {{"name", t.value("name", "")},
+                           {"parameters", t.value("input_schema", json::object())}};
+                if (t.contains("description"))
+                    fn["description"] = t["description"];
+                o["tools"].push_back(openai_tool(fn));
+            }
+        }
+        if (const json *tc = field(body, "tool_choice"); tc && tc->is_object()) {
+            const std::string type = tc->value("type", "auto");
+            if (type == "any")
+                o["tool_choice"] = "required";
+            else if (type == "tool")
+                o["tool_choice"] = openai_named_choice(tc->value("name", ""));
+            else
+                o["tool_choice"] = type;  // auto, none
+            o["parallel_tool_calls"] = !tc->value("disable_parallel_tool_use", false);
+        }
+        return parse_chat_request(json_text(o), limits);
+    });
 }
 
 namespace {

@@ -133,40 +133,42 @@ json openai_messages(const json &messages) {
 
 ApiRequest ollama_request(const json &body, bool chat, const ApiLimits &limits,
                           bool has_chat_template) {
-    json o = json::object();
-    if (const json *m = field(body, "model"))
-        o["model"] = *m;
-    put_options(body, o);
-    put_format(body, o);
-    if (chat) {
-        o["messages"] = openai_messages(body.contains("messages") ? body["messages"] : json());
-        if (const json *t = field(body, "tools"))
-            o["tools"] = *t;
-        ApiRequest r = parse_chat_request(json_text(o), limits);
-        r.model.clear();  // checked by the caller, with ":latest"
-        return r;
-    }
-    const json *prompt = field(body, "prompt");
-    if (!prompt || !prompt->is_string())
-        throw field_error("prompt", "must be a string");
-    const bool raw = get_bool(body, "raw", false);
-    if (!raw && has_chat_template) {
-        // Ollama renders a generate prompt with the model's template as a user turn
-        json msgs = json::array();
-        if (const json *sys = field(body, "system"))
-            msgs.push_back({{"role", "system"}, {"content", *sys}});
-        msgs.push_back({{"role", "user"}, {"content", *prompt}});
-        o["messages"] = msgs;
-        ApiRequest r = parse_chat_request(json_text(o), limits);
+    return json_checked([&] {
+        json o = json::object();
+        if (const json *m = field(body, "model"))
+            o["model"] = *m;
+        put_options(body, o);
+        put_format(body, o);
+        if (chat) {
+            o["messages"] = openai_messages(body.contains("messages") ? body["messages"] : json());
+            if (const json *t = field(body, "tools"))
+                o["tools"] = *t;
+            ApiRequest r = parse_chat_request(json_text(o), limits);
+            r.model.clear();  // checked by the caller, with ":latest"
+            return r;
+        }
+        const json *prompt = field(body, "prompt");
+        if (!prompt || !prompt->is_string())
+            throw field_error("prompt", "must be a string");
+        const bool raw = get_bool(body, "raw", false);
+        if (!raw && has_chat_template) {
+            // Ollama renders a generate prompt with the model's template as a user turn
+            json msgs = json::array();
+            if (const json *sys = field(body, "system"))
+                msgs.push_back({{"role", "system"}, {"content", *sys}});
+            msgs.push_back({{"role", "user"}, {"content", *prompt}});
+            o["messages"] = msgs;
+            ApiRequest r = parse_chat_request(json_text(o), limits);
+            r.model.clear();
+            return r;
+        }
+        o["prompt"] = *prompt;
+        if (!field(o, "max_tokens"))
+            o["max_tokens"] = limits.max_tokens_limit;  // Ollama: until the model stops
+        ApiRequest r = parse_completion_request(json_text(o), limits);
         r.model.clear();
         return r;
-    }
-    o["prompt"] = *prompt;
-    if (!field(o, "max_tokens"))
-        o["max_tokens"] = limits.max_tokens_limit;  // Ollama: until the model stops
-    ApiRequest r = parse_completion_request(json_text(o), limits);
-    r.model.clear();
-    return r;
+    });
 }
 
 namespace {

@@ -5,7 +5,9 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+
 #include <string>
+#include "api/openai/api_error.h"
 
 namespace colony {
 
@@ -13,6 +15,21 @@ namespace colony {
 const nlohmann::json *field(const nlohmann::json &obj, const char *key);
 /// The body as a JSON object. Errors: "invalid_json".
 nlohmann::json parse_object(const std::string &body);
+
+/// Runs a request parser: a field of an unexpected JSON type that a reader
+/// met with nlohmann's typed accessors (value(), get<>(), at()) becomes a
+/// RequestError (400 "invalid_request_error") instead of escaping as
+/// nlohmann::json::exception (which the server would answer with a 500).
+template <typename Fn>
+auto json_checked(Fn &&fn) {
+    try {
+        return fn();
+    } catch (const nlohmann::json::exception &e) {
+        throw RequestError(
+            ErrorCode::kInvalidArgument, "", "invalid_request",
+            std::string("a field of the request body has the wrong JSON type: ") + e.what());
+    }
+}
 bool get_bool(const nlohmann::json &obj, const char *key, bool def);
 /// A number in [lo, hi].
 double get_number(const nlohmann::json &obj, const char *key, double def, double lo, double hi);

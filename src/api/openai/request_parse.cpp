@@ -200,48 +200,53 @@ std::vector<ChatMessage> parse_messages(const json &j) {
 }  // namespace
 
 ApiRequest parse_chat_request(const std::string &body, const ApiLimits &limits) {
-    const json j = parse_object(body);
-    ApiRequest r;
-    r.kind = RequestKind::kChat;
-    r.messages = parse_messages(j);
-    r.chat.messages = j.at("messages");
-    parse_common(j, limits, r);
-    return r;
+    return json_checked([&] {
+        const json j = parse_object(body);
+        ApiRequest r;
+        r.kind = RequestKind::kChat;
+        r.messages = parse_messages(j);
+        r.chat.messages = j.at("messages");
+        parse_common(j, limits, r);
+        return r;
+    });
 }
 
 ApiRequest parse_completion_request(const std::string &body, const ApiLimits &limits) {
-    const json j = parse_object(body);
-    ApiRequest r;
-    r.kind = RequestKind::kCompletion;
-    const json *p = field(j, "prompt");
-    if (!p)
-        throw field_error("prompt", "is required");
-    if (p->is_string()) {
-        r.prompt = p->get<std::string>();
-    } else if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) {
-        r.prompt = (*p)[0].get<std::string>();
-    } else if (p->is_array() && !p->empty() && (*p)[0].is_number_integer()) {
-        for (size_t i = 0; i < p->size(); ++i) {
-            const json &t = (*p)[i];
-            if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
-                t.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
-                throw field_error("prompt[" + std::to_string(i) + "]",
-                                  "must be a token id (a non-negative integer)");
+    return json_checked([&] {
+        const json j = parse_object(body);
+        ApiRequest r;
+        r.kind = RequestKind::kCompletion;
+        const json *p = field(j, "prompt");
+        if (!p)
+            throw field_error("prompt", "is required");
+        if (p->is_string()) {
+            r.prompt = p->get<std::string>();
+        } else if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) {
+            r.prompt = (*p)[0].get<std::string>();
+        } else if (p->is_array() && !p->empty() && (*p)[0].is_number_integer()) {
+            for (size_t i = 0; i < p->size(); ++i) {
+                const json &t = (*p)[i];
+                if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
+                    t.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
+                    throw field_error("prompt[" + std::to_string(i) + "]",
+                                      "must be a token id (a non-negative integer)");
+                }
+                r.prompt_tokens.push_back(static_cast<int32_t>(t.get<int64_t>()));
             }
-            r.prompt_tokens.push_back(static_cast<int32_t>(t.get<int64_t>()));
+        } else if (p->is_array()) {
+            throw field_error(
+                "prompt",
+                "must be one prompt: a string, an array of one string, or an array of token ids");
+        } else {
+            throw field_error("prompt", "must be a string");
         }
-    } else if (p->is_array()) {
-        throw field_error(
-            "prompt",
-            "must be one prompt: a string, an array of one string, or an array of token ids");
-    } else {
-        throw field_error("prompt", "must be a string");
-    }
-    parse_common(j, limits, r);
-    refuse_if(get_bool(j, "echo", false), "echo", "is not supported");
-    refuse_if(non_empty(field(j, "suffix")), "suffix", "is not supported");
-    refuse_if(get_int(j, "best_of", 1, 1, 1 << 20) != 1, "best_of", "only best_of=1 is supported");
-    return r;
+        parse_common(j, limits, r);
+        refuse_if(get_bool(j, "echo", false), "echo", "is not supported");
+        refuse_if(non_empty(field(j, "suffix")), "suffix", "is not supported");
+        refuse_if(get_int(j, "best_of", 1, 1, 1 << 20) != 1, "best_of",
+                  "only best_of=1 is supported");
+        return r;
+    });
 }
 
 }  // namespace colony

@@ -98,57 +98,59 @@ json chat_messages(const json &body) {
 }  // namespace
 
 ApiRequest responses_request(const json &body, const ApiLimits &limits) {
-    if (non_empty(field(body, "previous_response_id"))) {
-        throw RequestError(ErrorCode::kInvalidArgument, "previous_response_id",
-                           "unsupported_parameter",
-                           "previous_response_id: colony stores no responses; send the whole "
-                           "conversation in input");
-    }
-    json o = {{"messages", chat_messages(body)}};
-    for (const char *k : {"model", "temperature", "top_p", "parallel_tool_calls", "seed"}) {
-        if (const json *v = field(body, k))
-            o[k] = *v;
-    }
-    if (const json *m = field(body, "max_output_tokens"))
-        o["max_tokens"] = *m;
-    if (const json *tools = field(body, "tools")) {
-        if (!tools->is_array())
-            throw field_error("tools", "must be an array");
-        o["tools"] = json::array();
-        for (size_t i = 0; i < tools->size(); ++i) {
-            const json &t = (*tools)[i];
-            if (!t.is_object() || t.value("type", "") != "function") {
-                throw RequestError(ErrorCode::kInvalidArgument,
-                                   "tools[" + std::to_string(i) + "].type", "unsupported_parameter",
-                                   "only function tools are supported");
-            }
-            json fn = {{"name", t.value("name", "")}};
-            for (const char *k : {"description", "parameters", "strict"})
-                if (t.contains(k) && !t[k].is_null())
-                    fn[k] = t[k];
-            o["tools"].push_back(openai_tool(fn));
+    return json_checked([&] {
+        if (non_empty(field(body, "previous_response_id"))) {
+            throw RequestError(ErrorCode::kInvalidArgument, "previous_response_id",
+                               "unsupported_parameter",
+                               "previous_response_id: colony stores no responses; send the whole "
+                               "conversation in input");
         }
-    }
-    if (const json *tc = field(body, "tool_choice")) {
-        if (tc->is_object() && tc->value("type", "") == "function")
-            o["tool_choice"] = openai_named_choice(tc->value("name", ""));
-        else
-            o["tool_choice"] = *tc;
-    }
-    if (const json *text = field(body, "text"); text && text->is_object()) {
-        if (const json *f = field(*text, "format"); f && f->is_object()) {
-            const std::string type = f->value("type", "text");
-            if (type == "json_schema") {
-                o["response_format"] = {{"type", "json_schema"},
-                                        {"json_schema",
-                                         {{"name", f->value("name", "format")},
-                                          {"schema", f->value("schema", json::object())}}}};
-            } else {
-                o["response_format"] = {{"type", type}};
+        json o = {{"messages", chat_messages(body)}};
+        for (const char *k : {"model", "temperature", "top_p", "parallel_tool_calls", "seed"}) {
+            if (const json *v = field(body, k))
+                o[k] = *v;
+        }
+        if (const json *m = field(body, "max_output_tokens"))
+            o["max_tokens"] = *m;
+        if (const json *tools = field(body, "tools")) {
+            if (!tools->is_array())
+                throw field_error("tools", "must be an array");
+            o["tools"] = json::array();
+            for (size_t i = 0; i < tools->size(); ++i) {
+                const json &t = (*tools)[i];
+                if (!t.is_object() || t.value("type", "") != "function") {
+                    throw RequestError(
+                        ErrorCode::kInvalidArgument, "tools[" + std::to_string(i) + "].type",
+                        "unsupported_parameter", "only function tools are supported");
+                }
+                json fn = {{"name", t.value("name", "")}};
+                for (const char *k : {"description", "parameters", "strict"})
+                    if (t.contains(k) && !t[k].is_null())
+                        fn[k] = t[k];
+                o["tools"].push_back(openai_tool(fn));
             }
         }
-    }
-    return parse_chat_request(json_text(o), limits);
+        if (const json *tc = field(body, "tool_choice")) {
+            if (tc->is_object() && tc->value("type", "") == "function")
+                o["tool_choice"] = openai_named_choice(tc->value("name", ""));
+            else
+                o["tool_choice"] = *tc;
+        }
+        if (const json *text = field(body, "text"); text && text->is_object()) {
+            if (const json *f = field(*text, "format"); f && f->is_object()) {
+                const std::string type = f->value("type", "text");
+                if (type == "json_schema") {
+                    o["response_format"] = {{"type", "json_schema"},
+                                            {"json_schema",
+                                             {{"name", f->value("name", "format")},
+                                              {"schema", f->value("schema", json::object())}}}};
+                } else {
+                    o["response_format"] = {{"type", type}};
+                }
+            }
+        }
+        return parse_chat_request(json_text(o), limits);
+    });
 }
 
 namespace {
