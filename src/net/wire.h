@@ -155,6 +155,10 @@ const char *wire_type_name(WireType type);
 /// ask for: the last stage allocates it per sequence. The API's bound on
 /// repeat_last_n is the same (request_parse.cpp).
 constexpr int32_t kWireMaxPenaltyLastN = 1 << 20;
+/// Largest sampling n_drawn (the random draws a replayed sequence skips, one
+/// per generated token): the default max_pos. wire_check_activations also
+/// holds it to the stage's context size.
+constexpr uint32_t kWireMaxDrawn = 1u << 24;
 
 /// Bounds that every decoded message must respect; the sender checks the same
 /// ones (wire_encode). Both ends should use the same values.
@@ -503,8 +507,9 @@ struct WirePlanShape {
 /// Checks a decoded ACTIVATIONS message against the receiving stage's plan.
 /// Throws Error(kOutOfRange) for another plan epoch (a stale message: drop it)
 /// or a position >= n_ctx (context overflow); Error(kProtocol, "expected X,
-/// got Y") for n_embd != plan, n_tokens > n_ubatch, seq id >= n_seq_max or a
-/// token id >= n_vocab (or -1 when the stage needs token ids).
+/// got Y") for n_embd != plan, n_tokens > n_ubatch, seq id >= n_seq_max, a
+/// token id >= n_vocab (or -1 when the stage needs token ids) or a sampling
+/// n_drawn > n_ctx.
 void wire_check_activations(const WireActivations &act, const WirePlanShape &plan);
 
 }  // namespace colony

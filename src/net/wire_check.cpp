@@ -93,6 +93,8 @@ void check_sampling(const WireSampling &s) {
     if (s.penalty_repeat <= 0.0f) {
         fail("penalty_repeat must be > 0");
     }
+    if (s.n_drawn > kWireMaxDrawn)
+        fail("n_drawn " + std::to_string(s.n_drawn) + " exceeds " + std::to_string(kWireMaxDrawn));
 }
 
 void check(const WireJoin &m, const WireLimits &l) {
@@ -367,6 +369,12 @@ void wire_check_activations(const WireActivations &act, const WirePlanShape &pla
         if (tok >= 0 && uint32_t(tok) >= plan.n_vocab) {
             mismatch("token id < n_vocab", plan.n_vocab, uint32_t(tok));
         }
+    }
+    // a sequence draws one token per position: a replay skips at most n_ctx
+    // draws (the last stage runs each one, so a forged count is a hang)
+    for (const WireSeq &q : act.seqs) {
+        if (q.sampling.n_drawn > plan.n_ctx)
+            mismatch("sampling n_drawn <= n_ctx", plan.n_ctx, q.sampling.n_drawn);
     }
 }
 

@@ -215,6 +215,14 @@ std::vector<hostile_case> hostile_cases() {
         {"TEMPERATURE_NAN",
          [] { return activations_with([](frame_t &f) { put_u32(f, kActSeq0 + 8, 0x7FC00000u); }); },
          "temperature is not finite"},
+        // found by fuzz_stage_frames: a penalty window of ~2e9 tokens made the
+        // last stage allocate 7.9 GB; ~4e9 draws to skip made it hang
+        {"PENALTY_WINDOW_HUGE",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActSeq0 + 28, 0x75757575u); }); },
+         "penalty_last_n 1970632053 outside [-1, 1048576]"},
+        {"N_DRAWN_HUGE",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActSeq0 + 44, 0xFFFFFFFFu); }); },
+         "n_drawn 4294967295 exceeds"},
         {"TOKEN_BELOW_MINUS_ONE",
          [] { return activations_with([](frame_t &f) { put_u32(f, kActTokens, 0xFFFFFFFEu); }); },
          "invalid id -2"},

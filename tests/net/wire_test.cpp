@@ -154,6 +154,9 @@ TEST(WireProtocol, ChecksActivationsAgainstThePlan) {
     p = plan;
     p.n_ubatch = 2;
     EXPECT_EQ(code_of(p), ErrorCode::kProtocol);
+    p = plan;
+    p.n_ctx = 16;  // positions 10, 11 fit, but sequence 3 claims 17 draws to skip
+    EXPECT_EQ(code_of(p), ErrorCode::kProtocol);
 }
 
 }  // namespace
