@@ -13,6 +13,10 @@
 #   --runs N      N executions per target
 #   --jobs J      targets fuzzed at once (default: 1)
 #   --build-only  build the targets and the seeds, run nothing
+#   --ci          the short run CI makes (scripts/test.sh): a fixed number of
+#                 executions per target (about 30 s each here) with seed 1,
+#                 from the seeds and kept crashes only (a fresh corpus), so a
+#                 run gives the same result on every machine
 #
 # Targets: gguf shard wire beacon token zap api_request stage_frames. Each run starts from
 # the corpus it grew before (build-fuzz/corpus/<target>), the seeds
@@ -24,7 +28,7 @@
 # target failed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-seconds=60 runs="" jobs=1 build_only=0 targets=()
+seconds=60 runs="" jobs=1 build_only=0 ci=0 targets=()
 all_targets=(gguf shard wire beacon token zap api_request stage_frames)
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,7 +37,8 @@ while [ $# -gt 0 ]; do
     --runs) runs="$2"; seconds=0; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
     --build-only) build_only=1; shift ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --ci) ci=1; shift ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fuzz: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -72,6 +77,12 @@ rm -rf build-fuzz/seeds
 build-fuzz/bin/fuzz_make_seeds build-fuzz/seeds
 [ "$build_only" = 1 ] && exit 0
 
+ci_runs() {
+  case "$1" in
+    gguf|shard) echo 60000 ;; token) echo 100000 ;; api_request) echo 150000 ;;
+    beacon) echo 300000 ;; wire|zap) echo 500000 ;; stage_frames) echo 3000 ;;
+  esac
+}
 max_len() { case "$1" in gguf|shard) echo 65536 ;; wire|stage_frames) echo 8192 ;; *) echo 4096 ;; esac; }
 
 run_one() {
@@ -83,6 +94,11 @@ run_one() {
   done
   local limit=(-max_total_time="$seconds")
   [ -n "$runs" ] && limit=(-runs="$runs")
+  if [ "$ci" = 1 ]; then
+    rm -rf "build-fuzz/corpus-ci/$t" && mkdir -p "build-fuzz/corpus-ci/$t"
+    dirs[0]="build-fuzz/corpus-ci/$t"
+    limit=(-runs="$(ci_runs "$t")" -seed=1)
+  fi
   local dict=()
   [ -f "tests/fuzz/dict/$t.dict" ] && dict=(-dict="tests/fuzz/dict/$t.dict")
   # stage_frames keeps a loaded model and ggml's graph buffers across inputs by
@@ -101,7 +117,8 @@ run_one() {
 
 pids=()
 for t in "${targets[@]}"; do
-  if [ -n "$runs" ]; then log "fuzzing $t ($runs executions)"; else log "fuzzing $t ($seconds s)"; fi
+  if [ "$ci" = 1 ]; then log "fuzzing $t ($(ci_runs "$t") executions, seed 1)"
+  elif [ -n "$runs" ]; then log "fuzzing $t ($runs executions)"; else log "fuzzing $t ($seconds s)"; fi
   run_one "$t" &
   pids+=($!)
   if [ ${#pids[@]} -ge "$jobs" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
@@ -115,7 +132,7 @@ for t in "${targets[@]}"; do
   execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$lg" | tail -n1 | awk '{print $2}' || true)
   speed=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$lg" | tail -n1 | awk '{print $2}' || true)
   cov=$(grep -o 'cov: [0-9]*' "$lg" | tail -n1 | awk '{print $2}' || true)
-  corp=$(find "build-fuzz/corpus/$t" -type f | wc -l)
+  corp=$(find "build-fuzz/corpus$([ "$ci" = 1 ] && echo -ci)/$t" -type f | wc -l)
   result=ok
   if [ "$rc" != 0 ]; then
     result="FAILED (exit $rc): $(grep -m1 -E 'ERROR: |runtime error|escaped|SUMMARY' "$lg" | cut -c1-120 || true)"

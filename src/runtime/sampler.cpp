@@ -154,6 +154,9 @@ int32_t Sampler::sample(const float *logits) {
 }
 
 int32_t Sampler::pick(const float *logits) {
+    if (grammar_failed_)
+        throw Error(ErrorCode::kInvalidArgument,
+                    "the grammar cannot go on: a token it does not allow was accepted");
     for (int32_t i = 0; i < n_vocab_; ++i)
         candidates_[i] = llama_token_data{i, logits[i], 0.0f};
     llama_token_data_array arr{candidates_.data(), candidates_.size(), -1, false};
@@ -209,6 +212,7 @@ void Sampler::accept_grammar(int32_t token) {
     try {
         llama_sampler_accept(grammar_, token);
     } catch (const std::exception &e) {
+        grammar_failed_ = true;  // libllama's grammar has no stack left (see pick)
         throw Error(ErrorCode::kInvalidArgument,
                     "token " + std::to_string(token) + " does not fit the grammar: " + e.what());
     }

@@ -127,6 +127,9 @@ class Sampler {
     llama_sampler *chain_ = nullptr;    // penalties .. temperature (greedy: .. greedy)
     llama_sampler *dist_ = nullptr;     // the seeded draw (null: greedy)
     llama_sampler *grammar_ = nullptr;  // applied first (null: none)
+    // A token the grammar refused was accepted: libllama's grammar is left
+    // with no stack and asserts when applied again, so pick() refuses instead.
+    bool grammar_failed_ = false;
     int32_t n_vocab_;
     int32_t n_probs_ = 0;
     std::vector<::llama_token_data> candidates_;
