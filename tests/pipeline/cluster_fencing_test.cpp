@@ -13,6 +13,7 @@
 
 #include "cluster_harness.h"
 #include "common/test_env.h"
+#include "curve_test_socket.h"
 #include "net/keys.h"
 #include "net/tokens.h"
 #include "net/transport.h"
@@ -35,17 +36,6 @@ std::string http_get_text(uint16_t port, const std::string &path) {
     c.set_read_timeout(10);
     const auto r = c.Get(path);
     return r ? r->body : std::string();
-}
-
-/// A CURVE client socket of type `type` connected to endpoint.
-zmq::socket_t curve_socket(zmq::context_t &ctx, zmq::socket_type type, const std::string &endpoint,
-                           const std::string &server_key, const CurveKeypair &keys) {
-    zmq::socket_t s(ctx, type);
-    configure_socket(s);
-    s.set(zmq::sockopt::linger, 2000);
-    configure_curve_client(s, server_key, keys);
-    s.connect(endpoint);
-    return s;
 }
 
 /// One frame with the given header ids.

@@ -18,6 +18,7 @@
 
 #include "cluster_harness.h"
 #include "common/test_env.h"
+#include "curve_test_socket.h"
 #include "model/gguf_file.h"
 #include "model/hparams.h"
 #include "model/shard.h"
@@ -60,17 +61,6 @@ void send_tcp_garbage(uint16_t port) {
         (void)::write(fd, junk.data(), junk.size());
     }
     ::close(fd);
-}
-
-/// A CURVE client socket of type `type` connected to endpoint.
-zmq::socket_t curve_socket(zmq::context_t &ctx, zmq::socket_type type, const std::string &endpoint,
-                           const std::string &server_key, const CurveKeypair &keys) {
-    zmq::socket_t s(ctx, type);
-    configure_socket(s);
-    s.set(zmq::sockopt::linger, 2000);
-    configure_curve_client(s, server_key, keys);
-    s.connect(endpoint);
-    return s;
 }
 
 void send_raw(zmq::socket_t &s, const std::vector<uint8_t> &frame) {
