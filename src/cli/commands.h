@@ -6,6 +6,7 @@
 namespace colony {
 
 int cmd_generate(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_join(int argc, char **argv);

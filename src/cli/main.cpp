@@ -23,6 +23,7 @@ struct Subcommand {
 
 const Subcommand kCommands[] = {
     {"generate", colony::cmd_generate, "generate text from a prompt on this machine (a cluster of one)"},
+    {"perplexity", colony::cmd_perplexity, "perplexity and KL-divergence of a model on a text (llama-perplexity's method)"},
 #ifdef COLONY_HAS_PIPELINE
     {"serve", colony::cmd_serve, "start a coordinator: the model, the first layers, the HTTP API"},
     {"join", colony::cmd_join, "join a coordinator as a worker and run the layers it assigns"},

@@ -100,6 +100,14 @@ int32_t Tokenizer::bos() const {
     return llama_vocab_bos(vocab_);
 }
 
+bool Tokenizer::adds_bos() const {
+    return llama_vocab_get_add_bos(vocab_);
+}
+
+bool Tokenizer::adds_eos() const {
+    return llama_vocab_get_add_eos(vocab_);
+}
+
 std::string Tokenizer::apply_chat_template(const std::vector<ChatMessage> &messages) const {
     if (chat_template_.empty()) {
         throw Error(ErrorCode::kUnsupported, "the model has no chat template; use a plain prompt");

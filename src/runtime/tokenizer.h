@@ -39,6 +39,9 @@ class Tokenizer {
     bool is_eog(int32_t token) const;
     int32_t n_vocab() const;
     int32_t bos() const;
+    /// Whether tokenize(text, add_special = true) starts with BOS / ends with EOS.
+    bool adds_bos() const;
+    bool adds_eos() const;
 
     bool has_chat_template() const { return !chat_template_.empty(); }
     /// The chat template's Jinja source ("" without one).

@@ -1,0 +1,232 @@
+// colony perplexity: perplexity and KL-divergence of a model on a text, on
+// this machine, by llama-perplexity's method and with its printout
+// (runtime/perplexity.h), so the figures of a lossy option (a KV cache type,
+// a quantized model) can be put beside llama.cpp's.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "model/gguf_file.h"
+#include "model/hparams.h"
+#include "model/kv_cache.h"
+#include "runtime/perplexity.h"
+#include "runtime/stage.h"
+#include "runtime/tokenizer.h"
+#include "util/error.h"
+
+namespace colony {
+namespace {
+
+struct PerplexityArgs {
+    std::string model, text_file, kld_base, cache_k = "f16", cache_v = "f16";
+    uint32_t n_ctx = 512, n_batch = 2048;
+    int32_t n_chunks = -1, threads = 0;
+    bool kld = false, no_mmap = false, no_repack = false;
+};
+
+PerplexityArgs parse_args(int argc, char **argv, bool *help) {
+    PerplexityArgs a;
+    ArgParser p("colony perplexity",
+                "Perplexity of a model on a text, or its KL-divergence against a base model's\n"
+                "saved log-probabilities, on this machine. The method, the printout and the\n"
+                "log-probability file are llama-perplexity's (the second half of each chunk of\n"
+                "-c tokens is scored). Chunk perplexities go to stdout, progress to stderr.");
+    p.add("-m", "--model", "PATH", "GGUF model file", &a.model, true);
+    p.add("-f", "--file", "PATH", "text to evaluate (perplexity mode)", &a.text_file);
+    p.add("-c", "--ctx-size", "N", "tokens per chunk", &a.n_ctx);
+    p.add("-b", "--batch-size", "N", "tokens per forward pass (at most the chunk)", &a.n_batch);
+    p.add("", "--chunks", "N", "chunks to evaluate, -1 = all", &a.n_chunks);
+    p.add("", "--kl-divergence-base", "PATH",
+          "perplexity mode: also save the log-probabilities here; with --kl-divergence: read them",
+          &a.kld_base);
+    p.flag("", "--kl-divergence",
+           "compare with the base log-probabilities of --kl-divergence-base (their text and "
+           "chunks; -f, -c and --chunks are not used)",
+           &a.kld);
+    p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &a.threads);
+    p.add("-ctk", "--cache-type-k", "TYPE",
+          "KV cache type of K: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1", &a.cache_k);
+    p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V (same types)", &a.cache_v);
+    p.flag("", "--no-mmap", "copy weights into memory instead of mapping the file", &a.no_mmap);
+    p.flag("-nr", "--no-repack", "do not repack weights for the CPU backend's faster kernels",
+           &a.no_repack);
+    p.parse(argc, argv);
+    *help = p.help_requested();
+    if (*help) {
+        std::fputs(p.usage().c_str(), stdout);
+        return a;
+    }
+    if (a.kld && a.kld_base.empty())
+        throw Error(ErrorCode::kInvalidArgument, "--kl-divergence needs --kl-divergence-base FILE");
+    if (!a.kld && a.text_file.empty())
+        throw Error(ErrorCode::kInvalidArgument, "give the text with -f FILE (or --kl-divergence)");
+    if (a.n_batch == 0)
+        throw Error(ErrorCode::kInvalidArgument, "--batch-size must be positive");
+    if (a.n_chunks == 0 || a.n_chunks < -1)
+        throw Error(ErrorCode::kInvalidArgument, "--chunks must be positive or -1");
+    return a;
+}
+
+std::string read_text(const std::string &path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        throw Error(ErrorCode::kNotFound, "text file " + path + ": cannot be opened");
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+std::unique_ptr<Stage> make_stage(const PerplexityArgs &a, std::shared_ptr<const GgufFile> file,
+                                  const ModelHparams &hp, uint32_t n_ctx) {
+    StageConfig cfg;
+    cfg.range = {0, hp.n_layer};
+    cfg.n_ctx = n_ctx;
+    cfg.n_seq_max = 1;
+    cfg.n_ctx_seq = n_ctx;
+    cfg.n_ubatch = std::min(a.n_batch, n_ctx);
+    cfg.n_threads = a.threads;
+    cfg.type_k = parse_cache_type(a.cache_k);
+    cfg.type_v = parse_cache_type(a.cache_v);
+    cfg.load.use_mmap = !a.no_mmap;
+    cfg.load.use_repack = !a.no_repack;
+    return std::make_unique<Stage>(std::move(file), hp, cfg);
+}
+
+void print_kld_row(int32_t chunk, const KldSums &s) {
+    const KldSummary k = summarize(s);
+    std::printf(
+        "%4d    %9.4lf ± %9.4lf    %10.5lf ± %10.5lf    %10.5lf ± %10.5lf    %6.3lf ± %6.3lf %%"
+        "    %6.3lf ± %6.3lf %%\n",
+        chunk, k.ppl, k.ppl_error, k.log_ppl_ratio, k.log_ppl_ratio_error, k.kld.mean, k.kld.error,
+        100.0 * k.p_diff_rms, 100.0 * k.p_diff_rms_error, 100.0 * k.same_top,
+        100.0 * k.same_top_error);
+    std::fflush(stdout);
+}
+
+/// The distribution lines of llama-perplexity's summary: KLD values as
+/// "%10.6f", probability differences as percentages "%6.3f%%".
+void print_distribution(const char *name, std::vector<float> v, bool percent,
+                        std::initializer_list<float> fractions) {
+    std::sort(v.begin(), v.end());
+    const float median =
+        v.size() % 2 == 0 ? 0.5f * (v[v.size() / 2] + v[v.size() / 2 - 1]) : v[v.size() / 2];
+    auto line = [&](const std::string &label, float value) {
+        if (percent)
+            std::printf("%s %s: %6.3lf%%\n", label.c_str(), name, 100.0 * value);
+        else
+            std::printf("%s %s: %10.6f\n", label.c_str(), name, value);
+    };
+    line("Maximum", v.back());
+    char label[16];
+    for (float f : fractions) {
+        if (f == 0.5f) {
+            line("Median ", median);
+            continue;
+        }
+        std::snprintf(label, sizeof label, "%4.1f%%  ", 100.0 * f);
+        line(label, percentile(v, f));
+    }
+    line("Minimum", v.front());
+}
+
+void print_kld_summary(const KldResult &r) {
+    const KldSummary k = summarize(r.sums);
+    std::printf("\n====== Perplexity statistics ======\n");
+    std::printf("Mean PPL(Q)                   : %10.6lf ± %10.6lf\n", k.ppl, k.ppl_error);
+    std::printf("Mean PPL(base)                : %10.6lf ± %10.6lf\n", k.ppl_base,
+                k.ppl_base_error);
+    std::printf("Cor(ln(PPL(Q)), ln(PPL(base))): %6.2lf%%\n", 100.0 * k.log_ppl_correlation);
+    std::printf("Mean ln(PPL(Q)/PPL(base))     : %10.6lf ± %10.6lf\n", k.log_ppl_ratio,
+                k.log_ppl_ratio_error);
+    std::printf("Mean PPL(Q)/PPL(base)         : %10.6lf ± %10.6lf\n", k.ppl_ratio,
+                k.ppl_ratio_error);
+    std::printf("Mean PPL(Q)-PPL(base)         : %10.6lf ± %10.6lf\n", k.ppl_diff,
+                k.ppl_diff_error);
+    std::printf("\n====== KL divergence statistics ======\n");
+    std::printf("Mean    KLD: %10.6lf ± %10.6lf\n", k.kld.mean, k.kld.error);
+    print_distribution("KLD", r.kld_values, false,
+                       {0.999f, 0.99f, 0.95f, 0.9f, 0.5f, 0.1f, 0.05f, 0.01f, 0.001f});
+    std::printf("\n====== Token probability statistics ======\n");
+    std::printf("Mean    Δp: %6.3lf ± %5.3lf %%\n", 100.0 * k.p_diff.mean, 100.0 * k.p_diff.error);
+    print_distribution(
+        "Δp", r.p_diff_values, true,
+        {0.999f, 0.99f, 0.95f, 0.9f, 0.75f, 0.5f, 0.25f, 0.1f, 0.05f, 0.01f, 0.001f});
+    std::printf("RMS Δp    : %6.3lf ± %5.3lf %%\n", 100.0 * k.p_diff_rms,
+                100.0 * k.p_diff_rms_error);
+    std::printf("Same top p: %6.3lf ± %5.3lf %%\n", 100.0 * k.same_top, 100.0 * k.same_top_error);
+}
+
+}  // namespace
+
+int cmd_perplexity(int argc, char **argv) {
+    bool help = false;
+    const PerplexityArgs a = parse_args(argc, argv, &help);
+    if (help)
+        return 0;
+    std::shared_ptr<const GgufFile> file = GgufFile::open(a.model);
+    const ModelHparams hp = ModelHparams::from_gguf(*file);
+    const Tokenizer tok(a.model);
+    if (tok.adds_eos())
+        throw Error(ErrorCode::kUnsupported,
+                    a.model +
+                        ": the tokenizer adds EOS to every text, which "
+                        "the chunked method cannot score (llama-perplexity "
+                        "refuses such models too)");
+    PerplexityOptions opts;
+    opts.add_bos = tok.adds_bos();
+    opts.bos = tok.bos();
+    opts.n_vocab = tok.n_vocab();
+    if (static_cast<uint32_t>(opts.n_vocab) != hp.n_vocab)
+        throw Error(ErrorCode::kCorrupt,
+                    a.model + ": the vocabulary has " + std::to_string(opts.n_vocab) +
+                        " tokens, the output head " + std::to_string(hp.n_vocab));
+
+    if (a.kld) {
+        LogprobReader base(a.kld_base);
+        const LogprobHeader &h = base.header();
+        auto stage = make_stage(a, file, hp, h.n_ctx);
+        std::fprintf(stderr, "colony perplexity: KL-divergence over %d chunks of %u tokens\n",
+                     h.n_chunk, h.n_ctx);
+        std::printf(
+            "chunk             PPL               ln(PPL(Q)/PPL(base))          KL Divergence"
+            "              Δp RMS            Same top p\n");
+        const KldResult r = kl_divergence(base, opts, stage_chunk_evaluator(*stage), print_kld_row);
+        print_kld_summary(r);
+        return 0;
+    }
+
+    opts.n_ctx = a.n_ctx;
+    opts.n_chunks = a.n_chunks;
+    const std::vector<int32_t> tokens = tok.tokenize(read_text(a.text_file), true, false);
+    const int32_t n_chunk = perplexity_chunks(tokens.size(), opts);  // before any allocation
+    auto stage = make_stage(a, file, hp, a.n_ctx);
+    std::unique_ptr<LogprobWriter> writer;
+    if (!a.kld_base.empty()) {
+        LogprobHeader h;
+        h.n_ctx = a.n_ctx;
+        h.n_vocab = opts.n_vocab;
+        h.n_chunk = n_chunk;
+        h.tokens.assign(tokens.begin(), tokens.begin() + size_t{h.n_ctx} * h.n_chunk);
+        writer = std::make_unique<LogprobWriter>(a.kld_base, h);
+    }
+    std::fprintf(stderr, "colony perplexity: %zu tokens, chunks of %u\n", tokens.size(), a.n_ctx);
+    const PerplexityResult r = perplexity(
+        tokens, opts, stage_chunk_evaluator(*stage), writer.get(), [](const ChunkReport &c) {
+            std::printf("[%d]%.4lf,", c.chunk, c.ppl);
+            std::fflush(stdout);
+            if (c.chunk == 1)
+                std::fprintf(stderr, "colony perplexity: %.2f seconds per chunk, %d chunks\n",
+                             c.seconds, c.n_chunk);
+        });
+    if (writer)
+        writer->close();
+    std::printf("\nFinal estimate: PPL = %.4lf +/- %.5lf\n", r.ppl, r.ppl_error);
+    return 0;
+}
+
+}  // namespace colony

@@ -1,0 +1,169 @@
+#include "runtime/perplexity.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <string>
+
+#include "runtime/stage.h"
+#include "util/clock.h"
+#include "util/error.h"
+
+namespace colony {
+
+ChunkEvaluator stage_chunk_evaluator(Stage &stage) {
+    if (!stage.is_first() || !stage.is_last())
+        throw Error(ErrorCode::kInvalidArgument,
+                    "perplexity needs a stage that holds the whole model");
+    return [&stage](std::span<const int32_t> tokens, uint32_t first, std::vector<float> &logits) {
+        const uint32_t n_ubatch = stage.config().n_ubatch;
+        const uint32_t n_vocab = stage.hparams().n_vocab;
+        stage.seq_rm(0);
+        logits.clear();
+        std::vector<int32_t> pos(n_ubatch), seq(n_ubatch, 0), out_ids(n_ubatch);
+        for (size_t start = 0; start < tokens.size(); start += n_ubatch) {
+            const auto n = static_cast<uint32_t>(std::min<size_t>(n_ubatch, tokens.size() - start));
+            std::iota(pos.begin(), pos.begin() + n, static_cast<int32_t>(start));
+            // rows at positions >= first; a ubatch before them still asks for
+            // its last row (the engine computes at least one), dropped below
+            uint32_t n_out = 0;
+            for (uint32_t i = 0; i < n; ++i) {
+                if (start + i >= first)
+                    out_ids[n_out++] = static_cast<int32_t>(i);
+            }
+            const bool wanted = n_out > 0;
+            if (!wanted)
+                out_ids[n_out++] = static_cast<int32_t>(n - 1);
+            Ubatch ub;
+            ub.n_tokens = n;
+            ub.tokens = tokens.data() + start;
+            ub.pos = pos.data();
+            ub.seq_id = seq.data();
+            ub.out_ids = out_ids.data();
+            ub.n_outputs = n_out;
+            const float *out = stage.forward(ub);
+            if (wanted)
+                logits.insert(logits.end(), out, out + size_t{n_out} * n_vocab);
+        }
+    };
+}
+
+namespace {
+
+void check_context(uint32_t n_ctx) {
+    if (n_ctx < 4)
+        throw Error(
+            ErrorCode::kInvalidArgument,
+            "perplexity needs a context of at least 4 tokens, not " + std::to_string(n_ctx));
+}
+
+/// The chunk's tokens as evaluated: the first replaced by BOS when the model adds one.
+std::vector<int32_t> chunk_tokens(std::span<const int32_t> text, const PerplexityOptions &opts) {
+    std::vector<int32_t> chunk(text.begin(), text.end());
+    if (opts.add_bos)
+        chunk[0] = opts.bos;
+    return chunk;
+}
+
+void check_rows(const std::vector<float> &logits, size_t rows, size_t n_vocab) {
+    if (logits.size() != rows * n_vocab)
+        throw Error(ErrorCode::kInternal, "chunk evaluator returned " +
+                                              std::to_string(logits.size()) + " logits, expected " +
+                                              std::to_string(rows * n_vocab));
+}
+
+}  // namespace
+
+int32_t perplexity_chunks(size_t n_tokens, const PerplexityOptions &opts) {
+    check_context(opts.n_ctx);
+    if (n_tokens < 2 * size_t{opts.n_ctx}) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "the text has " + std::to_string(n_tokens) + " tokens; a context of " +
+                        std::to_string(opts.n_ctx) + " needs at least " +
+                        std::to_string(2 * size_t{opts.n_ctx}));
+    }
+    const size_t n_max = n_tokens / opts.n_ctx;
+    return static_cast<int32_t>(opts.n_chunks < 0 ? n_max : std::min<size_t>(opts.n_chunks, n_max));
+}
+
+PerplexityResult perplexity(const std::vector<int32_t> &tokens, const PerplexityOptions &opts,
+                            const ChunkEvaluator &eval, LogprobWriter *base,
+                            const std::function<void(const ChunkReport &)> &on_chunk) {
+    const uint32_t n_ctx = opts.n_ctx;
+    const int32_t n_chunk = perplexity_chunks(tokens.size(), opts);
+    const uint32_t first = n_ctx / 2;
+    const size_t n_vocab = static_cast<size_t>(opts.n_vocab);
+    const size_t rows = n_ctx - 1 - first;
+    std::vector<uint16_t> base_rows;
+    if (base)
+        base_rows.resize(rows * logprob_row_size(opts.n_vocab));
+
+    PerplexityResult r;
+    r.n_chunk = n_chunk;
+    double nll = 0, nll2 = 0;
+    std::vector<float> logits;
+    for (int32_t c = 0; c < n_chunk; ++c) {
+        const int64_t t0 = now_us();
+        const std::span<const int32_t> text(tokens.data() + size_t{n_ctx} * c, n_ctx);
+        eval(chunk_tokens(text, opts), first, logits);
+        check_rows(logits, n_ctx - first, n_vocab);
+        for (size_t i = 0; i < rows; ++i) {
+            const std::span<const float> row(logits.data() + i * n_vocab, n_vocab);
+            const int32_t next = text[first + i + 1];
+            const double v = base ? quantize_log_probs(row, next,
+                                                       std::span(base_rows).subspan(
+                                                           i * logprob_row_size(opts.n_vocab),
+                                                           logprob_row_size(opts.n_vocab)))
+                                  : -token_log_prob(row, next).log_prob;
+            nll += v;
+            nll2 += v * v;
+        }
+        if (base)
+            base->write_chunk(base_rows);
+        r.n_scored += rows;
+        if (on_chunk)
+            on_chunk({c + 1, n_chunk, std::exp(nll / r.n_scored), (now_us() - t0) / 1e6});
+    }
+    r.ppl = std::exp(nll / r.n_scored);
+    r.ppl_error = log_ppl_error(nll, nll2, r.n_scored) * r.ppl;
+    return r;
+}
+
+KldResult kl_divergence(LogprobReader &base, const PerplexityOptions &opts,
+                        const ChunkEvaluator &eval,
+                        const std::function<void(int32_t chunk, const KldSums &)> &on_chunk) {
+    const LogprobHeader &h = base.header();
+    if (h.n_vocab != opts.n_vocab) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "the base log-probabilities are of a vocabulary of " +
+                        std::to_string(h.n_vocab) + " tokens, the model has " +
+                        std::to_string(opts.n_vocab));
+    }
+    const uint32_t n_ctx = h.n_ctx, first = n_ctx / 2;
+    const size_t rows = h.rows_per_chunk(), n_vocab = static_cast<size_t>(h.n_vocab);
+    const size_t row_size = logprob_row_size(h.n_vocab);
+    KldResult r;
+    r.kld_values.reserve(rows * h.n_chunk);
+    r.p_diff_values.reserve(rows * h.n_chunk);
+    std::vector<float> logits;
+    std::vector<uint16_t> base_rows;
+    for (int32_t c = 0; c < h.n_chunk; ++c) {
+        const std::span<const int32_t> text(h.tokens.data() + size_t{n_ctx} * c, n_ctx);
+        eval(chunk_tokens(text, opts), first, logits);
+        check_rows(logits, n_ctx - first, n_vocab);
+        base.read_chunk(base_rows);
+        for (size_t i = 0; i < rows; ++i) {
+            const auto [kld, p_diff] =
+                r.sums.add(std::span<const float>(logits.data() + i * n_vocab, n_vocab),
+                           std::span<const uint16_t>(base_rows.data() + i * row_size, row_size),
+                           text[first + i + 1]);
+            r.kld_values.push_back(static_cast<float>(kld));
+            r.p_diff_values.push_back(p_diff);
+        }
+        if (on_chunk)
+            on_chunk(c + 1, r.sums);
+    }
+    return r;
+}
+
+}  // namespace colony

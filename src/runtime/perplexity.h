@@ -1,0 +1,85 @@
+// Perplexity and KL-divergence over a text, by llama-perplexity's method
+// (tools/perplexity/perplexity.cpp in the pinned tree): the text's tokens are
+// cut into chunks of n_ctx, each chunk is evaluated from an empty KV cache
+// with its first token replaced by BOS when the model adds one, and the
+// negative log-likelihood of each next token is summed over the second half
+// of each chunk (positions n_ctx/2 .. n_ctx-2 predict the tokens after them),
+// so every scored token has at least n_ctx/2 tokens of context.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "runtime/logprob_file.h"
+#include "runtime/perplexity_stats.h"
+
+namespace colony {
+
+class Stage;
+
+/// Evaluates one chunk: `tokens` [n_ctx] as one sequence from position 0 on
+/// an empty KV cache; fills `logits` with the rows of positions
+/// [first, n_ctx) as [n_vocab * (n_ctx - first)]. Errors as the engine's.
+using ChunkEvaluator = std::function<void(std::span<const int32_t> tokens, uint32_t first,
+                                          std::vector<float> &logits)>;
+
+/// A ChunkEvaluator on a Stage that holds the whole model (one node), in
+/// ubatches of the stage's n_ubatch. The stage's context must hold n_ctx
+/// tokens of sequence 0; the evaluator clears sequence 0 before each chunk.
+ChunkEvaluator stage_chunk_evaluator(Stage &stage);
+
+struct PerplexityOptions {
+    uint32_t n_ctx = 512;   // tokens per chunk (llama-perplexity -c)
+    int32_t n_chunks = -1;  // chunks to evaluate, -1 = all the text holds
+    bool add_bos = true;    // the model adds BOS: each chunk starts with it
+    int32_t bos = 1;        // the BOS token id
+    int32_t n_vocab = 0;    // logits per row
+};
+
+/// Progress after each chunk: its 1-based index, the chunks in the run, the
+/// perplexity so far, and the seconds the chunk took.
+struct ChunkReport {
+    int32_t chunk = 0;
+    int32_t n_chunk = 0;
+    double ppl = 0;
+    double seconds = 0;
+};
+
+struct PerplexityResult {
+    double ppl = 0;
+    double ppl_error = 0;  // standard error, as llama-perplexity's "+/-"
+    size_t n_scored = 0;   // tokens whose likelihood was summed
+    int32_t n_chunk = 0;
+};
+
+/// Chunks a perplexity run evaluates for a text of n_tokens:
+/// min(n_chunks, n_tokens / n_ctx), or all of them for n_chunks = -1.
+/// Error(kInvalidArgument) when n_ctx < 4 or the text has fewer than
+/// 2 x n_ctx tokens (llama-perplexity's bound).
+int32_t perplexity_chunks(size_t n_tokens, const PerplexityOptions &opts);
+
+/// Perplexity of `tokens` (the whole text, tokenized with BOS as the model
+/// adds it). With `base` set, also writes each chunk's log-probabilities
+/// (the base file of a later KL-divergence run). Errors: perplexity_chunks'.
+PerplexityResult perplexity(const std::vector<int32_t> &tokens, const PerplexityOptions &opts,
+                            const ChunkEvaluator &eval, LogprobWriter *base,
+                            const std::function<void(const ChunkReport &)> &on_chunk);
+
+struct KldResult {
+    KldSums sums;
+    std::vector<float> kld_values;     // per scored token, in text order
+    std::vector<float> p_diff_values;  // per scored token: Q(token) - base(token)
+};
+
+/// KL-divergence of the evaluated model against `base` (a file of
+/// llama-perplexity --kl-divergence-base or colony perplexity
+/// --kl-divergence-base), over the base's own tokens and chunks (opts.n_ctx
+/// and n_chunks are ignored; n_vocab must match the base's:
+/// Error(kInvalidArgument) otherwise). on_chunk gets the running sums.
+KldResult kl_divergence(LogprobReader &base, const PerplexityOptions &opts,
+                        const ChunkEvaluator &eval,
+                        const std::function<void(int32_t chunk, const KldSums &)> &on_chunk);
+
+}  // namespace colony
