@@ -22,12 +22,16 @@ int cmd_generate(int argc, char **argv) {
     uint32_t n_ctx = 4096, n_ubatch = 512;
     SamplingParams sp;
     int32_t seed = -1;
-    bool chat = false, no_mmap = false, no_repack = false, raw = false, batch_invariant = false;
-    ArgParser p("colony generate", "Generate text from a prompt with the whole model on this machine.\n"
-                                   "Text streams to stdout; a timing line goes to stderr.");
+    bool chat = false, no_mmap = false, no_repack = false, raw = false, batch_invariant = false,
+         ignore_eos = false;
+    KvWindow window;
+    ArgParser p("colony generate",
+                "Generate text from a prompt with the whole model on this machine.\n"
+                "Text streams to stdout; a timing line goes to stderr.");
     p.add("-m", "--model", "PATH", "GGUF model file", &model, true);
     p.add("-p", "--prompt", "TEXT", "prompt text", &prompt, true);
-    p.add("-n", "--n-predict", "N", "tokens to generate (-1: until end of text or context)", &n_predict);
+    p.add("-n", "--n-predict", "N", "tokens to generate (-1: until end of text or context)",
+          &n_predict);
     p.add("", "--temp", "T", "temperature; 0 = greedy", &sp.temperature);
     p.add("", "--top-k", "K", "top-k sampling, 0 = off", &sp.top_k);
     p.add("", "--top-p", "P", "top-p (nucleus) sampling, 1 = off", &sp.top_p);
@@ -40,12 +44,22 @@ int cmd_generate(int argc, char **argv) {
     p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &threads);
     p.add("-c", "--ctx-size", "N", "context size in tokens (KV cache cells)", &n_ctx);
     p.add("-ub", "--ubatch-size", "N", "tokens per prefill step", &n_ubatch);
-    p.add("-ctk", "--cache-type-k", "TYPE", "KV cache type of K: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1", &cache_k);
+    p.add("-ctk", "--cache-type-k", "TYPE",
+          "KV cache type of K: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1", &cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V (same types)", &cache_v);
+    p.add("", "--kv-window", "N",
+          "sliding KV window: before position N-1 would be stored, drop half of the positions "
+          "after the sinks and shift the rest down (llama.cpp's context shift; 0 = off)",
+          &window.window);
+    p.add("", "--kv-sinks", "S", "positions at the start the window always keeps (attention sinks)",
+          &window.sinks);
+    p.flag("", "--ignore-eos", "never sample end-of-generation tokens (generate all -n tokens)",
+           &ignore_eos);
     p.flag("", "--chat", "wrap the prompt as a user message in the model's chat template", &chat);
     p.flag("", "--raw", "do not echo the prompt before the generated text", &raw);
     p.flag("", "--no-mmap", "copy weights into memory instead of mapping the file", &no_mmap);
-    p.flag("-nr", "--no-repack", "do not repack weights for the CPU backend's faster kernels", &no_repack);
+    p.flag("-nr", "--no-repack", "do not repack weights for the CPU backend's faster kernels",
+           &no_repack);
     p.flag("", "--batch-invariant",
            "every position gets the same floats in a prefill as in a decode (what colony "
            "serve --batch-invariant runs; slower, docs/pipeline.md)",
@@ -55,18 +69,23 @@ int cmd_generate(int argc, char **argv) {
         std::fputs(p.usage().c_str(), stdout);
         return 0;
     }
-    if (n_ctx == 0) throw Error(ErrorCode::kInvalidArgument, "--ctx-size must be positive");
-    if (seed >= 0) sp.seed = static_cast<uint32_t>(seed);
+    if (n_ctx == 0)
+        throw Error(ErrorCode::kInvalidArgument, "--ctx-size must be positive");
+    if (seed >= 0)
+        sp.seed = static_cast<uint32_t>(seed);
+    window.validate(n_ctx);
 
     std::shared_ptr<const GgufFile> file = GgufFile::open(model);
     const ModelHparams hp = ModelHparams::from_gguf(*file);
     Tokenizer tok(model);
     std::string text = prompt;
-    if (chat) text = tok.apply_chat_template({{"user", prompt}});
+    if (chat)
+        text = tok.apply_chat_template({{"user", prompt}});
     const std::vector<int32_t> tokens = tok.tokenize(text, true, chat);
     if (tokens.size() >= n_ctx) {
-        throw Error(ErrorCode::kOutOfRange, "context overflow: the prompt has " + std::to_string(tokens.size()) +
-                                                " tokens, the context holds " + std::to_string(n_ctx));
+        throw Error(ErrorCode::kOutOfRange,
+                    "context overflow: the prompt has " + std::to_string(tokens.size()) +
+                        " tokens, the context holds " + std::to_string(n_ctx));
     }
 
     StageConfig cfg;
@@ -78,7 +97,8 @@ int cmd_generate(int argc, char **argv) {
     cfg.type_v = parse_cache_type(cache_v);
     cfg.load.use_mmap = !no_mmap;
     cfg.load.use_repack = !no_repack;
-    if (batch_invariant) cfg.invariance = StageConfig::Invariance::kFull;
+    if (batch_invariant)
+        cfg.invariance = StageConfig::Invariance::kFull;
     Stage stage(file, hp, cfg);
 
     if (!raw) {
@@ -88,18 +108,27 @@ int cmd_generate(int argc, char **argv) {
     GenerateOptions go;
     go.n_predict = n_predict;
     go.sampling = sp;
-    const GenerateStats st = generate(stage, tok, tokens, go, [](int32_t, const std::string &piece) {
-        std::fwrite(piece.data(), 1, piece.size(), stdout);
-        std::fflush(stdout);
-        return true;
-    });
+    go.ignore_eos = ignore_eos;
+    go.kv_window = window;
+    const GenerateStats st =
+        generate(stage, tok, tokens, go, [](int32_t, const std::string &piece) {
+            std::fwrite(piece.data(), 1, piece.size(), stdout);
+            std::fflush(stdout);
+            return true;
+        });
     std::fputc('\n', stdout);
     std::fflush(stdout);
+    std::string kv;
+    if (window.enabled())
+        kv = "KV window " + std::to_string(window.window) + " (" + std::to_string(window.sinks) +
+             " sinks): " + std::to_string(st.n_kv_shifts) + " shifts, at most " +
+             std::to_string(st.kv_used_max) + " cells | ";
     std::fprintf(stderr,
-                 "colony: prompt %d tokens | prefill %.1f tok/s | TTFT %.2f ms | decode %.1f tok/s (%d tokens, %s) | "
-                 "peak RSS %.1f MB\n",
-                 st.n_prompt, st.prefill_tps(), st.ttft_us / 1000.0, st.decode_tps(), st.n_generated,
-                 st.stop_reason.c_str(), peak_rss_bytes() / 1e6);
+                 "colony: prompt %d tokens | prefill %.1f tok/s | TTFT %.2f ms | decode %.1f tok/s "
+                 "(%d tokens, %s) | "
+                 "%speak RSS %.1f MB\n",
+                 st.n_prompt, st.prefill_tps(), st.ttft_us / 1000.0, st.decode_tps(),
+                 st.n_generated, st.stop_reason.c_str(), kv.c_str(), peak_rss_bytes() / 1e6);
     return 0;
 }
 

@@ -187,4 +187,39 @@ std::unique_ptr<StageGraph> build_stage_graph(const ModelHparams &hp, const Stag
     return g;
 }
 
+std::unique_ptr<KShiftGraph> build_k_shift_graph(const ModelHparams &hp,
+                                                 const StageWeights &weights, const KvCache &kv) {
+    auto g = std::make_unique<KShiftGraph>();
+    const LayerRange r = weights.range();
+    const size_t max_nodes = 8 + 8 * static_cast<size_t>(r.size());
+    ggml_init_params params{
+        ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false), nullptr,
+        true};
+    g->ctx.reset(ggml_init(params));
+    ggml_context *ctx = g->ctx.get();
+    g->gf = ggml_new_graph_custom(ctx, max_nodes, false);
+    g->inp_shift = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, kv.size());
+    ggml_set_input(g->inp_shift);
+    ggml_set_name(g->inp_shift, "inp_k_shift");
+    for (uint32_t il = r.first; il < r.last; ++il) {
+        ggml_tensor *k = kv.k(il);
+        ggml_tensor *view = ggml_view_3d(ctx, k, hp.n_rot, hp.n_head_kv, kv.size(),
+                                         ggml_row_size(k->type, hp.head_dim_k),
+                                         ggml_row_size(k->type, hp.n_embd_k_gqa()), 0);
+        auto rope = [&](ggml_tensor *x, bool inplace) {
+            auto *fn = inplace ? ggml_rope_ext_inplace : ggml_rope_ext;
+            return fn(ctx, x, g->inp_shift, weights.rope_freqs, static_cast<int>(hp.n_rot),
+                      static_cast<int>(hp.rope_type), static_cast<int>(hp.n_ctx_train),
+                      hp.rope_freq_base, hp.rope_freq_scale, kExtFactor, kAttnFactor, kBetaFast,
+                      kBetaSlow);
+        };
+        ggml_tensor *out =
+            ggml_is_quantized(k->type)
+                ? ggml_cpy(ctx, rope(ggml_cast(ctx, view, GGML_TYPE_F32), false), view)
+                : rope(view, true);
+        ggml_build_forward_expand(g->gf, out);
+    }
+    return g;
+}
+
 }  // namespace colony

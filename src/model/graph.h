@@ -49,4 +49,17 @@ struct StageGraph {
 std::unique_ptr<StageGraph> build_stage_graph(const ModelHparams &hp, const StageWeights &weights,
                                               const KvCache &kv, const GraphShape &shape);
 
+/// The graph that re-rotates the keys of moved KV cells after a context
+/// shift (KvCache::seq_add): for every block of the stage's range, RoPE by
+/// each cell's pending shift over the first n_rot dimensions of every key
+/// head, in place (quantized keys: dequantized to F32, rotated, written
+/// back), as llama.cpp's llama_kv_cache::build_graph_shift does.
+struct KShiftGraph {
+    ggml_context_ptr ctx;
+    ggml_cgraph *gf = nullptr;
+    ggml_tensor *inp_shift = nullptr;  // I32 [kv.size()] per-cell shift (KvCache::shifts)
+};
+std::unique_ptr<KShiftGraph> build_k_shift_graph(const ModelHparams &hp,
+                                                 const StageWeights &weights, const KvCache &kv);
+
 }  // namespace colony

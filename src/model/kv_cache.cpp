@@ -44,6 +44,7 @@ KvCache::KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32
         }
     }
     cells_.resize(size);
+    shifts_.assign(size, 0);
     seq_pos_max_.assign(n_seq_max, -1);
     ggml_init_params params{ggml_tensor_overhead() * 2 * (range.size() + 1), nullptr, true};
     ctx_.reset(ggml_init(params));
@@ -114,6 +115,7 @@ void KvCache::store(const int32_t *seq_ids, const int32_t *pos, uint32_t n_token
                 ++c;
         }
         cells_[c] = {seq_ids[i], pos[i]};
+        shifts_[c] = 0;
         cells[i] = c;
         seq_pos_max_[seq_ids[i]] = std::max(seq_pos_max_[seq_ids[i]], pos[i]);
         max_used_p1_ = std::max(max_used_p1_, c + 1);
@@ -215,10 +217,59 @@ void KvCache::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
     for (Cell &c : cells_) {
         if (c.seq == seq && c.pos >= p0 && (p1 < 0 || c.pos < p1)) {
             c = Cell{};
+            shifts_[&c - cells_.data()] = 0;
             --used_;
         }
     }
     recompute_bounds();
+}
+
+void KvCache::seq_add(int32_t seq, int32_t p0, int32_t p1, int32_t delta) {
+    if (seq < 0 || static_cast<uint32_t>(seq) >= n_seq_max_ || delta == 0)
+        return;
+    if (fixed_)
+        throw Error(ErrorCode::kUnsupported,
+                    "a context shift needs free cell placement "
+                    "(not the batch-invariant fixed placement)");
+    auto moved = [&](const Cell &c) {
+        return c.seq == seq && c.pos >= p0 && (p1 < 0 || c.pos < p1);
+    };
+    // the moved positions must not meet ones the sequence keeps
+    int32_t lo = INT32_MAX, hi = INT32_MIN;
+    for (const Cell &c : cells_) {
+        if (moved(c)) {
+            lo = std::min(lo, c.pos + delta);
+            hi = std::max(hi, c.pos + delta);
+        }
+    }
+    for (const Cell &c : cells_) {
+        if (c.seq == seq && !moved(c) && c.pos >= lo && c.pos <= hi)
+            throw Error(ErrorCode::kInvalidArgument,
+                        "shifting positions [" + std::to_string(p0) + ", " + std::to_string(p1) +
+                            ") of sequence " + std::to_string(seq) + " by " +
+                            std::to_string(delta) + " would meet position " +
+                            std::to_string(c.pos));
+    }
+    for (uint32_t j = 0; j < cells_.size(); ++j) {
+        Cell &c = cells_[j];
+        if (!moved(c))
+            continue;
+        c.pos += delta;
+        if (c.pos < 0) {
+            c = Cell{};
+            shifts_[j] = 0;
+            --used_;
+            continue;
+        }
+        shifts_[j] += delta;
+        has_shift_ = true;
+    }
+    recompute_bounds();
+}
+
+void KvCache::clear_shifts() {
+    std::fill(shifts_.begin(), shifts_.end(), 0);
+    has_shift_ = false;
 }
 
 int32_t KvCache::seq_pos_max(int32_t seq) const {
@@ -229,6 +280,7 @@ int32_t KvCache::seq_pos_max(int32_t seq) const {
 
 void KvCache::clear() {
     std::fill(cells_.begin(), cells_.end(), Cell{});
+    clear_shifts();
     used_ = 0;
     recompute_bounds();
 }

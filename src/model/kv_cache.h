@@ -71,6 +71,19 @@ class KvCache {
     void seq_cp(int32_t src, int32_t dst, int32_t p1);
     /// Frees the cells of `seq` with p0 <= pos < p1 (p1 < 0: to the end).
     void seq_rm(int32_t seq, int32_t p0 = 0, int32_t p1 = -1);
+    /// Adds `delta` to the positions of `seq`'s cells with p0 <= pos < p1
+    /// (p1 < 0: to the end), llama_memory_seq_add's role in a context shift;
+    /// a cell whose position would fall below 0 is freed. The keys of moved
+    /// cells still carry their old rotation: the stage must re-rotate them
+    /// by shifts() (Stage::seq_add does) before attention reads them, then
+    /// clear_shifts(). The shifted range must not land on positions `seq`
+    /// still holds below p0 (Error(kInvalidArgument)); under fixed
+    /// placement Error(kUnsupported).
+    void seq_add(int32_t seq, int32_t p0, int32_t p1, int32_t delta);
+    /// Per cell, the position change not yet applied to its key (0 when none).
+    const std::vector<int32_t> &shifts() const { return shifts_; }
+    bool has_shift() const { return has_shift_; }
+    void clear_shifts();
     /// Highest stored position of `seq`, or -1.
     int32_t seq_pos_max(int32_t seq) const;
     void clear();
@@ -91,6 +104,8 @@ class KvCache {
     uint32_t fixed_cell(int32_t seq, int32_t pos) const;
     std::vector<Cell> cells_;
     std::vector<int32_t> seq_pos_max_;  // per sequence, -1 when empty
+    std::vector<int32_t> shifts_;       // per cell: pending RoPE shift of its key
+    bool has_shift_ = false;
     ggml_context_ptr ctx_;
     ggml_backend_buffer_ptr buf_;
     std::vector<ggml_tensor *> k_, v_;

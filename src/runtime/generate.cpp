@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <numeric>
+#include <string>
 
 #include "runtime/stage.h"
 #include "runtime/tokenizer.h"
@@ -15,13 +17,22 @@ GenerateStats generate(Stage &stage, const Tokenizer &tok, const std::vector<int
                        const GenerateOptions &opts,
                        const std::function<bool(int32_t, const std::string &)> &on_token) {
     if (!stage.is_first() || !stage.is_last()) {
-        throw Error(ErrorCode::kInvalidArgument, "generate() needs a stage that holds the whole model");
+        throw Error(ErrorCode::kInvalidArgument,
+                    "generate() needs a stage that holds the whole model");
     }
-    if (prompt.empty()) throw Error(ErrorCode::kInvalidArgument, "empty prompt");
+    if (prompt.empty())
+        throw Error(ErrorCode::kInvalidArgument, "empty prompt");
+    opts.kv_window.validate(stage.config().n_ctx_seq);
+    if (opts.kv_window.enabled() && prompt.size() + 1 > opts.kv_window.window) {
+        throw Error(ErrorCode::kOutOfRange, "the prompt has " + std::to_string(prompt.size()) +
+                                                " tokens, the KV window holds " +
+                                                std::to_string(opts.kv_window.window - 1));
+    }
     GenerateStats st;
     st.n_prompt = static_cast<int32_t>(prompt.size());
     Sampler sampler(opts.sampling, static_cast<int32_t>(stage.hparams().n_vocab));
-    for (int32_t t : prompt) sampler.accept(t);
+    for (int32_t t : prompt)
+        sampler.accept(t);
     Detokenizer detok(tok);
 
     const int32_t seq = opts.seq_id;
@@ -47,7 +58,21 @@ GenerateStats generate(Stage &stage, const Tokenizer &tok, const std::vector<int
     int32_t next_pos = static_cast<int32_t>(prompt.size());
     int64_t t_first = 0;
     st.stop_reason = "length";
+    std::vector<float> masked;  // ignore_eos: the logits with end-of-generation tokens at -inf
+    std::vector<int32_t> eog;
+    if (opts.ignore_eos) {
+        for (int32_t t = 0; t < tok.n_vocab(); ++t)
+            if (tok.is_eog(t))
+                eog.push_back(t);
+    }
+    st.kv_used_max = stage.kv_used();
     for (int32_t i = 0; opts.n_predict < 0 || i < opts.n_predict; ++i) {
+        if (!eog.empty()) {
+            masked.assign(logits, logits + stage.hparams().n_vocab);
+            for (int32_t t : eog)
+                masked[t] = -INFINITY;
+            logits = masked.data();
+        }
         const int32_t token = sampler.sample(logits);
         ++st.n_generated;
         if (i == 0) {
@@ -62,10 +87,17 @@ GenerateStats generate(Stage &stage, const Tokenizer &tok, const std::vector<int
             st.stop_reason = "cancelled";
             break;
         }
-        if (opts.n_predict >= 0 && i + 1 >= opts.n_predict) break;
+        if (opts.n_predict >= 0 && i + 1 >= opts.n_predict)
+            break;
         if (static_cast<uint32_t>(next_pos) >= stage.config().n_ctx_seq) {
             st.stop_reason = "length";
             break;
+        }
+        if (const auto shift = opts.kv_window.shift_before(next_pos)) {
+            stage.seq_rm(seq, shift->p0, shift->p0 + shift->n_discard);
+            stage.seq_add(seq, shift->p0 + shift->n_discard, next_pos, -shift->n_discard);
+            next_pos = shift->n_past_after();
+            ++st.n_kv_shifts;
         }
         const int32_t row = 0;
         Ubatch ub;
@@ -77,9 +109,11 @@ GenerateStats generate(Stage &stage, const Tokenizer &tok, const std::vector<int
         ub.n_outputs = 1;
         logits = stage.forward(ub);
         ++next_pos;
+        st.kv_used_max = std::max(st.kv_used_max, stage.kv_used());
     }
     const std::string rest = detok.flush();
-    if (!rest.empty()) on_token(-1, rest);
+    if (!rest.empty())
+        on_token(-1, rest);
     st.decode_us = t_first ? now_us() - t_first : 0;
     return st;
 }

@@ -98,6 +98,25 @@ void Stage::seq_cp(int32_t src, int32_t dst, int32_t p1) {
     kv_->seq_cp(src, dst, p1);
 }
 
+void Stage::seq_add(int32_t seq, int32_t p0, int32_t p1, int32_t delta) {
+    kv_->seq_add(seq, p0, p1, delta);
+    if (!kv_->has_shift())
+        return;
+    // The scheduler's buffers hold one graph at a time: the forward graph
+    // kept for reuse is rebuilt on the next forward().
+    graph_.reset();
+    ggml_backend_sched_reset(sched_.get());
+    const auto g = build_k_shift_graph(hp_, *weights_, *kv_);
+    if (!ggml_backend_sched_alloc_graph(sched_.get(), g->gf))
+        throw Error(ErrorCode::kResource, "cannot allocate the K-shift graph");
+    ggml_backend_tensor_set(g->inp_shift, kv_->shifts().data(), 0,
+                            kv_->shifts().size() * sizeof(int32_t));
+    if (ggml_backend_sched_graph_compute(sched_.get(), g->gf) != GGML_STATUS_SUCCESS)
+        throw Error(ErrorCode::kInternal, "the K-shift graph failed");
+    ggml_backend_sched_reset(sched_.get());
+    kv_->clear_shifts();
+}
+
 void Stage::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
     kv_->seq_rm(seq, p0, p1);
 }

@@ -125,6 +125,11 @@ class Stage {
 
     /// Forgets positions [p0, p1) of sequence `seq` (p1 < 0: to the end).
     void seq_rm(int32_t seq, int32_t p0 = 0, int32_t p1 = -1);
+    /// Moves positions [p0, p1) of `seq` by `delta` (p1 < 0: to the end) and
+    /// re-rotates their keys at once (KvCache::seq_add, build_k_shift_graph):
+    /// the context shift of llama.cpp's llama_memory_seq_add. Errors: those
+    /// of KvCache::seq_add; kInternal on a ggml compute failure.
+    void seq_add(int32_t seq, int32_t p0, int32_t p1, int32_t delta);
     /// Copies positions [0, p1) of `src`'s KV cache into `dst` (KvCache::seq_cp).
     void seq_cp(int32_t src, int32_t dst, int32_t p1);
     int32_t seq_pos_max(int32_t seq) const;
