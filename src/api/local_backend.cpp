@@ -28,6 +28,7 @@ CoordinatorOptions scheduler_options(const LocalBackendOptions &o) {
     c.use_repack = o.use_repack;
     c.debug_logits_file = o.debug_logits_file;
     c.measured_planner = false;
+    c.kv_window = o.kv_window;
     if (o.batch_invariant)
         c.invariance = StageConfig::Invariance::kFull;
     return c;

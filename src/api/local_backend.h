@@ -44,6 +44,7 @@ struct LocalBackendOptions {
     bool use_repack = true;
     std::string debug_logits_file;  // debug: sampled tokens and first logits (logits_dump.h)
     bool batch_invariant = false;   // --batch-invariant: the floats of a cluster's kFull stages
+    KvWindow kv_window;             // --kv-window/--kv-sinks (runtime/kv_window.h)
 };
 
 class LocalBackend : public InferenceBackend {

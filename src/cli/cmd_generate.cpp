@@ -23,7 +23,7 @@ int cmd_generate(int argc, char **argv) {
     SamplingParams sp;
     int32_t seed = -1;
     bool chat = false, no_mmap = false, no_repack = false, raw = false, batch_invariant = false,
-         ignore_eos = false;
+         ignore_eos = false, ref_attention = false;
     KvWindow window;
     ArgParser p("colony generate",
                 "Generate text from a prompt with the whole model on this machine.\n"
@@ -53,6 +53,10 @@ int cmd_generate(int argc, char **argv) {
           &window.window);
     p.add("", "--kv-sinks", "S", "positions at the start the window always keeps (attention sinks)",
           &window.sinks);
+    p.flag("", "--ref-attention",
+           "ggml's reference flash attention, as every stage of a cluster runs it: the floats "
+           "of `colony run`/`serve` with workers (runtime/stage.h, Invariance::kAttention)",
+           &ref_attention);
     p.flag("", "--ignore-eos", "never sample end-of-generation tokens (generate all -n tokens)",
            &ignore_eos);
     p.flag("", "--chat", "wrap the prompt as a user message in the model's chat template", &chat);

@@ -179,6 +179,14 @@ int cmd_serve(int argc, char **argv) {
            "bit-exact recovery: pad every ubatch of this machine's stage so each position gets "
            "the same floats in a prefill as in a decode (slower decode; docs/pipeline.md)",
            &batch_invariant);
+    p.add("", "--kv-window", "N",
+          "sliding KV window of every sequence: before position N-1 would be stored, half of "
+          "the positions after the sinks are dropped and the rest shift down (llama.cpp's "
+          "context shift, on every stage; 0 = off; docs/edge.md)",
+          &o.kv_window.window);
+    p.add("", "--kv-sinks", "S",
+          "positions at the start of each sequence the window always keeps (attention sinks)",
+          &o.kv_window.sinks);
     p.flag("", "--no-recovery",
            "fail the running requests when a stage is lost instead of replaying them on a new "
            "plan",
@@ -240,6 +248,7 @@ int cmd_serve(int argc, char **argv) {
         bo.use_mmap = !no_mmap;
         bo.debug_logits_file = o.debug_logits_file;
         bo.batch_invariant = batch_invariant;
+        bo.kv_window = o.kv_window;
         return serve_local(bo, api_server_options(api, api_host), ready_file);
     }
 

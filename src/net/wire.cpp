@@ -219,6 +219,13 @@ void put(WireWriter &w, const WireSeqRelease &m) {
     w.i32(m.seq_id);
     w.i32(m.p0);
 }
+void put(WireWriter &w, const WireSeqShift &m) {
+    w.u64(m.plan_epoch);
+    w.i32(m.seq_id);
+    w.i32(m.p0);
+    w.i32(m.n_discard);
+    w.i32(m.n_past);
+}
 void put(WireWriter &w, const WireError &m) {
     w.u16(error_code_to_wire(m.code));
     w.str(m.message);
@@ -418,6 +425,13 @@ void get(WireReader &r, const WireLimits &, WireSeqRelease &m) {
     m.seq_id = r.i32("seq_id");
     m.p0 = r.i32("p0");
 }
+void get(WireReader &r, const WireLimits &, WireSeqShift &m) {
+    m.plan_epoch = r.u64("plan_epoch");
+    m.seq_id = r.i32("seq_id");
+    m.p0 = r.i32("p0");
+    m.n_discard = r.i32("n_discard");
+    m.n_past = r.i32("n_past");
+}
 void get(WireReader &r, const WireLimits &l, WireError &m) {
     m.code = error_code_from_wire(r.u16("code"));
     m.message = r.str("message", l.max_string_bytes);
@@ -491,6 +505,8 @@ const char *wire_type_name(WireType type) {
             return "ERROR";
         case WIRE_TYPE_STATUS:
             return "STATUS";
+        case WIRE_TYPE_SEQ_SHIFT:
+            return "SEQ_SHIFT";
         default:
             return "INVALID";
     }

@@ -61,6 +61,8 @@
 //                                              (embeddings)
 //   12    SEQ_RELEASE   coordinator -> stages  u64 plan_epoch, i32 seq_id (-1 = every
 //                                              sequence), i32 p0
+//   15    SEQ_SHIFT     coordinator -> stages  u64 plan_epoch, i32 seq_id, i32 p0, i32 n_discard,
+//                                              i32 n_past: a context shift (runtime/kv_window.h)
 //   13    ERROR         any                    u16 code, str message (to a worker that has
 //                                              sent JOIN, code unauthorized means "pairing
 //                                              pending": repeat JOIN until a person approves)
@@ -120,11 +122,12 @@ namespace colony {
 // (recovery); version 4 a sequence's options (grammar, logprobs) and the
 // logprobs of TOKENS; version 5 the header's session (the reserved field
 // before) and SEQ_RELEASE's plan epoch, for fencing stale and replayed
-// messages. Peers of other versions are refused.
-constexpr uint16_t kWireVersion = 5;
+// messages; version 6 SEQ_SHIFT (a peer that did not apply it would give
+// wrong text, so older peers are refused). Peers of other versions are refused.
+constexpr uint16_t kWireVersion = 6;
 constexpr size_t kWireHeaderBytes = 32;
 constexpr uint8_t kWireMagic[4] = {'C', 'L', 'N', 'Y'};
-static_assert(kWireVersion == 5, "changing the wire layout needs a new kWireVersion");
+static_assert(kWireVersion == 6, "changing the wire layout needs a new kWireVersion");
 
 /// Message type (header offset 6). Values are part of the protocol: never renumber.
 enum WireType : uint16_t {
@@ -142,7 +145,8 @@ enum WireType : uint16_t {
     WIRE_TYPE_SEQ_RELEASE = 12,
     WIRE_TYPE_ERROR = 13,
     WIRE_TYPE_STATUS = 14,
-    WIRE_TYPE_COUNT = 15,  // one past the last; not a type
+    WIRE_TYPE_SEQ_SHIFT = 15,
+    WIRE_TYPE_COUNT = 16,  // one past the last; not a type
 };
 static_assert(WIRE_TYPE_JOIN == 1, "WIRE_TYPE_JOIN must always be 1");
 static_assert(WIRE_TYPE_ACTIVATIONS == 10, "WIRE_TYPE_ACTIVATIONS must always be 10");
@@ -431,6 +435,20 @@ struct WireSeqRelease {
     friend bool operator==(const WireSeqRelease &, const WireSeqRelease &) = default;
 };
 
+/// A context shift of one sequence on every stage (kv_window.h, KvShift):
+/// drop positions [p0, p0 + n_discard), then move [p0 + n_discard, n_past)
+/// down by n_discard, re-rotating their keys. It travels the ACTIVATIONS'
+/// path ahead of the sequence's next ubatch.
+struct WireSeqShift {
+    uint64_t plan_epoch = 0;
+    int32_t seq_id = 0;
+    int32_t p0 = 0;
+    int32_t n_discard = 0;
+    int32_t n_past = 0;
+
+    friend bool operator==(const WireSeqShift &, const WireSeqShift &) = default;
+};
+
 struct WireError {
     ErrorCode code = ErrorCode::kInternal;
     std::string message;
@@ -446,9 +464,10 @@ struct WireStatus {
 };
 
 /// Alternatives in WireType order: index i holds type i + 1.
-using WireBody = std::variant<WireJoin, WireJoinAccept, WireJoinReject, WireHeartbeat, WireAssign,
-                              WireReady, WireShardRequest, WireShardChunk, WireShardEnd,
-                              WireActivations, WireTokens, WireSeqRelease, WireError, WireStatus>;
+using WireBody =
+    std::variant<WireJoin, WireJoinAccept, WireJoinReject, WireHeartbeat, WireAssign, WireReady,
+                 WireShardRequest, WireShardChunk, WireShardEnd, WireActivations, WireTokens,
+                 WireSeqRelease, WireError, WireStatus, WireSeqShift>;
 static_assert(std::variant_size_v<WireBody> == WIRE_TYPE_COUNT - 1,
               "one WireBody alternative per WireType");
 

@@ -301,6 +301,19 @@ void check(const WireSeqRelease &m, const WireLimits &l) {
     }
 }
 
+void check(const WireSeqShift &m, const WireLimits &l) {
+    if (m.seq_id < 0 || uint32_t(m.seq_id) >= l.max_n_seq)
+        fail("seq_id " + std::to_string(m.seq_id) + " outside [0, " + str(l.max_n_seq) + ")");
+    // p0 >= 0, n_discard >= 1, p0 + n_discard < n_past <= max_pos, in 64 bits
+    if (m.p0 < 0 || m.n_discard < 1 || m.n_past > l.max_pos ||
+        int64_t{m.p0} + m.n_discard >= int64_t{m.n_past}) {
+        fail("shift p0 " + std::to_string(m.p0) + " n_discard " + std::to_string(m.n_discard) +
+             " n_past " + std::to_string(m.n_past) +
+             " is not 0 <= p0, 1 <= n_discard, p0 + n_discard < n_past <= " +
+             std::to_string(l.max_pos));
+    }
+}
+
 void check(const WireError &m, const WireLimits &l) {
     check_string(m.message, "message", l.max_string_bytes);
 }

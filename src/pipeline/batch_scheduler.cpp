@@ -58,6 +58,10 @@ void validate_batch_options(const CoordinatorOptions &o) {
         bad("context of " + std::to_string(o.n_ctx) + " cells is too small for " +
             std::to_string(o.n_parallel) + " parallel sequences");
     }
+    o.kv_window.validate(o.n_ctx_seq());
+    if (o.kv_window.enabled() && o.invariance == StageConfig::Invariance::kFull)
+        bad("--kv-window cannot be used with --batch-invariant (its fixed cell placement "
+            "cannot move positions)");
 }
 
 BatchScheduler::BatchScheduler(zmq::context_t &ctx, const CoordinatorOptions &opts,
@@ -123,6 +127,11 @@ uint64_t BatchScheduler::submit(std::unique_ptr<SeqRequest> req) {
                                                 std::to_string(req->prompt.size()) +
                                                 " tokens, a sequence holds " +
                                                 std::to_string(opts_.n_ctx_seq()) + " positions");
+    }
+    if (opts_.kv_window.enabled() && req->prompt.size() + 1 > opts_.kv_window.window) {
+        throw Error(ErrorCode::kOutOfRange, "the prompt has " + std::to_string(req->prompt.size()) +
+                                                " tokens, the KV window holds " +
+                                                std::to_string(opts_.kv_window.window - 1));
     }
     for (int32_t t : req->prompt) {
         if (t < 0 || static_cast<uint32_t>(t) >= hp_.n_vocab) {
@@ -449,6 +458,27 @@ void BatchScheduler::fail_all(const Error &error) {
     }
     for (Queued &q : queued)
         finish_queued(q, SeqOutcome::End::kError, &error);
+}
+
+void BatchScheduler::slide_windows() {
+    if (!opts_.kv_window.enabled())
+        return;
+    for (size_t s : admission_order_) {
+        Slot &slot = slots_[s];
+        if (!slot.req || slot.next_input < 0)
+            continue;  // only a sequence about to decode; none of its rows is in flight
+        const auto shift = opts_.kv_window.shift_before(slot.n_pos);
+        if (!shift)
+            continue;
+        const WireSeqShift msg{epoch_, static_cast<int32_t>(s), shift->p0, shift->n_discard,
+                               shift->n_past};
+        host_.shift(msg, opts_.n_parallel);
+        // ahead of the sequence's next ubatch on the same link (FIFO)
+        if (host_.has_link() && !host_.send(msg, "stage 1", slot.id))
+            COLONY_LOG_WARN("scheduler: SEQ_SHIFT of sequence %zu did not reach stage 1", s);
+        slot.n_pos = shift->n_past_after();
+        ++slot.n_shifts;
+    }
 }
 
 void BatchScheduler::release(int32_t seq, bool propagate, uint64_t request_id) {

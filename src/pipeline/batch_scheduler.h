@@ -240,6 +240,7 @@ class BatchScheduler {
         bool wait_share = false;     // this ubatch: that slot still prefills the prompt
         int32_t copy_from = -1;      // the next ubatch tells the stages to copy this slot's KV
         uint64_t copy_leader = 0;    // the request id in slot copy_from when it was decided
+        int n_shifts = 0;            // context shifts of its KV window (kv_window.h)
     };
 
     void run();
@@ -263,6 +264,10 @@ class BatchScheduler {
     void resolve_shares();
     void take_cancellations();
     void admit();
+    /// --kv-window: shifts every sequence about to decode whose next
+    /// position reaches the window, on stage 0 and (SEQ_SHIFT, ahead of its
+    /// next ubatch) down the pipeline.
+    void slide_windows();
     bool build_ubatch(WireActivations &act);
     void run_ubatch(const WireActivations &act);
     /// Reports stage 0's data link to stage 1 down (once per epoch).

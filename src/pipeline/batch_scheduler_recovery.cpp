@@ -48,6 +48,15 @@ void BatchScheduler::replay_running(const std::string &reason) {
             end(static_cast<int32_t>(s), SeqOutcome::End::kError, &gave_up, false);
             continue;
         }
+        if (slot.n_shifts > 0) {
+            // Its cache slid over the window: a prefill of the history would
+            // not rebuild the cells the shifts left (docs/edge.md).
+            const Error slid(ErrorCode::kUnavailable,
+                             "the pipeline broke after this request's KV window slid (" + reason +
+                                 "); a replay cannot rebuild a slid window");
+            end(static_cast<int32_t>(s), SeqOutcome::End::kError, &slid, false);
+            continue;
+        }
         // The history: the prompt, then every token delivered. The last of
         // them (the next decode input, or one whose row was in flight) is
         // the last position of the replay, so its output is the next token.

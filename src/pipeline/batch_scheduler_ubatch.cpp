@@ -299,6 +299,7 @@ void BatchScheduler::resolve_shares() {
 bool BatchScheduler::build_ubatch(WireActivations &act) {
     const int64_t t_build = trace_enabled() ? trace_now_us() : 0;
     resolve_shares();
+    slide_windows();
     // The rows: ubatch_builder.h (decode rows first, then prompt chunks in
     // admission order).
     std::vector<BatchSeqView> views;
@@ -327,8 +328,13 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
         if (act.seqs.empty() || act.seqs.back().seq_id != seq) {
             const SeqRequest &req = *slots_[seq].req;
             act.seqs.push_back(wire_seq(seq, 0, req.sampling));
-            // a sampler made now (a replay on a new last stage) skips the draws made before
-            act.seqs.back().sampling.n_drawn = static_cast<uint32_t>(slots_[seq].generated.size());
+            // a sampler made now (a replay on a new last stage) skips the draws made before;
+            // a sequence whose KV window slid is never replayed (its sampler lives on the
+            // last stage until it ends), and its draws may outnumber the positions that
+            // wire_check_activations allows: 0
+            const Slot &drawn = slots_[seq];
+            act.seqs.back().sampling.n_drawn =
+                drawn.n_shifts > 0 ? 0u : static_cast<uint32_t>(drawn.generated.size());
             Slot &slot = slots_[seq];
             if ((req.has_options && plan.pos[r] == 0) || slot.copy_from >= 0) {
                 // where the last stage makes its sampler

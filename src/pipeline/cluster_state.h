@@ -20,12 +20,12 @@ namespace colony {
 /// The coordinator's own part of a plan.
 struct LocalPlan {
     uint64_t epoch = 0;
-    LayerRange range;           // the coordinator's stage (always starts at layer 0)
-    bool is_last = false;       // a plan of one stage: the coordinator samples
-    std::string next_endpoint;  // data socket of stage 1 (empty when is_last)
-    std::string next_key_z85;   // its CURVE server key (empty in insecure mode)
-    std::string last_user_id;   // key fingerprint of the last stage, the only sender of
-                                // TOKENS (empty: not checked, insecure mode or no workers)
+    LayerRange range;              // the coordinator's stage (always starts at layer 0)
+    bool is_last = false;          // a plan of one stage: the coordinator samples
+    std::string next_endpoint;     // data socket of stage 1 (empty when is_last)
+    std::string next_key_z85;      // its CURVE server key (empty in insecure mode)
+    std::string last_user_id;      // key fingerprint of the last stage, the only sender of
+                                   // TOKENS (empty: not checked, insecure mode or no workers)
     double ms_per_token_hint = 0;  // predicted compute of one token through every stage, ms
                                    // (0: no profiles); seeds the scheduler's StallWatch
 };

@@ -8,6 +8,7 @@
 
 #include "ggml.h"
 #include "net/wire_dtype.h"
+#include "runtime/kv_window.h"
 #include "runtime/stage.h"
 
 namespace colony {
@@ -27,8 +28,11 @@ struct CoordinatorOptions {
     int n_threads = 0;                 // compute threads of stage 0; 0 = all cores
     ggml_type type_k = GGML_TYPE_F16;  // stage 0's KV cache types (-ctk, -ctv): a stage's
     ggml_type type_v = GGML_TYPE_F16;  // own choice (DESIGN.md, decision 9)
-    bool use_mmap = true;              // stage 0 maps the file (false: --no-mmap, read into memory)
-    bool use_repack = true;            // CPU weight repacking (llama.cpp's extra buffer types)
+    // --kv-window/--kv-sinks: every sequence slides its KV cache over this
+    // window, on every stage (runtime/kv_window.h; SEQ_SHIFT); off by default
+    KvWindow kv_window;
+    bool use_mmap = true;    // stage 0 maps the file (false: --no-mmap, read into memory)
+    bool use_repack = true;  // CPU weight repacking (llama.cpp's extra buffer types)
     // stage 0's batch invariance in a cluster (runtime/stage.h; --batch-invariant: kFull,
     // which a coordinator serving alone keeps too; kAttention only with workers)
     StageConfig::Invariance invariance = StageConfig::Invariance::kAttention;

@@ -214,4 +214,15 @@ void StageHost::release(int32_t seq, int32_t p0, uint32_t n_seq_max) {
     meter_.record_kv(*stage_);
 }
 
+void StageHost::shift(const WireSeqShift &s, uint32_t n_seq_max) {
+    if (!stage_)
+        return;
+    if (s.seq_id < 0 || static_cast<uint32_t>(s.seq_id) >= n_seq_max)
+        throw Error(ErrorCode::kProtocol, "SEQ_SHIFT of sequence " + std::to_string(s.seq_id) +
+                                              " outside [0, " + std::to_string(n_seq_max) + ")");
+    stage_->seq_rm(s.seq_id, s.p0, s.p0 + s.n_discard);
+    stage_->seq_add(s.seq_id, s.p0 + s.n_discard, s.n_past, -s.n_discard);
+    meter_.record_kv(*stage_);
+}
+
 }  // namespace colony

@@ -109,6 +109,11 @@ class StageHost {
     /// Frees positions >= p0 of sequence seq (-1: every sequence) on the
     /// stage; at p0 == 0 also its sampler.
     void release(int32_t seq, int32_t p0, uint32_t n_seq_max);
+    /// A context shift of `seq` (WireSeqShift, kv_window.h): drops
+    /// [p0, p0 + n_discard) and moves [p0 + n_discard, n_past) down by
+    /// n_discard. Errors: Stage::seq_add's; kProtocol for a sequence outside
+    /// [0, n_seq_max).
+    void shift(const WireSeqShift &s, uint32_t n_seq_max);
 
     SequenceSamplers &samplers() { return *samplers_; }
     /// Counters of this host's stage. Thread-safe.

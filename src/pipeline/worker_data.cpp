@@ -181,6 +181,9 @@ void WorkerData::run() {
                 case WIRE_TYPE_SEQ_RELEASE:
                     on_release(std::get<WireSeqRelease>(rm.message.body), rm.message.request_id);
                     break;
+                case WIRE_TYPE_SEQ_SHIFT:
+                    on_shift(std::get<WireSeqShift>(rm.message.body), rm.message.request_id);
+                    break;
                 default:
                     COLONY_LOG_WARN("worker: dropped %s on the data socket",
                                     wire_type_name(wire_message_type(rm.message)));
@@ -332,6 +335,8 @@ bool WorkerData::admit(const ReceivedMessage &rm) {
         epoch = act->plan_epoch;
     else if (const auto *rel = std::get_if<WireSeqRelease>(&msg.body))
         epoch = rel->plan_epoch;
+    else if (const auto *sh = std::get_if<WireSeqShift>(&msg.body))
+        epoch = sh->plan_epoch;
     else
         return true;  // logged and dropped by the caller
     const uint64_t current = fence_epoch_;
@@ -420,6 +425,22 @@ void WorkerData::on_release(const WireSeqRelease &rel, uint64_t request_id) {
         COLONY_LOG_WARN(
             "worker: SEQ_RELEASE of sequence %d (request %llu) did not reach the next stage",
             rel.seq_id, static_cast<unsigned long long>(request_id));
+}
+
+void WorkerData::on_shift(const WireSeqShift &shift, uint64_t request_id) {
+    if (!host_.loaded() || !current_)
+        return;
+    if (shift.n_past > static_cast<int32_t>(current_->assign.n_ctx))
+        throw Error(ErrorCode::kProtocol, "SEQ_SHIFT n_past " + std::to_string(shift.n_past) +
+                                              " beyond the stage's context");
+    host_.shift(shift, current_->assign.n_seq_max);
+    COLONY_LOG_DEBUG("worker: request %llu: sequence %d shifted by -%d from position %d",
+                     static_cast<unsigned long long>(request_id), shift.seq_id, shift.n_discard,
+                     shift.p0 + shift.n_discard);
+    if (!current_->assign.is_last && !host_.send(shift, "the next stage", request_id))
+        COLONY_LOG_WARN(
+            "worker: SEQ_SHIFT of sequence %d (request %llu) did not reach the next stage",
+            shift.seq_id, static_cast<unsigned long long>(request_id));
 }
 
 }  // namespace colony

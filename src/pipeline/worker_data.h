@@ -143,7 +143,9 @@ class WorkerData {
     StageProbe stage_probe(double decode_ms, double prefill_ms_per_token) const;
     void on_activations(const WireActivations &act, uint64_t request_id);
     void on_release(const WireSeqRelease &rel, uint64_t request_id);
-    /// Whether `rm` (ACTIVATIONS or SEQ_RELEASE) passes the fence; logs a drop.
+    /// SEQ_SHIFT: the context shift on this stage, then on to the next one.
+    void on_shift(const WireSeqShift &shift, uint64_t request_id);
+    /// Whether `rm` (ACTIVATIONS, SEQ_RELEASE or SEQ_SHIFT) passes the fence; logs a drop.
     bool admit(const ReceivedMessage &rm);
 
     zmq::context_t &ctx_;

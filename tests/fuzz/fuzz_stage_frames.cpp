@@ -1,6 +1,6 @@
 // Sequences of data-plane frames into the stages of a pipeline, handled as a
 // worker's data plane handles them (worker_data.cpp: on_activations,
-// on_release): decode, check against the stage's plan (epoch, shapes,
+// on_release, on_shift): decode, check against the stage's plan (epoch, shapes,
 // vocabulary, context), run through the stage (run_stage_step: the forward
 // pass, and on the last stage the samplers with the grammars, logprobs and
 // penalties the message asks for), and release KV cells. The model is a
@@ -68,6 +68,18 @@ void handle(int k, const WireMessage &msg, SequenceSamplers &samplers) {
             if (rel->p0 == 0 && k == 1)
                 samplers.release(static_cast<int32_t>(s));
         }
+        return;
+    }
+    if (const auto *sh = std::get_if<WireSeqShift>(&msg.body)) {
+        if (sh->plan_epoch != 1)
+            return;  // the worker's fence drops another plan's shift
+        if (sh->seq_id >= static_cast<int32_t>(kSeqMax) ||
+            sh->n_past > static_cast<int32_t>(kCtxSeq))
+            return;  // the worker refuses these (StageHost::shift, WorkerData::on_shift)
+        stage.seq_rm(sh->seq_id, sh->p0, sh->p0 + sh->n_discard);
+        stage.seq_add(sh->seq_id, sh->p0 + sh->n_discard, sh->n_past, -sh->n_discard);
+        if (k == 0)
+            fuzz::expect_clean("stage 1", [&] { handle(1, msg, samplers); });
         return;
     }
     const auto *act = std::get_if<WireActivations>(&msg.body);

@@ -126,6 +126,13 @@ void stage_frame_seeds(const fs::path &dir) {
     };
     frame(release(0, 3));
     frame(act(0, {80}, 3, false));
+    {
+        WireMessage m;  // a context shift of sequence 0: drop [1, 2), move [2, 4) down
+        m.request_id = 7;
+        m.body = WireSeqShift{1, 0, 1, 1, 4};
+        frame(m);
+    }
+    frame(act(0, {81}, 3, false));
     frame(release(-1, 0));
     put(dir, "session", s);
 }

@@ -84,10 +84,22 @@ void fix_payload_len(frame_t &f) {
     put_u32(f, 24, static_cast<uint32_t>(f.size() - H));
 }
 
+frame_t encode(WireBody body);
+
+/// A valid SEQ_SHIFT (sequence 1: drop [4, 129), move [129, 255) down)
+/// with the u32 at payload offset `at` replaced by `v`.
+frame_t shift_with(size_t at, uint32_t v);
+
 frame_t encode(WireBody body) {
     WireMessage m;
     m.body = std::move(body);
     return wire_encode(m);
+}
+
+frame_t shift_with(size_t at, uint32_t v) {
+    frame_t f = encode(WireSeqShift{7, 1, 4, 125, 255});
+    put_u32(f, H + at, v);
+    return f;
 }
 
 // Decodes with allocation tracking; returns the error (or fails the test).
@@ -124,8 +136,10 @@ std::vector<hostile_case> hostile_cases() {
     return {
         {"SHORT_HEADER", [] { return frame_t(31, 0); }, "shorter than the 32-byte header"},
         {"BAD_MAGIC", [] { return activations_with([](frame_t &f) { f[0] = 'X'; }); }, "bad magic"},
-        {"VERSION_6", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 6); }); },
-         "protocol version 6"},
+        {"VERSION_7", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 7); }); },
+         "protocol version 7"},
+        {"VERSION_5", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 5); }); },
+         "protocol version 5"},
         {"VERSION_4", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 4); }); },
          "protocol version 4"},
         {"VERSION_3", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 3); }); },
@@ -138,8 +152,8 @@ std::vector<hostile_case> hostile_cases() {
          "protocol version 0"},
         {"TYPE_ZERO", [] { return activations_with([](frame_t &f) { put_u16(f, 6, 0); }); },
          "unknown message type 0"},
-        {"TYPE_COUNT", [] { return activations_with([](frame_t &f) { put_u16(f, 6, 15); }); },
-         "unknown message type 15"},
+        {"TYPE_COUNT", [] { return activations_with([](frame_t &f) { put_u16(f, 6, 16); }); },
+         "unknown message type 16"},
         {"TYPE_FFFF", [] { return activations_with([](frame_t &f) { put_u16(f, 6, 0xFFFF); }); },
          "unknown message type 65535"},
         {"FLAGS_SET", [] { return activations_with([](frame_t &f) { f[8] = 1; }); },
@@ -218,10 +232,14 @@ std::vector<hostile_case> hostile_cases() {
         // found by fuzz_stage_frames: a penalty window of ~2e9 tokens made the
         // last stage allocate 7.9 GB; ~4e9 draws to skip made it hang
         {"PENALTY_WINDOW_HUGE",
-         [] { return activations_with([](frame_t &f) { put_u32(f, kActSeq0 + 28, 0x75757575u); }); },
+         [] {
+             return activations_with([](frame_t &f) { put_u32(f, kActSeq0 + 28, 0x75757575u); });
+         },
          "penalty_last_n 1970632053 outside [-1, 1048576]"},
         {"N_DRAWN_HUGE",
-         [] { return activations_with([](frame_t &f) { put_u32(f, kActSeq0 + 44, 0xFFFFFFFFu); }); },
+         [] {
+             return activations_with([](frame_t &f) { put_u32(f, kActSeq0 + 44, 0xFFFFFFFFu); });
+         },
          "n_drawn 4294967295 exceeds"},
         {"TOKEN_BELOW_MINUS_ONE",
          [] { return activations_with([](frame_t &f) { put_u32(f, kActTokens, 0xFFFFFFFEu); }); },
@@ -319,6 +337,18 @@ std::vector<hostile_case> hostile_cases() {
              return f;
          },
          "seq_id -2"},
+        // SEQ_SHIFT: u64 plan_epoch, then i32 seq_id, p0, n_discard, n_past
+        {"SEQ_SHIFT_OF_EVERY_SEQUENCE",  // a shift names one sequence
+         [] { return shift_with(8, 0xFFFFFFFFu); }, "seq_id -1"},
+        {"SEQ_SHIFT_DISCARDING_NOTHING", [] { return shift_with(16, 0); }, "n_discard 0"},
+        {"SEQ_SHIFT_PAST_ITS_END", [] { return shift_with(16, 251); }, "n_past 255"},
+        {"SEQ_SHIFT_OVERFLOWING_P0_PLUS_N_DISCARD",  // 2^31 - 1 + 2^31 - 1 wraps in 32 bits
+         [] {
+             frame_t f = shift_with(12, 0x7FFFFFFFu);
+             put_u32(f, H + 16, 0x7FFFFFFFu);
+             return f;
+         },
+         "p0 2147483647"},
     };
 }
 

@@ -116,6 +116,7 @@ inline std::vector<WireMessage> sample_messages() {
     add(WireSeqRelease{3, 5, 42});
     add(WireError{ErrorCode::kOutOfRange, "position 5000 is beyond the context size 4096"});
     add(WireStatus{R"({"node":"phone-2","ms_per_layer":1.5})"});
+    add(WireSeqShift{42, 3, 4, 125, 255});
     return v;
 }
 
