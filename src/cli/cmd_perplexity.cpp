@@ -14,6 +14,7 @@
 #include "model/gguf_file.h"
 #include "model/hparams.h"
 #include "model/kv_cache.h"
+#include "runtime/kv_window.h"
 #include "runtime/perplexity.h"
 #include "runtime/stage.h"
 #include "runtime/tokenizer.h"
@@ -26,6 +27,8 @@ struct PerplexityArgs {
     std::string model, text_file, kld_base, cache_k = "f16", cache_v = "f16";
     uint32_t n_ctx = 512, n_batch = 2048;
     int32_t n_chunks = -1, threads = 0;
+    uint32_t stream = 0, stream_block = 512;
+    KvWindow window;
     bool kld = false, no_mmap = false, no_repack = false;
 };
 
@@ -48,6 +51,16 @@ PerplexityArgs parse_args(int argc, char **argv, bool *help) {
            "compare with the base log-probabilities of --kl-divergence-base (their text and "
            "chunks; -f, -c and --chunks are not used)",
            &a.kld);
+    p.add("", "--stream", "N",
+          "streaming mode: the first N tokens of the text as one sequence, through -c cells "
+          "(and the window), ubatches of -b tokens (at most 32)",
+          &a.stream);
+    p.add("", "--stream-block", "N", "streaming mode: print the perplexity of each N scored tokens",
+          &a.stream_block);
+    p.add("", "--kv-window", "N", "streaming mode: sliding KV window (colony generate --help)",
+          &a.window.window);
+    p.add("", "--kv-sinks", "S", "streaming mode: positions the window always keeps",
+          &a.window.sinks);
     p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &a.threads);
     p.add("-ctk", "--cache-type-k", "TYPE",
           "KV cache type of K: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1", &a.cache_k);
@@ -67,6 +80,13 @@ PerplexityArgs parse_args(int argc, char **argv, bool *help) {
         throw Error(ErrorCode::kInvalidArgument, "give the text with -f FILE (or --kl-divergence)");
     if (a.n_batch == 0)
         throw Error(ErrorCode::kInvalidArgument, "--batch-size must be positive");
+    if (a.stream == 0 && a.window.enabled())
+        throw Error(ErrorCode::kInvalidArgument, "--kv-window needs --stream N");
+    if (a.stream > 0 && (a.kld || !a.kld_base.empty()))
+        throw Error(ErrorCode::kInvalidArgument,
+                    "--stream does not write or read KL-divergence files");
+    if (a.stream > 0)
+        a.window.validate(a.n_ctx);
     if (a.n_chunks == 0 || a.n_chunks < -1)
         throw Error(ErrorCode::kInvalidArgument, "--chunks must be positive or -1");
     return a;
@@ -161,6 +181,30 @@ void print_kld_summary(const KldResult &r) {
     std::printf("Same top p: %6.3lf ± %5.3lf %%\n", 100.0 * k.same_top, 100.0 * k.same_top_error);
 }
 
+int run_stream(const PerplexityArgs &a, const std::shared_ptr<const GgufFile> &file,
+               const ModelHparams &hp, const std::vector<int32_t> &tokens) {
+    auto stage = make_stage(a, file, hp, a.n_ctx);
+    StreamOptions so;
+    so.n_tokens = a.stream;
+    so.n_batch = std::min<uint32_t>(a.n_batch, 32);
+    so.block = a.stream_block;
+    so.window = a.window;
+    std::fprintf(stderr, "colony perplexity: streaming %zu tokens through %u cells%s\n",
+                 std::min<size_t>(a.stream, tokens.size()), a.n_ctx,
+                 a.window.enabled() ? (", window " + std::to_string(a.window.window) + " with " +
+                                       std::to_string(a.window.sinks) + " sinks")
+                                          .c_str()
+                                    : "");
+    const StreamResult r = streaming_perplexity(*stage, tokens, so, [](size_t block, double ppl) {
+        std::printf("[%zu]%.4lf,", block, ppl);
+        std::fflush(stdout);
+    });
+    std::printf("\nStream: PPL = %.4lf over %zu tokens | %d shifts, at most %u cells%s\n", r.ppl,
+                r.n_scored, r.n_shifts, r.kv_used_max,
+                r.context_full ? " | stopped: the context is full" : "");
+    return 0;
+}
+
 }  // namespace
 
 int cmd_perplexity(int argc, char **argv) {
@@ -200,9 +244,11 @@ int cmd_perplexity(int argc, char **argv) {
         return 0;
     }
 
+    const std::vector<int32_t> tokens = tok.tokenize(read_text(a.text_file), true, false);
+    if (a.stream > 0)
+        return run_stream(a, file, hp, tokens);
     opts.n_ctx = a.n_ctx;
     opts.n_chunks = a.n_chunks;
-    const std::vector<int32_t> tokens = tok.tokenize(read_text(a.text_file), true, false);
     const int32_t n_chunk = perplexity_chunks(tokens.size(), opts);  // before any allocation
     auto stage = make_stage(a, file, hp, a.n_ctx);
     std::unique_ptr<LogprobWriter> writer;

@@ -23,8 +23,8 @@ void KvWindow::validate(uint32_t n_ctx_seq) const {
                                                      " (sinks must be at most window - 2)");
 }
 
-std::optional<KvShift> KvWindow::shift_before(int32_t n_past) const {
-    if (!enabled() || static_cast<int64_t>(n_past) + 1 < window)
+std::optional<KvShift> KvWindow::shift_before(int32_t n_past, int32_t n_new) const {
+    if (!enabled() || static_cast<int64_t>(n_past) + n_new < window)
         return std::nullopt;
     KvShift s;
     s.p0 = static_cast<int32_t>(sinks);

@@ -38,8 +38,10 @@ struct KvWindow {
     /// of a sequence (n_ctx_seq), sinks leave fewer than 2 positions to
     /// slide over (sinks + 2 > window), or sinks are set without a window.
     void validate(uint32_t n_ctx_seq) const;
-    /// The shift to make before storing position n_past, if any.
-    std::optional<KvShift> shift_before(int32_t n_past) const;
+    /// The shift to make before storing n_new positions from n_past, if
+    /// any: when n_past + n_new >= window (llama-completion's test with
+    /// n_new = the batch it is about to decode).
+    std::optional<KvShift> shift_before(int32_t n_past, int32_t n_new = 1) const;
 };
 
 }  // namespace colony

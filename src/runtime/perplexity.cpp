@@ -166,4 +166,74 @@ KldResult kl_divergence(LogprobReader &base, const PerplexityOptions &opts,
     return r;
 }
 
+StreamResult streaming_perplexity(Stage &stage, const std::vector<int32_t> &tokens,
+                                  const StreamOptions &opts,
+                                  const std::function<void(size_t block, double ppl)> &on_block) {
+    if (!stage.is_first() || !stage.is_last())
+        throw Error(ErrorCode::kInvalidArgument,
+                    "perplexity needs a stage that holds the whole model");
+    opts.window.validate(stage.config().n_ctx_seq);
+    const uint32_t n_batch =
+        std::min({opts.n_batch, stage.config().n_ubatch,
+                  opts.window.enabled() ? opts.window.window - 1 : UINT32_MAX});
+    if (n_batch == 0 || opts.block == 0)
+        throw Error(ErrorCode::kInvalidArgument, "stream batch and block sizes must be positive");
+    const size_t n = std::min(opts.n_tokens, tokens.size());
+    const size_t n_vocab = stage.hparams().n_vocab;
+    const uint32_t n_ctx = stage.config().n_ctx_seq;
+    stage.seq_rm(0);
+    StreamResult r;
+    double nll = 0, block_nll = 0;
+    size_t block_count = 0;
+    int32_t n_past = 0;
+    std::vector<int32_t> pos(n_batch), seq(n_batch, 0), out(n_batch);
+    std::iota(out.begin(), out.end(), 0);
+    for (size_t i = 0; i + 1 < n;) {
+        // the last token is only scored, never fed
+        auto m = static_cast<int32_t>(std::min<size_t>(n_batch, n - 1 - i));
+        if (const auto sh = opts.window.shift_before(n_past, m)) {
+            stage.seq_rm(0, sh->p0, sh->p0 + sh->n_discard);
+            stage.seq_add(0, sh->p0 + sh->n_discard, n_past, -sh->n_discard);
+            n_past = sh->n_past_after();
+            ++r.n_shifts;
+        }
+        if (static_cast<uint32_t>(n_past + m) > n_ctx) {
+            m = static_cast<int32_t>(n_ctx) - n_past;
+            if (m <= 0) {
+                r.context_full = true;
+                break;
+            }
+        }
+        std::iota(pos.begin(), pos.begin() + m, n_past);
+        Ubatch ub;
+        ub.n_tokens = static_cast<uint32_t>(m);
+        ub.tokens = tokens.data() + i;
+        ub.pos = pos.data();
+        ub.seq_id = seq.data();
+        ub.out_ids = out.data();
+        ub.n_outputs = static_cast<uint32_t>(m);
+        const float *logits = stage.forward(ub);
+        r.kv_used_max = std::max(r.kv_used_max, stage.kv_used());
+        for (int32_t j = 0; j < m; ++j) {
+            const double v = -token_log_prob(std::span<const float>(logits + j * n_vocab, n_vocab),
+                                             tokens[i + j + 1])
+                                  .log_prob;
+            nll += v;
+            block_nll += v;
+            ++r.n_scored;
+            if (++block_count == opts.block) {
+                r.block_ppl.push_back(std::exp(block_nll / block_count));
+                if (on_block)
+                    on_block(r.block_ppl.size(), r.block_ppl.back());
+                block_nll = 0;
+                block_count = 0;
+            }
+        }
+        n_past += m;
+        i += static_cast<size_t>(m);
+    }
+    r.ppl = r.n_scored ? std::exp(nll / r.n_scored) : 0;
+    return r;
+}
+
 }  // namespace colony

@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "runtime/kv_window.h"
 #include "runtime/logprob_file.h"
 #include "runtime/perplexity_stats.h"
 
@@ -81,5 +82,35 @@ struct KldResult {
 KldResult kl_divergence(LogprobReader &base, const PerplexityOptions &opts,
                         const ChunkEvaluator &eval,
                         const std::function<void(int32_t chunk, const KldSums &)> &on_chunk);
+
+/// Streaming evaluation: one long text as one sequence, in ubatches of
+/// n_batch tokens with every row's logits, through a bounded KV cache (what
+/// windows change). Without a window the run stops where the stage's
+/// context is full.
+struct StreamOptions {
+    size_t n_tokens = 4096;  // tokens of the text to stream (fewer if the text is shorter)
+    uint32_t n_batch = 32;   // tokens per forward pass
+    uint32_t block = 512;    // report the perplexity of each block of this many scored tokens
+    KvWindow window;         // off: the cache grows until the context is full
+};
+
+struct StreamResult {
+    std::vector<double> block_ppl;  // per complete block of scored tokens
+    double ppl = 0;                 // over every scored token
+    size_t n_scored = 0;
+    int32_t n_shifts = 0;       // context shifts made by the window
+    uint32_t kv_used_max = 0;   // most cells the sequence held
+    bool context_full = false;  // stopped early: no window and no free position left
+};
+
+/// Streams `tokens` (starting with BOS when the model adds it) through
+/// `stage` (the whole model, sequence 0, cleared first), scoring each token
+/// after the first by the logits of the one before it. The window is
+/// applied before each ubatch as generation applies it (kv_window.h).
+/// on_block gets each block's 1-based index and perplexity. Errors: the
+/// window's validate(); the engine's.
+StreamResult streaming_perplexity(Stage &stage, const std::vector<int32_t> &tokens,
+                                  const StreamOptions &opts,
+                                  const std::function<void(size_t block, double ppl)> &on_block);
 
 }  // namespace colony
