@@ -6,6 +6,7 @@
 
 #include "api/serve_local.h"
 #include "cli/args.h"
+#include "cli/kv_args.h"
 #include "model/kv_cache.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -92,14 +93,7 @@ int cmd_serve_local(int argc, char **argv) {
     p.add("-ctk", "--cache-type-k", "TYPE", "KV cache type of K: f32, f16, bf16, q8_0, q4_0, ...",
           &cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V", &cache_v);
-    p.add("", "--kv-window", "N",
-          "sliding KV window of every sequence: before position N-1 would be stored, half of "
-          "the positions after the sinks are dropped and the rest shift down (llama.cpp's "
-          "context shift, on every stage; 0 = off; docs/edge.md)",
-          &bo.kv_window.window);
-    p.add("", "--kv-sinks", "S",
-          "positions at the start of each sequence the window always keeps (attention sinks)",
-          &bo.kv_window.sinks);
+    add_kv_window_args(p, &bo.kv_window);
     p.add("", "--ready-file", "PATH", "write the API port as JSON here once listening",
           &ready_file);
     p.flag("", "--no-mmap", "copy weights into memory instead of mapping the file", &no_mmap);

@@ -5,6 +5,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/kv_args.h"
 #include "cli/process_info.h"
 #include "model/gguf_file.h"
 #include "model/hparams.h"
@@ -44,15 +45,8 @@ int cmd_generate(int argc, char **argv) {
     p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &threads);
     p.add("-c", "--ctx-size", "N", "context size in tokens (KV cache cells)", &n_ctx);
     p.add("-ub", "--ubatch-size", "N", "tokens per prefill step", &n_ubatch);
-    p.add("-ctk", "--cache-type-k", "TYPE",
-          "KV cache type of K: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1", &cache_k);
-    p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V (same types)", &cache_v);
-    p.add("", "--kv-window", "N",
-          "sliding KV window: before position N-1 would be stored, drop half of the positions "
-          "after the sinks and shift the rest down (llama.cpp's context shift; 0 = off)",
-          &window.window);
-    p.add("", "--kv-sinks", "S", "positions at the start the window always keeps (attention sinks)",
-          &window.sinks);
+    add_cache_type_args(p, &cache_k, &cache_v);
+    add_kv_window_args(p, &window);
     p.flag("", "--ref-attention",
            "ggml's reference flash attention, as every stage of a cluster runs it: the floats "
            "of `colony run`/`serve` with workers (runtime/stage.h, Invariance::kAttention)",

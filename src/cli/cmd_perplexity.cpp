@@ -11,6 +11,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/kv_args.h"
 #include "model/gguf_file.h"
 #include "model/hparams.h"
 #include "model/kv_cache.h"
@@ -57,14 +58,9 @@ PerplexityArgs parse_args(int argc, char **argv, bool *help) {
           &a.stream);
     p.add("", "--stream-block", "N", "streaming mode: print the perplexity of each N scored tokens",
           &a.stream_block);
-    p.add("", "--kv-window", "N", "streaming mode: sliding KV window (colony generate --help)",
-          &a.window.window);
-    p.add("", "--kv-sinks", "S", "streaming mode: positions the window always keeps",
-          &a.window.sinks);
+    add_kv_window_args(p, &a.window);  // streaming mode
     p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &a.threads);
-    p.add("-ctk", "--cache-type-k", "TYPE",
-          "KV cache type of K: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1", &a.cache_k);
-    p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V (same types)", &a.cache_v);
+    add_cache_type_args(p, &a.cache_k, &a.cache_v);
     p.flag("", "--no-mmap", "copy weights into memory instead of mapping the file", &a.no_mmap);
     p.flag("-nr", "--no-repack", "do not repack weights for the CPU backend's faster kernels",
            &a.no_repack);

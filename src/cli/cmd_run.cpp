@@ -31,6 +31,7 @@
 #include "cli/api_args.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/kv_args.h"
 #include "model/kv_cache.h"
 #include "pipeline/child_process.h"
 #include "util/error.h"
@@ -52,7 +53,7 @@ struct RunOptions {
     std::string cache_k = "f16", cache_v = "f16";  // KV cache types of every stage
     bool no_mmap = false;                          // every process reads its weights into memory
     bool batch_invariant = false;                  // every stage pads its ubatches (stage.h)
-    uint32_t kv_window = 0, kv_sinks = 0;          // the coordinator's --kv-window/--kv-sinks
+    KvWindow kv_window;                            // the coordinator's --kv-window/--kv-sinks
     uint32_t workers = 1;
     int32_t n_predict = 128, threads = 0, seed = -1, top_k = 40;
     uint32_t n_ctx = 4096, parallel = 4;
@@ -380,14 +381,7 @@ int cmd_run(int argc, char **argv) {
           "KV cache type of K of every stage: f32, f16, bf16, q8_0, q4_0, ...", &o.cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of every stage", &o.cache_v);
     p.flag("", "--no-mmap", "every process reads its weights into memory", &o.no_mmap);
-    p.add("", "--kv-window", "N",
-          "sliding KV window of every sequence: before position N-1 would be stored, half of "
-          "the positions after the sinks are dropped and the rest shift down (llama.cpp's "
-          "context shift, on every stage; 0 = off; docs/edge.md)",
-          &o.kv_window);
-    p.add("", "--kv-sinks", "S",
-          "positions at the start of each sequence the window always keeps (attention sinks)",
-          &o.kv_sinks);
+    add_kv_window_args(p, &o.kv_window);
     p.flag("", "--batch-invariant",
            "bit-exact recovery: every stage pads its ubatches (slower decode; docs/pipeline.md)",
            &o.batch_invariant);
@@ -470,9 +464,9 @@ int cmd_run(int argc, char **argv) {
     }
     add_api_arguments(o.api, serve);
     serve.insert(serve.end(), stage_args.begin(), stage_args.end());
-    if (o.kv_window > 0 || o.kv_sinks > 0) {
-        serve.insert(serve.end(), {"--kv-window", std::to_string(o.kv_window), "--kv-sinks",
-                                   std::to_string(o.kv_sinks)});
+    if (o.kv_window.window > 0 || o.kv_window.sinks > 0) {
+        serve.insert(serve.end(), {"--kv-window", std::to_string(o.kv_window.window), "--kv-sinks",
+                                   std::to_string(o.kv_window.sinks)});
     }
     const std::string trace_out =
         o.trace.empty() ? "" : std::filesystem::absolute(o.trace).string();

@@ -16,6 +16,7 @@
 #include "cli/cli_paths.h"
 #include "cli/cluster_cli.h"
 #include "cli/commands.h"
+#include "cli/kv_args.h"
 #include "cli/process_info.h"
 #include "cluster/layer_split.h"
 #include "model/gguf_file.h"
@@ -179,14 +180,7 @@ int cmd_serve(int argc, char **argv) {
            "bit-exact recovery: pad every ubatch of this machine's stage so each position gets "
            "the same floats in a prefill as in a decode (slower decode; docs/pipeline.md)",
            &batch_invariant);
-    p.add("", "--kv-window", "N",
-          "sliding KV window of every sequence: before position N-1 would be stored, half of "
-          "the positions after the sinks are dropped and the rest shift down (llama.cpp's "
-          "context shift, on every stage; 0 = off; docs/edge.md)",
-          &o.kv_window.window);
-    p.add("", "--kv-sinks", "S",
-          "positions at the start of each sequence the window always keeps (attention sinks)",
-          &o.kv_window.sinks);
+    add_kv_window_args(p, &o.kv_window);
     p.flag("", "--no-recovery",
            "fail the running requests when a stage is lost instead of replaying them on a new "
            "plan",

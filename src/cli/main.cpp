@@ -22,8 +22,10 @@ struct Subcommand {
 };
 
 const Subcommand kCommands[] = {
-    {"generate", colony::cmd_generate, "generate text from a prompt on this machine (a cluster of one)"},
-    {"perplexity", colony::cmd_perplexity, "perplexity and KL-divergence of a model on a text (llama-perplexity's method)"},
+    {"generate", colony::cmd_generate,
+     "generate text from a prompt on this machine (a cluster of one)"},
+    {"perplexity", colony::cmd_perplexity,
+     "perplexity and KL-divergence of a model on a text (llama-perplexity's method)"},
 #ifdef COLONY_HAS_PIPELINE
     {"serve", colony::cmd_serve, "start a coordinator: the model, the first layers, the HTTP API"},
     {"join", colony::cmd_join, "join a coordinator as a worker and run the layers it assigns"},
@@ -43,7 +45,8 @@ const Subcommand kCommands[] = {
 
 void print_usage() {
     std::printf("usage: colony <command> [options]\n\ncommands:\n");
-    for (const auto &c : kCommands) std::printf("  %-10s %s\n", c.name, c.summary);
+    for (const auto &c : kCommands)
+        std::printf("  %-10s %s\n", c.name, c.summary);
     std::printf("\n'colony <command> --help' describes a command's options.\n");
 }
 
@@ -59,7 +62,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (const auto &c : kCommands) {
-        if (std::strcmp(argv[1], c.name) != 0) continue;
+        if (std::strcmp(argv[1], c.name) != 0)
+            continue;
         try {
             colony::install_library_logging();
             llama_backend_init();
