@@ -14,8 +14,34 @@ Tokenizer::Tokenizer(const std::string &path) {
     if (!model_)
         throw Error(ErrorCode::kCorrupt, path + ": libllama could not load the vocabulary");
     vocab_ = llama_model_get_vocab(model_);
+    try {
+        check_special_tokens(path);
+    } catch (...) {
+        llama_model_free(model_);  // the destructor does not run for a throwing constructor
+        throw;
+    }
     if (const char *tmpl = llama_model_chat_template(model_, nullptr))
         chat_template_ = tmpl;
+}
+
+void Tokenizer::check_special_tokens(const std::string &path) const {
+    // libllama's tokenize asserts (llama-vocab.cpp, llama_vocab::impl::tokenize
+    // and the BPE session's append_bos/append_eos) when a token it adds is
+    // missing: BOS and EOS when add_bos/add_eos, and BOS and SEP always for a
+    // WPM vocabulary. A missing id is LLAMA_TOKEN_NULL after the load, whether
+    // the file's key was out of range or the tokenizer type's default was
+    // (found by fuzz_gguf: a one-token "llama" vocabulary without
+    // bos_token_id, whose default BOS id 1 libllama disabled).
+    const bool wpm = llama_vocab_type(vocab_) == LLAMA_VOCAB_TYPE_WPM;
+    auto need = [&](bool added, llama_token id, const char *what) {
+        if (added && id == LLAMA_TOKEN_NULL)
+            throw Error(ErrorCode::kCorrupt,
+                        path + ": the tokenizer adds a " + what +
+                            " token to every prompt, but the vocabulary has none");
+    };
+    need(wpm || llama_vocab_get_add_bos(vocab_), llama_vocab_bos(vocab_), "BOS");
+    need(llama_vocab_get_add_eos(vocab_), llama_vocab_eos(vocab_), "EOS");
+    need(wpm, llama_vocab_sep(vocab_), "SEP");
 }
 
 Tokenizer::~Tokenizer() {

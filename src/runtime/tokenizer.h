@@ -58,6 +58,9 @@ class Tokenizer {
     std::string apply_chat_template(const std::vector<ChatMessage> &messages) const;
 
   private:
+    /// Error(kCorrupt) when the tokenizer adds a special token (BOS, EOS,
+    /// SEP) that the vocabulary does not have: libllama would abort.
+    void check_special_tokens(const std::string &path) const;
     std::vector<int32_t> tokenize_unchecked(const std::string &text, bool add_special,
                                             bool parse_special) const;
 

@@ -128,15 +128,37 @@ TEST(GgufCheck, RealModelsPass) {
 }
 
 // Every vocabulary GGUF of the pinned llama.cpp tree (the tokenizers colony
-// synth copies: SPM, BPE, WPM, UGM, RWKV) passes.
+// synth copies: SPM, BPE, WPM, UGM, RWKV) passes, and its tokenizer loads and
+// tokenizes with its special tokens (Tokenizer::check_special_tokens).
 TEST(GgufCheck, PinnedTreeVocabulariesPass) {
     int n = 0;
-    for (const auto &entry : std::filesystem::directory_iterator(std::string(COLONY_LLAMA_DIR) + "/models")) {
-        if (entry.path().extension() != ".gguf") continue;
+    for (const auto &entry :
+         std::filesystem::directory_iterator(std::string(COLONY_LLAMA_DIR) + "/models")) {
+        if (entry.path().extension() != ".gguf")
+            continue;
         EXPECT_NO_THROW(check_gguf_file(entry.path().string())) << entry.path();
+        EXPECT_NO_THROW(Tokenizer(entry.path().string()).tokenize("Hello world", true, false))
+            << entry.path();
         ++n;
     }
     EXPECT_GE(n, 10);
+}
+
+// Found by fuzz_gguf: a one-token "llama" vocabulary without bos_token_id.
+// libllama disables the default BOS id (1, outside the vocabulary) and then
+// asserts in tokenize because the tokenizer adds BOS; colony refuses the file.
+TEST(GgufCheck, ATokenizerThatAddsAMissingBosIsRefused) {
+    const std::string path =
+        std::string(COLONY_SOURCE_DIR) +
+        "/tests/fuzz/regressions/gguf/crash-f3dac26fdc8b6601633ee3af5ecb4c9d85bb22f5";
+    try {
+        Tokenizer tok(path);
+        ADD_FAILURE() << "loaded";
+    } catch (const Error &e) {
+        EXPECT_EQ(e.code(), ErrorCode::kCorrupt);
+        EXPECT_NE(std::string(e.what()).find("adds a BOS token to every prompt"), std::string::npos)
+            << e.what();
+    }
 }
 
 TEST(GgufCheck, HeaderFieldsAreBounded) {
