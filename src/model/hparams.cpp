@@ -7,9 +7,12 @@ namespace colony {
 
 const char *arch_name(Arch arch) {
     switch (arch) {
-        case Arch::kLlama: return "llama";
-        case Arch::kQwen2: return "qwen2";
-        case Arch::kQwen3: return "qwen3";
+        case Arch::kLlama:
+            return "llama";
+        case Arch::kQwen2:
+            return "qwen2";
+        case Arch::kQwen3:
+            return "qwen3";
     }
     return "?";
 }
@@ -17,16 +20,20 @@ const char *arch_name(Arch arch) {
 namespace {
 
 Arch parse_arch(const std::string &path, const std::string &name) {
-    if (name == "llama") return Arch::kLlama;
-    if (name == "qwen2") return Arch::kQwen2;
-    if (name == "qwen3") return Arch::kQwen3;
-    throw Error(ErrorCode::kUnsupported,
-                path + ": unsupported architecture '" + name + "' (colony supports llama, qwen2, qwen3)");
+    if (name == "llama")
+        return Arch::kLlama;
+    if (name == "qwen2")
+        return Arch::kQwen2;
+    if (name == "qwen3")
+        return Arch::kQwen3;
+    throw Error(ErrorCode::kUnsupported, path + ": unsupported architecture '" + name +
+                                             "' (colony supports llama, qwen2, qwen3)");
 }
 
 uint32_t positive(const GgufFile &f, const std::string &key, int64_t v) {
     if (v <= 0 || v > (1 << 24)) {
-        throw Error(ErrorCode::kCorrupt, f.path() + ": key '" + key + "' has invalid value " + std::to_string(v));
+        throw Error(ErrorCode::kCorrupt,
+                    f.path() + ": key '" + key + "' has invalid value " + std::to_string(v));
     }
     return static_cast<uint32_t>(v);
 }
@@ -41,12 +48,20 @@ ModelHparams ModelHparams::from_gguf(const GgufFile &f) {
     auto req = [&](const std::string &k) { return positive(f, a + k, f.require_int(a + k)); };
 
     hp.n_layer = req("block_count");
+    // Per-layer state is allocated from it before any tensor is looked at
+    // (found by fuzz_shard: a block_count of tens of millions took 11 s and
+    // GBs). Published models have a few hundred blocks.
+    if (hp.n_layer > kMaxLayers) {
+        throw Error(ErrorCode::kCorrupt, f.path() + ": block_count " + std::to_string(hp.n_layer) +
+                                             " exceeds " + std::to_string(kMaxLayers));
+    }
     hp.n_embd = req("embedding_length");
     hp.n_ff = req("feed_forward_length");
     hp.n_head = req("attention.head_count");
-    hp.n_head_kv = f.get_int(a + "attention.head_count_kv")
-                       ? positive(f, a + "attention.head_count_kv", *f.get_int(a + "attention.head_count_kv"))
-                       : hp.n_head;
+    hp.n_head_kv =
+        f.get_int(a + "attention.head_count_kv")
+            ? positive(f, a + "attention.head_count_kv", *f.get_int(a + "attention.head_count_kv"))
+            : hp.n_head;
     hp.n_ctx_train = f.get_int(a + "context_length") ? req("context_length") : 2048;
     if (hp.n_head % hp.n_head_kv != 0) {
         throw Error(ErrorCode::kCorrupt, f.path() + ": head_count " + std::to_string(hp.n_head) +
@@ -54,21 +69,29 @@ ModelHparams ModelHparams::from_gguf(const GgufFile &f) {
                                              std::to_string(hp.n_head_kv));
     }
     const uint32_t default_head = hp.n_embd / hp.n_head;
-    hp.head_dim_k = f.get_int(a + "attention.key_length") ? req("attention.key_length") : default_head;
-    hp.head_dim_v = f.get_int(a + "attention.value_length") ? req("attention.value_length") : default_head;
+    hp.head_dim_k =
+        f.get_int(a + "attention.key_length") ? req("attention.key_length") : default_head;
+    hp.head_dim_v =
+        f.get_int(a + "attention.value_length") ? req("attention.value_length") : default_head;
     hp.n_rot = f.get_int(a + "rope.dimension_count") ? req("rope.dimension_count") : hp.head_dim_k;
     if (hp.head_dim_k != hp.head_dim_v || hp.n_rot != hp.head_dim_k) {
-        throw Error(ErrorCode::kUnsupported, f.path() + ": partial RoPE or key/value head sizes that differ are not supported");
+        throw Error(
+            ErrorCode::kUnsupported,
+            f.path() + ": partial RoPE or key/value head sizes that differ are not supported");
     }
-    if (auto eps = f.get_float(a + "attention.layer_norm_rms_epsilon")) hp.rms_eps = static_cast<float>(*eps);
-    if (auto base = f.get_float(a + "rope.freq_base")) hp.rope_freq_base = static_cast<float>(*base);
+    if (auto eps = f.get_float(a + "attention.layer_norm_rms_epsilon"))
+        hp.rms_eps = static_cast<float>(*eps);
+    if (auto base = f.get_float(a + "rope.freq_base"))
+        hp.rope_freq_base = static_cast<float>(*base);
     if (auto scaling = f.get_string(a + "rope.scaling.type")) {
         if (*scaling == "linear") {
             const double factor = f.get_float(a + "rope.scaling.factor").value_or(1.0);
-            if (factor <= 0) throw Error(ErrorCode::kCorrupt, f.path() + ": rope.scaling.factor must be > 0");
+            if (factor <= 0)
+                throw Error(ErrorCode::kCorrupt, f.path() + ": rope.scaling.factor must be > 0");
             hp.rope_freq_scale = static_cast<float>(1.0 / factor);
         } else if (*scaling != "none") {
-            throw Error(ErrorCode::kUnsupported, f.path() + ": RoPE scaling '" + *scaling + "' is not supported");
+            throw Error(ErrorCode::kUnsupported,
+                        f.path() + ": RoPE scaling '" + *scaling + "' is not supported");
         }
     }
     hp.rope_type = hp.arch == Arch::kLlama ? RopeType::kNormal : RopeType::kNeox;

@@ -18,24 +18,28 @@ enum class Arch { kLlama, kQwen2, kQwen3 };
 /// llama), 2 = NeoX (halves, qwen2/qwen3). Source: ggml.h GGML_ROPE_TYPE_NEOX.
 enum class RopeType : int { kNormal = 0, kNeox = 2 };
 
+/// Most transformer blocks a model may declare (block_count); a larger
+/// count is a corrupt or forged file.
+inline constexpr uint32_t kMaxLayers = 1u << 14;
+
 struct ModelHparams {
     Arch arch = Arch::kLlama;
-    std::string arch_name;   // as in general.architecture
-    uint32_t n_layer = 0;    // transformer blocks
-    uint32_t n_embd = 0;     // hidden size
-    uint32_t n_head = 0;     // query heads
-    uint32_t n_head_kv = 0;  // key/value heads (GQA when < n_head)
-    uint32_t head_dim_k = 0; // per-head size of Q and K (may differ from n_embd/n_head, qwen3)
-    uint32_t head_dim_v = 0; // per-head size of V
-    uint32_t n_ff = 0;       // feed-forward inner size
+    std::string arch_name;    // as in general.architecture
+    uint32_t n_layer = 0;     // transformer blocks
+    uint32_t n_embd = 0;      // hidden size
+    uint32_t n_head = 0;      // query heads
+    uint32_t n_head_kv = 0;   // key/value heads (GQA when < n_head)
+    uint32_t head_dim_k = 0;  // per-head size of Q and K (may differ from n_embd/n_head, qwen3)
+    uint32_t head_dim_v = 0;  // per-head size of V
+    uint32_t n_ff = 0;        // feed-forward inner size
     uint32_t n_vocab = 0;
     uint32_t n_ctx_train = 0;
-    uint32_t n_rot = 0;      // rotary dimensions per head
+    uint32_t n_rot = 0;  // rotary dimensions per head
     float rms_eps = 1e-5f;
     float rope_freq_base = 10000.0f;
     float rope_freq_scale = 1.0f;  // 1/factor for linear scaling
     RopeType rope_type = RopeType::kNormal;
-    bool has_qk_norm = false;      // qwen3: RMS norm of Q and K per head before RoPE
+    bool has_qk_norm = false;  // qwen3: RMS norm of Q and K per head before RoPE
 
     uint32_t n_embd_q() const { return head_dim_k * n_head; }
     uint32_t n_embd_k_gqa() const { return head_dim_k * n_head_kv; }
