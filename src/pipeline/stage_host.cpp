@@ -220,8 +220,7 @@ void StageHost::shift(const WireSeqShift &s, uint32_t n_seq_max) {
     if (s.seq_id < 0 || static_cast<uint32_t>(s.seq_id) >= n_seq_max)
         throw Error(ErrorCode::kProtocol, "SEQ_SHIFT of sequence " + std::to_string(s.seq_id) +
                                               " outside [0, " + std::to_string(n_seq_max) + ")");
-    stage_->seq_rm(s.seq_id, s.p0, s.p0 + s.n_discard);
-    stage_->seq_add(s.seq_id, s.p0 + s.n_discard, s.n_past, -s.n_discard);
+    stage_->apply_shift(s.seq_id, KvShift{s.p0, s.n_discard, s.n_past});
     meter_.record_kv(*stage_);
 }
 

@@ -94,8 +94,7 @@ GenerateStats generate(Stage &stage, const Tokenizer &tok, const std::vector<int
             break;
         }
         if (const auto shift = opts.kv_window.shift_before(next_pos)) {
-            stage.seq_rm(seq, shift->p0, shift->p0 + shift->n_discard);
-            stage.seq_add(seq, shift->p0 + shift->n_discard, next_pos, -shift->n_discard);
+            stage.apply_shift(seq, *shift);
             next_pos = shift->n_past_after();
             ++st.n_kv_shifts;
         }

@@ -192,8 +192,7 @@ StreamResult streaming_perplexity(Stage &stage, const std::vector<int32_t> &toke
         // the last token is only scored, never fed
         auto m = static_cast<int32_t>(std::min<size_t>(n_batch, n - 1 - i));
         if (const auto sh = opts.window.shift_before(n_past, m)) {
-            stage.seq_rm(0, sh->p0, sh->p0 + sh->n_discard);
-            stage.seq_add(0, sh->p0 + sh->n_discard, n_past, -sh->n_discard);
+            stage.apply_shift(0, *sh);
             n_past = sh->n_past_after();
             ++r.n_shifts;
         }

@@ -117,6 +117,11 @@ void Stage::seq_add(int32_t seq, int32_t p0, int32_t p1, int32_t delta) {
     kv_->clear_shifts();
 }
 
+void Stage::apply_shift(int32_t seq, const KvShift &s) {
+    seq_rm(seq, s.p0, s.p0 + s.n_discard);
+    seq_add(seq, s.p0 + s.n_discard, s.n_past, -s.n_discard);
+}
+
 void Stage::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
     kv_->seq_rm(seq, p0, p1);
 }

@@ -19,6 +19,7 @@
 #include "model/hparams.h"
 #include "model/layer_range.h"
 #include "model/weights.h"
+#include "runtime/kv_window.h"
 
 namespace colony {
 
@@ -130,6 +131,9 @@ class Stage {
     /// the context shift of llama.cpp's llama_memory_seq_add. Errors: those
     /// of KvCache::seq_add; kInternal on a ggml compute failure.
     void seq_add(int32_t seq, int32_t p0, int32_t p1, int32_t delta);
+    /// One context shift of `seq` (kv_window.h): seq_rm of the dropped
+    /// positions, then seq_add of the later ones. Errors: seq_add's.
+    void apply_shift(int32_t seq, const KvShift &s);
     /// Copies positions [0, p1) of `src`'s KV cache into `dst` (KvCache::seq_cp).
     void seq_cp(int32_t src, int32_t dst, int32_t p1);
     int32_t seq_pos_max(int32_t seq) const;
