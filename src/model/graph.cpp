@@ -173,13 +173,16 @@ struct Builder {
 }  // namespace
 
 std::unique_ptr<StageGraph> build_stage_graph(const ModelHparams &hp, const StageWeights &weights,
-                                              const KvCache &kv, const GraphShape &shape) {
+                                              const KvCache &kv, const GraphShape &shape,
+                                              std::vector<uint8_t> *meta) {
     auto g = std::make_unique<StageGraph>();
     g->shape = shape;
     const size_t max_nodes = 1024 + 48 * static_cast<size_t>(weights.range().size());
-    ggml_init_params params{
-        ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false), nullptr,
-        true};
+    const size_t meta_size =
+        ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false);
+    if (meta && meta->size() < meta_size)
+        meta->resize(meta_size);
+    ggml_init_params params{meta_size, meta ? meta->data() : nullptr, true};
     g->ctx.reset(ggml_init(params));
     g->gf = ggml_new_graph_custom(g->ctx.get(), max_nodes, false);
     Builder b{hp, weights, kv, shape, *g, g->ctx.get()};

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "ggml-cpp.h"
 #include "ggml.h"
@@ -46,8 +47,13 @@ struct StageGraph {
 
 /// Builds the graph of `weights`' layer range for `shape`. The stage is first
 /// (token ids in) when weights.is_first(), last (logits out) when is_last().
+/// With `meta`, the graph's tensor and node metadata live in that buffer
+/// (resized to fit, then reused by later builds, as llama.cpp's
+/// buf_compute_meta): the caller keeps it alive and unused by another build
+/// while the graph lives. Without it the graph allocates its own.
 std::unique_ptr<StageGraph> build_stage_graph(const ModelHparams &hp, const StageWeights &weights,
-                                              const KvCache &kv, const GraphShape &shape);
+                                              const KvCache &kv, const GraphShape &shape,
+                                              std::vector<uint8_t> *meta = nullptr);
 
 /// The graph that re-rotates the keys of moved KV cells after a context
 /// shift (KvCache::seq_add): for every block of the stage's range, RoPE by

@@ -67,7 +67,8 @@ Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const
     uint32_t n_tok = std::min(cfg_.n_ubatch, cfg_.n_ctx);
     if (pad)
         n_tok = (n_tok + kInvariantRows - 1) / kInvariantRows * kInvariantRows + kInvariantRows;
-    auto worst = build_stage_graph(hp_, *weights_, *kv_, GraphShape{n_tok, kv_->size(), n_tok});
+    auto worst = build_stage_graph(hp_, *weights_, *kv_, GraphShape{n_tok, kv_->size(), n_tok},
+                                   &graph_meta_);
     if (!ggml_backend_sched_reserve(sched_.get(), worst->gf)) {
         throw Error(ErrorCode::kResource, "cannot reserve the compute buffer");
     }
@@ -195,7 +196,7 @@ void Stage::prepare_graph(const Ubatch &ub, uint32_t n_kv) {
     }
     graph_.reset();
     ggml_backend_sched_reset(sched_.get());
-    graph_ = build_stage_graph(hp_, *weights_, *kv_, shape);
+    graph_ = build_stage_graph(hp_, *weights_, *kv_, shape, &graph_meta_);
     if (!ggml_backend_sched_alloc_graph(sched_.get(), graph_->gf)) {
         graph_.reset();
         throw Error(ErrorCode::kResource, "cannot allocate the compute graph");

@@ -159,6 +159,8 @@ class Stage {
     std::unique_ptr<StageWeights> weights_;
     std::unique_ptr<KvCache> kv_;
     ggml_backend_sched_ptr sched_;
+    std::vector<uint8_t> graph_meta_;  // graph_'s tensor and node metadata (declared first:
+                                       // outlives graph_)
     std::unique_ptr<StageGraph> graph_;
     std::vector<int64_t> cells_;
     std::vector<ggml_fp16_t> mask_;
