@@ -6,6 +6,7 @@
 
 #include "api/serve_local.h"
 #include "cli/args.h"
+#include "cli/cpu_args.h"
 #include "cli/kv_args.h"
 #include "model/kv_cache.h"
 #include "util/error.h"
@@ -89,7 +90,8 @@ int cmd_serve_local(int argc, char **argv) {
     p.add("-c", "--ctx-size", "N", "KV cache cells in total, shared by the parallel sequences",
           &bo.n_ctx);
     p.add("-ub", "--ubatch-size", "N", "tokens per forward pass", &bo.n_ubatch);
-    p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &bo.n_threads);
+    CpuArgs cpu;
+    add_cpu_args(p, &cpu);
     p.add("-ctk", "--cache-type-k", "TYPE", "KV cache type of K: f32, f16, bf16, q8_0, q4_0, ...",
           &cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V", &cache_v);
@@ -102,6 +104,9 @@ int cmd_serve_local(int argc, char **argv) {
         std::fputs(p.usage().c_str(), stdout);
         return 0;
     }
+    const CpuPlacement placement = resolve_cpu_args(cpu);
+    bo.n_threads = placement.n_threads;
+    bo.cpu = stage_affinity(placement);
     bo.model_id = api.alias;
     bo.max_queue = api.queue_size;
     bo.type_k = parse_cache_type(cache_k);

@@ -5,6 +5,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/cpu_args.h"
 #include "cli/kv_args.h"
 #include "cli/process_info.h"
 #include "model/gguf_file.h"
@@ -19,7 +20,8 @@ namespace colony {
 
 int cmd_generate(int argc, char **argv) {
     std::string model, prompt, cache_k = "f16", cache_v = "f16";
-    int32_t n_predict = 128, threads = 0;
+    int32_t n_predict = 128;
+    CpuArgs cpu;
     uint32_t n_ctx = 4096, n_ubatch = 512;
     SamplingParams sp;
     int32_t seed = -1;
@@ -42,7 +44,7 @@ int cmd_generate(int argc, char **argv) {
     p.add("", "--presence-penalty", "F", "presence penalty, 0 = off", &sp.presence_penalty);
     p.add("", "--repeat-last-n", "N", "tokens the penalties look back over", &sp.penalty_last_n);
     p.add("", "--seed", "S", "sampling seed, -1 = random", &seed);
-    p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &threads);
+    add_cpu_args(p, &cpu);
     p.add("-c", "--ctx-size", "N", "context size in tokens (KV cache cells)", &n_ctx);
     p.add("-ub", "--ubatch-size", "N", "tokens per prefill step", &n_ubatch);
     add_cache_type_args(p, &cache_k, &cache_v);
@@ -90,7 +92,9 @@ int cmd_generate(int argc, char **argv) {
     cfg.range = {0, hp.n_layer};
     cfg.n_ctx = n_ctx;
     cfg.n_ubatch = n_ubatch;
-    cfg.n_threads = threads;
+    const CpuPlacement placement = resolve_cpu_args(cpu);
+    cfg.n_threads = placement.n_threads;
+    cfg.cpu = stage_affinity(placement);
     cfg.type_k = parse_cache_type(cache_k);
     cfg.type_v = parse_cache_type(cache_v);
     cfg.load.use_mmap = !no_mmap;

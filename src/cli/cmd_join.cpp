@@ -9,7 +9,9 @@
 #include "cli/cli_paths.h"
 #include "cli/cluster_cli.h"
 #include "cli/commands.h"
+#include "cli/cpu_args.h"
 #include "cli/process_info.h"
+#include "cluster/wake_lock.h"
 #include "model/kv_cache.h"
 #include "net/keys.h"
 #include "net/tokens.h"
@@ -32,9 +34,9 @@ constexpr int kExitRefused = 77;
 int cmd_join(int argc, char **argv) {
     WorkerOptions o;
     std::string config_dir, cache_dir, cache_k = "f16", cache_v = "f16", trace;
-    bool no_mmap = false, batch_invariant = false;
+    bool no_mmap = false, batch_invariant = false, no_wake_lock = false;
     float mem_limit = 0, join_timeout_s = 0, slowdown = 1;
-    int32_t threads = 0;
+    CpuArgs cpu;
     uint32_t data_port = 0;
     bool insecure = false;
     DiscoverArgs discover;
@@ -65,7 +67,7 @@ int cmd_join(int argc, char **argv) {
           "debug: as the last stage, append each sampled token and the logits of each "
           "sequence's first one to PATH (format: docs/pipeline.md)",
           &o.debug_logits_file);
-    p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &threads);
+    add_cpu_args(p, &cpu);
     p.add("-ctk", "--cache-type-k", "TYPE",
           "KV cache type of K of this worker's stage: f32, f16, bf16, q8_0, q4_0, ...", &cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of this worker's stage", &cache_v);
@@ -80,6 +82,8 @@ int cmd_join(int argc, char **argv) {
     p.add("", "--data-port", "N", "port of the data socket (0: any free port)", &data_port);
     p.add("", "--join-timeout", "S", "give up when not admitted within S seconds (0: never)",
           &join_timeout_s);
+    p.flag("", "--no-wake-lock",
+           "under Termux, do not hold a wake lock (termux-wake-lock) while serving", &no_wake_lock);
     p.add("", "--coordinator-timeout-ms", "MS", "a coordinator silent this long is re-joined",
           &o.coordinator_timeout_ms);
     p.add("", "--trace", "FILE",
@@ -111,7 +115,10 @@ int cmd_join(int argc, char **argv) {
     }
     o.data_port = static_cast<uint16_t>(data_port);
     o.mem_limit_gib = mem_limit;
-    o.n_threads = threads;
+    const CpuPlacement placement = resolve_cpu_args(cpu);
+    o.n_threads = placement.n_threads;
+    o.cpu = stage_affinity(placement);
+    COLONY_LOG_INFO("compute threads: %s", placement.describe().c_str());
     o.type_k = parse_cache_type(cache_k);
     o.type_v = parse_cache_type(cache_v);
     o.use_mmap = !no_mmap;
@@ -143,6 +150,8 @@ int cmd_join(int argc, char **argv) {
             }
         }
     });
+    // under Termux: the phone stays awake while this worker serves (released on exit)
+    const std::unique_ptr<WakeLock> wake_lock = no_wake_lock ? nullptr : WakeLock::for_termux();
     std::exception_ptr failure;
     try {
         worker.run(stop);

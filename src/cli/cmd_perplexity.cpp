@@ -11,6 +11,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/cpu_args.h"
 #include "cli/kv_args.h"
 #include "model/gguf_file.h"
 #include "model/hparams.h"
@@ -27,7 +28,8 @@ namespace {
 struct PerplexityArgs {
     std::string model, text_file, kld_base, cache_k = "f16", cache_v = "f16";
     uint32_t n_ctx = 512, n_batch = 2048;
-    int32_t n_chunks = -1, threads = 0;
+    int32_t n_chunks = -1;
+    CpuPlacement cpu;  // from CpuArgs (cpu_args.h)
     uint32_t stream = 0, stream_block = 512;
     KvWindow window;
     bool kld = false, no_mmap = false, no_repack = false;
@@ -59,7 +61,8 @@ PerplexityArgs parse_args(int argc, char **argv, bool *help) {
     p.add("", "--stream-block", "N", "streaming mode: print the perplexity of each N scored tokens",
           &a.stream_block);
     add_kv_window_args(p, &a.window);  // streaming mode
-    p.add("-t", "--threads", "N", "compute threads, 0 = all cores", &a.threads);
+    CpuArgs cpu;
+    add_cpu_args(p, &cpu);
     add_cache_type_args(p, &a.cache_k, &a.cache_v);
     p.flag("", "--no-mmap", "copy weights into memory instead of mapping the file", &a.no_mmap);
     p.flag("-nr", "--no-repack", "do not repack weights for the CPU backend's faster kernels",
@@ -70,6 +73,7 @@ PerplexityArgs parse_args(int argc, char **argv, bool *help) {
         std::fputs(p.usage().c_str(), stdout);
         return a;
     }
+    a.cpu = resolve_cpu_args(cpu);
     if (a.kld && a.kld_base.empty())
         throw Error(ErrorCode::kInvalidArgument, "--kl-divergence needs --kl-divergence-base FILE");
     if (!a.kld && a.text_file.empty())
@@ -105,7 +109,8 @@ std::unique_ptr<Stage> make_stage(const PerplexityArgs &a, std::shared_ptr<const
     cfg.n_seq_max = 1;
     cfg.n_ctx_seq = n_ctx;
     cfg.n_ubatch = std::min(a.n_batch, n_ctx);
-    cfg.n_threads = a.threads;
+    cfg.n_threads = a.cpu.n_threads;
+    cfg.cpu = stage_affinity(a.cpu);
     cfg.type_k = parse_cache_type(a.cache_k);
     cfg.type_v = parse_cache_type(a.cache_v);
     cfg.load.use_mmap = !a.no_mmap;

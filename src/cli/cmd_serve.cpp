@@ -16,6 +16,7 @@
 #include "cli/cli_paths.h"
 #include "cli/cluster_cli.h"
 #include "cli/commands.h"
+#include "cli/cpu_args.h"
 #include "cli/kv_args.h"
 #include "cli/process_info.h"
 #include "cluster/layer_split.h"
@@ -121,7 +122,8 @@ int cmd_serve(int argc, char **argv) {
     uint32_t port = o.port;
     int32_t workers_expected = -1;
     float mem_limit = 0;
-    int32_t threads = 0, hb_timeout = o.heartbeat_timeout_ms, stall_timeout = o.stall_timeout_ms;
+    CpuArgs cpu;
+    int32_t hb_timeout = o.heartbeat_timeout_ms, stall_timeout = o.stall_timeout_ms;
     int32_t hb_interval = o.heartbeat_interval_ms, recovery_timeout = o.recovery_timeout_ms;
     bool insecure = false, no_mmap = false, no_recovery = false, batch_invariant = false;
     bool confirm_pairing = false;
@@ -154,8 +156,9 @@ int cmd_serve(int argc, char **argv) {
     p.add("-np", "--parallel", "N", "sequences generated at once (continuous batching)",
           &o.n_parallel);
     p.add("-ub", "--ubatch-size", "N", "tokens per ubatch (prefill chunk)", &o.n_ubatch);
-    p.add("-t", "--threads", "N", "compute threads of this machine's stage, 0 = all cores",
-          &threads);
+    add_cpu_args(p, &cpu,
+                 "compute threads of this machine's stage (default: the big cores of a "
+                 "big.LITTLE CPU, else all cores)");
     p.add("-ctk", "--cache-type-k", "TYPE",
           "KV cache type of K of this machine's stage: f32, f16, bf16, q8_0, q4_0, ...", &cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of this machine's stage", &cache_v);
@@ -235,7 +238,9 @@ int cmd_serve(int argc, char **argv) {
         bo.n_parallel = o.n_parallel;
         bo.n_ctx = o.n_ctx;
         bo.n_ubatch = o.n_ubatch;
-        bo.n_threads = threads;
+        const CpuPlacement placement = resolve_cpu_args(cpu);
+        bo.n_threads = placement.n_threads;
+        bo.cpu = stage_affinity(placement);
         bo.max_queue = api.queue_size;
         bo.type_k = parse_cache_type(cache_k);
         bo.type_v = parse_cache_type(cache_v);
@@ -251,7 +256,9 @@ int cmd_serve(int argc, char **argv) {
     o.use_mmap = !no_mmap;
     o.port = port_option(port, "--port");
     o.wire_type = wire_dtype_from_name(wire_type);
-    o.n_threads = threads;
+    const CpuPlacement placement = resolve_cpu_args(cpu);
+    o.n_threads = placement.n_threads;
+    o.cpu = stage_affinity(placement);
     o.mem_limit_gib = mem_limit;
     o.insecure = insecure;
     if (confirm_pairing && insecure)

@@ -19,6 +19,7 @@
 #include <sched.h>
 #endif
 
+#include "cluster/cpu_placement.h"
 #include "cluster/subprocess.h"
 #include "nlohmann/json.hpp"
 #include "util/log.h"
@@ -136,32 +137,6 @@ bool is_cpu_zone(const std::string &type) {
     return false;
 }
 
-/// Locates an executable: as given when it contains '/', else in PATH.
-std::optional<std::string> find_executable(const std::string &command) {
-    if (command.find('/') != std::string::npos) {
-        if (access(command.c_str(), X_OK) == 0)
-            return command;
-        return std::nullopt;
-    }
-    const char *path = std::getenv("PATH");
-    if (!path)
-        return std::nullopt;
-    std::string_view dirs(path);
-    while (!dirs.empty()) {
-        const size_t colon = dirs.find(':');
-        const std::string dir(dirs.substr(0, colon));
-        if (!dir.empty()) {
-            const std::string candidate = dir + "/" + command;
-            if (access(candidate.c_str(), X_OK) == 0)
-                return candidate;
-        }
-        if (colon == std::string_view::npos)
-            break;
-        dirs.remove_prefix(colon + 1);
-    }
-    return std::nullopt;
-}
-
 }  // namespace
 
 std::optional<std::vector<int>> parse_cpu_list(std::string_view text) {
@@ -216,20 +191,29 @@ CpuTopology probe_cpu_topology(const std::string &root) {
     CpuTopology topo;
     topo.cores = present_cores(root);
     const fs::path cpu_dir = under(root, "sys/devices/system/cpu");
-    std::map<int, int64_t> max_khz;
-    int64_t highest = 0;
-    for (int core : topo.cores) {
-        const fs::path f = cpu_dir / ("cpu" + std::to_string(core)) / "cpufreq/cpuinfo_max_freq";
-        if (auto khz = read_int(f); khz && *khz > 0) {
-            max_khz[core] = *khz;
-            highest = std::max(highest, *khz);
+    // per core: cpu_capacity when the kernel has it, else cpuinfo_max_freq
+    auto read_all = [&](const char *rel) {
+        std::map<int, int64_t> values;
+        for (int core : topo.cores) {
+            const fs::path f = cpu_dir / ("cpu" + std::to_string(core)) / rel;
+            if (auto v = read_int(f); v && *v > 0)
+                values[core] = *v;
         }
-    }
+        return values;
+    };
+    const std::map<int, int64_t> capacity = read_all("cpu_capacity");
+    const std::map<int, int64_t> max_khz = read_all("cpufreq/cpuinfo_max_freq");
+    topo.has_capacity = !capacity.empty();
     topo.has_cpufreq = !max_khz.empty();
+    const std::map<int, int64_t> &speed = topo.has_capacity ? capacity : max_khz;
+    const double threshold = topo.has_capacity ? 0.5 : 0.8;
+    int64_t highest = 0;
+    for (const auto &[core, v] : speed)
+        highest = std::max(highest, v);
     for (int core : topo.cores) {
-        auto it = max_khz.find(core);
-        const bool big = !topo.has_cpufreq ||
-                         (it != max_khz.end() && static_cast<double>(it->second) >= 0.8 * highest);
+        auto it = speed.find(core);
+        const bool big = speed.empty() || (it != speed.end() &&
+                                           static_cast<double>(it->second) >= threshold * highest);
         (big ? topo.big_cores : topo.little_cores).push_back(core);
     }
     return topo;
@@ -361,41 +345,15 @@ DeviceProfile probe_device_profile(const std::string &root,
     const CpuTopology topo = probe_cpu_topology(root);
     p.n_big_cores = static_cast<int>(topo.big_cores.size());
     p.n_little_cores = static_cast<int>(topo.little_cores.size());
-    p.n_threads = default_thread_count(topo);
+    const CpuPlacement placement = place_threads(topo, CpuOptions{});
+    p.n_threads = placement.n_threads;
+    p.cpu_cores = format_cpu_list(placement.cores);
     p.battery = probe_battery(root);
     p.temperature_c = probe_temperature_c(root);
     const OsInfo os = probe_os(root);
     p.os = os.os;
     p.arch = os.arch;
     return p;
-}
-
-bool pin_current_thread(const std::vector<int> &cores) {
-    if (cores.empty()) {
-        COLONY_LOG_WARN("thread pinning: no cores given, not pinning");
-        return false;
-    }
-#if defined(__linux__)
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    for (int c : cores) {
-        if (c < 0 || c >= CPU_SETSIZE) {
-            COLONY_LOG_WARN("thread pinning: core %d outside 0..%d, not pinning", c,
-                            CPU_SETSIZE - 1);
-            return false;
-        }
-        CPU_SET(c, &set);
-    }
-    // pid 0: the calling thread (Linux affinity is per thread).
-    if (sched_setaffinity(0, sizeof set, &set) != 0) {
-        COLONY_LOG_WARN("thread pinning: sched_setaffinity failed: %s", std::strerror(errno));
-        return false;
-    }
-    return true;
-#else
-    COLONY_LOG_WARN("thread pinning is not supported on this system; threads are not pinned");
-    return false;
-#endif
 }
 
 }  // namespace colony

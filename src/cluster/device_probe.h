@@ -1,6 +1,6 @@
 // Device probes: what a node can learn about itself from Linux procfs and
 // sysfs (also Android under Termux): available memory, big and little cores,
-// battery, temperature, OS and architecture; and pinning a thread to cores.
+// battery, temperature, OS and architecture.
 // Every reader takes the file-system root ("/" on a real system) so tests can
 // build a fake tree in a temporary directory. Readers never throw on missing
 // or malformed files: they return what they could read (a file that is not
@@ -10,6 +10,7 @@
 //   /proc/meminfo                           MemAvailable (kB), Documentation/filesystems/proc.rst
 //   /sys/devices/system/cpu/online          core list "0-3,6", ABI/stable/sysfs-devices-system-cpu
 //   /sys/devices/system/cpu/cpuN/cpufreq/cpuinfo_max_freq   kHz, Documentation/cpu-freq/
+//   /sys/devices/system/cpu/cpuN/cpu_capacity   0..1024, ABI/testing/sysfs-devices-system-cpu
 //   /sys/class/power_supply/*/{type,scope,capacity,status,online}   ABI/testing/sysfs-class-power
 //   /sys/class/thermal/thermal_zone*/{type,temp}   temp in millidegrees C,
 //   ABI/testing/sysfs-class-thermal termux-battery-status (Termux:API)      JSON with "percentage",
@@ -23,17 +24,26 @@
 #include <vector>
 
 #include "cluster/profile.h"
+#include "util/thread_affinity.h"  // pin_current_thread
 
 namespace colony {
 
-/// Big and little cores. A core is big when its cpuinfo_max_freq is at least
-/// 0.8 x the highest core's; without cpufreq every core is big; a core
-/// without cpufreq on a system that has it counts as little.
+/// Big and little cores. Where the kernel reports cpu_capacity (arm64 and
+/// Android: the scheduler's relative performance of a core at its highest
+/// frequency, 1024 for the fastest), a core is big when its capacity is at
+/// least 0.5 x the highest: the prime and middle cores of a 1+4+3 phone are
+/// big, the in-order little cores (about a third of the prime's capacity) are
+/// not. Otherwise a core is big when its cpuinfo_max_freq is at least 0.8 x
+/// the highest core's (a frequency gap is a weaker sign: a 2x A76 2.2 GHz +
+/// 6x A55 1.8 GHz chip looks uniform by frequency). Without either every
+/// core is big; a core lacking the value its system reports counts as
+/// little.
 struct CpuTopology {
     std::vector<int> cores;         // online core ids, ascending
     std::vector<int> big_cores;     // subset of cores
     std::vector<int> little_cores;  // cores \ big_cores
     bool has_cpufreq = false;       // at least one core reported cpuinfo_max_freq
+    bool has_capacity = false;      // at least one core reported cpu_capacity (used first)
 };
 
 struct OsInfo {
@@ -97,11 +107,5 @@ OsInfo probe_os(const std::string &root = "/");
 /// headroom and backend are left for the caller.
 DeviceProfile probe_device_profile(const std::string &root = "/",
                                    std::optional<uint64_t> mem_limit_bytes = std::nullopt);
-
-/// Pins the calling thread to `cores` (sched_setaffinity on Linux and
-/// Android). Returns false and logs a warning when cores is empty or holds an
-/// id outside 0..CPU_SETSIZE-1, when the kernel refuses, or on systems without
-/// thread affinity (then it does nothing).
-bool pin_current_thread(const std::vector<int> &cores);
 
 }  // namespace colony

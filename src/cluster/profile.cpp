@@ -134,6 +134,7 @@ void validate_device_profile(const DeviceProfile &p) {
         check_range(p.battery->percent, 0, 100, w, "battery_percent");
     if (p.temperature_c)
         check_range(*p.temperature_c, -60, 200, w, "temperature_c");
+    check_text(p.cpu_cores, kMaxTextChars, true, w, "cpu_cores");
     check_text(p.os, kMaxTextChars, true, w, "os");
     check_text(p.arch, kMaxTextChars, true, w, "arch");
     check_text(p.backend, kMaxTextChars, true, w, "backend");
@@ -158,6 +159,7 @@ nlohmann::json device_profile_to_json(const DeviceProfile &p) {
         {"n_threads", p.n_threads},
         {"n_big_cores", p.n_big_cores},
         {"n_little_cores", p.n_little_cores},
+        {"cpu_cores", p.cpu_cores},
         {"os", p.os},
         {"arch", p.arch},
         {"backend", p.backend},
@@ -200,6 +202,8 @@ DeviceProfile device_profile_from_json(const nlohmann::json &j) {
     p.n_threads = count("n_threads");
     p.n_big_cores = count("n_big_cores");
     p.n_little_cores = count("n_little_cores");
+    if (const json *v = optional_field(j, "cpu_cores"))
+        p.cpu_cores = to_string(*v, w, "cpu_cores");
     const json *percent = optional_field(j, "battery_percent");
     const json *charging = optional_field(j, "charging");
     if ((percent == nullptr) != (charging == nullptr)) {

@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
+#include <string_view>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -111,6 +113,31 @@ std::optional<std::string> run_and_capture(const std::string &path, int timeout_
     if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0)
         return std::nullopt;
     return out;
+}
+
+std::optional<std::string> find_executable(const std::string &command) {
+    if (command.find('/') != std::string::npos) {
+        if (access(command.c_str(), X_OK) == 0)
+            return command;
+        return std::nullopt;
+    }
+    const char *path = std::getenv("PATH");
+    if (!path)
+        return std::nullopt;
+    std::string_view dirs(path);
+    while (!dirs.empty()) {
+        const size_t colon = dirs.find(':');
+        const std::string dir(dirs.substr(0, colon));
+        if (!dir.empty()) {
+            const std::string candidate = dir + "/" + command;
+            if (access(candidate.c_str(), X_OK) == 0)
+                return candidate;
+        }
+        if (colon == std::string_view::npos)
+            break;
+        dirs.remove_prefix(colon + 1);
+    }
+    return std::nullopt;
 }
 
 }  // namespace colony

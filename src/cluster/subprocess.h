@@ -16,4 +16,9 @@ namespace colony {
 std::optional<std::string> run_and_capture(const std::string &path, int timeout_ms,
                                            size_t max_bytes);
 
+/// Locates an executable: `command` itself when it contains a '/', else the
+/// first PATH directory holding an executable of that name. nullopt when
+/// there is none.
+std::optional<std::string> find_executable(const std::string &command);
+
 }  // namespace colony

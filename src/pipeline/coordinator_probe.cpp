@@ -20,13 +20,14 @@ constexpr int kRounds = 3;
 
 std::unique_ptr<Stage> scratch_stage(const std::shared_ptr<const GgufFile> &file,
                                      const ModelHparams &hp, LayerRange range, int n_threads,
-                                     double slowdown) {
+                                     const CpuAffinity &cpu, double slowdown) {
     StageConfig cfg;
     cfg.range = range;
     cfg.n_ctx = kScratchCells;
     cfg.n_seq_max = 1;
     cfg.n_ubatch = kPrefillTokens;
     cfg.n_threads = n_threads;
+    cfg.cpu = cpu;
     cfg.slowdown = slowdown;
     return std::make_unique<Stage>(file, hp, cfg);
 }
@@ -65,15 +66,15 @@ CoordinatorMeasurement measure_coordinator(std::shared_ptr<const GgufFile> file,
                                            const ModelHparams &hp, int n_threads,
                                            std::optional<uint64_t> mem_limit_bytes,
                                            const std::string &node_id, const std::string &name,
-                                           double slowdown) {
+                                           double slowdown, const CpuAffinity &cpu) {
     const uint32_t n = hp.n_layer;
     const LayerRange blocks = probe_range(*file, hp);
     const uint32_t k = blocks.size();
     // The blocks alone and (n >= 2) as many blocks with the head, measured in
     // turns, three times each; the fastest of each counts.
-    std::unique_ptr<Stage> body = scratch_stage(file, hp, blocks, n_threads, slowdown);
+    std::unique_ptr<Stage> body = scratch_stage(file, hp, blocks, n_threads, cpu, slowdown);
     std::unique_ptr<Stage> tail =
-        n >= 2 ? scratch_stage(file, hp, {n - k, n}, n_threads, slowdown) : nullptr;
+        n >= 2 ? scratch_stage(file, hp, {n - k, n}, n_threads, cpu, slowdown) : nullptr;
     StageSpeed block{1e30, 1e30}, last{1e30, 1e30};
     for (int round = 0; round < kRounds; ++round) {
         block = fastest(block, measure_stage_speed(*body, kDecodeSteps, kPrefillTokens));

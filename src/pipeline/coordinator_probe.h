@@ -12,6 +12,7 @@
 
 #include "cluster/profile.h"
 #include "model/layer_range.h"
+#include "runtime/stage.h"  // CpuAffinity
 
 namespace colony {
 
@@ -41,7 +42,7 @@ CoordinatorMeasurement measure_coordinator(std::shared_ptr<const GgufFile> file,
                                            const ModelHparams &hp, int n_threads,
                                            std::optional<uint64_t> mem_limit_bytes,
                                            const std::string &node_id, const std::string &name,
-                                           double slowdown = 1.0);
+                                           double slowdown = 1.0, const CpuAffinity &cpu = {});
 
 /// Bytes of the output head's weights (output.weight, or the token embedding
 /// of a tied model); for estimates.

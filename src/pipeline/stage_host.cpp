@@ -20,7 +20,7 @@ constexpr int kSendTimeoutMs = 2000;
 bool same_config(const StageConfig &a, const StageConfig &b) {
     return a.range == b.range && a.n_ctx == b.n_ctx && a.n_seq_max == b.n_seq_max &&
            a.n_ctx_seq == b.n_ctx_seq && a.n_ubatch == b.n_ubatch && a.type_k == b.type_k &&
-           a.type_v == b.type_v && a.n_threads == b.n_threads &&
+           a.type_v == b.type_v && a.n_threads == b.n_threads && a.cpu == b.cpu &&
            a.load.use_mmap == b.load.use_mmap && a.load.use_repack == b.load.use_repack &&
            a.invariance == b.invariance;
 }

@@ -11,6 +11,7 @@
 #include <thread>
 #include <tuple>
 
+#include "cluster/cpu_placement.h"
 #include "cluster/device_probe.h"
 #include "net/hash.h"
 #include "net/pairing_code.h"
@@ -61,8 +62,10 @@ Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
     coordinator_ = parse_host_port(opts_.coordinator, 7411);
     if (opts_.name.empty())
         opts_.name = host_name().value_or("worker");
-    if (opts_.n_threads <= 0) {
-        opts_.n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    if (opts_.n_threads <= 0) {  // the default placement: the big cores (cpu_placement.h)
+        const CpuPlacement pl = place_threads(probe_cpu_topology(), CpuOptions{});
+        opts_.n_threads = pl.n_threads;
+        opts_.cpu = CpuAffinity{pl.cores, pl.strict, pl.prio};
     }
     if (!opts_.insecure) {
         token_ = join_token_parse(opts_.token);
@@ -73,11 +76,11 @@ Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
         pairing_code_ = colony::pairing_code(coordinator_key_z85_, node_keys_.public_z85);
     if (!opts_.insecure)
         zap_ = std::make_unique<ZapHandler>(ctx_);
-    data_ =
-        std::make_unique<WorkerData>(ctx_, zap_.get(), node_keys_, coordinator_key_z85_,
-                                     WorkerStageOptions{opts_.n_threads, opts_.type_k, opts_.type_v,
-                                                        opts_.use_mmap, opts_.invariance},
-                                     tcp_endpoint(opts_.data_host, opts_.data_port));
+    data_ = std::make_unique<WorkerData>(
+        ctx_, zap_.get(), node_keys_, coordinator_key_z85_,
+        WorkerStageOptions{opts_.n_threads, opts_.cpu, opts_.type_k, opts_.type_v, opts_.use_mmap,
+                           opts_.invariance},
+        tcp_endpoint(opts_.data_host, opts_.data_port));
     data_->set_slowdown(opts_.debug_slowdown);
     if (!opts_.debug_logits_file.empty())
         data_->set_logits_dump(std::make_shared<LogitsDump>(opts_.debug_logits_file));
@@ -89,6 +92,7 @@ Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
     base_profile_.node_id = key_fingerprint(node_keys_.public_z85);
     base_profile_.name = opts_.name;
     base_profile_.n_threads = opts_.n_threads;
+    base_profile_.cpu_cores = format_cpu_list(opts_.cpu.cores);
     base_profile_.backend = "CPU";
 }
 

@@ -49,6 +49,7 @@ struct WorkerOptions {
     std::string name;                  // shown by the coordinator; default: host name
     double mem_limit_gib = 0;          // memory the planner may use here (GiB); 0 = MemAvailable
     int n_threads = 0;                 // compute threads; 0 = all cores
+    CpuAffinity cpu;                   // where they run (cluster/cpu_placement.h)
     ggml_type type_k = GGML_TYPE_F16;  // KV cache types of the stages this worker runs
     ggml_type type_v = GGML_TYPE_F16;
     bool use_mmap = true;  // false: read shards into memory (--no-mmap)

@@ -56,6 +56,7 @@ struct WorkerAssignment {
 /// plan's (DESIGN.md, decision 9).
 struct WorkerStageOptions {
     int n_threads = 0;                 // compute threads; 0 = all cores
+    CpuAffinity cpu;                   // where they run (cluster/cpu_placement.h)
     ggml_type type_k = GGML_TYPE_F16;  // KV cache types (-ctk, -ctv of `colony join`)
     ggml_type type_v = GGML_TYPE_F16;
     bool use_mmap = true;  // false: read the shard into memory (--no-mmap)

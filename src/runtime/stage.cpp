@@ -11,6 +11,7 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/thread_affinity.h"
 
 namespace colony {
 
@@ -41,6 +42,18 @@ Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const
     if (!backend_)
         throw Error(ErrorCode::kResource, "cannot initialise the ggml CPU backend");
     ggml_threadpool_params tpp = ggml_threadpool_params_default(cfg_.n_threads);
+    for (int c : cfg_.cpu.cores) {
+        if (c < 0 || c >= GGML_MAX_N_THREADS)
+            throw Error(ErrorCode::kInvalidArgument, "core " + std::to_string(c) +
+                                                         " is outside ggml's 0.." +
+                                                         std::to_string(GGML_MAX_N_THREADS - 1));
+        tpp.cpumask[c] = true;
+    }
+    if (cfg_.cpu.prio < GGML_SCHED_PRIO_LOW || cfg_.cpu.prio > GGML_SCHED_PRIO_REALTIME)
+        throw Error(ErrorCode::kInvalidArgument,
+                    "thread priority " + std::to_string(cfg_.cpu.prio) + " is outside -1..3");
+    tpp.strict_cpu = cfg_.cpu.strict;
+    tpp.prio = static_cast<ggml_sched_priority>(cfg_.cpu.prio);
     threadpool_.reset(ggml_threadpool_new(&tpp));
     if (!threadpool_)
         throw Error(ErrorCode::kResource, "cannot create a ggml threadpool");
@@ -250,6 +263,15 @@ Ubatch Stage::padded(const Ubatch &in) {
 
 const float *Stage::forward(const Ubatch &in) {
     validate(in);
+    if (!cfg_.cpu.cores.empty() && pinned_thread_ != std::this_thread::get_id()) {
+        // ggml pins its compute threads: with OpenMP on every graph of more
+        // than one thread, thread 0 (this caller) included; without OpenMP
+        // thread 0 is the threadpool's maker. A lone thread or another caller
+        // is pinned here as ggml would: to the set, or (strict) its first core.
+        pin_current_thread(cfg_.cpu.strict ? std::vector<int>{cfg_.cpu.cores.front()}
+                                           : cfg_.cpu.cores);
+        pinned_thread_ = std::this_thread::get_id();
+    }
     const Ubatch ub = padded(in);
     const bool scratch = ub.n_tokens != in.n_tokens;
     // Store first (validates ids, positions and capacity; throws with nothing stored).

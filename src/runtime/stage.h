@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "ggml-backend.h"
@@ -27,6 +28,17 @@ class GgufFile;
 class KvCache;
 struct StageGraph;
 
+/// Where a stage's compute threads run; cluster/cpu_placement.h decides it
+/// from the device's cores and -C/-Cr/--cpu-strict/--prio.
+struct CpuAffinity {
+    std::vector<int> cores;  // ascending core ids the threads may run on; empty = not pinned
+    bool strict = false;     // thread i on the i-th core only (ggml's strict_cpu)
+    int prio = 0;            // ggml_sched_priority: -1 low .. 3 realtime
+    bool operator==(const CpuAffinity &o) const {
+        return cores == o.cores && strict == o.strict && prio == o.prio;
+    }
+};
+
 struct StageConfig {
     LayerRange range;         // blocks this stage runs; first==0 embeds, last==n_layer has the head
     uint32_t n_ctx = 4096;    // KV cells in total (shared by all sequences)
@@ -36,6 +48,7 @@ struct StageConfig {
     ggml_type type_k = GGML_TYPE_F16;
     ggml_type type_v = GGML_TYPE_F16;
     int n_threads = 0;  // 0 = all cores
+    CpuAffinity cpu;    // where the n_threads threads run (default: anywhere)
     WeightLoadOptions load;
     /// Debug: emulate a slower device. After each forward() the stage sleeps
     /// (slowdown - 1) x the compute time, so it runs `slowdown` times slower.
@@ -156,6 +169,7 @@ class Stage {
     StageConfig cfg_;
     ggml_backend_ptr backend_;
     std::unique_ptr<ggml_threadpool, ThreadpoolDeleter> threadpool_;
+    std::thread::id pinned_thread_;  // the forward() caller last pinned to cfg_.cpu.cores
     std::unique_ptr<StageWeights> weights_;
     std::unique_ptr<KvCache> kv_;
     ggml_backend_sched_ptr sched_;

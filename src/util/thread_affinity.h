@@ -1,0 +1,15 @@
+// Pinning the calling thread to cores (sched_setaffinity on Linux and
+// Android; Linux affinity is per thread).
+#pragma once
+
+#include <vector>
+
+namespace colony {
+
+/// Pins the calling thread to `cores` (sched_setaffinity on Linux and
+/// Android). Returns false and logs a warning when cores is empty or holds an
+/// id outside 0..CPU_SETSIZE-1, when the kernel refuses, or on systems without
+/// thread affinity (then it does nothing).
+bool pin_current_thread(const std::vector<int> &cores);
+
+}  // namespace colony
