@@ -13,7 +13,7 @@ namespace {
 bool run_command(const std::string &command, int timeout_ms) {
     const std::optional<std::string> path = find_executable(command);
     if (!path) {
-        COLONY_LOG_WARN("%s is not installed (pkg install termux-api, and the Termux:API app)",
+        COLONY_LOG_WARN("%s is not on PATH (Termux ships it in its termux-tools package)",
                         command.c_str());
         return false;
     }

@@ -1,8 +1,9 @@
 // An Android wake lock held through Termux:API while a worker serves, so the
 // phone does not suspend its CPU (and drop out of the cluster) when the
-// screen goes off. termux-wake-lock / termux-wake-unlock are the Termux
-// package's commands (termux-tools; https://wiki.termux.com/wiki/Termux-wake-lock):
-// they ask the Termux app to take or release a partial wake lock and return.
+// screen goes off. termux-wake-lock / termux-wake-unlock come with Termux
+// (its termux-tools package; https://wiki.termux.com/wiki/Termux-wake-lock):
+// they ask the Termux app's service to take or release a partial wake lock
+// and return.
 #pragma once
 
 #include <memory>
@@ -14,7 +15,7 @@ class WakeLock {
   public:
     /// Runs `lock_command` (looked up in PATH) and, on destruction,
     /// `unlock_command`. A missing command, a failure or a timeout
-    /// (timeout_ms, as the Termux:API commands hang without the app) is a
+    /// (timeout_ms: the command talks to the Termux app, which may not answer) is a
     /// warning: the lock is then not held and nothing is released.
     WakeLock(std::string lock_command, std::string unlock_command, int timeout_ms = 5000);
     ~WakeLock();

@@ -60,10 +60,10 @@ def main():
     if calls(log) != []:
         failures.append(f"--no-wake-lock: calls {calls(log)}, want none")
 
-    # Termux without the termux-api package: a warning, and the worker still runs
+    # termux-wake-lock missing from PATH: a warning, and the worker still runs
     os.remove(os.path.join(work, "bin", "termux-wake-lock"))
     r = join(colony, work, {"TERMUX_VERSION": "0.118.0"})
-    if calls(log) != [] or "termux-wake-lock is not installed" not in r.stderr \
+    if calls(log) != [] or "termux-wake-lock is not on PATH" not in r.stderr \
             or "no answer from the coordinator" not in r.stderr:
         failures.append(f"missing termux-wake-lock: calls {calls(log)}:\n{r.stderr}")
 
