@@ -35,7 +35,7 @@ int cmd_join(int argc, char **argv) {
     WorkerOptions o;
     std::string config_dir, cache_dir, cache_k = "f16", cache_v = "f16", trace;
     bool no_mmap = false, batch_invariant = false, no_wake_lock = false;
-    float mem_limit = 0, join_timeout_s = 0, slowdown = 1;
+    float mem_limit = 0, join_timeout_s = 0, slowdown = 1, max_temp = 0;
     CpuArgs cpu;
     uint32_t data_port = 0;
     bool insecure = false;
@@ -82,6 +82,10 @@ int cmd_join(int argc, char **argv) {
     p.add("", "--data-port", "N", "port of the data socket (0: any free port)", &data_port);
     p.add("", "--join-timeout", "S", "give up when not admitted within S seconds (0: never)",
           &join_timeout_s);
+    p.add("", "--max-temp", "C",
+          "halve the compute threads while the CPU is at or above C degrees Celsius, and double "
+          "them back 5 degrees below (0 = off)",
+          &max_temp);
     p.flag("", "--no-wake-lock",
            "under Termux, do not hold a wake lock (termux-wake-lock) while serving", &no_wake_lock);
     p.add("", "--coordinator-timeout-ms", "MS", "a coordinator silent this long is re-joined",
@@ -118,6 +122,7 @@ int cmd_join(int argc, char **argv) {
     const CpuPlacement placement = resolve_cpu_args(cpu);
     o.n_threads = placement.n_threads;
     o.cpu = stage_affinity(placement);
+    o.max_temp_c = max_temp;
     COLONY_LOG_INFO("compute threads: %s", placement.describe().c_str());
     o.type_k = parse_cache_type(cache_k);
     o.type_v = parse_cache_type(cache_v);

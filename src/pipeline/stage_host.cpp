@@ -57,6 +57,7 @@ void StageHost::load(const std::string &path, std::shared_ptr<const GgufFile> fi
     file_ = std::move(file);
     path_ = path;
     cfg_ = cfg;
+    set_thread_limit(thread_limit_);
     n_vocab_ = hp.n_vocab;
     make_samplers(n_vocab_);
     meter_.loaded(*stage_);
@@ -97,6 +98,15 @@ void StageHost::set_logits_dump(std::shared_ptr<LogitsDump> dump) {
     logits_dump_ = std::move(dump);
     if (samplers_ && stage_ && stage_->is_last())
         install_logits_dump(*samplers_, logits_dump_, n_vocab_);
+}
+
+void StageHost::set_thread_limit(int n) {
+    thread_limit_ = n;
+    if (!stage_)
+        return;
+    const int want = n > 0 ? std::min(n, stage_->config().n_threads) : stage_->config().n_threads;
+    if (stage_->n_threads() != want)
+        stage_->set_n_threads(want);
 }
 
 void StageHost::set_slowdown(double factor) {

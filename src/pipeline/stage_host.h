@@ -75,6 +75,9 @@ class StageHost {
     void set_logits_dump(std::shared_ptr<LogitsDump> dump);
     /// Debug: the stage runs `factor` times slower (Stage::set_slowdown).
     void set_slowdown(double factor);
+    /// At most `n` compute threads (Stage::set_n_threads; 0 = the configured
+    /// count), for this stage and the ones loaded later.
+    void set_thread_limit(int n);
 
     /// Opens the link to the next stage: a PUSH socket to `endpoint`, a CURVE
     /// client of `server_key_z85` with `node_keys` (plaintext when the key is
@@ -128,6 +131,7 @@ class StageHost {
     std::shared_ptr<const GgufFile> file_;
     std::string path_;
     StageConfig cfg_;
+    int thread_limit_ = 0;  // set_thread_limit
     std::unique_ptr<Stage> stage_;
     std::unique_ptr<SequenceSamplers> samplers_;
     std::unique_ptr<Tokenizer> vocab_;  // of path_, loaded when a grammar first needs it

@@ -93,6 +93,7 @@ Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
     base_profile_.name = opts_.name;
     base_profile_.n_threads = opts_.n_threads;
     base_profile_.cpu_cores = format_cpu_list(opts_.cpu.cores);
+    thermal_.emplace(opts_.n_threads, opts_.max_temp_c);
     base_profile_.backend = "CPU";
 }
 
@@ -542,6 +543,18 @@ double median_of(std::vector<double> v) {
 
 }  // namespace
 
+void Worker::apply_thermal_guard(DeviceProfile &profile) {
+    const int before = thermal_->threads();
+    const int n = thermal_->update(profile.temperature_c);
+    if (n != before) {
+        COLONY_LOG_WARN("worker: %.0f °C against --max-temp %.0f °C: %d -> %d compute threads",
+                        profile.temperature_c.value_or(0), opts_.max_temp_c, before, n);
+        data_->set_thread_limit(thermal_->limiting() ? n : 0);
+    }
+    profile.n_threads = n;
+    profile.thermal_limited = thermal_->limiting();
+}
+
 void Worker::send_profile_status(const WorkerData::Status &st) {
     last_status_ = clock::now();
     const WorkerData::StageProbe &p = *st.probe;
@@ -560,6 +573,7 @@ void Worker::send_profile_status(const WorkerData::Status &st) {
     if (auto battery = probe_battery_sysfs())
         ws.profile.battery = battery;
     ws.profile.temperature_c = probe_temperature_c();
+    apply_thermal_guard(ws.profile);
     // With --mem-limit the limit is what colony may use; otherwise keep a
     // margin of MemAvailable for the system (10 %, at most 512 MiB).
     ws.profile.headroom_bytes =

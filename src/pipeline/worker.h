@@ -29,6 +29,7 @@
 #include <zmq.hpp>
 
 #include "cluster/profile.h"
+#include "cluster/thermal_guard.h"
 #include "net/keys.h"
 #include "net/message_fence.h"
 #include "net/tokens.h"
@@ -50,6 +51,7 @@ struct WorkerOptions {
     double mem_limit_gib = 0;          // memory the planner may use here (GiB); 0 = MemAvailable
     int n_threads = 0;                 // compute threads; 0 = all cores
     CpuAffinity cpu;                   // where they run (cluster/cpu_placement.h)
+    double max_temp_c = 0;             // --max-temp: fewer threads at this °C (0 = off)
     ggml_type type_k = GGML_TYPE_F16;  // KV cache types of the stages this worker runs
     ggml_type type_v = GGML_TYPE_F16;
     bool use_mmap = true;  // false: read shards into memory (--no-mmap)
@@ -119,6 +121,9 @@ class Worker {
     /// STATUS with the device profile and what was measured on the stage
     /// (worker_status.h); nothing before the stage was measured.
     void send_profile_status(const WorkerData::Status &st);
+    /// --max-temp: feeds the profile's temperature to the guard, limits the
+    /// stage's threads when it says so, and records the count in `profile`.
+    void apply_thermal_guard(DeviceProfile &profile);
     void poll_debug_control();
 
     WorkerOptions opts_;
@@ -160,6 +165,7 @@ class Worker {
     uint64_t shard_bytes_received_ = 0;
 
     DeviceProfile base_profile_;  // probed once at start: cores, OS, battery source
+    std::optional<ThermalGuard> thermal_;  // --max-temp (cluster/thermal_guard.h)
     clock::time_point download_started_{};
     std::optional<double> shard_throughput_;  // bytes/s of the last shard download
     clock::time_point last_status_{};

@@ -148,8 +148,10 @@ void WorkerData::run() {
                 status_.error = e.what();
             }
         }
-        if (host_.loaded())
+        if (host_.loaded()) {
             host_.set_slowdown(slowdown_.load());
+            host_.set_thread_limit(thread_limit_.load());
+        }
         // the next stage's link, reported with every heartbeat (STATUS): the
         // coordinator takes a link down for a lost next stage
         (void)host_.link_down_ms();

@@ -127,6 +127,10 @@ class WorkerData {
     /// Thread-safe.
     void set_slowdown(double factor);
     double slowdown() const { return slowdown_.load(); }
+    /// At most `n` compute threads from the next ubatch on, also for stages
+    /// loaded later (StageHost::set_thread_limit; 0 = as configured; the
+    /// --max-temp guard). Thread-safe.
+    void set_thread_limit(int n) { thread_limit_.store(n); }
     /// The stage's counters and KV cache use (node_status.h). Thread-safe.
     StageRuntime stage_runtime() const { return host_.meter().snapshot(); }
     /// Data messages dropped as stale or replayed (message_fence.h). Thread-safe.
@@ -180,6 +184,7 @@ class WorkerData {
     Status status_;                            // guarded by mutex_
     std::vector<double> decode_ms_;            // guarded by mutex_
     std::atomic<double> slowdown_{1.0};
+    std::atomic<int> thread_limit_{0};
     std::atomic<bool> stop_{false};
     std::thread thread_;
 };

@@ -57,6 +57,7 @@ Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const
     threadpool_.reset(ggml_threadpool_new(&tpp));
     if (!threadpool_)
         throw Error(ErrorCode::kResource, "cannot create a ggml threadpool");
+    n_threads_ = cfg_.n_threads;
     ggml_backend_cpu_set_n_threads(backend_.get(), cfg_.n_threads);
     ggml_backend_cpu_set_threadpool(backend_.get(), threadpool_.get());
     ggml_backend_cpu_set_use_ref(backend_.get(), cfg_.invariance != StageConfig::Invariance::kNone);
@@ -94,6 +95,15 @@ Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const
 Stage::~Stage() {
     graph_.reset();
     sched_.reset();
+}
+
+void Stage::set_n_threads(int n) {
+    if (n < 1 || n > cfg_.n_threads)
+        throw Error(ErrorCode::kInvalidArgument, "thread count " + std::to_string(n) +
+                                                     " is outside 1.." +
+                                                     std::to_string(cfg_.n_threads));
+    n_threads_ = n;
+    ggml_backend_cpu_set_n_threads(backend_.get(), n);
 }
 
 void Stage::set_slowdown(double factor) {

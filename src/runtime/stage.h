@@ -158,6 +158,11 @@ class Stage {
     /// Debug slow-down factor (see StageConfig::slowdown); >= 1.
     void set_slowdown(double factor);
     double slowdown() const { return cfg_.slowdown; }
+    /// Compute threads of later forward() calls, 1..StageConfig::n_threads
+    /// (the threadpool's size; --max-temp lowers it, cluster/thermal_guard.h).
+    /// Throws Error(kInvalidArgument) outside that range.
+    void set_n_threads(int n);
+    int n_threads() const { return n_threads_; }
     const StageWeights &weights() const { return *weights_; }
 
   private:
@@ -169,6 +174,7 @@ class Stage {
     StageConfig cfg_;
     ggml_backend_ptr backend_;
     std::unique_ptr<ggml_threadpool, ThreadpoolDeleter> threadpool_;
+    int n_threads_ = 0;              // threads of the next graph (<= cfg_.n_threads)
     std::thread::id pinned_thread_;  // the forward() caller last pinned to cfg_.cpu.cores
     std::unique_ptr<StageWeights> weights_;
     std::unique_ptr<KvCache> kv_;

@@ -120,6 +120,33 @@ TEST(StageThreads, StrictPlacementPutsOneThreadOnEachCore) {
     EXPECT_EQ(count_pinned(r.affinities, {b}), before_b + 1);
 }
 
+TEST(StageThreads, FewerThreadsGiveTheSameLogits) {
+    std::shared_ptr<const GgufFile> file = GgufFile::open(model_path("stories260K-f32.gguf"));
+    const ModelHparams hp = ModelHparams::from_gguf(*file);
+    StageConfig cfg;
+    cfg.range = {0, hp.n_layer};
+    cfg.n_ctx = 64;
+    cfg.n_threads = 2;
+    Stage stage(file, hp, cfg);
+    const std::vector<int32_t> toks =
+        Tokenizer(file->path()).tokenize("Once upon a time", true, false);
+    std::vector<int32_t> pos(toks.size()), seq(toks.size(), 0);
+    for (size_t i = 0; i < toks.size(); ++i)
+        pos[i] = static_cast<int32_t>(i);
+    const int32_t row = static_cast<int32_t>(toks.size() - 1);
+    const Ubatch ub{
+        static_cast<uint32_t>(toks.size()), toks.data(), nullptr, pos.data(), seq.data(), &row, 1};
+    const float *l = stage.forward(ub);
+    const std::vector<float> two(l, l + hp.n_vocab);
+    stage.seq_rm(0);
+    stage.set_n_threads(1);  // what --max-temp does to a hot stage
+    EXPECT_EQ(stage.n_threads(), 1);
+    l = stage.forward(ub);
+    EXPECT_EQ(std::vector<float>(l, l + hp.n_vocab), two);
+    EXPECT_THROW(stage.set_n_threads(0), Error);
+    EXPECT_THROW(stage.set_n_threads(3), Error);  // more than the threadpool holds
+}
+
 TEST(StageThreads, BadCoresAndPrioritiesAreRefused) {
     std::shared_ptr<const GgufFile> file = GgufFile::open(model_path("stories260K-f32.gguf"));
     const ModelHparams hp = ModelHparams::from_gguf(*file);
