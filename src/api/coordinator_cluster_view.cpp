@@ -17,6 +17,7 @@
 
 #include "api/coordinator_backend.h"
 #include "api/openai/cluster_json.h"
+#include "cluster/cpu_placement.h"
 #include "cluster/device_probe.h"
 #include "cluster/plan_table.h"
 #include "pipeline/batch_scheduler.h"
@@ -45,7 +46,15 @@ struct Runtime {
     std::optional<double> rtt_ms;         // latest heartbeat round trip
     std::optional<double> report_age_ms;  // since the report arrived
     FenceCounts dropped;                  // messages the node dropped (message_fence.h)
+    NodeThreads threads;                  // its stage's compute threads (n = 0: unknown)
 };
+
+/// {"n", "cores", "thermal_limited"}, or null when not reported.
+json threads_json(const NodeThreads &t) {
+    if (t.n <= 0)
+        return nullptr;
+    return {{"n", t.n}, {"cores", t.cores}, {"thermal_limited", t.thermal_limited}};
+}
 
 json dropped_json(const FenceCounts &c) {
     json o = json::object();
@@ -76,6 +85,9 @@ Runtime coordinator_runtime(const Coordinator &c, const std::string &device) {
     r.battery = probe_battery_sysfs();
     r.temperature_c = probe_temperature_c();
     r.dropped = c.dropped_messages();
+    const CoordinatorOptions &o = c.options();
+    r.threads = NodeThreads{o.n_threads > 0 ? o.n_threads : default_thread_count(),
+                            format_cpu_list(o.cpu.cores), false};
     return r;
 }
 
@@ -102,6 +114,7 @@ std::optional<Runtime> worker_runtime(const std::vector<NodeReport> &reports,
     r.temperature_c = rt.temperature_c;
     r.report_age_ms = (now_us() - best->received_us) / 1000.0;
     r.dropped = rt.dropped;
+    r.threads = rt.threads;
     return r;
 }
 
@@ -176,6 +189,7 @@ json node_json(const NodeView &n, const Runtime &rt, bool has_plan) {
         {"slowdown", n.slowdown},
         {"profile", n.profile ? device_profile_to_json(*n.profile) : json(nullptr)},
         {"messages_dropped", dropped_json(rt.dropped)},
+        {"threads", threads_json(rt.threads)},
     };
 }
 

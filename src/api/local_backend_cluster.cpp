@@ -7,6 +7,7 @@
 
 #include "api/local_backend.h"
 #include "api/openai/cluster_json.h"
+#include "cluster/cpu_placement.h"
 #include "cluster/device_probe.h"
 #include "pipeline/batch_scheduler.h"
 #include "util/process_stats.h"
@@ -58,6 +59,10 @@ std::string LocalBackend::cluster_json() const {
         {"link_rtt_ms", nullptr},
         {"battery", battery},
         {"temperature_c", or_null(probe_temperature_c())},
+        {"threads",
+         {{"n", opts_.n_threads > 0 ? opts_.n_threads : default_thread_count()},
+          {"cores", format_cpu_list(opts_.cpu.cores)},
+          {"thermal_limited", false}}},
     };
     json out = {
         {"model", cluster_model_json(info_)},

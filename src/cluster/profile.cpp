@@ -160,7 +160,6 @@ nlohmann::json device_profile_to_json(const DeviceProfile &p) {
         {"n_big_cores", p.n_big_cores},
         {"n_little_cores", p.n_little_cores},
         {"cpu_cores", p.cpu_cores},
-        {"thermal_limited", p.thermal_limited},
         {"os", p.os},
         {"arch", p.arch},
         {"backend", p.backend},
@@ -205,8 +204,6 @@ DeviceProfile device_profile_from_json(const nlohmann::json &j) {
     p.n_little_cores = count("n_little_cores");
     if (const json *v = optional_field(j, "cpu_cores"))
         p.cpu_cores = to_string(*v, w, "cpu_cores");
-    if (const json *v = optional_field(j, "thermal_limited"))
-        p.thermal_limited = to_bool(*v, w, "thermal_limited");
     const json *percent = optional_field(j, "battery_percent");
     const json *charging = optional_field(j, "charging");
     if ((percent == nullptr) != (charging == nullptr)) {

@@ -47,7 +47,6 @@ struct DeviceProfile {
     int n_big_cores = 0;     // from cpufreq (cluster/device_probe.h)
     int n_little_cores = 0;  // 0 when the CPU has one kind of core
     std::string cpu_cores;   // cores the compute threads run on ("4-7"); "" = not pinned
-    bool thermal_limited = false;  // --max-temp holds n_threads below the configured count
 
     std::optional<BatteryState> battery;  // absent on devices without a battery
     std::optional<double> temperature_c;  // hottest CPU thermal zone, °C

@@ -242,7 +242,11 @@ std::string node_runtime_to_json(const NodeRuntime &r) {
                      {"error", r.error.substr(0, kMaxStringBytes)},
                      {"echo_ns", r.echo_ns},
                      {"hold_us", r.hold_us},
-                     {"dropped", fence_counts_to_json(r.dropped)}};
+                     {"dropped", fence_counts_to_json(r.dropped)},
+                     {"threads",
+                      {{"n", r.threads.n},
+                       {"cores", r.threads.cores.substr(0, kMaxStringBytes)},
+                       {"thermal_limited", r.threads.thermal_limited}}}};
     return json{{"runtime", rt}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -250,8 +254,10 @@ WireStatus worker_runtime_status(uint64_t echo_ns, std::chrono::steady_clock::ti
                                  uint64_t assigned_epoch,
                                  std::optional<std::pair<uint64_t, uint64_t>> download,
                                  uint64_t loaded_epoch, const std::string &load_error,
-                                 const StageRuntime &stage, const FenceCounts &dropped) {
+                                 const StageRuntime &stage, const FenceCounts &dropped,
+                                 const NodeThreads &threads) {
     NodeRuntime r;
+    r.threads = threads;
     r.plan_epoch = assigned_epoch;
     r.stage = stage;
     if (assigned_epoch == 0) {
@@ -327,6 +333,17 @@ std::optional<NodeRuntime> node_runtime_from_json(const std::string &text_json) 
     r.error = text(o, "error");
     r.echo_ns = static_cast<uint64_t>(number(o, "echo_ns", 1.8e19, ""));
     r.hold_us = static_cast<int64_t>(number(o, "hold_us", 3.6e9, ""));
+    // absent in reports of workers before thread placement
+    if (const auto t = o.find("threads"); t != o.end() && !t->is_null()) {
+        if (!t->is_object())
+            bad("threads", "not an object");
+        r.threads.n = static_cast<int>(number(*t, "n", 4096, "threads."));
+        r.threads.cores = text(*t, "cores");
+        const auto lim = t->find("thermal_limited");
+        if (lim == t->end() || !lim->is_boolean())
+            bad("threads.thermal_limited", "missing or not a boolean");
+        r.threads.thermal_limited = lim->get<bool>();
+    }
     // absent in reports of workers before fencing
     if (const auto d = o.find("dropped"); d != o.end() && !d->is_null()) {
         if (!d->is_object())

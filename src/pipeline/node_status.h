@@ -87,6 +87,15 @@ class StageMeter {
 };
 
 /// One node's report (a worker's STATUS, or the coordinator about itself).
+/// The compute threads of a node's stage: how many run now, on which cores
+/// ("" = not pinned; cluster/cpu_placement.h), and whether --max-temp holds
+/// the count down (cluster/thermal_guard.h). n = 0: not reported.
+struct NodeThreads {
+    int n = 0;
+    std::string cores;
+    bool thermal_limited = false;
+};
+
 struct NodeRuntime {
     std::string
         phase;  // "waiting" (no assignment), "downloading" (shard), "loading", "ready", "failed"
@@ -105,6 +114,7 @@ struct NodeRuntime {
     uint64_t echo_ns = 0;  // timestamp_ns of the coordinator's HEARTBEAT this answers (0: none)
     int64_t hold_us = 0;   // microseconds between receiving that HEARTBEAT and sending this
     FenceCounts dropped;   // messages its control and data sockets dropped (message_fence.h)
+    NodeThreads threads;   // its stage's compute threads (absent from older workers)
 };
 
 /// Fills host, device, os, arch, rss_bytes, available_bytes, battery (sysfs
@@ -127,12 +137,14 @@ std::optional<NodeRuntime> node_runtime_from_json(const std::string &json);
 /// assigned_epoch: plan epoch of its current assignment (0: none); download:
 /// (bytes received, total) while a shard is fetched; loaded_epoch and
 /// load_error: WorkerData's status; stage: WorkerData's counters; dropped:
-/// the worker's fence counters (Worker::dropped_messages).
+/// the worker's fence counters (Worker::dropped_messages); threads: its
+/// stage's compute threads.
 WireStatus worker_runtime_status(uint64_t echo_ns, std::chrono::steady_clock::time_point received,
                                  uint64_t assigned_epoch,
                                  std::optional<std::pair<uint64_t, uint64_t>> download,
                                  uint64_t loaded_epoch, const std::string &load_error,
-                                 const StageRuntime &stage, const FenceCounts &dropped = {});
+                                 const StageRuntime &stage, const FenceCounts &dropped = {},
+                                 const NodeThreads &threads = {});
 
 /// The latest report of one worker, as the coordinator keeps it.
 struct NodeReport {

@@ -233,10 +233,12 @@ void Worker::handle(const ReceivedMessage &rm) {
                 std::optional<std::pair<uint64_t, uint64_t>> fetched;
                 if (download_)
                     fetched = std::make_pair(download_->received(), download_->total());
-                send(worker_runtime_status(std::get<WireHeartbeat>(rm.message.body).timestamp_ns,
-                                           last_seen_, assign_ ? assign_->plan_epoch : 0, fetched,
-                                           st.loaded_epoch, st.error, data_->stage_runtime(),
-                                           dropped_messages()));
+                send(worker_runtime_status(
+                    std::get<WireHeartbeat>(rm.message.body).timestamp_ns, last_seen_,
+                    assign_ ? assign_->plan_epoch : 0, fetched, st.loaded_epoch, st.error,
+                    data_->stage_runtime(), dropped_messages(),
+                    NodeThreads{thermal_->threads(), format_cpu_list(opts_.cpu.cores),
+                                thermal_->limiting()}));
             }
             break;
         case WIRE_TYPE_ASSIGN:
@@ -552,7 +554,6 @@ void Worker::apply_thermal_guard(DeviceProfile &profile) {
         data_->set_thread_limit(thermal_->limiting() ? n : 0);
     }
     profile.n_threads = n;
-    profile.thermal_limited = thermal_->limiting();
 }
 
 void Worker::send_profile_status(const WorkerData::Status &st) {

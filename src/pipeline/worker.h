@@ -122,7 +122,8 @@ class Worker {
     /// (worker_status.h); nothing before the stage was measured.
     void send_profile_status(const WorkerData::Status &st);
     /// --max-temp: feeds the profile's temperature to the guard, limits the
-    /// stage's threads when it says so, and records the count in `profile`.
+    /// stage's threads when it says so, and records the count in `profile`
+    /// (the heartbeat's runtime report carries it too, NodeThreads).
     void apply_thermal_guard(DeviceProfile &profile);
     void poll_debug_control();
 
@@ -164,7 +165,7 @@ class Worker {
     int last_progress_pct_ = -1;
     uint64_t shard_bytes_received_ = 0;
 
-    DeviceProfile base_profile_;  // probed once at start: cores, OS, battery source
+    DeviceProfile base_profile_;           // probed once at start: cores, OS, battery source
     std::optional<ThermalGuard> thermal_;  // --max-temp (cluster/thermal_guard.h)
     clock::time_point download_started_{};
     std::optional<double> shard_throughput_;  // bytes/s of the last shard download

@@ -131,6 +131,26 @@ TEST(NodeStatus, WorkerStatusReportsItsPhase) {
     EXPECT_GT(failed.rss_bytes, 0u);
 }
 
+TEST(NodeStatus, ThreadsTravelWithTheReportAndAreChecked) {
+    const auto now = std::chrono::steady_clock::now();
+    const WireStatus st = worker_runtime_status(1, now, 2, std::nullopt, 2, "", StageRuntime{},
+                                                FenceCounts{}, NodeThreads{2, "4-7", true});
+    const NodeRuntime r = *node_runtime_from_json(st.json);
+    EXPECT_EQ(r.threads.n, 2);
+    EXPECT_EQ(r.threads.cores, "4-7");
+    EXPECT_TRUE(r.threads.thermal_limited);
+
+    json doc = json::parse(st.json);
+    doc["runtime"].erase("threads");  // a worker from before thread placement
+    EXPECT_EQ(node_runtime_from_json(doc.dump())->threads.n, 0);
+    doc["runtime"]["threads"] = {{"n", 99999}, {"cores", ""}, {"thermal_limited", false}};
+    EXPECT_THROW((void)node_runtime_from_json(doc.dump()), Error);
+    doc["runtime"]["threads"] = {{"n", 2}, {"cores", "0-3\n"}, {"thermal_limited", "yes"}};
+    EXPECT_THROW((void)node_runtime_from_json(doc.dump()), Error);
+    doc["runtime"]["threads"] = 4;
+    EXPECT_THROW((void)node_runtime_from_json(doc.dump()), Error);
+}
+
 TEST(NodeStatus, BoardMeasuresTheRoundTripFromTheEchoedHeartbeat) {
     NodeReports board;
     NodeRuntime r = sample_runtime();

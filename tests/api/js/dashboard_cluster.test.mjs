@@ -51,6 +51,17 @@ test('the dashboard of a three-node cluster shows every node and streams an answ
     assert.equal((await segments.nth(i).textContent()).trim(), `${n.name} · ${range}`);
   }
   assert.deepEqual(c.nodes.map((n) => n.role), ['coordinator', 'worker', 'worker']);
+  // every card shows its node's compute threads (a worker's come with its heartbeat answers)
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="node"]')]
+    .every((card) => card.querySelector('[data-testid="node-threads"]')), null, { timeout: 10000 });
+  const view = await (await fetch(cluster.url + '/v1/cluster')).json();
+  for (let i = 0; i < 3; i++) {
+    const t = view.nodes[i].threads;
+    assert.equal(t.n, 1, JSON.stringify(t));  // colony run -t 1 (server.mjs)
+    assert.equal(t.thermal_limited, false);
+    const want = `${t.n}` + (t.cores ? ` on cores ${t.cores}` : '');
+    assert.equal((await cards.nth(i).locator('[data-testid="node-threads"]').textContent()).trim(), want);
+  }
   assert.match(await page.locator('[data-testid="model-name"]').textContent(), /stories260K-f32/);
 
   // a message: no chat template, so the page falls back to completions

@@ -114,10 +114,10 @@ function renderNode(n) {
   kvRow(dl, 'link', n.link_rtt_ms == null ? (n.role === 'coordinator' ? 'local' : '—') : fmtNum(n.link_rtt_ms, 1, 'ms'));
   if (n.battery) kvRow(dl, 'battery', fmtNum(n.battery.percent, 0, '%') + (n.battery.charging ? ' ⚡' : ''));
   if (n.temperature_c != null) kvRow(dl, 'temperature', fmtNum(n.temperature_c, 0, '°C'));
-  const prof = n.profile || {};
-  if (prof.n_threads) {
-    kvRow(dl, 'threads', prof.n_threads + (prof.cpu_cores ? ' on cores ' + prof.cpu_cores : '') +
-      (prof.thermal_limited ? ' · limited by --max-temp' : ''));
+  const th = n.threads;
+  if (th && th.n) {
+    kvRow(dl, 'threads', th.n + (th.cores ? ' on cores ' + th.cores : '') +
+      (th.thermal_limited ? ' · limited by --max-temp' : ''));
     dl.lastChild.dataset.testid = 'node-threads';
   }
   const kv = n.kv || {};
