@@ -9,12 +9,11 @@
 #include <fstream>
 
 #include "cluster/cpu_placement.h"
+#include "fake_root.h"
 #include "util/error.h"
 
 namespace colony {
 namespace {
-
-namespace fs = std::filesystem;
 
 /// One core kind of a layout: how many, their max frequency (kHz) and their
 /// cpu_capacity (0 = the kernel does not report it).
@@ -24,21 +23,8 @@ struct CoreKind {
     int capacity;
 };
 
-class Layout : public ::testing::Test {
+class Layout : public FakeRoot {
   protected:
-    void SetUp() override {
-        char tmpl[] = "/tmp/colony-cpus-XXXXXX";
-        ASSERT_NE(mkdtemp(tmpl), nullptr);
-        root = tmpl;
-    }
-    void TearDown() override { fs::remove_all(root); }
-
-    void write(const std::string &rel, const std::string &text) {
-        const fs::path p = fs::path(root) / rel;
-        fs::create_directories(p.parent_path());
-        std::ofstream(p) << text;
-    }
-
     /// Cores numbered from 0 in the order given (little clusters first, as
     /// Android kernels number them).
     CpuTopology build(std::initializer_list<CoreKind> kinds) {
@@ -54,8 +40,6 @@ class Layout : public ::testing::Test {
         write("sys/devices/system/cpu/online", "0-" + std::to_string(core - 1) + "\n");
         return probe_cpu_topology(root);
     }
-
-    std::string root;
 };
 
 std::vector<int> range(int first, int last) {

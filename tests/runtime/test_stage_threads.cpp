@@ -51,6 +51,38 @@ size_t count_pinned(const std::vector<std::vector<int>> &affinities,
     return static_cast<size_t>(std::count(affinities.begin(), affinities.end(), cores));
 }
 
+/// The model, and "Once upon a time" as one ubatch of sequence 0 with the
+/// last row's logits wanted.
+struct Prompt {
+    std::shared_ptr<const GgufFile> file = GgufFile::open(model_path("stories260K-f32.gguf"));
+    ModelHparams hp = ModelHparams::from_gguf(*file);
+    std::vector<int32_t> tokens = Tokenizer(file->path()).tokenize("Once upon a time", true, false);
+    std::vector<int32_t> pos, seq = std::vector<int32_t>(tokens.size(), 0);
+    int32_t row = static_cast<int32_t>(tokens.size() - 1);
+
+    Prompt() {
+        for (size_t i = 0; i < tokens.size(); ++i)
+            pos.push_back(static_cast<int32_t>(i));
+    }
+    Ubatch ubatch() const {
+        return Ubatch{static_cast<uint32_t>(tokens.size()),
+                      tokens.data(),
+                      nullptr,
+                      pos.data(),
+                      seq.data(),
+                      &row,
+                      1};
+    }
+    /// A whole-model stage of 64 cells and 2 threads.
+    StageConfig config() const {
+        StageConfig cfg;
+        cfg.range = {0, hp.n_layer};
+        cfg.n_ctx = 64;
+        cfg.n_threads = 2;
+        return cfg;
+    }
+};
+
 struct PinnedRun {
     std::vector<float> logits;
     std::vector<std::vector<int>> affinities;  // read while the stage was alive
@@ -63,30 +95,14 @@ struct PinnedRun {
 PinnedRun run_on_thread(const CpuAffinity &cpu) {
     PinnedRun r;
     std::thread t([&] {
-        std::shared_ptr<const GgufFile> file = GgufFile::open(model_path("stories260K-f32.gguf"));
-        const ModelHparams hp = ModelHparams::from_gguf(*file);
-        const std::vector<int32_t> toks =
-            Tokenizer(file->path()).tokenize("Once upon a time", true, false);
-        std::vector<int32_t> pos(toks.size()), seq(toks.size(), 0);
-        for (size_t i = 0; i < toks.size(); ++i)
-            pos[i] = static_cast<int32_t>(i);
-        const int32_t row = static_cast<int32_t>(toks.size() - 1);
-        const Ubatch ub{static_cast<uint32_t>(toks.size()),
-                        toks.data(),
-                        nullptr,
-                        pos.data(),
-                        seq.data(),
-                        &row,
-                        1};
-        StageConfig cfg;
-        cfg.range = {0, hp.n_layer};
-        cfg.n_ctx = 64;
-        cfg.n_threads = 2;
-        Stage(file, hp, cfg).forward(ub);  // the unpinned warm-up
+        const Prompt p;
+        const Ubatch ub = p.ubatch();
+        StageConfig cfg = p.config();
+        Stage(p.file, p.hp, cfg).forward(ub);  // the unpinned warm-up
         cfg.cpu = cpu;
-        Stage stage(file, hp, cfg);
+        Stage stage(p.file, p.hp, cfg);
         const float *l = stage.forward(ub);
-        r.logits.assign(l, l + hp.n_vocab);
+        r.logits.assign(l, l + p.hp.n_vocab);
         r.affinities = thread_affinities();
     });
     t.join();
@@ -121,21 +137,10 @@ TEST(StageThreads, StrictPlacementPutsOneThreadOnEachCore) {
 }
 
 TEST(StageThreads, FewerThreadsGiveTheSameLogits) {
-    std::shared_ptr<const GgufFile> file = GgufFile::open(model_path("stories260K-f32.gguf"));
-    const ModelHparams hp = ModelHparams::from_gguf(*file);
-    StageConfig cfg;
-    cfg.range = {0, hp.n_layer};
-    cfg.n_ctx = 64;
-    cfg.n_threads = 2;
-    Stage stage(file, hp, cfg);
-    const std::vector<int32_t> toks =
-        Tokenizer(file->path()).tokenize("Once upon a time", true, false);
-    std::vector<int32_t> pos(toks.size()), seq(toks.size(), 0);
-    for (size_t i = 0; i < toks.size(); ++i)
-        pos[i] = static_cast<int32_t>(i);
-    const int32_t row = static_cast<int32_t>(toks.size() - 1);
-    const Ubatch ub{
-        static_cast<uint32_t>(toks.size()), toks.data(), nullptr, pos.data(), seq.data(), &row, 1};
+    const Prompt p;
+    const ModelHparams &hp = p.hp;
+    Stage stage(p.file, hp, p.config());
+    const Ubatch ub = p.ubatch();
     const float *l = stage.forward(ub);
     const std::vector<float> two(l, l + hp.n_vocab);
     stage.seq_rm(0);
@@ -148,16 +153,13 @@ TEST(StageThreads, FewerThreadsGiveTheSameLogits) {
 }
 
 TEST(StageThreads, BadCoresAndPrioritiesAreRefused) {
-    std::shared_ptr<const GgufFile> file = GgufFile::open(model_path("stories260K-f32.gguf"));
-    const ModelHparams hp = ModelHparams::from_gguf(*file);
-    StageConfig cfg;
-    cfg.range = {0, hp.n_layer};
-    cfg.n_ctx = 64;
+    const Prompt p;
+    StageConfig cfg = p.config();
     cfg.cpu.cores = {512};
-    EXPECT_THROW(Stage(file, hp, cfg), Error);
+    EXPECT_THROW(Stage(p.file, p.hp, cfg), Error);
     cfg.cpu.cores = {};
     cfg.cpu.prio = 7;
-    EXPECT_THROW(Stage(file, hp, cfg), Error);
+    EXPECT_THROW(Stage(p.file, p.hp, cfg), Error);
 }
 
 }  // namespace
