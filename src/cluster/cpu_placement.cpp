@@ -147,7 +147,9 @@ CpuPlacement place_threads(const CpuTopology &topology, const CpuOptions &option
         p.n_threads = options.n_threads > 0 ? options.n_threads : n_big;
         return p;
     }
-    p.reason = topology.little_cores.empty() ? "all cores" : "more threads than big cores";
+    p.reason = topology.little_cores.empty() ? "all cores"
+               : n_big == 0                  ? "no big core may be used"
+                                             : "more threads than big cores";
     p.n_threads = options.n_threads > 0 ? options.n_threads : n_online;
     return p;
 }

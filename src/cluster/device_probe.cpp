@@ -216,7 +216,26 @@ CpuTopology probe_cpu_topology(const std::string &root) {
                                            static_cast<double>(it->second) >= threshold * highest);
         (big ? topo.big_cores : topo.little_cores).push_back(core);
     }
+    if (fs::path(root) == fs::path("/"))
+        return restrict_to_cores(std::move(topo), allowed_cores());
     return topo;
+}
+
+CpuTopology restrict_to_cores(CpuTopology t, const std::vector<int> &allowed) {
+    auto keep = [&](std::vector<int> v) {
+        std::vector<int> out;
+        for (int c : v)
+            if (std::binary_search(allowed.begin(), allowed.end(), c))
+                out.push_back(c);
+        return out;
+    };
+    std::vector<int> cores = keep(t.cores);
+    if (cores.empty())
+        return t;
+    t.cores = std::move(cores);
+    t.big_cores = keep(t.big_cores);
+    t.little_cores = keep(t.little_cores);
+    return t;
 }
 
 int default_thread_count(const CpuTopology &topology) {

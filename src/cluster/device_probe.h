@@ -62,7 +62,15 @@ std::optional<uint64_t> probe_mem_available_bytes(const std::string &root = "/")
 /// Online cores (<root>/sys/devices/system/cpu/online, else every cpuN
 /// directory, else "processor" lines of /proc/cpuinfo, else
 /// std::thread::hardware_concurrency when root is "/") and their classes.
+/// With root "/" only the cores this process may run on count
+/// (restrict_to_cores with allowed_cores()): Android's cpusets keep a
+/// background app on the little cores.
 CpuTopology probe_cpu_topology(const std::string &root = "/");
+
+/// `t` less the cores not in `allowed` (ascending ids). Unchanged when
+/// `allowed` is empty or holds none of t's cores (a wrong mask must not leave
+/// a machine without cores).
+CpuTopology restrict_to_cores(CpuTopology t, const std::vector<int> &allowed);
 
 /// Threads to use by default: the number of big cores, at least 1.
 int default_thread_count(const CpuTopology &topology);

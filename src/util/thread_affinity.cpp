@@ -37,4 +37,17 @@ bool pin_current_thread(const std::vector<int> &cores) {
 #endif
 }
 
+std::vector<int> allowed_cores() {
+    std::vector<int> cores;
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return cores;
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &set))
+            cores.push_back(c);
+#endif
+    return cores;
+}
+
 }  // namespace colony

@@ -12,4 +12,8 @@ namespace colony {
 /// thread affinity (then it does nothing).
 bool pin_current_thread(const std::vector<int> &cores);
 
+/// The cores the calling thread may run on (sched_getaffinity), ascending;
+/// empty when unknown (other systems, or the call failed).
+std::vector<int> allowed_cores();
+
 }  // namespace colony

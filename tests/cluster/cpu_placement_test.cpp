@@ -154,6 +154,25 @@ TEST_F(Layout, MaskAndRangeOverrideAndKeepToOnlineCores) {
     EXPECT_THROW(place_threads(t, threads), Error);
 }
 
+// Android's cpusets keep a background app on some cores: only those count.
+TEST_F(Layout, OnlyTheCoresThisProcessMayUseCount) {
+    const CpuTopology t = build({{3, 2016000, 325}, {4, 2803200, 870}, {1, 3187200, 1024}});
+    CpuTopology r = restrict_to_cores(t, range(0, 4));  // the little cores and two middle ones
+    EXPECT_EQ(r.cores, range(0, 4));
+    EXPECT_EQ(r.big_cores, range(3, 4));
+    CpuPlacement p = place_threads(r, {});
+    EXPECT_EQ(p.n_threads, 2);
+    EXPECT_EQ(p.cores, range(3, 4));
+    r = restrict_to_cores(t, range(0, 2));  // the little cores only: not pinned, every one used
+    EXPECT_TRUE(r.big_cores.empty());
+    p = place_threads(r, {});
+    EXPECT_EQ(p.n_threads, 3);
+    EXPECT_TRUE(p.cores.empty());
+    EXPECT_EQ(p.reason, "no big core may be used");
+    EXPECT_EQ(restrict_to_cores(t, {}).cores, t.cores);     // unknown: unchanged
+    EXPECT_EQ(restrict_to_cores(t, {100}).cores, t.cores);  // none of them: unchanged
+}
+
 TEST(CpuMask, ParsesLlamaCppHexMasks) {
     EXPECT_EQ(parse_cpu_mask("0xf0"), range(4, 7));
     EXPECT_EQ(parse_cpu_mask("F0"), range(4, 7));
