@@ -100,7 +100,7 @@ llama_sampler *make_grammar(const GrammarConstraint &c, const llama_vocab *vocab
 
 Sampler::Sampler(const SamplingParams &p, int32_t n_vocab, const SequenceOptions &options,
                  const llama_vocab *vocab)
-    : n_vocab_(n_vocab), n_probs_(std::clamp(options.n_probs, 0, kMaxTopLogprobs)) {
+    : vocab_(vocab), n_vocab_(n_vocab), n_probs_(std::clamp(options.n_probs, 0, kMaxTopLogprobs)) {
     validate_sampling(p);
     if (n_vocab <= 0)
         throw Error(ErrorCode::kInvalidArgument, "empty vocabulary");
@@ -206,9 +206,26 @@ void Sampler::accept_generated(int32_t token) {
     accept_grammar(token);
 }
 
+bool Sampler::grammar_allows(int32_t token) {
+    llama_token_data one{token, 0.0f, 0.0f};
+    llama_token_data_array arr{&one, 1, -1, false};
+    llama_sampler_apply(grammar_, &arr);
+    return one.logit != -INFINITY;
+}
+
 void Sampler::accept_grammar(int32_t token) {
     if (!grammar_)
         return;
+    if (grammar_failed_)
+        throw Error(ErrorCode::kInvalidArgument,
+                    "the grammar cannot go on: a token it does not allow was accepted");
+    if (vocab_ && token >= 0 && token < n_vocab_ && llama_vocab_is_eog(vocab_, token) &&
+        !grammar_allows(token)) {
+        grammar_failed_ = true;  // the sequence holds a token its grammar refused
+        throw Error(ErrorCode::kInvalidArgument,
+                    "token " + std::to_string(token) +
+                        " ends the generation before the grammar is complete");
+    }
     try {
         llama_sampler_accept(grammar_, token);
     } catch (const std::exception &e) {

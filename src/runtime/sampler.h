@@ -123,6 +123,10 @@ class Sampler {
     /// The token sample() picks, before it is recorded anywhere.
     int32_t pick(const float *logits);
     void accept_grammar(int32_t token);
+    /// Whether the grammar allows `token` now (it would not set its logit to
+    /// -inf): libllama's grammar aborts when it accepts an end-of-generation
+    /// token before it is complete (llama_grammar_accept_impl).
+    bool grammar_allows(int32_t token);
 
     llama_sampler *chain_ = nullptr;    // penalties .. temperature (greedy: .. greedy)
     llama_sampler *dist_ = nullptr;     // the seeded draw (null: greedy)
@@ -130,6 +134,7 @@ class Sampler {
     // A token the grammar refused was accepted: libllama's grammar is left
     // with no stack and asserts when applied again, so pick() refuses instead.
     bool grammar_failed_ = false;
+    const llama_vocab *vocab_ = nullptr;  // for end-of-generation tokens (grammar only)
     int32_t n_vocab_;
     int32_t n_probs_ = 0;
     std::vector<::llama_token_data> candidates_;

@@ -80,6 +80,18 @@ TEST(SamplerGrammar, PrefillAndReplayedTokensAdvanceTheGrammar) {
     // a token outside the grammar cannot be replayed into it
     Sampler c(greedy, tok.n_vocab(), o, tok.vocab());
     EXPECT_THROW(c.accept_generated(tok.tokenize("dog", false, false)[0]), Error);
+    // nor an end of generation before the grammar is complete: libllama's
+    // grammar aborts on that (llama_grammar_accept_impl; found by
+    // fuzz_stage_frames, tests/fuzz/regressions/stage_frames/crash-ada59ce...)
+    Sampler d(greedy, tok.n_vocab(), o, tok.vocab());
+    d.accept_generated(out[0]);
+    EXPECT_THROW(d.accept_generated(llama_vocab_eos(tok.vocab())), Error);
+    EXPECT_THROW(d.sample(logits.data()), Error);  // and the sequence cannot go on
+    // once the grammar is complete, the end of generation fits
+    Sampler e(greedy, tok.n_vocab(), o, tok.vocab());
+    for (int32_t t : out)
+        e.accept_generated(t);
+    EXPECT_NO_THROW(e.accept_generated(llama_vocab_eos(tok.vocab())));
 }
 
 TEST(SamplerGrammar, BadGrammarsAndMissingVocabularyAreInvalidArguments) {
