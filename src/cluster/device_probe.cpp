@@ -239,7 +239,7 @@ CpuTopology restrict_to_cores(CpuTopology t, const std::vector<int> &allowed) {
 }
 
 int default_thread_count(const CpuTopology &topology) {
-    return std::max<int>(1, static_cast<int>(topology.big_cores.size()));
+    return place_threads(topology, CpuOptions{}).n_threads;
 }
 
 std::optional<BatteryState> probe_battery_sysfs(const std::string &root) {
@@ -365,7 +365,7 @@ DeviceProfile probe_device_profile(const std::string &root,
     p.n_big_cores = static_cast<int>(topo.big_cores.size());
     p.n_little_cores = static_cast<int>(topo.little_cores.size());
     const CpuPlacement placement = place_threads(topo, CpuOptions{});
-    p.n_threads = placement.n_threads;
+    p.n_threads = placement.n_threads;  // default_thread_count(topo)
     p.cpu_cores = format_cpu_list(placement.cores);
     p.battery = probe_battery(root);
     p.temperature_c = probe_temperature_c(root);

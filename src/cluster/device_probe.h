@@ -72,7 +72,9 @@ CpuTopology probe_cpu_topology(const std::string &root = "/");
 /// a machine without cores).
 CpuTopology restrict_to_cores(CpuTopology t, const std::vector<int> &allowed);
 
-/// Threads to use by default: the number of big cores, at least 1.
+/// Threads to use by default: those of the default placement
+/// (place_threads, cluster/cpu_placement.h), the big cores where there are
+/// big and little ones.
 int default_thread_count(const CpuTopology &topology);
 
 /// Battery from <root>/sys/class/power_supply: mean capacity of the device's
@@ -110,8 +112,8 @@ OsInfo probe_os(const std::string &root = "/");
 
 /// Everything a probe can fill in a DeviceProfile: mem_available_bytes
 /// (MemAvailable, lowered to mem_limit_bytes when given; 0 when neither is
-/// known), n_big_cores, n_little_cores, n_threads (default_thread_count),
-/// battery, temperature_c, os, arch. Times, model bytes, node id, name,
+/// known), n_big_cores, n_little_cores, n_threads and cpu_cores (the default
+/// placement, place_threads), battery, temperature_c, os, arch. Times, model bytes, node id, name,
 /// headroom and backend are left for the caller.
 DeviceProfile probe_device_profile(const std::string &root = "/",
                                    std::optional<uint64_t> mem_limit_bytes = std::nullopt);

@@ -14,20 +14,10 @@
 #include "runtime/stage.h"
 #include "runtime/tokenizer.h"
 #include "util/error.h"
+#include "util/thread_affinity.h"  // allowed_cores
 
 namespace colony::test {
 namespace {
-
-std::vector<int> allowed_cores() {
-    cpu_set_t set;
-    std::vector<int> cores;
-    if (sched_getaffinity(0, sizeof set, &set) != 0)
-        return cores;
-    for (int c = 0; c < CPU_SETSIZE; ++c)
-        if (CPU_ISSET(c, &set))
-            cores.push_back(c);
-    return cores;
-}
 
 /// Affinity of every thread of this process, one core list per thread.
 std::vector<std::vector<int>> thread_affinities() {
