@@ -8,6 +8,7 @@
 #
 #   -DCOLONY_CPU=auto      (default) detect as above
 #   -DCOLONY_CPU=portable  x86: AVX2+FMA+F16C only; others: ggml defaults
+#   -DCOLONY_CPU=armv...   aarch64: this -march (e.g. armv8.2-a+dotprod+fp16)
 
 set(COLONY_CPU "auto" CACHE STRING "CPU feature selection for ggml: auto | portable")
 
@@ -49,9 +50,22 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
   endif()
   message(STATUS "colony: x86 CPU flags AVX2=${GGML_AVX2} AVX512=${GGML_AVX512} VNNI=${GGML_AVX512_VNNI} BF16=${GGML_AVX512_BF16} AMX=OFF")
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64|ARM64")
-  if(COLONY_CPU STREQUAL "auto")
+  # Native builds (a phone under Termux, a board) let ggml detect the CPU's
+  # features. A cross build (scripts/build-aarch64.sh) names them instead:
+  # -DCOLONY_CPU=armv8.2-a+dotprod+fp16 becomes ggml's GGML_CPU_ARM_ARCH.
+  if(COLONY_CPU STREQUAL "auto" AND NOT CMAKE_CROSSCOMPILING)
     set(GGML_NATIVE ON CACHE BOOL "" FORCE)
+  else()
+    set(GGML_NATIVE OFF CACHE BOOL "" FORCE)
+    if(COLONY_CPU MATCHES "^armv")
+      set(GGML_CPU_ARM_ARCH "${COLONY_CPU}" CACHE STRING "" FORCE)
+    endif()
   endif()
-  set(GGML_CPU_KLEIDIAI ON CACHE BOOL "" FORCE)
-  message(STATUS "colony: aarch64, GGML_NATIVE=${GGML_NATIVE}, KleidiAI on")
+  # KleidiAI's source is downloaded by ggml at configure time; where nothing
+  # can be downloaded, -DCOLONY_KLEIDIAI=OFF, or point
+  # FETCHCONTENT_SOURCE_DIR_KLEIDIAI_DOWNLOAD at an unpacked release.
+  option(COLONY_KLEIDIAI "ggml's KleidiAI kernels on aarch64 (downloads their source)" ON)
+  set(GGML_CPU_KLEIDIAI ${COLONY_KLEIDIAI} CACHE BOOL "" FORCE)
+  message(STATUS "colony: aarch64, GGML_NATIVE=${GGML_NATIVE} GGML_CPU_ARM_ARCH=${GGML_CPU_ARM_ARCH} "
+                 "KleidiAI=${GGML_CPU_KLEIDIAI}")
 endif()

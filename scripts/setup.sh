@@ -1,43 +1,69 @@
 #!/usr/bin/env bash
 # Installs what colony needs that is missing, fetches the pinned llama.cpp tree
-# into the cache (~/.cache/colony) and builds colony into build/.
+# into the cache (~/.cache/colony) and builds the colony program (and the
+# llama.cpp libraries it links) into build/: what the main job needs, and all
+# a phone should build.
 #
-#   scripts/setup.sh [--llama-dir DIR] [--build-dir DIR] [--no-build] [--deps-only] [--debug]
+#   scripts/setup.sh [--all] [--vulkan|--cuda] [--llama-dir DIR] [--build-dir DIR] [--no-build] [--deps-only] [--debug]
 #
+#   --all             also the test and benchmark packages, and build everything:
+#                     tests, benchmarks, llama.cpp's comparison tools (scripts/test.sh uses it)
+#   --vulkan          build ggml's Vulkan backend too (installs the Vulkan headers, loader,
+#                     glslc and SPIR-V headers, and Mesa's drivers with the lavapipe software
+#                     device); stages offload with -ngl (docs/cluster.md, "GPUs")
+#   --cuda            build ggml's CUDA backend too (the CUDA toolkit's nvcc must be installed)
 #   --llama-dir DIR   build against an existing llama.cpp checkout instead of the pinned tree
 #   --build-dir DIR   build directory (default: build)
 #   --no-build        install dependencies and fetch llama.cpp, but do not build
 #   --deps-only       only install dependencies
 #   --debug           CMAKE_BUILD_TYPE=Debug
 #
-# Platforms: Debian/Ubuntu (apt-get), Termux on Android (pkg). macOS: install with
+# Platforms: Debian/Ubuntu (apt-get), Termux on Android (pkg, no root; Termux
+# has no cppzmq package, so third_party/cppzmq stands in). macOS: install with
 #   brew install cmake ccache zeromq cppzmq openssl googletest google-benchmark node pkg-config
 # then run this script (it skips the package step when brew is the package manager).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-llama_dir="" build_dir="build" build=1 deps_only=0 build_type=Release
+llama_dir="" build_dir="build" build=1 deps_only=0 build_type=Release all=0 gpu=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --all) all=1; shift ;;
+    --vulkan) gpu=vulkan; shift ;;
+    --cuda) gpu=cuda; shift ;;
     --llama-dir) llama_dir="$2"; shift 2 ;;
     --build-dir) build_dir="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
     --deps-only) deps_only=1; shift ;;
     --debug) build_type=Debug; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
     *) echo "setup: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 log() { echo "setup: $*" >&2; }
 
-# Debian package names; each entry "package:command-or-file that proves it is there"
+# Debian package names; each entry "package:command-or-file that proves it is there".
+# The main job: a compiler, cmake, libzmq, OpenSSL, and npm (the llama.cpp tree
+# comes from the npm registry).
 debian_deps=(
   "build-essential:g++" "cmake:cmake" "git:git" "ccache:ccache" "pkg-config:pkg-config"
   "libzmq3-dev:/usr/include/zmq.h" "cppzmq-dev:/usr/include/zmq.hpp" "libssl-dev:/usr/include/openssl/ssl.h"
+  "nodejs:node" "npm:npm" "openssl:openssl" "python3:python3"
+)
+# --all: the tests (GoogleTest, the network lab, the browser test), the benchmarks
+debian_test_deps=(
   "libgtest-dev:/usr/include/gtest/gtest.h" "libgmock-dev:/usr/include/gmock/gmock.h"
   "libbenchmark-dev:/usr/include/benchmark/benchmark.h"
-  "nodejs:node" "npm:npm" "iproute2:ip" "openssl:openssl" "procps:ps" "curl:curl" "python3:python3"
+  "iproute2:ip" "procps:ps" "curl:curl"
   "chromium:/usr/bin/chromium" "fonts-dejavu-core:/usr/share/fonts/truetype/dejavu" "gnuplot-nox:gnuplot"
 )
+[ "$all" = 1 ] && debian_deps+=("${debian_test_deps[@]}")
+# --vulkan: ggml-vulkan's build needs the headers, glslc and SPIR-V headers;
+# Mesa's drivers bring lavapipe, a Vulkan device on the CPU that the tests use
+debian_vulkan_deps=(
+  "libvulkan-dev:/usr/include/vulkan/vulkan.h" "glslc:glslc"
+  "spirv-headers:/usr/include/spirv/unified1/spirv.hpp" "mesa-vulkan-drivers:/usr/share/vulkan/icd.d"
+)
+[ "$gpu" = vulkan ] && debian_deps+=("${debian_vulkan_deps[@]}")
 
 have() { case "$1" in /*) [ -e "$1" ] ;; *) command -v "$1" >/dev/null 2>&1 ;; esac; }
 
@@ -53,8 +79,12 @@ install_debian() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Termux package names (termux/termux-packages: packages/<name>). libzmq is
+# built with libsodium (CURVE); OpenSSL's headers are in `openssl`.
 install_termux() {
-  local pkgs=(clang cmake git ccache pkg-config libzmq cppzmq openssl nodejs python)
+  local pkgs=(clang cmake git ccache pkg-config libzmq openssl nodejs python)
+  [ "$all" = 1 ] && pkgs+=(googletest curl procps)
+  [ "$gpu" = vulkan ] && pkgs+=(vulkan-headers vulkan-loader-android shaderc spirv-headers)
   log "installing with pkg: ${pkgs[*]}"
   pkg install -y "${pkgs[@]}"
 }
@@ -72,11 +102,16 @@ fi
 
 # JavaScript test clients (openai, the Vercel AI SDK, LangChain.js, ollama, zod;
 # playwright-core for the browser test), pinned by tests/api/js/package-lock.json
-if [ -f tests/api/js/package-lock.json ] && command -v npm >/dev/null 2>&1; then
+if [ "$all" = 1 ] && [ -f tests/api/js/package-lock.json ] && command -v npm >/dev/null 2>&1; then
   if [ ! -d tests/api/js/node_modules ] || [ tests/api/js/package-lock.json -nt tests/api/js/node_modules ]; then
     log "installing the JavaScript test clients (npm ci)"
     npm ci --silent --no-audit --no-fund --prefix tests/api/js >/dev/null
   fi
+fi
+
+if [ "$gpu" = cuda ] && ! command -v nvcc >/dev/null 2>&1; then
+  log "--cuda: nvcc is not on PATH; install the CUDA toolkit first"
+  exit 1
 fi
 
 if [ -z "$llama_dir" ]; then
@@ -87,8 +122,25 @@ fi
 export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/colony/ccache}"
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(cd .. && pwd)}"
 jobs=$(nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
+# Without --all only the colony program is built; a build directory that was
+# configured with the tests keeps them (configuring them needs GoogleTest).
+tests=()
+case "$gpu" in
+  vulkan) tests+=(-DGGML_VULKAN=ON) ;;
+  cuda) tests+=(-DGGML_CUDA=ON) ;;
+esac
+if [ "$all" = 1 ]; then
+  tests+=(-DCOLONY_BUILD_TESTS=ON -DCOLONY_BUILD_BENCH=ON)
+elif [ ! -f "$build_dir/CMakeCache.txt" ]; then
+  tests+=(-DCOLONY_BUILD_TESTS=OFF -DCOLONY_BUILD_BENCH=OFF)
+fi
 log "configuring $build_dir ($build_type) against $llama_dir"
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" -DCOLONY_LLAMA_DIR="$llama_dir" >/dev/null
-log "building with $jobs jobs"
-cmake --build "$build_dir" -j "$jobs"
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" -DCOLONY_LLAMA_DIR="$llama_dir" "${tests[@]}" >/dev/null
+if [ "$all" = 1 ]; then
+  log "building everything with $jobs jobs"
+  cmake --build "$build_dir" -j "$jobs"
+else
+  log "building colony with $jobs jobs (--all: tests and benchmarks too)"
+  cmake --build "$build_dir" -j "$jobs" --target colony
+fi
 log "done: $build_dir/bin/colony"

@@ -10,7 +10,7 @@
 #   scripts/test.sh [ctest options...]      e.g. scripts/test.sh -R Golden
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --all
 jobs=$(nproc 2>/dev/null || echo 2)
 junit="$PWD/build/ctest-junit.xml"
 rm -f "$junit"

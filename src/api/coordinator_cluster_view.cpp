@@ -53,7 +53,10 @@ struct Runtime {
 json threads_json(const NodeThreads &t) {
     if (t.n <= 0)
         return nullptr;
-    return {{"n", t.n}, {"cores", t.cores}, {"thermal_limited", t.thermal_limited}};
+    return {{"n", t.n},
+            {"cores", t.cores},
+            {"thermal_limited", t.thermal_limited},
+            {"gpu", t.gpu.empty() ? json(nullptr) : json(t.gpu)}};
 }
 
 json dropped_json(const FenceCounts &c) {

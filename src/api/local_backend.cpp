@@ -23,6 +23,7 @@ CoordinatorOptions scheduler_options(const LocalBackendOptions &o) {
     c.n_ubatch = o.n_ubatch;
     c.n_threads = o.n_threads;
     c.cpu = o.cpu;
+    c.gpu = o.gpu;
     c.type_k = o.type_k;
     c.type_v = o.type_v;
     c.use_mmap = o.use_mmap;

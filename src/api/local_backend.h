@@ -38,6 +38,7 @@ struct LocalBackendOptions {
     uint32_t n_ubatch = 512;  // rows per forward pass
     int n_threads = 0;        // compute threads; 0 = all cores
     CpuAffinity cpu;          // where they run (cluster/cpu_placement.h)
+    GpuOffload gpu;           // -ngl/--device (runtime/stage.h)
     size_t max_queue = 64;    // requests waiting for a slot before submit() refuses
     ggml_type type_k = GGML_TYPE_F16;
     ggml_type type_v = GGML_TYPE_F16;

@@ -10,6 +10,7 @@
 #include "cluster/cpu_placement.h"
 #include "cluster/device_probe.h"
 #include "pipeline/batch_scheduler.h"
+#include "runtime/gpu_device.h"
 #include "util/process_stats.h"
 
 namespace colony {
@@ -62,7 +63,8 @@ std::string LocalBackend::cluster_json() const {
         {"threads",
          {{"n", opts_.n_threads > 0 ? opts_.n_threads : default_thread_count()},
           {"cores", format_cpu_list(opts_.cpu.cores)},
-          {"thermal_limited", false}}},
+          {"thermal_limited", false},
+          {"gpu", opts_.gpu.n_gpu_layers != 0 ? json(gpu_label(opts_.gpu)) : json(nullptr)}}},
     };
     json out = {
         {"model", cluster_model_json(info_)},

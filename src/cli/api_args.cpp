@@ -7,6 +7,7 @@
 #include "api/serve_local.h"
 #include "cli/args.h"
 #include "cli/cpu_args.h"
+#include "cli/gpu_args.h"
 #include "cli/kv_args.h"
 #include "model/kv_cache.h"
 #include "util/error.h"
@@ -92,6 +93,8 @@ int cmd_serve_local(int argc, char **argv) {
     p.add("-ub", "--ubatch-size", "N", "tokens per forward pass", &bo.n_ubatch);
     CpuArgs cpu;
     add_cpu_args(p, &cpu);
+    GpuArgs gpu;
+    add_gpu_args(p, &gpu);
     p.add("-ctk", "--cache-type-k", "TYPE", "KV cache type of K: f32, f16, bf16, q8_0, q4_0, ...",
           &cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V", &cache_v);
@@ -104,9 +107,12 @@ int cmd_serve_local(int argc, char **argv) {
         std::fputs(p.usage().c_str(), stdout);
         return 0;
     }
+    if (print_devices_if_asked(gpu))
+        return 0;
     const CpuPlacement placement = resolve_cpu_args(cpu);
     bo.n_threads = placement.n_threads;
     bo.cpu = stage_affinity(placement);
+    bo.gpu = gpu.offload;
     bo.model_id = api.alias;
     bo.max_queue = api.queue_size;
     bo.type_k = parse_cache_type(cache_k);

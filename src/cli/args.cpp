@@ -21,7 +21,8 @@ long long parse_int(const std::string &opt, const std::string &v) {
     errno = 0;
     const long long x = std::strtoll(v.c_str(), &end, 10);
     if (v.empty() || *end != '\0' || errno == ERANGE) {
-        throw Error(ErrorCode::kInvalidArgument, "option " + opt + " needs an integer, got '" + v + "'");
+        throw Error(ErrorCode::kInvalidArgument,
+                    "option " + opt + " needs an integer, got '" + v + "'");
     }
     return x;
 }
@@ -31,8 +32,9 @@ long long parse_int(const std::string &opt, const std::string &v) {
 ArgParser::ArgParser(std::string command, std::string summary)
     : command_(std::move(command)), summary_(std::move(summary)) {}
 
-void ArgParser::push(const std::string &s, const std::string &l, const std::string &mv, const std::string &help,
-                     std::string def, std::function<void(const std::string &)> set, bool takes_value,
+void ArgParser::push(const std::string &s, const std::string &l, const std::string &mv,
+                     const std::string &help, std::string def,
+                     std::function<void(const std::string &)> set, bool takes_value,
                      bool required) {
     Option o;
     o.short_name = s;
@@ -46,54 +48,69 @@ void ArgParser::push(const std::string &s, const std::string &l, const std::stri
     options_.push_back(std::move(o));
 }
 
-void ArgParser::add(const std::string &s, const std::string &l, const std::string &mv, const std::string &help,
-                    std::string *t, bool required) {
-    push(s, l, mv, help, t->empty() ? "" : *t, [t](const std::string &v) { *t = v; }, true, required);
+void ArgParser::add(const std::string &s, const std::string &l, const std::string &mv,
+                    const std::string &help, std::string *t, bool required) {
+    push(
+        s, l, mv, help, t->empty() ? "" : *t, [t](const std::string &v) { *t = v; }, true,
+        required);
 }
 
-void ArgParser::add(const std::string &s, const std::string &l, const std::string &mv, const std::string &help,
-                    int32_t *t) {
-    push(s, l, mv, help, std::to_string(*t),
-         [t, l](const std::string &v) {
-             const long long x = parse_int(l, v);
-             if (x < INT32_MIN || x > INT32_MAX) throw Error(ErrorCode::kInvalidArgument, "option " + l + " out of range");
-             *t = static_cast<int32_t>(x);
-         },
-         true, false);
+void ArgParser::add(const std::string &s, const std::string &l, const std::string &mv,
+                    const std::string &help, int32_t *t) {
+    push(
+        s, l, mv, help, std::to_string(*t),
+        [t, l](const std::string &v) {
+            const long long x = parse_int(l, v);
+            if (x < INT32_MIN || x > INT32_MAX)
+                throw Error(ErrorCode::kInvalidArgument, "option " + l + " out of range");
+            *t = static_cast<int32_t>(x);
+        },
+        true, false);
 }
 
-void ArgParser::add(const std::string &s, const std::string &l, const std::string &mv, const std::string &help,
-                    uint32_t *t) {
-    push(s, l, mv, help, std::to_string(*t),
-         [t, l](const std::string &v) {
-             const long long x = parse_int(l, v);
-             if (x < 0 || x > UINT32_MAX) throw Error(ErrorCode::kInvalidArgument, "option " + l + " must be >= 0");
-             *t = static_cast<uint32_t>(x);
-         },
-         true, false);
+void ArgParser::add(const std::string &s, const std::string &l, const std::string &mv,
+                    const std::string &help, uint32_t *t) {
+    push(
+        s, l, mv, help, std::to_string(*t),
+        [t, l](const std::string &v) {
+            const long long x = parse_int(l, v);
+            if (x < 0 || x > UINT32_MAX)
+                throw Error(ErrorCode::kInvalidArgument, "option " + l + " must be >= 0");
+            *t = static_cast<uint32_t>(x);
+        },
+        true, false);
 }
 
-void ArgParser::add(const std::string &s, const std::string &l, const std::string &mv, const std::string &help,
-                    float *t) {
-    push(s, l, mv, help, fmt_float(*t),
-         [t, l](const std::string &v) {
-             char *end = nullptr;
-             const float x = std::strtof(v.c_str(), &end);
-             if (v.empty() || *end != '\0') {
-                 throw Error(ErrorCode::kInvalidArgument, "option " + l + " needs a number, got '" + v + "'");
-             }
-             *t = x;
-         },
-         true, false);
+void ArgParser::add(const std::string &s, const std::string &l, const std::string &mv,
+                    const std::string &help, float *t) {
+    push(
+        s, l, mv, help, fmt_float(*t),
+        [t, l](const std::string &v) {
+            char *end = nullptr;
+            const float x = std::strtof(v.c_str(), &end);
+            if (v.empty() || *end != '\0') {
+                throw Error(ErrorCode::kInvalidArgument,
+                            "option " + l + " needs a number, got '" + v + "'");
+            }
+            *t = x;
+        },
+        true, false);
 }
 
 void ArgParser::flag(const std::string &s, const std::string &l, const std::string &help, bool *t) {
-    push(s, l, "", help, "", [t](const std::string &) { *t = true; }, false, false);
+    push(
+        s, l, "", help, "", [t](const std::string &) { *t = true; }, false, false);
+}
+
+void ArgParser::final_flag(const std::string &l, const std::string &help, bool *t) {
+    flag("", l, help, t);
+    options_.back().final = true;
 }
 
 ArgParser::Option *ArgParser::find(const std::string &name) {
     for (auto &o : options_) {
-        if ((!o.short_name.empty() && o.short_name == name) || o.long_name == name) return &o;
+        if ((!o.short_name.empty() && o.short_name == name) || o.long_name == name)
+            return &o;
     }
     return nullptr;
 }
@@ -116,17 +133,23 @@ void ArgParser::parse(int argc, char **argv) {
             }
         }
         Option *o = find(arg);
-        if (!o) throw Error(ErrorCode::kInvalidArgument, "unknown option '" + arg + "' (see " + command_ + " --help)");
+        if (!o)
+            throw Error(ErrorCode::kInvalidArgument,
+                        "unknown option '" + arg + "' (see " + command_ + " --help)");
         if (o->takes_value && !has_inline) {
-            if (i + 1 >= argc) throw Error(ErrorCode::kInvalidArgument, "option " + arg + " needs a value");
+            if (i + 1 >= argc)
+                throw Error(ErrorCode::kInvalidArgument, "option " + arg + " needs a value");
             value = argv[++i];
         }
         o->set(value);
         o->seen = true;
+        if (o->final)
+            return;
     }
     for (const auto &o : options_) {
         if (o.required && !o.seen) {
-            throw Error(ErrorCode::kInvalidArgument, "missing required option " + o.long_name + " (see " + command_ + " --help)");
+            throw Error(ErrorCode::kInvalidArgument, "missing required option " + o.long_name +
+                                                         " (see " + command_ + " --help)");
         }
     }
 }
@@ -135,13 +158,17 @@ std::string ArgParser::usage() const {
     std::ostringstream s;
     s << "usage: " << command_ << " [options]\n\n" << summary_ << "\n\noptions:\n";
     for (const auto &o : options_) {
-        std::string names = o.short_name.empty() ? "    " + o.long_name : o.short_name + ", " + o.long_name;
-        if (o.takes_value) names += " " + o.metavar;
+        std::string names =
+            o.short_name.empty() ? "    " + o.long_name : o.short_name + ", " + o.long_name;
+        if (o.takes_value)
+            names += " " + o.metavar;
         s << "  " << names;
         const size_t pad = names.size() < 30 ? 30 - names.size() : 1;
         s << std::string(pad, ' ') << o.help;
-        if (o.required) s << " (required)";
-        else if (!o.default_text.empty()) s << " (default: " << o.default_text << ")";
+        if (o.required)
+            s << " (required)";
+        else if (!o.default_text.empty())
+            s << " (default: " << o.default_text << ")";
         s << "\n";
     }
     s << "  -h, --help                      show this help\n";

@@ -16,29 +16,35 @@
 namespace colony {
 
 class ArgParser {
-public:
+  public:
     ArgParser(std::string command, std::string summary);
 
-    void add(const std::string &short_name, const std::string &long_name, const std::string &metavar,
-             const std::string &help, std::string *target, bool required = false);
-    void add(const std::string &short_name, const std::string &long_name, const std::string &metavar,
-             const std::string &help, int32_t *target);
-    void add(const std::string &short_name, const std::string &long_name, const std::string &metavar,
-             const std::string &help, uint32_t *target);
-    void add(const std::string &short_name, const std::string &long_name, const std::string &metavar,
-             const std::string &help, float *target);
-    void flag(const std::string &short_name, const std::string &long_name, const std::string &help, bool *target);
+    void add(const std::string &short_name, const std::string &long_name,
+             const std::string &metavar, const std::string &help, std::string *target,
+             bool required = false);
+    void add(const std::string &short_name, const std::string &long_name,
+             const std::string &metavar, const std::string &help, int32_t *target);
+    void add(const std::string &short_name, const std::string &long_name,
+             const std::string &metavar, const std::string &help, uint32_t *target);
+    void add(const std::string &short_name, const std::string &long_name,
+             const std::string &metavar, const std::string &help, float *target);
+    void flag(const std::string &short_name, const std::string &long_name, const std::string &help,
+              bool *target);
+    /// A flag that ends parsing when seen, as --help does (required options
+    /// are not checked then): e.g. --list-devices.
+    void final_flag(const std::string &long_name, const std::string &help, bool *target);
 
     /// Parses argv[1..argc) (argv[0] is the subcommand name).
     void parse(int argc, char **argv);
     bool help_requested() const { return help_; }
     std::string usage() const;
 
-private:
+  private:
     struct Option {
         std::string short_name, long_name, metavar, help, default_text;
         bool takes_value = true;
         bool required = false;
+        bool final = false;  // final_flag
         bool seen = false;
         std::function<void(const std::string &)> set;
     };
@@ -46,8 +52,9 @@ private:
     std::vector<Option> options_;
     bool help_ = false;
     Option *find(const std::string &name);
-    void push(const std::string &s, const std::string &l, const std::string &mv, const std::string &help,
-              std::string def, std::function<void(const std::string &)> set, bool takes_value, bool required);
+    void push(const std::string &s, const std::string &l, const std::string &mv,
+              const std::string &help, std::string def,
+              std::function<void(const std::string &)> set, bool takes_value, bool required);
 };
 
 }  // namespace colony

@@ -6,6 +6,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/cpu_args.h"
+#include "cli/gpu_args.h"
 #include "cli/kv_args.h"
 #include "cli/process_info.h"
 #include "model/gguf_file.h"
@@ -22,6 +23,7 @@ int cmd_generate(int argc, char **argv) {
     std::string model, prompt, cache_k = "f16", cache_v = "f16";
     int32_t n_predict = 128;
     CpuArgs cpu;
+    GpuArgs gpu;
     uint32_t n_ctx = 4096, n_ubatch = 512;
     SamplingParams sp;
     int32_t seed = -1;
@@ -45,6 +47,7 @@ int cmd_generate(int argc, char **argv) {
     p.add("", "--repeat-last-n", "N", "tokens the penalties look back over", &sp.penalty_last_n);
     p.add("", "--seed", "S", "sampling seed, -1 = random", &seed);
     add_cpu_args(p, &cpu);
+    add_gpu_args(p, &gpu);
     p.add("-c", "--ctx-size", "N", "context size in tokens (KV cache cells)", &n_ctx);
     p.add("-ub", "--ubatch-size", "N", "tokens per prefill step", &n_ubatch);
     add_cache_type_args(p, &cache_k, &cache_v);
@@ -69,6 +72,8 @@ int cmd_generate(int argc, char **argv) {
         std::fputs(p.usage().c_str(), stdout);
         return 0;
     }
+    if (print_devices_if_asked(gpu))
+        return 0;
     if (n_ctx == 0)
         throw Error(ErrorCode::kInvalidArgument, "--ctx-size must be positive");
     if (seed >= 0)
@@ -95,6 +100,7 @@ int cmd_generate(int argc, char **argv) {
     const CpuPlacement placement = resolve_cpu_args(cpu);
     cfg.n_threads = placement.n_threads;
     cfg.cpu = stage_affinity(placement);
+    cfg.gpu = gpu.offload;
     cfg.type_k = parse_cache_type(cache_k);
     cfg.type_v = parse_cache_type(cache_v);
     cfg.load.use_mmap = !no_mmap;

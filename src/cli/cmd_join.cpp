@@ -10,6 +10,7 @@
 #include "cli/cluster_cli.h"
 #include "cli/commands.h"
 #include "cli/cpu_args.h"
+#include "cli/gpu_args.h"
 #include "cli/process_info.h"
 #include "cluster/wake_lock.h"
 #include "model/kv_cache.h"
@@ -37,6 +38,7 @@ int cmd_join(int argc, char **argv) {
     bool no_mmap = false, batch_invariant = false, no_wake_lock = false;
     float mem_limit = 0, join_timeout_s = 0, slowdown = 1, max_temp = 0;
     CpuArgs cpu;
+    GpuArgs gpu;
     uint32_t data_port = 0;
     bool insecure = false;
     DiscoverArgs discover;
@@ -68,6 +70,7 @@ int cmd_join(int argc, char **argv) {
           "sequence's first one to PATH (format: docs/pipeline.md)",
           &o.debug_logits_file);
     add_cpu_args(p, &cpu);
+    add_gpu_args(p, &gpu);
     p.add("-ctk", "--cache-type-k", "TYPE",
           "KV cache type of K of this worker's stage: f32, f16, bf16, q8_0, q4_0, ...", &cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of this worker's stage", &cache_v);
@@ -101,6 +104,8 @@ int cmd_join(int argc, char **argv) {
         std::fputs(p.usage().c_str(), stdout);
         return 0;
     }
+    if (print_devices_if_asked(gpu))
+        return 0;
     if (!insecure && o.token.empty()) {
         throw Error(ErrorCode::kInvalidArgument, "--token is required (or --insecure)");
     }
@@ -122,6 +127,7 @@ int cmd_join(int argc, char **argv) {
     const CpuPlacement placement = resolve_cpu_args(cpu);
     o.n_threads = placement.n_threads;
     o.cpu = stage_affinity(placement);
+    o.gpu = gpu.offload;
     o.max_temp_c = max_temp;
     COLONY_LOG_INFO("compute threads: %s", placement.describe().c_str());
     o.type_k = parse_cache_type(cache_k);

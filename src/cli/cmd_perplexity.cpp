@@ -12,6 +12,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/cpu_args.h"
+#include "cli/gpu_args.h"
 #include "cli/kv_args.h"
 #include "model/gguf_file.h"
 #include "model/hparams.h"
@@ -30,6 +31,7 @@ struct PerplexityArgs {
     uint32_t n_ctx = 512, n_batch = 2048;
     int32_t n_chunks = -1;
     CpuPlacement cpu;  // from CpuArgs (cpu_args.h)
+    GpuArgs gpu;
     uint32_t stream = 0, stream_block = 512;
     KvWindow window;
     bool kld = false, no_mmap = false, no_repack = false;
@@ -63,16 +65,17 @@ PerplexityArgs parse_args(int argc, char **argv, bool *help) {
     add_kv_window_args(p, &a.window);  // streaming mode
     CpuArgs cpu;
     add_cpu_args(p, &cpu);
+    add_gpu_args(p, &a.gpu);
     add_cache_type_args(p, &a.cache_k, &a.cache_v);
     p.flag("", "--no-mmap", "copy weights into memory instead of mapping the file", &a.no_mmap);
     p.flag("-nr", "--no-repack", "do not repack weights for the CPU backend's faster kernels",
            &a.no_repack);
     p.parse(argc, argv);
-    *help = p.help_requested();
-    if (*help) {
+    *help = p.help_requested() || print_devices_if_asked(a.gpu);
+    if (p.help_requested())
         std::fputs(p.usage().c_str(), stdout);
+    if (*help)
         return a;
-    }
     a.cpu = resolve_cpu_args(cpu);
     if (a.kld && a.kld_base.empty())
         throw Error(ErrorCode::kInvalidArgument, "--kl-divergence needs --kl-divergence-base FILE");
@@ -111,6 +114,7 @@ std::unique_ptr<Stage> make_stage(const PerplexityArgs &a, std::shared_ptr<const
     cfg.n_ubatch = std::min(a.n_batch, n_ctx);
     cfg.n_threads = a.cpu.n_threads;
     cfg.cpu = stage_affinity(a.cpu);
+    cfg.gpu = a.gpu.offload;
     cfg.type_k = parse_cache_type(a.cache_k);
     cfg.type_v = parse_cache_type(a.cache_v);
     cfg.load.use_mmap = !a.no_mmap;

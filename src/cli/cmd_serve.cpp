@@ -17,6 +17,7 @@
 #include "cli/cluster_cli.h"
 #include "cli/commands.h"
 #include "cli/cpu_args.h"
+#include "cli/gpu_args.h"
 #include "cli/kv_args.h"
 #include "cli/process_info.h"
 #include "cluster/layer_split.h"
@@ -123,6 +124,7 @@ int cmd_serve(int argc, char **argv) {
     int32_t workers_expected = -1;
     float mem_limit = 0;
     CpuArgs cpu;
+    GpuArgs gpu;
     int32_t hb_timeout = o.heartbeat_timeout_ms, stall_timeout = o.stall_timeout_ms;
     int32_t hb_interval = o.heartbeat_interval_ms, recovery_timeout = o.recovery_timeout_ms;
     bool insecure = false, no_mmap = false, no_recovery = false, batch_invariant = false;
@@ -159,6 +161,7 @@ int cmd_serve(int argc, char **argv) {
     add_cpu_args(p, &cpu,
                  "compute threads of this machine's stage (default: the big cores of a "
                  "big.LITTLE CPU, else all cores)");
+    add_gpu_args(p, &gpu);
     p.add("-ctk", "--cache-type-k", "TYPE",
           "KV cache type of K of this machine's stage: f32, f16, bf16, q8_0, q4_0, ...", &cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of this machine's stage", &cache_v);
@@ -215,6 +218,8 @@ int cmd_serve(int argc, char **argv) {
         std::fputs(p.usage().c_str(), stdout);
         return 0;
     }
+    if (print_devices_if_asked(gpu))
+        return 0;
     if (workers_expected < -1)
         throw Error(ErrorCode::kInvalidArgument, "--workers-expected must be >= 0");
     const uint32_t n_ranges = split_ranges(o.split);
@@ -241,6 +246,7 @@ int cmd_serve(int argc, char **argv) {
         const CpuPlacement placement = resolve_cpu_args(cpu);
         bo.n_threads = placement.n_threads;
         bo.cpu = stage_affinity(placement);
+        bo.gpu = gpu.offload;
         bo.max_queue = api.queue_size;
         bo.type_k = parse_cache_type(cache_k);
         bo.type_v = parse_cache_type(cache_v);
@@ -259,6 +265,7 @@ int cmd_serve(int argc, char **argv) {
     const CpuPlacement placement = resolve_cpu_args(cpu);
     o.n_threads = placement.n_threads;
     o.cpu = stage_affinity(placement);
+    o.gpu = gpu.offload;
     o.mem_limit_gib = mem_limit;
     o.insecure = insecure;
     if (confirm_pairing && insecure)

@@ -25,7 +25,8 @@ ggml_type parse_cache_type(const std::string &name) {
 
 KvCache::KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32_t n_seq_max,
                  uint32_t n_ctx_seq, ggml_type type_k, ggml_type type_v,
-                 ggml_backend_buffer_type_t buft)
+                 ggml_backend_buffer_type_t buft, ggml_backend_buffer_type_t gpu_buft,
+                 uint32_t gpu_first)
     : range_(range), n_seq_max_(n_seq_max), n_ctx_seq_(n_ctx_seq) {
     if (size == 0 || n_seq_max == 0 || n_ctx_seq == 0) {
         throw Error(ErrorCode::kInvalidArgument,
@@ -48,22 +49,35 @@ KvCache::KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32
     seq_pos_max_.assign(n_seq_max, -1);
     ggml_init_params params{ggml_tensor_overhead() * 2 * (range.size() + 1), nullptr, true};
     ctx_.reset(ggml_init(params));
+    if (gpu_buft)
+        gpu_ctx_.reset(ggml_init(params));
     for (uint32_t il = range.first; il < range.last; ++il) {
-        ggml_tensor *k = ggml_new_tensor_2d(ctx_.get(), type_k, hp.n_embd_k_gqa(), size);
-        ggml_tensor *v = ggml_new_tensor_2d(ctx_.get(), type_v, hp.n_embd_v_gqa(), size);
+        ggml_context *ctx = gpu_buft && il >= gpu_first ? gpu_ctx_.get() : ctx_.get();
+        ggml_tensor *k = ggml_new_tensor_2d(ctx, type_k, hp.n_embd_k_gqa(), size);
+        ggml_tensor *v = ggml_new_tensor_2d(ctx, type_v, hp.n_embd_v_gqa(), size);
         ggml_format_name(k, "cache_k_l%u", il);
         ggml_format_name(v, "cache_v_l%u", il);
         k_.push_back(k);
         v_.push_back(v);
     }
-    buf_.reset(ggml_backend_alloc_ctx_tensors_from_buft(ctx_.get(), buft));
-    if (!buf_)
-        throw Error(ErrorCode::kResource, "cannot allocate the KV cache");
-    ggml_backend_buffer_clear(buf_.get(), 0);
+    auto alloc = [](ggml_context *ctx, ggml_backend_buffer_type_t bt) {
+        ggml_backend_buffer_ptr b;
+        if (!ctx || !ggml_get_first_tensor(ctx))
+            return b;
+        b.reset(ggml_backend_alloc_ctx_tensors_from_buft(ctx, bt));
+        if (!b)
+            throw Error(ErrorCode::kResource, std::string("cannot allocate the KV cache in ") +
+                                                  ggml_backend_buft_name(bt));
+        ggml_backend_buffer_clear(b.get(), 0);
+        return b;
+    };
+    buf_ = alloc(ctx_.get(), buft);
+    gpu_buf_ = alloc(gpu_ctx_.get(), gpu_buft);
 }
 
 uint64_t KvCache::bytes() const {
-    return buf_ ? ggml_backend_buffer_get_size(buf_.get()) : 0;
+    return (buf_ ? ggml_backend_buffer_get_size(buf_.get()) : 0) +
+           (gpu_buf_ ? ggml_backend_buffer_get_size(gpu_buf_.get()) : 0);
 }
 
 void KvCache::store(const int32_t *seq_ids, const int32_t *pos, uint32_t n_tokens,

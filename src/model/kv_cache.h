@@ -20,12 +20,15 @@ namespace colony {
 
 class KvCache {
   public:
-    /// Allocates K/V for `range` in `buft`. n_ctx_seq bounds the positions of
-    /// any one sequence (context overflow beyond it is Error(kOutOfRange)).
-    /// Errors: kInvalidArgument (bad type, zero size), kResource (allocation).
+    /// Allocates K/V for `range` in `buft`, those of blocks from gpu_first on
+    /// in gpu_buft when it is given (the blocks a stage offloads, as
+    /// llama.cpp keeps an offloaded layer's cache on its device). n_ctx_seq
+    /// bounds the positions of any one sequence (context overflow beyond it
+    /// is Error(kOutOfRange)). Errors: kInvalidArgument (bad type, zero size),
+    /// kResource (allocation).
     KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32_t n_seq_max,
-            uint32_t n_ctx_seq, ggml_type type_k, ggml_type type_v,
-            ggml_backend_buffer_type_t buft);
+            uint32_t n_ctx_seq, ggml_type type_k, ggml_type type_v, ggml_backend_buffer_type_t buft,
+            ggml_backend_buffer_type_t gpu_buft = nullptr, uint32_t gpu_first = UINT32_MAX);
 
     uint32_t size() const { return static_cast<uint32_t>(cells_.size()); }
     uint32_t n_seq_max() const { return n_seq_max_; }
@@ -106,8 +109,8 @@ class KvCache {
     std::vector<int32_t> seq_pos_max_;  // per sequence, -1 when empty
     std::vector<int32_t> shifts_;       // per cell: pending RoPE shift of its key
     bool has_shift_ = false;
-    ggml_context_ptr ctx_;
-    ggml_backend_buffer_ptr buf_;
+    ggml_context_ptr ctx_, gpu_ctx_;
+    ggml_backend_buffer_ptr buf_, gpu_buf_;
     std::vector<ggml_tensor *> k_, v_;
 
     void recompute_bounds();

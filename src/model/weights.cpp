@@ -27,23 +27,28 @@ struct Want {
     std::vector<int64_t> shape;  // expected ne[], innermost first
     ggml_op op;                  // GGML_OP_MUL_MAT, GGML_OP_GET_ROWS or GGML_OP_NONE
     ggml_tensor **slot;          // where the created tensor is stored
+    bool gpu = false;            // offloaded (WeightLoadOptions::gpu)
 };
 
 std::string shape_str(const int64_t *ne, int n) {
     std::string s = "[";
-    for (int i = 0; i < n; ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+    for (int i = 0; i < n; ++i)
+        s += (i ? ", " : "") + std::to_string(ne[i]);
     return s + "]";
 }
 
 /// Whether `buft` can hold `w` for `op` on `dev`; mirrors llama.cpp's
 /// weight_buft_supported: build the op on a dummy buffer and ask supports_op.
-bool buft_supports(ggml_tensor *w, ggml_op op, ggml_backend_buffer_type_t buft, ggml_backend_dev_t dev) {
-    if (op == GGML_OP_NONE) return true;
+bool buft_supports(ggml_tensor *w, ggml_op op, ggml_backend_buffer_type_t buft,
+                   ggml_backend_dev_t dev) {
+    if (op == GGML_OP_NONE)
+        return true;
     ggml_init_params params{ggml_tensor_overhead() * 8, nullptr, true};
     ggml_context_ptr ctx{ggml_init(params)};
     ggml_tensor *op_tensor = nullptr;
     if (op == GGML_OP_MUL_MAT) {
-        ggml_tensor *b = ggml_new_tensor_4d(ctx.get(), GGML_TYPE_F32, w->ne[0], 512, w->ne[2], w->ne[3]);
+        ggml_tensor *b =
+            ggml_new_tensor_4d(ctx.get(), GGML_TYPE_F32, w->ne[0], 512, w->ne[2], w->ne[3]);
         op_tensor = ggml_mul_mat(ctx.get(), w, b);
     } else {
         ggml_tensor *b = ggml_new_tensor_1d(ctx.get(), GGML_TYPE_I32, 512);
@@ -62,8 +67,10 @@ std::vector<ggml_backend_buffer_type_t> extra_bufts(ggml_backend_dev_t dev) {
     ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(dev);
     auto fn = reinterpret_cast<ggml_backend_dev_get_extra_bufts_t>(
         ggml_backend_reg_get_proc_address(reg, "ggml_backend_dev_get_extra_bufts"));
-    if (!fn) return out;
-    for (ggml_backend_buffer_type_t *p = fn(dev); p && *p; ++p) out.push_back(*p);
+    if (!fn)
+        return out;
+    for (ggml_backend_buffer_type_t *p = fn(dev); p && *p; ++p)
+        out.push_back(*p);
     return out;
 }
 
@@ -72,8 +79,10 @@ void pread_all(int fd, void *dst, uint64_t size, uint64_t offset, const std::str
     while (size > 0) {
         const ssize_t n = ::pread(fd, p, size, static_cast<off_t>(offset));
         if (n <= 0) {
-            throw Error(ErrorCode::kCorrupt, "read of " + path + " failed at offset " + std::to_string(offset) +
-                                                 (n == 0 ? ": unexpected end of file" : ": " + std::string(std::strerror(errno))));
+            throw Error(ErrorCode::kCorrupt,
+                        "read of " + path + " failed at offset " + std::to_string(offset) +
+                            (n == 0 ? ": unexpected end of file"
+                                    : ": " + std::string(std::strerror(errno))));
         }
         p += n;
         size -= static_cast<uint64_t>(n);
@@ -83,8 +92,10 @@ void pread_all(int fd, void *dst, uint64_t size, uint64_t offset, const std::str
 
 struct FileDescriptor {
     int fd;
-    explicit FileDescriptor(const std::string &path) : fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
-        if (fd < 0) throw Error(ErrorCode::kNotFound, "cannot open " + path + ": " + std::strerror(errno));
+    explicit FileDescriptor(const std::string &path)
+        : fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+        if (fd < 0)
+            throw Error(ErrorCode::kNotFound, "cannot open " + path + ": " + std::strerror(errno));
     }
     ~FileDescriptor() { ::close(fd); }
 };
@@ -95,11 +106,12 @@ struct StageWeights::Pending {
     std::vector<Want> wants;
 };
 
-StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRange range, ggml_backend_dev_t dev,
-                           const WeightLoadOptions &opts)
+StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRange range,
+                           ggml_backend_dev_t dev, const WeightLoadOptions &opts)
     : range_(range) {
     if (range.empty() || range.last > hp.n_layer) {
-        throw Error(ErrorCode::kOutOfRange, "layer range " + range.str() + " is outside the model's " +
+        throw Error(ErrorCode::kOutOfRange, "layer range " + range.str() +
+                                                " is outside the model's " +
                                                 std::to_string(hp.n_layer) + " layers");
     }
     const bool first = range.first == 0;
@@ -107,27 +119,34 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
     layers_.resize(range.size());
 
     Pending pending;
-    auto want = [&](const std::string &name, std::vector<int64_t> shape, ggml_op op, ggml_tensor **slot,
-                    bool required, const std::string &source = "") {
+    bool to_gpu = false;  // where the tensors want() adds go
+    auto want = [&](const std::string &name, std::vector<int64_t> shape, ggml_op op,
+                    ggml_tensor **slot, bool required, const std::string &source = "") {
         const GgufTensor *src = file.find(source.empty() ? name : source);
         if (!src) {
-            if (required) throw Error(ErrorCode::kCorrupt, file.path() + ": missing tensor '" + name + "'");
+            if (required)
+                throw Error(ErrorCode::kCorrupt, file.path() + ": missing tensor '" + name + "'");
             return;
         }
-        pending.wants.push_back({name, src, std::move(shape), op, slot});
+        pending.wants.push_back({name, src, std::move(shape), op, slot, to_gpu});
     };
     const int64_t E = hp.n_embd, V = hp.n_vocab, F = hp.n_ff;
     const int64_t Q = hp.n_embd_q(), K = hp.n_embd_k_gqa(), Vg = hp.n_embd_v_gqa();
-    if (first) want("token_embd.weight", {E, V}, GGML_OP_GET_ROWS, &tok_embd, true);
+    if (first)
+        want("token_embd.weight", {E, V}, GGML_OP_GET_ROWS, &tok_embd, true);
     if (last) {
+        to_gpu = opts.gpu.gpu != nullptr && opts.gpu.gpu_output;
         want("output_norm.weight", {E}, GGML_OP_NONE, &output_norm, true);
         const bool tied = file.find("output.weight") == nullptr;
-        want("output.weight", {E, V}, GGML_OP_MUL_MAT, &output, true, tied ? "token_embd.weight" : "");
+        want("output.weight", {E, V}, GGML_OP_MUL_MAT, &output, true,
+             tied ? "token_embd.weight" : "");
+        to_gpu = false;
     }
     want("rope_freqs.weight", {hp.n_rot / 2}, GGML_OP_NONE, &rope_freqs, false);
     for (uint32_t il = range.first; il < range.last; ++il) {
         LayerWeights &l = layers_[il - range.first];
         const std::string p = "blk." + std::to_string(il) + ".";
+        to_gpu = opts.gpu.on_gpu(il);
         want(p + "attn_norm.weight", {E}, GGML_OP_NONE, &l.attn_norm, true);
         want(p + "attn_q.weight", {E, Q}, GGML_OP_MUL_MAT, &l.wq, true);
         want(p + "attn_k.weight", {E, K}, GGML_OP_MUL_MAT, &l.wk, true);
@@ -156,9 +175,10 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
             ok = m->ne[d] == expect;
         }
         if (!ok) {
-            throw Error(ErrorCode::kCorrupt, file.path() + ": tensor '" + w.src->name + "' has wrong shape; expected " +
-                                                 shape_str(w.shape.data(), static_cast<int>(w.shape.size())) + ", got " +
-                                                 shape_str(m->ne, ggml_n_dims(m)));
+            throw Error(ErrorCode::kCorrupt,
+                        file.path() + ": tensor '" + w.src->name + "' has wrong shape; expected " +
+                            shape_str(w.shape.data(), static_cast<int>(w.shape.size())) + ", got " +
+                            shape_str(m->ne, ggml_n_dims(m)));
         }
         ggml_tensor *t = ggml_new_tensor(ctx_.get(), m->type, GGML_MAX_DIMS, m->ne);
         ggml_set_name(t, w.name.c_str());
@@ -171,9 +191,16 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
         opts.use_repack ? extra_bufts(dev) : std::vector<ggml_backend_buffer_type_t>{};
     std::map<ggml_backend_buffer_type_t, std::vector<const Want *>> by_buft;
     std::vector<const Want *> plain;
+    ggml_backend_buffer_type_t gpu_buft =
+        opts.gpu.gpu ? ggml_backend_dev_buffer_type(opts.gpu.gpu) : nullptr;
     for (const Want &w : pending.wants) {
+        if (w.gpu && buft_supports(*w.slot, w.op, gpu_buft, opts.gpu.gpu)) {
+            by_buft[gpu_buft].push_back(&w);
+            continue;
+        }
         ggml_backend_buffer_type_t chosen = nullptr;
-        for (auto *buft : w.op == GGML_OP_NONE ? std::vector<ggml_backend_buffer_type_t>{} : extras) {
+        for (auto *buft :
+             w.op == GGML_OP_NONE ? std::vector<ggml_backend_buffer_type_t>{} : extras) {
             if (buft_supports(*w.slot, w.op, buft, dev)) {
                 chosen = buft;
                 break;
@@ -185,13 +212,18 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
             plain.push_back(&w);
         }
     }
-    if (!opts.use_mmap) by_buft[ggml_backend_dev_buffer_type(dev)] = plain;
+    if (!opts.use_mmap) {
+        auto &cpu = by_buft[ggml_backend_dev_buffer_type(dev)];
+        cpu.insert(cpu.end(), plain.begin(), plain.end());
+    }
 
     uint64_t total = 0, done = 0;
-    for (const Want &w : pending.wants) total += w.src->nbytes;
+    for (const Want &w : pending.wants)
+        total += w.src->nbytes;
     auto report = [&](uint64_t n) {
         done += n;
-        if (opts.progress) opts.progress(done, total);
+        if (opts.progress)
+            opts.progress(done, total);
     };
 
     // Allocated buffers: copy (and repack) from the file with pread.
@@ -200,11 +232,13 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
     for (auto &[buft, list] : by_buft) {
         const size_t align = ggml_backend_buft_get_alignment(buft);
         size_t size = 0;
-        for (const Want *w : list) size += GGML_PAD(ggml_backend_buft_get_alloc_size(buft, *w->slot), align);
+        for (const Want *w : list)
+            size += GGML_PAD(ggml_backend_buft_get_alloc_size(buft, *w->slot), align);
         ggml_backend_buffer_t buf = ggml_backend_buft_alloc_buffer(buft, std::max<size_t>(size, 1));
         if (!buf) {
-            throw Error(ErrorCode::kResource, std::string("cannot allocate ") + std::to_string(size >> 20) +
-                                                  " MiB of " + ggml_backend_buft_name(buft) + " for weights");
+            throw Error(ErrorCode::kResource, std::string("cannot allocate ") +
+                                                  std::to_string(size >> 20) + " MiB of " +
+                                                  ggml_backend_buft_name(buft) + " for weights");
         }
         buffers_.emplace_back(buf);
         ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
@@ -225,7 +259,8 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
 
     // Mapped tensors: cluster by file offset so only needed ranges are mapped.
     if (opts.use_mmap && !plain.empty()) {
-        std::sort(plain.begin(), plain.end(), [](const Want *a, const Want *b) { return a->src->offset < b->src->offset; });
+        std::sort(plain.begin(), plain.end(),
+                  [](const Want *a, const Want *b) { return a->src->offset < b->src->offset; });
         constexpr uint64_t kMaxGap = 4ull << 20;
         size_t i = 0;
         while (i < plain.size()) {
@@ -237,14 +272,19 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
             }
             auto map = std::make_unique<MappedRange>(file.path(), begin, end - begin, false);
             uint64_t max_tensor = 0;
-            for (size_t k = i; k < j; ++k) max_tensor = std::max(max_tensor, plain[k]->src->nbytes);
-            ggml_backend_buffer_t buf = ggml_backend_dev_buffer_from_host_ptr(dev, map->mutable_data(), end - begin, max_tensor);
-            if (!buf) throw Error(ErrorCode::kResource, "cannot wrap the mapped weights in a backend buffer");
+            for (size_t k = i; k < j; ++k)
+                max_tensor = std::max(max_tensor, plain[k]->src->nbytes);
+            ggml_backend_buffer_t buf = ggml_backend_dev_buffer_from_host_ptr(
+                dev, map->mutable_data(), end - begin, max_tensor);
+            if (!buf)
+                throw Error(ErrorCode::kResource,
+                            "cannot wrap the mapped weights in a backend buffer");
             buffers_.emplace_back(buf);
             ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
             for (size_t k = i; k < j; ++k) {
                 const Want *w = plain[k];
-                ggml_backend_tensor_alloc(buf, *w->slot, map->mutable_data() + (w->src->offset - begin));
+                ggml_backend_tensor_alloc(buf, *w->slot,
+                                          map->mutable_data() + (w->src->offset - begin));
                 bytes_ += w->src->nbytes;
                 report(w->src->nbytes);
             }
@@ -259,7 +299,8 @@ StageWeights::~StageWeights() = default;
 std::string StageWeights::describe_buffers() const {
     std::string s;
     for (const auto &b : buffers_) {
-        if (!s.empty()) s += ", ";
+        if (!s.empty())
+            s += ", ";
         s += std::string(ggml_backend_buffer_name(b.get())) + " " +
              std::to_string(ggml_backend_buffer_get_size(b.get()) >> 20) + " MiB";
     }

@@ -7,6 +7,8 @@
 // supports the op that uses it; everything else stays in the file mapping
 // (mmap, zero copy). Only the byte ranges of tensors this stage needs are mapped;
 // repacked tensors are read with pread so their file pages never count as RSS.
+// Offloaded blocks (WeightLoadOptions::gpu) go to the GPU device's buffer
+// type instead, as llama.cpp's make_gpu_buft_list does.
 #pragma once
 
 #include <cstdint>
@@ -32,28 +34,42 @@ struct LayerWeights {
     ggml_tensor *attn_norm = nullptr;
     ggml_tensor *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr;
     ggml_tensor *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;  // optional (qwen2)
-    ggml_tensor *q_norm = nullptr, *k_norm = nullptr;                      // qwen3
+    ggml_tensor *q_norm = nullptr, *k_norm = nullptr;                        // qwen3
     ggml_tensor *ffn_norm = nullptr;
     ggml_tensor *ffn_gate = nullptr, *ffn_up = nullptr, *ffn_down = nullptr;
+};
+
+/// Which of a stage's weights live on a GPU (llama.cpp's -ngl): the blocks
+/// from gpu_first on, and the LM head and output norm when gpu_output.
+/// They are copied into `gpu`'s buffers (no mmap); a matrix whose op the
+/// device does not support stays on the CPU, as llama.cpp's
+/// select_weight_buft does. The token embedding always stays on the CPU
+/// (llama.cpp too: GET_ROWS of one row per token is not worth a copy).
+struct GpuPlacement {
+    ggml_backend_dev_t gpu = nullptr;  // nullptr: everything on the CPU
+    uint32_t gpu_first = UINT32_MAX;   // absolute index of the first offloaded block
+    bool gpu_output = false;
+    bool on_gpu(uint32_t il) const { return gpu != nullptr && il >= gpu_first; }
 };
 
 struct WeightLoadOptions {
     bool use_mmap = true;    // map non-repacked tensors instead of copying them
     bool use_repack = true;  // use the CPU backend's extra buffer types
+    GpuPlacement gpu;        // offloaded blocks (default: none)
     /// Called with (bytes done, bytes total) while loading; may be empty.
     std::function<void(uint64_t, uint64_t)> progress;
 };
 
 class StageWeights {
-public:
+  public:
     /// Loads the tensors that `range` needs from `file`. The stage is first when
     /// range.first == 0 (token embedding) and last when range.last == n_layer
     /// (output norm and LM head; the LM head falls back to the token embedding for
     /// tied models). Errors: kOutOfRange for a range outside the model,
     /// kCorrupt for a missing tensor or a tensor of the wrong shape (naming
     /// expected and found shapes), kResource when a buffer cannot be allocated.
-    StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRange range, ggml_backend_dev_t dev,
-                 const WeightLoadOptions &opts);
+    StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRange range,
+                 ggml_backend_dev_t dev, const WeightLoadOptions &opts);
     ~StageWeights();
     StageWeights(const StageWeights &) = delete;
     StageWeights &operator=(const StageWeights &) = delete;
@@ -72,7 +88,7 @@ public:
     ggml_tensor *output = nullptr;       // [n_embd, n_vocab], last stage only
     ggml_tensor *rope_freqs = nullptr;   // optional [n_rot/2] (llama 3 RoPE scaling)
 
-private:
+  private:
     struct Pending;
     LayerRange range_;
     uint64_t bytes_ = 0;

@@ -311,6 +311,7 @@ void BatchScheduler::apply_plan(const LocalPlan &plan) {
     cfg.n_ubatch = opts_.n_ubatch;
     cfg.n_threads = opts_.n_threads;
     cfg.cpu = opts_.cpu;
+    cfg.gpu = opts_.gpu;
     cfg.type_k = opts_.type_k;
     cfg.type_v = opts_.type_v;
     cfg.load.use_mmap = opts_.use_mmap;

@@ -8,6 +8,7 @@
 
 #include "net/admission.h"
 #include "net/hash.h"
+#include "net/peer_arch.h"
 #include "net/transport.h"
 #include "pipeline/cluster_state.h"
 #include "pipeline/coordinator_control.h"
@@ -60,6 +61,10 @@ void CoordinatorControl::on_join(const ReceivedMessage &rm, const WireJoin &join
 std::optional<std::string> CoordinatorControl::join_endpoint(const ReceivedMessage &rm,
                                                              const WireJoin &join,
                                                              const std::string &key_z85) {
+    if (const std::optional<std::string> why = peer_arch_refusal(join.arch)) {
+        refuse_join(rm, join, ErrorCode::kUnsupported, *why);
+        return std::nullopt;
+    }
     std::string data_endpoint;
     try {
         data_endpoint = resolve_endpoint(join.data_endpoint, rm.peer_address);

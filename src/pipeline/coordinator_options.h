@@ -27,6 +27,7 @@ struct CoordinatorOptions {
     uint32_t n_ubatch = 512;           // tokens per ubatch (prefill chunk)
     int n_threads = 0;                 // compute threads of stage 0; 0 = all cores
     CpuAffinity cpu;                   // where they run (cluster/cpu_placement.h)
+    GpuOffload gpu;                    // stage 0 on a GPU: -ngl/--device (runtime/stage.h)
     ggml_type type_k = GGML_TYPE_F16;  // stage 0's KV cache types (-ctk, -ctv): a stage's
     ggml_type type_v = GGML_TYPE_F16;  // own choice (DESIGN.md, decision 9)
     // --kv-window/--kv-sinks: every sequence slides its KV cache over this

@@ -20,7 +20,8 @@ constexpr int kRounds = 3;
 
 std::unique_ptr<Stage> scratch_stage(const std::shared_ptr<const GgufFile> &file,
                                      const ModelHparams &hp, LayerRange range, int n_threads,
-                                     const CpuAffinity &cpu, double slowdown) {
+                                     const CpuAffinity &cpu, const GpuOffload &gpu,
+                                     double slowdown) {
     StageConfig cfg;
     cfg.range = range;
     cfg.n_ctx = kScratchCells;
@@ -28,6 +29,7 @@ std::unique_ptr<Stage> scratch_stage(const std::shared_ptr<const GgufFile> &file
     cfg.n_ubatch = kPrefillTokens;
     cfg.n_threads = n_threads;
     cfg.cpu = cpu;
+    cfg.gpu = gpu;
     cfg.slowdown = slowdown;
     return std::make_unique<Stage>(file, hp, cfg);
 }
@@ -66,15 +68,16 @@ CoordinatorMeasurement measure_coordinator(std::shared_ptr<const GgufFile> file,
                                            const ModelHparams &hp, int n_threads,
                                            std::optional<uint64_t> mem_limit_bytes,
                                            const std::string &node_id, const std::string &name,
-                                           double slowdown, const CpuAffinity &cpu) {
+                                           double slowdown, const CpuAffinity &cpu,
+                                           const GpuOffload &gpu) {
     const uint32_t n = hp.n_layer;
     const LayerRange blocks = probe_range(*file, hp);
     const uint32_t k = blocks.size();
     // The blocks alone and (n >= 2) as many blocks with the head, measured in
     // turns, three times each; the fastest of each counts.
-    std::unique_ptr<Stage> body = scratch_stage(file, hp, blocks, n_threads, cpu, slowdown);
+    std::unique_ptr<Stage> body = scratch_stage(file, hp, blocks, n_threads, cpu, gpu, slowdown);
     std::unique_ptr<Stage> tail =
-        n >= 2 ? scratch_stage(file, hp, {n - k, n}, n_threads, cpu, slowdown) : nullptr;
+        n >= 2 ? scratch_stage(file, hp, {n - k, n}, n_threads, cpu, gpu, slowdown) : nullptr;
     StageSpeed block{1e30, 1e30}, last{1e30, 1e30};
     for (int round = 0; round < kRounds; ++round) {
         block = fastest(block, measure_stage_speed(*body, kDecodeSteps, kPrefillTokens));

@@ -37,12 +37,15 @@ struct CoordinatorMeasurement {
 /// negative); with one block, the head's share is estimated from the weight
 /// bytes of the head and the block. mem_limit_bytes caps mem_available_bytes (then
 /// headroom 0; else 10 % of MemAvailable, at most 512 MiB). Takes a second or
-/// two on a small model. Errors: what loading a stage throws.
+/// two on a small model. With gpu, the ranges run as the coordinator's stage
+/// would: their last gpu.n_gpu_layers blocks on the GPU. Errors: what loading
+/// a stage throws.
 CoordinatorMeasurement measure_coordinator(std::shared_ptr<const GgufFile> file,
                                            const ModelHparams &hp, int n_threads,
                                            std::optional<uint64_t> mem_limit_bytes,
                                            const std::string &node_id, const std::string &name,
-                                           double slowdown = 1.0, const CpuAffinity &cpu = {});
+                                           double slowdown = 1.0, const CpuAffinity &cpu = {},
+                                           const GpuOffload &gpu = {});
 
 /// Bytes of the output head's weights (output.weight, or the token embedding
 /// of a tied model); for estimates.

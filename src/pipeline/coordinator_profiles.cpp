@@ -33,7 +33,7 @@ void CoordinatorControl::measure_self() {
             limit = static_cast<uint64_t>(opts_.mem_limit_gib * (1ull << 30));
         const CoordinatorMeasurement m =
             measure_coordinator(file_, model_.hp, opts_.n_threads, limit, coordinator_id_,
-                                coordinator_name_, opts_.debug_slowdown, opts_.cpu);
+                                coordinator_name_, opts_.debug_slowdown, opts_.cpu, opts_.gpu);
         planner_->set_coordinator(m.profile, m.head_ratio);
         view_dirty_ = true;
     } catch (const Error &e) {

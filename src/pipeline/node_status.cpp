@@ -246,7 +246,8 @@ std::string node_runtime_to_json(const NodeRuntime &r) {
                      {"threads",
                       {{"n", r.threads.n},
                        {"cores", r.threads.cores.substr(0, kMaxStringBytes)},
-                       {"thermal_limited", r.threads.thermal_limited}}}};
+                       {"thermal_limited", r.threads.thermal_limited},
+                       {"gpu", r.threads.gpu.substr(0, kMaxStringBytes)}}}};
     return json{{"runtime", rt}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -343,6 +344,8 @@ std::optional<NodeRuntime> node_runtime_from_json(const std::string &text_json) 
         if (lim == t->end() || !lim->is_boolean())
             bad("threads.thermal_limited", "missing or not a boolean");
         r.threads.thermal_limited = lim->get<bool>();
+        if (t->contains("gpu"))  // absent in reports of workers before GPU offload
+            r.threads.gpu = text(*t, "gpu");
     }
     // absent in reports of workers before fencing
     if (const auto d = o.find("dropped"); d != o.end() && !d->is_null()) {

@@ -94,6 +94,7 @@ struct NodeThreads {
     int n = 0;
     std::string cores;
     bool thermal_limited = false;
+    std::string gpu;  // the GPU its stage offloads to, e.g. "Vulkan0 (3 blocks)"; "" = none
 };
 
 struct NodeRuntime {

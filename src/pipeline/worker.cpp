@@ -25,6 +25,7 @@
 #include "pipeline/shard_verify.h"
 #include "pipeline/worker_data.h"
 #include "pipeline/worker_status.h"
+#include "runtime/gpu_device.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/host.h"
@@ -78,8 +79,8 @@ Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
         zap_ = std::make_unique<ZapHandler>(ctx_);
     data_ = std::make_unique<WorkerData>(
         ctx_, zap_.get(), node_keys_, coordinator_key_z85_,
-        WorkerStageOptions{opts_.n_threads, opts_.cpu, opts_.type_k, opts_.type_v, opts_.use_mmap,
-                           opts_.invariance},
+        WorkerStageOptions{opts_.n_threads, opts_.cpu, opts_.gpu, opts_.type_k, opts_.type_v,
+                           opts_.use_mmap, opts_.invariance},
         tcp_endpoint(opts_.data_host, opts_.data_port));
     data_->set_slowdown(opts_.debug_slowdown);
     if (!opts_.debug_logits_file.empty())
@@ -95,6 +96,10 @@ Worker::Worker(WorkerOptions opts) : opts_(std::move(opts)), ctx_(1) {
     base_profile_.cpu_cores = format_cpu_list(opts_.cpu.cores);
     thermal_.emplace(opts_.n_threads, opts_.max_temp_c);
     base_profile_.backend = "CPU";
+    if (opts_.gpu.n_gpu_layers != 0) {  // fail now, not at the first assignment
+        opts_.gpu.device = ggml_backend_dev_name(find_gpu_device(opts_.gpu.device));
+        base_profile_.backend = opts_.gpu.device + "+CPU";
+    }
 }
 
 Worker::~Worker() {
@@ -238,7 +243,7 @@ void Worker::handle(const ReceivedMessage &rm) {
                     assign_ ? assign_->plan_epoch : 0, fetched, st.loaded_epoch, st.error,
                     data_->stage_runtime(), dropped_messages(),
                     NodeThreads{thermal_->threads(), format_cpu_list(opts_.cpu.cores),
-                                thermal_->limiting()}));
+                                thermal_->limiting(), gpu_label(opts_.gpu)}));
             }
             break;
         case WIRE_TYPE_ASSIGN:
@@ -466,7 +471,7 @@ void Worker::tick() {
                 j.os = u.sysname;
                 j.arch = u.machine;
             }
-            j.backend = "cpu";
+            j.backend = opts_.gpu.n_gpu_layers != 0 ? opts_.gpu.device : "cpu";
             j.data_endpoint = announced_data_endpoint_;
             if (!opts_.cache_dir.empty())
                 j.cached_shards =

@@ -51,6 +51,7 @@ struct WorkerOptions {
     double mem_limit_gib = 0;          // memory the planner may use here (GiB); 0 = MemAvailable
     int n_threads = 0;                 // compute threads; 0 = all cores
     CpuAffinity cpu;                   // where they run (cluster/cpu_placement.h)
+    GpuOffload gpu;                    // -ngl/--device (runtime/stage.h)
     double max_temp_c = 0;             // --max-temp: fewer threads at this °C (0 = off)
     ggml_type type_k = GGML_TYPE_F16;  // KV cache types of the stages this worker runs
     ggml_type type_v = GGML_TYPE_F16;

@@ -57,6 +57,7 @@ struct WorkerAssignment {
 struct WorkerStageOptions {
     int n_threads = 0;                 // compute threads; 0 = all cores
     CpuAffinity cpu;                   // where they run (cluster/cpu_placement.h)
+    GpuOffload gpu;                    // -ngl/--device (runtime/stage.h)
     ggml_type type_k = GGML_TYPE_F16;  // KV cache types (-ctk, -ctv of `colony join`)
     ggml_type type_v = GGML_TYPE_F16;
     bool use_mmap = true;  // false: read the shard into memory (--no-mmap)

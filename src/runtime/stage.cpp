@@ -8,6 +8,7 @@
 #include "model/gguf_file.h"
 #include "model/graph.h"
 #include "model/kv_cache.h"
+#include "runtime/gpu_device.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -62,21 +63,44 @@ Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const
     ggml_backend_cpu_set_threadpool(backend_.get(), threadpool_.get());
     ggml_backend_cpu_set_use_ref(backend_.get(), cfg_.invariance != StageConfig::Invariance::kNone);
 
-    weights_ = std::make_unique<StageWeights>(*file_, hp_, cfg_.range, dev, cfg_.load);
+    if (cfg_.gpu.n_gpu_layers != 0) {
+        ggml_backend_dev_t gdev = find_gpu_device(cfg_.gpu.device);
+        gpu_backend_.reset(ggml_backend_dev_init(gdev, nullptr));
+        if (!gpu_backend_)
+            throw Error(ErrorCode::kResource, std::string("cannot initialise the ggml device ") +
+                                                  ggml_backend_dev_name(gdev));
+        const uint32_t blocks = cfg_.range.size();
+        const bool all =
+            cfg_.gpu.n_gpu_layers < 0 || static_cast<uint32_t>(cfg_.gpu.n_gpu_layers) > blocks;
+        gpu_.gpu = gdev;
+        gpu_.gpu_first =
+            cfg_.range.last - (all ? blocks : static_cast<uint32_t>(cfg_.gpu.n_gpu_layers));
+        gpu_.gpu_output = all;
+    }
+    WeightLoadOptions load = cfg_.load;
+    load.gpu = gpu_;
+    weights_ = std::make_unique<StageWeights>(*file_, hp_, cfg_.range, dev, load);
     // batch-invariant padding: a scratch sequence (id n_seq_max) of at most
     // kInvariantRows - 1 cells, freed after every forward()
     const bool pad = cfg_.invariance == StageConfig::Invariance::kFull;
     const uint32_t scratch = pad ? kScratchCells : 0;
-    kv_ = std::make_unique<KvCache>(hp_, cfg_.range, cfg_.n_ctx + scratch,
-                                    cfg_.n_seq_max + (scratch ? 1 : 0), cfg_.n_ctx_seq, cfg_.type_k,
-                                    cfg_.type_v, ggml_backend_dev_buffer_type(dev));
+    kv_ = std::make_unique<KvCache>(
+        hp_, cfg_.range, cfg_.n_ctx + scratch, cfg_.n_seq_max + (scratch ? 1 : 0), cfg_.n_ctx_seq,
+        cfg_.type_k, cfg_.type_v, ggml_backend_dev_buffer_type(dev),
+        gpu_.gpu ? ggml_backend_dev_buffer_type(gpu_.gpu) : nullptr, gpu_.gpu_first);
     // ... at the front; every sequence's cells in position order (kv_cache.h)
     if (pad)
         kv_->place_by_sequence(cfg_.n_seq_max, kScratchCells);
 
-    ggml_backend_t backends[] = {backend_.get()};
+    // The GPU first: ggml's scheduler gives an op to the first backend that
+    // holds its weights or supports it; the CPU (last) takes the rest.
+    std::vector<ggml_backend_t> backends;
+    if (gpu_backend_)
+        backends.push_back(gpu_backend_.get());
+    backends.push_back(backend_.get());
     const size_t graph_size = 1024 + 48 * static_cast<size_t>(cfg_.range.size());
-    sched_.reset(ggml_backend_sched_new(backends, nullptr, 1, graph_size, false, true));
+    sched_.reset(ggml_backend_sched_new(backends.data(), nullptr, static_cast<int>(backends.size()),
+                                        graph_size, false, true));
     // Reserve the compute buffer for the worst case so no request reallocates.
     uint32_t n_tok = std::min(cfg_.n_ubatch, cfg_.n_ctx);
     if (pad)
@@ -90,6 +114,10 @@ Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const
                      cfg_.range.str().c_str(), weights_->describe_buffers().c_str(), kv_->size(),
                      kv_->bytes() / 1048576.0, ggml_type_name(cfg_.type_k),
                      ggml_type_name(cfg_.type_v));
+}
+
+std::string Stage::gpu_device() const {
+    return gpu_.gpu ? ggml_backend_dev_name(gpu_.gpu) : "";
 }
 
 Stage::~Stage() {

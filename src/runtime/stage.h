@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -39,6 +40,19 @@ struct CpuAffinity {
     }
 };
 
+/// GPU offload, llama.cpp's --device and -ngl: the last n_gpu_layers blocks
+/// of a stage run on the device (weights and KV cache in its memory), and the
+/// LM head too when n_gpu_layers exceeds the stage's blocks (or is negative:
+/// everything). 0 = CPU only. ggml's scheduler runs each op where its weights
+/// are and copies hidden states between the devices.
+struct GpuOffload {
+    int n_gpu_layers = 0;
+    std::string device;  // ggml device name (e.g. "Vulkan0"); empty = the first GPU
+    bool operator==(const GpuOffload &o) const {
+        return n_gpu_layers == o.n_gpu_layers && device == o.device;
+    }
+};
+
 struct StageConfig {
     LayerRange range;         // blocks this stage runs; first==0 embeds, last==n_layer has the head
     uint32_t n_ctx = 4096;    // KV cells in total (shared by all sequences)
@@ -49,6 +63,7 @@ struct StageConfig {
     ggml_type type_v = GGML_TYPE_F16;
     int n_threads = 0;  // 0 = all cores
     CpuAffinity cpu;    // where the n_threads threads run (default: anywhere)
+    GpuOffload gpu;     // blocks on a GPU (default: none)
     WeightLoadOptions load;
     /// Debug: emulate a slower device. After each forward() the stage sleeps
     /// (slowdown - 1) x the compute time, so it runs `slowdown` times slower.
@@ -164,6 +179,10 @@ class Stage {
     void set_n_threads(int n);
     int n_threads() const { return n_threads_; }
     const StageWeights &weights() const { return *weights_; }
+    /// The GPU device this stage offloads to ("" when none) and how many of
+    /// its blocks are there.
+    std::string gpu_device() const;
+    uint32_t gpu_layers() const { return gpu_.gpu ? cfg_.range.last - gpu_.gpu_first : 0; }
 
   private:
     struct ThreadpoolDeleter {
@@ -173,6 +192,8 @@ class Stage {
     ModelHparams hp_;
     StageConfig cfg_;
     ggml_backend_ptr backend_;
+    ggml_backend_ptr gpu_backend_;  // null without offload
+    GpuPlacement gpu_;
     std::unique_ptr<ggml_threadpool, ThreadpoolDeleter> threadpool_;
     int n_threads_ = 0;              // threads of the next graph (<= cfg_.n_threads)
     std::thread::id pinned_thread_;  // the forward() caller last pinned to cfg_.cpu.cores

@@ -194,6 +194,42 @@ TEST(PipelineSecurity, PlaintextPeersCannotTalkToCurvePeers) {
     EXPECT_EQ(http_get(insecure.api_port(), "/health").body.value("status", ""), "no workers");
 }
 
+/// The JOIN_REJECT reason a coordinator answers to a JOIN naming arch.
+std::string join_refusal(const ServeProcess &serve, const std::string &arch) {
+    zmq::context_t ctx(1);
+    const JoinToken token = join_token_parse(serve.token());
+    zmq::socket_t c =
+        curve_socket(ctx, zmq::socket_type::dealer, tcp_endpoint("127.0.0.1", serve.control_port()),
+                     token.coordinator_public_z85, token.join_keys);
+    c.set(zmq::sockopt::rcvtimeo, 10000);
+    WireJoin j;
+    j.node_name = "foreign-" + arch;
+    j.node_key = curve_key_from_z85(curve_keypair_generate().public_z85);
+    j.os = "Linux";
+    j.arch = arch;
+    j.data_endpoint = "tcp://*:1";
+    send_raw(c, encode(j));
+    zmq::message_t reply;
+    if (!c.recv(reply))
+        return "(no answer)";
+    const WireMessage m = wire_decode(
+        std::span<const uint8_t>(static_cast<const uint8_t *>(reply.data()), reply.size()));
+    const auto *r = std::get_if<WireJoinReject>(&m.body);
+    return r ? r->reason : "(answered " + std::string(wire_type_name(wire_message_type(m))) + ")";
+}
+
+TEST(PipelineSecurity, BigEndianAndUnknownMachinesAreRefusedAtJoin) {
+    TempDir dir;
+    ServeProcess serve(dir.file("coordinator"), model(), 1);
+    EXPECT_TRUE(contains(join_refusal(serve, "s390x"), "s390x is big-endian"));
+    EXPECT_TRUE(contains(join_refusal(serve, "aarch64_be"), "aarch64_be is big-endian"));
+    EXPECT_TRUE(contains(join_refusal(serve, "vax"), "(vax) is unknown to this coordinator"));
+    EXPECT_TRUE(contains(serve.log(), "refused JOIN of 'foreign-s390x'")) << serve.log();
+    // A little-endian worker still joins and serves.
+    JoinProcess w(dir.file("w1"), serve.coordinator(), serve.token());
+    EXPECT_TRUE(wait_health(serve.api_port(), "ok", 30000)) << serve.log();
+}
+
 TEST(PipelineSecurity, HostileFramesAreDroppedAndServingGoesOn) {
     const std::string ref = reference_greedy(model(), kPrompt, 32);
     TempDir dir;

@@ -14,10 +14,12 @@
 namespace colony::test {
 
 class StageChain {
-public:
-    /// Splits [0, n_layer) at `cuts` (e.g. {2} -> [0,2),[2,L)).
+  public:
+    /// Splits [0, n_layer) at `cuts` (e.g. {2} -> [0,2),[2,L)); stage i
+    /// offloads as gpu[i] says (none when gpu is shorter).
     StageChain(const std::string &model, const std::vector<uint32_t> &cuts, uint32_t n_ctx = 512,
-               uint32_t n_ubatch = 512, ggml_type type_k = GGML_TYPE_F16, ggml_type type_v = GGML_TYPE_F16) {
+               uint32_t n_ubatch = 512, ggml_type type_k = GGML_TYPE_F16,
+               ggml_type type_v = GGML_TYPE_F16, const std::vector<GpuOffload> &gpu = {}) {
         file_ = GgufFile::open(model);
         hp_ = ModelHparams::from_gguf(*file_);
         uint32_t first = 0;
@@ -31,6 +33,8 @@ public:
             cfg.n_threads = 2;
             cfg.type_k = type_k;
             cfg.type_v = type_v;
+            if (stages_.size() < gpu.size())
+                cfg.gpu = gpu[stages_.size()];
             stages_.push_back(std::make_unique<Stage>(file_, hp_, cfg));
             first = last;
         }
@@ -50,24 +54,30 @@ public:
             ub.n_tokens = n;
             ub.pos = pos.data();
             ub.seq_id = seqs.data();
-            if (s->is_first()) ub.tokens = tokens.data();
-            else ub.embd = hidden.data();
+            if (s->is_first())
+                ub.tokens = tokens.data();
+            else
+                ub.embd = hidden.data();
             ub.out_ids = &last_row;
             ub.n_outputs = 1;
             out = s->forward(ub);
-            if (!s->is_last()) hidden.assign(out, out + static_cast<size_t>(hp_.n_embd) * n);
+            if (!s->is_last())
+                hidden.assign(out, out + static_cast<size_t>(hp_.n_embd) * n);
         }
         return std::vector<float>(out, out + hp_.n_vocab);
     }
 
     /// Greedy continuation of `prompt` for n tokens.
-    std::vector<int32_t> greedy(const std::vector<int32_t> &prompt, int n, std::vector<float> *first_logits = nullptr) {
+    std::vector<int32_t> greedy(const std::vector<int32_t> &prompt, int n,
+                                std::vector<float> *first_logits = nullptr) {
         std::vector<float> logits = run(prompt, 0);
-        if (first_logits) *first_logits = logits;
+        if (first_logits)
+            *first_logits = logits;
         std::vector<int32_t> out;
         int32_t pos = static_cast<int32_t>(prompt.size());
         for (int i = 0; i < n; ++i) {
-            const int32_t t = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+            const int32_t t = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) -
+                                                   logits.begin());
             out.push_back(t);
             logits = run({t}, pos++);
         }
@@ -77,7 +87,7 @@ public:
     const ModelHparams &hparams() const { return hp_; }
     Stage &stage(size_t i) { return *stages_[i]; }
 
-private:
+  private:
     std::shared_ptr<const GgufFile> file_;
     ModelHparams hp_;
     std::vector<std::unique_ptr<Stage>> stages_;

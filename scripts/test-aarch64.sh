@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Runs colony's tests for aarch64 under qemu-user: the cross build of
+# scripts/build-aarch64.sh, its CTest suite with qemu's CPU model set, and a
+# mixed cluster (x86-64 coordinator and worker, an aarch64 worker under qemu)
+# whose greedy tokens must equal one x86-64 node's.
+#
+#   scripts/test-aarch64.sh [--ci] [--cpu baseline|max|both] [--no-build]
+#
+#   (default)   the whole set: both builds; every CTest test except the
+#               network-namespace, browser, benchmark and chaos suites, under
+#               QEMU_CPU=cortex-a76 (ARMv8.2 + dotprod + fp16) for build-aarch64/
+#               and QEMU_CPU=max (SVE, i8mm) for build-aarch64-max/; then the
+#               mixed cluster with every stories260K quant type, for each build
+#   --ci        what CI runs: the baseline build; the golden-parity, stage,
+#               wire and planner tests and one multi-process pipeline test;
+#               the mixed cluster with f32 and q8_0
+#   --cpu C     only this build (baseline or max)
+#   --no-build  use the builds as they are
+#
+# Programs that tests start (colony serve/join/run, llama.cpp's tools) are
+# aarch64 too: they run through the kernel's binfmt_misc entry for
+# qemu-aarch64, which this script registers when it is missing (root, or a
+# mounted /proc/sys/fs/binfmt_misc that we may write). QEMU_CPU reaches them
+# through the environment.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+mode=full cpus="baseline max" build=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --ci) mode=ci; cpus="baseline"; shift ;;
+    --cpu) case "$2" in both) cpus="baseline max" ;; *) cpus="$2" ;; esac; shift 2 ;;
+    --no-build) build=0; shift ;;
+    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
+    *) echo "test-aarch64: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+log() { echo "test-aarch64: $(date +%H:%M:%S) $*" >&2; }
+die() { echo "test-aarch64: error: $*" >&2; exit 1; }
+start=$(date +%s)
+
+# The qemu-aarch64 binfmt_misc entry, so that aarch64 programs run when exec'd.
+ensure_binfmt() {
+  local dir=/proc/sys/fs/binfmt_misc
+  [ -e "$dir/qemu-aarch64" ] && grep -q '^enabled' "$dir/qemu-aarch64" && return 0
+  [ -e "$dir/register" ] || mount -t binfmt_misc binfmt_misc "$dir" 2>/dev/null || true
+  [ -w "$dir/register" ] || die "cannot register qemu-aarch64 with binfmt_misc ($dir/register is not writable: run as root, or register it: update-binfmts --enable qemu-aarch64)"
+  local conf=/usr/lib/binfmt.d/qemu-aarch64.conf
+  [ -f "$conf" ] || die "$conf is missing (qemu-user-static installs it)"
+  [ -e "$dir/qemu-aarch64" ] || grep -v '^#' "$conf" > "$dir/register"
+  echo 1 > "$dir/qemu-aarch64"
+  log "registered qemu-aarch64 with binfmt_misc"
+}
+
+# CTest selections (regular expressions over test names).
+ci_tests='^(Stories260KGolden|AllTypes/Stories260KGolden|Architectures/SynthGolden|Stage|StageWeights|SplitComposition|WireProtocol|WireDtype|PeerArch|Planner|LayerSplit|Sha256|Shard)\.|^PipelineEquivalence\.ServeAndTwoJoinsMatchGenerate$'
+full_exclude='^(PipelineNetns|TwoHosts|Netlab|Chaos|BenchCluster|ApiBrowser|ApiLoad|RealSystem)\.'
+
+qemu_cpu_for() { case "$1" in baseline) echo cortex-a76 ;; max) echo max ;; esac; }
+dir_for() { case "$1" in baseline) echo build-aarch64 ;; max) echo build-aarch64-max ;; esac; }
+
+if [ "$build" = 1 ]; then
+  bash scripts/build-aarch64.sh --deps-only
+  # The x86-64 side of the mixed cluster.
+  if [ -x build/bin/colony ]; then cmake --build build -j "$(nproc)" --target colony >/dev/null
+  else bash scripts/setup.sh; fi
+  for c in $cpus; do bash scripts/build-aarch64.sh --cpu "$c"; done
+fi
+ensure_binfmt
+for c in $cpus; do
+  [ -x "$(dir_for "$c")/bin/colony" ] || die "$(dir_for "$c")/bin/colony is missing (run scripts/build-aarch64.sh --cpu $c)"
+done
+[ -x build/bin/colony ] || die "build/bin/colony is missing (run scripts/setup.sh)"
+
+rc=0
+for c in $cpus; do
+  d=$(dir_for "$c") qcpu=$(qemu_cpu_for "$c")
+  export QEMU_CPU="$qcpu"
+  log "$d: $(QEMU_CPU=$qcpu "$d/bin/colony" --version 2>&1 | head -n1) under qemu -cpu $qcpu"
+  t0=$(date +%s)
+  if [ "$mode" = ci ]; then sel=(-R "$ci_tests"); else sel=(-E "$full_exclude"); fi
+  if ! (cd "$d" && ctest --output-on-failure -j "$(nproc)" --timeout 1800 "${sel[@]}"); then
+    log "$d: CTest under qemu -cpu $qcpu failed"; rc=1
+  fi
+  log "$d: CTest took $(( $(date +%s) - t0 )) s"
+  types="f32 f16 q8_0 q4_0"; [ "$mode" = ci ] && types="f32 q8_0"
+  t0=$(date +%s)
+  if ! python3 tests/aarch64/mixed_cluster.py --x86 build/bin/colony --aarch64 "$d/bin/colony" \
+       --qemu-cpu "$qcpu" --models ../shared/models --types $types; then
+    log "$d: the mixed cluster failed"; rc=1
+  fi
+  log "$d: mixed cluster took $(( $(date +%s) - t0 )) s"
+done
+unset QEMU_CPU
+log "total $(( $(date +%s) - start )) s, $([ $rc = 0 ] && echo passed || echo FAILED)"
+exit $rc
