@@ -4,7 +4,7 @@
 # llama.cpp libraries it links) into build/: what the main job needs, and all
 # a phone should build.
 #
-#   scripts/setup.sh [--all] [--vulkan|--cuda] [--llama-dir DIR] [--build-dir DIR] [--no-build] [--deps-only] [--debug]
+#   scripts/setup.sh [--all] [--vulkan|--cuda] [--llama-dir DIR] [--build-dir DIR] [--no-build] [--configure-only] [--deps-only] [--debug]
 #
 #   --all             also the test and benchmark packages, and build everything:
 #                     tests, benchmarks, llama.cpp's comparison tools (scripts/test.sh uses it)
@@ -15,6 +15,7 @@
 #   --llama-dir DIR   build against an existing llama.cpp checkout instead of the pinned tree
 #   --build-dir DIR   build directory (default: build)
 #   --no-build        install dependencies and fetch llama.cpp, but do not build
+#   --configure-only  also configure the build directory, but do not build
 #   --deps-only       only install dependencies
 #   --debug           CMAKE_BUILD_TYPE=Debug
 #
@@ -24,7 +25,7 @@
 # then run this script (it skips the package step when brew is the package manager).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-llama_dir="" build_dir="build" build=1 deps_only=0 build_type=Release all=0 gpu=""
+llama_dir="" build_dir="build" build=1 deps_only=0 build_type=Release all=0 gpu="" configure_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --all) all=1; shift ;;
@@ -33,6 +34,7 @@ while [ $# -gt 0 ]; do
     --llama-dir) llama_dir="$2"; shift 2 ;;
     --build-dir) build_dir="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
+    --configure-only) configure_only=1; shift ;;
     --deps-only) deps_only=1; shift ;;
     --debug) build_type=Debug; shift ;;
     -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
@@ -122,11 +124,23 @@ fi
 export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/colony/ccache}"
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(cd .. && pwd)}"
 jobs=$(nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
+# CMake flags for ggml-vulkan's glslc and headers: the system's where they are
+# new enough (not on Debian 12), else those of scripts/fetch-vulkan-tools.sh.
+vulkan_tool_flags() {
+  # VK_EXT_layer_settings came with Vulkan 1.3.261, after cooperative matrices and
+  # the glslc that compiles them
+  grep -qs VkLayerSettingEXT /usr/include/vulkan/vulkan_core.h && return 0
+  local dir
+  dir=$(bash scripts/fetch-vulkan-tools.sh | tail -n1)
+  echo "-DVulkan_GLSLC_EXECUTABLE=$dir/glslc -DVulkan_INCLUDE_DIR=$dir/usr/include -DSPIRV-Headers_DIR=$dir/usr/share/cmake/SPIRV-Headers"
+}
+
 # Without --all only the colony program is built; a build directory that was
 # configured with the tests keeps them (configuring them needs GoogleTest).
 tests=()
 case "$gpu" in
-  vulkan) tests+=(-DGGML_VULKAN=ON) ;;
+  # the pinned tree needs a newer glslc and Vulkan headers than Debian 12's
+  vulkan) tests+=(-DGGML_VULKAN=ON $(vulkan_tool_flags)) ;;
   cuda) tests+=(-DGGML_CUDA=ON) ;;
 esac
 if [ "$all" = 1 ]; then
@@ -136,6 +150,7 @@ elif [ ! -f "$build_dir/CMakeCache.txt" ]; then
 fi
 log "configuring $build_dir ($build_type) against $llama_dir"
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" -DCOLONY_LLAMA_DIR="$llama_dir" "${tests[@]}" >/dev/null
+[ "$configure_only" = 1 ] && { log "configured $build_dir"; exit 0; }
 if [ "$all" = 1 ]; then
   log "building everything with $jobs jobs"
   cmake --build "$build_dir" -j "$jobs"

@@ -11,9 +11,9 @@
 #               QEMU_CPU=cortex-a76 (ARMv8.2 + dotprod + fp16) for build-aarch64/
 #               and QEMU_CPU=max (SVE, i8mm) for build-aarch64-max/; then the
 #               mixed cluster with every stories260K quant type, for each build
-#   --ci        what CI runs: the baseline build; the golden-parity, stage,
-#               wire and planner tests and one multi-process pipeline test;
-#               the mixed cluster with f32 and q8_0
+#   --ci        what CI runs (scripts/test.sh): the baseline build; the
+#               golden-parity, stage, wire and planner tests and one
+#               multi-process pipeline test; the mixed cluster with f32 and q8_0
 #   --cpu C     only this build (baseline or max)
 #   --no-build  use the builds as they are
 #
@@ -52,7 +52,10 @@ ensure_binfmt() {
 }
 
 # CTest selections (regular expressions over test names).
-ci_tests='^(Stories260KGolden|AllTypes/Stories260KGolden|Architectures/SynthGolden|Stage|StageWeights|SplitComposition|WireProtocol|WireDtype|PeerArch|Planner|LayerSplit|Sha256|Shard)\.|^PipelineEquivalence\.ServeAndTwoJoinsMatchGenerate$'
+# CI: stories260K's goldens in every quant type, one synthetic K-quant model
+# (the f16 ones take 8 minutes each under qemu), the stage and split checks,
+# the wire format, the planner and one multi-process cluster.
+ci_tests='^(Stories260KGolden|AllTypes/Stories260KGolden|Stage|StageWeights|SplitComposition|WireProtocol|WireDtype|PeerArch|Planner|LayerSplit|Sha256|Shard)\.|^Architectures/SynthGolden\..*qwen2_5_0_5b_Q4_K_M|^PipelineEquivalence\.ServeAndTwoJoinsMatchGenerate$'
 full_exclude='^(PipelineNetns|TwoHosts|Netlab|Chaos|BenchCluster|ApiBrowser|ApiLoad|RealSystem)\.'
 
 qemu_cpu_for() { case "$1" in baseline) echo cortex-a76 ;; max) echo max ;; esac; }
@@ -63,7 +66,11 @@ if [ "$build" = 1 ]; then
   # The x86-64 side of the mixed cluster.
   if [ -x build/bin/colony ]; then cmake --build build -j "$(nproc)" --target colony >/dev/null
   else bash scripts/setup.sh; fi
-  for c in $cpus; do bash scripts/build-aarch64.sh --cpu "$c"; done
+  # --ci: only the programs its tests run
+  targets=()
+  [ "$mode" = ci ] && targets=(colony test_runtime test_model colony_net_tests colony_cluster_tests
+                               colony_pipeline_tests colony_multiprocess_tests)
+  for c in $cpus; do bash scripts/build-aarch64.sh --cpu "$c" "${targets[@]}"; done
 fi
 ensure_binfmt
 for c in $cpus; do

@@ -5,7 +5,10 @@
 # prerequisite (scripts/check-skips.py; COLONY_TEST_STRICT=1 allows none).
 # Then the short fuzz campaign (scripts/fuzz.sh --ci: a fixed number of
 # executions per target with a fixed seed, about 30 s each, with the kept
-# crashes replayed); COLONY_TEST_FUZZ=0 skips it.
+# crashes replayed); COLONY_TEST_FUZZ=0 skips it. Then the aarch64 cross build
+# and its CI subset under qemu (scripts/test-aarch64.sh --ci: golden parity,
+# stages, wire, planner, a cluster, and a mixed x86-64 + aarch64 cluster);
+# COLONY_TEST_AARCH64=0 skips it.
 #
 #   scripts/test.sh [ctest options...]      e.g. scripts/test.sh -R Golden
 set -euo pipefail
@@ -24,4 +27,7 @@ if [ "$rc" -ne 0 ] || [ "$skips" -ne 0 ]; then
 fi
 if [ "$#" -eq 0 ] && [ "${COLONY_TEST_FUZZ:-1}" != 0 ]; then
   bash scripts/fuzz.sh --ci || { echo "test.sh: the fuzz campaign failed" >&2; exit 1; }
+fi
+if [ "$#" -eq 0 ] && [ "${COLONY_TEST_AARCH64:-1}" != 0 ]; then
+  bash scripts/test-aarch64.sh --ci || { echo "test.sh: the aarch64 tests under qemu failed" >&2; exit 1; }
 fi

@@ -24,6 +24,7 @@
 #include "pipeline/cluster_state.h"
 #include "pipeline/coordinator.h"
 #include "pipeline/node_status.h"
+#include "runtime/gpu_device.h"
 #include "util/clock.h"
 #include "util/process_stats.h"
 
@@ -37,6 +38,7 @@ using nlohmann::json;
 struct Runtime {
     StageRuntime counters;
     std::string device;   // CPU description
+    std::string arch;     // uname's machine, e.g. "aarch64"; "" when unknown
     std::string phase;    // node_status.h phases; "" when unknown
     double progress = 0;  // of the phase
     uint64_t rss_bytes = 0;
@@ -81,6 +83,7 @@ Runtime coordinator_runtime(const Coordinator &c, const std::string &device) {
     Runtime r;
     r.counters = c.scheduler().stage_runtime();
     r.device = device;
+    r.arch = probe_os().arch;
     r.phase = r.counters.loaded ? "ready" : (r.counters.range.empty() ? "waiting" : "loading");
     r.progress = r.counters.loaded ? 1.0 : r.counters.load_progress;
     r.rss_bytes = current_rss_bytes();
@@ -90,7 +93,7 @@ Runtime coordinator_runtime(const Coordinator &c, const std::string &device) {
     r.dropped = c.dropped_messages();
     const CoordinatorOptions &o = c.options();
     r.threads = NodeThreads{o.n_threads > 0 ? o.n_threads : default_thread_count(),
-                            format_cpu_list(o.cpu.cores), false};
+                            format_cpu_list(o.cpu.cores), false, gpu_label(o.gpu)};
     return r;
 }
 
@@ -109,6 +112,7 @@ std::optional<Runtime> worker_runtime(const std::vector<NodeReport> &reports,
     const NodeRuntime &rt = best->runtime;
     r.counters = rt.stage;
     r.device = rt.device;
+    r.arch = rt.arch;
     r.phase = rt.phase;
     r.progress = rt.progress;
     r.rss_bytes = rt.rss_bytes;
@@ -163,6 +167,9 @@ json node_json(const NodeView &n, const Runtime &rt, bool has_plan) {
         {"name", n.name},
         {"role", n.role},
         {"device", device.empty() ? "unknown" : device},
+        {"arch", !rt.arch.empty()                        ? json(rt.arch)
+                 : n.profile && !n.profile->arch.empty() ? json(n.profile->arch)
+                                                         : json(nullptr)},
         {"state", shown_state(n, has_plan)},
         {"progress", progress},
         {"layers",

@@ -45,6 +45,7 @@ std::string LocalBackend::cluster_json() const {
         {"name", hostname_},
         {"role", "coordinator"},
         {"device", device_.empty() ? "CPU" : device_},
+        {"arch", probe_os().arch},
         {"state", state},
         {"progress", progress},
         {"layers", {{"first", st.layers.first}, {"last", st.layers.last}}},

@@ -120,7 +120,7 @@ def stages_by_arch(cluster):
     out = {}
     for n in cluster.get("nodes", []):
         layers = n.get("layers") or n.get("layer_range")
-        out[n.get("name", "?")] = (n.get("arch", "?"), layers)
+        out[n.get("name", "?")] = (n.get("arch") or "?", layers)
     return out
 
 
@@ -152,9 +152,10 @@ def main():
         finally:
             shutil.rmtree(work, ignore_errors=True)
         nodes = stages_by_arch(cluster)
-        arm_nodes = [k for k, (arch, _) in nodes.items() if arch == "aarch64"]
-        if not arm_nodes:
-            failures.append(f"{t}: no aarch64 node in /v1/cluster: {nodes}")
+        arm = nodes.get("join-aarch64", ("?", None))
+        if arm[0] != "aarch64" or not arm[1] or arm[1]["last"] <= arm[1]["first"]:
+            failures.append(f"{t}: the aarch64 worker holds no layers, or /v1/cluster does not "
+                            f"say it is aarch64: {nodes}")
         if text != ref:
             failures.append(f"{t}: mixed cluster differs from one x86-64 node:\n"
                             f"  x86-64 node: {ref!r}\n  cluster:     {text!r}\n{logs}")

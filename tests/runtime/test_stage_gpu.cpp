@@ -11,14 +11,20 @@
 #include "runtime/gpu_device.h"
 #include "runtime/stage_runner.h"
 #include "runtime/tokenizer.h"
+#include "util/error.h"
 
 namespace colony::test {
 namespace {
 
-// GPU kernels sum in another order than the CPU's (and Vulkan's flash
-// attention keeps F16 accumulators): logits agree to 1e-3 of their largest
-// magnitude, measured 10x below that on lavapipe.
-constexpr float kRelTolerance = 1e-3f;
+// GPU kernels sum in another order than the CPU's, keep some intermediates
+// in F16, and for quantized weights quantize the activations to q8_1 (the CPU
+// to q8_0): logits agree to these fractions of their largest magnitude.
+// Measured on lavapipe (stories260K, 24 greedy tokens after a 10-token
+// prompt): f32 1.6e-3, f16 3.0e-3, q4_0 1.1e-2, q8_0 1.4e-2 (1.9e-2 with
+// [0,3) on the GPU), and the greedy tokens equal in every case.
+float tolerance(const std::string &type) {
+    return type == "f32" || type == "f16" ? 5e-3f : 3e-2f;
+}
 constexpr int kTokens = 24;
 
 struct Case {
@@ -39,7 +45,7 @@ void expect_gpu_matches_cpu(const Case &c) {
     const auto tc = cpu.greedy(prompt, kTokens, &lc);
     const auto tg = gpu.greedy(prompt, kTokens, &lg);
     const Diff d = compare(lg.data(), lc.data(), lc.size());
-    EXPECT_LE(d.max_abs_diff, kRelTolerance * d.max_abs_ref) << c.type << ", " << c.what;
+    EXPECT_LE(d.max_abs_diff, tolerance(c.type) * d.max_abs_ref) << c.type << ", " << c.what;
     EXPECT_EQ(tg, tc) << c.type << ", " << c.what;
     std::printf("  %s, %s: max |logit diff| %.3g of max |logit| %.3g\n", c.type, c.what,
                 d.max_abs_diff, d.max_abs_ref);
