@@ -152,8 +152,8 @@ def main():
         finally:
             shutil.rmtree(work, ignore_errors=True)
         nodes = stages_by_arch(cluster)
-        arm = nodes.get("join-aarch64", ("?", None))
-        if arm[0] != "aarch64" or not arm[1] or arm[1]["last"] <= arm[1]["first"]:
+        arch, layers = nodes.get("join-aarch64", ("?", None))
+        if arch != "aarch64" or not layers or layers["last"] <= layers["first"]:
             failures.append(f"{t}: the aarch64 worker holds no layers, or /v1/cluster does not "
                             f"say it is aarch64: {nodes}")
         if text != ref:
