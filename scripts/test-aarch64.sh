@@ -56,7 +56,23 @@ ensure_binfmt() {
 # (the f16 ones take 8 minutes each under qemu), the stage and split checks,
 # the wire format, the planner and one multi-process cluster.
 ci_tests='^(Stories260KGolden|AllTypes/Stories260KGolden|Stage|StageWeights|SplitComposition|WireProtocol|WireDtype|PeerArch|Planner|LayerSplit|Sha256|Shard)\.|^Architectures/SynthGolden\..*qwen2_5_0_5b_Q4_K_M|^PipelineEquivalence\.ServeAndTwoJoinsMatchGenerate$'
-full_exclude='^(PipelineNetns|TwoHosts|Netlab|Chaos|BenchCluster|ApiBrowser|ApiLoad|RealSystem)\.'
+# The whole set leaves out what cannot run under qemu-user or does not test
+# the architecture: the network lab (its switch needs ethtool and TUN ioctls
+# that qemu-user does not emulate), the browser, load, benchmark and chaos
+# suites. Three cluster tests are left out because their premise is the
+# relative speed of native processes, which emulation changes:
+#   PipelineLiveness.ASlowWorkerIsNotTakenForALostUbatch and
+#   PipelineSecurity.ReplayedAndStaleEpoch... run a worker with
+#     --debug-slowdown 100/200, a factor on the measured compute time, which
+#     under qemu is already 20-50x the native one: the worker's speed probe
+#     alone outlasts the test's wait for a ready cluster;
+#   PipelineRecovery.WithoutASpareTheSurvivorsTakeTheLostRange needs the
+#     measured planner to give both workers layers; under qemu the hops cost
+#     more than the layers save, so it rightly leaves one worker out as a spare.
+full_exclude='^(PipelineNetns|TwoHosts|Netlab|Discovery|Chaos|BenchCluster|ApiBrowser|ApiLoad|RealSystem)\.'
+full_exclude+='|^PipelineLiveness\.ASlowWorkerIsNotTakenForALostUbatch$'
+full_exclude+='|^PipelineSecurity\.ReplayedAndStaleEpochMessagesFromAnAuthenticatedPeerAreDropped$'
+full_exclude+='|^PipelineRecovery\.WithoutASpareTheSurvivorsTakeTheLostRange$'
 
 qemu_cpu_for() { case "$1" in baseline) echo cortex-a76 ;; max) echo max ;; esac; }
 dir_for() { case "$1" in baseline) echo build-aarch64 ;; max) echo build-aarch64-max ;; esac; }

@@ -341,6 +341,12 @@ std::vector<std::string> process_cmdline(int pid) {
             start = i + 1;
         }
     }
+    // A program run through binfmt_misc with the P (preserve argv[0]) flag,
+    // as Debian registers qemu-user for aarch64 (scripts/test-aarch64.sh),
+    // shows as: interpreter, the program's path, then its own argv.
+    if (out.size() >= 2 &&
+        std::filesystem::path(out[0]).filename().string().find("binfmt-P") != std::string::npos)
+        out.erase(out.begin(), out.begin() + 2);
     return out;
 }
 

@@ -145,7 +145,8 @@ std::vector<int> child_pids(int pid);
 /// True when `pid` has exited: no /proc entry, or a zombie nobody reaped.
 bool process_gone(int pid);
 
-/// The command line of `pid` ({} when it is gone).
+/// The command line of `pid` as the program sees its argv ({} when it is
+/// gone); a qemu-user binfmt_misc interpreter in front of it is left out.
 std::vector<std::string> process_cmdline(int pid);
 
 /// The value after `flag` in `args` ("" when absent).

@@ -291,7 +291,7 @@ TEST(PipelineRecovery, WithoutASpareTheSurvivorsTakeTheLostRange) {
         http_get(port, "/v1/cluster").body.value("recoveries", nlohmann::json());
     ASSERT_EQ(rec.size(), 1u) << rec.dump(1);
     EXPECT_EQ(rec[0].value("lost", ""), victim);
-    EXPECT_EQ(rec[0].value("replacement", ""), "replan") << rec.dump(1);
+    EXPECT_EQ(rec[0].value("replacement", ""), "replan") << rec.dump(1) << logs();
     EXPECT_EQ(stages().size(), 1u) << http_get(port, "/v1/cluster").body.dump(1);
 }
 
