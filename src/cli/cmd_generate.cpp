@@ -9,9 +9,11 @@
 #include "cli/gpu_args.h"
 #include "cli/kv_args.h"
 #include "cli/process_info.h"
+#include "cli/spec_args.h"
 #include "model/gguf_file.h"
 #include "model/hparams.h"
 #include "model/kv_cache.h"
+#include "runtime/draft_source.h"
 #include "runtime/generate.h"
 #include "runtime/stage.h"
 #include "runtime/tokenizer.h"
@@ -30,6 +32,7 @@ int cmd_generate(int argc, char **argv) {
     bool chat = false, no_mmap = false, no_repack = false, raw = false, batch_invariant = false,
          ignore_eos = false, ref_attention = false;
     KvWindow window;
+    SpecArgs spec;
     ArgParser p("colony generate",
                 "Generate text from a prompt with the whole model on this machine.\n"
                 "Text streams to stdout; a timing line goes to stderr.");
@@ -52,6 +55,7 @@ int cmd_generate(int argc, char **argv) {
     p.add("-ub", "--ubatch-size", "N", "tokens per prefill step", &n_ubatch);
     add_cache_type_args(p, &cache_k, &cache_v);
     add_kv_window_args(p, &window);
+    add_spec_args(p, &spec);
     p.flag("", "--ref-attention",
            "ggml's reference flash attention, as every stage of a cluster runs it: the floats "
            "of `colony run`/`serve` with workers (runtime/stage.h, Invariance::kAttention)",
@@ -79,6 +83,7 @@ int cmd_generate(int argc, char **argv) {
     if (seed >= 0)
         sp.seed = static_cast<uint32_t>(seed);
     window.validate(n_ctx);
+    const SpecParams spec_params = spec.resolve();
 
     std::shared_ptr<const GgufFile> file = GgufFile::open(model);
     const ModelHparams hp = ModelHparams::from_gguf(*file);
@@ -108,6 +113,7 @@ int cmd_generate(int argc, char **argv) {
     if (batch_invariant)
         cfg.invariance = StageConfig::Invariance::kFull;
     Stage stage(file, hp, cfg);
+    const std::unique_ptr<DraftSource> draft = make_draft_source(spec_params, tok, cfg);
 
     if (!raw) {
         std::fputs(text.c_str(), stdout);
@@ -118,6 +124,8 @@ int cmd_generate(int argc, char **argv) {
     go.sampling = sp;
     go.ignore_eos = ignore_eos;
     go.kv_window = window;
+    go.draft = draft.get();
+    go.spec = spec_params;
     const GenerateStats st =
         generate(stage, tok, tokens, go, [](int32_t, const std::string &piece) {
             std::fwrite(piece.data(), 1, piece.size(), stdout);
@@ -131,6 +139,12 @@ int cmd_generate(int argc, char **argv) {
         kv = "KV window " + std::to_string(window.window) + " (" + std::to_string(window.sinks) +
              " sinks): " + std::to_string(st.n_kv_shifts) + " shifts, at most " +
              std::to_string(st.kv_used_max) + " cells | ";
+    if (spec_params.enabled())
+        kv += std::string("speculative (") + spec_type_name(spec_params.type) +
+              "): " + std::to_string(st.spec.n_drafted) + " drafted, " +
+              std::to_string(st.spec.n_accepted) + " accepted (" +
+              std::to_string(static_cast<int>(st.spec.acceptance() * 100 + 0.5)) + " %) in " +
+              std::to_string(st.spec.n_verifications) + " verifications | ";
     std::fprintf(stderr,
                  "colony: prompt %d tokens | prefill %.1f tok/s | TTFT %.2f ms | decode %.1f tok/s "
                  "(%d tokens, %s) | "

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <string>
 
+#include "runtime/draft_source.h"
 #include "runtime/stage.h"
 #include "runtime/tokenizer.h"
 #include "util/clock.h"
@@ -55,9 +56,7 @@ GenerateStats generate(Stage &stage, const Tokenizer &tok, const std::vector<int
     }
     st.prefill_us = now_us() - t_start;
 
-    int32_t next_pos = static_cast<int32_t>(prompt.size());
-    int64_t t_first = 0;
-    st.stop_reason = "length";
+    const int32_t n_vocab = static_cast<int32_t>(stage.hparams().n_vocab);
     std::vector<float> masked;  // ignore_eos: the logits with end-of-generation tokens at -inf
     std::vector<int32_t> eog;
     if (opts.ignore_eos) {
@@ -65,50 +64,116 @@ GenerateStats generate(Stage &stage, const Tokenizer &tok, const std::vector<int
             if (tok.is_eog(t))
                 eog.push_back(t);
     }
-    st.kv_used_max = stage.kv_used();
-    for (int32_t i = 0; opts.n_predict < 0 || i < opts.n_predict; ++i) {
+    auto sample_row = [&](const float *row) {
         if (!eog.empty()) {
-            masked.assign(logits, logits + stage.hparams().n_vocab);
+            masked.assign(row, row + n_vocab);
             for (int32_t t : eog)
                 masked[t] = -INFINITY;
-            logits = masked.data();
+            row = masked.data();
         }
-        const int32_t token = sampler.sample(logits);
-        ++st.n_generated;
-        if (i == 0) {
+        return sampler.sample(row);
+    };
+    int64_t t_first = 0;
+    st.stop_reason = "length";
+    // Hands a sampled token to the caller; false when generation ends with it.
+    auto emit = [&](int32_t token) {
+        if (++st.n_generated == 1) {
             t_first = now_us();
             st.ttft_us = t_first - t_start;
         }
         if (opts.stop_at_eog && tok.is_eog(token)) {
             st.stop_reason = "eog";
-            break;
+            return false;
         }
         if (!on_token(token, detok.push(token))) {
             st.stop_reason = "cancelled";
-            break;
+            return false;
         }
-        if (opts.n_predict >= 0 && i + 1 >= opts.n_predict)
-            break;
-        if (static_cast<uint32_t>(next_pos) >= stage.config().n_ctx_seq) {
-            st.stop_reason = "length";
-            break;
-        }
+        return opts.n_predict < 0 || st.n_generated < opts.n_predict;
+    };
+
+    const int32_t n_ctx_seq = static_cast<int32_t>(stage.config().n_ctx_seq);
+    DraftLength draft_length(opts.spec);
+    std::vector<int32_t> history = prompt;  // the tokens fed so far, for the draft source
+    std::vector<int32_t> fed, pos_fed, rows;
+    int32_t next_pos = static_cast<int32_t>(prompt.size());
+    st.kv_used_max = stage.kv_used();
+    int32_t token = sample_row(logits);  // sampled, not yet fed
+    for (bool more = emit(token); more;) {
+        if (next_pos >= n_ctx_seq)
+            break;  // "length"
         if (const auto shift = opts.kv_window.shift_before(next_pos)) {
             stage.apply_shift(seq, *shift);
             next_pos = shift->n_past_after();
             ++st.n_kv_shifts;
         }
-        const int32_t row = 0;
+        history.push_back(token);
+        std::vector<int32_t> drafts;
+        double draft_ms = 0;
+        if (opts.draft) {
+            // drafts take positions next_pos + 1 .. : inside the context, the
+            // window (no shift before plain decoding would make one) and the ubatch
+            int64_t cap = std::min<int64_t>(n_ctx_seq - next_pos - 1, n_ubatch - 1);
+            if (opts.kv_window.enabled())
+                cap = std::min<int64_t>(cap, int64_t{opts.kv_window.window} - next_pos - 2);
+            if (opts.n_predict >= 0)
+                cap = std::min<int64_t>(cap, opts.n_predict - st.n_generated - 1);
+            if (const int32_t k =
+                    draft_length.next(static_cast<int32_t>(std::max<int64_t>(cap, 0)));
+                k > 0) {
+                const int64_t t0 = now_us();
+                drafts = opts.draft->draft(history, k);
+                draft_ms = (now_us() - t0) / 1000.0;
+                if (drafts.size() > static_cast<size_t>(k))
+                    drafts.resize(static_cast<size_t>(k));
+                if (drafts.size() < static_cast<size_t>(opts.spec.draft_min))
+                    drafts.clear();
+            }
+        }
+        // the token and its drafts in one forward, a logits row for each
+        const uint32_t n = static_cast<uint32_t>(drafts.size() + 1);
+        fed.assign(1, token);
+        fed.insert(fed.end(), drafts.begin(), drafts.end());
+        pos_fed.resize(n);
+        std::iota(pos_fed.begin(), pos_fed.end(), next_pos);
+        rows.resize(n);
+        std::iota(rows.begin(), rows.end(), 0);
+        std::vector<int32_t> seqs_fed(n, seq);
         Ubatch ub;
-        ub.n_tokens = 1;
-        ub.tokens = &token;
-        ub.pos = &next_pos;
-        ub.seq_id = &seq;
-        ub.out_ids = &row;
-        ub.n_outputs = 1;
+        ub.n_tokens = n;
+        ub.tokens = fed.data();
+        ub.pos = pos_fed.data();
+        ub.seq_id = seqs_fed.data();
+        ub.out_ids = rows.data();
+        ub.n_outputs = n;
+        const int64_t t0 = now_us();
         logits = stage.forward(ub);
+        const double target_ms = (now_us() - t0) / 1000.0;
         ++next_pos;
         st.kv_used_max = std::max(st.kv_used_max, stage.kv_used());
+
+        const std::vector<int32_t> drawn = verify_drafts(drafts, [&](size_t r) {
+            return sample_row(logits + r * static_cast<size_t>(n_vocab));
+        });
+        const int32_t accepted = static_cast<int32_t>(drawn.size()) - 1;
+        if (opts.draft) {
+            draft_length.record(static_cast<int32_t>(drafts.size()), accepted, target_ms, draft_ms);
+            if (!drafts.empty()) {
+                ++st.spec.n_verifications;
+                st.spec.n_drafted += static_cast<int64_t>(drafts.size());
+                st.spec.n_accepted += accepted;
+            }
+        }
+        for (int32_t i = 0; i < accepted && more; ++i) {
+            more = emit(drawn[static_cast<size_t>(i)]);
+            history.push_back(drawn[static_cast<size_t>(i)]);  // fed as a draft: in the KV
+            ++next_pos;
+        }
+        if (static_cast<size_t>(accepted) < drafts.size())
+            stage.seq_rm(seq, next_pos, -1);  // the rejected drafts' positions
+        token = drawn.back();
+        if (more)
+            more = emit(token);
     }
     const std::string rest = detok.flush();
     if (!rest.empty())

@@ -9,9 +9,11 @@
 
 #include "runtime/kv_window.h"
 #include "runtime/sampler.h"
+#include "runtime/speculative.h"
 
 namespace colony {
 
+class DraftSource;
 class Stage;
 class Tokenizer;
 
@@ -27,6 +29,12 @@ struct GenerateOptions {
     /// Sliding window with attention sinks (kv_window.h); off by default.
     /// The prompt must fit in window - 1 positions.
     KvWindow kv_window;
+    /// Speculative decoding (speculative.h): drafts from `draft` (owned by
+    /// the caller; null: plain decoding), verified in one forward each, as
+    /// many as spec.draft_max and the measured acceptance allow. The text is
+    /// that of plain decoding.
+    DraftSource *draft = nullptr;
+    SpecParams spec;
 };
 
 /// Timings of one generation, microseconds.
@@ -39,6 +47,7 @@ struct GenerateStats {
     std::string stop_reason;   // "eog", "length" or "cancelled"
     int32_t n_kv_shifts = 0;   // context shifts made by the KV window
     uint32_t kv_used_max = 0;  // most KV cells the sequence held at once
+    SpecStats spec;            // drafts verified and accepted
 
     double prefill_tps() const { return prefill_us > 0 ? n_prompt * 1e6 / prefill_us : 0.0; }
     /// Decode speed over the tokens after the first (each needs one forward).

@@ -1,0 +1,62 @@
+// Speculative decoding options (runtime/speculative.h), with llama.cpp's
+// names (common/arg.cpp): -md/--model-draft, --spec-type, --draft-max,
+// --draft-min, --draft-p-min; and colony's --spec-ngram-size-n and
+// --no-spec-adaptive.
+#pragma once
+
+#include <string>
+
+#include "cli/args.h"
+#include "runtime/speculative.h"
+
+namespace colony {
+
+/// The options as parsed; resolve() gives the SpecParams.
+struct SpecArgs {
+    std::string model_draft;
+    std::string type;  // "" = none, or the draft model when -md is given
+    SpecParams params;
+    bool no_adaptive = false;
+
+    /// Error(kInvalidArgument) for a bad type or value.
+    SpecParams resolve() const {
+        SpecParams p = params;
+        p.draft_model = model_draft;
+        if (!type.empty())
+            p.type = parse_spec_type(type);
+        else if (!model_draft.empty())
+            p.type = SpecType::kDraftModel;
+        p.adaptive = !no_adaptive;
+        p.validate();
+        return p;
+    }
+};
+
+inline void add_spec_args(ArgParser &p, SpecArgs *a) {
+    p.add("-md", "--model-draft", "PATH",
+          "draft model for speculative decoding: a small GGUF with this model's vocabulary, run "
+          "on this device (docs/speculative.md)",
+          &a->model_draft);
+    p.add("", "--spec-type", "TYPE",
+          "speculative decoding without a draft model: ngram (drafts copied from where the last "
+          "tokens occurred before; code, quotes, edits) or none",
+          &a->type);
+    p.add("", "--draft-max", "N", "drafts verified per step at most (default: 16)",
+          &a->params.draft_max);
+    p.add("", "--draft-min", "N", "fewer drafts than this are not verified (default: 0)",
+          &a->params.draft_min);
+    p.add("", "--draft-p-min", "P",
+          "the draft model stops drafting where its top token is less likely than P "
+          "(default: 0)",
+          &a->params.p_min);
+    p.add("", "--spec-ngram-size-n", "N",
+          "--spec-type ngram: the longest n-gram looked up, shorter ones down to 2 after it "
+          "(default: 4)",
+          &a->params.ngram_n);
+    p.flag("", "--no-spec-adaptive",
+           "always draft --draft-max tokens, even where the measured acceptance says drafting "
+           "does not pay",
+           &a->no_adaptive);
+}
+
+}  // namespace colony

@@ -1,0 +1,309 @@
+// Speculative decoding on one node (runtime/speculative.h,
+// runtime/draft_source.h): the text is plain decoding's for every draft
+// source, greedy and seeded; the KV cache keeps exactly the accepted
+// positions; the draft length follows the measured acceptance.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/synth_tiny.h"
+#include "common/test_env.h"
+#include "model/gguf_file.h"
+#include "model/hparams.h"
+#include "runtime/draft_source.h"
+#include "runtime/generate.h"
+#include "runtime/stage.h"
+#include "runtime/tokenizer.h"
+#include "util/error.h"
+
+namespace colony::test {
+namespace {
+
+TEST(VerifyDrafts, KeepsDraftsWhileTheyEqualTheDrawnTokens) {
+    auto rows = [](std::vector<int32_t> drawn) {
+        return [drawn](size_t r) { return drawn.at(r); };
+    };
+    EXPECT_EQ(verify_drafts({}, rows({7})), (std::vector<int32_t>{7}));
+    EXPECT_EQ(verify_drafts({1, 2, 3}, rows({1, 2, 3, 4})), (std::vector<int32_t>{1, 2, 3, 4}));
+    EXPECT_EQ(verify_drafts({1, 2, 3}, rows({1, 5, 3, 4})), (std::vector<int32_t>{1, 5}));
+    EXPECT_EQ(verify_drafts({1, 2, 3}, rows({9, 2, 3, 4})), (std::vector<int32_t>{9}));
+    // rows after the first difference are never sampled (their draws would
+    // move the sampler's random stream)
+    int sampled = 0;
+    verify_drafts({1, 2, 3}, [&](size_t) {
+        ++sampled;
+        return 0;
+    });
+    EXPECT_EQ(sampled, 1);
+}
+
+TEST(DraftLength, MeasuresPlainDecodingFirstThenFollowsTheAcceptance) {
+    SpecParams p;
+    p.type = SpecType::kNgram;
+    p.draft_max = 8;
+    DraftLength good(p);
+    EXPECT_EQ(good.next(8), 0);  // nothing measured yet
+    good.record(0, 0, 10.0, 0);
+    EXPECT_EQ(good.next(8), 8);  // the cost of a verification
+    good.record(8, 8, 12.0, 0);  // cheap rows, everything accepted
+    for (int i = 0; i < 10; ++i)
+        good.record(8, 8, 12.0, 0);
+    EXPECT_GT(good.acceptance(), 0.9);
+    EXPECT_EQ(good.next(8), 8);
+    EXPECT_EQ(good.next(3), 3);  // the cap (context, ubatch, tokens left) wins
+
+    DraftLength bad(p);
+    bad.record(0, 0, 10.0, 0);
+    for (int i = 0; i < 20; ++i)
+        bad.record(8, 0, 30.0, 0);  // nothing accepted, each row costs 2.5 ms
+    EXPECT_LT(bad.acceptance(), 0.1);
+    EXPECT_EQ(bad.next(8), 0);  // off
+    for (int i = 0; i < DraftLength::kProbeEvery - 1; ++i) {
+        bad.record(0, 0, 10.0, 0);
+        EXPECT_EQ(bad.next(8), 0);
+    }
+    bad.record(0, 0, 10.0, 0);
+    EXPECT_GT(bad.next(8), 0);  // a probe after kProbeEvery plain steps
+
+    p.adaptive = false;
+    DraftLength fixed(p);
+    EXPECT_EQ(fixed.next(20), 8);
+    p.draft_min = 4;
+    DraftLength min4(p);
+    EXPECT_EQ(min4.next(3), 0);  // too little room for --draft-min
+}
+
+TEST(SpecParams, RefusesValuesOutOfRange) {
+    auto refused = [](SpecParams p, const std::string &what) {
+        try {
+            p.validate();
+        } catch (const Error &e) {
+            EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+            return;
+        }
+        ADD_FAILURE() << "accepted: " << what;
+    };
+    SpecParams p;
+    p.type = SpecType::kNgram;
+    p.validate();
+    refused(
+        [&] {
+            auto q = p;
+            q.draft_max = 0;
+            return q;
+        }(),
+        "--draft-max");
+    refused(
+        [&] {
+            auto q = p;
+            q.draft_min = 17;
+            return q;
+        }(),
+        "--draft-min");
+    refused(
+        [&] {
+            auto q = p;
+            q.p_min = 1.5f;
+            return q;
+        }(),
+        "--draft-p-min");
+    refused(
+        [&] {
+            auto q = p;
+            q.ngram_n = 1;
+            return q;
+        }(),
+        "--spec-ngram-size-n");
+    refused(
+        [&] {
+            auto q = p;
+            q.type = SpecType::kDraftModel;
+            return q;
+        }(),
+        "-md");
+    refused(
+        [&] {
+            auto q = p;
+            q.draft_model = "x.gguf";
+            return q;
+        }(),
+        "exclude");
+    EXPECT_EQ(parse_spec_type("ngram-simple"), SpecType::kNgram);
+    EXPECT_THROW(parse_spec_type("eagle"), Error);
+}
+
+TEST(NgramDraft, ProposesWhatFollowedTheLastNgramBefore) {
+    NgramDraft d(4);
+    // ... 1 2 3 4 [5 6 7 8] ... 1 2 3 4 -> 5 6 7 8
+    const std::vector<int32_t> h = {9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 1, 2, 3, 4};
+    EXPECT_EQ(d.draft(h, 4), (std::vector<int32_t>{5, 6, 7, 8}));
+    // llama.cpp's rule: an n-gram drafts at least n tokens, or none; for two,
+    // the 2-gram "3 4" does
+    EXPECT_EQ(d.draft(h, 2), (std::vector<int32_t>{5, 6}));
+    // only the last 2 tokens recur: the shorter n-gram finds them
+    const std::vector<int32_t> h2 = {9, 7, 3, 4, 5, 6, 8, 8, 8, 8, 1, 3, 4};
+    EXPECT_EQ(d.draft(h2, 2), (std::vector<int32_t>{5, 6}));
+    EXPECT_TRUE(d.draft({1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12}, 4).empty());
+}
+
+/// One node with the whole model; kFull invariance, so that every row of a
+/// verification gets the floats of a one-token decode (without it, a near
+/// tie can go the other way, as in llama.cpp).
+struct Node {
+    explicit Node(const std::string &path, bool invariant = true) : tok(path) {
+        file = GgufFile::open(path);
+        const ModelHparams hp = ModelHparams::from_gguf(*file);
+        cfg.range = {0, hp.n_layer};
+        cfg.n_ctx = 512;
+        cfg.n_threads = 2;
+        if (invariant)
+            cfg.invariance = StageConfig::Invariance::kFull;
+        stage = std::make_unique<Stage>(file, hp, cfg);
+    }
+    std::string run(const std::string &prompt, GenerateOptions go, GenerateStats *st = nullptr) {
+        stage->seq_rm(0);
+        std::string out;
+        const GenerateStats s = generate(*stage, tok, tok.tokenize(prompt, true, false), go,
+                                         [&](int32_t, const std::string &piece) {
+                                             out += piece;
+                                             return true;
+                                         });
+        if (st)
+            *st = s;
+        return out;
+    }
+    std::shared_ptr<const GgufFile> file;
+    StageConfig cfg;
+    Tokenizer tok;
+    std::unique_ptr<Stage> stage;
+};
+
+struct SourceCase {
+    const char *name;
+    SpecType type;
+    const char *draft_model;  // under ../shared/models
+    float p_min;
+    bool adaptive;
+};
+
+class SpeculativeGenerate : public ::testing::TestWithParam<SourceCase> {};
+
+TEST_P(SpeculativeGenerate, GreedyAndSeededTextIsPlainDecodings) {
+    const SourceCase &c = GetParam();
+    Node node(model_path("stories260K-f32.gguf"));
+    SpecParams sp;
+    sp.type = c.type;
+    sp.p_min = c.p_min;
+    sp.adaptive = c.adaptive;
+    sp.draft_max = 8;
+    if (c.draft_model[0])
+        sp.draft_model = model_path(c.draft_model);
+    const std::unique_ptr<DraftSource> draft = make_draft_source(sp, node.tok, node.cfg);
+    // a prompt that repeats, so that the n-gram source has something to copy
+    const std::string prompt =
+        "Lily went to the park. She saw a big dog. Lily went to the park. She saw";
+    for (const float temp : {0.0f, 0.8f}) {
+        GenerateOptions go;
+        go.n_predict = 160;
+        go.ignore_eos = true;
+        go.sampling.temperature = temp;
+        go.sampling.seed = 1234;
+        const std::string plain = node.run(prompt, go);
+        go.draft = draft.get();
+        go.spec = sp;
+        GenerateStats st;
+        const std::string spec = node.run(prompt, go, &st);
+        EXPECT_EQ(spec, plain) << c.name << " temp " << temp;
+        EXPECT_EQ(st.n_generated, 160);
+        EXPECT_GT(st.spec.n_drafted, 0) << c.name;
+        EXPECT_GT(st.spec.n_accepted, 0) << c.name << " temp " << temp;
+        // the KV holds exactly the accepted positions: the prompt and every
+        // generated token but the last (sampled, never fed)
+        EXPECT_EQ(node.stage->kv_used(), static_cast<uint32_t>(st.n_prompt + st.n_generated - 1))
+            << c.name;
+        std::printf("%s temp %.1f: %lld drafted, %lld accepted in %lld verifications\n", c.name,
+                    temp, static_cast<long long>(st.spec.n_drafted),
+                    static_cast<long long>(st.spec.n_accepted),
+                    static_cast<long long>(st.spec.n_verifications));
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Sources, SpeculativeGenerate,
+                         ::testing::Values(SourceCase{"ngram", SpecType::kNgram, "", 0.0f, false},
+                                           SourceCase{"ngram_adaptive", SpecType::kNgram, "", 0.0f,
+                                                      true},
+                                           SourceCase{"draft_q4_0", SpecType::kDraftModel,
+                                                      "stories260K-q4_0.gguf", 0.0f, true},
+                                           SourceCase{"draft_q8_0_p_min", SpecType::kDraftModel,
+                                                      "stories260K-q8_0.gguf", 0.5f, false}),
+                         [](const auto &info) { return std::string(info.param.name); });
+
+TEST(SpeculativeGenerate, RejectedDraftsLeaveNoKvBehind) {
+    // a draft that is always wrong: every verification rejects all of it
+    class Wrong final : public DraftSource {
+      public:
+        std::vector<int32_t> draft(const std::vector<int32_t> &h, int32_t n) override {
+            return std::vector<int32_t>(static_cast<size_t>(n), h.back() == 3 ? 4 : 3);
+        }
+    } wrong;
+    Node node(model_path("stories260K-f32.gguf"));
+    GenerateOptions go;
+    go.n_predict = 40;
+    go.ignore_eos = true;
+    go.sampling.temperature = 0;
+    const std::string plain = node.run("Once upon a time", go);
+    go.draft = &wrong;
+    go.spec.type = SpecType::kNgram;
+    go.spec.adaptive = false;
+    go.spec.draft_max = 5;
+    GenerateStats st;
+    EXPECT_EQ(node.run("Once upon a time", go, &st), plain);
+    EXPECT_GT(st.spec.n_drafted, 100);
+    EXPECT_EQ(node.stage->kv_used(), static_cast<uint32_t>(st.n_prompt + st.n_generated - 1));
+}
+
+TEST(SpeculativeGenerate, SynthLlamaTargetWithASmallerSameVocabularyDraft) {
+    TempDir dir;
+    const std::string target = synth_tiny(dir, "llama-3.2-1b", "Q4_K_M", 4);
+    const std::string small = synth_tiny(dir, "llama-3.2-1b", "Q8_0", 1);
+    Node node(target);
+    SpecParams sp;
+    sp.type = SpecType::kDraftModel;
+    sp.draft_model = small;
+    sp.adaptive = false;
+    sp.draft_max = 4;
+    const std::unique_ptr<DraftSource> draft = make_draft_source(sp, node.tok, node.cfg);
+    GenerateOptions go;
+    go.n_predict = 48;
+    go.ignore_eos = true;
+    go.sampling.temperature = 0;
+    const std::string plain = node.run("The capital of France is", go);
+    go.draft = draft.get();
+    go.spec = sp;
+    GenerateStats st;
+    EXPECT_EQ(node.run("The capital of France is", go, &st), plain);
+    EXPECT_GT(st.spec.n_drafted, 0);
+    EXPECT_EQ(node.stage->kv_used(), static_cast<uint32_t>(st.n_prompt + st.n_generated - 1));
+}
+
+TEST(ModelDraft, ADraftModelWithAnotherVocabularyIsRefused) {
+    TempDir dir;
+    const std::string qwen = synth_tiny(dir, "qwen2.5-0.5b", "Q8_0", 1);
+    Node node(model_path("stories260K-f32.gguf"));
+    SpecParams sp;
+    sp.type = SpecType::kDraftModel;
+    sp.draft_model = qwen;
+    try {
+        make_draft_source(sp, node.tok, node.cfg);
+        ADD_FAILURE() << "a draft model with another vocabulary was accepted";
+    } catch (const Error &e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("cannot draft for this model"), std::string::npos)
+            << e.what();
+    }
+}
+
+}  // namespace
+}  // namespace colony::test
