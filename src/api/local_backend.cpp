@@ -31,6 +31,7 @@ CoordinatorOptions scheduler_options(const LocalBackendOptions &o) {
     c.debug_logits_file = o.debug_logits_file;
     c.measured_planner = false;
     c.kv_window = o.kv_window;
+    c.spec = o.spec;
     if (o.batch_invariant)
         c.invariance = StageConfig::Invariance::kFull;
     return c;

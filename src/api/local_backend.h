@@ -47,6 +47,7 @@ struct LocalBackendOptions {
     std::string debug_logits_file;  // debug: sampled tokens and first logits (logits_dump.h)
     bool batch_invariant = false;   // --batch-invariant: the floats of a cluster's kFull stages
     KvWindow kv_window;             // --kv-window/--kv-sinks (runtime/kv_window.h)
+    SpecParams spec;                // speculative decoding (runtime/speculative.h)
 };
 
 class LocalBackend : public InferenceBackend {

@@ -33,6 +33,8 @@ GenerationResult generation_result_of(const SeqOutcome &o) {
     r.queue_us = o.queue_us;
     r.ttft_us = o.ttft_us;
     r.total_us = o.total_us;
+    r.draft_n = o.spec.n_drafted;
+    r.draft_n_accepted = o.spec.n_accepted;
     r.error_code = o.error_code;
     r.error_message = o.error_message;
     return r;

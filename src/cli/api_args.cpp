@@ -9,6 +9,7 @@
 #include "cli/cpu_args.h"
 #include "cli/gpu_args.h"
 #include "cli/kv_args.h"
+#include "cli/spec_args.h"
 #include "model/kv_cache.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -99,6 +100,8 @@ int cmd_serve_local(int argc, char **argv) {
           &cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V", &cache_v);
     add_kv_window_args(p, &bo.kv_window);
+    SpecArgs spec;
+    add_spec_args(p, &spec);
     p.add("", "--ready-file", "PATH", "write the API port as JSON here once listening",
           &ready_file);
     p.flag("", "--no-mmap", "copy weights into memory instead of mapping the file", &no_mmap);
@@ -109,6 +112,7 @@ int cmd_serve_local(int argc, char **argv) {
     }
     if (print_devices_if_asked(gpu))
         return 0;
+    bo.spec = spec.resolve();
     const CpuPlacement placement = resolve_cpu_args(cpu);
     bo.n_threads = placement.n_threads;
     bo.cpu = stage_affinity(placement);

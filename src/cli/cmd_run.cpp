@@ -32,6 +32,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/kv_args.h"
+#include "cli/spec_args.h"
 #include "model/kv_cache.h"
 #include "pipeline/child_process.h"
 #include "util/error.h"
@@ -54,6 +55,7 @@ struct RunOptions {
     bool no_mmap = false;                          // every process reads its weights into memory
     bool batch_invariant = false;                  // every stage pads its ubatches (stage.h)
     KvWindow kv_window;                            // the coordinator's --kv-window/--kv-sinks
+    SpecArgs spec;                                 // the coordinator's speculative decoding
     uint32_t workers = 1;
     int32_t n_predict = 128, threads = 0, seed = -1, top_k = 40;
     uint32_t n_ctx = 4096, parallel = 4;
@@ -293,11 +295,15 @@ std::string complete(uint16_t api_port, const RunOptions &o) {
     const double total = j["timings"].value("total_ms", 0.0);
     const double decode_tps =
         n_gen > 1 && total > ttft ? (n_gen - 1) * 1000.0 / (total - ttft) : 0.0;
+    std::string spec;  // speculative decoding, when drafts were verified
+    if (const int64_t drafted = j["timings"].value("draft_n", int64_t{0}); drafted > 0)
+        spec = " | speculative: " + std::to_string(drafted) + " drafted, " +
+               std::to_string(j["timings"].value("draft_n_accepted", int64_t{0})) + " accepted";
     std::fprintf(stderr,
                  "colony run: %u worker(s) | prompt %d tokens | TTFT %.2f ms | decode %.1f tok/s "
-                 "(%d tokens, %s)\n",
+                 "(%d tokens, %s)%s\n",
                  o.workers, usage.value("prompt_tokens", 0), ttft, decode_tps, n_gen,
-                 j["choices"][0].value("finish_reason", "?").c_str());
+                 j["choices"][0].value("finish_reason", "?").c_str(), spec.c_str());
     return j["choices"][0].value("text", "");
 }
 
@@ -382,6 +388,7 @@ int cmd_run(int argc, char **argv) {
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of every stage", &o.cache_v);
     p.flag("", "--no-mmap", "every process reads its weights into memory", &o.no_mmap);
     add_kv_window_args(p, &o.kv_window);
+    add_spec_args(p, &o.spec);
     p.flag("", "--batch-invariant",
            "bit-exact recovery: every stage pads its ubatches (slower decode; docs/pipeline.md)",
            &o.batch_invariant);
@@ -468,6 +475,8 @@ int cmd_run(int argc, char **argv) {
         serve.insert(serve.end(), {"--kv-window", std::to_string(o.kv_window.window), "--kv-sinks",
                                    std::to_string(o.kv_window.sinks)});
     }
+    for (const std::string &a : spec_arguments(o.spec))
+        serve.push_back(a);
     const std::string trace_out =
         o.trace.empty() ? "" : std::filesystem::absolute(o.trace).string();
     for (const std::string &a : cluster.trace_args(trace_out, "coordinator"))

@@ -20,6 +20,7 @@
 #include "cli/gpu_args.h"
 #include "cli/kv_args.h"
 #include "cli/process_info.h"
+#include "cli/spec_args.h"
 #include "cluster/layer_split.h"
 #include "model/gguf_file.h"
 #include "model/hparams.h"
@@ -187,6 +188,8 @@ int cmd_serve(int argc, char **argv) {
            "the same floats in a prefill as in a decode (slower decode; docs/pipeline.md)",
            &batch_invariant);
     add_kv_window_args(p, &o.kv_window);
+    SpecArgs spec;
+    add_spec_args(p, &spec);
     p.flag("", "--no-recovery",
            "fail the running requests when a stage is lost instead of replaying them on a new "
            "plan",
@@ -220,6 +223,7 @@ int cmd_serve(int argc, char **argv) {
     }
     if (print_devices_if_asked(gpu))
         return 0;
+    o.spec = spec.resolve();
     if (workers_expected < -1)
         throw Error(ErrorCode::kInvalidArgument, "--workers-expected must be >= 0");
     const uint32_t n_ranges = split_ranges(o.split);
@@ -254,6 +258,7 @@ int cmd_serve(int argc, char **argv) {
         bo.debug_logits_file = o.debug_logits_file;
         bo.batch_invariant = batch_invariant;
         bo.kv_window = o.kv_window;
+        bo.spec = o.spec;
         return serve_local(bo, api_server_options(api, api_host), ready_file);
     }
 

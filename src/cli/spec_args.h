@@ -4,7 +4,9 @@
 // --no-spec-adaptive.
 #pragma once
 
+#include <filesystem>
 #include <string>
+#include <vector>
 
 #include "cli/args.h"
 #include "runtime/speculative.h"
@@ -31,6 +33,28 @@ struct SpecArgs {
         return p;
     }
 };
+
+/// The options again as command-line arguments (those not at their
+/// defaults), for a child process: colony run passes them to colony serve.
+inline std::vector<std::string> spec_arguments(const SpecArgs &a) {
+    std::vector<std::string> out;
+    const SpecParams d;
+    if (!a.model_draft.empty())
+        out.insert(out.end(), {"--model-draft", std::filesystem::absolute(a.model_draft).string()});
+    if (!a.type.empty())
+        out.insert(out.end(), {"--spec-type", a.type});
+    if (a.params.draft_max != d.draft_max)
+        out.insert(out.end(), {"--draft-max", std::to_string(a.params.draft_max)});
+    if (a.params.draft_min != d.draft_min)
+        out.insert(out.end(), {"--draft-min", std::to_string(a.params.draft_min)});
+    if (a.params.p_min != d.p_min)
+        out.insert(out.end(), {"--draft-p-min", std::to_string(a.params.p_min)});
+    if (a.params.ngram_n != d.ngram_n)
+        out.insert(out.end(), {"--spec-ngram-size-n", std::to_string(a.params.ngram_n)});
+    if (a.no_adaptive)
+        out.push_back("--no-spec-adaptive");
+    return out;
+}
 
 inline void add_spec_args(ArgParser &p, SpecArgs *a) {
     p.add("-md", "--model-draft", "PATH",

@@ -16,7 +16,7 @@ using wire_detail::WireWriter;
 namespace {
 
 constexpr size_t kSamplingBytes = 10 * 4;  // WireSampling on the wire
-constexpr size_t kSeqBytes = 4 + 4 + kSamplingBytes + 1;
+constexpr size_t kSeqBytes = 4 + 4 + kSamplingBytes + 1 + 4;
 constexpr size_t kSampledBytes = 3 * 4 + 1;
 constexpr size_t kTokenBytes = 3 * 4;  // token, pos, seq_id
 
@@ -177,6 +177,7 @@ void put(WireWriter &w, const WireActivations &m) {
         w.boolean(q.has_options);
         if (q.has_options)
             put(w, q.options);
+        w.u32(q.n_draft);
     }
     put_i32s(w, m.tokens);
     put_i32s(w, m.pos);
@@ -369,6 +370,7 @@ void get(WireReader &r, const WireLimits &l, WireActivations &m) {
         q.has_options = r.boolean("has_options");
         if (q.has_options)
             get(r, l, q.options);
+        q.n_draft = r.u32("n_draft");
     }
     get_i32s(r, m.tokens, m.n_tokens, "tokens");
     get_i32s(r, m.pos, m.n_tokens, "pos");

@@ -1,4 +1,4 @@
-// colony's wire protocol, version 5 (DESIGN.md, decision 5). Every message is
+// colony's wire protocol, version 7 (DESIGN.md, decision 5). Every message is
 // one ZeroMQ frame (a ROUTER socket adds its routing-id frame in front; that
 // frame is ZeroMQ's, not ours). The frame is a fixed 32-byte header and a
 // typed payload. Everything is little-endian; f32 is IEEE-754 binary32.
@@ -74,7 +74,7 @@
 //   u32 n_embd                 0 = no hidden state: token ids only (the input of stage 0)
 //   u32 n_tokens               1 .. limits.max_tokens
 //   u32 n_seqs                 1 .. n_tokens
-//   n_seqs x { i32 seq_id, u32 n_tokens, sampling, u8 has_options [, options] }
+//   n_seqs x { i32 seq_id, u32 n_tokens, sampling, u8 has_options [, options], u32 n_draft }
 //                              where sampling is 40 bytes:
 //                              f32 temperature, i32 top_k, f32 top_p, f32 min_p, u32 seed,
 //                              i32 penalty_last_n, f32 penalty_repeat, f32 penalty_freq,
@@ -83,6 +83,9 @@
 //                              bool lazy, u32 n, n x str pattern, u32 n, n x i32 trigger
 //                              token, u32 n, n x i32 prefill token, u8 pooling,
 //                              i32 copy_from, i32 copy_len
+//                              n_draft < n_tokens: the sequence's last n_draft rows are
+//                              drafts to verify (runtime/speculative.h); its last
+//                              n_draft + 1 rows must be outputs, with known tokens
 //   n_tokens x i32 token       input token id of each position (-1 = unknown, allowed only
 //                              when n_embd > 0); the last stage feeds them to the penalties
 //   n_tokens x i32 pos         0 <= pos < limits.max_pos, strictly increasing per sequence
@@ -123,11 +126,13 @@ namespace colony {
 // logprobs of TOKENS; version 5 the header's session (the reserved field
 // before) and SEQ_RELEASE's plan epoch, for fencing stale and replayed
 // messages; version 6 SEQ_SHIFT (a peer that did not apply it would give
-// wrong text, so older peers are refused). Peers of other versions are refused.
-constexpr uint16_t kWireVersion = 6;
+// wrong text, so older peers are refused); version 7 a sequence's n_draft
+// (speculative decoding: drafts verified at the last stage). Peers of other
+// versions are refused.
+constexpr uint16_t kWireVersion = 7;
 constexpr size_t kWireHeaderBytes = 32;
 constexpr uint8_t kWireMagic[4] = {'C', 'L', 'N', 'Y'};
-static_assert(kWireVersion == 6, "changing the wire layout needs a new kWireVersion");
+static_assert(kWireVersion == 7, "changing the wire layout needs a new kWireVersion");
 
 /// Message type (header offset 6). Values are part of the protocol: never renumber.
 enum WireType : uint16_t {
@@ -344,6 +349,13 @@ struct WireSeq {
     WireSampling sampling;
     bool has_options = false;  // options follow on the wire (u8 flag)
     WireSeqOptions options;
+    /// Speculative decoding: the last n_draft rows of this sequence are
+    /// drafts. The last stage samples the sequence's output rows in order and
+    /// stops after the first token that differs from the next row's input
+    /// (runtime/speculative.h, verify_drafts); every stage first forgets the
+    /// sequence's positions from its first row on (the drafts an earlier
+    /// verification rejected).
+    uint32_t n_draft = 0;
 
     friend bool operator==(const WireSeq &, const WireSeq &) = default;
 };

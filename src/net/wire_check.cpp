@@ -204,6 +204,31 @@ void check_activation_tokens(const WireActivations &m, const WireLimits &l,
     }
 }
 
+// A sequence with drafts: its last n_draft + 1 rows (the decode row and the
+// drafts) are outputs with known tokens, so the last stage can compare each
+// sampled token with the next row's input.
+void check_drafts(const WireActivations &m) {
+    for (const WireSeq &q : m.seqs) {
+        if (q.n_draft == 0)
+            continue;
+        if (q.n_draft >= q.n_tokens) {
+            fail("seq " + std::to_string(q.seq_id) + " has " + str(q.n_draft) + " drafts in " +
+                 str(q.n_tokens) + " rows (the decode row must come first)");
+        }
+        uint32_t tail = q.n_draft + 1;  // rows of q still to see, from the end
+        for (uint32_t t = m.n_tokens; t-- > 0 && tail > 0;) {
+            if (m.seq_id[t] != q.seq_id)
+                continue;
+            --tail;
+            if (m.tokens[t] < 0)
+                fail("a draft row of seq " + std::to_string(q.seq_id) + " has no token");
+            if (!std::binary_search(m.outputs.begin(), m.outputs.end(), t))
+                fail("draft row " + str(t) + " of seq " + std::to_string(q.seq_id) +
+                     " is not an output");
+        }
+    }
+}
+
 void check(const WireActivations &m, const WireLimits &l) {
     check_dtype(m.dtype);
     check_range(m.n_tokens, 1, l.max_tokens, "n_tokens");
@@ -252,6 +277,7 @@ void check(const WireActivations &m, const WireLimits &l) {
                  str(m.outputs[i]));
         }
     }
+    check_drafts(m);
 }
 
 void check_logprob(float v) {

@@ -8,6 +8,7 @@
 #include "pipeline/logits_dump.h"
 #include "pipeline/seq_samplers.h"
 #include "runtime/stage.h"
+#include "runtime/tokenizer.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -82,6 +83,16 @@ BatchScheduler::BatchScheduler(zmq::context_t &ctx, const CoordinatorOptions &op
     // plan that leaves every worker out); otherwise the hook never runs.
     if (!opts_.debug_logits_file.empty())
         host_.set_logits_dump(std::make_shared<LogitsDump>(opts_.debug_logits_file));
+    if (opts_.spec.enabled()) {
+        StageConfig cfg;  // the draft model's: this node's context, sequences, threads
+        cfg.n_ctx = opts_.n_ctx;
+        cfg.n_seq_max = opts_.n_parallel;
+        cfg.n_ubatch = opts_.n_ubatch;
+        cfg.n_threads = opts_.n_threads;
+        cfg.cpu = opts_.cpu;
+        cfg.load.use_mmap = opts_.use_mmap;
+        draft_ = make_draft_source(opts_.spec, Tokenizer(opts_.model_path), cfg);
+    }
 }
 
 BatchScheduler::~BatchScheduler() {
@@ -405,6 +416,7 @@ void BatchScheduler::end(int32_t seq, SeqOutcome::End how, const Error *error, b
     outcome.queue_us = us_between(slot.submitted, slot.admitted);
     outcome.ttft_us = slot.ttft_us;
     outcome.total_us = us_between(slot.submitted, now);
+    outcome.spec = slot.spec;
     std::unique_ptr<SeqRequest> req = std::move(slot.req);
     const uint64_t request_id = slot.id;
     // A row still in flight comes back later: keep the slot (and the row's
@@ -417,6 +429,8 @@ void BatchScheduler::end(int32_t seq, SeqOutcome::End how, const Error *error, b
     drained.sent_at = slot.sent_at;
     drained.ubatch = slot.ubatch;
     drained.n_pos = slot.n_pos;
+    drained.out_pos = slot.out_pos;
+    drained.drafts = slot.drafts;
     slot = in_flight ? std::move(drained) : Slot{};
     admission_order_.erase(
         std::remove(admission_order_.begin(), admission_order_.end(), static_cast<size_t>(seq)),

@@ -84,6 +84,8 @@
 #include "pipeline/node_status.h"
 #include "pipeline/stage_host.h"
 #include "pipeline/stall_watch.h"
+#include "runtime/draft_source.h"
+#include "runtime/speculative.h"
 #include "util/error.h"
 
 namespace colony {
@@ -102,6 +104,7 @@ struct SeqOutcome {
     int64_t queue_us = 0;     // until the request got a slot (the whole time if it never did)
     int64_t ttft_us = 0;      // until the first sampled token (0: none)
     int64_t total_us = 0;     // until on_done
+    SpecStats spec;           // speculative decoding: drafts verified and accepted
     ErrorCode error_code = ErrorCode::kInternal;  // End::kError only
     std::string error_message;                    // End::kError only
 };
@@ -241,6 +244,14 @@ class BatchScheduler {
         int32_t copy_from = -1;      // the next ubatch tells the stages to copy this slot's KV
         uint64_t copy_leader = 0;    // the request id in slot copy_from when it was decided
         int n_shifts = 0;            // context shifts of its KV window (kv_window.h)
+        // Speculative decoding (batch_scheduler_spec.cpp): the awaited output
+        // row's position, the drafts in flight behind it and what making them
+        // took, the draft length's controller and the counts so far.
+        int32_t out_pos = -1;
+        std::vector<int32_t> drafts;
+        double draft_ms = 0;
+        DraftLength draft_length;
+        SpecStats spec;
     };
 
     void run();
@@ -258,7 +269,17 @@ class BatchScheduler {
     void apply_plan(const LocalPlan &plan);
     void drain_tokens();
     void handle_tokens(const WireTokens &tokens);
-    void on_sampled(int32_t seq, const WireSampled &sampled);
+    /// The tokens sampled for one sequence in one TOKENS (one; or, after a
+    /// verification, the accepted drafts and the next token): checked
+    /// against what the slot awaits, then delivered in order.
+    void on_sampled_group(const WireSampled *group, size_t n);
+    /// Delivers one sampled token; `last`: the last of its group (the next
+    /// decode input). False when the request ended with it.
+    bool on_sampled(int32_t seq, const WireSampled &sampled, bool last);
+    /// Speculative decoding: drafts for every sequence about to decode, as
+    /// many as its DraftLength and the room (context, window, max_tokens,
+    /// ubatch) allow.
+    void make_drafts();
     void on_embedding(const WireEmbedding &e);
     /// Decides for each slot with share_pending: copy now, wait, or prefill alone.
     void resolve_shares();
@@ -324,6 +345,7 @@ class BatchScheduler {
     std::string last_user_id_;             // only this key fingerprint may send TOKENS ("" = any)
     MessageFence fence_;                   // of TOKENS (drain_tokens); counts() from any thread
     StallWatch watch_;
+    std::unique_ptr<DraftSource> draft_;  // speculative decoding's drafts (null: off)
 
     mutable std::mutex mutex_;
     std::condition_variable work_cv_;       // submit, cancel, stop (serving alone)

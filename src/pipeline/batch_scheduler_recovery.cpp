@@ -67,12 +67,15 @@ void BatchScheduler::replay_running(const std::string &reason) {
         }
         if (!slot.replaying)  // a second loss during a replay counts once
             ++replayed_requests_;
-        replayed_tokens_ += static_cast<uint64_t>(slot.n_pos);
+        replayed_tokens_ +=
+            static_cast<uint64_t>(slot.n_pos) - slot.drafts.size();  // not the drafts
         slot.replaying = true;
         slot.share_pending = false;  // a replay prefills its own history
         slot.copy_from = -1;
         slot.n_prompt_sent = 0;
         slot.n_pos = 0;
+        slot.drafts.clear();  // of the broken pipeline
+        slot.out_pos = -1;
         slot.next_input = -1;
         slot.awaiting = false;
         slot.ubatch = 0;

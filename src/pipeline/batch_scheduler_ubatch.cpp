@@ -95,35 +95,70 @@ void BatchScheduler::handle_tokens(const WireTokens &tokens) {
     }
     for (const WireEmbedding &e : tokens.embeddings)
         on_embedding(e);
-    for (const WireSampled &s : tokens.sampled) {
-        const bool in_range = s.seq_id >= 0 && static_cast<size_t>(s.seq_id) < slots_.size();
-        Slot *slot = in_range ? &slots_[s.seq_id] : nullptr;
-        const bool expected = slot && (slot->req || slot->draining) && slot->awaiting &&
-                              s.pos == slot->n_pos - 1 && s.token >= 0 &&
-                              static_cast<uint32_t>(s.token) < hp_.n_vocab;
-        if (!expected) {
-            COLONY_LOG_WARN(
-                "scheduler: dropped a sampled token (seq %d, pos %d, token %d) that "
-                "no running sequence expects",
-                s.seq_id, s.pos, s.token);
-            continue;
+    const std::vector<WireSampled> &all = tokens.sampled;
+    for (size_t i = 0; i < all.size();) {
+        size_t j = i + 1;  // the last stage sends a sequence's tokens together
+        while (j < all.size() && all[j].seq_id == all[i].seq_id)
+            ++j;
+        on_sampled_group(all.data() + i, j - i);
+        i = j;
+    }
+}
+
+void BatchScheduler::on_sampled_group(const WireSampled *group, size_t n) {
+    const WireSampled &first = group[0];
+    const bool in_range = first.seq_id >= 0 && static_cast<size_t>(first.seq_id) < slots_.size();
+    Slot *slot = in_range ? &slots_[first.seq_id] : nullptr;
+    bool expected = slot && (slot->req || slot->draining) && slot->awaiting &&
+                    first.pos == slot->out_pos && n <= slot->drafts.size() + 1;
+    // a verification: the accepted drafts, each at the next position, then the next token
+    for (size_t i = 0; expected && i < n; ++i) {
+        expected = group[i].pos == first.pos + static_cast<int32_t>(i) && group[i].token >= 0 &&
+                   static_cast<uint32_t>(group[i].token) < hp_.n_vocab &&
+                   (i + 1 == n || group[i].token == slot->drafts[i]);
+    }
+    if (!expected) {
+        COLONY_LOG_WARN(
+            "scheduler: dropped %zu sampled token(s) (seq %d, pos %d, token %d) that "
+            "no running sequence expects",
+            n, first.seq_id, first.pos, first.token);
+        return;
+    }
+    const clock::time_point now = clock::now();
+    watch_.answered(slot->ubatch, now);
+    const double round_trip_ms = us_between(slot->sent_at, now) / 1000.0;
+    if (host_.has_link()) {
+        record_round_trip(slot->sent_at);
+        if (trace_enabled()) {
+            const int64_t waited = us_between(slot->sent_at, now);
+            trace_event_on("pipeline", "wait", "pipeline", trace_now_us() - waited, waited,
+                           "{\"request\":" + std::to_string(slot->id) +
+                               ",\"pos\":" + std::to_string(first.pos) + "}");
         }
-        watch_.answered(slot->ubatch, clock::now());
-        if (host_.has_link()) {
-            record_round_trip(slot->sent_at);
-            if (trace_enabled()) {
-                const int64_t waited = us_between(slot->sent_at, clock::now());
-                trace_event_on("pipeline", "wait", "pipeline", trace_now_us() - waited, waited,
-                               "{\"request\":" + std::to_string(slot->id) +
-                                   ",\"pos\":" + std::to_string(s.pos) + "}");
-            }
+    }
+    if (slot->draining) {
+        // the last rows of a cancelled sequence: its cells were released already
+        *slot = Slot{};
+        return;
+    }
+    const auto accepted = static_cast<int32_t>(n) - 1;
+    if (draft_ && slot->out_pos >= 0 && !slot->req->embeds()) {
+        const auto drafted = static_cast<int32_t>(slot->drafts.size());
+        slot->draft_length.record(drafted, accepted, round_trip_ms, slot->draft_ms);
+        if (drafted > 0) {
+            ++slot->spec.n_verifications;
+            slot->spec.n_drafted += drafted;
+            slot->spec.n_accepted += accepted;
         }
-        if (slot->draining) {
-            // the last row of a cancelled sequence: its cells were released already
-            *slot = Slot{};
-            continue;
-        }
-        on_sampled(s.seq_id, s);
+    }
+    // the decode row and the accepted drafts are in every stage's KV cache;
+    // the rejected ones are forgotten when the next ubatch starts here
+    slot->n_pos = slot->out_pos + 1 + accepted;
+    slot->drafts.clear();
+    slot->draft_ms = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (!on_sampled(first.seq_id, group[i], i + 1 == n))
+            return;
     }
 }
 
@@ -152,7 +187,7 @@ void BatchScheduler::on_embedding(const WireEmbedding &e) {
     end(e.seq_id, SeqOutcome::End::kStop, nullptr, true);
 }
 
-void BatchScheduler::on_sampled(int32_t seq, const WireSampled &sampled) {
+bool BatchScheduler::on_sampled(int32_t seq, const WireSampled &sampled, bool last) {
     const int32_t token = sampled.token;
     Slot &slot = slots_[seq];
     const clock::time_point now = clock::now();
@@ -169,7 +204,7 @@ void BatchScheduler::on_sampled(int32_t seq, const WireSampled &sampled) {
     SeqRequest &req = *slot.req;
     if (!req.ignore_eos && req.is_eog && req.is_eog(token)) {
         end(seq, SeqOutcome::End::kStop, nullptr, true);
-        return;
+        return false;
     }
     slot.generated.push_back(token);
     if (req.on_token) {
@@ -186,11 +221,13 @@ void BatchScheduler::on_sampled(int32_t seq, const WireSampled &sampled) {
         }
     }
     if (slot.generated.size() >= static_cast<size_t>(req.max_tokens) ||
-        static_cast<uint32_t>(slot.n_pos) >= opts_.n_ctx_seq()) {
+        (last && static_cast<uint32_t>(slot.n_pos) >= opts_.n_ctx_seq())) {
         end(seq, SeqOutcome::End::kLength, nullptr, true);
-    } else {
-        slot.next_input = token;
+        return false;
     }
+    if (last)
+        slot.next_input = token;
+    return true;
 }
 
 void BatchScheduler::take_cancellations() {
@@ -233,6 +270,7 @@ void BatchScheduler::admit() {
         Queued q = std::move(queue_.front());
         queue_.pop_front();
         slot = Slot{};
+        slot.draft_length = DraftLength(opts_.spec);
         slot.id = q.id;
         slot.req = std::move(q.req);
         slot.submitted = q.submitted;
@@ -300,6 +338,7 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
     const int64_t t_build = trace_enabled() ? trace_now_us() : 0;
     resolve_shares();
     slide_windows();
+    make_drafts();
     // The rows: ubatch_builder.h (decode rows first, then prompt chunks in
     // admission order).
     std::vector<BatchSeqView> views;
@@ -308,8 +347,11 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
         const Slot &slot = slots_[s];
         const uint32_t sent = slot.wait_share ? static_cast<uint32_t>(prefill_of(slot).size())
                                               : slot.n_prompt_sent;  // waiting: nothing to send
-        views.push_back({static_cast<int32_t>(s), &prefill_of(slot), sent, slot.n_pos,
-                         slot.next_input, slot.req && slot.req->embeds()});
+        BatchSeqView v{static_cast<int32_t>(s), &prefill_of(slot), sent, slot.n_pos,
+                       slot.next_input};
+        v.drafts = &slot.drafts;
+        v.all_outputs = slot.req && slot.req->embeds();
+        views.push_back(v);
     }
     const UbatchPlan plan = colony::build_ubatch(views, opts_.n_ubatch);
     if (plan.empty())
@@ -352,6 +394,14 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
         }
         ++act.seqs.back().n_tokens;
     }
+    for (size_t i = 0; i < views.size(); ++i) {
+        if (plan.n_draft_taken[i] == 0)
+            continue;
+        for (WireSeq &q : act.seqs) {
+            if (q.seq_id == views[i].seq)
+                q.n_draft = plan.n_draft_taken[i];
+        }
+    }
 
     const clock::time_point now = clock::now();
     const uint64_t ubatch_id = watch_.sent(act.n_tokens, now);
@@ -361,7 +411,10 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
         const bool decode = views[i].pending_token >= 0;
         if (decode) {
             slot.next_input = -1;
-            slot.n_pos += 1;
+            slot.drafts.resize(plan.n_draft_taken[i]);  // those that did not fit are dropped
+            slot.n_pos += 1 + static_cast<int32_t>(plan.n_draft_taken[i]);
+        } else {
+            slot.drafts.clear();
         }
         slot.n_prompt_sent += plan.n_prompt_taken[i];
         slot.n_pos += static_cast<int32_t>(plan.n_prompt_taken[i]);
@@ -374,6 +427,7 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
         Slot &slot = slots_[views[view_index].seq];
         slot.awaiting = true;
         slot.ubatch = ubatch_id;
+        slot.out_pos = slot.n_pos - 1 - static_cast<int32_t>(slot.drafts.size());
     }
     if (has_decode && has_prompt)
         mixed_ubatches_.fetch_add(1);

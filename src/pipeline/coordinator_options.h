@@ -9,6 +9,7 @@
 #include "ggml.h"
 #include "net/wire_dtype.h"
 #include "runtime/kv_window.h"
+#include "runtime/speculative.h"
 #include "runtime/stage.h"
 
 namespace colony {
@@ -33,6 +34,9 @@ struct CoordinatorOptions {
     // --kv-window/--kv-sinks: every sequence slides its KV cache over this
     // window, on every stage (runtime/kv_window.h; SEQ_SHIFT); off by default
     KvWindow kv_window;
+    // speculative decoding (runtime/speculative.h): drafts made here, on the
+    // coordinator, verified at the last stage; off by default
+    SpecParams spec;
     bool use_mmap = true;    // stage 0 maps the file (false: --no-mmap, read into memory)
     bool use_repack = true;  // CPU weight repacking (llama.cpp's extra buffer types)
     // stage 0's batch invariance in a cluster (runtime/stage.h; --batch-invariant: kFull,

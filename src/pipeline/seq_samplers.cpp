@@ -89,9 +89,21 @@ void SequenceSamplers::observe(const WireActivations &act) {
             seqs_.emplace(s.seq_id, std::move(e));
         }
     }
+    // drafts (the last n_draft rows of a sequence) are not history: the
+    // sampler records each accepted one when it samples it
+    std::vector<bool> draft(act.n_tokens, false);
+    for (const WireSeq &s : act.seqs) {
+        uint32_t left = s.n_draft;
+        for (uint32_t t = act.n_tokens; t-- > 0 && left > 0;) {
+            if (act.seq_id[t] == s.seq_id) {
+                draft[t] = true;
+                --left;
+            }
+        }
+    }
     for (uint32_t t = 0; t < act.n_tokens; ++t) {
         Entry &e = seqs_.at(act.seq_id[t]);
-        if (act.pos[t] < e.n_seen)
+        if (act.pos[t] < e.n_seen || draft[t])
             continue;
         if (act.tokens[t] >= 0) {
             if (act.pos[t] >= e.n_prompt)

@@ -1,5 +1,6 @@
 #include "pipeline/stage_step.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "net/wire_dtype.h"
@@ -9,6 +10,43 @@
 #include "util/trace.h"
 
 namespace colony {
+
+namespace {
+
+const WireSeq *seq_of(const WireActivations &in, int32_t seq) {
+    for (const WireSeq &q : in.seqs) {
+        if (q.seq_id == seq)
+            return &q;
+    }
+    return nullptr;
+}
+
+/// The next row of row's sequence in `in`, or -1.
+int32_t next_row_of(const WireActivations &in, uint32_t row) {
+    for (uint32_t r = row + 1; r < in.n_tokens; ++r) {
+        if (in.seq_id[r] == in.seq_id[row])
+            return static_cast<int32_t>(r);
+    }
+    return -1;
+}
+
+/// Every sequence of the ubatch holds no position from its first row on: the
+/// drafts a verification rejected are still in the KV cache of every stage
+/// until the sequence's next ubatch starts again where they began. (In any
+/// other ubatch nothing is stored there, and this frees nothing.)
+void forget_rejected_drafts(Stage &stage, const WireActivations &in) {
+    std::vector<int32_t> done;
+    for (uint32_t r = 0; r < in.n_tokens; ++r) {
+        const int32_t seq = in.seq_id[r];
+        if (std::find(done.begin(), done.end(), seq) != done.end())
+            continue;
+        done.push_back(seq);
+        if (stage.seq_pos_max(seq) >= in.pos[r])
+            stage.seq_rm(seq, in.pos[r], -1);
+    }
+}
+
+}  // namespace
 
 StageOutput run_stage_step(Stage &stage, const WireActivations &in, WireDtype out_dtype,
                            SequenceSamplers &samplers) {
@@ -37,6 +75,7 @@ StageOutput run_stage_step(Stage &stage, const WireActivations &in, WireDtype ou
         if (q.has_options && q.options.copy_from >= 0)
             stage.seq_cp(q.options.copy_from, q.seq_id, q.options.copy_len);
     }
+    forget_rejected_drafts(stage, in);
     if (stage.is_last()) {
         samplers.observe(in);  // may throw on bad sampling: before forward
         for (uint32_t row : in.outputs)
@@ -75,8 +114,13 @@ StageOutput run_stage_step(Stage &stage, const WireActivations &in, WireDtype ou
         return tokens;
     TraceSpan span("sample", "stage");
     const size_t n_vocab = stage.hparams().n_vocab;
+    std::vector<int32_t> verified;  // sequences whose verification ended
     for (size_t i = 0; i < in.outputs.size(); ++i) {
         const uint32_t row = in.outputs[i];
+        const WireSeq *q = seq_of(in, in.seq_id[row]);
+        const bool drafts = q && q->n_draft > 0;
+        if (drafts && std::find(verified.begin(), verified.end(), q->seq_id) != verified.end())
+            continue;                          // after the first rejected draft: not sampled
         if (samplers.pools(in.seq_id[row])) {  // an embedding: pooled, never sampled
             const uint32_t n_embd = stage.hparams().n_embd;
             std::optional<std::vector<float>> e = samplers.pool(
@@ -94,6 +138,11 @@ StageOutput run_stage_step(Stage &stage, const WireActivations &in, WireDtype ou
         s.logprob = t.logprob;
         for (const TokenLogprob &p : t.top)
             s.top.push_back({p.token, p.logprob});
+        if (drafts) {  // exact-match verification (runtime/speculative.h)
+            const int32_t next = next_row_of(in, row);
+            if (next < 0 || in.tokens[static_cast<size_t>(next)] != s.token)
+                verified.push_back(s.seq_id);
+        }
         tokens.sampled.push_back(std::move(s));
     }
     return tokens;

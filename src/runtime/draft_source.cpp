@@ -12,7 +12,8 @@
 
 namespace colony {
 
-std::vector<int32_t> NgramDraft::draft(const std::vector<int32_t> &history, int32_t n_max) {
+std::vector<int32_t> NgramDraft::draft(int32_t, const std::vector<int32_t> &history,
+                                       int32_t n_max) {
     if (history.size() < 2 || n_max <= 0)
         return {};
     const llama_tokens before(history.begin(), history.end() - 1);
@@ -66,21 +67,22 @@ ModelDraft::ModelDraft(const std::string &path, const Tokenizer &target, StageCo
     const ModelHparams hp = ModelHparams::from_gguf(*file);
     check_same_vocabulary(Tokenizer(path), target, path);
     cfg.range = {0, hp.n_layer};
-    cfg.n_seq_max = 1;
     cfg.invariance = StageConfig::Invariance::kNone;  // a draft need not be exact
     cfg.gpu = {};
     stage_ = std::make_unique<Stage>(std::move(file), hp, cfg);
+    cached_.resize(cfg.n_seq_max);
 }
 
 ModelDraft::~ModelDraft() = default;
 
-const float *ModelDraft::feed(const int32_t *tokens, uint32_t n) {
+const float *ModelDraft::feed(int32_t seq_id, const int32_t *tokens, uint32_t n) {
     const uint32_t n_ubatch = stage_->config().n_ubatch;
     const float *logits = nullptr;
-    std::vector<int32_t> pos(n_ubatch), seq(n_ubatch, 0);
+    std::vector<int32_t> &cached = cached_.at(static_cast<size_t>(seq_id));
+    std::vector<int32_t> pos(n_ubatch), seq(n_ubatch, seq_id);
     for (uint32_t i = 0; i < n; i += n_ubatch) {
         const uint32_t m = std::min(n_ubatch, n - i);
-        std::iota(pos.begin(), pos.begin() + m, static_cast<int32_t>(cached_.size()));
+        std::iota(pos.begin(), pos.begin() + m, static_cast<int32_t>(cached.size()));
         const int32_t last_row = static_cast<int32_t>(m - 1);
         Ubatch ub;
         ub.n_tokens = m;
@@ -90,26 +92,29 @@ const float *ModelDraft::feed(const int32_t *tokens, uint32_t n) {
         ub.out_ids = &last_row;
         ub.n_outputs = 1;
         logits = stage_->forward(ub);
-        cached_.insert(cached_.end(), tokens + i, tokens + i + m);
+        cached.insert(cached.end(), tokens + i, tokens + i + m);
     }
     return logits;
 }
 
-std::vector<int32_t> ModelDraft::draft(const std::vector<int32_t> &history, int32_t n_max) {
+std::vector<int32_t> ModelDraft::draft(int32_t seq, const std::vector<int32_t> &history,
+                                       int32_t n_max) {
     const int64_t room =
         static_cast<int64_t>(stage_->config().n_ctx_seq) - static_cast<int64_t>(history.size()) - 1;
     n_max = static_cast<int32_t>(std::min<int64_t>(n_max, room));
     if (n_max <= 0 || history.empty())
         return {};
     // keep the KV of the shared prefix; the last token is fed again for its logits
+    std::vector<int32_t> &cached = cached_.at(static_cast<size_t>(seq));
     size_t keep = 0;
-    while (keep < cached_.size() && keep + 1 < history.size() && cached_[keep] == history[keep])
+    while (keep < cached.size() && keep + 1 < history.size() && cached[keep] == history[keep])
         ++keep;
-    if (keep < cached_.size()) {
-        stage_->seq_rm(0, static_cast<int32_t>(keep), -1);
-        cached_.resize(keep);
+    if (keep < cached.size()) {
+        stage_->seq_rm(seq, static_cast<int32_t>(keep), -1);
+        cached.resize(keep);
     }
-    const float *logits = feed(history.data() + keep, static_cast<uint32_t>(history.size() - keep));
+    const float *logits =
+        feed(seq, history.data() + keep, static_cast<uint32_t>(history.size() - keep));
     const int32_t n_vocab = static_cast<int32_t>(stage_->hparams().n_vocab);
     std::vector<int32_t> out;
     for (;;) {
@@ -120,7 +125,7 @@ std::vector<int32_t> ModelDraft::draft(const std::vector<int32_t> &history, int3
         out.push_back(t);
         if (static_cast<int32_t>(out.size()) >= n_max)
             break;
-        logits = feed(&t, 1);
+        logits = feed(seq, &t, 1);
     }
     return out;
 }

@@ -19,10 +19,12 @@ class Tokenizer;
 class DraftSource {
   public:
     virtual ~DraftSource() = default;
-    /// Up to n_max tokens that may follow `history`: the prompt and every
-    /// generated token, the last one included (the token about to be fed to
-    /// the target). Fewer, or none, when the source has no guess.
-    virtual std::vector<int32_t> draft(const std::vector<int32_t> &history, int32_t n_max) = 0;
+    /// Up to n_max tokens that may follow `history` of sequence `seq` (< the
+    /// n_seq_max it was made for): the prompt and every generated token, the
+    /// last one included (the token about to be fed to the target). Fewer,
+    /// or none, when the source has no guess.
+    virtual std::vector<int32_t> draft(int32_t seq, const std::vector<int32_t> &history,
+                                       int32_t n_max) = 0;
 };
 
 /// Prompt lookup: finds the latest earlier occurrence of the last n tokens
@@ -32,15 +34,17 @@ class DraftSource {
 class NgramDraft final : public DraftSource {
   public:
     explicit NgramDraft(int32_t ngram_n) : ngram_n_(ngram_n) {}
-    std::vector<int32_t> draft(const std::vector<int32_t> &history, int32_t n_max) override;
+    std::vector<int32_t> draft(int32_t seq, const std::vector<int32_t> &history,
+                               int32_t n_max) override;
 
   private:
     int32_t ngram_n_;
 };
 
 /// A draft model on this device: its own Stage (the whole model) and KV
-/// cache, one sequence. Each call keeps the KV of the longest prefix it
-/// shares with the previous call's tokens, prefills the rest of `history`,
+/// cache, cfg.n_seq_max sequences. Each call keeps the KV of the longest
+/// prefix the sequence shares with its previous call's tokens, prefills the
+/// rest of `history`,
 /// then decodes greedily up to n_max tokens, stopping early where its top
 /// token's probability is below p_min.
 class ModelDraft final : public DraftSource {
@@ -52,21 +56,24 @@ class ModelDraft final : public DraftSource {
     /// GGUF file and of Stage otherwise.
     ModelDraft(const std::string &path, const Tokenizer &target, StageConfig cfg, float p_min);
     ~ModelDraft() override;
-    std::vector<int32_t> draft(const std::vector<int32_t> &history, int32_t n_max) override;
+    std::vector<int32_t> draft(int32_t seq, const std::vector<int32_t> &history,
+                               int32_t n_max) override;
 
     const Stage &stage() const { return *stage_; }
 
   private:
-    /// Feeds tokens at positions cached_.size().. and returns the logits of the last.
-    const float *feed(const int32_t *tokens, uint32_t n);
+    /// Feeds tokens of `seq` at positions cached_[seq].size().. and returns
+    /// the logits of the last.
+    const float *feed(int32_t seq, const int32_t *tokens, uint32_t n);
 
     std::unique_ptr<Stage> stage_;
     float p_min_;
-    std::vector<int32_t> cached_;  // tokens whose KV the draft stage holds, positions 0..
+    // per sequence: the tokens whose KV the draft stage holds, positions 0..
+    std::vector<std::vector<int32_t>> cached_;
 };
 
 /// The draft source `params` asks for (null for SpecType::kNone). The draft
-/// model gets `target_cfg`'s context, ubatch and threads.
+/// model gets `target_cfg`'s context, sequences, ubatch and threads.
 std::unique_ptr<DraftSource> make_draft_source(const SpecParams &params, const Tokenizer &target,
                                                const StageConfig &target_cfg);
 

@@ -122,7 +122,7 @@ GenerateStats generate(Stage &stage, const Tokenizer &tok, const std::vector<int
                     draft_length.next(static_cast<int32_t>(std::max<int64_t>(cap, 0)));
                 k > 0) {
                 const int64_t t0 = now_us();
-                drafts = opts.draft->draft(history, k);
+                drafts = opts.draft->draft(seq, history, k);
                 draft_ms = (now_us() - t0) / 1000.0;
                 if (drafts.size() > static_cast<size_t>(k))
                     drafts.resize(static_cast<size_t>(k));

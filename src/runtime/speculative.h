@@ -82,6 +82,7 @@ class DraftLength {
   public:
     static constexpr int32_t kProbeEvery = 16;
 
+    DraftLength() = default;
     explicit DraftLength(const SpecParams &params) : params_(params) {}
 
     /// Drafts to ask for now, at most `cap` (room in the context or ubatch);

@@ -22,6 +22,9 @@ struct BatchSeqView {
     uint32_t n_prompt_done = 0;                    // prompt tokens already in the KV cache
     int32_t next_pos = 0;                          // position of the next token fed
     int32_t pending_token = -1;                    // sampled token to feed (decode), or -1
+    /// Speculative decoding: tokens drafted to follow pending_token, fed in
+    /// the same ubatch behind it, each an output (null or empty: none).
+    const std::vector<int32_t> *drafts = nullptr;
     bool all_outputs = false;  // an embedding: every prompt row is an output (pooled)
 };
 
@@ -30,7 +33,8 @@ struct BatchSeqView {
 /// wanted (increasing); out_seq_index the index (into the views passed to
 /// build_ubatch) of each sequence that awaits an answer to this ubatch: one
 /// per decode row and per finished prompt. n_prompt_taken[i] is how many
-/// prompt tokens of view i are in this ubatch.
+/// prompt tokens of view i are in this ubatch, n_draft_taken[i] how many of
+/// its drafts.
 struct UbatchPlan {
     std::vector<int32_t> tokens;
     std::vector<int32_t> pos;
@@ -38,6 +42,7 @@ struct UbatchPlan {
     std::vector<int32_t> out_ids;
     std::vector<size_t> out_seq_index;
     std::vector<uint32_t> n_prompt_taken;
+    std::vector<uint32_t> n_draft_taken;
     bool empty() const { return tokens.empty(); }
 };
 
@@ -45,7 +50,8 @@ struct UbatchPlan {
 /// with a pending token contributes one decode row (its prompt must be done);
 /// a view with prompt tokens left contributes a chunk of them; a view with
 /// neither contributes nothing. Decode rows come first so that generating
-/// sequences advance every step even while a long prompt is prefilled.
+/// sequences advance every step even while a long prompt is prefilled, then
+/// the drafts behind them (as many as fit), then prompt chunks.
 UbatchPlan build_ubatch(const std::vector<BatchSeqView> &views, uint32_t n_ubatch);
 
 }  // namespace colony

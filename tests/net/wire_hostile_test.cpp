@@ -62,9 +62,10 @@ constexpr size_t kActDtype = H + 8;
 constexpr size_t kActNEmbd = H + 9;
 constexpr size_t kActNTokens = H + 13;
 constexpr size_t kActNSeqs = H + 17;
-constexpr size_t kActSeq0 = H + 21;         // seq_id, n_tokens, temperature, ...
-constexpr size_t kActSeq1 = kActSeq0 + 49;  // 4 + 4 + 40 bytes of sampling + has_options
-constexpr size_t kActTokens = kActSeq1 + 49;
+constexpr size_t kActSeq0 = H + 21;  // seq_id, n_tokens, temperature, ...
+// 4 + 4 + 40 bytes of sampling + has_options + n_draft
+constexpr size_t kActSeq1 = kActSeq0 + 53;
+constexpr size_t kActTokens = kActSeq1 + 53;
 constexpr size_t kActPos = kActTokens + 12;
 constexpr size_t kActSeqId = kActPos + 12;
 constexpr size_t kActNOutputs = kActSeqId + 12;
@@ -136,8 +137,10 @@ std::vector<hostile_case> hostile_cases() {
     return {
         {"SHORT_HEADER", [] { return frame_t(31, 0); }, "shorter than the 32-byte header"},
         {"BAD_MAGIC", [] { return activations_with([](frame_t &f) { f[0] = 'X'; }); }, "bad magic"},
-        {"VERSION_7", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 7); }); },
-         "protocol version 7"},
+        {"VERSION_8", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 8); }); },
+         "protocol version 8"},
+        {"VERSION_6", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 6); }); },
+         "protocol version 6"},
         {"VERSION_5", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 5); }); },
          "protocol version 5"},
         {"VERSION_4", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 4); }); },
@@ -241,6 +244,12 @@ std::vector<hostile_case> hostile_cases() {
              return activations_with([](frame_t &f) { put_u32(f, kActSeq0 + 44, 0xFFFFFFFFu); });
          },
          "n_drawn 4294967295 exceeds"},
+        {"DRAFTS_AS_MANY_AS_ROWS",
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActSeq0 + 49, 2); }); },
+         "has 2 drafts in 2 rows"},
+        {"DRAFT_WITHOUT_TOKEN",  // seq 3's second row has token -1
+         [] { return activations_with([](frame_t &f) { put_u32(f, kActSeq0 + 49, 1); }); },
+         "has no token"},
         {"TOKEN_BELOW_MINUS_ONE",
          [] { return activations_with([](frame_t &f) { put_u32(f, kActTokens, 0xFFFFFFFEu); }); },
          "invalid id -2"},

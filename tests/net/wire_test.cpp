@@ -36,7 +36,7 @@ TEST(WireProtocol, HeaderLayoutIsPinned) {
     const std::vector<uint8_t> header(f.begin(), f.begin() + kWireHeaderBytes);
     const std::vector<uint8_t> expected = {
         'C',  'L',  'N',  'Y',                           // magic
-        6,    0,                                         // version 6
+        7,    0,                                         // version 7
         4,    0,                                         // type HEARTBEAT
         0,    0,    0,    0,                             // flags
         0x44, 0x33, 0x22, 0x11,                          // sequence
@@ -68,11 +68,11 @@ TEST(WireProtocol, ErrorCodesArePinned) {
 
 TEST(WireProtocol, PeeksHeaderOfAnotherVersion) {
     std::vector<uint8_t> f = wire_encode(test::sample_messages()[0]);
-    f[4] = 7;  // a JOIN from a future protocol version
+    f[4] = 8;  // a JOIN from a future protocol version
     EXPECT_THROW(wire_decode(f), Error);
     const std::optional<WireHeader> h = wire_peek_header(f);
     ASSERT_TRUE(h.has_value());
-    EXPECT_EQ(h->version, 7);
+    EXPECT_EQ(h->version, 8);
     EXPECT_EQ(h->type, WIRE_TYPE_JOIN);
     EXPECT_EQ(h->payload_len, f.size() - kWireHeaderBytes);
     EXPECT_EQ(h->session, test::sample_messages()[0].session);
@@ -121,6 +121,39 @@ TEST(WireProtocol, EncodeRejectsInvalidMessages) {
     WireAssign as;  // n_layer = 0 etc.
     m.body = as;
     EXPECT_THROW(wire_encode(m), Error);
+}
+
+// Speculative decoding: a sequence's drafts travel as its last n_draft rows,
+// each an output with a known token; anything else is refused at encode and
+// decode.
+TEST(WireProtocol, DraftRowsRoundTripAndBadOnesAreRefused) {
+    WireActivations a = test::sample_activations();
+    a.tokens = {100, 200, 300};
+    a.outputs = {0, 1, 2};  // seq 3: rows 0 and 2, the second a draft
+    a.seqs[0].n_draft = 1;
+    WireMessage m;
+    m.body = a;
+    const WireMessage back = wire_decode(wire_encode(m));
+    EXPECT_EQ(std::get<WireActivations>(back.body), a);
+    auto refused = [&](WireActivations bad, const std::string &what) {
+        WireMessage b;
+        b.body = std::move(bad);
+        try {
+            wire_encode(b);
+            ADD_FAILURE() << "accepted: " << what;
+        } catch (const Error &e) {
+            EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+        }
+    };
+    WireActivations bad = a;
+    bad.seqs[0].n_draft = 2;  // as many drafts as rows
+    refused(bad, "drafts in");
+    bad = a;
+    bad.outputs = {1, 2};  // the decode row is no output
+    refused(bad, "is not an output");
+    bad = a;
+    bad.tokens[2] = -1;  // a draft without its token
+    refused(bad, "has no token");
 }
 
 TEST(WireProtocol, ChecksActivationsAgainstThePlan) {

@@ -110,6 +110,69 @@ TEST(StageStep, TwoStagesGiveTheGreedyTokensOfOne) {
     }
 }
 
+/// One ubatch of sequence 1 through s0 then s1 (the last stage).
+WireTokens through(Stage &s0, Stage &s1, SequenceSamplers &samplers,
+                   const std::vector<int32_t> &tokens, int32_t pos0, uint32_t n_draft,
+                   bool all_outputs) {
+    WireActivations act;
+    act.plan_epoch = 1;
+    act.n_tokens = static_cast<uint32_t>(tokens.size());
+    act.seqs = {wire_seq(1, act.n_tokens, WireSampling{})};
+    act.seqs[0].n_draft = n_draft;
+    act.tokens = tokens;
+    for (uint32_t t = 0; t < act.n_tokens; ++t) {
+        act.pos.push_back(pos0 + static_cast<int32_t>(t));
+        act.seq_id.push_back(1);
+        if (all_outputs || t + 1 == act.n_tokens)
+            act.outputs.push_back(t);
+    }
+    wire_check_activations(act, {1, 0, 128, s0.hparams().n_vocab, 16, 2});
+    SequenceSamplers none(static_cast<int32_t>(s0.hparams().n_vocab));
+    const auto hidden = std::get<WireActivations>(run_stage_step(s0, act, WIRE_DTYPE_F32, none));
+    return std::get<WireTokens>(run_stage_step(s1, hidden, WIRE_DTYPE_F32, samplers));
+}
+
+// Speculative decoding through two stages: the last stage samples the rows in
+// order and stops at the first draft that differs; the next ubatch of the
+// sequence makes every stage forget the rejected drafts' positions.
+TEST(StageStep, DraftsAreVerifiedAtTheLastStageAndRejectedOnesForgotten) {
+    const std::string model = test::model_path("stories260K-f32.gguf");
+    Tokenizer tok(model);
+    const std::vector<int32_t> prompt = tok.tokenize("Once upon a time", true, false);
+    const std::vector<int32_t> ref = single_greedy(model, prompt, 6);
+    ASSERT_EQ(ref.size(), 6u);
+    std::shared_ptr<const GgufFile> f = GgufFile::open(model);
+    const ModelHparams hp = ModelHparams::from_gguf(*f);
+    auto s0 = make_stage(f, hp, {0, 2});
+    auto s1 = make_stage(f, hp, {2, hp.n_layer});
+    SequenceSamplers samplers(static_cast<int32_t>(hp.n_vocab));
+    const auto p = static_cast<int32_t>(prompt.size());
+    WireTokens t = through(*s0, *s1, samplers, prompt, 0, 0, false);
+    ASSERT_EQ(t.sampled.size(), 1u);
+    EXPECT_EQ(t.sampled[0].token, ref[0]);
+    // ref[0], then drafts ref[1], ref[2], a wrong one, ref[4]
+    const int32_t wrong = (ref[3] + 1) % static_cast<int32_t>(hp.n_vocab);
+    t = through(*s0, *s1, samplers, {ref[0], ref[1], ref[2], wrong, ref[4]}, p, 4, true);
+    ASSERT_EQ(t.sampled.size(), 3u);  // two drafts accepted, then the correction
+    for (size_t i = 0; i < 3; ++i) {
+        EXPECT_EQ(t.sampled[i].token, ref[i + 1]) << i;
+        EXPECT_EQ(t.sampled[i].pos, p + static_cast<int32_t>(i)) << i;
+    }
+    EXPECT_EQ(s1->seq_pos_max(1), p + 4);  // every row is in the cache until ...
+    // ... the next ubatch starts after the accepted ones
+    t = through(*s0, *s1, samplers, {ref[3]}, p + 3, 0, false);
+    ASSERT_EQ(t.sampled.size(), 1u);
+    EXPECT_EQ(t.sampled[0].token, ref[4]);
+    for (const Stage *s : {s0.get(), s1.get()}) {
+        EXPECT_EQ(s->seq_pos_max(1), p + 3);
+        EXPECT_EQ(s->kv_used(), static_cast<uint32_t>(p + 4));
+    }
+    // every draft accepted: the last row's token is the bonus
+    t = through(*s0, *s1, samplers, {ref[4], ref[5]}, p + 4, 1, true);
+    ASSERT_EQ(t.sampled.size(), 2u);
+    EXPECT_EQ(t.sampled[0].token, ref[5]);
+}
+
 TEST(SequenceSamplers, PromptTokensAreCountedOnceForPenalties) {
     // With a strong repetition penalty over the whole history, the sampled
     // token must never repeat a prompt token or an earlier sample.

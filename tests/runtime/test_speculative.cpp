@@ -138,14 +138,14 @@ TEST(NgramDraft, ProposesWhatFollowedTheLastNgramBefore) {
     NgramDraft d(4);
     // ... 1 2 3 4 [5 6 7 8] ... 1 2 3 4 -> 5 6 7 8
     const std::vector<int32_t> h = {9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 1, 2, 3, 4};
-    EXPECT_EQ(d.draft(h, 4), (std::vector<int32_t>{5, 6, 7, 8}));
+    EXPECT_EQ(d.draft(0, h, 4), (std::vector<int32_t>{5, 6, 7, 8}));
     // llama.cpp's rule: an n-gram drafts at least n tokens, or none; for two,
     // the 2-gram "3 4" does
-    EXPECT_EQ(d.draft(h, 2), (std::vector<int32_t>{5, 6}));
+    EXPECT_EQ(d.draft(0, h, 2), (std::vector<int32_t>{5, 6}));
     // only the last 2 tokens recur: the shorter n-gram finds them
     const std::vector<int32_t> h2 = {9, 7, 3, 4, 5, 6, 8, 8, 8, 8, 1, 3, 4};
-    EXPECT_EQ(d.draft(h2, 2), (std::vector<int32_t>{5, 6}));
-    EXPECT_TRUE(d.draft({1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12}, 4).empty());
+    EXPECT_EQ(d.draft(0, h2, 2), (std::vector<int32_t>{5, 6}));
+    EXPECT_TRUE(d.draft(0, {1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12}, 4).empty());
 }
 
 /// One node with the whole model; kFull invariance, so that every row of a
@@ -218,7 +218,8 @@ TEST_P(SpeculativeGenerate, GreedyAndSeededTextIsPlainDecodings) {
         EXPECT_EQ(spec, plain) << c.name << " temp " << temp;
         EXPECT_EQ(st.n_generated, 160);
         EXPECT_GT(st.spec.n_drafted, 0) << c.name;
-        EXPECT_GT(st.spec.n_accepted, 0) << c.name << " temp " << temp;
+        if (!c.adaptive)  // (adaptive: what the measured costs allow, which load changes)
+            EXPECT_GT(st.spec.n_accepted, 0) << c.name << " temp " << temp;
         // the KV holds exactly the accepted positions: the prompt and every
         // generated token but the last (sampled, never fed)
         EXPECT_EQ(node.stage->kv_used(), static_cast<uint32_t>(st.n_prompt + st.n_generated - 1))
@@ -244,7 +245,7 @@ TEST(SpeculativeGenerate, RejectedDraftsLeaveNoKvBehind) {
     // a draft that is always wrong: every verification rejects all of it
     class Wrong final : public DraftSource {
       public:
-        std::vector<int32_t> draft(const std::vector<int32_t> &h, int32_t n) override {
+        std::vector<int32_t> draft(int32_t, const std::vector<int32_t> &h, int32_t n) override {
             return std::vector<int32_t>(static_cast<size_t>(n), h.back() == 3 ? 4 : 3);
         }
     } wrong;

@@ -98,7 +98,8 @@ void handle_generation(OpenAiServer::Impl &impl, RequestKind kind, const httplib
             return;
         }
         const Usage usage{job->prompt_tokens(), job->completion_tokens()};
-        const Timings timings{job->ttft_ms(), job->elapsed_ms()};
+        const auto [draft_n, draft_n_accepted] = job->drafts();
+        const Timings timings{job->ttft_ms(), job->elapsed_ms(), draft_n, draft_n_accepted};
         res.set_content(
             completion_body(kind, ids, job->results(), r.logprobs >= 0, usage, &timings),
             "application/json");

@@ -290,6 +290,16 @@ int32_t GenerationJob::completion_tokens() const {
     return n;
 }
 
+std::pair<int64_t, int64_t> GenerationJob::drafts() const {
+    std::pair<int64_t, int64_t> sum{0, 0};
+    for (const auto &c : choices_) {
+        const auto d = c->stream->drafts();
+        sum.first += d.first;
+        sum.second += d.second;
+    }
+    return sum;
+}
+
 double GenerationJob::ttft_ms() const {
     return choices_.empty() ? 0.0 : choices_[0]->stream->ttft_us() / 1000.0;
 }

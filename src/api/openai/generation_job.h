@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "api/openai/api_error.h"
@@ -57,6 +58,8 @@ class GenerationJob {
     int32_t completion_tokens() const;
     double ttft_ms() const;
     double elapsed_ms() const;
+    /// Speculative decoding over every choice: drafts verified, accepted.
+    std::pair<int64_t, int64_t> drafts() const;
     size_t n_choices() const { return choices_.size(); }
     const std::string &backend_ids() const { return backend_ids_; }
 

@@ -112,6 +112,13 @@ GenerationStream::Update GenerationStream::next(std::chrono::milliseconds timeou
     return u;
 }
 
+std::pair<int64_t, int64_t> GenerationStream::drafts() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!result_)
+        return {0, 0};
+    return {result_->draft_n, result_->draft_n_accepted};
+}
+
 int64_t GenerationStream::elapsed_us() const {
     return now_us() - t_received_us_;
 }
@@ -127,6 +134,8 @@ void GenerationStream::abandon() {
 
 void GenerationStream::finish_metrics() {
     metrics_.add_tokens(n_prompt_, n_completion_);
+    const auto [drafted, accepted] = drafts();
+    metrics_.add_drafts(drafted, accepted);
     metrics_.observe_duration((now_us() - t_received_us_) / 1e6);
 }
 

@@ -67,6 +67,8 @@ class GenerationStream {
     int64_t ttft_us() const { return t_first_token_us_ ? t_first_token_us_ - t_received_us_ : 0; }
     /// From the request's arrival to now, us.
     int64_t elapsed_us() const;
+    /// Speculative decoding's drafts verified and accepted (after the end; 0 before).
+    std::pair<int64_t, int64_t> drafts() const;
 
   private:
     void on_token(const SampledToken &token);
@@ -81,7 +83,7 @@ class GenerationStream {
     ApiMetrics &metrics_;
     int64_t t_received_us_;
 
-    std::mutex mutex_;
+    mutable std::mutex mutex_;
     std::condition_variable cv_;
     std::vector<std::pair<SampledToken, int64_t>>
         tokens_;                              // guarded by mutex_: (token, arrival us)

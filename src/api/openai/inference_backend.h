@@ -69,11 +69,13 @@ struct GenerationRequest {
 /// How a generation ended. Times are microseconds from submit().
 struct GenerationResult {
     FinishReason finish = FinishReason::kStop;
-    int32_t n_prompt = 0;     // prompt tokens
-    int32_t n_generated = 0;  // tokens delivered through on_token (an ending EOG token is not)
-    int64_t queue_us = 0;     // until the request got a sequence slot
-    int64_t ttft_us = 0;      // until the first token was sampled (0: none)
-    int64_t total_us = 0;     // until on_done
+    int32_t n_prompt = 0;          // prompt tokens
+    int32_t n_generated = 0;       // tokens delivered through on_token (an ending EOG token is not)
+    int64_t queue_us = 0;          // until the request got a sequence slot
+    int64_t ttft_us = 0;           // until the first token was sampled (0: none)
+    int64_t total_us = 0;          // until on_done
+    int64_t draft_n = 0;           // speculative decoding: drafts verified (llama-server's name)
+    int64_t draft_n_accepted = 0;  // ... and accepted
     ErrorCode error_code = ErrorCode::kInternal;  // finish == kError only
     std::string error_message;                    // finish == kError only
 };

@@ -112,6 +112,12 @@ void ApiMetrics::add_tokens(int32_t prompt_tokens, int32_t generated_tokens) {
     generated_tokens_ += static_cast<uint64_t>(generated_tokens > 0 ? generated_tokens : 0);
 }
 
+void ApiMetrics::add_drafts(int64_t drafted, int64_t accepted) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    drafted_ += static_cast<uint64_t>(drafted > 0 ? drafted : 0);
+    accepted_ += static_cast<uint64_t>(accepted > 0 ? accepted : 0);
+}
+
 void ApiMetrics::observe_ttft(double seconds) {
     std::lock_guard<std::mutex> lock(mutex_);
     ttft_.observe(seconds);
@@ -155,6 +161,12 @@ std::string ApiMetrics::render(const BackendStats &stats, const BackendHealth &h
         sample(out, "colony_prompt_tokens_total", "", static_cast<double>(prompt_tokens_));
         header(out, "colony_generated_tokens_total", "counter", "Tokens generated for clients.");
         sample(out, "colony_generated_tokens_total", "", static_cast<double>(generated_tokens_));
+        header(out, "colony_draft_tokens_total", "counter",
+               "Speculative decoding: draft tokens verified by the target model.");
+        sample(out, "colony_draft_tokens_total", "", static_cast<double>(drafted_));
+        header(out, "colony_draft_tokens_accepted_total", "counter",
+               "Speculative decoding: draft tokens the target model accepted.");
+        sample(out, "colony_draft_tokens_accepted_total", "", static_cast<double>(accepted_));
         header(out, "colony_client_disconnects_total", "counter",
                "Generations cancelled because the client disconnected.");
         sample(out, "colony_client_disconnects_total", "", static_cast<double>(disconnects_));

@@ -39,6 +39,8 @@ class ApiMetrics {
     void count_request(const std::string &path, int status);
     /// Tokens of one generation (prompt and generated).
     void add_tokens(int32_t prompt_tokens, int32_t generated_tokens);
+    /// Speculative decoding's drafts of one generation: verified, accepted.
+    void add_drafts(int64_t drafted, int64_t accepted);
     /// Time from receiving a request to its first generated token, seconds.
     void observe_ttft(double seconds);
     /// Time between two consecutive generated tokens of one request, seconds.
@@ -62,6 +64,7 @@ class ApiMetrics {
     uint64_t prompt_tokens_ = 0;                                // guarded by mutex_
     uint64_t generated_tokens_ = 0;                             // guarded by mutex_
     uint64_t disconnects_ = 0;                                  // guarded by mutex_
+    uint64_t drafted_ = 0, accepted_ = 0;                       // guarded by mutex_
     Histogram ttft_, tpot_, duration_;                          // guarded by mutex_
 };
 

@@ -133,8 +133,13 @@ std::string completion_body(RequestKind kind, const ResponseIds &ids,
         j["choices"].push_back(choice);
     }
     j["usage"] = usage_json(usage);
-    if (timings)
+    if (timings) {
         j["timings"] = {{"ttft_ms", timings->ttft_ms}, {"total_ms", timings->total_ms}};
+        if (timings->draft_n > 0) {
+            j["timings"]["draft_n"] = timings->draft_n;
+            j["timings"]["draft_n_accepted"] = timings->draft_n_accepted;
+        }
+    }
     return json_text(j);
 }
 

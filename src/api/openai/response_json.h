@@ -29,8 +29,10 @@ struct Usage {
 /// How long a request took on the server, ms from its arrival (colony's
 /// extension "timings", as llama.cpp's server adds one).
 struct Timings {
-    double ttft_ms = 0;   // to the first generated token (0: none)
-    double total_ms = 0;  // to the whole answer
+    double ttft_ms = 0;            // to the first generated token (0: none)
+    double total_ms = 0;           // to the whole answer
+    int64_t draft_n = 0;           // speculative decoding (llama-server's names): drafts verified
+    int64_t draft_n_accepted = 0;  // ... and accepted; both shown when draft_n > 0
 };
 
 /// Non-streaming body: chat.completion {choices: [{index, message: {role:
