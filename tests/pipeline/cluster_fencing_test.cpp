@@ -29,15 +29,6 @@ std::string model() {
     return model_path("stories260K-f32.gguf");
 }
 
-/// The body of GET path ("" when there is no answer).
-std::string http_get_text(uint16_t port, const std::string &path) {
-    httplib::Client c("127.0.0.1", port);
-    c.set_connection_timeout(2);
-    c.set_read_timeout(10);
-    const auto r = c.Get(path);
-    return r ? r->body : std::string();
-}
-
 /// One frame with the given header ids.
 std::vector<uint8_t> frame(WireBody body, uint32_t session, uint32_t sequence,
                            uint64_t request_id = 0) {

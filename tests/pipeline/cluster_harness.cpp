@@ -137,6 +137,14 @@ HttpReply reply_of(const httplib::Result &res) {
 
 }  // namespace
 
+std::string http_get_text(uint16_t port, const std::string &path) {
+    httplib::Client c("127.0.0.1", port);
+    c.set_connection_timeout(2);
+    c.set_read_timeout(10);
+    const auto r = c.Get(path);
+    return r ? r->body : std::string();
+}
+
 HttpReply http_get(uint16_t port, const std::string &path) {
     httplib::Client c("127.0.0.1", port);
     c.set_connection_timeout(2);

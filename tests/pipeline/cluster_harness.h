@@ -76,6 +76,8 @@ struct HttpReply {
 };
 
 HttpReply http_get(uint16_t port, const std::string &path);
+/// The body of GET path as text, e.g. /metrics ("" when there is no answer).
+std::string http_get_text(uint16_t port, const std::string &path);
 HttpReply http_post(uint16_t port, const std::string &path, const nlohmann::json &body,
                     int timeout_s = 60);
 
