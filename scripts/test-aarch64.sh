@@ -73,6 +73,18 @@ full_exclude='^(PipelineNetns|TwoHosts|Netlab|Discovery|Chaos|BenchCluster|ApiBr
 full_exclude+='|^PipelineLiveness\.ASlowWorkerIsNotTakenForALostUbatch$'
 full_exclude+='|^PipelineSecurity\.ReplayedAndStaleEpochMessagesFromAnAuthenticatedPeerAreDropped$'
 full_exclude+='|^PipelineRecovery\.WithoutASpareTheSurvivorsTakeTheLostRange$'
+# PlannerEmulation compares measured time per token with the plan's: under
+# qemu no node finishes measuring itself within its wait.
+full_exclude+='|^PlannerEmulation\.'
+# Three CLI checks compare with llama.cpp's text recorded on x86-64
+# (tests/data/llama-completion): ARM kernels round differently, so a seeded
+# draw on q8_0 and a 3000-token greedy run part from it; the golden tests
+# compare with libllama built for the same architecture instead. And the
+# q8_0 perplexity of colony and llama-perplexity, both aarch64, differ by
+# 0.2 % (x86-64: identical) where the check allows 0.1 %: a known gap
+# (docs/testing.md), f32 agrees.
+full_exclude+='|^cli\.generate_seeded_matches_llama_cpp_q8_0$|^cli\.(generate|run_3_stages)_kv_window_'
+full_exclude+='|^cli\.perplexity_matches_llama_perplexity$'
 
 qemu_cpu_for() { case "$1" in baseline) echo cortex-a76 ;; max) echo max ;; esac; }
 dir_for() { case "$1" in baseline) echo build-aarch64 ;; max) echo build-aarch64-max ;; esac; }
@@ -87,6 +99,12 @@ if [ "$build" = 1 ]; then
   [ "$mode" = ci ] && targets=(colony test_runtime test_model colony_net_tests colony_cluster_tests
                                colony_pipeline_tests colony_multiprocess_tests)
   for c in $cpus; do bash scripts/build-aarch64.sh --cpu "$c" "${targets[@]}"; done
+fi
+# the JavaScript API clients (ApiNode.*) of the whole set, as scripts/setup.sh --all installs them
+if [ "$mode" = full ] && [ -f tests/api/js/package-lock.json ] && command -v npm >/dev/null 2>&1 &&
+   { [ ! -d tests/api/js/node_modules ] || [ tests/api/js/package-lock.json -nt tests/api/js/node_modules ]; }; then
+  log "installing the JavaScript test clients (npm ci)"
+  npm ci --silent --no-audit --no-fund --prefix tests/api/js >/dev/null
 fi
 ensure_binfmt
 for c in $cpus; do

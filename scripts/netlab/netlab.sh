@@ -12,7 +12,7 @@
 #   netlab.sh ping A B [-c N] [-i SEC]
 #   netlab.sh status | profiles | ctl REQUEST...
 #
-# A and B are host numbers (1..N) or "all". Profiles: loopback, ethernet, wifi, wifi-poor.
+# A and B are host numbers (1..N) or "all". Profiles: loopback, ethernet, wifi, wifi-poor, wan.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/netlab-lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/netlab-lib.sh"

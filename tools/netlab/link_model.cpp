@@ -46,6 +46,7 @@ const std::vector<NamedProfile> &named_profiles() {
         {"ethernet", make(0.25, 0, 1000, 0)},
         {"wifi", make(3, 1, 200, 0)},
         {"wifi-poor", make(10, 5, 30, 0.5)},
+        {"wan", make(22, 2, 50, 0)},  // devices in different places (issue 13's benchmark)
     };
     return profiles;
 }

@@ -46,7 +46,7 @@ struct LinkParams {
     int64_t queue_bytes = 1000 * 1514;
 };
 
-/// A named link profile (docs/netlab.md): loopback, ethernet, wifi, wifi-poor.
+/// A named link profile (docs/netlab.md): loopback, ethernet, wifi, wifi-poor, wan.
 struct NamedProfile {
     const char *name;
     LinkParams params;
