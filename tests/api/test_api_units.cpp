@@ -81,6 +81,28 @@ TEST(UbatchBuilder, PromptEndGetsAnOutputRowAndLaterSequencesShareTheRest) {
     EXPECT_EQ(plan.out_seq_index, (std::vector<size_t>{0, 1}));
 }
 
+// Speculative decoding: drafts follow their own decode row (a sequence's rows
+// stay together), each an output, and leave room for the other sequences'
+// decode rows; prompts get what is left.
+TEST(UbatchBuilder, DraftsFollowTheirDecodeRowAndLeaveRoomForOtherDecodes) {
+    const std::vector<int32_t> p = {1, 2, 3}, q = {7, 8, 9, 10};
+    const std::vector<int32_t> d0 = {40, 41, 42, 43, 44}, d1 = {50};
+    std::vector<BatchSeqView> views = {{0, &p, 3, 5, 30}, {1, &p, 3, 8, 31}, {2, &q, 0, 0, -1}};
+    views[0].drafts = &d0;
+    views[1].drafts = &d1;
+    UbatchPlan plan = build_ubatch(views, 6);  // 2 decode rows + 4 for drafts
+    EXPECT_EQ(plan.tokens, (std::vector<int32_t>{30, 40, 41, 42, 43, 31}));
+    EXPECT_EQ(plan.pos, (std::vector<int32_t>{5, 6, 7, 8, 9, 8}));
+    EXPECT_EQ(plan.seq_id, (std::vector<int32_t>{0, 0, 0, 0, 0, 1}));
+    EXPECT_EQ(plan.out_ids, (std::vector<int32_t>{0, 1, 2, 3, 4, 5}));
+    EXPECT_EQ(plan.out_seq_index, (std::vector<size_t>{0, 1}));  // one answer per sequence
+    EXPECT_EQ(plan.n_draft_taken, (std::vector<uint32_t>{4, 0, 0}));
+    plan = build_ubatch(views, 12);
+    EXPECT_EQ(plan.n_draft_taken, (std::vector<uint32_t>{5, 1, 0}));
+    EXPECT_EQ(plan.tokens, (std::vector<int32_t>{30, 40, 41, 42, 43, 44, 31, 50, 7, 8, 9, 10}));
+    EXPECT_EQ(plan.n_prompt_taken, (std::vector<uint32_t>{0, 0, 4}));
+}
+
 TEST(UbatchBuilder, NothingToDoGivesAnEmptyPlan) {
     const std::vector<int32_t> p = {1};
     EXPECT_TRUE(build_ubatch({{0, &p, 1, 1, -1}}, 8).empty());

@@ -16,7 +16,9 @@
 namespace colony::test {
 namespace {
 
-std::string draft_model() { return model_path("stories260K-q4_0.gguf"); }
+std::string draft_model() {
+    return model_path("stories260K-q4_0.gguf");
+}
 
 TEST(PipelineSpeculative, ConcurrentRequestsWithADraftModelGiveGenerateText) {
     const std::string model = model_path("stories260K-f32.gguf");
@@ -77,8 +79,9 @@ TEST(PipelineSpeculative, AKilledWorkerCostsAPauseNotTheText) {
     ASSERT_TRUE(wait_health(serve.api_port(), "ok", 60000)) << serve.log();
     JoinProcess spare(dir.file("w3"), serve.coordinator(), serve.token(), bi);
     const uint16_t port = serve.api_port();
-    const nlohmann::json req = {{"prompt", "Lily went to the park. She saw a big dog. Lily went "
-                                           "to the park. She saw"},
+    const nlohmann::json req = {{"prompt",
+                                 "Lily went to the park. She saw a big dog. Lily went "
+                                 "to the park. She saw"},
                                 {"max_tokens", 160},
                                 {"temperature", 0},
                                 {"ignore_eos", true}};

@@ -241,6 +241,38 @@ INSTANTIATE_TEST_SUITE_P(Sources, SpeculativeGenerate,
                                                       "stories260K-q8_0.gguf", 0.5f, false}),
                          [](const auto &info) { return std::string(info.param.name); });
 
+// The distribution is the target's: exact-match verification draws every
+// token from the target's own sampler, so for each of 60 seeds the first 12
+// sampled tokens are those of plain decoding (stronger than a statistical
+// test of the first token's frequencies).
+TEST(SpeculativeGenerate, SeededSamplingIsPlainDecodingsForEverySeed) {
+    Node node(model_path("stories260K-f32.gguf"));
+    SpecParams sp;
+    sp.type = SpecType::kDraftModel;
+    sp.draft_model = model_path("stories260K-q8_0.gguf");
+    sp.adaptive = false;
+    sp.draft_max = 4;
+    const std::unique_ptr<DraftSource> draft = make_draft_source(sp, node.tok, node.cfg);
+    int64_t accepted = 0;
+    for (uint32_t seed = 1; seed <= 60; ++seed) {
+        GenerateOptions go;
+        go.n_predict = 12;
+        go.ignore_eos = true;
+        go.sampling.temperature = 1.0f;
+        go.sampling.top_k = 0;
+        go.sampling.top_p = 1.0f;
+        go.sampling.min_p = 0.0f;
+        go.sampling.seed = seed;
+        const std::string plain = node.run("Once upon a time", go);
+        go.draft = draft.get();
+        go.spec = sp;
+        GenerateStats st;
+        ASSERT_EQ(node.run("Once upon a time", go, &st), plain) << "seed " << seed;
+        accepted += st.spec.n_accepted;
+    }
+    EXPECT_GT(accepted, 60);  // the drafts were verified, not skipped
+}
+
 TEST(SpeculativeGenerate, RejectedDraftsLeaveNoKvBehind) {
     // a draft that is always wrong: every verification rejects all of it
     class Wrong final : public DraftSource {

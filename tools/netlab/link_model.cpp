@@ -42,10 +42,8 @@ double parse_number(const std::string &key, const std::string &text) {
 const std::vector<NamedProfile> &named_profiles() {
     // The table of issue 6 / docs/netlab.md.
     static const std::vector<NamedProfile> profiles = {
-        {"loopback", make(0, 0, 0, 0)},
-        {"ethernet", make(0.25, 0, 1000, 0)},
-        {"wifi", make(3, 1, 200, 0)},
-        {"wifi-poor", make(10, 5, 30, 0.5)},
+        {"loopback", make(0, 0, 0, 0)}, {"ethernet", make(0.25, 0, 1000, 0)},
+        {"wifi", make(3, 1, 200, 0)},   {"wifi-poor", make(10, 5, 30, 0.5)},
         {"wan", make(22, 2, 50, 0)},  // devices in different places (issue 13's benchmark)
     };
     return profiles;
