@@ -41,6 +41,23 @@ void call_done(SeqRequest &req, const SeqOutcome &outcome) {
     }
 }
 
+/// What every stage this node runs shares: the sequences and their context,
+/// the ubatch, threads, KV types and weight loading (no range, no GPU).
+StageConfig node_stage_config(const CoordinatorOptions &opts) {
+    StageConfig cfg;
+    cfg.n_ctx = opts.n_ctx_seq() * opts.n_parallel;
+    cfg.n_seq_max = opts.n_parallel;
+    cfg.n_ctx_seq = opts.n_ctx_seq();
+    cfg.n_ubatch = opts.n_ubatch;
+    cfg.n_threads = opts.n_threads;
+    cfg.cpu = opts.cpu;
+    cfg.type_k = opts.type_k;
+    cfg.type_v = opts.type_v;
+    cfg.load.use_mmap = opts.use_mmap;
+    cfg.load.use_repack = opts.use_repack;
+    return cfg;
+}
+
 }  // namespace
 
 void validate_batch_options(const CoordinatorOptions &o) {
@@ -83,15 +100,9 @@ BatchScheduler::BatchScheduler(zmq::context_t &ctx, const CoordinatorOptions &op
     // plan that leaves every worker out); otherwise the hook never runs.
     if (!opts_.debug_logits_file.empty())
         host_.set_logits_dump(std::make_shared<LogitsDump>(opts_.debug_logits_file));
-    if (opts_.spec.enabled()) {
-        StageConfig cfg;  // the draft model's: this node's context, sequences, threads
-        cfg.n_ctx = opts_.n_ctx;
-        cfg.n_seq_max = opts_.n_parallel;
-        cfg.n_ubatch = opts_.n_ubatch;
-        cfg.n_threads = opts_.n_threads;
-        cfg.cpu = opts_.cpu;
-        cfg.load.use_mmap = opts_.use_mmap;
-        draft_ = make_draft_source(opts_.spec, Tokenizer(opts_.model_path), cfg);
+    if (opts_.spec.enabled()) {  // the draft model: this node's context, sequences, threads
+        draft_ =
+            make_draft_source(opts_.spec, Tokenizer(opts_.model_path), node_stage_config(opts_));
     }
 }
 
@@ -314,19 +325,9 @@ void BatchScheduler::sync_plan() {
 void BatchScheduler::apply_plan(const LocalPlan &plan) {
     watch_ = StallWatch(opts_.stall_timeout_ms);  // another pipeline: learn its speed afresh
     watch_.hint_ms_per_token(plan.ms_per_token_hint);
-    StageConfig cfg;
+    StageConfig cfg = node_stage_config(opts_);
     cfg.range = plan.range;
-    cfg.n_ctx = opts_.n_ctx_seq() * opts_.n_parallel;
-    cfg.n_seq_max = opts_.n_parallel;
-    cfg.n_ctx_seq = opts_.n_ctx_seq();
-    cfg.n_ubatch = opts_.n_ubatch;
-    cfg.n_threads = opts_.n_threads;
-    cfg.cpu = opts_.cpu;
     cfg.gpu = opts_.gpu;
-    cfg.type_k = opts_.type_k;
-    cfg.type_v = opts_.type_v;
-    cfg.load.use_mmap = opts_.use_mmap;
-    cfg.load.use_repack = opts_.use_repack;
     cfg.slowdown = opts_.debug_slowdown;  // emulated heterogeneity (docs/cluster.md)
     // a cluster: recovery re-computes the same floats (stage.h); alone, only
     // when asked for (--batch-invariant: the same floats as a cluster's)

@@ -180,6 +180,21 @@ struct Node {
     std::unique_ptr<Stage> stage;
 };
 
+/// Generates `prompt` plainly and with `draft` (params `sp`); expects the
+/// same text, and the KV cache to hold exactly the accepted positions: the
+/// prompt and every generated token but the last (sampled, never fed).
+/// Returns the speculative run's statistics.
+GenerateStats expect_plain_text(Node &node, const std::string &prompt, GenerateOptions go,
+                                DraftSource *draft, const SpecParams &sp) {
+    const std::string plain = node.run(prompt, go);
+    go.draft = draft;
+    go.spec = sp;
+    GenerateStats st;
+    EXPECT_EQ(node.run(prompt, go, &st), plain) << "temperature " << go.sampling.temperature;
+    EXPECT_EQ(node.stage->kv_used(), static_cast<uint32_t>(st.n_prompt + st.n_generated - 1));
+    return st;
+}
+
 struct SourceCase {
     const char *name;
     SpecType type;
@@ -210,20 +225,12 @@ TEST_P(SpeculativeGenerate, GreedyAndSeededTextIsPlainDecodings) {
         go.ignore_eos = true;
         go.sampling.temperature = temp;
         go.sampling.seed = 1234;
-        const std::string plain = node.run(prompt, go);
-        go.draft = draft.get();
-        go.spec = sp;
-        GenerateStats st;
-        const std::string spec = node.run(prompt, go, &st);
-        EXPECT_EQ(spec, plain) << c.name << " temp " << temp;
+        SCOPED_TRACE(c.name);
+        const GenerateStats st = expect_plain_text(node, prompt, go, draft.get(), sp);
         EXPECT_EQ(st.n_generated, 160);
-        EXPECT_GT(st.spec.n_drafted, 0) << c.name;
+        EXPECT_GT(st.spec.n_drafted, 0);
         if (!c.adaptive)  // (adaptive: what the measured costs allow, which load changes)
-            EXPECT_GT(st.spec.n_accepted, 0) << c.name << " temp " << temp;
-        // the KV holds exactly the accepted positions: the prompt and every
-        // generated token but the last (sampled, never fed)
-        EXPECT_EQ(node.stage->kv_used(), static_cast<uint32_t>(st.n_prompt + st.n_generated - 1))
-            << c.name;
+            EXPECT_GT(st.spec.n_accepted, 0) << "temp " << temp;
         std::printf("%s temp %.1f: %lld drafted, %lld accepted in %lld verifications\n", c.name,
                     temp, static_cast<long long>(st.spec.n_drafted),
                     static_cast<long long>(st.spec.n_accepted),
@@ -263,12 +270,9 @@ TEST(SpeculativeGenerate, SeededSamplingIsPlainDecodingsForEverySeed) {
         go.sampling.top_p = 1.0f;
         go.sampling.min_p = 0.0f;
         go.sampling.seed = seed;
-        const std::string plain = node.run("Once upon a time", go);
-        go.draft = draft.get();
-        go.spec = sp;
-        GenerateStats st;
-        ASSERT_EQ(node.run("Once upon a time", go, &st), plain) << "seed " << seed;
-        accepted += st.spec.n_accepted;
+        SCOPED_TRACE("seed " + std::to_string(seed));
+        accepted +=
+            expect_plain_text(node, "Once upon a time", go, draft.get(), sp).spec.n_accepted;
     }
     EXPECT_GT(accepted, 60);  // the drafts were verified, not skipped
 }
@@ -286,15 +290,13 @@ TEST(SpeculativeGenerate, RejectedDraftsLeaveNoKvBehind) {
     go.n_predict = 40;
     go.ignore_eos = true;
     go.sampling.temperature = 0;
-    const std::string plain = node.run("Once upon a time", go);
-    go.draft = &wrong;
-    go.spec.type = SpecType::kNgram;
-    go.spec.adaptive = false;
-    go.spec.draft_max = 5;
-    GenerateStats st;
-    EXPECT_EQ(node.run("Once upon a time", go, &st), plain);
+    SpecParams sp;
+    sp.type = SpecType::kNgram;
+    sp.adaptive = false;
+    sp.draft_max = 5;
+    const GenerateStats st = expect_plain_text(node, "Once upon a time", go, &wrong, sp);
     EXPECT_GT(st.spec.n_drafted, 100);
-    EXPECT_EQ(node.stage->kv_used(), static_cast<uint32_t>(st.n_prompt + st.n_generated - 1));
+    EXPECT_EQ(st.spec.n_accepted, 0);
 }
 
 TEST(SpeculativeGenerate, SynthLlamaTargetWithASmallerSameVocabularyDraft) {
@@ -312,13 +314,8 @@ TEST(SpeculativeGenerate, SynthLlamaTargetWithASmallerSameVocabularyDraft) {
     go.n_predict = 48;
     go.ignore_eos = true;
     go.sampling.temperature = 0;
-    const std::string plain = node.run("The capital of France is", go);
-    go.draft = draft.get();
-    go.spec = sp;
-    GenerateStats st;
-    EXPECT_EQ(node.run("The capital of France is", go, &st), plain);
-    EXPECT_GT(st.spec.n_drafted, 0);
-    EXPECT_EQ(node.stage->kv_used(), static_cast<uint32_t>(st.n_prompt + st.n_generated - 1));
+    EXPECT_GT(
+        expect_plain_text(node, "The capital of France is", go, draft.get(), sp).spec.n_drafted, 0);
 }
 
 TEST(ModelDraft, ADraftModelWithAnotherVocabularyIsRefused) {
