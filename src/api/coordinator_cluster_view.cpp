@@ -289,6 +289,7 @@ std::string CoordinatorBackend::cluster_json() const {
          {{"running", sched.n_active()},
           {"queued", sched.n_queued()},
           {"parallel", c_.options().n_parallel}}},
+        {"speculative", speculative_json(sched.spec_params(), sched.spec_totals())},
         {"pipeline",
          {{"epoch", view.epoch},
           {"ready", view.ready},

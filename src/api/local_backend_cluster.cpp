@@ -73,6 +73,7 @@ std::string LocalBackend::cluster_json() const {
         {"reason", h.reason},
         {"requests",
          {{"running", s.n_running}, {"queued", s.n_queued}, {"parallel", s.n_parallel}}},
+        {"speculative", speculative_json(scheduler_->spec_params(), scheduler_->spec_totals())},
         {"nodes", json::array({node})},
     };
     return out.dump();

@@ -211,6 +211,16 @@ class BatchScheduler {
     /// TOKENS dropped as stale, replayed or of no running request
     /// (message_fence.h). Thread-safe.
     FenceCounts dropped_messages() const { return fence_.counts(); }
+    /// Speculative decoding since the start: verifications, drafts verified
+    /// and accepted over every request. Thread-safe.
+    SpecStats spec_totals() const {
+        SpecStats s;
+        s.n_verifications = spec_verifications_.load();
+        s.n_drafted = spec_drafted_.load();
+        s.n_accepted = spec_accepted_.load();
+        return s;
+    }
+    const SpecParams &spec_params() const { return opts_.spec; }
 
   private:
     using clock = std::chrono::steady_clock;
@@ -355,6 +365,7 @@ class BatchScheduler {
     std::atomic<size_t> max_queue_{64};
     std::atomic<size_t> n_active_{0};
     std::atomic<uint64_t> mixed_ubatches_{0};
+    std::atomic<int64_t> spec_verifications_{0}, spec_drafted_{0}, spec_accepted_{0};
     std::condition_variable load_cv_;  // stage 0 loaded or failed (wait_loaded)
     std::optional<Error> load_error_;  // guarded by mutex_
     bool stage_ready_ = false;         // guarded by mutex_: stage 0 of epoch_ serves

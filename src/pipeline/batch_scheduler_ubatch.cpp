@@ -149,6 +149,9 @@ void BatchScheduler::on_sampled_group(const WireSampled *group, size_t n) {
             ++slot->spec.n_verifications;
             slot->spec.n_drafted += drafted;
             slot->spec.n_accepted += accepted;
+            spec_verifications_.fetch_add(1);
+            spec_drafted_.fetch_add(drafted);
+            spec_accepted_.fetch_add(accepted);
         }
     }
     // the decode row and the accepted drafts are in every stage's KV cache;

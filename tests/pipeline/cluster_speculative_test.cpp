@@ -61,6 +61,13 @@ TEST(PipelineSpeculative, ConcurrentRequestsWithADraftModelGiveGenerateText) {
         << metrics;
     EXPECT_NE(metrics.find("colony_draft_tokens_accepted_total " + std::to_string(accepted)),
               std::string::npos);
+    // the dashboard's figures (/v1/cluster)
+    const nlohmann::json spec = http_get(serve.api_port(), "/v1/cluster").body["speculative"];
+    ASSERT_TRUE(spec.is_object()) << spec.dump();
+    EXPECT_EQ(spec.value("type", ""), "draft");
+    EXPECT_EQ(spec.value("drafted", int64_t{0}), drafted);
+    EXPECT_EQ(spec.value("accepted", int64_t{0}), accepted);
+    EXPECT_GT(spec.value("tokens_per_verification", 0.0), 1.0);
     // every sequence released on every stage: no rejected draft left behind
     EXPECT_TRUE(wait_coordinator_kv_cells(serve.api_port(), 0, 5000));
 }

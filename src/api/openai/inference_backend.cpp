@@ -55,6 +55,22 @@ std::string cpu_device_name() {
 
 namespace colony {
 
+nlohmann::json speculative_json(const SpecParams &params, const SpecStats &totals) {
+    if (!params.enabled())
+        return nullptr;
+    const double per_verification = totals.n_verifications > 0
+                                        ? 1.0 + static_cast<double>(totals.n_accepted) /
+                                                    static_cast<double>(totals.n_verifications)
+                                        : 0.0;
+    return {{"type", spec_type_name(params.type)},
+            {"draft_max", params.draft_max},
+            {"verifications", totals.n_verifications},
+            {"drafted", totals.n_drafted},
+            {"accepted", totals.n_accepted},
+            {"acceptance", totals.acceptance()},
+            {"tokens_per_verification", per_verification}};
+}
+
 nlohmann::json cluster_model_json(const BackendModelInfo &info) {
     return {{"id", info.id},
             {"arch", info.arch},

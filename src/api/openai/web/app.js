@@ -143,8 +143,11 @@ function renderCluster(c) {
   status.className = 'status ' + (s === 'ok' ? 'ok' : s === 'degraded' ? 'degraded' : s === 'loading' ? 'loading' : 'down');
   $('status-text').textContent = s + (c.reason ? ' — ' + c.reason : '');
   const req = c.requests || {};
+  const spec = c.speculative;
   $('requests').textContent = (req.running || 0) + ' running · ' + (req.queued || 0) + ' queued · ' +
-    (req.parallel || 0) + ' slots';
+    (req.parallel || 0) + ' slots' +
+    (spec ? ' · speculative (' + spec.type + '): ' + Math.round(100 * spec.acceptance) + ' % of drafts accepted, ' +
+      spec.tokens_per_verification.toFixed(2) + ' tokens per traversal' : '');
   renderLayerBar(c);
   $('nodes').replaceChildren(...nodes.map(renderNode));
   renderPlan(c);
