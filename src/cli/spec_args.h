@@ -65,17 +65,13 @@ inline void add_spec_args(ArgParser &p, SpecArgs *a) {
           "speculative decoding without a draft model: ngram (drafts copied from where the last "
           "tokens occurred before; code, quotes, edits) or none",
           &a->type);
-    p.add("", "--draft-max", "N", "drafts verified per step at most (default: 16)",
-          &a->params.draft_max);
-    p.add("", "--draft-min", "N", "fewer drafts than this are not verified (default: 0)",
-          &a->params.draft_min);
+    p.add("", "--draft-max", "N", "drafts verified per step at most", &a->params.draft_max);
+    p.add("", "--draft-min", "N", "fewer drafts than this are not verified", &a->params.draft_min);
     p.add("", "--draft-p-min", "P",
-          "the draft model stops drafting where its top token is less likely than P "
-          "(default: 0)",
+          "the draft model stops drafting where its top token is less likely than P",
           &a->params.p_min);
     p.add("", "--spec-ngram-size-n", "N",
-          "--spec-type ngram: the longest n-gram looked up, shorter ones down to 2 after it "
-          "(default: 4)",
+          "--spec-type ngram: the longest n-gram looked up, shorter ones down to 2 after it",
           &a->params.ngram_n);
     p.flag("", "--no-spec-adaptive",
            "always draft --draft-max tokens, even where the measured acceptance says drafting "
