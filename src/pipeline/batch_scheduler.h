@@ -258,6 +258,7 @@ class BatchScheduler {
         // row's position, the drafts in flight behind it and what making them
         // took, the draft length's controller and the counts so far.
         int32_t out_pos = -1;
+        bool out_decodes = false;  // the awaited row is a decode row (not a prompt's end)
         std::vector<int32_t> drafts;
         double draft_ms = 0;
         DraftLength draft_length;

@@ -142,7 +142,7 @@ void BatchScheduler::on_sampled_group(const WireSampled *group, size_t n) {
         return;
     }
     const auto accepted = static_cast<int32_t>(n) - 1;
-    if (draft_ && slot->out_pos >= 0 && !slot->req->embeds()) {
+    if (draft_ && slot->out_decodes) {  // a prompt's end says nothing of a decode's cost
         const auto drafted = static_cast<int32_t>(slot->drafts.size());
         slot->draft_length.record(drafted, accepted, round_trip_ms, slot->draft_ms);
         if (drafted > 0) {
@@ -431,6 +431,7 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
         slot.awaiting = true;
         slot.ubatch = ubatch_id;
         slot.out_pos = slot.n_pos - 1 - static_cast<int32_t>(slot.drafts.size());
+        slot.out_decodes = views[view_index].pending_token >= 0;
     }
     if (has_decode && has_prompt)
         mixed_ubatches_.fetch_add(1);
