@@ -416,7 +416,8 @@ bool BatchScheduler::build_ubatch(WireActivations &act) {
             slot.next_input = -1;
             slot.drafts.resize(plan.n_draft_taken[i]);  // those that did not fit are dropped
             slot.n_pos += 1 + static_cast<int32_t>(plan.n_draft_taken[i]);
-        } else {
+        } else if (!slot.awaiting) {
+            // an awaiting sequence's drafts are being verified: kept until its TOKENS
             slot.drafts.clear();
         }
         slot.n_prompt_sent += plan.n_prompt_taken[i];

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cluster_harness.h"
@@ -35,9 +36,13 @@ TEST(PipelineSpeculative, ConcurrentRequestsWithADraftModelGiveGenerateText) {
     JoinProcess w1(dir.file("w1"), serve.coordinator(), serve.token());
     JoinProcess w2(dir.file("w2"), serve.coordinator(), serve.token());
     ASSERT_TRUE(wait_health(serve.api_port(), "ok", 60000)) << serve.log();
+    // staggered: a sequence's verification is still in flight while
+    // another's ubatch is built (its drafts must outlive that ubatch)
     std::vector<std::future<HttpReply>> replies;
-    for (const std::string &p : prompts) {
-        replies.push_back(std::async(std::launch::async, [&, p] {
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        if (i > 0)
+            std::this_thread::sleep_for(std::chrono::milliseconds(3));
+        replies.push_back(std::async(std::launch::async, [&, p = prompts[i]] {
             return http_post(serve.api_port(), "/v1/completions",
                              {{"prompt", p}, {"max_tokens", kTokens}, {"temperature", 0}});
         }));
