@@ -113,7 +113,7 @@ int cmd_generate(int argc, char **argv) {
     if (batch_invariant)
         cfg.invariance = StageConfig::Invariance::kFull;
     Stage stage(file, hp, cfg);
-    const std::unique_ptr<DraftSource> draft = make_draft_source(spec_params, tok, cfg);
+    const std::unique_ptr<DraftSource> draft = make_draft_source(spec_params, model, tok, cfg);
 
     if (!raw) {
         std::fputs(text.c_str(), stdout);

@@ -1,7 +1,7 @@
 // Speculative decoding options (runtime/speculative.h), with llama.cpp's
 // names (common/arg.cpp): -md/--model-draft, --spec-type, --draft-max,
-// --draft-min, --draft-p-min; and colony's --spec-ngram-size-n and
-// --no-spec-adaptive.
+// --draft-min, --draft-p-min; and colony's --spec-ngram-size-n,
+// --draft-layers and --no-spec-adaptive.
 #pragma once
 
 #include <filesystem>
@@ -51,6 +51,8 @@ inline std::vector<std::string> spec_arguments(const SpecArgs &a) {
         out.insert(out.end(), {"--draft-p-min", std::to_string(a.params.p_min)});
     if (a.params.ngram_n != d.ngram_n)
         out.insert(out.end(), {"--spec-ngram-size-n", std::to_string(a.params.ngram_n)});
+    if (a.params.draft_layers != d.draft_layers)
+        out.insert(out.end(), {"--draft-layers", std::to_string(a.params.draft_layers)});
     if (a.no_adaptive)
         out.push_back("--no-spec-adaptive");
     return out;
@@ -63,7 +65,8 @@ inline void add_spec_args(ArgParser &p, SpecArgs *a) {
           &a->model_draft);
     p.add("", "--spec-type", "TYPE",
           "speculative decoding without a draft model: ngram (drafts copied from where the last "
-          "tokens occurred before; code, quotes, edits) or none",
+          "tokens occurred before; code, quotes, edits), skip (this model's first blocks and "
+          "its LM head draft: an early exit) or none",
           &a->type);
     p.add("", "--draft-max", "N", "drafts verified per step at most", &a->params.draft_max);
     p.add("", "--draft-min", "N", "fewer drafts than this are not verified", &a->params.draft_min);
@@ -73,6 +76,10 @@ inline void add_spec_args(ArgParser &p, SpecArgs *a) {
     p.add("", "--spec-ngram-size-n", "N",
           "--spec-type ngram: the longest n-gram looked up, shorter ones down to 2 after it",
           &a->params.ngram_n);
+    p.add("", "--draft-layers", "N",
+          "--spec-type skip: the blocks the draft runs before its early exit (0 = half the "
+          "model's)",
+          &a->params.draft_layers);
     p.flag("", "--no-spec-adaptive",
            "always draft --draft-max tokens, even where the measured acceptance says drafting "
            "does not pay",

@@ -56,6 +56,10 @@ struct WeightLoadOptions {
     bool use_mmap = true;    // map non-repacked tensors instead of copying them
     bool use_repack = true;  // use the CPU backend's extra buffer types
     GpuPlacement gpu;        // offloaded blocks (default: none)
+    /// Load the output norm and LM head even when the range ends before the
+    /// last block: the stage then gives logits of its last block's hidden
+    /// state (an early exit; the self-speculative draft, --spec-type skip).
+    bool early_exit_head = false;
     /// Called with (bytes done, bytes total) while loading; may be empty.
     std::function<void(uint64_t, uint64_t)> progress;
 };
@@ -65,9 +69,9 @@ class StageWeights {
     /// Loads the tensors that `range` needs from `file`. The stage is first when
     /// range.first == 0 (token embedding) and last when range.last == n_layer
     /// (output norm and LM head; the LM head falls back to the token embedding for
-    /// tied models). Errors: kOutOfRange for a range outside the model,
-    /// kCorrupt for a missing tensor or a tensor of the wrong shape (naming
-    /// expected and found shapes), kResource when a buffer cannot be allocated.
+    /// tied models), or when opts.early_exit_head. Errors: kOutOfRange for a range outside the
+    /// model, kCorrupt for a missing tensor or a tensor of the wrong shape (naming expected and
+    /// found shapes), kResource when a buffer cannot be allocated.
     StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRange range,
                  ggml_backend_dev_t dev, const WeightLoadOptions &opts);
     ~StageWeights();

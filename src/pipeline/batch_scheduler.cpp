@@ -101,8 +101,8 @@ BatchScheduler::BatchScheduler(zmq::context_t &ctx, const CoordinatorOptions &op
     if (!opts_.debug_logits_file.empty())
         host_.set_logits_dump(std::make_shared<LogitsDump>(opts_.debug_logits_file));
     if (opts_.spec.enabled()) {  // the draft model: this node's context, sequences, threads
-        draft_ =
-            make_draft_source(opts_.spec, Tokenizer(opts_.model_path), node_stage_config(opts_));
+        draft_ = make_draft_source(opts_.spec, opts_.model_path, Tokenizer(opts_.model_path),
+                                   node_stage_config(opts_));
     }
 }
 

@@ -61,12 +61,21 @@ int32_t arg_max(const float *logits, int32_t n, float *prob) {
 }  // namespace
 
 ModelDraft::ModelDraft(const std::string &path, const Tokenizer &target, StageConfig cfg,
-                       float p_min)
+                       float p_min, uint32_t n_blocks)
     : p_min_(p_min) {
     std::shared_ptr<const GgufFile> file = GgufFile::open(path);
     const ModelHparams hp = ModelHparams::from_gguf(*file);
     check_same_vocabulary(Tokenizer(path), target, path);
     cfg.range = {0, hp.n_layer};
+    if (n_blocks > 0) {
+        if (n_blocks >= hp.n_layer)
+            throw Error(ErrorCode::kInvalidArgument, "--draft-layers " + std::to_string(n_blocks) +
+                                                         ": the draft must run fewer "
+                                                         "blocks than the model's " +
+                                                         std::to_string(hp.n_layer));
+        cfg.range = {0, n_blocks};
+        cfg.load.early_exit_head = true;
+    }
     cfg.invariance = StageConfig::Invariance::kNone;  // a draft need not be exact
     cfg.gpu = {};
     stage_ = std::make_unique<Stage>(std::move(file), hp, cfg);
@@ -130,7 +139,9 @@ std::vector<int32_t> ModelDraft::draft(int32_t seq, const std::vector<int32_t> &
     return out;
 }
 
-std::unique_ptr<DraftSource> make_draft_source(const SpecParams &params, const Tokenizer &target,
+std::unique_ptr<DraftSource> make_draft_source(const SpecParams &params,
+                                               const std::string &target_path,
+                                               const Tokenizer &target,
                                                const StageConfig &target_cfg) {
     params.validate();
     switch (params.type) {
@@ -141,6 +152,15 @@ std::unique_ptr<DraftSource> make_draft_source(const SpecParams &params, const T
         case SpecType::kDraftModel:
             return std::make_unique<ModelDraft>(params.draft_model, target, target_cfg,
                                                 params.p_min);
+        case SpecType::kSkip: {
+            uint32_t n = static_cast<uint32_t>(params.draft_layers);
+            if (n == 0) {
+                const uint32_t n_layer =
+                    ModelHparams::from_gguf(*GgufFile::open(target_path)).n_layer;
+                n = std::max<uint32_t>(1, n_layer / 2);
+            }
+            return std::make_unique<ModelDraft>(target_path, target, target_cfg, params.p_min, n);
+        }
     }
     return nullptr;
 }

@@ -41,8 +41,9 @@ class NgramDraft final : public DraftSource {
     int32_t ngram_n_;
 };
 
-/// A draft model on this device: its own Stage (the whole model) and KV
-/// cache, cfg.n_seq_max sequences. Each call keeps the KV of the longest
+/// A draft model on this device: its own Stage (the whole model, or the
+/// target's first blocks for self-speculation) and KV cache, cfg.n_seq_max
+/// sequences. Each call keeps the KV of the longest
 /// prefix the sequence shares with its previous call's tokens, prefills the
 /// rest of `history`,
 /// then decodes greedily up to n_max tokens, stopping early where its top
@@ -54,7 +55,12 @@ class ModelDraft final : public DraftSource {
     /// number of tokens, BOS, and every token's text must agree: llama.cpp's
     /// common_speculative_are_compatible asks much the same), errors of the
     /// GGUF file and of Stage otherwise.
-    ModelDraft(const std::string &path, const Tokenizer &target, StageConfig cfg, float p_min);
+    /// n_blocks > 0: only the model's first n_blocks blocks, then its output
+    /// norm and LM head: an early exit (LayerSkip, Elhoushi et al. 2024,
+    /// without its training; --spec-type skip with the target's own file).
+    /// Error(kInvalidArgument) unless 0 < n_blocks < the model's blocks.
+    ModelDraft(const std::string &path, const Tokenizer &target, StageConfig cfg, float p_min,
+               uint32_t n_blocks = 0);
     ~ModelDraft() override;
     std::vector<int32_t> draft(int32_t seq, const std::vector<int32_t> &history,
                                int32_t n_max) override;
@@ -73,8 +79,13 @@ class ModelDraft final : public DraftSource {
 };
 
 /// The draft source `params` asks for (null for SpecType::kNone). The draft
-/// model gets `target_cfg`'s context, sequences, ubatch and threads.
-std::unique_ptr<DraftSource> make_draft_source(const SpecParams &params, const Tokenizer &target,
+/// model gets `target_cfg`'s context, sequences, ubatch and threads; the
+/// skip draft loads `target_path` (the target's GGUF) again, its first
+/// params.draft_layers blocks (0: half of them) with the LM head: mapped
+/// weights share the target's pages, repacked ones are copied once more.
+std::unique_ptr<DraftSource> make_draft_source(const SpecParams &params,
+                                               const std::string &target_path,
+                                               const Tokenizer &target,
                                                const StageConfig &target_cfg);
 
 }  // namespace colony

@@ -23,6 +23,8 @@ const char *spec_type_name(SpecType t) {
             return "ngram";
         case SpecType::kDraftModel:
             return "draft";
+        case SpecType::kSkip:
+            return "skip";
     }
     return "?";
 }
@@ -32,8 +34,11 @@ SpecType parse_spec_type(const std::string &name) {
         return SpecType::kNone;
     if (name == "ngram" || name == "ngram-simple")
         return SpecType::kNgram;
+    if (name == "skip")
+        return SpecType::kSkip;
     throw Error(ErrorCode::kInvalidArgument,
-                "--spec-type must be none or ngram (a draft model is chosen by -md/--model-draft), "
+                "--spec-type must be none, ngram or skip (a draft model is chosen by "
+                "-md/--model-draft), "
                 "not '" +
                     name + "'");
 }
@@ -48,6 +53,10 @@ void SpecParams::validate() const {
         bad("--draft-p-min must be in [0, 1]");
     if (ngram_n < 2 || ngram_n > 64)
         bad("--spec-ngram-size-n must be in [2, 64]");
+    if (draft_layers < 0)
+        bad("--draft-layers must be 0 (half the model) or more");
+    if (draft_layers != 0 && type != SpecType::kSkip)
+        bad("--draft-layers needs --spec-type skip");
     if (type == SpecType::kDraftModel && draft_model.empty())
         bad("speculative decoding with a draft model needs -md/--model-draft");
     if (type != SpecType::kDraftModel && !draft_model.empty())

@@ -25,12 +25,14 @@ enum class SpecType : uint8_t {
     kNone = 0,
     kNgram,       // prompt lookup: the tokens that followed the last n-gram before
     kDraftModel,  // a small model with the target's vocabulary, greedy
+    kSkip,        // self-speculation: the target's first blocks and its LM head (early exit)
 };
 
-/// "none", "ngram", "draft".
+/// "none", "ngram", "draft", "skip".
 const char *spec_type_name(SpecType t);
 
-/// Parses --spec-type: "none", "ngram" (also llama.cpp's "ngram-simple").
+/// Parses --spec-type: "none", "ngram" (also llama.cpp's "ngram-simple"),
+/// "skip".
 /// "draft" is chosen by -md/--model-draft. Error(kInvalidArgument) otherwise.
 SpecType parse_spec_type(const std::string &name);
 
@@ -38,12 +40,13 @@ SpecType parse_spec_type(const std::string &name);
 /// where it has them (common/common.h, common_params_speculative).
 struct SpecParams {
     SpecType type = SpecType::kNone;
-    std::string draft_model;  // -md/--model-draft: GGUF path (type kDraftModel)
-    int32_t draft_max = 16;   // --draft-max: drafts per verification at most
-    int32_t draft_min = 0;    // --draft-min: fewer drafts are not verified
-    float p_min = 0.0f;       // --draft-p-min: the draft model stops below this top probability
-    int32_t ngram_n = 4;      // --spec-ngram-size-n: the longest n-gram looked up (down to 2)
-    bool adaptive = true;     // the length follows the measured acceptance and costs
+    std::string draft_model;   // -md/--model-draft: GGUF path (type kDraftModel)
+    int32_t draft_max = 16;    // --draft-max: drafts per verification at most
+    int32_t draft_min = 0;     // --draft-min: fewer drafts are not verified
+    float p_min = 0.0f;        // --draft-p-min: the draft model stops below this top probability
+    int32_t ngram_n = 4;       // --spec-ngram-size-n: the longest n-gram looked up (down to 2)
+    int32_t draft_layers = 0;  // --draft-layers (skip): blocks the draft runs; 0 = half the model
+    bool adaptive = true;      // the length follows the measured acceptance and costs
 
     bool enabled() const { return type != SpecType::kNone; }
     /// Error(kInvalidArgument) naming the option that is out of range.

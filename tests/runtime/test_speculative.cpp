@@ -4,7 +4,10 @@
 // positions; the draft length follows the measured acceptance.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <fstream>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -130,7 +133,15 @@ TEST(SpecParams, RefusesValuesOutOfRange) {
             return q;
         }(),
         "exclude");
+    refused(
+        [&] {
+            auto q = p;
+            q.draft_layers = 2;  // ngram
+            return q;
+        }(),
+        "--draft-layers");
     EXPECT_EQ(parse_spec_type("ngram-simple"), SpecType::kNgram);
+    EXPECT_EQ(parse_spec_type("skip"), SpecType::kSkip);
     EXPECT_THROW(parse_spec_type("eagle"), Error);
 }
 
@@ -152,7 +163,7 @@ TEST(NgramDraft, ProposesWhatFollowedTheLastNgramBefore) {
 /// verification gets the floats of a one-token decode (without it, a near
 /// tie can go the other way, as in llama.cpp).
 struct Node {
-    explicit Node(const std::string &path, bool invariant = true) : tok(path) {
+    explicit Node(const std::string &path_, bool invariant = true) : path(path_), tok(path) {
         file = GgufFile::open(path);
         const ModelHparams hp = ModelHparams::from_gguf(*file);
         cfg.range = {0, hp.n_layer};
@@ -175,6 +186,7 @@ struct Node {
         return out;
     }
     std::shared_ptr<const GgufFile> file;
+    std::string path;
     StageConfig cfg;
     Tokenizer tok;
     std::unique_ptr<Stage> stage;
@@ -215,7 +227,7 @@ TEST_P(SpeculativeGenerate, GreedyAndSeededTextIsPlainDecodings) {
     sp.draft_max = 8;
     if (c.draft_model[0])
         sp.draft_model = model_path(c.draft_model);
-    const std::unique_ptr<DraftSource> draft = make_draft_source(sp, node.tok, node.cfg);
+    const std::unique_ptr<DraftSource> draft = make_draft_source(sp, node.path, node.tok, node.cfg);
     // a prompt that repeats, so that the n-gram source has something to copy
     const std::string prompt =
         "Lily went to the park. She saw a big dog. Lily went to the park. She saw";
@@ -245,7 +257,8 @@ INSTANTIATE_TEST_SUITE_P(Sources, SpeculativeGenerate,
                                            SourceCase{"draft_q4_0", SpecType::kDraftModel,
                                                       "stories260K-q4_0.gguf", 0.0f, true},
                                            SourceCase{"draft_q8_0_p_min", SpecType::kDraftModel,
-                                                      "stories260K-q8_0.gguf", 0.5f, false}),
+                                                      "stories260K-q8_0.gguf", 0.5f, false},
+                                           SourceCase{"skip", SpecType::kSkip, "", 0.0f, false}),
                          [](const auto &info) { return std::string(info.param.name); });
 
 // The distribution is the target's: exact-match verification draws every
@@ -259,7 +272,7 @@ TEST(SpeculativeGenerate, SeededSamplingIsPlainDecodingsForEverySeed) {
     sp.draft_model = model_path("stories260K-q8_0.gguf");
     sp.adaptive = false;
     sp.draft_max = 4;
-    const std::unique_ptr<DraftSource> draft = make_draft_source(sp, node.tok, node.cfg);
+    const std::unique_ptr<DraftSource> draft = make_draft_source(sp, node.path, node.tok, node.cfg);
     int64_t accepted = 0;
     for (uint32_t seed = 1; seed <= 60; ++seed) {
         GenerateOptions go;
@@ -309,7 +322,7 @@ TEST(SpeculativeGenerate, SynthLlamaTargetWithASmallerSameVocabularyDraft) {
     sp.draft_model = small;
     sp.adaptive = false;
     sp.draft_max = 4;
-    const std::unique_ptr<DraftSource> draft = make_draft_source(sp, node.tok, node.cfg);
+    const std::unique_ptr<DraftSource> draft = make_draft_source(sp, node.path, node.tok, node.cfg);
     GenerateOptions go;
     go.n_predict = 48;
     go.ignore_eos = true;
@@ -326,12 +339,89 @@ TEST(ModelDraft, ADraftModelWithAnotherVocabularyIsRefused) {
     sp.type = SpecType::kDraftModel;
     sp.draft_model = qwen;
     try {
-        make_draft_source(sp, node.tok, node.cfg);
+        make_draft_source(sp, node.path, node.tok, node.cfg);
         ADD_FAILURE() << "a draft model with another vocabulary was accepted";
     } catch (const Error &e) {
         EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
         EXPECT_NE(std::string(e.what()).find("cannot draft for this model"), std::string::npos)
             << e.what();
+    }
+}
+
+std::vector<float> read_f32(const std::string &path, const GgufTensor &t) {
+    EXPECT_EQ(t.meta->type, GGML_TYPE_F32) << t.name;
+    std::vector<float> v(t.nbytes / sizeof(float));
+    std::ifstream in(path, std::ios::binary);
+    in.seekg(static_cast<std::streamoff>(t.offset));
+    in.read(reinterpret_cast<char *>(v.data()), static_cast<std::streamsize>(t.nbytes));
+    EXPECT_TRUE(in.good());
+    return v;
+}
+
+// The early exit of --spec-type skip: a stage of blocks [0, 2) with the LM
+// head gives the output norm and LM head applied to block 1's hidden state,
+// computed here from the file's f32 weights (RMSNorm, then the head's rows).
+TEST(EarlyExit, LogitsAreTheHeadAppliedToTheLastBlocksHiddenState) {
+    const std::string path = model_path("stories260K-f32.gguf");
+    std::shared_ptr<const GgufFile> file = GgufFile::open(path);
+    const ModelHparams hp = ModelHparams::from_gguf(*file);
+    StageConfig cfg;
+    cfg.range = {0, 2};
+    cfg.n_ctx = 64;
+    cfg.n_threads = 1;
+    Stage body(file, hp, cfg);
+    cfg.load.early_exit_head = true;
+    Stage exit(file, hp, cfg);
+    ASSERT_FALSE(body.is_last());
+    ASSERT_TRUE(exit.is_last());
+
+    const std::vector<int32_t> tokens = {1, 400, 30, 50, 7};
+    const auto n = static_cast<uint32_t>(tokens.size());
+    std::vector<int32_t> pos(n), seq(n, 0);
+    std::iota(pos.begin(), pos.end(), 0);
+    const int32_t last_row = static_cast<int32_t>(n - 1);
+    Ubatch ub;
+    ub.n_tokens = n;
+    ub.tokens = tokens.data();
+    ub.pos = pos.data();
+    ub.seq_id = seq.data();
+    const float *hidden_all = body.forward(ub);
+    const std::vector<float> h(hidden_all + static_cast<size_t>(last_row) * hp.n_embd,
+                               hidden_all + static_cast<size_t>(n) * hp.n_embd);
+    ub.out_ids = &last_row;
+    ub.n_outputs = 1;
+    const float *logits = exit.forward(ub);
+
+    const std::vector<float> norm = read_f32(path, *file->find("output_norm.weight"));
+    const GgufTensor *head = file->find("output.weight");
+    const std::vector<float> w = read_f32(path, head ? *head : *file->find("token_embd.weight"));
+    double ss = 0;
+    for (float x : h)
+        ss += static_cast<double>(x) * x;
+    const double scale = 1.0 / std::sqrt(ss / hp.n_embd + hp.rms_eps);
+    double max_diff = 0, max_abs = 0;
+    for (uint32_t v = 0; v < hp.n_vocab; ++v) {
+        double dot = 0;
+        for (uint32_t e = 0; e < hp.n_embd; ++e)
+            dot += h[e] * scale * norm[e] * w[static_cast<size_t>(v) * hp.n_embd + e];
+        max_diff = std::max(max_diff, std::abs(dot - logits[v]));
+        max_abs = std::max(max_abs, std::abs(dot));
+    }
+    EXPECT_GT(max_abs, 0.1);  // not a head of zeros
+    EXPECT_LT(max_diff, 1e-3 * max_abs) << "largest |logit| " << max_abs;
+}
+
+TEST(ModelDraft, ASkipDraftOfTheWholeModelIsRefused) {
+    Node node(model_path("stories260K-f32.gguf"));
+    SpecParams sp;
+    sp.type = SpecType::kSkip;
+    sp.draft_layers = 5;  // all of stories260K's blocks
+    try {
+        make_draft_source(sp, node.path, node.tok, node.cfg);
+        ADD_FAILURE() << "a skip draft of every block was accepted";
+    } catch (const Error &e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("--draft-layers 5"), std::string::npos) << e.what();
     }
 }
 
