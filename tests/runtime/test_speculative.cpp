@@ -241,8 +241,9 @@ TEST_P(SpeculativeGenerate, GreedyAndSeededTextIsPlainDecodings) {
         const GenerateStats st = expect_plain_text(node, prompt, go, draft.get(), sp);
         EXPECT_EQ(st.n_generated, 160);
         EXPECT_GT(st.spec.n_drafted, 0);
-        if (!c.adaptive)  // (adaptive: what the measured costs allow, which load changes)
+        if (!c.adaptive) {  // (adaptive: what the measured costs allow, which load changes)
             EXPECT_GT(st.spec.n_accepted, 0) << "temp " << temp;
+        }
         std::printf("%s temp %.1f: %lld drafted, %lld accepted in %lld verifications\n", c.name,
                     temp, static_cast<long long>(st.spec.n_drafted),
                     static_cast<long long>(st.spec.n_accepted),
