@@ -98,6 +98,7 @@ class ProgressPrinter {
 int run_synth(int argc, char **argv) {
     std::string preset, out, type = "F16", vocab, seed_text = "1";
     uint32_t layers = 0, embd = 0, heads = 0, kv_heads = 0, ff = 0, head_dim = 0, ctx = 0;
+    uint32_t experts = 0, experts_used = 0, ff_exp = 0;
     int32_t threads =
         static_cast<int32_t>(std::min(8u, std::max(1u, std::thread::hardware_concurrency())));
     bool quiet = false;
@@ -128,6 +129,14 @@ int run_synth(int argc, char **argv) {
           &head_dim);
     p.add("", "--ctx", "N",
           "override: training context length written to the file (0 = the preset's)", &ctx);
+    p.add("", "--experts", "N",
+          "override, MoE presets: routed experts per block (0 = the preset's)", &experts);
+    p.add("", "--experts-used", "N", "override, MoE presets: experts per token (0 = the preset's)",
+          &experts_used);
+    p.add("", "--ff-exp", "N",
+          "override, MoE presets: an expert's feed-forward size (0 = the "
+          "preset's)",
+          &ff_exp);
     p.add("-t", "--threads", "N", "threads generating and quantizing weights", &threads);
     p.flag("-q", "--quiet", "no progress or summary output", &quiet);
     for (int i = 1; i < argc; ++i) {
@@ -147,6 +156,9 @@ int run_synth(int argc, char **argv) {
     ov.n_ff = nonzero(ff);
     ov.head_dim = nonzero(head_dim);
     ov.n_ctx_train = nonzero(ctx);
+    ov.n_expert = nonzero(experts);
+    ov.n_expert_used = nonzero(experts_used);
+    ov.n_ff_exp = nonzero(ff_exp);
     if (threads < 1) {
         throw Error(ErrorCode::kInvalidArgument, "option --threads must be >= 1");
     }

@@ -1,6 +1,7 @@
 #include "model/graph.h"
 
 #include <cmath>
+#include <vector>
 
 #include "model/kv_cache.h"
 #include "model/weights.h"
@@ -108,6 +109,48 @@ struct Builder {
         return ggml_mul_mat(ctx, l.ffn_down, cur);
     }
 
+    // Routed experts (build_moe_ffn with softmax gating, normalized top-k
+    // weights, SwiGLU experts: src/llama-graph.cpp, src/models/qwen3moe.cpp).
+    // cur [n_embd, n_tokens] -> [n_embd, n_tokens].
+    ggml_tensor *moe_ffn(uint32_t il, ggml_tensor *cur) const {
+        const LayerWeights &l = w.layer(il);
+        const int64_t n_embd = cur->ne[0], n_tokens = cur->ne[1];
+        const int64_t n_used = hp.n_expert_used;
+        ggml_tensor *logits = ggml_mul_mat(ctx, l.ffn_gate_inp, cur);  // [n_expert, n_tokens]
+        ggml_tensor *probs = ggml_soft_max(ctx, logits);
+        ggml_tensor *selected = ggml_argsort_top_k(ctx, probs, static_cast<int>(n_used));
+        probs = ggml_reshape_3d(ctx, probs, 1, hp.n_expert, n_tokens);
+        ggml_tensor *weights = ggml_get_rows(ctx, probs, selected);  // [1, n_used, n_tokens]
+        weights = ggml_reshape_2d(ctx, weights, n_used, n_tokens);
+        ggml_tensor *sum = ggml_sum_rows(ctx, weights);  // [1, n_tokens]
+        sum = ggml_clamp(ctx, sum, 6.103515625e-5f, INFINITY);
+        weights = ggml_div(ctx, weights, sum);
+        weights = ggml_reshape_3d(ctx, weights, 1, n_used, n_tokens);
+        ggml_build_forward_expand(g.gf, weights);  // as llama.cpp, for the fused top-k path
+
+        cur = ggml_reshape_3d(ctx, cur, n_embd, 1, n_tokens);
+        ggml_tensor *up = ggml_mul_mat_id(ctx, l.ffn_up_exps, cur, selected);
+        ggml_tensor *gate = ggml_mul_mat_id(ctx, l.ffn_gate_exps, cur, selected);
+        cur = ggml_swiglu_split(ctx, gate, up);  // [n_ff_exp, n_used, n_tokens]
+        ggml_tensor *experts = ggml_mul_mat_id(ctx, l.ffn_down_exps, cur, selected);
+        experts = ggml_mul(ctx, experts, weights);  // [n_embd, n_used, n_tokens]
+        ggml_build_forward_expand(g.gf, experts);
+
+        // sum over the used experts, in llama.cpp's order
+        std::vector<ggml_tensor *> each(static_cast<size_t>(n_used));
+        for (int64_t i = 0; i < n_used; ++i) {
+            each[static_cast<size_t>(i)] =
+                ggml_view_2d(ctx, experts, n_embd, n_tokens, experts->nb[2], i * experts->nb[1]);
+            ggml_build_forward_expand(g.gf, each[static_cast<size_t>(i)]);
+        }
+        ggml_tensor *out = each[0];
+        for (int64_t i = 1; i < n_used; ++i) {
+            out = ggml_add(ctx, out, each[static_cast<size_t>(i)]);
+            ggml_build_forward_expand(g.gf, out);
+        }
+        return n_used == 1 ? ggml_cont(ctx, out) : out;
+    }
+
     ggml_tensor *input() {
         if (w.is_first()) {
             g.inp_tokens = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n_tokens);
@@ -153,7 +196,7 @@ struct Builder {
             }
             ggml_tensor *ffn_inp = ggml_add(ctx, cur, residual);
             cur = rms_norm(ffn_inp, w.layer(il).ffn_norm);
-            cur = ffn(il, cur);
+            cur = hp.is_moe() ? moe_ffn(il, cur) : ffn(il, cur);
             x = ggml_add(ctx, cur, ffn_inp);
         }
         if (w.is_last()) {
@@ -177,7 +220,8 @@ std::unique_ptr<StageGraph> build_stage_graph(const ModelHparams &hp, const Stag
                                               std::vector<uint8_t> *meta) {
     auto g = std::make_unique<StageGraph>();
     g->shape = shape;
-    const size_t max_nodes = 1024 + 48 * static_cast<size_t>(weights.range().size());
+    const size_t per_layer = 48 + (hp.is_moe() ? 32 + 2 * size_t{hp.n_expert_used} : 0);
+    const size_t max_nodes = 1024 + per_layer * static_cast<size_t>(weights.range().size());
     const size_t meta_size =
         ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false);
     if (meta && meta->size() < meta_size)

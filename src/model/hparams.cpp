@@ -13,6 +13,8 @@ const char *arch_name(Arch arch) {
             return "qwen2";
         case Arch::kQwen3:
             return "qwen3";
+        case Arch::kQwen3Moe:
+            return "qwen3moe";
     }
     return "?";
 }
@@ -26,8 +28,10 @@ Arch parse_arch(const std::string &path, const std::string &name) {
         return Arch::kQwen2;
     if (name == "qwen3")
         return Arch::kQwen3;
+    if (name == "qwen3moe")
+        return Arch::kQwen3Moe;
     throw Error(ErrorCode::kUnsupported, path + ": unsupported architecture '" + name +
-                                             "' (colony supports llama, qwen2, qwen3)");
+                                             "' (colony supports llama, qwen2, qwen3, qwen3moe)");
 }
 
 uint32_t positive(const GgufFile &f, const std::string &key, int64_t v) {
@@ -36,6 +40,25 @@ uint32_t positive(const GgufFile &f, const std::string &key, int64_t v) {
                     f.path() + ": key '" + key + "' has invalid value " + std::to_string(v));
     }
     return static_cast<uint32_t>(v);
+}
+
+// The routed experts of a MoE block (src/models/qwen3moe.cpp,
+// load_arch_hparams): expert_count and expert_used_count are required,
+// expert_feed_forward_length defaults to feed_forward_length / used.
+void read_experts(const GgufFile &f, const std::string &a, ModelHparams *hp) {
+    auto req = [&](const std::string &k) { return positive(f, a + k, f.require_int(a + k)); };
+    hp->n_expert = req("expert_count");
+    hp->n_expert_used = req("expert_used_count");
+    if (hp->n_expert > kMaxExperts || hp->n_expert_used > hp->n_expert) {
+        throw Error(ErrorCode::kCorrupt,
+                    f.path() + ": " + std::to_string(hp->n_expert_used) + " of " +
+                        std::to_string(hp->n_expert) + " experts used (at most " +
+                        std::to_string(kMaxExperts) + " experts, and used <= count)");
+    }
+    hp->n_ff_exp = f.get_int(a + "expert_feed_forward_length") ? req("expert_feed_forward_length")
+                                                               : hp->n_ff / hp->n_expert_used;
+    if (hp->n_ff_exp == 0)
+        throw Error(ErrorCode::kCorrupt, f.path() + ": the experts' feed-forward size is 0");
 }
 
 }  // namespace
@@ -95,7 +118,9 @@ ModelHparams ModelHparams::from_gguf(const GgufFile &f) {
         }
     }
     hp.rope_type = hp.arch == Arch::kLlama ? RopeType::kNormal : RopeType::kNeox;
-    hp.has_qk_norm = hp.arch == Arch::kQwen3;
+    hp.has_qk_norm = hp.arch == Arch::kQwen3 || hp.arch == Arch::kQwen3Moe;
+    if (hp.arch == Arch::kQwen3Moe)
+        read_experts(f, a, &hp);
 
     if (auto n = f.get_int(a + "vocab_size")) {
         hp.n_vocab = positive(f, a + "vocab_size", *n);

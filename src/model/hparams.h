@@ -2,7 +2,8 @@
 //
 // Key names follow the pinned tree's src/llama-arch.cpp (LLM_KV_*), e.g.
 // "<arch>.block_count", "<arch>.attention.head_count_kv". Supported
-// architectures: llama, qwen2, qwen3. Any other is Error(kUnsupported) naming it.
+// architectures: llama, qwen2, qwen3, qwen3moe. Any other is Error(kUnsupported)
+// naming it.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +13,11 @@ namespace colony {
 
 class GgufFile;
 
-enum class Arch { kLlama, kQwen2, kQwen3 };
+enum class Arch { kLlama, kQwen2, kQwen3, kQwen3Moe };
+
+/// Most routed experts per block a model may declare (llama.cpp's
+/// LLAMA_MAX_EXPERTS, src/llama-hparams.h).
+inline constexpr uint32_t kMaxExperts = 512;
 
 /// RoPE variants as ggml's ggml_rope_ext mode: 0 = normal (adjacent pairs,
 /// llama), 2 = NeoX (halves, qwen2/qwen3). Source: ggml.h GGML_ROPE_TYPE_NEOX.
@@ -40,7 +45,14 @@ struct ModelHparams {
     float rope_freq_scale = 1.0f;  // 1/factor for linear scaling
     RopeType rope_type = RopeType::kNormal;
     bool has_qk_norm = false;  // qwen3: RMS norm of Q and K per head before RoPE
+    // Mixture of experts (qwen3moe; 0 = a dense FFN): each token's FFN is the
+    // weighted sum of its n_expert_used best experts out of n_expert, each a
+    // SwiGLU of inner size n_ff_exp (src/models/qwen3moe.cpp)
+    uint32_t n_expert = 0;
+    uint32_t n_expert_used = 0;
+    uint32_t n_ff_exp = 0;
 
+    bool is_moe() const { return n_expert > 0; }
     uint32_t n_embd_q() const { return head_dim_k * n_head; }
     uint32_t n_embd_k_gqa() const { return head_dim_k * n_head_kv; }
     uint32_t n_embd_v_gqa() const { return head_dim_v * n_head_kv; }
@@ -51,7 +63,7 @@ struct ModelHparams {
     static ModelHparams from_gguf(const GgufFile &file);
 };
 
-/// "llama", "qwen2", "qwen3".
+/// "llama", "qwen2", "qwen3", "qwen3moe".
 const char *arch_name(Arch arch);
 
 }  // namespace colony

@@ -54,6 +54,26 @@ SynthHparams make_qwen3_0_6b() {
     return hp;
 }
 
+// Qwen3-30B-A3B (config.json): 48 blocks, 128 experts of inner size 768, 8
+// used per token; feed_forward_length 6144 is the dense size the converter
+// also writes (unused by the MoE blocks).
+SynthHparams make_qwen3_30b_a3b() {
+    SynthHparams hp = make_qwen3_0_6b();
+    hp.preset = "qwen3-30b-a3b";
+    hp.arch = SynthArch::kQwen3Moe;
+    hp.n_layer = 48;
+    hp.n_embd = 2048;
+    hp.n_head = 32;
+    hp.n_head_kv = 4;
+    hp.n_ff = 6144;
+    hp.head_dim = 128;
+    hp.tied_embeddings = false;
+    hp.n_expert = 128;
+    hp.n_expert_used = 8;
+    hp.n_ff_exp = 768;
+    return hp;
+}
+
 SynthHparams make_llama3(const char *name, uint32_t n_layer, uint32_t n_embd, uint32_t n_head,
                          uint32_t n_head_kv, uint32_t n_ff, bool llama3_2) {
     SynthHparams hp;
@@ -185,6 +205,15 @@ SynthTensor matrix_tensor(std::string name, int64_t ne0, int64_t ne1, ggml_type 
     return t;
 }
 
+// The matrices of n_experts experts, one after another ([ne0, ne1, n_experts]).
+SynthTensor experts_tensor(std::string name, int64_t ne0, int64_t ne1, int64_t n_experts,
+                           ggml_type type) {
+    SynthTensor t = matrix_tensor(std::move(name), ne0, ne1, type);
+    t.n_dims = 3;
+    t.ne[2] = n_experts;
+    return t;
+}
+
 void check(bool ok, const std::string &what) {
     if (!ok) {
         throw Error(ErrorCode::kInvalidArgument, "" + what);
@@ -201,6 +230,8 @@ const char *synth_arch_name(SynthArch arch) {
             return "qwen2";
         case SynthArch::kQwen3:
             return "qwen3";
+        case SynthArch::kQwen3Moe:
+            return "qwen3moe";
     }
     return "?";
 }
@@ -214,6 +245,10 @@ const std::vector<SynthPreset> &synth_presets() {
         {"qwen3-0.6b",
          "Qwen3-0.6B: qwen3, 28 layers, 1024 embd, 16/8 heads x 128, ff 3072, QK-norm, tied",
          make_qwen3_0_6b()},
+        {"qwen3-30b-a3b",
+         "Qwen3-30B-A3B: qwen3moe, 48 layers, 2048 embd, 32/4 heads x 128, 128 experts "
+         "(8 used) x ff 768, QK-norm",
+         make_qwen3_30b_a3b()},
         {"llama-3.2-1b",
          "Llama-3.2-1B: llama, 16 layers, 2048 embd, 32/8 heads, ff 8192, tied, rope_freqs",
          make_llama3("llama-3.2-1b", 16, 2048, 32, 8, 8192, true)},
@@ -255,6 +290,15 @@ void synth_validate_hparams(const SynthHparams &hp) {
         check(uint64_t{hp.head_dim} * hp.n_head == hp.n_embd,
               "qwen2 needs head_dim * n_head == n_embd (its attention tensors are n_embd wide)");
     }
+    if (hp.arch == SynthArch::kQwen3Moe) {
+        check(hp.n_expert >= 1 && hp.n_expert <= 512, "n_expert must be in [1, 512]");
+        check(hp.n_expert_used >= 1 && hp.n_expert_used <= hp.n_expert,
+              "n_expert_used must be in [1, n_expert]");
+        check(hp.n_ff_exp >= 1, "n_ff_exp must be > 0");
+    } else {
+        check(hp.n_expert == 0 && hp.n_expert_used == 0,
+              std::string(synth_arch_name(hp.arch)) + " has no experts");
+    }
 }
 
 SynthHparams synth_apply_overrides(SynthHparams hp, const SynthOverrides &ov) {
@@ -265,6 +309,9 @@ SynthHparams synth_apply_overrides(SynthHparams hp, const SynthOverrides &ov) {
     hp.n_head_kv = ov.n_head_kv.value_or(hp.n_head_kv);
     hp.n_ff = ov.n_ff.value_or(hp.n_ff);
     hp.n_ctx_train = ov.n_ctx_train.value_or(hp.n_ctx_train);
+    hp.n_expert = ov.n_expert.value_or(hp.n_expert);
+    hp.n_expert_used = ov.n_expert_used.value_or(hp.n_expert_used);
+    hp.n_ff_exp = ov.n_ff_exp.value_or(hp.n_ff_exp);
     if (ov.head_dim) {
         hp.head_dim = *ov.head_dim;
     } else if (shape_changed) {
@@ -313,7 +360,7 @@ SynthFtype synth_find_ftype(std::string_view name) {
 }
 
 uint64_t SynthTensor::nbytes() const {
-    return static_cast<uint64_t>(ggml_row_size(type, ne[0])) * static_cast<uint64_t>(ne[1]);
+    return static_cast<uint64_t>(ggml_row_size(type, ne[0])) * static_cast<uint64_t>(n_rows());
 }
 
 std::vector<SynthTensor> synth_plan_tensors(const SynthHparams &hp, uint32_t n_vocab,
@@ -362,6 +409,17 @@ std::vector<SynthTensor> synth_plan_tensors(const SynthHparams &hp, uint32_t n_v
         out.push_back(matrix_tensor(blk(il, "attn_output.weight"), n_q, n_embd,
                                     wtype(Role::kAttnOut, il, n_q)));
         out.push_back(vector_tensor(blk(il, "ffn_norm.weight"), n_embd, SynthInit::kNorm));
+        if (hp.n_expert > 0) {
+            const int64_t nx = hp.n_expert, ff = hp.n_ff_exp;
+            out.push_back(matrix_tensor(blk(il, "ffn_gate_inp.weight"), n_embd, nx, GGML_TYPE_F32));
+            out.push_back(experts_tensor(blk(il, "ffn_gate_exps.weight"), n_embd, ff, nx,
+                                         wtype(Role::kFfnGate, il, n_embd)));
+            out.push_back(experts_tensor(blk(il, "ffn_down_exps.weight"), ff, n_embd, nx,
+                                         wtype(Role::kFfnDown, il, ff)));
+            out.push_back(experts_tensor(blk(il, "ffn_up_exps.weight"), n_embd, ff, nx,
+                                         wtype(Role::kFfnUp, il, n_embd)));
+            continue;
+        }
         out.push_back(matrix_tensor(blk(il, "ffn_gate.weight"), n_embd, hp.n_ff,
                                     wtype(Role::kFfnGate, il, n_embd)));
         out.push_back(matrix_tensor(blk(il, "ffn_up.weight"), n_embd, hp.n_ff,

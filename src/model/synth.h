@@ -1,5 +1,5 @@
 // Synthetic GGUF models: random weights with the real shapes of known models
-// (Qwen2.5, Qwen3, Llama 3), a real tokenizer copied from a vocab GGUF, and a
+// (Qwen2.5, Qwen3, Qwen3 MoE, Llama 3), a real tokenizer copied from a vocab GGUF, and a
 // quant type mixture like llama-quantize's. Used for tests and benchmarks that
 // need a model of a given size without downloading one.
 //
@@ -12,7 +12,7 @@
 // quantizers), so do not compare hashes across platforms.
 //
 // GGUF keys and tensor names/shapes follow the pinned tree: src/llama-arch.cpp
-// (LLM_KV_*, LLM_TENSOR_*), src/models/{llama,qwen2,qwen3}.cpp (load_arch_tensors)
+// (LLM_KV_*, LLM_TENSOR_*), src/models/{llama,qwen2,qwen3,qwen3moe}.cpp (load_arch_tensors)
 // and the HF converters (conversion/base.py, conversion/llama.py).
 #pragma once
 
@@ -28,9 +28,9 @@
 namespace colony {
 
 /// Architecture of a synthetic model; its GGUF name is synth_arch_name().
-enum class SynthArch { kLlama, kQwen2, kQwen3 };
+enum class SynthArch { kLlama, kQwen2, kQwen3, kQwen3Moe };
 
-/// "llama", "qwen2", "qwen3" (general.architecture).
+/// "llama", "qwen2", "qwen3", "qwen3moe" (general.architecture).
 const char *synth_arch_name(SynthArch arch);
 
 /// Hyper-parameters of a synthetic model. Shapes use ggml order (ne[0] innermost):
@@ -57,6 +57,10 @@ struct SynthHparams {
     float rope_llama3_low_freq_factor = 1.0f;
     float rope_llama3_high_freq_factor = 4.0f;
     uint32_t rope_llama3_orig_ctx = 8192;
+    // qwen3moe: routed experts per block, used per token, and their inner size
+    uint32_t n_expert = 0;
+    uint32_t n_expert_used = 0;
+    uint32_t n_ff_exp = 0;
     std::string vocab_file;  // vocab GGUF name in <llama.cpp tree>/models/
 };
 
@@ -83,6 +87,9 @@ struct SynthOverrides {
     std::optional<uint32_t> n_ff;
     std::optional<uint32_t> head_dim;
     std::optional<uint32_t> n_ctx_train;
+    std::optional<uint32_t> n_expert;       // MoE presets only
+    std::optional<uint32_t> n_expert_used;  // MoE presets only
+    std::optional<uint32_t> n_ff_exp;       // MoE presets only
 };
 
 /// Applies `ov` to `hp` and validates the result (synth_validate_hparams).
@@ -92,7 +99,9 @@ SynthHparams synth_apply_overrides(SynthHparams hp, const SynthOverrides &ov);
 
 /// Checks that libllama can load a model with these hyper-parameters: all sizes
 /// > 0, n_layer <= 512, n_head a multiple of n_head_kv, head_dim even, and for
-/// qwen2 head_dim*n_head == n_embd (its tensors are sized by n_embd).
+/// qwen2 head_dim*n_head == n_embd (its tensors are sized by n_embd); for
+/// qwen3moe 1 <= n_expert_used <= n_expert <= 512 and n_ff_exp > 0, for the
+/// others no experts.
 /// Errors: kInvalidArgument saying which value is wrong.
 void synth_validate_hparams(const SynthHparams &hp);
 
@@ -122,18 +131,21 @@ enum class SynthInit {
 struct SynthTensor {
     std::string name;
     int n_dims = 1;
-    int64_t ne[2] = {1, 1};  // ne[0] = row length (innermost), ne[1] = rows
+    int64_t ne[3] = {1, 1, 1};  // ne[0] = row length (innermost), ne[1] rows, ne[2] experts
     ggml_type type = GGML_TYPE_F32;
     SynthInit init = SynthInit::kMatrix;
 
-    int64_t n_rows() const { return ne[1]; }
-    /// Bytes of the tensor's data (ggml_row_size(type, ne[0]) * ne[1]).
+    int64_t n_rows() const { return ne[1] * ne[2]; }
+    /// Bytes of the tensor's data (ggml_row_size(type, ne[0]) * n_rows()).
     uint64_t nbytes() const;
 };
 
 /// The tensors of a model in file order: token_embd, [rope_freqs], blk.0 ... blk.N-1
 /// (attn_norm, attn_q/k/v [+bias], [attn_q_norm, attn_k_norm], attn_output,
-/// ffn_norm, ffn_gate, ffn_up, ffn_down), output_norm, [output].
+/// ffn_norm, ffn_gate, ffn_up, ffn_down, or for MoE ffn_gate_inp (F32, as
+/// llama-quantize leaves it), ffn_gate_exps, ffn_up_exps, ffn_down_exps typed
+/// as ffn_gate/up/down; llama-quantize's special cases for 8 experts are not
+/// applied), output_norm, [output].
 /// Types follow llama-quantize's llama_tensor_get_type (src/llama-quant.cpp) for
 /// the chosen file type: 1-D tensors F32; F32/F16/BF16 files: every 2-D weight in that
 /// type; quantized files: output (and token_embd when tied) Q6_K

@@ -200,6 +200,11 @@ void set_model_keys(gguf_context *ctx, const SynthOptions &opts, uint32_t n_voca
         gguf_set_val_u32(ctx, key("attention.key_length").c_str(), hp.head_dim);
         gguf_set_val_u32(ctx, key("attention.value_length").c_str(), hp.head_dim);
     }
+    if (hp.n_expert > 0) {
+        gguf_set_val_u32(ctx, key("expert_count").c_str(), hp.n_expert);
+        gguf_set_val_u32(ctx, key("expert_used_count").c_str(), hp.n_expert_used);
+        gguf_set_val_u32(ctx, key("expert_feed_forward_length").c_str(), hp.n_ff_exp);
+    }
     if (hp.arch == SynthArch::kLlama) {
         gguf_set_val_u32(ctx, key("vocab_size").c_str(), n_vocab);
         gguf_set_val_u32(ctx, key("rope.dimension_count").c_str(), hp.head_dim);

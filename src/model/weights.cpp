@@ -25,7 +25,7 @@ struct Want {
     std::string name;            // name given to our tensor
     const GgufTensor *src;       // tensor in the file
     std::vector<int64_t> shape;  // expected ne[], innermost first
-    ggml_op op;                  // GGML_OP_MUL_MAT, GGML_OP_GET_ROWS or GGML_OP_NONE
+    ggml_op op;                  // GGML_OP_MUL_MAT(_ID), GGML_OP_GET_ROWS or GGML_OP_NONE
     ggml_tensor **slot;          // where the created tensor is stored
     bool gpu = false;            // offloaded (WeightLoadOptions::gpu)
 };
@@ -50,6 +50,12 @@ bool buft_supports(ggml_tensor *w, ggml_op op, ggml_backend_buffer_type_t buft,
         ggml_tensor *b =
             ggml_new_tensor_4d(ctx.get(), GGML_TYPE_F32, w->ne[0], 512, w->ne[2], w->ne[3]);
         op_tensor = ggml_mul_mat(ctx.get(), w, b);
+    } else if (op == GGML_OP_MUL_MAT_ID) {
+        // llama.cpp's weight_buft_supported: n_expert_used = min(2, n_expert)
+        const int64_t n_used = std::min<int64_t>(2, w->ne[2]);
+        ggml_tensor *b = ggml_new_tensor_3d(ctx.get(), GGML_TYPE_F32, w->ne[0], n_used, 512);
+        ggml_tensor *ids = ggml_new_tensor_2d(ctx.get(), GGML_TYPE_I32, n_used, 512);
+        op_tensor = ggml_mul_mat_id(ctx.get(), w, b, ids);
     } else {
         ggml_tensor *b = ggml_new_tensor_1d(ctx.get(), GGML_TYPE_I32, 512);
         op_tensor = ggml_get_rows(ctx.get(), w, b);
@@ -159,6 +165,16 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
         want(p + "attn_q_norm.weight", {hp.head_dim_k}, GGML_OP_NONE, &l.q_norm, hp.has_qk_norm);
         want(p + "attn_k_norm.weight", {hp.head_dim_k}, GGML_OP_NONE, &l.k_norm, hp.has_qk_norm);
         want(p + "ffn_norm.weight", {E}, GGML_OP_NONE, &l.ffn_norm, true);
+        if (hp.is_moe()) {
+            const int64_t X = hp.n_expert, Fx = hp.n_ff_exp;
+            want(p + "ffn_gate_inp.weight", {E, X}, GGML_OP_MUL_MAT, &l.ffn_gate_inp, true);
+            want(p + "ffn_gate_exps.weight", {E, Fx, X}, GGML_OP_MUL_MAT_ID, &l.ffn_gate_exps,
+                 true);
+            want(p + "ffn_up_exps.weight", {E, Fx, X}, GGML_OP_MUL_MAT_ID, &l.ffn_up_exps, true);
+            want(p + "ffn_down_exps.weight", {Fx, E, X}, GGML_OP_MUL_MAT_ID, &l.ffn_down_exps,
+                 true);
+            continue;
+        }
         want(p + "ffn_gate.weight", {E, F}, GGML_OP_MUL_MAT, &l.ffn_gate, true);
         want(p + "ffn_up.weight", {E, F}, GGML_OP_MUL_MAT, &l.ffn_up, true);
         want(p + "ffn_down.weight", {F, E}, GGML_OP_MUL_MAT, &l.ffn_down, true);

@@ -30,6 +30,9 @@ class MappedRange;
 /// Shapes in ggml order (innermost first): wq [n_embd, n_embd_q], wk [n_embd,
 /// n_embd_k_gqa], wv [n_embd, n_embd_v_gqa], wo [n_embd_q, n_embd], ffn_gate/up
 /// [n_embd, n_ff], ffn_down [n_ff, n_embd], norms [n_embd], q/k_norm [head_dim].
+/// A MoE block has the router ffn_gate_inp [n_embd, n_expert] and the
+/// experts ffn_gate/up_exps [n_embd, n_ff_exp, n_expert], ffn_down_exps
+/// [n_ff_exp, n_embd, n_expert] instead of ffn_gate/up/down.
 struct LayerWeights {
     ggml_tensor *attn_norm = nullptr;
     ggml_tensor *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr;
@@ -37,6 +40,8 @@ struct LayerWeights {
     ggml_tensor *q_norm = nullptr, *k_norm = nullptr;                        // qwen3
     ggml_tensor *ffn_norm = nullptr;
     ggml_tensor *ffn_gate = nullptr, *ffn_up = nullptr, *ffn_down = nullptr;
+    ggml_tensor *ffn_gate_inp = nullptr;
+    ggml_tensor *ffn_gate_exps = nullptr, *ffn_up_exps = nullptr, *ffn_down_exps = nullptr;
 };
 
 /// Which of a stage's weights live on a GPU (llama.cpp's -ngl): the blocks

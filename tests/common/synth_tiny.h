@@ -13,10 +13,11 @@
 namespace colony::test {
 
 /// Writes preset (e.g. "llama-3.2-1b") as ftype (e.g. "Q4_K_M") with n_layer
-/// blocks of n_embd 256 (4 heads of 64, 2 KV heads, n_ff 768) into dir and
-/// returns its path. The same seed writes the same bytes.
-inline std::string synth_tiny(const TempDir &dir, const std::string &preset, const std::string &ftype,
-                              uint32_t n_layer = 3, uint64_t seed = 42) {
+/// blocks of n_embd 256 (4 heads of 64, 2 KV heads, n_ff 768; a MoE preset 8
+/// experts of n_ff 128, 2 used) into dir and returns its path. The same seed
+/// writes the same bytes.
+inline std::string synth_tiny(const TempDir &dir, const std::string &preset,
+                              const std::string &ftype, uint32_t n_layer = 3, uint64_t seed = 42) {
     SynthOverrides ov;
     ov.n_layer = n_layer;
     ov.n_embd = 256;
@@ -25,8 +26,14 @@ inline std::string synth_tiny(const TempDir &dir, const std::string &preset, con
     ov.n_head_kv = 2;
     ov.head_dim = 64;
     ov.n_ctx_train = 2048;
+    const SynthHparams base = synth_find_preset(preset);
+    if (base.n_expert > 0) {
+        ov.n_expert = 8;
+        ov.n_expert_used = 2;
+        ov.n_ff_exp = 128;
+    }
     SynthOptions o;
-    o.hparams = synth_apply_overrides(synth_find_preset(preset), ov);
+    o.hparams = synth_apply_overrides(base, ov);
     o.ftype = synth_find_ftype(ftype);
     o.seed = seed;
     o.n_threads = 2;

@@ -156,13 +156,59 @@ TEST(SynthPresets, UnknownPresetIsInvalidArgument) {
 }
 
 // Tensor counts of the released GGUFs (qwen2.5-0.5b 290, qwen3-0.6b 310,
-// llama-3.2-1b 147 with rope_freqs, llama-3-8b 291 with output.weight).
+// llama-3.2-1b 147 with rope_freqs, llama-3-8b 291 with output.weight,
+// Qwen3-30B-A3B 579: 12 per block with the router and 3 expert tensors).
 TEST(SynthPlan, TensorCountsMatchReleasedModels) {
     const SynthFtype f16 = synth_find_ftype("F16");
     EXPECT_EQ(synth_plan_tensors(synth_find_preset("qwen2.5-0.5b"), 151936, f16).size(), 290u);
     EXPECT_EQ(synth_plan_tensors(synth_find_preset("qwen3-0.6b"), 151936, f16).size(), 310u);
     EXPECT_EQ(synth_plan_tensors(synth_find_preset("llama-3.2-1b"), 128256, f16).size(), 147u);
     EXPECT_EQ(synth_plan_tensors(synth_find_preset("llama-3-8b"), 128256, f16).size(), 291u);
+    EXPECT_EQ(synth_plan_tensors(synth_find_preset("qwen3-30b-a3b"), 151936, f16).size(), 579u);
+}
+
+// Qwen3-30B-A3B's experts: [2048, 768, 128] gate/up, [768, 2048, 128] down,
+// the router [2048, 128] in F32; Q4_K_M weighs about the released file's
+// 17.3 GiB (18.6 GB), the experts nearly all of it.
+TEST(SynthPlan, Qwen3MoeExpertsAreThreeDimensional) {
+    const auto plan =
+        synth_plan_tensors(synth_find_preset("qwen3-30b-a3b"), 151936, synth_find_ftype("Q4_K_M"));
+    uint64_t total = 0, experts = 0;
+    for (const SynthTensor &t : plan) {
+        total += t.nbytes();
+        if (t.name.find("_exps.") != std::string::npos)
+            experts += t.nbytes();
+        if (t.name == "blk.3.ffn_up_exps.weight") {
+            EXPECT_EQ(t.n_dims, 3);
+            EXPECT_EQ(t.ne[0], 2048);
+            EXPECT_EQ(t.ne[1], 768);
+            EXPECT_EQ(t.ne[2], 128);
+            EXPECT_EQ(t.n_rows(), 768 * 128);
+        }
+        if (t.name == "blk.3.ffn_down_exps.weight") {
+            EXPECT_EQ(t.ne[0], 768);
+            EXPECT_EQ(t.ne[1], 2048);
+        }
+        if (t.name == "blk.3.ffn_gate_inp.weight") {
+            EXPECT_EQ(t.type, GGML_TYPE_F32);
+            EXPECT_EQ(t.ne[1], 128);
+        }
+    }
+    const double gib = static_cast<double>(total) / (1ull << 30);
+    EXPECT_GT(gib, 16.0);
+    EXPECT_LT(gib, 19.0);
+    EXPECT_GT(experts, total * 9 / 10);
+}
+
+TEST(SynthPlan, ExpertCountsAreValidated) {
+    SynthOverrides ov;
+    ov.n_expert_used = 9;
+    ov.n_expert = 8;
+    EXPECT_THROW(synth_apply_overrides(synth_find_preset("qwen3-30b-a3b"), ov), Error);
+    SynthOverrides dense;
+    dense.n_expert = 8;
+    dense.n_expert_used = 2;
+    EXPECT_THROW(synth_apply_overrides(synth_find_preset("qwen3-0.6b"), dense), Error);
 }
 
 TEST(SynthPlan, Qwen3ShapesUseHeadDim) {
