@@ -10,9 +10,9 @@ namespace colony {
 namespace {
 
 // RoPE extrapolation parameters as llama.cpp sets them without YaRN
-// (src/llama-context.cpp: yarn_ext_factor = 0, attn_factor = 1, beta 32/1).
+// (src/llama-context.cpp: yarn_ext_factor = 0, yarn_attn_factor = 1 times
+// the model's rope.scaling.attn_factor, beta 32/1).
 constexpr float kExtFactor = 0.0f;
-constexpr float kAttnFactor = 1.0f;
 constexpr float kBetaFast = 32.0f;
 constexpr float kBetaSlow = 1.0f;
 
@@ -32,8 +32,8 @@ struct Builder {
 
     ggml_tensor *rope(ggml_tensor *x) const {
         return ggml_rope_ext(ctx, x, g.inp_pos, w.rope_freqs, static_cast<int>(hp.n_rot),
-                             static_cast<int>(hp.rope_type), static_cast<int>(hp.n_ctx_train),
-                             hp.rope_freq_base, hp.rope_freq_scale, kExtFactor, kAttnFactor,
+                             static_cast<int>(hp.rope_type), static_cast<int>(hp.n_ctx_orig),
+                             hp.rope_freq_base, hp.rope_freq_scale, kExtFactor, hp.rope_attn_factor,
                              kBetaFast, kBetaSlow);
     }
 
@@ -44,24 +44,40 @@ struct Builder {
         const int64_t n_tokens = shape.n_tokens;
         const int64_t hd = hp.head_dim_k;
 
-        ggml_tensor *q = ggml_mul_mat(ctx, l.wq, cur);
-        if (l.bq)
-            q = ggml_add(ctx, q, l.bq);
-        ggml_tensor *k = ggml_mul_mat(ctx, l.wk, cur);
-        if (l.bk)
-            k = ggml_add(ctx, k, l.bk);
-        ggml_tensor *v = ggml_mul_mat(ctx, l.wv, cur);
-        if (l.bv)
-            v = ggml_add(ctx, v, l.bv);
-        q = ggml_reshape_3d(ctx, q, hd, hp.n_head, n_tokens);     // [hd, n_head, n_tokens]
-        k = ggml_reshape_3d(ctx, k, hd, hp.n_head_kv, n_tokens);  // [hd, n_head_kv, n_tokens]
-        v = ggml_reshape_3d(ctx, v, hd, hp.n_head_kv, n_tokens);
+        ggml_tensor *q, *k, *v;
+        if (l.wqkv) {
+            // fused (phi3): views of one product, as llama.cpp's build_qkv
+            ggml_tensor *qkv = ggml_mul_mat(ctx, l.wqkv, cur);
+            const size_t row = ggml_row_size(qkv->type, hd);
+            q = ggml_view_3d(ctx, qkv, hd, hp.n_head, n_tokens, row, qkv->nb[1], 0);
+            k = ggml_view_3d(ctx, qkv, hd, hp.n_head_kv, n_tokens, row, qkv->nb[1],
+                             ggml_row_size(qkv->type, hp.n_embd_q()));
+            v = ggml_view_3d(ctx, qkv, hd, hp.n_head_kv, n_tokens, row, qkv->nb[1],
+                             ggml_row_size(qkv->type, hp.n_embd_q() + hp.n_embd_k_gqa()));
+        } else {
+            q = ggml_mul_mat(ctx, l.wq, cur);
+            if (l.bq)
+                q = ggml_add(ctx, q, l.bq);
+            k = ggml_mul_mat(ctx, l.wk, cur);
+            if (l.bk)
+                k = ggml_add(ctx, k, l.bk);
+            v = ggml_mul_mat(ctx, l.wv, cur);
+            if (l.bv)
+                v = ggml_add(ctx, v, l.bv);
+            q = ggml_reshape_3d(ctx, q, hd, hp.n_head, n_tokens);     // [hd, n_head, n_tokens]
+            k = ggml_reshape_3d(ctx, k, hd, hp.n_head_kv, n_tokens);  // [hd, n_head_kv, n_tokens]
+            v = ggml_reshape_3d(ctx, v, hd, hp.n_head_kv, n_tokens);
+        }
         if (l.q_norm)
             q = rms_norm(q, l.q_norm);
         q = rope(q);
         if (l.k_norm)
             k = rms_norm(k, l.k_norm);
         k = rope(k);
+        // phi3 scales Q before attention and attends with scale 1 (src/models/phi3.cpp)
+        const bool q_scaled = hp.arch == Arch::kPhi3;
+        if (q_scaled)
+            q = ggml_scale(ctx, q, 1.0f / std::sqrt(static_cast<float>(hd)));
 
         // same expansion order as llama.cpp, then the cache stores
         ggml_build_forward_expand(g.gf, q);
@@ -87,7 +103,7 @@ struct Builder {
         kc = ggml_permute(ctx, kc, 0, 2, 1, 3);  // [hd, n_kv, n_head_kv, 1]
         vc = ggml_permute(ctx, vc, 0, 2, 1, 3);
 
-        const float kq_scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        const float kq_scale = q_scaled ? 1.0f : 1.0f / std::sqrt(static_cast<float>(hd));
         ggml_tensor *att = ggml_flash_attn_ext(ctx, q4, kc, vc, g.inp_mask, kq_scale, 0.0f, 0.0f);
         ggml_flash_attn_ext_set_n_kv_max(att, 0);
         ggml_prec_set_acc(att, GGML_PREC_F32);
@@ -100,9 +116,14 @@ struct Builder {
         return out;
     }
 
-    // SwiGLU feed-forward (build_ffn with LLM_FFN_SILU, LLM_FFN_PAR).
+    // SwiGLU feed-forward (build_ffn with LLM_FFN_SILU, LLM_FFN_PAR; phi3:
+    // LLM_FFN_SWIGLU on ffn_up's fused [gate; up] rows).
     ggml_tensor *ffn(uint32_t il, ggml_tensor *cur) const {
         const LayerWeights &l = w.layer(il);
+        if (!l.ffn_gate) {
+            cur = ggml_swiglu(ctx, ggml_mul_mat(ctx, l.ffn_up, cur));
+            return ggml_mul_mat(ctx, l.ffn_down, cur);
+        }
         ggml_tensor *up = ggml_mul_mat(ctx, l.ffn_up, cur);
         ggml_tensor *gate = ggml_mul_mat(ctx, l.ffn_gate, cur);
         cur = ggml_swiglu_split(ctx, gate, up);
@@ -256,9 +277,9 @@ std::unique_ptr<KShiftGraph> build_k_shift_graph(const ModelHparams &hp,
         auto rope = [&](ggml_tensor *x, bool inplace) {
             auto *fn = inplace ? ggml_rope_ext_inplace : ggml_rope_ext;
             return fn(ctx, x, g->inp_shift, weights.rope_freqs, static_cast<int>(hp.n_rot),
-                      static_cast<int>(hp.rope_type), static_cast<int>(hp.n_ctx_train),
-                      hp.rope_freq_base, hp.rope_freq_scale, kExtFactor, kAttnFactor, kBetaFast,
-                      kBetaSlow);
+                      static_cast<int>(hp.rope_type), static_cast<int>(hp.n_ctx_orig),
+                      hp.rope_freq_base, hp.rope_freq_scale, kExtFactor, hp.rope_attn_factor,
+                      kBetaFast, kBetaSlow);
         };
         ggml_tensor *out =
             ggml_is_quantized(k->type)

@@ -15,6 +15,8 @@ const char *arch_name(Arch arch) {
             return "qwen3";
         case Arch::kQwen3Moe:
             return "qwen3moe";
+        case Arch::kPhi3:
+            return "phi3";
     }
     return "?";
 }
@@ -30,8 +32,11 @@ Arch parse_arch(const std::string &path, const std::string &name) {
         return Arch::kQwen3;
     if (name == "qwen3moe")
         return Arch::kQwen3Moe;
-    throw Error(ErrorCode::kUnsupported, path + ": unsupported architecture '" + name +
-                                             "' (colony supports llama, qwen2, qwen3, qwen3moe)");
+    if (name == "phi3")
+        return Arch::kPhi3;
+    throw Error(ErrorCode::kUnsupported,
+                path + ": unsupported architecture '" + name +
+                    "' (colony supports llama, qwen2, qwen3, qwen3moe, phi3)");
 }
 
 uint32_t positive(const GgufFile &f, const std::string &key, int64_t v) {
@@ -116,6 +121,14 @@ ModelHparams ModelHparams::from_gguf(const GgufFile &f) {
             throw Error(ErrorCode::kUnsupported,
                         f.path() + ": RoPE scaling '" + *scaling + "' is not supported");
         }
+    }
+    hp.n_ctx_orig = f.get_int(a + "rope.scaling.original_context_length")
+                        ? req("rope.scaling.original_context_length")
+                        : hp.n_ctx_train;
+    if (auto attn = f.get_float(a + "rope.scaling.attn_factor")) {
+        if (!(*attn > 0 && *attn < 100))
+            throw Error(ErrorCode::kCorrupt, f.path() + ": rope.scaling.attn_factor out of range");
+        hp.rope_attn_factor = static_cast<float>(*attn);
     }
     hp.rope_type = hp.arch == Arch::kLlama ? RopeType::kNormal : RopeType::kNeox;
     hp.has_qk_norm = hp.arch == Arch::kQwen3 || hp.arch == Arch::kQwen3Moe;

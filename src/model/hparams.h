@@ -2,8 +2,8 @@
 //
 // Key names follow the pinned tree's src/llama-arch.cpp (LLM_KV_*), e.g.
 // "<arch>.block_count", "<arch>.attention.head_count_kv". Supported
-// architectures: llama, qwen2, qwen3, qwen3moe. Any other is Error(kUnsupported)
-// naming it.
+// architectures: llama, qwen2, qwen3, qwen3moe, phi3. Any other is
+// Error(kUnsupported) naming it.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +13,7 @@ namespace colony {
 
 class GgufFile;
 
-enum class Arch { kLlama, kQwen2, kQwen3, kQwen3Moe };
+enum class Arch { kLlama, kQwen2, kQwen3, kQwen3Moe, kPhi3 };
 
 /// Most routed experts per block a model may declare (llama.cpp's
 /// LLAMA_MAX_EXPERTS, src/llama-hparams.h).
@@ -43,6 +43,10 @@ struct ModelHparams {
     float rms_eps = 1e-5f;
     float rope_freq_base = 10000.0f;
     float rope_freq_scale = 1.0f;  // 1/factor for linear scaling
+    float rope_attn_factor =
+        1.0f;                 // rope.scaling.attn_factor: scales RoPE's cos/sin (phi3 longrope)
+    uint32_t n_ctx_orig = 0;  // rope.scaling.original_context_length, else n_ctx_train; phi3
+                              // takes its long RoPE factors for contexts beyond it
     RopeType rope_type = RopeType::kNormal;
     bool has_qk_norm = false;  // qwen3: RMS norm of Q and K per head before RoPE
     // Mixture of experts (qwen3moe; 0 = a dense FFN): each token's FFN is the
@@ -63,7 +67,7 @@ struct ModelHparams {
     static ModelHparams from_gguf(const GgufFile &file);
 };
 
-/// "llama", "qwen2", "qwen3", "qwen3moe".
+/// "llama", "qwen2", "qwen3", "qwen3moe", "phi3".
 const char *arch_name(Arch arch);
 
 }  // namespace colony

@@ -15,34 +15,45 @@
 
 namespace colony {
 
-std::vector<std::pair<std::string, std::string>> shard_tensor_names(const GgufFile &model, const ModelHparams &hp,
+std::vector<std::pair<std::string, std::string>> shard_tensor_names(const GgufFile &model,
+                                                                    const ModelHparams &hp,
                                                                     LayerRange range) {
     if (range.empty() || range.last > hp.n_layer) {
-        throw Error(ErrorCode::kOutOfRange, "shard range " + range.str() + " is outside the model's " +
+        throw Error(ErrorCode::kOutOfRange, "shard range " + range.str() +
+                                                " is outside the model's " +
                                                 std::to_string(hp.n_layer) + " layers");
     }
     std::vector<std::pair<std::string, std::string>> names;
     auto add = [&](const std::string &n) { names.emplace_back(n, n); };
-    if (range.first == 0) add("token_embd.weight");
-    if (model.find("rope_freqs.weight")) add("rope_freqs.weight");
+    if (range.first == 0)
+        add("token_embd.weight");
+    for (const char *global :
+         {"rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight"}) {
+        if (model.find(global))
+            add(global);
+    }
     for (uint32_t il = range.first; il < range.last; ++il) {
         const std::string prefix = "blk." + std::to_string(il) + ".";
         for (const GgufTensor &t : model.tensors()) {
-            if (t.name.rfind(prefix, 0) == 0) add(t.name);
+            if (t.name.rfind(prefix, 0) == 0)
+                add(t.name);
         }
     }
     if (range.last == hp.n_layer) {
         add("output_norm.weight");
-        names.emplace_back("output.weight", model.find("output.weight") ? "output.weight" : "token_embd.weight");
+        names.emplace_back("output.weight",
+                           model.find("output.weight") ? "output.weight" : "token_embd.weight");
     }
     for (const auto &[dst, src] : names) {
-        if (!model.find(src)) throw Error(ErrorCode::kCorrupt, model.path() + ": missing tensor '" + src + "'");
+        if (!model.find(src))
+            throw Error(ErrorCode::kCorrupt, model.path() + ": missing tensor '" + src + "'");
     }
     return names;
 }
 
-void write_shard(const GgufFile &model, const ModelHparams &hp, LayerRange range, const std::string &model_sha256,
-                 const std::string &out_path, const std::function<void(uint64_t, uint64_t)> &progress) {
+void write_shard(const GgufFile &model, const ModelHparams &hp, LayerRange range,
+                 const std::string &model_sha256, const std::string &out_path,
+                 const std::function<void(uint64_t, uint64_t)> &progress) {
     const auto names = shard_tensor_names(model, hp, range);
     std::unique_ptr<gguf_context, decltype(&gguf_free)> out(gguf_init_empty(), gguf_free);
     gguf_set_kv(out.get(), model.gguf());
@@ -64,7 +75,8 @@ void write_shard(const GgufFile &model, const ModelHparams &hp, LayerRange range
 
     const std::string tmp = out_path + ".part";
     std::FILE *f = std::fopen(tmp.c_str(), "wb");
-    if (!f) throw Error(ErrorCode::kResource, "cannot write " + tmp + ": " + std::strerror(errno));
+    if (!f)
+        throw Error(ErrorCode::kResource, "cannot write " + tmp + ": " + std::strerror(errno));
     std::unique_ptr<std::FILE, decltype(&std::fclose)> guard(f, std::fclose);
     std::vector<uint8_t> meta(gguf_get_meta_size(out.get()));
     gguf_get_meta_data(out.get(), meta.data());
@@ -85,7 +97,8 @@ void write_shard(const GgufFile &model, const ModelHparams &hp, LayerRange range
             ok = in.good() && std::fwrite(buf.data(), 1, n, f) == n;
             left -= n;
             done += n;
-            if (progress) progress(done, total);
+            if (progress)
+                progress(done, total);
         }
         const size_t pad = (align - t->nbytes % align) % align;
         static const char zeros[64] = {};
@@ -102,20 +115,23 @@ void write_shard(const GgufFile &model, const ModelHparams &hp, LayerRange range
 
 std::string sha256_file_hex(const std::string &path) {
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(ErrorCode::kNotFound, "cannot read " + path);
+    if (!in)
+        throw Error(ErrorCode::kNotFound, "cannot read " + path);
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(EVP_MD_CTX_new(), EVP_MD_CTX_free);
     EVP_DigestInit_ex(md.get(), EVP_sha256(), nullptr);
     std::vector<char> buf(1 << 20);
     while (in) {
         in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-        if (in.gcount() > 0) EVP_DigestUpdate(md.get(), buf.data(), static_cast<size_t>(in.gcount()));
+        if (in.gcount() > 0)
+            EVP_DigestUpdate(md.get(), buf.data(), static_cast<size_t>(in.gcount()));
     }
     unsigned char digest[32];
     unsigned int len = 0;
     EVP_DigestFinal_ex(md.get(), digest, &len);
     static const char *hex = "0123456789abcdef";
     std::string out;
-    for (unsigned i = 0; i < len; ++i) out += {hex[digest[i] >> 4], hex[digest[i] & 15]};
+    for (unsigned i = 0; i < len; ++i)
+        out += {hex[digest[i] >> 4], hex[digest[i] & 15]};
     return out;
 }
 

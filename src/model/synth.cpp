@@ -74,6 +74,26 @@ SynthHparams make_qwen3_30b_a3b() {
     return hp;
 }
 
+// Phi-3.5-mini-instruct (config.json): 32 blocks, 3072 embd, 32 heads of 96
+// (no GQA), ff 8192, 128k context by LongRoPE over an original 4096.
+SynthHparams make_phi3_5_mini() {
+    SynthHparams hp;
+    hp.preset = "phi-3.5-mini";
+    hp.arch = SynthArch::kPhi3;
+    hp.n_layer = 32;
+    hp.n_embd = 3072;
+    hp.n_head = 32;
+    hp.n_head_kv = 32;
+    hp.n_ff = 8192;
+    hp.head_dim = 96;
+    hp.n_ctx_train = 131072;
+    hp.rope_orig_ctx = 4096;
+    hp.rope_freq_base = 10000.0f;
+    hp.rms_eps = 1e-5f;
+    hp.vocab_file = "ggml-vocab-phi-3.gguf";
+    return hp;
+}
+
 SynthHparams make_llama3(const char *name, uint32_t n_layer, uint32_t n_embd, uint32_t n_head,
                          uint32_t n_head_kv, uint32_t n_ff, bool llama3_2) {
     SynthHparams hp;
@@ -232,6 +252,8 @@ const char *synth_arch_name(SynthArch arch) {
             return "qwen3";
         case SynthArch::kQwen3Moe:
             return "qwen3moe";
+        case SynthArch::kPhi3:
+            return "phi3";
     }
     return "?";
 }
@@ -249,6 +271,10 @@ const std::vector<SynthPreset> &synth_presets() {
          "Qwen3-30B-A3B: qwen3moe, 48 layers, 2048 embd, 32/4 heads x 128, 128 experts "
          "(8 used) x ff 768, QK-norm",
          make_qwen3_30b_a3b()},
+        {"phi-3.5-mini",
+         "Phi-3.5-mini: phi3, 32 layers, 3072 embd, 32/32 heads x 96, ff 8192, fused QKV and "
+         "gate-up, LongRoPE",
+         make_phi3_5_mini()},
         {"llama-3.2-1b",
          "Llama-3.2-1B: llama, 16 layers, 2048 embd, 32/8 heads, ff 8192, tied, rope_freqs",
          make_llama3("llama-3.2-1b", 16, 2048, 32, 8, 8192, true)},
@@ -289,6 +315,10 @@ void synth_validate_hparams(const SynthHparams &hp) {
     if (hp.arch == SynthArch::kQwen2) {
         check(uint64_t{hp.head_dim} * hp.n_head == hp.n_embd,
               "qwen2 needs head_dim * n_head == n_embd (its attention tensors are n_embd wide)");
+    }
+    if (hp.arch == SynthArch::kPhi3) {
+        check(uint64_t{hp.head_dim} * hp.n_head == hp.n_embd,
+              "phi3 needs head_dim * n_head == n_embd (its attn_output is n_embd square)");
     }
     if (hp.arch == SynthArch::kQwen3Moe) {
         check(hp.n_expert >= 1 && hp.n_expert <= 512, "n_expert must be in [1, 512]");
@@ -383,8 +413,27 @@ std::vector<SynthTensor> synth_plan_tensors(const SynthHparams &hp, uint32_t n_v
     if (hp.rope_llama3_factor > 0.0f) {
         out.push_back(vector_tensor("rope_freqs.weight", hp.head_dim / 2, SynthInit::kRopeFreqs));
     }
+    const bool phi3 = hp.arch == SynthArch::kPhi3;
+    if (phi3 && hp.rope_orig_ctx > 0) {
+        out.push_back(
+            vector_tensor("rope_factors_long.weight", hp.head_dim / 2, SynthInit::kRopeLong));
+        out.push_back(
+            vector_tensor("rope_factors_short.weight", hp.head_dim / 2, SynthInit::kRopeShort));
+    }
     for (int il = 0; il < n_layer; ++il) {
         out.push_back(vector_tensor(blk(il, "attn_norm.weight"), n_embd, SynthInit::kNorm));
+        if (phi3) {
+            out.push_back(matrix_tensor(blk(il, "attn_qkv.weight"), n_embd, n_q + 2 * n_kv,
+                                        wtype(Role::kAttnV, il, n_embd)));
+            out.push_back(matrix_tensor(blk(il, "attn_output.weight"), n_q, n_embd,
+                                        wtype(Role::kAttnOut, il, n_q)));
+            out.push_back(vector_tensor(blk(il, "ffn_norm.weight"), n_embd, SynthInit::kNorm));
+            out.push_back(matrix_tensor(blk(il, "ffn_up.weight"), n_embd, 2 * int64_t{hp.n_ff},
+                                        wtype(Role::kFfnUp, il, n_embd)));
+            out.push_back(matrix_tensor(blk(il, "ffn_down.weight"), hp.n_ff, n_embd,
+                                        wtype(Role::kFfnDown, il, hp.n_ff)));
+            continue;
+        }
         out.push_back(
             matrix_tensor(blk(il, "attn_q.weight"), n_embd, n_q, wtype(Role::kAttnQ, il, n_embd)));
         if (hp.qkv_bias) {

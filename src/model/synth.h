@@ -1,5 +1,5 @@
 // Synthetic GGUF models: random weights with the real shapes of known models
-// (Qwen2.5, Qwen3, Qwen3 MoE, Llama 3), a real tokenizer copied from a vocab GGUF, and a
+// (Qwen2.5, Qwen3, Qwen3 MoE, Llama 3, Phi-3.5), a real tokenizer copied from a vocab GGUF, and a
 // quant type mixture like llama-quantize's. Used for tests and benchmarks that
 // need a model of a given size without downloading one.
 //
@@ -12,7 +12,8 @@
 // quantizers), so do not compare hashes across platforms.
 //
 // GGUF keys and tensor names/shapes follow the pinned tree: src/llama-arch.cpp
-// (LLM_KV_*, LLM_TENSOR_*), src/models/{llama,qwen2,qwen3,qwen3moe}.cpp (load_arch_tensors)
+// (LLM_KV_*, LLM_TENSOR_*), src/models/{llama,qwen2,qwen3,qwen3moe,phi3}.cpp
+// (load_arch_tensors)
 // and the HF converters (conversion/base.py, conversion/llama.py).
 #pragma once
 
@@ -28,9 +29,9 @@
 namespace colony {
 
 /// Architecture of a synthetic model; its GGUF name is synth_arch_name().
-enum class SynthArch { kLlama, kQwen2, kQwen3, kQwen3Moe };
+enum class SynthArch { kLlama, kQwen2, kQwen3, kQwen3Moe, kPhi3 };
 
-/// "llama", "qwen2", "qwen3", "qwen3moe" (general.architecture).
+/// "llama", "qwen2", "qwen3", "qwen3moe", "phi3" (general.architecture).
 const char *synth_arch_name(SynthArch arch);
 
 /// Hyper-parameters of a synthetic model. Shapes use ggml order (ne[0] innermost):
@@ -57,6 +58,11 @@ struct SynthHparams {
     float rope_llama3_low_freq_factor = 1.0f;
     float rope_llama3_high_freq_factor = 4.0f;
     uint32_t rope_llama3_orig_ctx = 8192;
+    // phi3: LongRoPE, as the converter writes it (conversion/phi.py): per-dimension
+    // factors for contexts up to rope_orig_ctx (short) and beyond (long) as
+    // rope_factors_{short,long}.weight, and rope.scaling.attn_factor
+    // sqrt(1 + ln(n_ctx_train / rope_orig_ctx) / ln(rope_orig_ctx)); 0 = none
+    uint32_t rope_orig_ctx = 0;
     // qwen3moe: routed experts per block, used per token, and their inner size
     uint32_t n_expert = 0;
     uint32_t n_expert_used = 0;
@@ -125,6 +131,8 @@ enum class SynthInit {
     kNorm,       // 1 + N(0, 0.02^2): RMS-norm weights
     kBias,       // N(0, 0.02^2)
     kRopeFreqs,  // Llama 3 rope scaling factors (deterministic)
+    kRopeShort,  // phi3 short factors: 1 + 0.1 i / (n - 1) (deterministic)
+    kRopeLong,   // phi3 long factors: 1 + 40 (i / (n - 1))^2 (deterministic)
 };
 
 /// One tensor of the planned file: name, ggml shape, stored type, generator.
@@ -141,11 +149,14 @@ struct SynthTensor {
 };
 
 /// The tensors of a model in file order: token_embd, [rope_freqs], blk.0 ... blk.N-1
-/// (attn_norm, attn_q/k/v [+bias], [attn_q_norm, attn_k_norm], attn_output,
+/// (attn_norm, attn_q/k/v [+bias] or phi3's attn_qkv (typed as attn_v, as
+/// llama-quantize's category does), [attn_q_norm, attn_k_norm], attn_output,
 /// ffn_norm, ffn_gate, ffn_up, ffn_down, or for MoE ffn_gate_inp (F32, as
 /// llama-quantize leaves it), ffn_gate_exps, ffn_up_exps, ffn_down_exps typed
 /// as ffn_gate/up/down; llama-quantize's special cases for 8 experts are not
-/// applied), output_norm, [output].
+/// applied; phi3: ffn_up of 2 n_ff rows and no ffn_gate), output_norm, [output];
+/// phi3 with LongRoPE adds rope_factors_long and rope_factors_short after
+/// token_embd.
 /// Types follow llama-quantize's llama_tensor_get_type (src/llama-quant.cpp) for
 /// the chosen file type: 1-D tensors F32; F32/F16/BF16 files: every 2-D weight in that
 /// type; quantized files: output (and token_embd when tied) Q6_K

@@ -205,6 +205,21 @@ void set_model_keys(gguf_context *ctx, const SynthOptions &opts, uint32_t n_voca
         gguf_set_val_u32(ctx, key("expert_used_count").c_str(), hp.n_expert_used);
         gguf_set_val_u32(ctx, key("expert_feed_forward_length").c_str(), hp.n_ff_exp);
     }
+    if (hp.arch == SynthArch::kPhi3) {
+        // conversion/phi.py: rope dims, the sliding window it writes (libllama
+        // ignores it for phi3), LongRoPE's original context and attention factor
+        gguf_set_val_u32(ctx, key("rope.dimension_count").c_str(), hp.head_dim);
+        gguf_set_val_u32(ctx, key("attention.sliding_window").c_str(), 262144);
+        if (hp.rope_orig_ctx > 0) {
+            gguf_set_val_u32(ctx, key("rope.scaling.original_context_length").c_str(),
+                             hp.rope_orig_ctx);
+            const double scale = static_cast<double>(hp.n_ctx_train) / hp.rope_orig_ctx;
+            const double attn =
+                scale > 1.0 ? std::sqrt(1.0 + std::log(scale) / std::log(hp.rope_orig_ctx)) : 1.0;
+            gguf_set_val_f32(ctx, key("rope.scaling.attn_factor").c_str(),
+                             static_cast<float>(attn));
+        }
+    }
     if (hp.arch == SynthArch::kLlama) {
         gguf_set_val_u32(ctx, key("vocab_size").c_str(), n_vocab);
         gguf_set_val_u32(ctx, key("rope.dimension_count").c_str(), hp.head_dim);
@@ -264,6 +279,12 @@ const char *synth_fallback_chat_template(SynthArch arch) {
                "{{ content }}{% endfor %}{% if add_generation_prompt %}"
                "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
     }
+    if (arch == SynthArch::kPhi3) {
+        // Phi-3's: <|role|>\n content <|end|>\n (llama.cpp's LLM_CHAT_TEMPLATE_PHI_3)
+        return "{% for message in messages %}{{'<|' + message['role'] + '|>' + '\n' + "
+               "message['content'] + '<|end|>' + '\n'}}{% endfor %}{% if add_generation_prompt "
+               "%}{{ '<|assistant|>' + '\n' }}{% endif %}";
+    }
     // ChatML, as used by Qwen2.5/Qwen3 (without tool calls).
     return "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
            "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
@@ -274,6 +295,15 @@ void synth_fill_rows(const SynthTensor &t, const SynthHparams &hp, uint64_t seed
                      int64_t n_rows, float *dst) {
     const int64_t ncols = t.ne[0];
     const int64_t n = n_rows * ncols;
+    if (t.init == SynthInit::kRopeShort || t.init == SynthInit::kRopeLong) {
+        const double last = std::max<double>(1.0, static_cast<double>(ncols - 1));
+        for (int64_t i = 0; i < n; ++i) {
+            const double x = static_cast<double>((row0 * ncols + i) % ncols) / last;
+            dst[i] = static_cast<float>(t.init == SynthInit::kRopeShort ? 1.0 + 0.1 * x
+                                                                        : 1.0 + 40.0 * x * x);
+        }
+        return;
+    }
     if (t.init == SynthInit::kRopeFreqs) {
         for (int64_t i = 0; i < n; ++i) {
             dst[i] = rope_llama3_factor(hp, (row0 * ncols + i) % ncols);

@@ -148,15 +148,25 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
              tied ? "token_embd.weight" : "");
         to_gpu = false;
     }
-    want("rope_freqs.weight", {hp.n_rot / 2}, GGML_OP_NONE, &rope_freqs, false);
+    if (hp.arch == Arch::kPhi3) {
+        const bool long_ctx = opts.n_ctx_seq > hp.n_ctx_orig;
+        want("rope_freqs.weight", {hp.n_rot / 2}, GGML_OP_NONE, &rope_freqs, false,
+             long_ctx ? "rope_factors_long.weight" : "rope_factors_short.weight");
+    } else {
+        want("rope_freqs.weight", {hp.n_rot / 2}, GGML_OP_NONE, &rope_freqs, false);
+    }
     for (uint32_t il = range.first; il < range.last; ++il) {
         LayerWeights &l = layers_[il - range.first];
         const std::string p = "blk." + std::to_string(il) + ".";
         to_gpu = opts.gpu.on_gpu(il);
         want(p + "attn_norm.weight", {E}, GGML_OP_NONE, &l.attn_norm, true);
-        want(p + "attn_q.weight", {E, Q}, GGML_OP_MUL_MAT, &l.wq, true);
-        want(p + "attn_k.weight", {E, K}, GGML_OP_MUL_MAT, &l.wk, true);
-        want(p + "attn_v.weight", {E, Vg}, GGML_OP_MUL_MAT, &l.wv, true);
+        if (file.find(p + "attn_qkv.weight")) {
+            want(p + "attn_qkv.weight", {E, Q + K + Vg}, GGML_OP_MUL_MAT, &l.wqkv, true);
+        } else {
+            want(p + "attn_q.weight", {E, Q}, GGML_OP_MUL_MAT, &l.wq, true);
+            want(p + "attn_k.weight", {E, K}, GGML_OP_MUL_MAT, &l.wk, true);
+            want(p + "attn_v.weight", {E, Vg}, GGML_OP_MUL_MAT, &l.wv, true);
+        }
         want(p + "attn_output.weight", {Q, E}, GGML_OP_MUL_MAT, &l.wo, true);
         want(p + "attn_q.bias", {Q}, GGML_OP_NONE, &l.bq, false);
         want(p + "attn_k.bias", {K}, GGML_OP_NONE, &l.bk, false);
@@ -175,8 +185,10 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
                  true);
             continue;
         }
-        want(p + "ffn_gate.weight", {E, F}, GGML_OP_MUL_MAT, &l.ffn_gate, true);
-        want(p + "ffn_up.weight", {E, F}, GGML_OP_MUL_MAT, &l.ffn_up, true);
+        const bool fused_up = hp.arch == Arch::kPhi3;  // [gate; up] in ffn_up
+        if (!fused_up)
+            want(p + "ffn_gate.weight", {E, F}, GGML_OP_MUL_MAT, &l.ffn_gate, true);
+        want(p + "ffn_up.weight", {E, fused_up ? 2 * F : F}, GGML_OP_MUL_MAT, &l.ffn_up, true);
         want(p + "ffn_down.weight", {F, E}, GGML_OP_MUL_MAT, &l.ffn_down, true);
     }
 

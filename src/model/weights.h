@@ -32,10 +32,13 @@ class MappedRange;
 /// [n_embd, n_ff], ffn_down [n_ff, n_embd], norms [n_embd], q/k_norm [head_dim].
 /// A MoE block has the router ffn_gate_inp [n_embd, n_expert] and the
 /// experts ffn_gate/up_exps [n_embd, n_ff_exp, n_expert], ffn_down_exps
-/// [n_ff_exp, n_embd, n_expert] instead of ffn_gate/up/down.
+/// [n_ff_exp, n_embd, n_expert] instead of ffn_gate/up/down. A phi3 block has
+/// wqkv instead of wq/wk/wv, and ffn_up [n_embd, 2 n_ff] (gate and up
+/// fused) without ffn_gate.
 struct LayerWeights {
     ggml_tensor *attn_norm = nullptr;
     ggml_tensor *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr;
+    ggml_tensor *wqkv = nullptr;  // phi3: Q, K and V fused [n_embd, n_embd_q + 2 n_embd_k_gqa]
     ggml_tensor *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;  // optional (qwen2)
     ggml_tensor *q_norm = nullptr, *k_norm = nullptr;                        // qwen3
     ggml_tensor *ffn_norm = nullptr;
@@ -65,6 +68,10 @@ struct WeightLoadOptions {
     /// last block: the stage then gives logits of its last block's hidden
     /// state (an early exit; the self-speculative draft, --spec-type skip).
     bool early_exit_head = false;
+    /// Positions per sequence the stage serves: phi3 loads its long RoPE
+    /// factors as rope_freqs when this exceeds n_ctx_orig, else its short
+    /// ones (llama.cpp's llama_model::get_rope_factors).
+    uint32_t n_ctx_seq = 0;
     /// Called with (bytes done, bytes total) while loading; may be empty.
     std::function<void(uint64_t, uint64_t)> progress;
 };
@@ -95,7 +102,7 @@ class StageWeights {
     ggml_tensor *tok_embd = nullptr;     // F? [n_embd, n_vocab], first stage only
     ggml_tensor *output_norm = nullptr;  // [n_embd], last stage only
     ggml_tensor *output = nullptr;       // [n_embd, n_vocab], last stage only
-    ggml_tensor *rope_freqs = nullptr;   // optional [n_rot/2] (llama 3 RoPE scaling)
+    ggml_tensor *rope_freqs = nullptr;   // optional [n_rot/2] (llama 3 RoPE scaling, phi3 factors)
 
   private:
     struct Pending;

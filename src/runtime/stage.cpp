@@ -79,6 +79,7 @@ Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const
     }
     WeightLoadOptions load = cfg_.load;
     load.gpu = gpu_;
+    load.n_ctx_seq = cfg_.n_ctx_seq;
     weights_ = std::make_unique<StageWeights>(*file_, hp_, cfg_.range, dev, load);
     // batch-invariant padding: a scratch sequence (id n_seq_max) of at most
     // kInvariantRows - 1 cells, freed after every forward()

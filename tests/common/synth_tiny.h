@@ -14,7 +14,8 @@ namespace colony::test {
 
 /// Writes preset (e.g. "llama-3.2-1b") as ftype (e.g. "Q4_K_M") with n_layer
 /// blocks of n_embd 256 (4 heads of 64, 2 KV heads, n_ff 768; a MoE preset 8
-/// experts of n_ff 128, 2 used) into dir and returns its path. The same seed
+/// experts of n_ff 128, 2 used; phi3 LongRoPE over an original context of
+/// 256) into dir and returns its path. The same seed
 /// writes the same bytes.
 inline std::string synth_tiny(const TempDir &dir, const std::string &preset,
                               const std::string &ftype, uint32_t n_layer = 3, uint64_t seed = 42) {
@@ -34,6 +35,10 @@ inline std::string synth_tiny(const TempDir &dir, const std::string &preset,
     }
     SynthOptions o;
     o.hparams = synth_apply_overrides(base, ov);
+    // phi3: an original context of 256, so that the tests' contexts of 512
+    // take LongRoPE's long factors and an attention factor of 1.17
+    if (o.hparams.rope_orig_ctx > 0)
+        o.hparams.rope_orig_ctx = 256;
     o.ftype = synth_find_ftype(ftype);
     o.seed = seed;
     o.n_threads = 2;

@@ -157,7 +157,8 @@ TEST(SynthPresets, UnknownPresetIsInvalidArgument) {
 
 // Tensor counts of the released GGUFs (qwen2.5-0.5b 290, qwen3-0.6b 310,
 // llama-3.2-1b 147 with rope_freqs, llama-3-8b 291 with output.weight,
-// Qwen3-30B-A3B 579: 12 per block with the router and 3 expert tensors).
+// Qwen3-30B-A3B 579: 12 per block with the router and 3 expert tensors,
+// Phi-3.5-mini 197: 6 per block, and the LongRoPE factors).
 TEST(SynthPlan, TensorCountsMatchReleasedModels) {
     const SynthFtype f16 = synth_find_ftype("F16");
     EXPECT_EQ(synth_plan_tensors(synth_find_preset("qwen2.5-0.5b"), 151936, f16).size(), 290u);
@@ -165,6 +166,7 @@ TEST(SynthPlan, TensorCountsMatchReleasedModels) {
     EXPECT_EQ(synth_plan_tensors(synth_find_preset("llama-3.2-1b"), 128256, f16).size(), 147u);
     EXPECT_EQ(synth_plan_tensors(synth_find_preset("llama-3-8b"), 128256, f16).size(), 291u);
     EXPECT_EQ(synth_plan_tensors(synth_find_preset("qwen3-30b-a3b"), 151936, f16).size(), 579u);
+    EXPECT_EQ(synth_plan_tensors(synth_find_preset("phi-3.5-mini"), 32064, f16).size(), 197u);
 }
 
 // Qwen3-30B-A3B's experts: [2048, 768, 128] gate/up, [768, 2048, 128] down,
