@@ -48,6 +48,8 @@ struct Builder {
         if (l.wqkv) {
             // fused (phi3): views of one product, as llama.cpp's build_qkv
             ggml_tensor *qkv = ggml_mul_mat(ctx, l.wqkv, cur);
+            if (l.bqkv)
+                qkv = ggml_add(ctx, qkv, l.bqkv);
             const size_t row = ggml_row_size(qkv->type, hd);
             q = ggml_view_3d(ctx, qkv, hd, hp.n_head, n_tokens, row, qkv->nb[1], 0);
             k = ggml_view_3d(ctx, qkv, hd, hp.n_head_kv, n_tokens, row, qkv->nb[1],
@@ -130,10 +132,26 @@ struct Builder {
         return ggml_mul_mat(ctx, l.ffn_down, cur);
     }
 
-    // Routed experts (build_moe_ffn with softmax gating, normalized top-k
-    // weights, SwiGLU experts: src/llama-graph.cpp, src/models/qwen3moe.cpp).
+    // Routed experts (build_moe_ffn with softmax gating, top-k weights
+    // normalized to sum 1 for qwen3moe, SwiGLU experts: src/llama-graph.cpp,
+    // src/models/qwen3moe.cpp, qwen2moe.cpp), and qwen2moe's shared expert.
     // cur [n_embd, n_tokens] -> [n_embd, n_tokens].
     ggml_tensor *moe_ffn(uint32_t il, ggml_tensor *cur) const {
+        const LayerWeights &l = w.layer(il);
+        ggml_tensor *out = routed_experts(il, cur);
+        if (!l.ffn_gate_inp_shexp)
+            return out;
+        // the shared expert, gated by sigmoid(gate . x) written as silu(x) / x
+        ggml_tensor *gate_inp = ggml_mul_mat(ctx, l.ffn_gate_inp_shexp, cur);  // [1, n_tokens]
+        ggml_tensor *gate = ggml_div(ctx, ggml_silu(ctx, gate_inp), gate_inp);
+        ggml_tensor *up = ggml_mul_mat(ctx, l.ffn_up_shexp, cur);
+        ggml_tensor *g_proj = ggml_mul_mat(ctx, l.ffn_gate_shexp, cur);
+        ggml_tensor *shared =
+            ggml_mul_mat(ctx, l.ffn_down_shexp, ggml_swiglu_split(ctx, g_proj, up));
+        return ggml_add(ctx, out, ggml_mul(ctx, shared, gate));
+    }
+
+    ggml_tensor *routed_experts(uint32_t il, ggml_tensor *cur) const {
         const LayerWeights &l = w.layer(il);
         const int64_t n_embd = cur->ne[0], n_tokens = cur->ne[1];
         const int64_t n_used = hp.n_expert_used;
@@ -142,11 +160,13 @@ struct Builder {
         ggml_tensor *selected = ggml_argsort_top_k(ctx, probs, static_cast<int>(n_used));
         probs = ggml_reshape_3d(ctx, probs, 1, hp.n_expert, n_tokens);
         ggml_tensor *weights = ggml_get_rows(ctx, probs, selected);  // [1, n_used, n_tokens]
-        weights = ggml_reshape_2d(ctx, weights, n_used, n_tokens);
-        ggml_tensor *sum = ggml_sum_rows(ctx, weights);  // [1, n_tokens]
-        sum = ggml_clamp(ctx, sum, 6.103515625e-5f, INFINITY);
-        weights = ggml_div(ctx, weights, sum);
-        weights = ggml_reshape_3d(ctx, weights, 1, n_used, n_tokens);
+        if (hp.arch == Arch::kQwen3Moe) {                            // norm_w
+            weights = ggml_reshape_2d(ctx, weights, n_used, n_tokens);
+            ggml_tensor *sum = ggml_sum_rows(ctx, weights);  // [1, n_tokens]
+            sum = ggml_clamp(ctx, sum, 6.103515625e-5f, INFINITY);
+            weights = ggml_div(ctx, weights, sum);
+            weights = ggml_reshape_3d(ctx, weights, 1, n_used, n_tokens);
+        }
         ggml_build_forward_expand(g.gf, weights);  // as llama.cpp, for the fused top-k path
 
         cur = ggml_reshape_3d(ctx, cur, n_embd, 1, n_tokens);
@@ -241,7 +261,7 @@ std::unique_ptr<StageGraph> build_stage_graph(const ModelHparams &hp, const Stag
                                               std::vector<uint8_t> *meta) {
     auto g = std::make_unique<StageGraph>();
     g->shape = shape;
-    const size_t per_layer = 48 + (hp.is_moe() ? 32 + 2 * size_t{hp.n_expert_used} : 0);
+    const size_t per_layer = 48 + (hp.is_moe() ? 48 + 2 * size_t{hp.n_expert_used} : 0);
     const size_t max_nodes = 1024 + per_layer * static_cast<size_t>(weights.range().size());
     const size_t meta_size =
         ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false);

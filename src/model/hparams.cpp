@@ -17,6 +17,8 @@ const char *arch_name(Arch arch) {
             return "qwen3moe";
         case Arch::kPhi3:
             return "phi3";
+        case Arch::kQwen2Moe:
+            return "qwen2moe";
     }
     return "?";
 }
@@ -34,9 +36,11 @@ Arch parse_arch(const std::string &path, const std::string &name) {
         return Arch::kQwen3Moe;
     if (name == "phi3")
         return Arch::kPhi3;
+    if (name == "qwen2moe")
+        return Arch::kQwen2Moe;
     throw Error(ErrorCode::kUnsupported,
                 path + ": unsupported architecture '" + name +
-                    "' (colony supports llama, qwen2, qwen3, qwen3moe, phi3)");
+                    "' (colony supports llama, qwen2, qwen2moe, qwen3, qwen3moe, phi3)");
 }
 
 uint32_t positive(const GgufFile &f, const std::string &key, int64_t v) {
@@ -48,8 +52,9 @@ uint32_t positive(const GgufFile &f, const std::string &key, int64_t v) {
 }
 
 // The routed experts of a MoE block (src/models/qwen3moe.cpp,
-// load_arch_hparams): expert_count and expert_used_count are required,
-// expert_feed_forward_length defaults to feed_forward_length / used.
+// qwen2moe.cpp, load_arch_hparams): expert_count and expert_used_count are
+// required, expert_feed_forward_length defaults to feed_forward_length /
+// used, expert_shared_feed_forward_length (qwen2moe) to feed_forward_length.
 void read_experts(const GgufFile &f, const std::string &a, ModelHparams *hp) {
     auto req = [&](const std::string &k) { return positive(f, a + k, f.require_int(a + k)); };
     hp->n_expert = req("expert_count");
@@ -64,6 +69,11 @@ void read_experts(const GgufFile &f, const std::string &a, ModelHparams *hp) {
                                                                : hp->n_ff / hp->n_expert_used;
     if (hp->n_ff_exp == 0)
         throw Error(ErrorCode::kCorrupt, f.path() + ": the experts' feed-forward size is 0");
+    if (hp->arch == Arch::kQwen2Moe) {
+        hp->n_ff_shexp = f.get_int(a + "expert_shared_feed_forward_length")
+                             ? req("expert_shared_feed_forward_length")
+                             : hp->n_ff;
+    }
 }
 
 }  // namespace
@@ -132,7 +142,7 @@ ModelHparams ModelHparams::from_gguf(const GgufFile &f) {
     }
     hp.rope_type = hp.arch == Arch::kLlama ? RopeType::kNormal : RopeType::kNeox;
     hp.has_qk_norm = hp.arch == Arch::kQwen3 || hp.arch == Arch::kQwen3Moe;
-    if (hp.arch == Arch::kQwen3Moe)
+    if (hp.arch == Arch::kQwen3Moe || hp.arch == Arch::kQwen2Moe)
         read_experts(f, a, &hp);
 
     if (auto n = f.get_int(a + "vocab_size")) {

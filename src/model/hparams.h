@@ -2,7 +2,7 @@
 //
 // Key names follow the pinned tree's src/llama-arch.cpp (LLM_KV_*), e.g.
 // "<arch>.block_count", "<arch>.attention.head_count_kv". Supported
-// architectures: llama, qwen2, qwen3, qwen3moe, phi3. Any other is
+// architectures: llama, qwen2, qwen2moe, qwen3, qwen3moe, phi3. Any other is
 // Error(kUnsupported) naming it.
 #pragma once
 
@@ -13,7 +13,7 @@ namespace colony {
 
 class GgufFile;
 
-enum class Arch { kLlama, kQwen2, kQwen3, kQwen3Moe, kPhi3 };
+enum class Arch { kLlama, kQwen2, kQwen3, kQwen3Moe, kPhi3, kQwen2Moe };
 
 /// Most routed experts per block a model may declare (llama.cpp's
 /// LLAMA_MAX_EXPERTS, src/llama-hparams.h).
@@ -49,12 +49,15 @@ struct ModelHparams {
                               // takes its long RoPE factors for contexts beyond it
     RopeType rope_type = RopeType::kNormal;
     bool has_qk_norm = false;  // qwen3: RMS norm of Q and K per head before RoPE
-    // Mixture of experts (qwen3moe; 0 = a dense FFN): each token's FFN is the
-    // weighted sum of its n_expert_used best experts out of n_expert, each a
-    // SwiGLU of inner size n_ff_exp (src/models/qwen3moe.cpp)
+    // Mixture of experts (qwen3moe, qwen2moe; 0 = a dense FFN): each token's
+    // FFN is the weighted sum of its n_expert_used best experts out of
+    // n_expert, each a SwiGLU of inner size n_ff_exp (src/models/qwen3moe.cpp);
+    // qwen2moe adds a shared expert of inner size n_ff_shexp, gated by a
+    // sigmoid, and does not normalize the experts' weights (qwen2moe.cpp)
     uint32_t n_expert = 0;
     uint32_t n_expert_used = 0;
     uint32_t n_ff_exp = 0;
+    uint32_t n_ff_shexp = 0;
 
     bool is_moe() const { return n_expert > 0; }
     uint32_t n_embd_q() const { return head_dim_k * n_head; }
@@ -67,7 +70,7 @@ struct ModelHparams {
     static ModelHparams from_gguf(const GgufFile &file);
 };
 
-/// "llama", "qwen2", "qwen3", "qwen3moe", "phi3".
+/// "llama", "qwen2", "qwen3", "qwen3moe", "phi3", "qwen2moe".
 const char *arch_name(Arch arch);
 
 }  // namespace colony

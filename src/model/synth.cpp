@@ -74,6 +74,20 @@ SynthHparams make_qwen3_30b_a3b() {
     return hp;
 }
 
+// Qwen1.5-MoE-A2.7B (config.json): qwen2moe, 24 blocks, 60 experts of inner
+// size 1408 (4 used) and a shared expert of 5632; QKV biases, untied.
+SynthHparams make_qwen1_5_moe_a2_7b() {
+    SynthHparams hp = make_qwen2("qwen1.5-moe-a2.7b", 24, 2048, 16, 16, 5632);
+    hp.arch = SynthArch::kQwen2Moe;
+    hp.n_ctx_train = 8192;
+    hp.tied_embeddings = false;
+    hp.n_expert = 60;
+    hp.n_expert_used = 4;
+    hp.n_ff_exp = 1408;
+    hp.n_ff_shexp = 5632;
+    return hp;
+}
+
 // Phi-3.5-mini-instruct (config.json): 32 blocks, 3072 embd, 32 heads of 96
 // (no GQA), ff 8192, 128k context by LongRoPE over an original 4096.
 SynthHparams make_phi3_5_mini() {
@@ -254,6 +268,8 @@ const char *synth_arch_name(SynthArch arch) {
             return "qwen3moe";
         case SynthArch::kPhi3:
             return "phi3";
+        case SynthArch::kQwen2Moe:
+            return "qwen2moe";
     }
     return "?";
 }
@@ -271,6 +287,10 @@ const std::vector<SynthPreset> &synth_presets() {
          "Qwen3-30B-A3B: qwen3moe, 48 layers, 2048 embd, 32/4 heads x 128, 128 experts "
          "(8 used) x ff 768, QK-norm",
          make_qwen3_30b_a3b()},
+        {"qwen1.5-moe-a2.7b",
+         "Qwen1.5-MoE-A2.7B: qwen2moe, 24 layers, 2048 embd, 16/16 heads, 60 experts (4 used) x "
+         "ff 1408 and a shared expert of 5632, QKV biases",
+         make_qwen1_5_moe_a2_7b()},
         {"phi-3.5-mini",
          "Phi-3.5-mini: phi3, 32 layers, 3072 embd, 32/32 heads x 96, ff 8192, fused QKV and "
          "gate-up, LongRoPE",
@@ -312,7 +332,7 @@ void synth_validate_hparams(const SynthHparams &hp) {
                                              std::to_string(hp.n_head_kv) + ")");
     check(hp.head_dim >= 2 && hp.head_dim % 2 == 0,
           "head_dim must be even and > 0 (RoPE rotates pairs), got " + std::to_string(hp.head_dim));
-    if (hp.arch == SynthArch::kQwen2) {
+    if (hp.arch == SynthArch::kQwen2 || hp.arch == SynthArch::kQwen2Moe) {
         check(uint64_t{hp.head_dim} * hp.n_head == hp.n_embd,
               "qwen2 needs head_dim * n_head == n_embd (its attention tensors are n_embd wide)");
     }
@@ -320,7 +340,9 @@ void synth_validate_hparams(const SynthHparams &hp) {
         check(uint64_t{hp.head_dim} * hp.n_head == hp.n_embd,
               "phi3 needs head_dim * n_head == n_embd (its attn_output is n_embd square)");
     }
-    if (hp.arch == SynthArch::kQwen3Moe) {
+    if (hp.arch == SynthArch::kQwen2Moe)
+        check(hp.n_ff_shexp >= 1, "n_ff_shexp must be > 0");
+    if (hp.arch == SynthArch::kQwen3Moe || hp.arch == SynthArch::kQwen2Moe) {
         check(hp.n_expert >= 1 && hp.n_expert <= 512, "n_expert must be in [1, 512]");
         check(hp.n_expert_used >= 1 && hp.n_expert_used <= hp.n_expert,
               "n_expert_used must be in [1, n_expert]");
@@ -467,6 +489,17 @@ std::vector<SynthTensor> synth_plan_tensors(const SynthHparams &hp, uint32_t n_v
                                          wtype(Role::kFfnDown, il, ff)));
             out.push_back(experts_tensor(blk(il, "ffn_up_exps.weight"), n_embd, ff, nx,
                                          wtype(Role::kFfnUp, il, n_embd)));
+            if (hp.n_ff_shexp > 0) {
+                const int64_t fs = hp.n_ff_shexp;
+                out.push_back(vector_tensor(blk(il, "ffn_gate_inp_shexp.weight"), n_embd,
+                                            SynthInit::kMatrix));
+                out.push_back(matrix_tensor(blk(il, "ffn_gate_shexp.weight"), n_embd, fs,
+                                            wtype(Role::kFfnGate, il, n_embd)));
+                out.push_back(matrix_tensor(blk(il, "ffn_down_shexp.weight"), fs, n_embd,
+                                            wtype(Role::kFfnDown, il, fs)));
+                out.push_back(matrix_tensor(blk(il, "ffn_up_shexp.weight"), n_embd, fs,
+                                            wtype(Role::kFfnUp, il, n_embd)));
+            }
             continue;
         }
         out.push_back(matrix_tensor(blk(il, "ffn_gate.weight"), n_embd, hp.n_ff,

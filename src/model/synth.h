@@ -29,9 +29,9 @@
 namespace colony {
 
 /// Architecture of a synthetic model; its GGUF name is synth_arch_name().
-enum class SynthArch { kLlama, kQwen2, kQwen3, kQwen3Moe, kPhi3 };
+enum class SynthArch { kLlama, kQwen2, kQwen3, kQwen3Moe, kPhi3, kQwen2Moe };
 
-/// "llama", "qwen2", "qwen3", "qwen3moe", "phi3" (general.architecture).
+/// "llama", "qwen2", "qwen3", "qwen3moe", "phi3", "qwen2moe" (general.architecture).
 const char *synth_arch_name(SynthArch arch);
 
 /// Hyper-parameters of a synthetic model. Shapes use ggml order (ne[0] innermost):
@@ -67,7 +67,8 @@ struct SynthHparams {
     uint32_t n_expert = 0;
     uint32_t n_expert_used = 0;
     uint32_t n_ff_exp = 0;
-    std::string vocab_file;  // vocab GGUF name in <llama.cpp tree>/models/
+    uint32_t n_ff_shexp = 0;  // qwen2moe: the shared expert's inner size
+    std::string vocab_file;   // vocab GGUF name in <llama.cpp tree>/models/
 };
 
 /// A named preset with the hyper-parameters of a released model.
@@ -106,8 +107,9 @@ SynthHparams synth_apply_overrides(SynthHparams hp, const SynthOverrides &ov);
 /// Checks that libllama can load a model with these hyper-parameters: all sizes
 /// > 0, n_layer <= 512, n_head a multiple of n_head_kv, head_dim even, and for
 /// qwen2 head_dim*n_head == n_embd (its tensors are sized by n_embd); for
-/// qwen3moe 1 <= n_expert_used <= n_expert <= 512 and n_ff_exp > 0, for the
-/// others no experts.
+/// qwen3moe and qwen2moe 1 <= n_expert_used <= n_expert <= 512 and n_ff_exp
+/// > 0 (qwen2moe also n_ff_shexp > 0 and qwen2's head rule), for the others
+/// no experts.
 /// Errors: kInvalidArgument saying which value is wrong.
 void synth_validate_hparams(const SynthHparams &hp);
 
@@ -152,7 +154,9 @@ struct SynthTensor {
 /// (attn_norm, attn_q/k/v [+bias] or phi3's attn_qkv (typed as attn_v, as
 /// llama-quantize's category does), [attn_q_norm, attn_k_norm], attn_output,
 /// ffn_norm, ffn_gate, ffn_up, ffn_down, or for MoE ffn_gate_inp (F32, as
-/// llama-quantize leaves it), ffn_gate_exps, ffn_up_exps, ffn_down_exps typed
+/// llama-quantize leaves it), ffn_gate_exps, ffn_up_exps, ffn_down_exps, and
+/// for qwen2moe the shared expert's ffn_gate_inp_shexp (F32) and
+/// ffn_{gate,down,up}_shexp, typed
 /// as ffn_gate/up/down; llama-quantize's special cases for 8 experts are not
 /// applied; phi3: ffn_up of 2 n_ff rows and no ffn_gate), output_norm, [output];
 /// phi3 with LongRoPE adds rope_factors_long and rope_factors_short after

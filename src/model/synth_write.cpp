@@ -204,6 +204,9 @@ void set_model_keys(gguf_context *ctx, const SynthOptions &opts, uint32_t n_voca
         gguf_set_val_u32(ctx, key("expert_count").c_str(), hp.n_expert);
         gguf_set_val_u32(ctx, key("expert_used_count").c_str(), hp.n_expert_used);
         gguf_set_val_u32(ctx, key("expert_feed_forward_length").c_str(), hp.n_ff_exp);
+        if (hp.n_ff_shexp > 0) {
+            gguf_set_val_u32(ctx, key("expert_shared_feed_forward_length").c_str(), hp.n_ff_shexp);
+        }
     }
     if (hp.arch == SynthArch::kPhi3) {
         // conversion/phi.py: rope dims, the sliding window it writes (libllama

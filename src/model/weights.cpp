@@ -162,6 +162,7 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
         want(p + "attn_norm.weight", {E}, GGML_OP_NONE, &l.attn_norm, true);
         if (file.find(p + "attn_qkv.weight")) {
             want(p + "attn_qkv.weight", {E, Q + K + Vg}, GGML_OP_MUL_MAT, &l.wqkv, true);
+            want(p + "attn_qkv.bias", {Q + K + Vg}, GGML_OP_NONE, &l.bqkv, false);
         } else {
             want(p + "attn_q.weight", {E, Q}, GGML_OP_MUL_MAT, &l.wq, true);
             want(p + "attn_k.weight", {E, K}, GGML_OP_MUL_MAT, &l.wk, true);
@@ -183,6 +184,16 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
             want(p + "ffn_up_exps.weight", {E, Fx, X}, GGML_OP_MUL_MAT_ID, &l.ffn_up_exps, true);
             want(p + "ffn_down_exps.weight", {Fx, E, X}, GGML_OP_MUL_MAT_ID, &l.ffn_down_exps,
                  true);
+            if (hp.n_ff_shexp > 0) {
+                const int64_t Fs = hp.n_ff_shexp;
+                want(p + "ffn_gate_inp_shexp.weight", {E}, GGML_OP_MUL_MAT, &l.ffn_gate_inp_shexp,
+                     true);
+                want(p + "ffn_gate_shexp.weight", {E, Fs}, GGML_OP_MUL_MAT, &l.ffn_gate_shexp,
+                     true);
+                want(p + "ffn_up_shexp.weight", {E, Fs}, GGML_OP_MUL_MAT, &l.ffn_up_shexp, true);
+                want(p + "ffn_down_shexp.weight", {Fs, E}, GGML_OP_MUL_MAT, &l.ffn_down_shexp,
+                     true);
+            }
             continue;
         }
         const bool fused_up = hp.arch == Arch::kPhi3;  // [gate; up] in ffn_up

@@ -45,6 +45,10 @@ struct LayerWeights {
     ggml_tensor *ffn_gate = nullptr, *ffn_up = nullptr, *ffn_down = nullptr;
     ggml_tensor *ffn_gate_inp = nullptr;
     ggml_tensor *ffn_gate_exps = nullptr, *ffn_up_exps = nullptr, *ffn_down_exps = nullptr;
+    // qwen2moe's shared expert: its gate [n_embd] and SwiGLU [n_embd, n_ff_shexp] ...
+    ggml_tensor *ffn_gate_inp_shexp = nullptr;
+    ggml_tensor *ffn_gate_shexp = nullptr, *ffn_up_shexp = nullptr, *ffn_down_shexp = nullptr;
+    ggml_tensor *bqkv = nullptr;  // optional bias of wqkv
 };
 
 /// Which of a stage's weights live on a GPU (llama.cpp's -ngl): the blocks

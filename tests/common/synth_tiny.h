@@ -39,6 +39,8 @@ inline std::string synth_tiny(const TempDir &dir, const std::string &preset,
     // take LongRoPE's long factors and an attention factor of 1.17
     if (o.hparams.rope_orig_ctx > 0)
         o.hparams.rope_orig_ctx = 256;
+    if (o.hparams.n_ff_shexp > 0)  // qwen2moe's shared expert
+        o.hparams.n_ff_shexp = 256;
     o.ftype = synth_find_ftype(ftype);
     o.seed = seed;
     o.n_threads = 2;

@@ -1,11 +1,11 @@
 // Golden parity on synthetic models (random weights, real architectures and
 // tokenizers, written by colony_synth): qwen2 (Qwen2.5 shapes: QKV biases,
 // NeoX RoPE), qwen3 (QK-norm, head_dim != n_embd/n_head), qwen3moe (routed
-// experts: 2 of 8 per token, ggml_mul_mat_id), phi3 (fused QKV and gate-up,
-// Q scaled before attention, LongRoPE's short factors and attention factor)
-// and llama with the Llama-3 vocabulary (rope_freqs), each at F16 and Q4_K_M
-// (K-quant mixture).
-// Small "tiny" sizes keep the suite fast; the code paths are the full models'.
+// experts: 2 of 8 per token, ggml_mul_mat_id), qwen2moe (the same without
+// normalized weights, plus a sigmoid-gated shared expert and QKV biases), phi3 (fused QKV and
+// gate-up, Q scaled before attention, LongRoPE's short factors and attention factor) and llama with
+// the Llama-3 vocabulary (rope_freqs), each at F16 and Q4_K_M (K-quant mixture). Small "tiny" sizes
+// keep the suite fast; the code paths are the full models'.
 //
 // Tolerance as in test_golden.cpp: max|colony - llama| <= 1e-3 * max|llama|
 // for the last prompt token's logits; 64 greedy tokens identical.
@@ -72,7 +72,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"qwen3-0.6b", "F16"}, Case{"qwen3-0.6b", "Q4_K_M"},
                       Case{"llama-3.2-1b", "F16"}, Case{"llama-3.2-1b", "Q4_K_M"},
                       Case{"qwen3-30b-a3b", "F16"}, Case{"qwen3-30b-a3b", "Q4_K_M"},
-                      Case{"phi-3.5-mini", "F16"}, Case{"phi-3.5-mini", "Q4_K_M"}),
+                      Case{"phi-3.5-mini", "F16"}, Case{"phi-3.5-mini", "Q4_K_M"},
+                      Case{"qwen1.5-moe-a2.7b", "F16"}, Case{"qwen1.5-moe-a2.7b", "Q4_K_M"}),
     [](const ::testing::TestParamInfo<Case> &info) {
         std::string n = std::string(info.param.preset) + "_" + info.param.ftype;
         for (char &ch : n) {
