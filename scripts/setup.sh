@@ -46,14 +46,18 @@ log() { echo "setup: $*" >&2; }
 # Debian package names; each entry "package:command-or-file that proves it is there".
 # The main job: a compiler, cmake, libzmq, OpenSSL, and npm (the llama.cpp tree
 # comes from the npm registry).
+# Libraries are proven by this architecture's files, not by headers: the
+# aarch64 cross build installs the :arm64 packages, which share /usr/include.
+multiarch=$(gcc -print-multiarch 2>/dev/null || true); multiarch=${multiarch:-$(uname -m)-linux-gnu}
 debian_deps=(
   "build-essential:g++" "cmake:cmake" "git:git" "ccache:ccache" "pkg-config:pkg-config"
-  "libzmq3-dev:/usr/include/zmq.h" "cppzmq-dev:/usr/include/zmq.hpp" "libssl-dev:/usr/include/openssl/ssl.h"
+  "libzmq3-dev:/usr/lib/$multiarch/pkgconfig/libzmq.pc" "cppzmq-dev:/usr/include/zmq.hpp"
+  "libssl-dev:/usr/lib/$multiarch/libssl.so"
   "nodejs:node" "npm:npm" "openssl:openssl" "python3:python3"
 )
 # --all: the tests (GoogleTest, the network lab, the browser test), the benchmarks
 debian_test_deps=(
-  "libgtest-dev:/usr/include/gtest/gtest.h" "libgmock-dev:/usr/include/gmock/gmock.h"
+  "libgtest-dev:/usr/lib/$multiarch/libgtest.a" "libgmock-dev:/usr/lib/$multiarch/libgmock.a"
   "libbenchmark-dev:/usr/include/benchmark/benchmark.h"
   "iproute2:ip" "procps:ps" "curl:curl"
   "chromium:/usr/bin/chromium" "fonts-dejavu-core:/usr/share/fonts/truetype/dejavu" "gnuplot-nox:gnuplot"
