@@ -9,6 +9,7 @@
 #include "cli/cpu_args.h"
 #include "cli/gpu_args.h"
 #include "cli/kv_args.h"
+#include "cli/model_source.h"
 #include "cli/spec_args.h"
 #include "model/kv_cache.h"
 #include "util/error.h"
@@ -82,7 +83,9 @@ int cmd_serve_local(int argc, char **argv) {
         "(/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses, /v1/models),\n"
         "Anthropic's /v1/messages, Ollama's /api/*, /health, /metrics, /v1/cluster and the\n"
         "dashboard at /.");
-    p.add("-m", "--model", "PATH", "GGUF model file", &bo.model_path, true);
+    p.add("-m", "--model", "MODEL",
+          "GGUF model file, or a hub model to pull first (colony pull --help)", &bo.model_path,
+          true);
     p.add("", "--host", "ADDR", "address to listen on (0.0.0.0: every interface)", &host);
     p.add("", "--api-host", "ADDR", "same as --host (the name `colony serve` with workers uses)",
           &host);
@@ -110,6 +113,7 @@ int cmd_serve_local(int argc, char **argv) {
         std::fputs(p.usage().c_str(), stdout);
         return 0;
     }
+    bo.model_path = resolve_model_arg(bo.model_path);
     if (print_devices_if_asked(gpu))
         return 0;
     bo.spec = spec.resolve();

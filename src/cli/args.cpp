@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <sstream>
+#include <stdexcept>
 
 #include "util/error.h"
 
@@ -173,6 +174,24 @@ std::string ArgParser::usage() const {
     }
     s << "  -h, --help                      show this help\n";
     return s.str();
+}
+
+LayerRange parse_layers_option(const std::string &text) {
+    const size_t colon = text.find(':');
+    try {
+        size_t used_a = 0, used_b = 0;
+        const std::string a = text.substr(0, colon),
+                          b = colon == std::string::npos ? "" : text.substr(colon + 1);
+        const unsigned long first = std::stoul(a, &used_a), last = std::stoul(b, &used_b);
+        if (used_a == a.size() && used_b == b.size() && first < last && last <= 1u << 20 &&
+            a[0] != '-' && b[0] != '-')
+            return LayerRange{static_cast<uint32_t>(first), static_cast<uint32_t>(last)};
+    } catch (const std::exception &) {
+    }
+    throw Error(ErrorCode::kInvalidArgument,
+                "--layers needs FIRST:LAST with FIRST < LAST (blocks "
+                "[FIRST, LAST)), got '" +
+                    text + "'");
 }
 
 }  // namespace colony

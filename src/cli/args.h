@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "model/layer_range.h"
+
 namespace colony {
 
 class ArgParser {
@@ -56,5 +58,9 @@ class ArgParser {
               const std::string &help, std::string def,
               std::function<void(const std::string &)> set, bool takes_value, bool required);
 };
+
+/// The value of --layers, "A:B" with A < B: blocks [A, B). Error(kInvalidArgument)
+/// otherwise.
+LayerRange parse_layers_option(const std::string &text);
 
 }  // namespace colony

@@ -8,6 +8,7 @@
 #include "cli/cpu_args.h"
 #include "cli/gpu_args.h"
 #include "cli/kv_args.h"
+#include "cli/model_source.h"
 #include "cli/process_info.h"
 #include "cli/spec_args.h"
 #include "model/gguf_file.h"
@@ -36,7 +37,8 @@ int cmd_generate(int argc, char **argv) {
     ArgParser p("colony generate",
                 "Generate text from a prompt with the whole model on this machine.\n"
                 "Text streams to stdout; a timing line goes to stderr.");
-    p.add("-m", "--model", "PATH", "GGUF model file", &model, true);
+    p.add("-m", "--model", "MODEL",
+          "GGUF model file, or a hub model to pull first (colony pull --help)", &model, true);
     p.add("-p", "--prompt", "TEXT", "prompt text", &prompt, true);
     p.add("-n", "--n-predict", "N", "tokens to generate (-1: until end of text or context)",
           &n_predict);
@@ -76,6 +78,7 @@ int cmd_generate(int argc, char **argv) {
         std::fputs(p.usage().c_str(), stdout);
         return 0;
     }
+    model = resolve_model_arg(model);
     if (print_devices_if_asked(gpu))
         return 0;
     if (n_ctx == 0)

@@ -32,6 +32,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/kv_args.h"
+#include "cli/model_source.h"
 #include "cli/spec_args.h"
 #include "model/kv_cache.h"
 #include "pipeline/child_process.h"
@@ -366,7 +367,8 @@ int cmd_run(int argc, char **argv) {
                 "processes over loopback TCP with CURVE. With -p, print the completion and exit;\n"
                 "without, serve the OpenAI-compatible API and the dashboard on 127.0.0.1 until\n"
                 "interrupted (--api-port: default 8080; with -p any free port).");
-    p.add("-m", "--model", "PATH", "GGUF model file", &o.model, true);
+    p.add("-m", "--model", "MODEL",
+          "GGUF model file, or a hub model to pull first (colony pull --help)", &o.model, true);
     p.add("", "--workers", "N", "worker processes", &o.workers);
     add_api_args(p, o.api);
     p.add("-p", "--prompt", "TEXT", "prompt: print its completion and exit", &o.prompt);
@@ -406,6 +408,7 @@ int cmd_run(int argc, char **argv) {
         std::fputs(p.usage().c_str(), stdout);
         return 0;
     }
+    o.model = resolve_model_arg(o.model);
     if (o.workers < 1 || o.workers > 64) {
         throw Error(ErrorCode::kInvalidArgument, "--workers must be in 1..64");
     }

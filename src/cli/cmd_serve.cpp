@@ -19,6 +19,7 @@
 #include "cli/cpu_args.h"
 #include "cli/gpu_args.h"
 #include "cli/kv_args.h"
+#include "cli/model_source.h"
 #include "cli/process_info.h"
 #include "cli/spec_args.h"
 #include "cluster/layer_split.h"
@@ -139,7 +140,9 @@ int cmd_serve(int argc, char **argv) {
         "With --workers-expected N (or a --split of several ranges) this is a coordinator:\n"
         "it owns the model, runs the first layers itself and gives the other layer ranges\n"
         "to workers that join with its token.");
-    p.add("-m", "--model", "PATH", "GGUF model file", &o.model_path, true);
+    p.add("-m", "--model", "MODEL",
+          "GGUF model file, or a hub model to pull first (colony pull --help)", &o.model_path,
+          true);
     p.add("", "--host", "HOST", "interface of the control and data sockets (0.0.0.0: all)",
           &o.host);
     p.add("", "--port", "N", "control port workers join on (0: any free port)", &port);
@@ -221,6 +224,7 @@ int cmd_serve(int argc, char **argv) {
         std::fputs(p.usage().c_str(), stdout);
         return 0;
     }
+    o.model_path = resolve_model_arg(o.model_path);
     if (print_devices_if_asked(gpu))
         return 0;
     o.spec = spec.resolve();

@@ -15,5 +15,7 @@ int cmd_token(int argc, char **argv);
 int cmd_node(int argc, char **argv);
 int cmd_discover(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_shard(int argc, char **argv);
 
 }  // namespace colony

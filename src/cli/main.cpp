@@ -40,6 +40,9 @@ const Subcommand kCommands[] = {
 #ifdef COLONY_HAS_SYNTH
     {"synth", colony::cmd_synth, "write a synthetic GGUF with a real model's shapes and tokenizer"},
 #endif
+    {"pull", colony::cmd_pull,
+     "download a model from a Hugging Face-style hub (or one stage's shard of it)"},
+    {"shard", colony::cmd_shard, "write the GGUF shard of a layer range of a local model"},
     {"bench", colony::cmd_bench, "prefill/decode speed of colony against llama.cpp's llama-bench"},
 };
 

@@ -11,6 +11,7 @@
 #include "ggml.h"
 #include "model/gguf_check_reader.h"
 #include "model/mapped_file.h"
+#include "util/error.h"
 
 namespace colony {
 namespace gguf_check_detail {
@@ -168,28 +169,32 @@ TensorInfo read_tensor(Reader &r, uint64_t index, uint32_t alignment) {
     return t;
 }
 
-void check_tensors_fit(Reader &r, const std::vector<TensorInfo> &tensors, uint32_t alignment) {
-    if (tensors.empty())
-        return;
+/// Checks every tensor's bytes lie in the data section of a file of
+/// `file_size` bytes; returns the data section's offset.
+uint64_t check_tensors_fit(Reader &r, const std::vector<TensorInfo> &tensors, uint32_t alignment,
+                           uint64_t file_size) {
     const uint64_t info_end = r.pos();
+    if (tensors.empty())
+        return info_end;
     const uint64_t data_start =
         (info_end + alignment - 1) / alignment * alignment;  // info_end < 2^63
-    if (data_start > r.size())
+    if (data_start > file_size)
         r.fail("the data section would start at byte " + num(data_start) +
-               ", past the end of the file (" + num(r.size()) + " bytes)");
-    const uint64_t data_size = r.size() - data_start;
+               ", past the end of the file (" + num(file_size) + " bytes)");
+    const uint64_t data_size = file_size - data_start;
     for (const TensorInfo &t : tensors) {
         if (t.offset > data_size || t.nbytes > data_size - t.offset)
             r.fail("tensor '" + std::string(t.name) + "': bytes [" + num(t.offset) + ", +" +
                    num(t.nbytes) + ") lie outside the data section of " + num(data_size) +
                    " bytes; the file is truncated or corrupt");
     }
+    return data_start;
 }
 
-}  // namespace
-
-void check_gguf(std::span<const uint8_t> bytes, const std::string &what,
-                const GgufCheckLimits &limits) {
+/// check_gguf over `bytes`, the first bytes of a file of `file_size` bytes;
+/// returns the data section's offset.
+uint64_t check_prefix(std::span<const uint8_t> bytes, uint64_t file_size, const std::string &what,
+                      const GgufCheckLimits &limits) {
     Reader r(bytes, what);
     if (bytes.size() < 4 || std::memcmp(bytes.data(), "GGUF", 4) != 0)
         r.fail("not a GGUF file (bad magic)");
@@ -222,8 +227,25 @@ void check_gguf(std::span<const uint8_t> bytes, const std::string &what,
         if (!names.insert(tensors.back().name).second)
             r.fail("duplicate tensor name '" + std::string(tensors.back().name) + "'");
     }
-    check_tensors_fit(r, tensors, alignment);
+    const uint64_t data_start = check_tensors_fit(r, tensors, alignment, file_size);
     check_vocab(kvs, r);
+    return data_start;
+}
+
+}  // namespace
+
+void check_gguf(std::span<const uint8_t> bytes, const std::string &what,
+                const GgufCheckLimits &limits) {
+    check_prefix(bytes, bytes.size(), what, limits);
+}
+
+uint64_t check_gguf_header(std::span<const uint8_t> prefix, uint64_t file_size,
+                           const std::string &what, const GgufCheckLimits &limits) {
+    if (prefix.size() > file_size)
+        throw Error(ErrorCode::kInvalidArgument, what + ": " + std::to_string(prefix.size()) +
+                                                     " bytes of a header longer than the file's " +
+                                                     std::to_string(file_size));
+    return check_prefix(prefix, file_size, what, limits);
 }
 
 void check_gguf_file(const std::string &path, const GgufCheckLimits &limits) {

@@ -46,6 +46,15 @@ struct GgufCheckLimits {
 void check_gguf(std::span<const uint8_t> bytes, const std::string &what,
                 const GgufCheckLimits &limits = {});
 
+/// check_gguf for the first `prefix.size()` bytes of a file of `file_size`
+/// bytes (a header fetched with an HTTP Range request): the header must lie
+/// wholly in `prefix`, and every tensor's bytes inside `file_size`. Returns
+/// the data section's offset (where the header, with its padding, ends).
+/// Throws Error(kCorrupt) as check_gguf does; a header cut short by the end of
+/// `prefix` reads as truncated (fetch more and call again).
+uint64_t check_gguf_header(std::span<const uint8_t> prefix, uint64_t file_size,
+                           const std::string &what, const GgufCheckLimits &limits = {});
+
 /// Maps `path` read-only and runs check_gguf on it (only the header's pages
 /// are touched). Throws Error(kNotFound) when the file cannot be opened, and
 /// what check_gguf throws.

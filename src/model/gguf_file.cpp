@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "model/gguf_check.h"
+#include "model/mapped_file.h"
 #include "util/error.h"
 
 namespace colony {
@@ -19,10 +20,27 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string &path) {
     if (!S_ISREG(st.st_mode))
         throw Error(ErrorCode::kNotFound, path + " is not a regular file");
     check_gguf_file(path);  // before ggml's reader sees a byte (gguf_check.h)
+    return read_checked(path, static_cast<uint64_t>(st.st_size));
+}
 
+std::unique_ptr<GgufFile> GgufFile::open_header(const std::string &path, uint64_t file_size) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+        throw Error(ErrorCode::kNotFound, "GGUF header " + path + ": " + std::strerror(errno));
+    const auto size = static_cast<uint64_t>(st.st_size);
+    if (size == 0 || size > file_size)
+        throw Error(ErrorCode::kCorrupt, path + ": " + std::to_string(size) +
+                                             " header bytes for a file of " +
+                                             std::to_string(file_size));
+    const MappedRange map(path, 0, size, /*populate=*/false);
+    check_gguf_header(std::span<const uint8_t>(map.data(), size), file_size, path);
+    return read_checked(path, file_size);
+}
+
+std::unique_ptr<GgufFile> GgufFile::read_checked(const std::string &path, uint64_t file_size) {
     auto file = std::make_unique<GgufFile>();
     file->path_ = path;
-    file->file_size_ = static_cast<uint64_t>(st.st_size);
+    file->file_size_ = file_size;
     gguf_init_params params{/*no_alloc=*/true, /*ctx=*/&file->meta_ctx_};
     file->gguf_ = gguf_init_from_file(path.c_str(), params);
     if (!file->gguf_) {

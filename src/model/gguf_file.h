@@ -29,12 +29,18 @@ struct GgufTensor {
 };
 
 class GgufFile {
-public:
+  public:
     /// Opens and validates `path` (check_gguf_file, then ggml's reader).
     /// Errors: kNotFound (missing/unreadable), kCorrupt (what check_gguf
     /// names: bad magic, malformed header, tensor data outside the file, an
     /// inconsistent tokenizer).
     static std::unique_ptr<GgufFile> open(const std::string &path);
+    /// Opens `path` holding only the first bytes of a GGUF file of
+    /// `file_size` bytes (its header, fetched by a Range request): metadata
+    /// and the tensor table, with offsets and bounds as in the whole file;
+    /// tensor bytes are not there to read. Errors as open(), and kCorrupt when
+    /// the header does not end inside `path`.
+    static std::unique_ptr<GgufFile> open_header(const std::string &path, uint64_t file_size);
     ~GgufFile();
 
     const std::string &path() const { return path_; }
@@ -61,7 +67,10 @@ public:
     GgufFile(const GgufFile &) = delete;
     GgufFile &operator=(const GgufFile &) = delete;
 
-private:
+  private:
+    /// ggml's reader over a file check_gguf has passed.
+    static std::unique_ptr<GgufFile> read_checked(const std::string &path, uint64_t file_size);
+
     std::string path_;
     uint64_t file_size_ = 0;
     gguf_context *gguf_ = nullptr;

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -53,6 +54,7 @@ std::vector<std::pair<std::string, std::string>> shard_tensor_names(const GgufFi
 
 void write_shard(const GgufFile &model, const ModelHparams &hp, LayerRange range,
                  const std::string &model_sha256, const std::string &out_path,
+                 const ModelBytesReader &read,
                  const std::function<void(uint64_t, uint64_t)> &progress) {
     const auto names = shard_tensor_names(model, hp, range);
     std::unique_ptr<gguf_context, decltype(&gguf_free)> out(gguf_init_empty(), gguf_free);
@@ -80,37 +82,77 @@ void write_shard(const GgufFile &model, const ModelHparams &hp, LayerRange range
     std::unique_ptr<std::FILE, decltype(&std::fclose)> guard(f, std::fclose);
     std::vector<uint8_t> meta(gguf_get_meta_size(out.get()));
     gguf_get_meta_data(out.get(), meta.data());
-    bool ok = std::fwrite(meta.data(), 1, meta.size(), f) == meta.size();
+    auto put = [&](const void *data, size_t n) {
+        if (std::fwrite(data, 1, n, f) != n)
+            throw Error(ErrorCode::kResource,
+                        "writing shard " + out_path + " failed: " + std::strerror(errno));
+    };
 
-    // tensor data, each padded to the alignment, copied from the model file
-    std::ifstream in(model.path(), std::ios::binary);
+    // tensor data in the order of the tensor table, each padded to the alignment
+    std::vector<ByteRange> ranges;
+    for (const auto &[dst, src] : names) {
+        const GgufTensor *t = model.find(src);
+        ranges.push_back({t->offset, t->nbytes});
+    }
     const size_t align = gguf_get_alignment(out.get());
-    std::vector<char> buf(1 << 20);
-    uint64_t done = 0;
-    for (size_t i = 0; ok && i < names.size(); ++i) {
-        const GgufTensor *t = model.find(names[i].second);
-        in.seekg(static_cast<std::streamoff>(t->offset));
-        uint64_t left = t->nbytes;
-        while (ok && left > 0) {
-            const size_t n = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
-            in.read(buf.data(), static_cast<std::streamsize>(n));
-            ok = in.good() && std::fwrite(buf.data(), 1, n, f) == n;
-            left -= n;
-            done += n;
-            if (progress)
-                progress(done, total);
+    size_t index = 0;
+    uint64_t left = ranges.empty() ? 0 : ranges[0].size, done = 0;
+    auto sink = [&](const char *data, size_t n) {
+        while (n > 0) {
+            if (index >= ranges.size())
+                throw Error(ErrorCode::kInternal,
+                            "shard " + out_path + ": more tensor bytes than the table holds");
+            const size_t take = static_cast<size_t>(std::min<uint64_t>(left, n));
+            put(data, take);
+            data += take, n -= take, left -= take, done += take;
+            if (left == 0) {
+                static const char zeros[64] = {};
+                put(zeros, static_cast<size_t>((align - ranges[index].size % align) % align));
+                left = ++index < ranges.size() ? ranges[index].size : 0;
+            }
         }
-        const size_t pad = (align - t->nbytes % align) % align;
-        static const char zeros[64] = {};
-        ok = ok && std::fwrite(zeros, 1, pad, f) == pad;
-    }
-    ok = ok && std::fflush(f) == 0;
-    guard.reset();
-    if (!ok) {
+        if (progress)
+            progress(done, total);
+    };
+    try {
+        put(meta.data(), meta.size());
+        read(ranges, sink);
+        if (index != ranges.size())
+            throw Error(ErrorCode::kCorrupt,
+                        "shard " + out_path + ": the model's bytes ended after " +
+                            std::to_string(done) + " of " + std::to_string(total));
+        if (std::fflush(f) != 0)
+            throw Error(ErrorCode::kResource,
+                        "writing shard " + out_path + " failed: " + std::strerror(errno));
+    } catch (...) {
+        guard.reset();
         std::filesystem::remove(tmp);
-        throw Error(ErrorCode::kResource, "writing shard " + out_path + " failed");
+        throw;
     }
+    guard.reset();
     std::filesystem::rename(tmp, out_path);
+}
+
+void write_shard(const GgufFile &model, const ModelHparams &hp, LayerRange range,
+                 const std::string &model_sha256, const std::string &out_path,
+                 const std::function<void(uint64_t, uint64_t)> &progress) {
+    auto read_file = [&](const std::vector<ByteRange> &ranges, const ByteSink &sink) {
+        std::ifstream in(model.path(), std::ios::binary);
+        std::vector<char> buf(1 << 20);
+        for (const ByteRange &r : ranges) {
+            in.seekg(static_cast<std::streamoff>(r.offset));
+            for (uint64_t left = r.size; left > 0;) {
+                const size_t n = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
+                if (!in.read(buf.data(), static_cast<std::streamsize>(n)))
+                    throw Error(
+                        ErrorCode::kCorrupt,
+                        model.path() + ": cannot read tensor bytes at " + std::to_string(r.offset));
+                sink(buf.data(), n);
+                left -= n;
+            }
+        }
+    };
+    write_shard(model, hp, range, model_sha256, out_path, read_file, progress);
 }
 
 std::string sha256_file_hex(const std::string &path) {
