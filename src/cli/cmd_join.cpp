@@ -75,6 +75,11 @@ int cmd_join(int argc, char **argv) {
           "KV cache type of K of this worker's stage: f32, f16, bf16, q8_0, q4_0, ...", &cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of this worker's stage", &cache_v);
     p.flag("", "--no-mmap", "read the shard into memory instead of mapping the file", &no_mmap);
+    bool no_hub_shards = false;
+    p.flag("", "--no-hub-shards",
+           "always fetch the shard from the coordinator, never from the hub the model came from "
+           "(HF_ENDPOINT, HF_TOKEN; docs/models.md)",
+           &no_hub_shards);
     p.flag("", "--batch-invariant",
            "bit-exact recovery: pad every ubatch so each position gets the same floats in a "
            "prefill as in a decode (slower decode; docs/pipeline.md)",
@@ -133,6 +138,7 @@ int cmd_join(int argc, char **argv) {
     o.type_k = parse_cache_type(cache_k);
     o.type_v = parse_cache_type(cache_v);
     o.use_mmap = !no_mmap;
+    o.hub_shards = !no_hub_shards;
     if (batch_invariant)
         o.invariance = StageConfig::Invariance::kFull;
     o.insecure = insecure;

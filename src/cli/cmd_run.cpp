@@ -408,7 +408,8 @@ int cmd_run(int argc, char **argv) {
         std::fputs(p.usage().c_str(), stdout);
         return 0;
     }
-    o.model = resolve_model_arg(o.model);
+    std::string model_url;  // workers build their shards from the hub too
+    o.model = resolve_model_arg(o.model, &model_url);
     if (o.workers < 1 || o.workers > 64) {
         throw Error(ErrorCode::kInvalidArgument, "--workers must be in 1..64");
     }
@@ -465,6 +466,10 @@ int cmd_run(int argc, char **argv) {
     if (!o.split.empty()) {
         serve.push_back("--split");
         serve.push_back(o.split);
+    }
+    if (!model_url.empty()) {
+        serve.push_back("--model-url");
+        serve.push_back(model_url);
     }
     const std::string logits_file =
         o.debug_logits_file.empty() ? "" : std::filesystem::absolute(o.debug_logits_file).string();

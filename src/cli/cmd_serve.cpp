@@ -143,6 +143,11 @@ int cmd_serve(int argc, char **argv) {
     p.add("-m", "--model", "MODEL",
           "GGUF model file, or a hub model to pull first (colony pull --help)", &o.model_path,
           true);
+    p.add("", "--model-url", "URL",
+          "the hub resolve URL the model file came from (set by itself when -m names a hub "
+          "model): workers build their shards from its byte ranges, checked against the "
+          "coordinator's hash (docs/models.md)",
+          &o.model_url);
     p.add("", "--host", "HOST", "interface of the control and data sockets (0.0.0.0: all)",
           &o.host);
     p.add("", "--port", "N", "control port workers join on (0: any free port)", &port);
@@ -224,7 +229,12 @@ int cmd_serve(int argc, char **argv) {
         std::fputs(p.usage().c_str(), stdout);
         return 0;
     }
-    o.model_path = resolve_model_arg(o.model_path);
+    {
+        std::string pulled_from;
+        o.model_path = resolve_model_arg(o.model_path, &pulled_from);
+        if (!pulled_from.empty())
+            o.model_url = pulled_from;
+    }
     if (print_devices_if_asked(gpu))
         return 0;
     o.spec = spec.resolve();

@@ -61,7 +61,9 @@ void PullPrinter::finish() {
     open_ = false;
 }
 
-std::string resolve_model_arg(const std::string &arg) {
+std::string resolve_model_arg(const std::string &arg, std::string *url) {
+    if (url)
+        url->clear();
     if (!is_model_ref(arg))
         return arg;
     PullOptions o;
@@ -74,6 +76,8 @@ std::string resolve_model_arg(const std::string &arg) {
     o.note = [&](const std::string &s) { printer.note(s); };
     const PulledModel m = pull_model(Hub::from_env(), parse_model_ref(arg), o);
     printer.finish();
+    if (url)
+        *url = m.info.url.str();
     return m.path.string();
 }
 

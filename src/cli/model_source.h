@@ -26,6 +26,8 @@ class PullPrinter {
 /// hub model into the model cache ($COLONY_MODEL_CACHE, else
 /// $XDG_CACHE_HOME/colony/models) from $HF_ENDPOINT with $HF_TOKEN, showing
 /// progress, and returns the cached file's path. Errors: those of pull_model.
-std::string resolve_model_arg(const std::string &arg);
+/// `url`, when given, receives the hub resolve URL of a pulled model ("" for a
+/// local path): a coordinator passes it to its workers (ASSIGN's shard_url).
+std::string resolve_model_arg(const std::string &arg, std::string *url = nullptr);
 
 }  // namespace colony

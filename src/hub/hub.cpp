@@ -92,8 +92,17 @@ void Hub::fail(const HttpHead &h, const std::string &what) const {
 
 HubFileInfo Hub::stat(const std::string &repo, const std::string &file,
                       const std::string &revision) const {
-    HubFileInfo info{repo, file, revision, "", "", 0, file_url(repo, file, revision)};
-    const std::string what = repo + "/" + file + "@" + revision;
+    HubFileInfo info = stat_url(file_url(repo, file, revision));
+    info.repo = repo;
+    info.file = file;
+    info.revision = revision;
+    return info;
+}
+
+HubFileInfo Hub::stat_url(const Url &url) const {
+    HubFileInfo info;
+    info.url = url;
+    const std::string what = url.str();
     // Follow same-origin redirects (a renamed repo) until the answer is the
     // file's metadata: a 200, or a redirect to the storage carrying it.
     HttpHead h = http_.head(info.url);
@@ -150,7 +159,7 @@ std::vector<std::string> Hub::list_files(const std::string &repo,
 
 void Hub::read_from(const HubFileInfo &file, uint64_t offset,
                     const std::function<void(uint64_t)> &on_start, const ByteSink &sink) const {
-    const std::string what = file.repo + "/" + file.file;
+    const std::string what = file.name();
     if (offset >= file.size)
         throw Error(ErrorCode::kOutOfRange, what + ": offset " + std::to_string(offset) +
                                                 " is past its " + std::to_string(file.size) +
@@ -200,7 +209,7 @@ void Hub::read_from(const HubFileInfo &file, uint64_t offset,
 
 void Hub::read_range(const HubFileInfo &file, uint64_t offset, uint64_t size,
                      const ByteSink &sink) const {
-    const std::string what = file.repo + "/" + file.file;
+    const std::string what = file.name();
     if (size == 0)
         return;
     if (offset > file.size || size > file.size - offset)

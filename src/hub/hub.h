@@ -30,6 +30,9 @@ struct HubFileInfo {
     std::string sha256;    // hex; "" when the hub gives no SHA-256 (not an LFS file)
     uint64_t size = 0;     // bytes
     Url url;               // the resolve URL (GETs follow its redirect)
+
+    /// "owner/name/file", or the URL when the repo is unknown (stat_url).
+    std::string name() const { return repo.empty() ? url.str() : repo + "/" + file; }
 };
 
 class Hub {
@@ -49,6 +52,11 @@ class Hub {
     /// (no answer, 5xx), kProtocol (no size).
     HubFileInfo stat(const std::string &repo, const std::string &file,
                      const std::string &revision = "main") const;
+
+    /// stat() of a resolve URL given whole (a coordinator's ASSIGN names
+    /// one); repo, file and revision stay empty. The token goes with it only
+    /// when the URL is on this hub's origin.
+    HubFileInfo stat_url(const Url &url) const;
 
     /// Paths of the repo's files at `revision` (GET /api/models/...).
     /// Errors as stat(), kProtocol for a listing that is not the hub's JSON.

@@ -199,7 +199,7 @@ std::unique_ptr<GgufFile> fetch_gguf_header(const Hub &hub, const HubFileInfo &f
             bytes.insert(bytes.end(), data, data + n);
         });
         try {
-            check_gguf_header(bytes, file.size, file.repo + "/" + file.file);
+            check_gguf_header(bytes, file.size, file.name());
             break;
         } catch (const Error &e) {
             // A header cut by the end of what we hold reads as truncated: fetch more.
@@ -218,9 +218,8 @@ std::unique_ptr<GgufFile> fetch_gguf_header(const Hub &hub, const HubFileInfo &f
 uint64_t pull_shard(const Hub &hub, const HubFileInfo &file, LayerRange range,
                     const fs::path &out_path, const PullOptions &o) {
     if (file.sha256.empty())
-        throw Error(
-            ErrorCode::kUnsupported,
-            file.repo + "/" + file.file + ": the hub gives no SHA-256, which a shard records");
+        throw Error(ErrorCode::kUnsupported,
+                    file.name() + ": the hub gives no SHA-256, which a shard records");
     const fs::path header = out_path.string() + ".header";
     std::unique_ptr<GgufFile> model = fetch_gguf_header(hub, file, header);
     uint64_t fetched = fs::file_size(header);

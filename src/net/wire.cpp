@@ -111,6 +111,9 @@ void put(WireWriter &w, const WireAssign &m) {
     w.str(m.next_endpoint);
     w.bytes32(m.next_key);
     w.bytes32(m.prev_key);
+    w.str(m.shard_url);
+    w.bytes32(m.shard_sha256);
+    w.u64(m.shard_size);
 }
 void put(WireWriter &w, const WireReady &m) {
     w.u64(m.plan_epoch);
@@ -291,6 +294,9 @@ void get(WireReader &r, const WireLimits &l, WireAssign &m) {
     m.next_endpoint = r.str("next_endpoint", l.max_string_bytes);
     r.bytes32(m.next_key, "next_key");
     r.bytes32(m.prev_key, "prev_key");
+    m.shard_url = r.str("shard_url", l.max_string_bytes);
+    r.bytes32(m.shard_sha256, "shard_sha256");
+    m.shard_size = r.u64("shard_size");
 }
 void get(WireReader &r, const WireLimits &, WireReady &m) {
     m.plan_epoch = r.u64("plan_epoch");

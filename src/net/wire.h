@@ -1,4 +1,4 @@
-// colony's wire protocol, version 7 (DESIGN.md, decision 5). Every message is
+// colony's wire protocol, version 8 (DESIGN.md, decision 5). Every message is
 // one ZeroMQ frame (a ROUTER socket adds its routing-id frame in front; that
 // frame is ZeroMQ's, not ours). The frame is a fixed 32-byte header and a
 // typed payload. Everything is little-endian; f32 is IEEE-754 binary32.
@@ -127,12 +127,13 @@ namespace colony {
 // before) and SEQ_RELEASE's plan epoch, for fencing stale and replayed
 // messages; version 6 SEQ_SHIFT (a peer that did not apply it would give
 // wrong text, so older peers are refused); version 7 a sequence's n_draft
-// (speculative decoding: drafts verified at the last stage). Peers of other
-// versions are refused.
-constexpr uint16_t kWireVersion = 7;
+// (speculative decoding: drafts verified at the last stage); version 8
+// ASSIGN's shard source (a hub URL, the shard's hash and size). Peers of
+// other versions are refused.
+constexpr uint16_t kWireVersion = 8;
 constexpr size_t kWireHeaderBytes = 32;
 constexpr uint8_t kWireMagic[4] = {'C', 'L', 'N', 'Y'};
-static_assert(kWireVersion == 7, "changing the wire layout needs a new kWireVersion");
+static_assert(kWireVersion == 8, "changing the wire layout needs a new kWireVersion");
 
 /// Message type (header offset 6). Values are part of the protocol: never renumber.
 enum WireType : uint16_t {
@@ -264,6 +265,13 @@ struct WireAssign {
     WireKey next_key{};                // CURVE server key of next_endpoint
     WireKey prev_key{};                // the only node key this stage's data socket admits
                                        // besides the coordinator's (zero: coordinator only)
+    // Where else the shard can come from: the model's resolve URL on a hub
+    // ("" = only from the coordinator), and the shard's SHA-256 and size as
+    // the coordinator wrote it (zero when it has not), which a shard built
+    // from the hub's byte ranges must match (docs/models.md).
+    std::string shard_url;
+    WireHash shard_sha256{};
+    uint64_t shard_size = 0;
 
     friend bool operator==(const WireAssign &, const WireAssign &) = default;
 };

@@ -145,6 +145,12 @@ void check(const WireAssign &m, const WireLimits &l) {
         fail("next_endpoint is empty");
     }
     check_string(m.next_endpoint, "next_endpoint", l.max_string_bytes);
+    check_string(m.shard_url, "shard_url", l.max_string_bytes);
+    if (!m.shard_url.empty() && m.shard_url.rfind("http://", 0) != 0 &&
+        m.shard_url.rfind("https://", 0) != 0)
+        fail("shard_url is not an http(s) URL");
+    if (!m.shard_url.empty() && (m.shard_sha256 == WireHash{} || m.shard_size == 0))
+        fail("shard_url without the shard's hash and size");
 }
 
 void check(const WireReady &m, const WireLimits &l) {

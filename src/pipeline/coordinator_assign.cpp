@@ -147,6 +147,14 @@ void CoordinatorControl::note_recovery_replacement() {
 
 void CoordinatorControl::send_assigns() {
     for (StageAssign &a : stage_assigns(layout_config_, layout_members(), plan_, plan_epoch_)) {
+        // A shard written here may also come from the hub the model came
+        // from: the worker builds it from byte ranges and checks this hash.
+        const LayerRange range{a.assign.layer_first, a.assign.layer_last};
+        if (const auto shard = opts_.model_url.empty() ? std::nullopt : shards_.prepared(range)) {
+            a.assign.shard_url = opts_.model_url;
+            a.assign.shard_sha256 = shard->sha256;
+            a.assign.shard_size = shard->size;
+        }
         // Without its ASSIGN the stage never gets READY: the member is lost
         // on the next tick and the plan made again.
         send_or_lose(members_[a.member], std::move(a.assign),

@@ -16,8 +16,10 @@ namespace colony {
 
 struct CoordinatorOptions {
     std::string model_path;
-    std::string host = "127.0.0.1";    // interface of the control and data sockets
-    uint16_t port = 7411;              // control socket; 0 = an ephemeral port
+    std::string model_url;           // the hub resolve URL the model came from ("": none); workers
+                                     // may build their shards from its byte ranges (docs/models.md)
+    std::string host = "127.0.0.1";  // interface of the control and data sockets
+    uint16_t port = 7411;            // control socket; 0 = an ephemeral port
     std::filesystem::path config_dir;  // node.key and tokens (mode 0600)
     std::filesystem::path cache_dir;   // shards written for the workers
     std::string split;                 // "0:3,3:5" (stage 0 is the coordinator); "" = proportional

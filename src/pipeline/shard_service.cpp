@@ -41,6 +41,12 @@ ShardService::ShardService(const GgufFile &model, const ModelHparams &hp,
       model_hash_(hash_from_hex(model_hash_hex_)),
       cache_dir_(std::move(cache_dir)) {}
 
+std::optional<ShardInfo> ShardService::prepared(LayerRange range) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = shards_.find(std::make_pair(range.first, range.last));
+    return it == shards_.end() ? std::nullopt : std::optional<ShardInfo>(it->second);
+}
+
 const ShardInfo &ShardService::prepare(LayerRange range, const std::function<void()> &keepalive) {
     std::lock_guard<std::mutex> lock(mutex_);
     const auto key = std::make_pair(range.first, range.last);

@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,6 +54,9 @@ class ShardService {
     /// heartbeats can do so. Thread-safe. Throws what write_shard throws, and
     /// Error(kResource) when the shard cannot be read back.
     const ShardInfo &prepare(LayerRange range, const std::function<void()> &keepalive = {});
+
+    /// The shard of `range` if prepare() made it ready; nothing is written.
+    std::optional<ShardInfo> prepared(LayerRange range) const;
 
     /// The messages answering `req`: chunks of [req.offset, req.offset +
     /// kShardWindowBytes), plus SHARD_END when the window reaches the end.

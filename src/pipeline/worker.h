@@ -41,6 +41,7 @@ namespace colony {
 
 class ShardDownload;
 class ShardVerification;
+class HubShardFetch;
 class ZapHandler;
 struct ReceivedMessage;
 
@@ -55,7 +56,8 @@ struct WorkerOptions {
     double max_temp_c = 0;             // --max-temp: fewer threads at this °C (0 = off)
     ggml_type type_k = GGML_TYPE_F16;  // KV cache types of the stages this worker runs
     ggml_type type_v = GGML_TYPE_F16;
-    bool use_mmap = true;  // false: read shards into memory (--no-mmap)
+    bool use_mmap = true;    // false: read shards into memory (--no-mmap)
+    bool hub_shards = true;  // build a shard from the hub ASSIGN names (--no-hub-shards: never)
     StageConfig::Invariance invariance = StageConfig::Invariance::kAttention;  // runtime/stage.h
     std::filesystem::path config_dir;                                          // node.key
     std::filesystem::path cache_dir;                                           // shards
@@ -94,6 +96,8 @@ class Worker {
 
     /// Shard bytes received over the network by this process.
     uint64_t shard_bytes_received() const { return shard_bytes_received_; }
+    /// Shard bytes this process fetched from a hub (tensor ranges and headers).
+    uint64_t hub_shard_bytes() const { return hub_shard_bytes_; }
     /// Ubatches computed and wire bytes sent to the next stage so far.
     uint64_t ubatches() const;
     uint64_t data_bytes_sent() const;
@@ -110,6 +114,8 @@ class Worker {
     void handle(const ReceivedMessage &rm);
     void on_assign(const WireAssign &a);
     void on_chunk(const WireShardChunk &c);
+    /// Acts on a finished hub fetch: load its shard, or ask the coordinator.
+    void on_hub_fetched();
     void on_shard_end(const WireShardEnd &e);
     /// Starts fetching the assigned shard into `path` (SHARD_REQUEST).
     void start_download(const std::filesystem::path &path, const std::string &why);
@@ -162,6 +168,9 @@ class Worker {
     bool ready_sent_ = false;
     std::unique_ptr<ShardDownload> download_;
     std::unique_ptr<ShardVerification> verify_;  // the cached shard being checked
+    std::unique_ptr<HubShardFetch> hub_fetch_;   // the shard being built from the hub
+    bool hub_failed_ = false;                    // for this ASSIGN: use the coordinator
+    uint64_t hub_shard_bytes_ = 0;               // fetched from hubs by this process
     uint64_t requested_until_ = 0;               // end of the shard window asked for
     int last_progress_pct_ = -1;
     uint64_t shard_bytes_received_ = 0;

@@ -14,6 +14,7 @@ It speaks what huggingface_hub and colony read from huggingface.co:
 Repos are folders: --root DIR holds DIR/{owner}/{repo}/{file}. Faults for the
 tests: --cut-after N (the first storage GET sends N body bytes, then closes),
 --corrupt-at OFFSET (that byte is flipped in every storage response),
+--corrupt-ranges-at OFFSET (flipped in 206 answers to Range requests only),
 --ignore-range (storage answers 200 with the whole file), --gated owner/repo
 with --token T. Every request is logged as one JSON line to --log
 ({"server", "method", "path", "range", "auth", "status", "sent"}).
@@ -151,6 +152,8 @@ class Storage(Base):
             body = bytearray(f.read(last - first + 1))
         if args.corrupt_at is not None and first <= args.corrupt_at <= last:
             body[args.corrupt_at - first] ^= 0x40
+        if args.corrupt_ranges_at is not None and status == 206 and first <= args.corrupt_ranges_at <= last:
+            body[args.corrupt_ranges_at - first] ^= 0x40
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
@@ -184,6 +187,7 @@ def main():
     ap.add_argument("--ready", required=True)
     ap.add_argument("--cut-after", type=int)
     ap.add_argument("--corrupt-at", type=int)
+    ap.add_argument("--corrupt-ranges-at", type=int)
     ap.add_argument("--ignore-range", action="store_true")
     ap.add_argument("--gated", action="append", default=[])
     ap.add_argument("--token")

@@ -237,6 +237,51 @@ def case_generate(e):
     e.check(os.path.exists(e.cached()), "the model was pulled into the cache")
 
 
+def run_cluster(e, *faults):
+    """colony run -m hf:... with 2 workers: (process, its kept dir, the local file's text)."""
+    e.start(*faults)
+    argv = ["-p", "Once upon a time", "-n", "24", "--temp", "0"]
+    ref = subprocess.run([e.colony, "generate", "-m", e.source(), *argv], capture_output=True, text=True)
+    p = e.run("run", "-m", "hf:%s:%s" % (REPO, F32), "--workers", "2", "--split", "0:1,1:3,3:5",
+              "--keep-dir", *argv, timeout=240)
+    kept = [l.split("kept ", 1)[1].strip() for l in p.stderr.splitlines() if "colony run: kept " in l]
+    logs = ""
+    if kept:
+        for name in sorted(os.listdir(kept[0])):
+            if name.endswith(".log") and name.startswith("worker"):
+                with open(os.path.join(kept[0], name)) as f:
+                    logs += f.read()
+        shutil.rmtree(kept[0], ignore_errors=True)
+    return p, logs, ref.stdout
+
+
+def case_cluster(e):
+    p, logs, text = run_cluster(e)
+    e.check(p.returncode == 0, "colony run -m hf:REPO:FILE --workers 2 runs", p.stderr[-3000:])
+    e.check(p.stdout.strip() and text.strip() in p.stdout, "with one node's text", p.stdout + "|" + text)
+    gets = [r for r in e.entries("storage") if r["method"] == "GET"]
+    size = os.path.getsize(e.source())
+    whole = [r for r in gets if r["range"] is None]
+    ranges = [r for r in gets if r["range"]]
+    e.check(len(whole) == 1 and whole[0]["sent"] == size, "the coordinator downloads the model once", str(whole))
+    e.check(len([r for r in ranges if r["range"] == "bytes=0-65535"]) == 2,
+            "each worker fetches the GGUF header by a Range request", str(ranges))
+    e.check(ranges and all(r["status"] == 206 and r["sent"] < size for r in ranges),
+            "and only byte ranges besides", str(ranges))
+    e.check(logs.count("shard built from the hub") == 2, "both workers built their shards from the hub", logs[-3000:])
+    e.check("asking the coordinator" not in logs, "neither fell back to the coordinator")
+
+
+def case_cluster_fallback(e):
+    # a byte flipped in Range answers only: the coordinator's whole download is
+    # intact, each worker's shard from the hub fails its hash
+    p, logs, text = run_cluster(e, "--corrupt-ranges-at", "700000")
+    e.check(p.returncode == 0, "colony run runs when a shard from the hub is corrupt", p.stderr[-3000:])
+    e.check(p.stdout.strip() and text.strip() in p.stdout, "with one node's text", p.stdout + "|" + text)
+    e.check("is not the coordinator's" in logs and "asking the coordinator" in logs,
+            "the worker whose shard failed its hash asks the coordinator", logs[-3000:])
+
+
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 

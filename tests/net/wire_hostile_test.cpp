@@ -4,6 +4,8 @@
 // (operator new is instrumented below).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -137,8 +139,10 @@ std::vector<hostile_case> hostile_cases() {
     return {
         {"SHORT_HEADER", [] { return frame_t(31, 0); }, "shorter than the 32-byte header"},
         {"BAD_MAGIC", [] { return activations_with([](frame_t &f) { f[0] = 'X'; }); }, "bad magic"},
-        {"VERSION_8", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 8); }); },
-         "protocol version 8"},
+        {"VERSION_9", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 9); }); },
+         "protocol version 9"},
+        {"VERSION_7", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 7); }); },
+         "protocol version 7"},
         {"VERSION_6", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 6); }); },
          "protocol version 6"},
         {"VERSION_5", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 5); }); },
@@ -302,6 +306,24 @@ std::vector<hostile_case> hostile_cases() {
              return f;
          },
          "is_last must be 0 or 1"},
+        {"ASSIGN_SHARD_URL_NOT_HTTP",
+         [] {
+             frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
+             const std::string url = "https://";  // the sample's shard_url starts so
+             auto at = std::search(f.begin() + H, f.end(), url.begin(), url.end());
+             const std::string other = "file:///";
+             std::copy(other.begin(), other.end(), at);
+             return f;
+         },
+         "shard_url is not an http(s) URL"},
+        {"ASSIGN_SHARD_URL_WITHOUT_HASH",
+         [] {
+             frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
+             // the payload ends with shard_sha256 (32 bytes) and shard_size (8)
+             std::fill(f.end() - 40, f.end() - 8, 0);
+             return f;
+         },
+         "shard_url without the shard's hash"},
         {"ASSIGN_EMPTY_RANGE",
          [] {
              frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));

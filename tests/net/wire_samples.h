@@ -101,6 +101,9 @@ inline std::vector<WireMessage> sample_messages() {
     as.next_endpoint = "tcp://192.168.1.20:7413";
     as.next_key = test_key(2);
     as.prev_key = test_key(3);
+    as.shard_url = "https://huggingface.co/Qwen/Qwen3-8B-GGUF/resolve/main/Qwen3-8B-Q4_K_M.gguf";
+    as.shard_sha256 = test_key(5);
+    as.shard_size = 123456789;
     add(as);
     add(WireReady{9, 4, 8});
     add(WireShardRequest{test_key(9), 4, 8, 1 << 20});
