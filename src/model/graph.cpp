@@ -30,10 +30,10 @@ struct Builder {
         return ggml_mul(ctx, x, weight);
     }
 
-    ggml_tensor *rope(ggml_tensor *x) const {
+    ggml_tensor *rope(ggml_tensor *x, uint32_t il) const {
         return ggml_rope_ext(ctx, x, g.inp_pos, w.rope_freqs, static_cast<int>(hp.n_rot),
                              static_cast<int>(hp.rope_type), static_cast<int>(hp.n_ctx_orig),
-                             hp.rope_freq_base, hp.rope_freq_scale, kExtFactor, hp.rope_attn_factor,
+                             hp.rope_base(il), hp.rope_scale(il), kExtFactor, hp.rope_attn_factor,
                              kBetaFast, kBetaSlow);
     }
 
@@ -72,14 +72,17 @@ struct Builder {
         }
         if (l.q_norm)
             q = rms_norm(q, l.q_norm);
-        q = rope(q);
+        q = rope(q, il);
         if (l.k_norm)
             k = rms_norm(k, l.k_norm);
-        k = rope(k);
-        // phi3 scales Q before attention and attends with scale 1 (src/models/phi3.cpp)
-        const bool q_scaled = hp.arch == Arch::kPhi3;
+        k = rope(k, il);
+        // phi3 and gemma3 scale Q before attention and attend with scale 1
+        // (src/models/phi3.cpp, gemma3.cpp)
+        const bool q_scaled = hp.arch == Arch::kPhi3 || hp.attn_scale > 0.0f;
         if (q_scaled)
-            q = ggml_scale(ctx, q, 1.0f / std::sqrt(static_cast<float>(hd)));
+            q = ggml_scale(
+                ctx, q,
+                hp.attn_scale > 0.0f ? hp.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd)));
 
         // same expansion order as llama.cpp, then the cache stores
         ggml_build_forward_expand(g.gf, q);
@@ -106,7 +109,8 @@ struct Builder {
         vc = ggml_permute(ctx, vc, 0, 2, 1, 3);
 
         const float kq_scale = q_scaled ? 1.0f : 1.0f / std::sqrt(static_cast<float>(hd));
-        ggml_tensor *att = ggml_flash_attn_ext(ctx, q4, kc, vc, g.inp_mask, kq_scale, 0.0f, 0.0f);
+        ggml_tensor *mask = hp.is_swa(il) ? g.inp_mask_swa : g.inp_mask;
+        ggml_tensor *att = ggml_flash_attn_ext(ctx, q4, kc, vc, mask, kq_scale, 0.0f, 0.0f);
         ggml_flash_attn_ext_set_n_kv_max(att, 0);
         ggml_prec_set_acc(att, GGML_PREC_F32);
         att = ggml_reshape_2d(ctx, att, att->ne[0] * att->ne[1],
@@ -128,7 +132,8 @@ struct Builder {
         }
         ggml_tensor *up = ggml_mul_mat(ctx, l.ffn_up, cur);
         ggml_tensor *gate = ggml_mul_mat(ctx, l.ffn_gate, cur);
-        cur = ggml_swiglu_split(ctx, gate, up);
+        cur = hp.arch == Arch::kGemma3 ? ggml_geglu_split(ctx, gate, up)  // LLM_FFN_GELU, PAR
+                                       : ggml_swiglu_split(ctx, gate, up);
         return ggml_mul_mat(ctx, l.ffn_down, cur);
     }
 
@@ -197,7 +202,10 @@ struct Builder {
             g.inp_tokens = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n_tokens);
             ggml_set_input(g.inp_tokens);
             ggml_set_name(g.inp_tokens, "inp_tokens");
-            return ggml_get_rows(ctx, w.tok_embd, g.inp_tokens);
+            ggml_tensor *x = ggml_get_rows(ctx, w.tok_embd, g.inp_tokens);
+            if (hp.arch == Arch::kGemma3)  // gemma3.cpp: token embeddings times sqrt(n_embd)
+                x = ggml_scale(ctx, x, std::sqrt(static_cast<float>(hp.n_embd)));
+            return x;
         }
         g.inp_embd = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp.n_embd, shape.n_tokens);
         ggml_set_input(g.inp_embd);
@@ -209,9 +217,18 @@ struct Builder {
         g.inp_pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n_tokens);
         ggml_set_input(g.inp_pos);
         ggml_set_name(g.inp_pos, "inp_pos");
-        g.inp_mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, shape.n_kv, shape.n_tokens, 1, 1);
-        ggml_set_input(g.inp_mask);
-        ggml_set_name(g.inp_mask, "inp_mask");
+        // one causal mask for global blocks, one for windowed ones (gemma3),
+        // each only if a block of this range uses it: an input no node reads
+        // gets no buffer
+        const LayerRange r = w.range();
+        for (uint32_t il = r.first; il < r.last; ++il) {
+            ggml_tensor *&mask = hp.is_swa(il) ? g.inp_mask_swa : g.inp_mask;
+            if (mask)
+                continue;
+            mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, shape.n_kv, shape.n_tokens, 1, 1);
+            ggml_set_input(mask);
+            ggml_set_name(mask, hp.is_swa(il) ? "inp_mask_swa" : "inp_mask");
+        }
         g.inp_k_idxs = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, shape.n_tokens);
         ggml_set_input(g.inp_k_idxs);
         ggml_set_name(g.inp_k_idxs, "inp_k_idxs");
@@ -227,17 +244,22 @@ struct Builder {
         inputs_common();
         const LayerRange r = w.range();
         for (uint32_t il = r.first; il < r.last; ++il) {
+            const LayerWeights &l = w.layer(il);
             ggml_tensor *residual = x;
-            ggml_tensor *cur = rms_norm(x, w.layer(il).attn_norm);
+            ggml_tensor *cur = rms_norm(x, l.attn_norm);
             cur = attention(il, cur);
             if (il == r.last - 1 && g.inp_out_ids) {
                 // only the rows whose logits are wanted go through the last FFN
                 cur = ggml_get_rows(ctx, cur, g.inp_out_ids);
                 residual = ggml_get_rows(ctx, residual, g.inp_out_ids);
             }
+            if (l.attn_post_norm)
+                cur = rms_norm(cur, l.attn_post_norm);
             ggml_tensor *ffn_inp = ggml_add(ctx, cur, residual);
-            cur = rms_norm(ffn_inp, w.layer(il).ffn_norm);
+            cur = rms_norm(ffn_inp, l.ffn_norm);
             cur = hp.is_moe() ? moe_ffn(il, cur) : ffn(il, cur);
+            if (l.ffn_post_norm)
+                cur = rms_norm(cur, l.ffn_post_norm);
             x = ggml_add(ctx, cur, ffn_inp);
         }
         if (w.is_last()) {
@@ -246,6 +268,11 @@ struct Builder {
             ggml_set_name(x, "hidden_norm");
             g.out_hidden = x;
             x = ggml_mul_mat(ctx, w.output, x);
+            if (hp.final_logit_softcap > 0.0f) {  // gemma3.cpp: cap * tanh(logits / cap)
+                x = ggml_scale(ctx, x, 1.0f / hp.final_logit_softcap);
+                x = ggml_tanh(ctx, x);
+                x = ggml_scale(ctx, x, hp.final_logit_softcap);
+            }
         }
         ggml_set_output(x);
         ggml_set_name(x, w.is_last() ? "logits" : "hidden");
@@ -298,7 +325,7 @@ std::unique_ptr<KShiftGraph> build_k_shift_graph(const ModelHparams &hp,
             auto *fn = inplace ? ggml_rope_ext_inplace : ggml_rope_ext;
             return fn(ctx, x, g->inp_shift, weights.rope_freqs, static_cast<int>(hp.n_rot),
                       static_cast<int>(hp.rope_type), static_cast<int>(hp.n_ctx_orig),
-                      hp.rope_freq_base, hp.rope_freq_scale, kExtFactor, hp.rope_attn_factor,
+                      hp.rope_base(il), hp.rope_scale(il), kExtFactor, hp.rope_attn_factor,
                       kBetaFast, kBetaSlow);
         };
         ggml_tensor *out =

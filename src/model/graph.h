@@ -34,12 +34,13 @@ struct StageGraph {
     GraphShape shape;
     ggml_context_ptr ctx;
     ggml_cgraph *gf = nullptr;
-    ggml_tensor *inp_tokens = nullptr;   // I32 [n_tokens]              first stage
-    ggml_tensor *inp_embd = nullptr;     // F32 [n_embd, n_tokens]      other stages
-    ggml_tensor *inp_pos = nullptr;      // I32 [n_tokens]
-    ggml_tensor *inp_mask = nullptr;     // F16 [n_kv, n_tokens, 1, 1]
-    ggml_tensor *inp_k_idxs = nullptr;   // I64 [n_tokens] cache cell of each token
-    ggml_tensor *inp_out_ids = nullptr;  // I32 [n_outputs] (last stage, when n_outputs < n_tokens)
+    ggml_tensor *inp_tokens = nullptr;    // I32 [n_tokens]              first stage
+    ggml_tensor *inp_embd = nullptr;      // F32 [n_embd, n_tokens]      other stages
+    ggml_tensor *inp_pos = nullptr;       // I32 [n_tokens]
+    ggml_tensor *inp_mask = nullptr;      // F16 [n_kv, n_tokens, 1, 1]
+    ggml_tensor *inp_mask_swa = nullptr;  // the same for sliding-window blocks (gemma3; else null)
+    ggml_tensor *inp_k_idxs = nullptr;    // I64 [n_tokens] cache cell of each token
+    ggml_tensor *inp_out_ids = nullptr;   // I32 [n_outputs] (last stage, when n_outputs < n_tokens)
     ggml_tensor *out = nullptr;  // F32 hidden [n_embd, n_tokens] or logits [n_vocab, n_outputs]
     ggml_tensor *out_hidden = nullptr;  // last stage: F32 [n_embd, n_outputs] after output_norm
                                         // (the rows' embeddings, for pooling)

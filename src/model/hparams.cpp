@@ -1,5 +1,7 @@
 #include "model/hparams.h"
 
+#include <cmath>
+
 #include "model/gguf_file.h"
 #include "util/error.h"
 
@@ -19,6 +21,8 @@ const char *arch_name(Arch arch) {
             return "phi3";
         case Arch::kQwen2Moe:
             return "qwen2moe";
+        case Arch::kGemma3:
+            return "gemma3";
     }
     return "?";
 }
@@ -38,9 +42,11 @@ Arch parse_arch(const std::string &path, const std::string &name) {
         return Arch::kPhi3;
     if (name == "qwen2moe")
         return Arch::kQwen2Moe;
+    if (name == "gemma3")
+        return Arch::kGemma3;
     throw Error(ErrorCode::kUnsupported,
                 path + ": unsupported architecture '" + name +
-                    "' (colony supports llama, qwen2, qwen2moe, qwen3, qwen3moe, phi3)");
+                    "' (colony supports llama, qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma3)");
 }
 
 uint32_t positive(const GgufFile &f, const std::string &key, int64_t v) {
@@ -74,6 +80,35 @@ void read_experts(const GgufFile &f, const std::string &a, ModelHparams *hp) {
                              ? req("expert_shared_feed_forward_length")
                              : hp->n_ff;
     }
+}
+
+// Gemma 3's sliding window and scales (llama_model_gemma3::load_arch_hparams):
+// a window when attention.sliding_window > 0, in a pattern of 6 unless
+// attention.sliding_window_pattern says otherwise (a per-layer array is not
+// supported), RoPE base rope.freq_base_swa (default 10000) in windowed blocks.
+void read_gemma3(const GgufFile &f, const std::string &a, ModelHparams *hp) {
+    if (auto swa = f.get_int(a + "attention.sliding_window"); swa && *swa > 0) {
+        hp->n_swa = positive(f, a + "attention.sliding_window", *swa);
+        hp->swa_pattern = 6;
+        if (f.get_array_size(a + "attention.sliding_window_pattern"))
+            throw Error(ErrorCode::kUnsupported,
+                        f.path() + ": a per-layer sliding_window_pattern array is not supported");
+        if (auto pat = f.get_int(a + "attention.sliding_window_pattern")) {
+            if (*pat < 0 || *pat > (1 << 16))
+                throw Error(ErrorCode::kCorrupt,
+                            f.path() + ": sliding_window_pattern out of range");
+            hp->swa_pattern = static_cast<uint32_t>(*pat);
+        }
+        if (auto base = f.get_float(a + "rope.freq_base_swa"))
+            hp->rope_freq_base_swa = static_cast<float>(*base);
+    }
+    if (auto cap = f.get_float(a + "final_logit_softcapping"))
+        hp->final_logit_softcap = static_cast<float>(*cap);
+    // gemma_pytorch's query_pre_attn_scalar: n_embd / n_head for the 27B (62 blocks)
+    hp->attn_scale = hp->n_layer == 62
+                         ? 1.0f / std::sqrt(static_cast<float>(hp->n_embd / hp->n_head))
+                         : 1.0f / std::sqrt(static_cast<float>(hp->head_dim_k));
+    hp->has_qk_norm = true;
 }
 
 }  // namespace
@@ -144,6 +179,8 @@ ModelHparams ModelHparams::from_gguf(const GgufFile &f) {
     hp.has_qk_norm = hp.arch == Arch::kQwen3 || hp.arch == Arch::kQwen3Moe;
     if (hp.arch == Arch::kQwen3Moe || hp.arch == Arch::kQwen2Moe)
         read_experts(f, a, &hp);
+    if (hp.arch == Arch::kGemma3)
+        read_gemma3(f, a, &hp);
 
     if (auto n = f.get_int(a + "vocab_size")) {
         hp.n_vocab = positive(f, a + "vocab_size", *n);

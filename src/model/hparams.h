@@ -13,7 +13,7 @@ namespace colony {
 
 class GgufFile;
 
-enum class Arch { kLlama, kQwen2, kQwen3, kQwen3Moe, kPhi3, kQwen2Moe };
+enum class Arch { kLlama, kQwen2, kQwen3, kQwen3Moe, kPhi3, kQwen2Moe, kGemma3 };
 
 /// Most routed experts per block a model may declare (llama.cpp's
 /// LLAMA_MAX_EXPERTS, src/llama-hparams.h).
@@ -58,6 +58,27 @@ struct ModelHparams {
     uint32_t n_expert_used = 0;
     uint32_t n_ff_exp = 0;
     uint32_t n_ff_shexp = 0;
+    // Gemma 3 (src/models/gemma3.cpp): blocks il with il % swa_pattern <
+    // swa_pattern - 1 attend only to the last n_swa positions (llama.cpp's
+    // LLAMA_SWA_TYPE_STANDARD: key p0 is masked for query p1 when p1 - p0 >=
+    // n_swa) and rotate with rope_freq_base_swa and scale 1; the others are
+    // global. Q is scaled by attn_scale before attention (0: 1/sqrt(head
+    // size) inside attention, as the other architectures), the token
+    // embedding by sqrt(n_embd), each block's attention and FFN outputs are
+    // RMS-normed again (post norms), the FFN is GELU-gated, and logits are
+    // soft-capped by final_logit_softcap (0: off).
+    uint32_t n_swa = 0;  // 0: every block global
+    uint32_t swa_pattern = 0;
+    float rope_freq_base_swa = 10000.0f;
+    float attn_scale = 0.0f;
+    float final_logit_softcap = 0.0f;
+
+    bool is_swa(uint32_t il) const {
+        return n_swa > 0 && (swa_pattern == 0 || il % swa_pattern < swa_pattern - 1);
+    }
+    /// RoPE base and scale of block il.
+    float rope_base(uint32_t il) const { return is_swa(il) ? rope_freq_base_swa : rope_freq_base; }
+    float rope_scale(uint32_t il) const { return is_swa(il) ? 1.0f : rope_freq_scale; }
 
     bool is_moe() const { return n_expert > 0; }
     uint32_t n_embd_q() const { return head_dim_k * n_head; }
@@ -70,7 +91,7 @@ struct ModelHparams {
     static ModelHparams from_gguf(const GgufFile &file);
 };
 
-/// "llama", "qwen2", "qwen3", "qwen3moe", "phi3", "qwen2moe".
+/// "llama", "qwen2", "qwen3", "qwen3moe", "phi3", "qwen2moe", "gemma3".
 const char *arch_name(Arch arch);
 
 }  // namespace colony

@@ -165,9 +165,22 @@ uint32_t KvCache::n_kv() const {
 }
 
 void KvCache::fill_mask(ggml_fp16_t *dst, uint32_t n_kv, const int32_t *seq_ids, const int32_t *pos,
-                        uint32_t n_tokens) const {
+                        uint32_t n_tokens, uint32_t n_swa) const {
     const ggml_fp16_t keep = ggml_fp32_to_fp16(0.0f);
     const ggml_fp16_t drop = ggml_fp32_to_fp16(-INFINITY);
+    if (n_swa > 0) {
+        for (uint32_t i = 0; i < n_tokens; ++i) {
+            ggml_fp16_t *row = dst + static_cast<size_t>(i) * n_kv;
+            for (uint32_t j = 0; j < n_kv; ++j) {
+                const Cell &c = cells_[j];
+                const bool seen =
+                    c.seq == seq_ids[i] && c.pos <= pos[i] &&
+                    static_cast<int64_t>(pos[i]) - c.pos < static_cast<int64_t>(n_swa);
+                row[j] = seen ? keep : drop;
+            }
+        }
+        return;
+    }
     for (uint32_t i = 0; i < n_tokens; ++i) {
         ggml_fp16_t *row = dst + static_cast<size_t>(i) * n_kv;
         // tokens of the same sequence in a row of the ubatch share most of the mask

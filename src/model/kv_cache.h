@@ -63,8 +63,11 @@ class KvCache {
     /// Fills the attention mask F16 [n_kv, n_tokens] (row per token): 0 where
     /// the cell belongs to the token's sequence at a position <= the token's,
     /// -inf elsewhere (causal, per sequence).
+    /// n_swa > 0: a sliding window as well (gemma3): the key at position p0
+    /// is masked for the query at p1 when p1 - p0 >= n_swa
+    /// (llama_hparams::is_masked_swa, LLAMA_SWA_TYPE_STANDARD).
     void fill_mask(ggml_fp16_t *dst, uint32_t n_kv, const int32_t *seq_ids, const int32_t *pos,
-                   uint32_t n_tokens) const;
+                   uint32_t n_tokens, uint32_t n_swa = 0) const;
 
     /// Copies the cells of `src` with pos < p1 (their K and V rows in every
     /// layer) into new cells of `dst`, which must hold no position below p1

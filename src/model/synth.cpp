@@ -108,6 +108,32 @@ SynthHparams make_phi3_5_mini() {
     return hp;
 }
 
+// Gemma-3-1B-it (config.json): 26 blocks, 1152 embd, 4 heads of 256 over 1
+// KV head, ff 6912, a window of 512 in 5 of every 6 blocks, RoPE base 1e6
+// (10000 in windowed blocks), QK-norm, post norms, tied. Its tokenizer is a
+// 262144-token SentencePiece vocabulary; the pinned tree has Gemma 4's of the
+// same size, used here (a synthetic model's text is noise either way).
+SynthHparams make_gemma3_1b() {
+    SynthHparams hp;
+    hp.preset = "gemma-3-1b";
+    hp.arch = SynthArch::kGemma3;
+    hp.n_layer = 26;
+    hp.n_embd = 1152;
+    hp.n_head = 4;
+    hp.n_head_kv = 1;
+    hp.n_ff = 6912;
+    hp.head_dim = 256;
+    hp.n_ctx_train = 32768;
+    hp.rope_freq_base = 1000000.0f;
+    hp.rms_eps = 1e-6f;
+    hp.qk_norm = true;
+    hp.tied_embeddings = true;
+    hp.write_head_dim = true;
+    hp.n_swa = 512;
+    hp.vocab_file = "ggml-vocab-gemma-4.gguf";
+    return hp;
+}
+
 SynthHparams make_llama3(const char *name, uint32_t n_layer, uint32_t n_embd, uint32_t n_head,
                          uint32_t n_head_kv, uint32_t n_ff, bool llama3_2) {
     SynthHparams hp;
@@ -270,6 +296,8 @@ const char *synth_arch_name(SynthArch arch) {
             return "phi3";
         case SynthArch::kQwen2Moe:
             return "qwen2moe";
+        case SynthArch::kGemma3:
+            return "gemma3";
     }
     return "?";
 }
@@ -295,6 +323,10 @@ const std::vector<SynthPreset> &synth_presets() {
          "Phi-3.5-mini: phi3, 32 layers, 3072 embd, 32/32 heads x 96, ff 8192, fused QKV and "
          "gate-up, LongRoPE",
          make_phi3_5_mini()},
+        {"gemma-3-1b",
+         "Gemma-3-1B: gemma3, 26 layers, 1152 embd, 4/1 heads x 256, ff 6912, window 512 in 5 of "
+         "6 blocks, QK-norm, post norms, tied",
+         make_gemma3_1b()},
         {"llama-3.2-1b",
          "Llama-3.2-1B: llama, 16 layers, 2048 embd, 32/8 heads, ff 8192, tied, rope_freqs",
          make_llama3("llama-3.2-1b", 16, 2048, 32, 8, 8192, true)},
@@ -479,6 +511,11 @@ std::vector<SynthTensor> synth_plan_tensors(const SynthHparams &hp, uint32_t n_v
         }
         out.push_back(matrix_tensor(blk(il, "attn_output.weight"), n_q, n_embd,
                                     wtype(Role::kAttnOut, il, n_q)));
+        if (hp.arch == SynthArch::kGemma3) {
+            out.push_back(
+                vector_tensor(blk(il, "post_attention_norm.weight"), n_embd, SynthInit::kNorm));
+            out.push_back(vector_tensor(blk(il, "post_ffw_norm.weight"), n_embd, SynthInit::kNorm));
+        }
         out.push_back(vector_tensor(blk(il, "ffn_norm.weight"), n_embd, SynthInit::kNorm));
         if (hp.n_expert > 0) {
             const int64_t nx = hp.n_expert, ff = hp.n_ff_exp;

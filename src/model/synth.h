@@ -29,9 +29,9 @@
 namespace colony {
 
 /// Architecture of a synthetic model; its GGUF name is synth_arch_name().
-enum class SynthArch { kLlama, kQwen2, kQwen3, kQwen3Moe, kPhi3, kQwen2Moe };
+enum class SynthArch { kLlama, kQwen2, kQwen3, kQwen3Moe, kPhi3, kQwen2Moe, kGemma3 };
 
-/// "llama", "qwen2", "qwen3", "qwen3moe", "phi3", "qwen2moe" (general.architecture).
+/// "llama", "qwen2", "qwen3", "qwen3moe", "phi3", "qwen2moe", "gemma3" (general.architecture).
 const char *synth_arch_name(SynthArch arch);
 
 /// Hyper-parameters of a synthetic model. Shapes use ggml order (ne[0] innermost):
@@ -68,7 +68,11 @@ struct SynthHparams {
     uint32_t n_expert_used = 0;
     uint32_t n_ff_exp = 0;
     uint32_t n_ff_shexp = 0;  // qwen2moe: the shared expert's inner size
-    std::string vocab_file;   // vocab GGUF name in <llama.cpp tree>/models/
+    // gemma3: the sliding window of its local blocks and their pattern (every
+    // swa_pattern-th block global; written when not 6, llama.cpp's default)
+    uint32_t n_swa = 0;
+    uint32_t swa_pattern = 6;
+    std::string vocab_file;  // vocab GGUF name in <llama.cpp tree>/models/
 };
 
 /// A named preset with the hyper-parameters of a released model.

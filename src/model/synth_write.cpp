@@ -223,6 +223,11 @@ void set_model_keys(gguf_context *ctx, const SynthOptions &opts, uint32_t n_voca
                              static_cast<float>(attn));
         }
     }
+    if (hp.arch == SynthArch::kGemma3 && hp.n_swa > 0) {
+        gguf_set_val_u32(ctx, key("attention.sliding_window").c_str(), hp.n_swa);
+        if (hp.swa_pattern != 6)
+            gguf_set_val_u32(ctx, key("attention.sliding_window_pattern").c_str(), hp.swa_pattern);
+    }
     if (hp.arch == SynthArch::kLlama) {
         gguf_set_val_u32(ctx, key("vocab_size").c_str(), n_vocab);
         gguf_set_val_u32(ctx, key("rope.dimension_count").c_str(), hp.head_dim);

@@ -176,6 +176,10 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
         want(p + "attn_q_norm.weight", {hp.head_dim_k}, GGML_OP_NONE, &l.q_norm, hp.has_qk_norm);
         want(p + "attn_k_norm.weight", {hp.head_dim_k}, GGML_OP_NONE, &l.k_norm, hp.has_qk_norm);
         want(p + "ffn_norm.weight", {E}, GGML_OP_NONE, &l.ffn_norm, true);
+        if (hp.arch == Arch::kGemma3) {
+            want(p + "post_attention_norm.weight", {E}, GGML_OP_NONE, &l.attn_post_norm, true);
+            want(p + "post_ffw_norm.weight", {E}, GGML_OP_NONE, &l.ffn_post_norm, true);
+        }
         if (hp.is_moe()) {
             const int64_t X = hp.n_expert, Fx = hp.n_ff_exp;
             want(p + "ffn_gate_inp.weight", {E, X}, GGML_OP_MUL_MAT, &l.ffn_gate_inp, true);

@@ -49,6 +49,8 @@ struct LayerWeights {
     ggml_tensor *ffn_gate_inp_shexp = nullptr;
     ggml_tensor *ffn_gate_shexp = nullptr, *ffn_up_shexp = nullptr, *ffn_down_shexp = nullptr;
     ggml_tensor *bqkv = nullptr;  // optional bias of wqkv
+    // gemma3: RMS norms of the attention and FFN outputs before each residual add
+    ggml_tensor *attn_post_norm = nullptr, *ffn_post_norm = nullptr;
 };
 
 /// Which of a stage's weights live on a GPU (llama.cpp's -ngl): the blocks

@@ -332,8 +332,16 @@ const float *Stage::forward(const Ubatch &in) {
         ggml_backend_tensor_set(g.inp_pos, ub.pos, 0, ub.n_tokens * sizeof(int32_t));
         ggml_backend_tensor_set(g.inp_k_idxs, cells_.data(), 0, ub.n_tokens * sizeof(int64_t));
         mask_.resize(static_cast<size_t>(n_kv) * ub.n_tokens);
-        kv_->fill_mask(mask_.data(), n_kv, ub.seq_id, ub.pos, ub.n_tokens);
-        ggml_backend_tensor_set(g.inp_mask, mask_.data(), 0, mask_.size() * sizeof(ggml_fp16_t));
+        if (g.inp_mask) {
+            kv_->fill_mask(mask_.data(), n_kv, ub.seq_id, ub.pos, ub.n_tokens);
+            ggml_backend_tensor_set(g.inp_mask, mask_.data(), 0,
+                                    mask_.size() * sizeof(ggml_fp16_t));
+        }
+        if (g.inp_mask_swa) {  // gemma3's windowed blocks
+            kv_->fill_mask(mask_.data(), n_kv, ub.seq_id, ub.pos, ub.n_tokens, hp_.n_swa);
+            ggml_backend_tensor_set(g.inp_mask_swa, mask_.data(), 0,
+                                    mask_.size() * sizeof(ggml_fp16_t));
+        }
         if (g.inp_out_ids)
             ggml_backend_tensor_set(g.inp_out_ids, ub.out_ids, 0, ub.n_outputs * sizeof(int32_t));
 

@@ -15,7 +15,7 @@ namespace colony::test {
 /// Writes preset (e.g. "llama-3.2-1b") as ftype (e.g. "Q4_K_M") with n_layer
 /// blocks of n_embd 256 (4 heads of 64, 2 KV heads, n_ff 768; a MoE preset 8
 /// experts of n_ff 128, 2 used; phi3 LongRoPE over an original context of
-/// 256) into dir and returns its path. The same seed
+/// 256; gemma3 a window of 4 in every other block) into dir and returns its path. The same seed
 /// writes the same bytes.
 inline std::string synth_tiny(const TempDir &dir, const std::string &preset,
                               const std::string &ftype, uint32_t n_layer = 3, uint64_t seed = 42) {
@@ -41,6 +41,12 @@ inline std::string synth_tiny(const TempDir &dir, const std::string &preset,
         o.hparams.rope_orig_ctx = 256;
     if (o.hparams.n_ff_shexp > 0)  // qwen2moe's shared expert
         o.hparams.n_ff_shexp = 256;
+    // gemma3: a window of 4 in blocks 0, 2, 4 ... (pattern 2), so that a
+    // test prompt's last logits depend on it and windowed and global blocks alternate
+    if (o.hparams.n_swa > 0) {
+        o.hparams.n_swa = 4;
+        o.hparams.swa_pattern = 2;
+    }
     o.ftype = synth_find_ftype(ftype);
     o.seed = seed;
     o.n_threads = 2;

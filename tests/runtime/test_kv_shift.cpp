@@ -123,7 +123,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(ShiftCase{"stories260K_f32_normal_rope", "", GGML_TYPE_F16, 5e-3f},
                       ShiftCase{"qwen2_neox_rope", "qwen2.5-0.5b", GGML_TYPE_F16, 5e-3f},
                       ShiftCase{"llama3_rope_freqs", "llama-3.2-1b", GGML_TYPE_F16, 5e-3f},
-                      ShiftCase{"llama3_q8_0_keys", "llama-3.2-1b", GGML_TYPE_Q8_0, 3e-2f}),
+                      ShiftCase{"llama3_q8_0_keys", "llama-3.2-1b", GGML_TYPE_Q8_0, 3e-2f},
+                      // a windowed block (RoPE base 10000, window 4) and a global one (1e6)
+                      ShiftCase{"gemma3_rope_per_block", "gemma-3-1b", GGML_TYPE_F16, 5e-3f}),
     [](const auto &info) { return std::string(info.param.name); });
 
 TEST(KvWindowGenerate, CellsInUseNeverExceedTheWindow) {
