@@ -75,6 +75,12 @@ int cmd_join(int argc, char **argv) {
           "KV cache type of K of this worker's stage: f32, f16, bf16, q8_0, q4_0, ...", &cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of this worker's stage", &cache_v);
     p.flag("", "--no-mmap", "read the shard into memory instead of mapping the file", &no_mmap);
+    std::string model_dir;
+    p.add("", "--model-dir", "DIR",
+          "a directory holding the model file (found by its SHA-256: its .sha256 record, which "
+          "colony pull writes, else hashed once): the shard is cut from it here, with no transfer "
+          "(e.g. colony pull's model cache)",
+          &model_dir);
     bool no_hub_shards = false;
     p.flag("", "--no-hub-shards",
            "always fetch the shard from the coordinator, never from the hub the model came from "
@@ -139,6 +145,10 @@ int cmd_join(int argc, char **argv) {
     o.type_v = parse_cache_type(cache_v);
     o.use_mmap = !no_mmap;
     o.hub_shards = !no_hub_shards;
+    if (!model_dir.empty()) {
+        o.model_dir = model_dir;
+        o.hash_model_dir = true;
+    }
     if (batch_invariant)
         o.invariance = StageConfig::Invariance::kFull;
     o.insecure = insecure;

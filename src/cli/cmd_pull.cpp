@@ -85,10 +85,7 @@ int cmd_pull(int argc, char **argv) {
 
     PullOptions o;
     o.retries = retries;
-    o.cache_dir = cache_dir;
-    if (o.cache_dir.empty())
-        if (const char *c = std::getenv("COLONY_MODEL_CACHE"); c && *c)
-            o.cache_dir = c;
+    o.cache_dir = cache_dir;  // empty: default_model_cache()
     PullPrinter printer(quiet);
     o.progress = [&](const PullProgress &pr) {
         printer.progress(pr.done, pr.total, pr.resumed_from, pr.hashing);

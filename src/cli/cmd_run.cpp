@@ -62,7 +62,8 @@ struct RunOptions {
     uint32_t n_ctx = 4096, parallel = 4;
     float temp = 0.8f, top_p = 0.95f, min_p = 0.05f;
     bool keep_dir = false;
-    ApiArgs api;  // passed on to the coordinator (colony serve)
+    std::string model_dir;  // passed to every worker: build shards from the model file there
+    ApiArgs api;            // passed on to the coordinator (colony serve)
 };
 
 /// An HTTP client for the coordinator's API (HTTPS when it serves TLS: its
@@ -403,6 +404,10 @@ int cmd_run(int argc, char **argv) {
           "receive, sampling, queueing) to FILE (open it in ui.perfetto.dev)",
           &o.trace);
     p.flag("", "--keep-dir", "keep the temporary directory (logs, keys, shards)", &o.keep_dir);
+    p.add("", "--model-dir", "DIR",
+          "each worker cuts its shard from the model file in DIR (recognized by its SHA-256) "
+          "instead of receiving it: colony join --model-dir",
+          &o.model_dir);
     p.parse(argc, argv);
     if (p.help_requested()) {
         std::fputs(p.usage().c_str(), stdout);
@@ -519,6 +524,10 @@ int cmd_run(int argc, char **argv) {
         if (!logits_file.empty()) {
             join.push_back("--debug-logits-file");
             join.push_back(logits_file);
+        }
+        if (!o.model_dir.empty()) {
+            join.push_back("--model-dir");
+            join.push_back(std::filesystem::absolute(o.model_dir).string());
         }
         join.insert(join.end(), stage_args.begin(), stage_args.end());
         for (const std::string &a : cluster.trace_args(trace_out, name))

@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 
 #include "hub/pull.h"
 
@@ -67,8 +66,6 @@ std::string resolve_model_arg(const std::string &arg, std::string *url) {
     if (!is_model_ref(arg))
         return arg;
     PullOptions o;
-    if (const char *c = std::getenv("COLONY_MODEL_CACHE"); c && *c)
-        o.cache_dir = c;
     PullPrinter printer(false);
     o.progress = [&](const PullProgress &p) {
         printer.progress(p.done, p.total, p.resumed_from, p.hashing);

@@ -16,7 +16,7 @@ namespace {
 // Repos and files as published on huggingface.co (checked against the hub's
 // file lists); Q4_K_M, and the file the publisher recommends where that is
 // another type (gpt-oss ships MXFP4).
-constexpr std::array<CatalogEntry, 16> kCatalog{{
+constexpr std::array<CatalogEntry, 18> kCatalog{{
     {"tinyllama-1.1b", "TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF",
      "tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf", "llama", "1.1B, 0.67 GB"},
     {"llama-3.2-1b", "bartowski/Llama-3.2-1B-Instruct-GGUF", "Llama-3.2-1B-Instruct-Q4_K_M.gguf",
@@ -42,6 +42,10 @@ constexpr std::array<CatalogEntry, 16> kCatalog{{
      "30.5B (3.3B active), 18.6 GB"},
     {"qwen1.5-moe-a2.7b", "Qwen/Qwen1.5-MoE-A2.7B-Chat-GGUF", "qwen1_5-moe-a2_7b-chat-q4_k_m.gguf",
      "qwen2moe", "14.3B (2.7B active), 8.8 GB"},
+    {"gemma-3-1b", "ggml-org/gemma-3-1b-it-GGUF", "gemma-3-1b-it-Q4_K_M.gguf", "gemma3",
+     "1.0B, 0.81 GB"},
+    {"gemma-3-4b", "ggml-org/gemma-3-4b-it-GGUF", "gemma-3-4b-it-Q4_K_M.gguf", "gemma3",
+     "3.9B, 2.5 GB"},
     {"phi-3.5-mini", "bartowski/Phi-3.5-mini-instruct-GGUF", "Phi-3.5-mini-instruct-Q4_K_M.gguf",
      "phi3", "3.8B, 2.4 GB"},
 }};

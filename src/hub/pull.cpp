@@ -86,6 +86,8 @@ class AppendFile {
 }  // namespace
 
 fs::path default_model_cache() {
+    if (const char *c = std::getenv("COLONY_MODEL_CACHE"); c && *c)
+        return fs::path(c);
     if (const char *x = std::getenv("XDG_CACHE_HOME"); x && *x)
         return fs::path(x) / "colony" / "models";
     if (const char *h = std::getenv("HOME"); h && *h)

@@ -45,7 +45,8 @@ struct PulledModel {
     uint64_t bytes_fetched = 0;  // 0 when the cache already held it
 };
 
-/// $XDG_CACHE_HOME/colony/models, else $HOME/.cache/colony/models.
+/// $COLONY_MODEL_CACHE, else $XDG_CACHE_HOME/colony/models, else
+/// $HOME/.cache/colony/models.
 /// Error(kNotFound) when neither variable is set.
 std::filesystem::path default_model_cache();
 

@@ -18,9 +18,9 @@
 #include "net/transport.h"
 #include "net/zap.h"
 #include "nlohmann/json.hpp"
-#include "pipeline/hub_shard_fetch.h"
 #include "pipeline/logits_dump.h"
 #include "pipeline/node_status.h"
+#include "pipeline/shard_build.h"
 #include "pipeline/shard_cache.h"
 #include "pipeline/shard_verify.h"
 #include "pipeline/worker_data.h"
@@ -410,10 +410,10 @@ void Worker::tick() {
     poll_debug_control();
     if (verify_ && verify_->done())
         on_verified();
-    if (hub_fetch_ && hub_fetch_->done())
-        on_hub_fetched();
+    if (build_ && build_->done())
+        on_shard_built();
     const WorkerData::Status st = data_->status();
-    if (assign_ && !ready_sent_ && !download_ && !verify_ && !hub_fetch_) {
+    if (assign_ && !ready_sent_ && !download_ && !verify_ && !build_) {
         const bool measured = st.probe && st.probe->epoch == assign_->plan_epoch &&
                               st.probe->first == assign_->layer_first &&
                               st.probe->last == assign_->layer_last;
@@ -534,7 +534,7 @@ void Worker::rejoin(const std::string &why) {
     data_->unassign();
     download_.reset();
     verify_.reset();
-    hub_fetch_.reset();
+    build_.reset();
     assign_.reset();
     ready_sent_ = false;
     connect_control();

@@ -7,7 +7,9 @@
 //   pair, the coordinator's key pinned -> JOIN (node key, data endpoint)
 //   -> JOIN_ACCEPT -> ASSIGN -> [verify the cached shard against its recorded
 //   hash, shard_verify.h, on a background thread; on a mismatch discard it]
-//   -> [SHARD_REQUEST -> SHARD_CHUNK... -> SHARD_END]
+//   -> [build it here from a local model file (--model-dir) or the hub ASSIGN
+//   names, shard_build.h, on a background thread, checked against ASSIGN's
+//   shard hash; else SHARD_REQUEST -> SHARD_CHUNK... -> SHARD_END]
 //   -> load the stage -> READY; HEARTBEAT both ways all along.
 // A coordinator silent for coordinator_timeout_ms is presumed gone: the stage
 // is dropped and the worker joins again (a restarted coordinator takes it back).
@@ -41,7 +43,7 @@ namespace colony {
 
 class ShardDownload;
 class ShardVerification;
-class HubShardFetch;
+class ShardBuild;
 class ZapHandler;
 struct ReceivedMessage;
 
@@ -58,6 +60,8 @@ struct WorkerOptions {
     ggml_type type_v = GGML_TYPE_F16;
     bool use_mmap = true;    // false: read shards into memory (--no-mmap)
     bool hub_shards = true;  // build a shard from the hub ASSIGN names (--no-hub-shards: never)
+    std::filesystem::path model_dir;  // look for the model file here first (--model-dir; "" = no)
+    bool hash_model_dir = false;      // hash its files that have no .sha256 record
     StageConfig::Invariance invariance = StageConfig::Invariance::kAttention;  // runtime/stage.h
     std::filesystem::path config_dir;                                          // node.key
     std::filesystem::path cache_dir;                                           // shards
@@ -114,8 +118,8 @@ class Worker {
     void handle(const ReceivedMessage &rm);
     void on_assign(const WireAssign &a);
     void on_chunk(const WireShardChunk &c);
-    /// Acts on a finished hub fetch: load its shard, or ask the coordinator.
-    void on_hub_fetched();
+    /// Acts on a finished build: load its shard, or try the next source.
+    void on_shard_built();
     void on_shard_end(const WireShardEnd &e);
     /// Starts fetching the assigned shard into `path` (SHARD_REQUEST).
     void start_download(const std::filesystem::path &path, const std::string &why);
@@ -167,11 +171,11 @@ class Worker {
     std::optional<WireAssign> assign_;  // the latest ASSIGN
     bool ready_sent_ = false;
     std::unique_ptr<ShardDownload> download_;
-    std::unique_ptr<ShardVerification> verify_;  // the cached shard being checked
-    std::unique_ptr<HubShardFetch> hub_fetch_;   // the shard being built from the hub
-    bool hub_failed_ = false;                    // for this ASSIGN: use the coordinator
-    uint64_t hub_shard_bytes_ = 0;               // fetched from hubs by this process
-    uint64_t requested_until_ = 0;               // end of the shard window asked for
+    std::unique_ptr<ShardVerification> verify_;     // the cached shard being checked
+    std::unique_ptr<ShardBuild> build_;             // the shard being built here (shard_build.h)
+    bool tried_local_ = false, tried_hub_ = false;  // sources tried for this ASSIGN
+    uint64_t hub_shard_bytes_ = 0;                  // fetched from hubs by this process
+    uint64_t requested_until_ = 0;                  // end of the shard window asked for
     int last_progress_pct_ = -1;
     uint64_t shard_bytes_received_ = 0;
 

@@ -3,9 +3,10 @@
 // coordinator (SHARD_REQUEST windows). Split from worker.cpp.
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include "net/hash.h"
-#include "pipeline/hub_shard_fetch.h"
+#include "pipeline/shard_build.h"
 #include "pipeline/shard_cache.h"
 #include "pipeline/shard_service.h"
 #include "pipeline/shard_verify.h"
@@ -25,10 +26,10 @@ constexpr uint64_t kMaxShardBytes = 1ull << 40;
 void Worker::on_assign(const WireAssign &a) {
     assign_ = a;
     ready_sent_ = false;
-    hub_failed_ = false;
+    tried_local_ = tried_hub_ = false;
     download_.reset();
     verify_.reset();
-    hub_fetch_.reset();
+    build_.reset();
     const LayerRange range{a.layer_first, a.layer_last};
     const std::string hash_hex = to_hex(a.model_hash);
     const std::filesystem::path path = shard_cache_path(opts_.cache_dir, hash_hex, range);
@@ -66,12 +67,22 @@ void Worker::on_verified() {
 
 void Worker::start_download(const std::filesystem::path &path, const std::string &why) {
     const WireAssign &a = *assign_;
-    if (!a.shard_url.empty() && opts_.hub_shards && !hub_failed_) {
-        COLONY_LOG_INFO("worker: building the shard of layers %s from the hub's byte ranges (%s)",
-                        LayerRange{a.layer_first, a.layer_last}.str().c_str(), why.c_str());
-        hub_fetch_ = std::make_unique<HubShardFetch>(a.shard_url, a.model_hash,
-                                                     LayerRange{a.layer_first, a.layer_last},
-                                                     a.shard_sha256, a.shard_size, path);
+    const LayerRange range{a.layer_first, a.layer_last};
+    // The sources in order: a local model file, the hub, the coordinator.
+    std::optional<ShardSource> source;
+    if (!tried_local_ && !opts_.model_dir.empty()) {
+        tried_local_ = true;
+        source =
+            ShardSource{ShardSource::Kind::kLocalModel, "", opts_.model_dir, opts_.hash_model_dir};
+    } else if (!tried_hub_ && !a.shard_url.empty() && opts_.hub_shards) {
+        tried_hub_ = true;
+        source = ShardSource{ShardSource::Kind::kHub, a.shard_url, {}, false};
+    }
+    if (source) {
+        COLONY_LOG_INFO("worker: building the shard of layers %s from %s (%s)", range.str().c_str(),
+                        source->name(), why.c_str());
+        build_ = std::make_unique<ShardBuild>(*source, a.model_hash, range, a.shard_sha256,
+                                              a.shard_size, path);
         return;
     }
     COLONY_LOG_INFO("worker: fetching the shard of layers %s (%s)",
@@ -135,21 +146,25 @@ void Worker::on_shard_end(const WireShardEnd &e) {
     hand_to_data_plane(path);
 }
 
-void Worker::on_hub_fetched() {
-    const std::unique_ptr<HubShardFetch> f = std::move(hub_fetch_);
-    if (f->ok()) {
+void Worker::on_shard_built() {
+    const std::unique_ptr<ShardBuild> b = std::move(build_);
+    if (b->ok()) {
         COLONY_LOG_INFO(
-            "worker: shard built from the hub: %llu bytes fetched in %.1f s, verified, cached at "
-            "%s",
-            static_cast<unsigned long long>(f->bytes_fetched()), f->seconds(), f->path().c_str());
-        hub_shard_bytes_ += f->bytes_fetched();
-        hand_to_data_plane(f->path());
+            "worker: shard built from %s in %.1f s (%llu bytes fetched), verified, cached at %s",
+            b->source().name(), b->seconds(), static_cast<unsigned long long>(b->bytes_fetched()),
+            b->path().c_str());
+        hub_shard_bytes_ += b->bytes_fetched();
+        hand_to_data_plane(b->path());
         return;
     }
-    COLONY_LOG_WARN("worker: the shard from the hub failed (%s); asking the coordinator",
-                    f->why().c_str());
-    hub_failed_ = true;
-    start_download(f->path(), "the hub failed");
+    const bool absent = b->source().kind == ShardSource::Kind::kLocalModel &&
+                        b->why().rfind("no model file", 0) == 0;
+    if (absent)
+        COLONY_LOG_INFO("worker: %s", b->why().c_str());
+    else
+        COLONY_LOG_WARN("worker: the shard from %s failed (%s)", b->source().name(),
+                        b->why().c_str());
+    start_download(b->path(), std::string(b->source().name()) + " failed");
 }
 
 }  // namespace colony

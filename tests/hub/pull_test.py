@@ -237,13 +237,17 @@ def case_generate(e):
     e.check(os.path.exists(e.cached()), "the model was pulled into the cache")
 
 
-def run_cluster(e, *faults):
-    """colony run -m hf:... with 2 workers: (process, its kept dir, the local file's text)."""
-    e.start(*faults)
+def run_cluster(e, *faults, model=None, extra=()):
+    """colony run -m MODEL (default hf:REPO:F32) with 2 workers: (process, the
+    workers' logs, the local file's text)."""
+    if model is None:
+        e.start(*faults)
     argv = ["-p", "Once upon a time", "-n", "24", "--temp", "0"]
     ref = subprocess.run([e.colony, "generate", "-m", e.source(), *argv], capture_output=True, text=True)
-    p = e.run("run", "-m", "hf:%s:%s" % (REPO, F32), "--workers", "2", "--split", "0:1,1:3,3:5",
-              "--keep-dir", *argv, timeout=240)
+    run = [e.colony, "run", "-m", model or "hf:%s:%s" % (REPO, F32), "--workers", "2", "--split",
+           "0:1,1:3,3:5", "--keep-dir", *extra, *argv]
+    p = e.run(*run[1:], timeout=240) if model is None else subprocess.run(
+        run, capture_output=True, text=True, timeout=240)
     kept = [l.split("kept ", 1)[1].strip() for l in p.stderr.splitlines() if "colony run: kept " in l]
     logs = ""
     if kept:
@@ -269,7 +273,7 @@ def case_cluster(e):
     e.check(ranges and all(r["status"] == 206 and r["sent"] < size for r in ranges),
             "and only byte ranges besides", str(ranges))
     e.check(logs.count("shard built from the hub") == 2, "both workers built their shards from the hub", logs[-3000:])
-    e.check("asking the coordinator" not in logs, "neither fell back to the coordinator")
+    e.check("fetching the shard" not in logs, "neither fell back to the coordinator", logs[-3000:])
 
 
 def case_cluster_fallback(e):
@@ -278,8 +282,29 @@ def case_cluster_fallback(e):
     p, logs, text = run_cluster(e, "--corrupt-ranges-at", "700000")
     e.check(p.returncode == 0, "colony run runs when a shard from the hub is corrupt", p.stderr[-3000:])
     e.check(p.stdout.strip() and text.strip() in p.stdout, "with one node's text", p.stdout + "|" + text)
-    e.check("is not the coordinator's" in logs and "asking the coordinator" in logs,
+    e.check("is not the coordinator's" in logs and "fetching the shard of layers" in logs,
             "the worker whose shard failed its hash asks the coordinator", logs[-3000:])
+
+
+def case_model_dir(e):
+    models = os.path.join(e.tmp, "models")
+    os.makedirs(models)
+    shutil.copy(e.source(), models)
+    p, logs, text = run_cluster(e, model=e.source(), extra=("--model-dir", models))
+    e.check(p.returncode == 0, "colony run --model-dir runs", p.stderr[-3000:])
+    e.check(p.stdout.strip() and text.strip() in p.stdout, "with one node's text", p.stdout + "|" + text)
+    e.check(logs.count("shard built from a local model file") == 2,
+            "both workers cut their shards from the local model file", logs[-3000:])
+    e.check("fetching the shard" not in logs, "and asked the coordinator for none", logs[-3000:])
+    with open(os.path.join(models, F32 + ".sha256")) as f:
+        e.check(f.read().split()[0] == sha256(e.source()), "the file's hash is recorded beside it")
+    empty = os.path.join(e.tmp, "empty")
+    os.makedirs(empty)
+    p, logs, text = run_cluster(e, model=e.source(), extra=("--model-dir", empty))
+    e.check(p.returncode == 0 and text.strip() in p.stdout, "a directory without the model still works",
+            p.stderr[-3000:])
+    e.check(logs.count("no model file with SHA-256") == 2 and logs.count("fetching the shard") == 2,
+            "the workers say so and ask the coordinator", logs[-3000:])
 
 
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
