@@ -14,7 +14,9 @@ namespace colony {
 /// `k` and `v` (names for parse_cache_type).
 inline void add_cache_type_args(ArgParser &p, std::string *k, std::string *v) {
     p.add("-ctk", "--cache-type-k", "TYPE",
-          "KV cache type of K: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1", k);
+          "KV cache type of K: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl (quantized K/V "
+          "are Hadamard-rotated, as llama.cpp)",
+          k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V (same types)", v);
 }
 

@@ -16,6 +16,26 @@ constexpr float kExtFactor = 0.0f;
 constexpr float kBetaFast = 32.0f;
 constexpr float kBetaSlow = 1.0f;
 
+// llama_mul_mat_hadamard (src/llama-impl.h): x in blocks of n times the
+// rotation, with ggml's hint that picks the fast transform on the CPU.
+ggml_tensor *mul_hadamard(ggml_context *ctx, ggml_tensor *x, ggml_tensor *rot) {
+    const int64_t n = rot->ne[0];
+    ggml_tensor *r = ggml_is_contiguous(x) ? ggml_reshape_2d(ctx, x, n, ggml_nelements(x) / n)
+                                           : ggml_cont_2d(ctx, x, n, ggml_nelements(x) / n);
+    r = ggml_mul_mat(ctx, rot, r);
+    ggml_mul_mat_set_hint(r, GGML_HINT_SRC0_IS_HADAMARD);
+    return ggml_reshape_4d(ctx, r, x->ne[0], x->ne[1], x->ne[2], x->ne[3]);
+}
+
+ggml_tensor *rotation_input(ggml_context *ctx, uint32_t n, const char *name) {
+    if (n == 0)
+        return nullptr;
+    ggml_tensor *t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n, n);
+    ggml_set_input(t);
+    ggml_set_name(t, name);
+    return t;
+}
+
 struct Builder {
     const ModelHparams &hp;
     const StageWeights &w;
@@ -84,6 +104,12 @@ struct Builder {
                 ctx, q,
                 hp.attn_scale > 0.0f ? hp.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd)));
 
+        if (g.inp_k_rot) {  // a quantized K cache (llama-graph.cpp, build_attn)
+            q = mul_hadamard(ctx, q, g.inp_k_rot);
+            k = mul_hadamard(ctx, k, g.inp_k_rot);
+        }
+        if (g.inp_v_rot)
+            v = mul_hadamard(ctx, v, g.inp_v_rot);
         // same expansion order as llama.cpp, then the cache stores
         ggml_build_forward_expand(g.gf, q);
         ggml_build_forward_expand(g.gf, v);
@@ -115,6 +141,8 @@ struct Builder {
         ggml_prec_set_acc(att, GGML_PREC_F32);
         att = ggml_reshape_2d(ctx, att, att->ne[0] * att->ne[1],
                               att->ne[2] * att->ne[3]);  // [n_embd_q, n_tokens]
+        if (g.inp_v_rot)                                 // rotate back (H H = I)
+            att = mul_hadamard(ctx, att, g.inp_v_rot);
 
         ggml_tensor *out = ggml_mul_mat(ctx, l.wo, att);
         if (l.bo)
@@ -229,6 +257,8 @@ struct Builder {
             ggml_set_input(mask);
             ggml_set_name(mask, hp.is_swa(il) ? "inp_mask_swa" : "inp_mask");
         }
+        g.inp_k_rot = rotation_input(ctx, k_rotation_size(hp, kv.k(r.first)->type), "inp_k_rot");
+        g.inp_v_rot = rotation_input(ctx, v_rotation_size(hp, kv.v(r.first)->type), "inp_v_rot");
         g.inp_k_idxs = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, shape.n_tokens);
         ggml_set_input(g.inp_k_idxs);
         ggml_set_name(g.inp_k_idxs, "inp_k_idxs");
@@ -288,7 +318,7 @@ std::unique_ptr<StageGraph> build_stage_graph(const ModelHparams &hp, const Stag
                                               std::vector<uint8_t> *meta) {
     auto g = std::make_unique<StageGraph>();
     g->shape = shape;
-    const size_t per_layer = 48 + (hp.is_moe() ? 48 + 2 * size_t{hp.n_expert_used} : 0);
+    const size_t per_layer = 64 + (hp.is_moe() ? 48 + 2 * size_t{hp.n_expert_used} : 0);
     const size_t max_nodes = 1024 + per_layer * static_cast<size_t>(weights.range().size());
     const size_t meta_size =
         ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false);
@@ -306,7 +336,7 @@ std::unique_ptr<KShiftGraph> build_k_shift_graph(const ModelHparams &hp,
                                                  const StageWeights &weights, const KvCache &kv) {
     auto g = std::make_unique<KShiftGraph>();
     const LayerRange r = weights.range();
-    const size_t max_nodes = 8 + 8 * static_cast<size_t>(r.size());
+    const size_t max_nodes = 8 + 16 * static_cast<size_t>(r.size());
     ggml_init_params params{
         ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false), nullptr,
         true};
@@ -316,6 +346,7 @@ std::unique_ptr<KShiftGraph> build_k_shift_graph(const ModelHparams &hp,
     g->inp_shift = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, kv.size());
     ggml_set_input(g->inp_shift);
     ggml_set_name(g->inp_shift, "inp_k_shift");
+    g->inp_k_rot = rotation_input(ctx, k_rotation_size(hp, kv.k(r.first)->type), "inp_k_rot");
     for (uint32_t il = r.first; il < r.last; ++il) {
         ggml_tensor *k = kv.k(il);
         ggml_tensor *view = ggml_view_3d(ctx, k, hp.n_rot, hp.n_head_kv, kv.size(),
@@ -328,13 +359,51 @@ std::unique_ptr<KShiftGraph> build_k_shift_graph(const ModelHparams &hp,
                       hp.rope_base(il), hp.rope_scale(il), kExtFactor, hp.rope_attn_factor,
                       kBetaFast, kBetaSlow);
         };
-        ggml_tensor *out =
-            ggml_is_quantized(k->type)
-                ? ggml_cpy(ctx, rope(ggml_cast(ctx, view, GGML_TYPE_F32), false), view)
-                : rope(view, true);
+        ggml_tensor *out = view;
+        if (!ggml_is_quantized(k->type)) {
+            out = rope(view, true);
+        } else {
+            // dequantize, rotate back, RoPE, rotate again, quantize (build_rope_shift)
+            ggml_tensor *f = ggml_cast(ctx, view, GGML_TYPE_F32);
+            if (g->inp_k_rot)
+                f = mul_hadamard(ctx, f, g->inp_k_rot);
+            f = rope(f, false);
+            if (g->inp_k_rot)
+                f = mul_hadamard(ctx, f, g->inp_k_rot);
+            out = ggml_cpy(ctx, f, view);
+        }
         ggml_build_forward_expand(g->gf, out);
     }
     return g;
+}
+
+uint32_t k_rotation_size(const ModelHparams &hp, ggml_type type_k) {
+    if (!ggml_is_quantized(type_k) || hp.head_dim_k % 64 != 0)
+        return 0;
+    uint32_t n = 64;
+    while (hp.head_dim_k % (2 * n) == 0)
+        n *= 2;
+    return n;
+}
+
+uint32_t v_rotation_size(const ModelHparams &hp, ggml_type type_v) {
+    return ggml_is_quantized(type_v) && hp.head_dim_v % 64 == 0 ? 64 : 0;
+}
+
+std::vector<float> hadamard_matrix(uint32_t n) {
+    std::vector<float> h(static_cast<size_t>(n) * n);
+    h[0] = 1.0f / std::sqrt(static_cast<float>(n));
+    for (uint32_t s = 1; s < n; s *= 2) {
+        for (uint32_t i = 0; i < s; ++i) {
+            for (uint32_t j = 0; j < s; ++j) {
+                const float v = h[i * n + j];
+                h[(i + s) * n + j] = v;
+                h[i * n + j + s] = v;
+                h[(i + s) * n + j + s] = -v;
+            }
+        }
+    }
+    return h;
 }
 
 }  // namespace colony

@@ -39,8 +39,11 @@ struct StageGraph {
     ggml_tensor *inp_pos = nullptr;       // I32 [n_tokens]
     ggml_tensor *inp_mask = nullptr;      // F16 [n_kv, n_tokens, 1, 1]
     ggml_tensor *inp_mask_swa = nullptr;  // the same for sliding-window blocks (gemma3; else null)
-    ggml_tensor *inp_k_idxs = nullptr;    // I64 [n_tokens] cache cell of each token
-    ggml_tensor *inp_out_ids = nullptr;   // I32 [n_outputs] (last stage, when n_outputs < n_tokens)
+    ggml_tensor *inp_k_rot =
+        nullptr;  // F32 [n, n] Hadamard rotation of Q and K (quantized K; else null)
+    ggml_tensor *inp_v_rot = nullptr;    // F32 [64, 64] the same for V (quantized V; else null)
+    ggml_tensor *inp_k_idxs = nullptr;   // I64 [n_tokens] cache cell of each token
+    ggml_tensor *inp_out_ids = nullptr;  // I32 [n_outputs] (last stage, when n_outputs < n_tokens)
     ggml_tensor *out = nullptr;  // F32 hidden [n_embd, n_tokens] or logits [n_vocab, n_outputs]
     ggml_tensor *out_hidden = nullptr;  // last stage: F32 [n_embd, n_outputs] after output_norm
                                         // (the rows' embeddings, for pooling)
@@ -65,7 +68,23 @@ struct KShiftGraph {
     ggml_context_ptr ctx;
     ggml_cgraph *gf = nullptr;
     ggml_tensor *inp_shift = nullptr;  // I32 [kv.size()] per-cell shift (KvCache::shifts)
+    ggml_tensor *inp_k_rot = nullptr;  // as StageGraph's: a rotated quantized K is un-rotated first
 };
+
+/// llama.cpp's rotation of a quantized KV cache (llama-kv-cache.cpp,
+/// build_input_k_rot/v_rot; llama-graph.cpp, build_attn): Q and K are
+/// multiplied by an orthonormal Walsh-Hadamard matrix in blocks of n before K
+/// is stored (Q.K is unchanged, and the rotated values quantize with less
+/// error), V likewise, and the attention output by the same matrix again
+/// (H H = I). The side for K: the largest power of two >= 64 that divides the
+/// head size; 0 (no rotation) when type_k is not quantized or the head size is
+/// not a multiple of 64.
+uint32_t k_rotation_size(const ModelHparams &hp, ggml_type type_k);
+/// The side for V: 64 when type_v is quantized and its head size a multiple of 64, else 0.
+uint32_t v_rotation_size(const ModelHparams &hp, ggml_type type_v);
+/// The n x n matrix (n a power of two), row-major, entries +-1/sqrt(n)
+/// (ggml_gen_hadamard in llama-kv-cache.cpp).
+std::vector<float> hadamard_matrix(uint32_t n);
 std::unique_ptr<KShiftGraph> build_k_shift_graph(const ModelHparams &hp,
                                                  const StageWeights &weights, const KvCache &kv);
 

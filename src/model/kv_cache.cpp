@@ -12,15 +12,15 @@ ggml_type parse_cache_type(const std::string &name) {
     static const std::pair<const char *, ggml_type> kTypes[] = {
         {"f32", GGML_TYPE_F32},   {"f16", GGML_TYPE_F16},   {"bf16", GGML_TYPE_BF16},
         {"q8_0", GGML_TYPE_Q8_0}, {"q4_0", GGML_TYPE_Q4_0}, {"q4_1", GGML_TYPE_Q4_1},
-        {"q5_0", GGML_TYPE_Q5_0}, {"q5_1", GGML_TYPE_Q5_1},
+        {"q5_0", GGML_TYPE_Q5_0}, {"q5_1", GGML_TYPE_Q5_1}, {"iq4_nl", GGML_TYPE_IQ4_NL},
     };
     for (const auto &[n, t] : kTypes) {
         if (name == n)
             return t;
     }
-    throw Error(
-        ErrorCode::kInvalidArgument,
-        "unknown KV cache type '" + name + "' (use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)");
+    throw Error(ErrorCode::kInvalidArgument,
+                "unknown KV cache type '" + name +
+                    "' (use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl)");
 }
 
 KvCache::KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32_t n_seq_max,

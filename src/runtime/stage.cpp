@@ -164,10 +164,21 @@ void Stage::seq_add(int32_t seq, int32_t p0, int32_t p1, int32_t delta) {
         throw Error(ErrorCode::kResource, "cannot allocate the K-shift graph");
     ggml_backend_tensor_set(g->inp_shift, kv_->shifts().data(), 0,
                             kv_->shifts().size() * sizeof(int32_t));
+    set_rotation(g->inp_k_rot);
     if (ggml_backend_sched_graph_compute(sched_.get(), g->gf) != GGML_STATUS_SUCCESS)
         throw Error(ErrorCode::kInternal, "the K-shift graph failed");
     ggml_backend_sched_reset(sched_.get());
     kv_->clear_shifts();
+}
+
+void Stage::set_rotation(ggml_tensor *rot) {
+    if (!rot)
+        return;
+    const auto n = static_cast<uint32_t>(rot->ne[0]);
+    std::vector<float> &h = hadamard_[n];
+    if (h.empty())
+        h = hadamard_matrix(n);
+    ggml_backend_tensor_set(rot, h.data(), 0, h.size() * sizeof(float));
 }
 
 void Stage::apply_shift(int32_t seq, const KvShift &s) {
@@ -344,6 +355,8 @@ const float *Stage::forward(const Ubatch &in) {
         }
         if (g.inp_out_ids)
             ggml_backend_tensor_set(g.inp_out_ids, ub.out_ids, 0, ub.n_outputs * sizeof(int32_t));
+        set_rotation(g.inp_k_rot);
+        set_rotation(g.inp_v_rot);
 
         if (ggml_backend_sched_graph_compute(sched_.get(), g.gf) != GGML_STATUS_SUCCESS) {
             throw Error(ErrorCode::kInternal, "ggml graph compute failed");

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -185,6 +186,9 @@ class Stage {
     uint32_t gpu_layers() const { return gpu_.gpu ? cfg_.range.last - gpu_.gpu_first : 0; }
 
   private:
+    /// Sets a Hadamard rotation input of a graph (graph.h); null: nothing.
+    void set_rotation(ggml_tensor *rot);
+
     struct ThreadpoolDeleter {
         void operator()(ggml_threadpool *tp) const;
     };
@@ -205,6 +209,7 @@ class Stage {
     std::unique_ptr<StageGraph> graph_;
     std::vector<int64_t> cells_;
     std::vector<ggml_fp16_t> mask_;
+    std::map<uint32_t, std::vector<float>> hadamard_;  // rotation matrices by side (graph.h)
     std::vector<float> out_;
     std::vector<float> hidden_;  // hidden_output()
     // Batch-invariant padding (Invariance::kFull): the ubatch with

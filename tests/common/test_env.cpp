@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
-#include <cstdio>
 #include <string>
 
 #include "llama.h"
@@ -20,24 +20,32 @@ namespace {
 struct QuietLlama {
     QuietLlama() {
         const char *env = std::getenv("COLONY_LOG");
-        if (env && std::string(env) == "debug") return;
-        llama_log_set([](ggml_log_level level, const char *text, void *) {
-            if (level == GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
-        }, nullptr);
+        if (env && std::string(env) == "debug")
+            return;
+        llama_log_set(
+            [](ggml_log_level level, const char *text, void *) {
+                if (level == GGML_LOG_LEVEL_ERROR)
+                    fputs(text, stderr);
+            },
+            nullptr);
     }
 } g_quiet_llama;
 }  // namespace
 
 std::string models_dir() {
-    if (const char *env = std::getenv("COLONY_MODELS_DIR")) return env;
+    if (const char *env = std::getenv("COLONY_MODELS_DIR"))
+        return env;
     return COLONY_TEST_MODELS_DIR;
 }
 
-std::string model_path(const std::string &name) { return models_dir() + "/" + name; }
+std::string model_path(const std::string &name) {
+    return models_dir() + "/" + name;
+}
 
 TempDir::TempDir() {
     std::string tmpl = (std::filesystem::temp_directory_path() / "colony-test-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    if (!mkdtemp(tmpl.data()))
+        throw std::runtime_error("mkdtemp failed");
     path_ = tmpl;
 }
 
@@ -46,12 +54,13 @@ TempDir::~TempDir() {
     std::filesystem::remove_all(path_, ec);
 }
 
-ReferenceRun llama_reference(const std::string &model, const std::vector<int32_t> &prompt, int n_greedy,
-                             int n_threads) {
+ReferenceRun llama_reference(const std::string &model, const std::vector<int32_t> &prompt,
+                             int n_greedy, int n_threads, ggml_type type_k, ggml_type type_v) {
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = 0;
     llama_model *m = llama_model_load_from_file(model.c_str(), mp);
-    if (!m) throw std::runtime_error("libllama cannot load " + model);
+    if (!m)
+        throw std::runtime_error("libllama cannot load " + model);
     llama_context_params cp = llama_context_default_params();
     cp.n_ctx = 512;
     cp.n_batch = 512;
@@ -59,12 +68,16 @@ ReferenceRun llama_reference(const std::string &model, const std::vector<int32_t
     cp.n_threads = n_threads;
     cp.n_threads_batch = n_threads;
     cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+    cp.type_k = type_k;
+    cp.type_v = type_v;
     llama_context *ctx = llama_init_from_model(m, cp);
-    if (!ctx) throw std::runtime_error("libllama cannot create a context");
+    if (!ctx)
+        throw std::runtime_error("libllama cannot create a context");
     const int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(m));
     ReferenceRun out;
     std::vector<int32_t> toks = prompt;
-    if (llama_decode(ctx, llama_batch_get_one(toks.data(), static_cast<int32_t>(toks.size()))) != 0) {
+    if (llama_decode(ctx, llama_batch_get_one(toks.data(), static_cast<int32_t>(toks.size()))) !=
+        0) {
         throw std::runtime_error("llama_decode failed");
     }
     const float *logits = llama_get_logits_ith(ctx, -1);
@@ -72,7 +85,8 @@ ReferenceRun llama_reference(const std::string &model, const std::vector<int32_t
     for (int i = 0; i < n_greedy; ++i) {
         int32_t best = static_cast<int32_t>(std::max_element(logits, logits + n_vocab) - logits);
         out.greedy.push_back(best);
-        if (llama_decode(ctx, llama_batch_get_one(&best, 1)) != 0) throw std::runtime_error("llama_decode failed");
+        if (llama_decode(ctx, llama_batch_get_one(&best, 1)) != 0)
+            throw std::runtime_error("llama_decode failed");
         logits = llama_get_logits_ith(ctx, -1);
     }
     llama_free(ctx);

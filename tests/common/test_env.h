@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <string>
+
 #include <vector>
+#include "ggml.h"
 
 namespace colony::test {
 
@@ -14,13 +16,13 @@ std::string models_dir();
 std::string model_path(const std::string &name);
 /// A fresh empty directory under $TMPDIR, removed by the caller's TempDir.
 class TempDir {
-public:
+  public:
     TempDir();
     ~TempDir();
     const std::string &path() const { return path_; }
     std::string file(const std::string &name) const { return path_ + "/" + name; }
 
-private:
+  private:
     std::string path_;
 };
 
@@ -30,8 +32,10 @@ struct ReferenceRun {
     std::vector<float> last_logits;  // [n_vocab]
     std::vector<int32_t> greedy;     // greedy tokens after the prompt
 };
-ReferenceRun llama_reference(const std::string &model, const std::vector<int32_t> &prompt, int n_greedy,
-                             int n_threads = 2);
+/// type_k/type_v: the KV cache's types (libllama rotates quantized ones).
+ReferenceRun llama_reference(const std::string &model, const std::vector<int32_t> &prompt,
+                             int n_greedy, int n_threads = 2, ggml_type type_k = GGML_TYPE_F16,
+                             ggml_type type_v = GGML_TYPE_F16);
 
 /// max |a-b| and max |a| for logits comparison.
 struct Diff {
