@@ -29,11 +29,11 @@ HttpHead head_of(const httplib::Response &r, const Url &url) {
     return h;
 }
 
+}  // namespace
+
 bool is_redirect(int status) {
     return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
-
-}  // namespace
 
 std::string HttpHead::header(const std::string &name) const {
     auto it = headers.find(name);

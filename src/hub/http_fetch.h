@@ -26,6 +26,9 @@ struct HttpHead {
     std::string header(const std::string &name) const;
 };
 
+/// 301, 302, 303, 307 or 308: a redirect with a Location.
+bool is_redirect(int status);
+
 struct HttpOptions {
     /// Sent as "Authorization: Bearer <token>" to `token_origin` only (the
     /// hub; not to the storage it redirects to, as huggingface_hub does).

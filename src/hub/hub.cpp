@@ -106,9 +106,8 @@ HubFileInfo Hub::stat_url(const Url &url) const {
     // Follow same-origin redirects (a renamed repo) until the answer is the
     // file's metadata: a 200, or a redirect to the storage carrying it.
     HttpHead h = http_.head(info.url);
-    for (int hop = 0;
-         hop < 8 && (h.status == 301 || h.status == 302 || h.status == 307 || h.status == 308) &&
-         h.header("x-linked-size").empty() && !h.header("location").empty();
+    for (int hop = 0; hop < 8 && is_redirect(h.status) && h.header("x-linked-size").empty() &&
+                      !h.header("location").empty();
          ++hop) {
         info.url = resolve_location(info.url, h.header("location"));
         h = http_.head(info.url);

@@ -23,20 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_small(const fs::path &p) {
-    std::ifstream in(p);
-    std::string s;
-    std::getline(in, s);
-    return s;
-}
-
-void write_small(const fs::path &p, const std::string &text) {
-    std::ofstream out(p, std::ios::trunc);
-    out << text << "\n";
-    if (!out)
-        throw Error(ErrorCode::kResource, "cannot write " + p.string());
-}
-
 /// Hashes the first bytes of a .part file into `hasher`.
 void hash_file(const fs::path &p, Sha256Hasher &hasher, const PullOptions &o, uint64_t total) {
     std::ifstream in(p, std::ios::binary);
@@ -85,6 +71,21 @@ class AppendFile {
 
 }  // namespace
 
+std::string read_model_hash_record(const fs::path &model) {
+    std::ifstream in(model.string() + ".sha256");
+    std::string line;
+    std::getline(in, line);
+    return line.size() >= 64 ? line.substr(0, 64) : std::string();
+}
+
+void write_model_hash_record(const fs::path &model, const std::string &sha256_hex) {
+    const fs::path p = model.string() + ".sha256";
+    std::ofstream out(p, std::ios::trunc);
+    out << sha256_hex << "\n";
+    if (!out)
+        throw Error(ErrorCode::kResource, "cannot write " + p.string());
+}
+
 fs::path default_model_cache() {
     if (const char *c = std::getenv("COLONY_MODEL_CACHE"); c && *c)
         return fs::path(c);
@@ -109,7 +110,7 @@ PulledModel pull_model(const Hub &hub, const ModelRef &ref, const PullOptions &o
     const HubFileInfo &info = out.info;
     const fs::path dir = (o.cache_dir.empty() ? default_model_cache() : o.cache_dir) / info.repo;
     out.path = dir / info.file;
-    const fs::path part = out.path.string() + ".part", sum = out.path.string() + ".sha256";
+    const fs::path part = out.path.string() + ".part";
     std::error_code ec;
     fs::create_directories(out.path.parent_path(), ec);
     if (ec)
@@ -121,10 +122,10 @@ PulledModel pull_model(const Hub &hub, const ModelRef &ref, const PullOptions &o
 
     // Already here: the recorded hash is the hub's (a file put here by hand is hashed once).
     if (fs::exists(out.path, ec) && fs::file_size(out.path, ec) == info.size) {
-        std::string have = read_small(sum);
+        std::string have = read_model_hash_record(out.path);
         if (have.empty() && !info.sha256.empty()) {
             have = sha256_file_hex(out.path.string());
-            write_small(sum, have);
+            write_model_hash_record(out.path, have);
         }
         if (info.sha256.empty() || have == info.sha256)
             return out;
@@ -184,7 +185,7 @@ PulledModel pull_model(const Hub &hub, const ModelRef &ref, const PullOptions &o
                     info.repo + "/" + info.file + ": SHA-256 " + got + " is not the hub's " +
                         info.sha256 + "; the download was removed (pull again to start over)");
     }
-    write_small(sum, got);
+    write_model_hash_record(out.path, got);
     fs::rename(part, out.path, ec);
     if (ec)
         throw Error(ErrorCode::kResource, "cannot rename " + part.string() + ": " + ec.message());

@@ -50,6 +50,15 @@ struct PulledModel {
 /// Error(kNotFound) when neither variable is set.
 std::filesystem::path default_model_cache();
 
+/// The SHA-256 recorded beside a model file ("<file>.sha256": the hex hash,
+/// as pull_model writes it; sha256sum's "<hex>  <name>" is read too), or ""
+/// when there is no record. Never throws.
+std::string read_model_hash_record(const std::filesystem::path &model);
+
+/// Writes that record (hex hash and a newline). Error(kResource) when it
+/// cannot be written.
+void write_model_hash_record(const std::filesystem::path &model, const std::string &sha256_hex);
+
 /// The repo file `ref` names (choosing by quant type through the hub's
 /// listing when it names none). Errors: those of Hub::stat/list_files and
 /// pick_quant_file.

@@ -1,7 +1,6 @@
 #include "pipeline/shard_build.h"
 
 #include <chrono>
-#include <fstream>
 #include <system_error>
 
 #include "hub/pull.h"
@@ -16,18 +15,6 @@ namespace colony {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-/// The hex hash at the start of a "<file>.sha256" record, or "".
-std::string recorded_hash(const fs::path &file) {
-    std::ifstream in(file.string() + ".sha256");
-    std::string line;
-    std::getline(in, line);
-    return line.size() >= 64 ? line.substr(0, 64) : std::string();
-}
-
-}  // namespace
-
 fs::path find_model_file(const fs::path &dir, const std::string &model_hash_hex,
                          bool hash_unrecorded, const std::atomic<bool> *cancel) {
     std::error_code ec;
@@ -39,7 +26,7 @@ fs::path find_model_file(const fs::path &dir, const std::string &model_hash_hex,
         const fs::path &p = it->path();
         if (!it->is_regular_file(ec) || p.extension() != ".gguf")
             continue;
-        const std::string rec = recorded_hash(p);
+        const std::string rec = read_model_hash_record(p);
         if (rec == model_hash_hex)
             return p;
         if (rec.empty())
@@ -55,7 +42,11 @@ fs::path find_model_file(const fs::path &dir, const std::string &model_hash_hex,
             if (!h)
                 return {};
             const std::string hex = to_hex(*h);
-            std::ofstream(p.string() + ".sha256") << hex << "  " << p.filename().string() << "\n";
+            try {
+                write_model_hash_record(p, hex);
+            } catch (const Error &) {
+                // a read-only directory: hashed again next time
+            }
             if (hex == model_hash_hex)
                 return p;
         } catch (const Error &) {

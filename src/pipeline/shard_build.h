@@ -32,8 +32,8 @@ struct ShardSource {
 };
 
 /// The GGUF file under `dir` (recursively) whose SHA-256 is `model_hash_hex`,
-/// or an empty path. A file's hash is its "<file>.sha256" record (what colony
-/// pull writes; sha256sum's format is read too); a file without one is hashed
+/// or an empty path. A file's hash is its "<file>.sha256" record
+/// (read_model_hash_record, hub/pull.h); a file without one is hashed
 /// only when `hash_unrecorded`, and its record written when the directory is
 /// writable. `cancel` (may be null) stops the search. Never throws.
 std::filesystem::path find_model_file(const std::filesystem::path &dir,
