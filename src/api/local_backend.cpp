@@ -32,6 +32,7 @@ CoordinatorOptions scheduler_options(const LocalBackendOptions &o) {
     c.measured_planner = false;
     c.kv_window = o.kv_window;
     c.spec = o.spec;
+    c.skip_layers = o.skip_layers;
     if (o.batch_invariant)
         c.invariance = StageConfig::Invariance::kFull;
     return c;
@@ -43,6 +44,7 @@ LocalBackend::LocalBackend(LocalBackendOptions opts) : opts_(scheduler_options(o
     validate_batch_options(opts_);
     file_ = GgufFile::open(opts_.model_path);
     hp_ = ModelHparams::from_gguf(*file_);
+    check_layer_skip(opts_.skip_layers, hp_.n_layer);
     tok_ = std::make_unique<Tokenizer>(opts_.model_path);
     info_ = model_info_of(opts_.model_path, hp_, opts_.n_ctx_seq(), opts.model_id);
     device_ = cpu_device_name();

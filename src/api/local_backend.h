@@ -48,6 +48,7 @@ struct LocalBackendOptions {
     bool batch_invariant = false;   // --batch-invariant: the floats of a cluster's kFull stages
     KvWindow kv_window;             // --kv-window/--kv-sinks (runtime/kv_window.h)
     SpecParams spec;                // speculative decoding (runtime/speculative.h)
+    LayerSkip skip_layers;          // --skip-layers (model/layer_skip.h; checked against the model)
 };
 
 class LocalBackend : public InferenceBackend {

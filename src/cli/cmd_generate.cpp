@@ -8,12 +8,14 @@
 #include "cli/cpu_args.h"
 #include "cli/gpu_args.h"
 #include "cli/kv_args.h"
+#include "cli/layer_args.h"
 #include "cli/model_source.h"
 #include "cli/process_info.h"
 #include "cli/spec_args.h"
 #include "model/gguf_file.h"
 #include "model/hparams.h"
 #include "model/kv_cache.h"
+#include "model/layer_skip.h"
 #include "runtime/draft_source.h"
 #include "runtime/generate.h"
 #include "runtime/stage.h"
@@ -23,7 +25,7 @@
 namespace colony {
 
 int cmd_generate(int argc, char **argv) {
-    std::string model, prompt, cache_k = "f16", cache_v = "f16";
+    std::string model, prompt, cache_k = "f16", cache_v = "f16", skip_layers;
     int32_t n_predict = 128;
     CpuArgs cpu;
     GpuArgs gpu;
@@ -57,6 +59,7 @@ int cmd_generate(int argc, char **argv) {
     p.add("-ub", "--ubatch-size", "N", "tokens per prefill step", &n_ubatch);
     add_cache_type_args(p, &cache_k, &cache_v);
     add_kv_window_args(p, &window);
+    add_skip_layers_arg(p, &skip_layers);
     add_spec_args(p, &spec);
     p.flag("", "--ref-attention",
            "ggml's reference flash attention, as every stage of a cluster runs it: the floats "
@@ -113,6 +116,7 @@ int cmd_generate(int argc, char **argv) {
     cfg.type_v = parse_cache_type(cache_v);
     cfg.load.use_mmap = !no_mmap;
     cfg.load.use_repack = !no_repack;
+    cfg.load.skip = parse_layer_skip(skip_layers, hp.n_layer);
     if (batch_invariant)
         cfg.invariance = StageConfig::Invariance::kFull;
     Stage stage(file, hp, cfg);
@@ -142,6 +146,8 @@ int cmd_generate(int argc, char **argv) {
         kv = "KV window " + std::to_string(window.window) + " (" + std::to_string(window.sinks) +
              " sinks): " + std::to_string(st.n_kv_shifts) + " shifts, at most " +
              std::to_string(st.kv_used_max) + " cells | ";
+    if (!cfg.load.skip.empty())
+        kv += "skipped blocks " + cfg.load.skip.str() + " | ";
     if (spec_params.enabled())
         kv += std::string("speculative (") + spec_type_name(spec_params.type) +
               "): " + std::to_string(st.spec.n_drafted) + " drafted, " +

@@ -4,20 +4,26 @@
 // a quantized model) can be put beside llama.cpp's.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
+
+#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/cpu_args.h"
 #include "cli/gpu_args.h"
 #include "cli/kv_args.h"
+#include "cli/layer_args.h"
 #include "model/gguf_file.h"
 #include "model/hparams.h"
 #include "model/kv_cache.h"
+#include "model/layer_skip.h"
 #include "runtime/kv_window.h"
+#include "runtime/layer_importance.h"
 #include "runtime/perplexity.h"
 #include "runtime/stage.h"
 #include "runtime/tokenizer.h"
@@ -27,14 +33,14 @@ namespace colony {
 namespace {
 
 struct PerplexityArgs {
-    std::string model, text_file, kld_base, cache_k = "f16", cache_v = "f16";
+    std::string model, text_file, kld_base, cache_k = "f16", cache_v = "f16", skip_layers;
     uint32_t n_ctx = 512, n_batch = 2048;
     int32_t n_chunks = -1;
     CpuPlacement cpu;  // from CpuArgs (cpu_args.h)
     GpuArgs gpu;
     uint32_t stream = 0, stream_block = 512;
     KvWindow window;
-    bool kld = false, no_mmap = false, no_repack = false;
+    bool kld = false, no_mmap = false, no_repack = false, layer_importance = false;
 };
 
 PerplexityArgs parse_args(int argc, char **argv, bool *help) {
@@ -63,6 +69,12 @@ PerplexityArgs parse_args(int argc, char **argv, bool *help) {
     p.add("", "--stream-block", "N", "streaming mode: print the perplexity of each N scored tokens",
           &a.stream_block);
     add_kv_window_args(p, &a.window);  // streaming mode
+    add_skip_layers_arg(p, &a.skip_layers);
+    p.flag("", "--layer-importance",
+           "perplexity mode: skip each block in turn and print the KL-divergence from the "
+           "whole model (with --skip-layers: from that model), least important first; the base "
+           "log-probabilities go to --kl-divergence-base when given",
+           &a.layer_importance);
     CpuArgs cpu;
     add_cpu_args(p, &cpu);
     add_gpu_args(p, &a.gpu);
@@ -90,6 +102,10 @@ PerplexityArgs parse_args(int argc, char **argv, bool *help) {
                     "--stream does not write or read KL-divergence files");
     if (a.stream > 0)
         a.window.validate(a.n_ctx);
+    if (a.layer_importance && (a.kld || a.stream > 0))
+        throw Error(ErrorCode::kInvalidArgument,
+                    "--layer-importance is a perplexity-mode run (not with --kl-divergence or "
+                    "--stream)");
     if (a.n_chunks == 0 || a.n_chunks < -1)
         throw Error(ErrorCode::kInvalidArgument, "--chunks must be positive or -1");
     return a;
@@ -105,7 +121,7 @@ std::string read_text(const std::string &path) {
 }
 
 std::unique_ptr<Stage> make_stage(const PerplexityArgs &a, std::shared_ptr<const GgufFile> file,
-                                  const ModelHparams &hp, uint32_t n_ctx) {
+                                  const ModelHparams &hp, uint32_t n_ctx, const LayerSkip &skip) {
     StageConfig cfg;
     cfg.range = {0, hp.n_layer};
     cfg.n_ctx = n_ctx;
@@ -119,6 +135,7 @@ std::unique_ptr<Stage> make_stage(const PerplexityArgs &a, std::shared_ptr<const
     cfg.type_v = parse_cache_type(a.cache_v);
     cfg.load.use_mmap = !a.no_mmap;
     cfg.load.use_repack = !a.no_repack;
+    cfg.load.skip = skip;
     return std::make_unique<Stage>(std::move(file), hp, cfg);
 }
 
@@ -188,7 +205,7 @@ void print_kld_summary(const KldResult &r) {
 
 int run_stream(const PerplexityArgs &a, const std::shared_ptr<const GgufFile> &file,
                const ModelHparams &hp, const std::vector<int32_t> &tokens) {
-    auto stage = make_stage(a, file, hp, a.n_ctx);
+    auto stage = make_stage(a, file, hp, a.n_ctx, parse_layer_skip(a.skip_layers, hp.n_layer));
     StreamOptions so;
     so.n_tokens = a.stream;
     so.n_batch = std::min<uint32_t>(a.n_batch, 32);
@@ -207,6 +224,63 @@ int run_stream(const PerplexityArgs &a, const std::shared_ptr<const GgufFile> &f
     std::printf("\nStream: PPL = %.4lf over %zu tokens | %d shifts, at most %u cells%s\n", r.ppl,
                 r.n_scored, r.n_shifts, r.kv_used_max,
                 r.context_full ? " | stopped: the context is full" : "");
+    return 0;
+}
+
+int run_layer_importance(const PerplexityArgs &a, const std::shared_ptr<const GgufFile> &file,
+                         const ModelHparams &hp, const std::vector<int32_t> &tokens,
+                         const PerplexityOptions &opts, const LayerSkip &skip) {
+    // the base file: the caller's, or one beside nothing else of ours, removed after
+    const bool keep = !a.kld_base.empty();
+    const std::string base_path = keep
+                                      ? a.kld_base
+                                      : (std::filesystem::temp_directory_path() /
+                                         ("colony-importance-" + std::to_string(getpid()) + ".kld"))
+                                            .string();
+    std::unique_ptr<Stage> stage;  // one model in memory at a time
+    auto make_eval = [&](const LayerSkip &s) {
+        stage.reset();
+        stage = make_stage(a, file, hp, a.n_ctx, s);
+        return stage_chunk_evaluator(*stage);
+    };
+    std::fprintf(stderr,
+                 "colony perplexity: block importance over %d chunks of %u tokens: %u runs\n",
+                 perplexity_chunks(tokens.size(), opts), opts.n_ctx,
+                 hp.n_layer - skip.count_in({0, hp.n_layer}) + 1);
+    LayerImportanceResult r;
+    try {
+        r = layer_importance(tokens, opts, hp.n_layer, skip, base_path, make_eval,
+                             [](const BlockImportance &b) {
+                                 std::fprintf(stderr, "  block %u: KLD %.6f\n", b.block, b.kld);
+                             });
+    } catch (...) {
+        if (!keep)
+            std::remove(base_path.c_str());
+        throw;
+    }
+    if (!keep)
+        std::remove(base_path.c_str());
+    std::printf("Base (%s): PPL = %.4lf +/- %.5lf\n",
+                skip.empty() ? "every block" : ("--skip-layers " + skip.str()).c_str(), r.base.ppl,
+                r.base.ppl_error);
+    std::printf(
+        "\nrank  block   PPL(Q) without it       ln(PPL(Q)/PPL(base))   KL Divergence"
+        "            Same top p\n");
+    for (size_t i = 0; i < r.blocks.size(); ++i) {
+        const BlockImportance &b = r.blocks[i];
+        std::printf(
+            "%4zu  %5u   %10.4lf ± %9.4lf   %10.5lf             %10.6lf ± %9.6lf   "
+            "%6.3lf %%\n",
+            i + 1, b.block, b.ppl, b.ppl_error, b.log_ppl_ratio, b.kld, b.kld_error,
+            100.0 * b.same_top);
+    }
+    std::string order;
+    for (const BlockImportance &b : r.blocks) {
+        if (!order.empty())
+            order += ',';
+        order += std::to_string(b.block);
+    }
+    std::printf("\nLeast important first: %s\n", order.c_str());
     return 0;
 }
 
@@ -235,10 +309,11 @@ int cmd_perplexity(int argc, char **argv) {
                     a.model + ": the vocabulary has " + std::to_string(opts.n_vocab) +
                         " tokens, the output head " + std::to_string(hp.n_vocab));
 
+    const LayerSkip skip = parse_layer_skip(a.skip_layers, hp.n_layer);
     if (a.kld) {
         LogprobReader base(a.kld_base);
         const LogprobHeader &h = base.header();
-        auto stage = make_stage(a, file, hp, h.n_ctx);
+        auto stage = make_stage(a, file, hp, h.n_ctx, skip);
         std::fprintf(stderr, "colony perplexity: KL-divergence over %d chunks of %u tokens\n",
                      h.n_chunk, h.n_ctx);
         std::printf(
@@ -255,7 +330,9 @@ int cmd_perplexity(int argc, char **argv) {
     opts.n_ctx = a.n_ctx;
     opts.n_chunks = a.n_chunks;
     const int32_t n_chunk = perplexity_chunks(tokens.size(), opts);  // before any allocation
-    auto stage = make_stage(a, file, hp, a.n_ctx);
+    if (a.layer_importance)
+        return run_layer_importance(a, file, hp, tokens, opts, skip);
+    auto stage = make_stage(a, file, hp, a.n_ctx, skip);
     std::unique_ptr<LogprobWriter> writer;
     if (!a.kld_base.empty()) {
         LogprobHeader h;

@@ -9,6 +9,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/layer_args.h"
 #include "cluster/device_probe.h"
 #include "cluster/model_shape.h"
 #include "cluster/plan_table.h"
@@ -110,7 +111,8 @@ std::string single_device_lines(const PlannerInput &in) {
 }  // namespace
 
 int cmd_plan(int argc, char **argv) {
-    std::string model, devices_path, links_path, objective = "latency", coordinator, name;
+    std::string model, devices_path, links_path, objective = "latency", coordinator, name,
+                                                 skip_layers;
     uint32_t n_ctx = 1024, parallel = 4;
     int32_t threads = 0;
     float mem_limit = 0, slowdown = 1, link_rtt_ms = 2, link_mbit = 100;
@@ -135,6 +137,7 @@ int cmd_plan(int argc, char **argv) {
         &coordinator);
     p.add("-c", "--ctx-size", "N", "context per sequence, tokens", &n_ctx);
     p.add("", "--parallel", "N", "sequences served at once (KV cache for each)", &parallel);
+    add_skip_layers_arg(p, &skip_layers);
     p.flag("", "--json", "print the plan as JSON", &json);
     p.flag("", "--measure", "measure this machine on the model and print its device profile (JSON)",
            &measure);
@@ -164,6 +167,7 @@ int cmd_plan(int argc, char **argv) {
     const ModelHparams hp = ModelHparams::from_gguf(*file);
     PlannerInput in;
     in.model = model_shape_from_gguf(*file, hp, n_ctx, parallel);
+    mark_skipped_layers(in.model, parse_layer_skip(skip_layers, hp.n_layer));
     for (const auto &d : read_json(devices_path))
         in.devices.push_back(device_profile_from_json(d));
     if (!links_path.empty()) {

@@ -32,6 +32,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/kv_args.h"
+#include "cli/layer_args.h"
 #include "cli/model_source.h"
 #include "cli/spec_args.h"
 #include "model/kv_cache.h"
@@ -57,6 +58,7 @@ struct RunOptions {
     bool batch_invariant = false;                  // every stage pads its ubatches (stage.h)
     KvWindow kv_window;                            // the coordinator's --kv-window/--kv-sinks
     SpecArgs spec;                                 // the coordinator's speculative decoding
+    std::string skip_layers;                       // the coordinator's --skip-layers
     uint32_t workers = 1;
     int32_t n_predict = 128, threads = 0, seed = -1, top_k = 40;
     uint32_t n_ctx = 4096, parallel = 4;
@@ -391,6 +393,7 @@ int cmd_run(int argc, char **argv) {
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V of every stage", &o.cache_v);
     p.flag("", "--no-mmap", "every process reads its weights into memory", &o.no_mmap);
     add_kv_window_args(p, &o.kv_window);
+    add_skip_layers_arg(p, &o.skip_layers);
     add_spec_args(p, &o.spec);
     p.flag("", "--batch-invariant",
            "bit-exact recovery: every stage pads its ubatches (slower decode; docs/pipeline.md)",
@@ -490,6 +493,8 @@ int cmd_run(int argc, char **argv) {
     }
     for (const std::string &a : spec_arguments(o.spec))
         serve.push_back(a);
+    if (!o.skip_layers.empty())
+        serve.insert(serve.end(), {"--skip-layers", o.skip_layers});
     const std::string trace_out =
         o.trace.empty() ? "" : std::filesystem::absolute(o.trace).string();
     for (const std::string &a : cluster.trace_args(trace_out, "coordinator"))

@@ -19,6 +19,7 @@
 #include "cli/cpu_args.h"
 #include "cli/gpu_args.h"
 #include "cli/kv_args.h"
+#include "cli/layer_args.h"
 #include "cli/model_source.h"
 #include "cli/process_info.h"
 #include "cli/spec_args.h"
@@ -196,6 +197,8 @@ int cmd_serve(int argc, char **argv) {
            "the same floats in a prefill as in a decode (slower decode; docs/pipeline.md)",
            &batch_invariant);
     add_kv_window_args(p, &o.kv_window);
+    std::string skip_layers;
+    add_skip_layers_arg(p, &skip_layers);
     SpecArgs spec;
     add_spec_args(p, &spec);
     p.flag("", "--no-recovery",
@@ -238,6 +241,7 @@ int cmd_serve(int argc, char **argv) {
     if (print_devices_if_asked(gpu))
         return 0;
     o.spec = spec.resolve();
+    o.skip_layers = parse_layer_skip(skip_layers, 0);  // checked against the model on load
     if (workers_expected < -1)
         throw Error(ErrorCode::kInvalidArgument, "--workers-expected must be >= 0");
     const uint32_t n_ranges = split_ranges(o.split);
@@ -273,6 +277,7 @@ int cmd_serve(int argc, char **argv) {
         bo.batch_invariant = batch_invariant;
         bo.kv_window = o.kv_window;
         bo.spec = o.spec;
+        bo.skip_layers = o.skip_layers;
         return serve_local(bo, api_server_options(api, api_host), ready_file);
     }
 

@@ -65,4 +65,14 @@ LayerRange speed_probe_range(const GgufFile &file, const ModelHparams &hp) {
     return {n - 1 - k, n - 1};
 }
 
+void mark_skipped_layers(ModelShape &m, const LayerSkip &skip) {
+    check_layer_skip(skip, static_cast<uint32_t>(m.n_layer));
+    m.layer_skipped.clear();
+    if (skip.empty())
+        return;
+    m.layer_skipped.assign(static_cast<size_t>(m.n_layer), 0);
+    for (uint32_t il : skip.blocks)
+        m.layer_skipped[il] = 1;
+}
+
 }  // namespace colony

@@ -7,6 +7,7 @@
 
 #include "cluster/plan.h"
 #include "ggml.h"
+#include "model/layer_skip.h"
 
 namespace colony {
 
@@ -21,6 +22,11 @@ ModelShape model_shape_from_gguf(const GgufFile &file, const ModelHparams &hp, u
                                  uint32_t n_parallel, ggml_type type_k = GGML_TYPE_F16,
                                  ggml_type type_v = GGML_TYPE_F16,
                                  ggml_type wire_type = GGML_TYPE_F16);
+
+/// Marks the blocks of `skip` in m.layer_skipped (--skip-layers: they hold
+/// no weights or KV cache and cost no compute in the plan). Blocks past
+/// m.n_layer are Error(kInvalidArgument) (check_layer_skip).
+void mark_skipped_layers(ModelShape &m, const LayerSkip &skip);
 
 /// Bytes of `t` that one token's decode step reads: all of a dense tensor, and
 /// of a MoE expert tensor (name "*_exps.*") the n_expert_used experts' share.

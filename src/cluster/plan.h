@@ -27,6 +27,9 @@ struct ModelShape {
     uint64_t n_ctx = 0;                         // context size of one sequence, tokens
     uint32_t n_parallel = 1;  // sequences served at once; KV cache holds n_ctx * n_parallel
     uint64_t token_message_bytes = 64;  // a token id message between coordinator and a stage
+    // [n_layer] or empty (none): 1 for a block skipped at run time
+    // (--skip-layers, model/layer_skip.h): no weights, no KV cache, no compute
+    std::vector<uint8_t> layer_skipped;
 };
 
 /// What the optimal planner minimises.

@@ -27,6 +27,10 @@ void validate_model(const ModelShape &m) {
             bad_input("layer_weight_bytes[" + std::to_string(l) + "] is over 1 PiB");
         }
     }
+    if (!m.layer_skipped.empty() && m.layer_skipped.size() != static_cast<size_t>(m.n_layer)) {
+        bad_input("layer_skipped has " + std::to_string(m.layer_skipped.size()) +
+                  " entries, expected 0 or n_layer = " + std::to_string(m.n_layer));
+    }
     if (m.hidden_bytes_per_token == 0 || m.hidden_bytes_per_token > (uint64_t{1} << 30)) {
         bad_input("hidden_bytes_per_token must be in 1..1 GiB");
     }
@@ -98,9 +102,23 @@ PlanCostModel::PlanCostModel(const PlannerInput &input) : input_(input) {
     const uint64_t kv_tokens = mul_bytes_saturating(m.n_ctx, m.n_parallel);
     const uint64_t kv_per_layer = mul_bytes_saturating(m.kv_bytes_per_token_per_layer, kv_tokens);
     prefix_bytes_.assign(m.n_layer + 1, 0);
+    prefix_weight_bytes_.assign(m.n_layer + 1, 0);
+    prefix_computed_.assign(m.n_layer + 1, 0);
     for (int l = 0; l < m.n_layer; ++l) {
-        const uint64_t block = add_bytes_saturating(m.layer_weight_bytes[l], kv_per_layer);
+        const bool skipped = !m.layer_skipped.empty() && m.layer_skipped[l] != 0;
+        const uint64_t weights = skipped ? 0 : m.layer_weight_bytes[l];
+        const uint64_t block = skipped ? 0 : add_bytes_saturating(weights, kv_per_layer);
         prefix_bytes_[l + 1] = add_bytes_saturating(prefix_bytes_[l], block);
+        prefix_weight_bytes_[l + 1] = add_bytes_saturating(prefix_weight_bytes_[l], weights);
+        prefix_computed_[l + 1] = prefix_computed_[l] + (skipped ? 0 : 1);
+    }
+    // a device's own KV cache types (DeviceProfile::kv_bytes_per_token_per_layer)
+    device_kv_per_layer_.clear();
+    for (const DeviceProfile &d : input_.devices) {
+        const uint64_t per_token = d.kv_bytes_per_token_per_layer > 0
+                                       ? d.kv_bytes_per_token_per_layer
+                                       : m.kv_bytes_per_token_per_layer;
+        device_kv_per_layer_.push_back(mul_bytes_saturating(per_token, kv_tokens));
     }
 
     const size_t n = input_.devices.size();
@@ -139,7 +157,11 @@ uint64_t PlanCostModel::range_bytes(LayerRange r) const {
 
 uint64_t PlanCostModel::stage_memory_bytes(size_t device, LayerRange r) const {
     const ModelShape &m = input_.model;
-    uint64_t bytes = range_bytes(r);
+    if (prefix_weight_bytes_[r.last] == UINT64_MAX)
+        return UINT64_MAX;
+    uint64_t bytes = add_bytes_saturating(
+        prefix_weight_bytes_[r.last] - prefix_weight_bytes_[r.first],
+        mul_bytes_saturating(device_kv_per_layer_[device], computed_blocks(r)));
     if (r.first == 0)
         bytes = add_bytes_saturating(bytes, m.first_stage_extra_bytes);
     if (r.last == m.n_layer)
@@ -149,7 +171,7 @@ uint64_t PlanCostModel::stage_memory_bytes(size_t device, LayerRange r) const {
 
 double PlanCostModel::compute_ms(size_t device, LayerRange r) const {
     const DeviceProfile &d = input_.devices[device];
-    double ms = d.decode_ms_per_layer * r.size();
+    double ms = d.decode_ms_per_layer * computed_blocks(r);
     if (r.last == input_.model.n_layer)
         ms += d.decode_ms_output;
     return ms;
@@ -178,9 +200,16 @@ uint64_t PlanCostModel::min_stage_memory_bytes(size_t device) const {
 
 uint64_t PlanCostModel::model_memory_bytes() const {
     const ModelShape &m = input_.model;
+    const LayerRange all{0, static_cast<uint32_t>(m.n_layer)};
+    uint64_t bytes = range_bytes(all);
+    if (!device_kv_per_layer_.empty()) {  // the smallest KV any device would hold
+        const uint64_t kv =
+            *std::min_element(device_kv_per_layer_.begin(), device_kv_per_layer_.end());
+        bytes = add_bytes_saturating(prefix_weight_bytes_[all.last],
+                                     mul_bytes_saturating(kv, computed_blocks(all)));
+    }
     return add_bytes_saturating(
-        range_bytes({0, static_cast<uint32_t>(m.n_layer)}),
-        add_bytes_saturating(m.first_stage_extra_bytes, m.last_stage_extra_bytes));
+        bytes, add_bytes_saturating(m.first_stage_extra_bytes, m.last_stage_extra_bytes));
 }
 
 Plan PlanCostModel::make_plan(const std::vector<std::pair<size_t, LayerRange>> &stages,

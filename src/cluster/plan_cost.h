@@ -35,16 +35,23 @@ class PlanCostModel {
     /// Bytes of weights and KV cache (n_ctx * n_parallel tokens) of the blocks
     /// in `range`; saturates at UINT64_MAX.
     uint64_t range_bytes(LayerRange range) const;
-    /// range_bytes + token embedding if range starts at 0 + output head if it
-    /// ends at n_layer + the device's headroom; saturating.
+    /// The range's weights and its computed blocks' KV cache with the
+    /// device's own KV types (DeviceProfile::kv_bytes_per_token_per_layer
+    /// when set, else the model's) + token embedding if range starts at 0 +
+    /// output head if it ends at n_layer + the device's headroom; saturating.
     uint64_t stage_memory_bytes(size_t device, LayerRange range) const;
     bool fits(size_t device, LayerRange range) const {
         return stage_memory_bytes(device, range) <= input_.devices[device].mem_available_bytes;
     }
 
-    /// Decode compute of one token: decode_ms_per_layer * blocks, plus
-    /// decode_ms_output when the range ends at n_layer. ms.
+    /// Decode compute of one token: decode_ms_per_layer * computed blocks
+    /// (those not skipped), plus decode_ms_output when the range ends at
+    /// n_layer. ms.
     double compute_ms(size_t device, LayerRange range) const;
+    /// Blocks of `range` that are computed (ModelShape::layer_skipped).
+    uint32_t computed_blocks(LayerRange range) const {
+        return prefix_computed_[range.last] - prefix_computed_[range.first];
+    }
 
     /// One-way time of a message: RTT/2 + bytes / throughput. 0 between a node
     /// and itself; kUnreachableMs when no link is known (and no default).
@@ -75,16 +82,20 @@ class PlanCostModel {
     /// has one block). Used for "not enough memory" reasons.
     uint64_t min_stage_memory_bytes(size_t device) const;
 
-    /// Memory the whole model needs without headroom: every block with KV
-    /// cache plus both stage extras.
+    /// Memory the whole model needs without headroom: every computed block
+    /// with KV cache (of the device with the smallest, a lower bound) plus
+    /// both stage extras.
     uint64_t model_memory_bytes() const;
 
   private:
     PlannerInput input_;
-    std::vector<uint64_t> prefix_bytes_;  // [n_layer + 1], saturating prefix sums of block bytes
-    std::vector<double> hidden_hop_;      // [n_devices * n_devices]
-    std::vector<double> token_in_;        // [n_devices]
-    std::vector<double> token_out_;       // [n_devices]
+    std::vector<uint64_t> prefix_bytes_;     // [n_layer + 1], saturating prefix sums of block bytes
+    std::vector<uint32_t> prefix_computed_;  // [n_layer + 1], prefix counts of computed blocks
+    std::vector<uint64_t> prefix_weight_bytes_;  // [n_layer + 1], weights of computed blocks
+    std::vector<uint64_t> device_kv_per_layer_;  // [n_devices] KV bytes of one block, all tokens
+    std::vector<double> hidden_hop_;             // [n_devices * n_devices]
+    std::vector<double> token_in_;               // [n_devices]
+    std::vector<double> token_out_;              // [n_devices]
 };
 
 /// Saturating uint64 arithmetic for byte counts.

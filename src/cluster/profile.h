@@ -33,8 +33,10 @@ struct DeviceProfile {
     double prefill_ms_per_layer_per_token = 0;  // prefill: one block, per prompt token, ms
     double decode_ms_output = 0;  // output norm + LM head + sampling of one token, ms (last stage)
 
-    // Memory of the model as the node used it when measuring. Informational:
-    // the planner takes the authoritative numbers from ModelShape.
+    // Memory of the model as the node used it when measuring. Informational,
+    // the planner takes the authoritative numbers from ModelShape, except
+    // kv_bytes_per_token_per_layer: when set (> 0) the node's own KV cache
+    // types (-ctk/-ctv) are planned with it.
     uint64_t weight_bytes_per_layer = 0;        // weights of one block (mean over blocks)
     uint64_t kv_bytes_per_token_per_layer = 0;  // K and V of one token in one block
     uint64_t first_stage_extra_bytes = 0;       // token embedding (stage 0)

@@ -250,6 +250,8 @@ struct Builder {
         // gets no buffer
         const LayerRange r = w.range();
         for (uint32_t il = r.first; il < r.last; ++il) {
+            if (w.skipped(il))
+                continue;
             ggml_tensor *&mask = hp.is_swa(il) ? g.inp_mask_swa : g.inp_mask;
             if (mask)
                 continue;
@@ -257,8 +259,8 @@ struct Builder {
             ggml_set_input(mask);
             ggml_set_name(mask, hp.is_swa(il) ? "inp_mask_swa" : "inp_mask");
         }
-        g.inp_k_rot = rotation_input(ctx, k_rotation_size(hp, kv.k(r.first)->type), "inp_k_rot");
-        g.inp_v_rot = rotation_input(ctx, v_rotation_size(hp, kv.v(r.first)->type), "inp_v_rot");
+        g.inp_k_rot = rotation_input(ctx, k_rotation_size(hp, kv.type_k()), "inp_k_rot");
+        g.inp_v_rot = rotation_input(ctx, v_rotation_size(hp, kv.type_v()), "inp_v_rot");
         g.inp_k_idxs = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, shape.n_tokens);
         ggml_set_input(g.inp_k_idxs);
         ggml_set_name(g.inp_k_idxs, "inp_k_idxs");
@@ -273,12 +275,19 @@ struct Builder {
         ggml_tensor *x = input();
         inputs_common();
         const LayerRange r = w.range();
+        // the last computed block selects the output rows (skipped blocks
+        // pass the hidden state through, model/layer_skip.h)
+        uint32_t last_kept = r.last;
+        for (uint32_t il = r.first; il < r.last; ++il)
+            last_kept = w.skipped(il) ? last_kept : il;
         for (uint32_t il = r.first; il < r.last; ++il) {
+            if (w.skipped(il))
+                continue;
             const LayerWeights &l = w.layer(il);
             ggml_tensor *residual = x;
             ggml_tensor *cur = rms_norm(x, l.attn_norm);
             cur = attention(il, cur);
-            if (il == r.last - 1 && g.inp_out_ids) {
+            if (il == last_kept && g.inp_out_ids) {
                 // only the rows whose logits are wanted go through the last FFN
                 cur = ggml_get_rows(ctx, cur, g.inp_out_ids);
                 residual = ggml_get_rows(ctx, residual, g.inp_out_ids);
@@ -292,6 +301,8 @@ struct Builder {
                 cur = rms_norm(cur, l.ffn_post_norm);
             x = ggml_add(ctx, cur, ffn_inp);
         }
+        if (last_kept == r.last && g.inp_out_ids)  // every block skipped
+            x = ggml_get_rows(ctx, x, g.inp_out_ids);
         if (w.is_last()) {
             x = rms_norm(x, w.output_norm);
             ggml_set_output(x);  // kept for embeddings: a small [n_embd, n_outputs] buffer
@@ -304,6 +315,8 @@ struct Builder {
                 x = ggml_scale(ctx, x, hp.final_logit_softcap);
             }
         }
+        if (x == g.inp_embd)  // a middle stage whose blocks are all skipped
+            x = ggml_cont(ctx, x);
         ggml_set_output(x);
         ggml_set_name(x, w.is_last() ? "logits" : "hidden");
         g.out = x;
@@ -346,9 +359,11 @@ std::unique_ptr<KShiftGraph> build_k_shift_graph(const ModelHparams &hp,
     g->inp_shift = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, kv.size());
     ggml_set_input(g->inp_shift);
     ggml_set_name(g->inp_shift, "inp_k_shift");
-    g->inp_k_rot = rotation_input(ctx, k_rotation_size(hp, kv.k(r.first)->type), "inp_k_rot");
+    g->inp_k_rot = rotation_input(ctx, k_rotation_size(hp, kv.type_k()), "inp_k_rot");
     for (uint32_t il = r.first; il < r.last; ++il) {
         ggml_tensor *k = kv.k(il);
+        if (!k)  // a skipped block
+            continue;
         ggml_tensor *view = ggml_view_3d(ctx, k, hp.n_rot, hp.n_head_kv, kv.size(),
                                          ggml_row_size(k->type, hp.head_dim_k),
                                          ggml_row_size(k->type, hp.n_embd_k_gqa()), 0);

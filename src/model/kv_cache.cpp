@@ -26,8 +26,12 @@ ggml_type parse_cache_type(const std::string &name) {
 KvCache::KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32_t n_seq_max,
                  uint32_t n_ctx_seq, ggml_type type_k, ggml_type type_v,
                  ggml_backend_buffer_type_t buft, ggml_backend_buffer_type_t gpu_buft,
-                 uint32_t gpu_first)
-    : range_(range), n_seq_max_(n_seq_max), n_ctx_seq_(n_ctx_seq) {
+                 uint32_t gpu_first, const LayerSkip &skip)
+    : range_(range),
+      type_k_(type_k),
+      type_v_(type_v),
+      n_seq_max_(n_seq_max),
+      n_ctx_seq_(n_ctx_seq) {
     if (size == 0 || n_seq_max == 0 || n_ctx_seq == 0) {
         throw Error(ErrorCode::kInvalidArgument,
                     "KV cache size, sequences and context must be positive");
@@ -52,6 +56,11 @@ KvCache::KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32
     if (gpu_buft)
         gpu_ctx_.reset(ggml_init(params));
     for (uint32_t il = range.first; il < range.last; ++il) {
+        if (skip.contains(il)) {  // a skipped block attends to nothing
+            k_.push_back(nullptr);
+            v_.push_back(nullptr);
+            continue;
+        }
         ggml_context *ctx = gpu_buft && il >= gpu_first ? gpu_ctx_.get() : ctx_.get();
         ggml_tensor *k = ggml_new_tensor_2d(ctx, type_k, hp.n_embd_k_gqa(), size);
         ggml_tensor *v = ggml_new_tensor_2d(ctx, type_v, hp.n_embd_v_gqa(), size);
@@ -228,6 +237,8 @@ void KvCache::seq_cp(int32_t src, int32_t dst, int32_t p1) {
     std::vector<uint8_t> row;
     for (size_t l = 0; l < k_.size(); ++l) {
         for (ggml_tensor *t : {k_[l], v_[l]}) {
+            if (!t)  // a skipped block
+                continue;
             const size_t nb = t->nb[1];
             row.resize(nb);
             for (size_t i = 0; i < to.size(); ++i) {

@@ -15,6 +15,7 @@
 #include "ggml-cpp.h"
 #include "model/hparams.h"
 #include "model/layer_range.h"
+#include "model/layer_skip.h"
 
 namespace colony {
 
@@ -24,11 +25,13 @@ class KvCache {
     /// in gpu_buft when it is given (the blocks a stage offloads, as
     /// llama.cpp keeps an offloaded layer's cache on its device). n_ctx_seq
     /// bounds the positions of any one sequence (context overflow beyond it
-    /// is Error(kOutOfRange)). Errors: kInvalidArgument (bad type, zero size),
+    /// is Error(kOutOfRange)). The blocks in `skip` get no K/V (k() and v()
+    /// are null there). Errors: kInvalidArgument (bad type, zero size),
     /// kResource (allocation).
     KvCache(const ModelHparams &hp, LayerRange range, uint32_t size, uint32_t n_seq_max,
             uint32_t n_ctx_seq, ggml_type type_k, ggml_type type_v, ggml_backend_buffer_type_t buft,
-            ggml_backend_buffer_type_t gpu_buft = nullptr, uint32_t gpu_first = UINT32_MAX);
+            ggml_backend_buffer_type_t gpu_buft = nullptr, uint32_t gpu_first = UINT32_MAX,
+            const LayerSkip &skip = {});
 
     uint32_t size() const { return static_cast<uint32_t>(cells_.size()); }
     uint32_t n_seq_max() const { return n_seq_max_; }
@@ -36,6 +39,9 @@ class KvCache {
     uint32_t used() const { return used_; }
     uint64_t bytes() const;
 
+    ggml_type type_k() const { return type_k_; }
+    ggml_type type_v() const { return type_v_; }
+    /// K and V of block `il` (null for a skipped block).
     ggml_tensor *k(uint32_t il) const { return k_[il - range_.first]; }
     ggml_tensor *v(uint32_t il) const { return v_[il - range_.first]; }
 
@@ -100,6 +106,7 @@ class KvCache {
         int32_t pos = -1;
     };
     LayerRange range_;
+    ggml_type type_k_, type_v_;
     uint32_t n_seq_max_;
     uint32_t n_ctx_seq_;
     uint32_t used_ = 0;

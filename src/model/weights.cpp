@@ -114,7 +114,7 @@ struct StageWeights::Pending {
 
 StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRange range,
                            ggml_backend_dev_t dev, const WeightLoadOptions &opts)
-    : range_(range) {
+    : range_(range), skip_(opts.skip.within(range)) {
     if (range.empty() || range.last > hp.n_layer) {
         throw Error(ErrorCode::kOutOfRange, "layer range " + range.str() +
                                                 " is outside the model's " +
@@ -156,6 +156,8 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
         want("rope_freqs.weight", {hp.n_rot / 2}, GGML_OP_NONE, &rope_freqs, false);
     }
     for (uint32_t il = range.first; il < range.last; ++il) {
+        if (skip_.contains(il))
+            continue;
         LayerWeights &l = layers_[il - range.first];
         const std::string p = "blk." + std::to_string(il) + ".";
         to_gpu = opts.gpu.on_gpu(il);

@@ -20,6 +20,7 @@
 #include "ggml-cpp.h"
 #include "model/hparams.h"
 #include "model/layer_range.h"
+#include "model/layer_skip.h"
 
 namespace colony {
 
@@ -74,6 +75,9 @@ struct WeightLoadOptions {
     /// last block: the stage then gives logits of its last block's hidden
     /// state (an early exit; the self-speculative draft, --spec-type skip).
     bool early_exit_head = false;
+    /// Blocks not loaded (--skip-layers, model/layer_skip.h): their
+    /// LayerWeights stay empty and the graph passes the hidden state through.
+    LayerSkip skip;
     /// Positions per sequence the stage serves: phi3 loads its long RoPE
     /// factors as rope_freqs when this exceeds n_ctx_orig, else its short
     /// ones (llama.cpp's llama_model::get_rope_factors).
@@ -101,6 +105,9 @@ class StageWeights {
     bool is_last() const { return output != nullptr; }
     /// Block `il` (absolute index, range.first <= il < range.last).
     const LayerWeights &layer(uint32_t il) const { return layers_[il - range_.first]; }
+    /// Whether block `il` is skipped (WeightLoadOptions::skip; not loaded).
+    bool skipped(uint32_t il) const { return skip_.contains(il); }
+    const LayerSkip &skip() const { return skip_; }
     uint64_t bytes() const { return bytes_; }  // weight bytes this stage holds
     /// Names of the buffer types used, with bytes each (for logs and profiles).
     std::string describe_buffers() const;
@@ -113,6 +120,7 @@ class StageWeights {
   private:
     struct Pending;
     LayerRange range_;
+    LayerSkip skip_;
     uint64_t bytes_ = 0;
     ggml_context_ptr ctx_;
     std::vector<LayerWeights> layers_;

@@ -114,6 +114,9 @@ void put(WireWriter &w, const WireAssign &m) {
     w.str(m.shard_url);
     w.bytes32(m.shard_sha256);
     w.u64(m.shard_size);
+    w.u32(static_cast<uint32_t>(m.skip_layers.size()));
+    for (uint32_t il : m.skip_layers)
+        w.u32(il);
 }
 void put(WireWriter &w, const WireReady &m) {
     w.u64(m.plan_epoch);
@@ -297,6 +300,9 @@ void get(WireReader &r, const WireLimits &l, WireAssign &m) {
     m.shard_url = r.str("shard_url", l.max_string_bytes);
     r.bytes32(m.shard_sha256, "shard_sha256");
     m.shard_size = r.u64("shard_size");
+    m.skip_layers.resize(r.count("n_skip_layers", l.max_n_layer, 4));
+    for (uint32_t &il : m.skip_layers)
+        il = r.u32("skip_layers");
 }
 void get(WireReader &r, const WireLimits &, WireReady &m) {
     m.plan_epoch = r.u64("plan_epoch");

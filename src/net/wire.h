@@ -1,4 +1,4 @@
-// colony's wire protocol, version 8 (DESIGN.md, decision 5). Every message is
+// colony's wire protocol, version 9 (DESIGN.md, decision 5). Every message is
 // one ZeroMQ frame (a ROUTER socket adds its routing-id frame in front; that
 // frame is ZeroMQ's, not ours). The frame is a fixed 32-byte header and a
 // typed payload. Everything is little-endian; f32 is IEEE-754 binary32.
@@ -47,7 +47,10 @@
 //                                              hash model_hash, u32 n_layer, u32 n_embd,
 //                                              u32 n_vocab, u8 dtype, u32 n_ctx, u32 n_ubatch,
 //                                              u32 n_seq_max, bool is_last, bool sampling,
-//                                              str next_endpoint, key next_key, key prev_key
+//                                              str next_endpoint, key next_key, key prev_key,
+//                                              str shard_url, hash shard_sha256, u64 shard_size,
+//                                              u32 n, n x u32 skip_layers (ascending, inside
+//                                              [layer_first, layer_last))
 //    6    READY         worker -> coordinator  u64 plan_epoch, u32 layer_first, u32 layer_last
 //    7    SHARD_REQUEST worker -> coordinator  hash model_hash, u32 layer_first, u32 layer_last,
 //                                              u64 offset
@@ -128,12 +131,13 @@ namespace colony {
 // messages; version 6 SEQ_SHIFT (a peer that did not apply it would give
 // wrong text, so older peers are refused); version 7 a sequence's n_draft
 // (speculative decoding: drafts verified at the last stage); version 8
-// ASSIGN's shard source (a hub URL, the shard's hash and size). Peers of
-// other versions are refused.
-constexpr uint16_t kWireVersion = 8;
+// ASSIGN's shard source (a hub URL, the shard's hash and size); version 9
+// ASSIGN's skipped blocks (--skip-layers: an older worker would compute
+// them and give other text). Peers of other versions are refused.
+constexpr uint16_t kWireVersion = 9;
 constexpr size_t kWireHeaderBytes = 32;
 constexpr uint8_t kWireMagic[4] = {'C', 'L', 'N', 'Y'};
-static_assert(kWireVersion == 8, "changing the wire layout needs a new kWireVersion");
+static_assert(kWireVersion == 9, "changing the wire layout needs a new kWireVersion");
 
 /// Message type (header offset 6). Values are part of the protocol: never renumber.
 enum WireType : uint16_t {
@@ -272,6 +276,9 @@ struct WireAssign {
     std::string shard_url;
     WireHash shard_sha256{};
     uint64_t shard_size = 0;
+    // Blocks of [layer_first, layer_last) the stage skips (model/layer_skip.h),
+    // ascending; their weights are not loaded.
+    std::vector<uint32_t> skip_layers;
 
     friend bool operator==(const WireAssign &, const WireAssign &) = default;
 };

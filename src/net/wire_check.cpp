@@ -151,6 +151,14 @@ void check(const WireAssign &m, const WireLimits &l) {
         fail("shard_url is not an http(s) URL");
     if (!m.shard_url.empty() && (m.shard_sha256 == WireHash{} || m.shard_size == 0))
         fail("shard_url without the shard's hash and size");
+    for (size_t i = 0; i < m.skip_layers.size(); ++i) {
+        const uint32_t il = m.skip_layers[i];
+        if (il < m.layer_first || il >= m.layer_last)
+            fail("skip_layers names block " + str(il) + " outside the stage's layers [" +
+                 str(m.layer_first) + "," + str(m.layer_last) + ")");
+        if (i > 0 && il <= m.skip_layers[i - 1])
+            fail("skip_layers is not ascending");
+    }
 }
 
 void check(const WireReady &m, const WireLimits &l) {

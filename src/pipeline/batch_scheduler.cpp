@@ -55,6 +55,7 @@ StageConfig node_stage_config(const CoordinatorOptions &opts) {
     cfg.type_v = opts.type_v;
     cfg.load.use_mmap = opts.use_mmap;
     cfg.load.use_repack = opts.use_repack;
+    cfg.load.skip = opts.skip_layers;
     return cfg;
 }
 

@@ -50,6 +50,8 @@ LayoutConfig make_layout_config(const CoordinatorOptions &opts, const PlannedMod
     c.coordinator_threads = opts.n_threads;
     c.coordinator_mem_limit_gib = opts.mem_limit_gib;
     c.secure = secure;
+    check_layer_skip(opts.skip_layers, model.hp.n_layer);
+    c.skip = opts.skip_layers;
     if (!opts.split.empty()) {
         c.manual_split = parse_layer_split(opts.split, model.hp.n_layer);
         if (c.manual_split->size() != opts.workers_expected + 1) {
@@ -81,6 +83,7 @@ std::unique_ptr<MeasuredPlanner> make_planner(const CoordinatorOptions &opts,
     ModelShape shape =
         model_shape_from_gguf(file, model.hp, opts.n_ctx_seq(), opts.n_parallel, GGML_TYPE_F16,
                               GGML_TYPE_F16, wire_dtype_ggml_type(opts.wire_type));
+    mark_skipped_layers(shape, opts.skip_layers);
     return std::make_unique<MeasuredPlanner>(std::move(shape), coordinator_id, pc);
 }
 

@@ -109,6 +109,8 @@ Layout plan_layout(const LayoutConfig &config, const std::vector<LayoutMember> &
     std::optional<std::vector<PlannedStage>> stages = stages_of(config, members, plan);
     if (!stages)
         throw Error(ErrorCode::kInternal, "the plan names a node that is not a member");
+    if (bypass_skipped_stages(config, *stages))
+        plan = plan_of(config, members, *stages, std::move(plan));
     return Layout{std::move(*stages), std::move(plan)};
 }
 
@@ -130,12 +132,31 @@ Layout static_layout(const LayoutConfig &config, const std::vector<LayoutMember>
     for (size_t i = 0; i < ranges.size(); ++i)
         layout.stages.push_back({static_cast<int>(i) - 1, ranges[i]});
     prefer_cached(members, layout.stages, weights);
+    bypass_skipped_stages(config, layout.stages);
     Plan base;
     base.method = config.manual_split ? PlanMethod::kManual : PlanMethod::kProportional;
     base.coordinator_id = config.coordinator_id;
     base.n_layer = static_cast<int>(config.n_layer);
     layout.plan = plan_of(config, members, layout.stages, std::move(base));
     return layout;
+}
+
+bool bypass_skipped_stages(const LayoutConfig &config, std::vector<PlannedStage> &stages) {
+    bool bypassed = false;
+    for (size_t i = 1; i < stages.size();) {
+        if (!config.skip.covers(stages[i].range)) {
+            ++i;
+            continue;
+        }
+        COLONY_LOG_INFO(
+            "control: layers %s are all skipped (--skip-layers): their stage is "
+            "bypassed and joins the one before",
+            stages[i].range.str().c_str());
+        stages[i - 1].range.last = stages[i].range.last;
+        stages.erase(stages.begin() + static_cast<std::ptrdiff_t>(i));
+        bypassed = true;
+    }
+    return bypassed;
 }
 
 Plan measured_plan(const LayoutConfig &config, const std::vector<LayoutMember> &members,
@@ -230,6 +251,7 @@ WireAssign assign_for(const LayoutConfig &config, uint64_t epoch, LayerRange ran
     a.n_seq_max = config.n_seq_max;
     a.is_last = range.last == config.n_layer;  // a layout's ranges cover the model
     a.sampling = true;
+    a.skip_layers = config.skip.within(range).blocks;
     return a;
 }
 

@@ -27,6 +27,7 @@
 
 #include "cluster/plan.h"
 #include "model/layer_range.h"
+#include "model/layer_skip.h"
 #include "net/wire.h"
 #include "pipeline/cluster_state.h"
 
@@ -74,6 +75,9 @@ struct LayoutConfig {
     // How much slower than the optimum (a fraction) a measured layout may get
     // by trading workers onto ranges they hold.
     double cached_range_slack = 0.02;
+    // --skip-layers: each ASSIGN carries its range's share; a stage whose
+    // blocks are all skipped is bypassed (bypass_skipped_stages)
+    LayerSkip skip;
 };
 
 /// One stage of a layout: who serves `range`.
@@ -107,6 +111,12 @@ struct StageAssign {
 /// Error(kInternal) when a measured plan names a node that is not a member.
 Layout plan_layout(const LayoutConfig &config, const std::vector<LayoutMember> &members,
                    const MeasuredPlanner *planner);
+
+/// Joins every stage after the first whose blocks are all in config.skip to
+/// the stage before it (its range is added there; none of its weights are
+/// loaded), so the pipeline loses that stage and its hop; the worker becomes
+/// a spare. Returns whether a stage went.
+bool bypass_skipped_stages(const LayoutConfig &config, std::vector<PlannedStage> &stages);
 
 /// The static layout (see plan_layout). Throws like plan_layout.
 Layout static_layout(const LayoutConfig &config, const std::vector<LayoutMember> &members);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "ggml.h"
+#include "model/layer_skip.h"
 #include "net/wire_dtype.h"
 #include "runtime/kv_window.h"
 #include "runtime/speculative.h"
@@ -39,6 +40,10 @@ struct CoordinatorOptions {
     // speculative decoding (runtime/speculative.h): drafts made here, on the
     // coordinator, verified at the last stage; off by default
     SpecParams spec;
+    // --skip-layers: blocks no stage computes (model/layer_skip.h); each
+    // stage gets its share in ASSIGN, and a stage whose blocks are all
+    // skipped is left out of the pipeline (its range joins the one before)
+    LayerSkip skip_layers;
     bool use_mmap = true;    // stage 0 maps the file (false: --no-mmap, read into memory)
     bool use_repack = true;  // CPU weight repacking (llama.cpp's extra buffer types)
     // stage 0's batch invariance in a cluster (runtime/stage.h; --batch-invariant: kFull,

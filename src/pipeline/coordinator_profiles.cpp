@@ -111,7 +111,9 @@ void CoordinatorControl::collect_local_samples() {
     std::sort(ms.begin(), ms.end());
     const double median =
         ms.size() % 2 ? ms[ms.size() / 2] : (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]) / 2;
-    planner_->on_coordinator_sample(median, plan_[0].range.size(), plan_.size() == 1);
+    planner_->on_coordinator_sample(
+        median, plan_[0].range.size() - opts_.skip_layers.count_in(plan_[0].range),
+        plan_.size() == 1);
 }
 
 void CoordinatorControl::send_probes() {

@@ -30,6 +30,14 @@ void MeasuredPlanner::set_coordinator(const DeviceProfile &profile, double head_
     head_ratio_ = std::isfinite(head_ratio) && head_ratio > 0 ? head_ratio : 0;
 }
 
+uint32_t MeasuredPlanner::computed_blocks(uint32_t first, uint32_t last) const {
+    uint32_t n = 0;
+    for (uint32_t il = first; il < last; ++il)
+        n += model_.layer_skipped.empty() || il >= model_.layer_skipped.size() ||
+             model_.layer_skipped[il] == 0;
+    return std::max<uint32_t>(n, 1);  // a stage of skipped blocks still costs its head or input
+}
+
 double MeasuredPlanner::per_layer(double stage_ms, uint32_t blocks, bool is_last) const {
     return stage_ms / (static_cast<double>(blocks) + (is_last ? head_ratio_ : 0.0));
 }
@@ -55,7 +63,7 @@ bool MeasuredPlanner::on_status(const std::string &id, const WorkerStatus &st,
         const StageReport &s = *st.stage;
         const double before = w.profile.decode_ms_per_layer;
         w.profile = derived(st.profile, s.probe_decode_ms, s.probe_prefill_ms_per_token,
-                            s.last - s.first, s.is_last);
+                            computed_blocks(s.first, s.last), s.is_last);
         // A spare measured again (a probe) and got much faster, e.g. it cooled
         // down: worth a re-plan, like a node that joins.
         if (!first && s.epoch == 0 && before > 0 &&
@@ -66,7 +74,8 @@ bool MeasuredPlanner::on_status(const std::string &id, const WorkerStatus &st,
         }
         if (s.recent_samples > 0 && s.recent_decode_ms > 0 && s.epoch != 0 &&
             s.epoch == running_epoch) {
-            policy_.record_sample(id, per_layer(s.recent_decode_ms, s.last - s.first, s.is_last));
+            policy_.record_sample(
+                id, per_layer(s.recent_decode_ms, computed_blocks(s.first, s.last), s.is_last));
         }
     } else if (first) {
         w.profile = st.profile;  // not measured on a stage: the worker's own estimate

@@ -123,6 +123,8 @@ class MeasuredPlanner {
         bool battery_low = false;
     };
 
+    /// Blocks of [first, last) that are computed (ModelShape::layer_skipped); at least 1.
+    uint32_t computed_blocks(uint32_t first, uint32_t last) const;
     DeviceProfile derived(const DeviceProfile &p, double stage_ms, double prefill_ms_per_token,
                           uint32_t blocks, bool is_last) const;
     double per_layer(double stage_ms, uint32_t blocks, bool is_last) const;

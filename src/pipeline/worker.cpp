@@ -462,7 +462,7 @@ void Worker::apply_thermal_guard(DeviceProfile &profile) {
 void Worker::send_profile_status(const WorkerData::Status &st) {
     last_status_ = clock::now();
     const WorkerData::StageProbe &p = *st.probe;
-    const double layers = static_cast<double>(p.last - p.first);
+    const double layers = std::max<double>(p.computed, 1);  // blocks it computed
     WorkerStatus ws;
     ws.profile = base_profile_;
     // Live values: memory (the stage's own bytes count as available to it),
@@ -487,6 +487,8 @@ void Worker::send_profile_status(const WorkerData::Status &st) {
     ws.profile.decode_ms_per_layer = std::max(p.decode_ms / layers, 1e-6);
     ws.profile.prefill_ms_per_layer_per_token = std::max(p.prefill_ms_per_token / layers, 1e-6);
     ws.profile.slowdown_factor = data_->slowdown();
+    // the planner counts this node's KV cache with its own types (plan_cost.h)
+    ws.profile.kv_bytes_per_token_per_layer = p.kv_bytes_per_token_per_layer;
     StageReport r;
     r.epoch = p.epoch;
     r.first = p.first;

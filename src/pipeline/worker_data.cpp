@@ -215,6 +215,7 @@ void WorkerData::apply(const WorkerAssignment &a) {
     cfg.type_k = opts_.type_k;
     cfg.type_v = opts_.type_v;
     cfg.load.use_mmap = opts_.use_mmap;
+    cfg.load.skip.blocks = as.skip_layers;  // checked: ascending, inside the range (wire_check)
     cfg.slowdown = slowdown_.load();
     cfg.invariance = opts_.invariance;  // recovery re-computes the same floats (stage.h)
     const bool same_stage = current_ && host_.holds(a.shard_path.string(), cfg);
@@ -282,7 +283,12 @@ WorkerData::StageProbe WorkerData::stage_probe(double decode_ms,
     p.is_last = host_.stage().is_last();
     p.decode_ms = decode_ms;
     p.prefill_ms_per_token = prefill_ms_per_token;
-    p.stage_bytes = host_.stage().weight_bytes() + host_.stage().kv_bytes();
+    const Stage &stage = host_.stage();
+    p.stage_bytes = stage.weight_bytes() + stage.kv_bytes();
+    p.computed = stage.range().size() - stage.weights().skip().count_in(stage.range());
+    if (p.computed > 0 && stage.kv_size() > 0)
+        p.kv_bytes_per_token_per_layer =
+            stage.kv_bytes() / (uint64_t{p.computed} * stage.kv_size());
     return p;
 }
 

@@ -102,10 +102,14 @@ class WorkerData {
         uint64_t epoch = 0;  // assignment it was measured for (0: a probe assignment)
         uint32_t first = 0;  // layer range [first, last)
         uint32_t last = 0;
+        uint32_t computed = 0;  // blocks of the range not skipped (--skip-layers)
         bool is_last = false;
         double decode_ms = 0;             // one decode token through the whole stage
         double prefill_ms_per_token = 0;  // per token of a prompt chunk
         uint64_t stage_bytes = 0;         // weights + KV cache of the stage in memory
+        // K and V of one token in one computed block, with this worker's own
+        // KV cache types (-ctk/-ctv); 0 when no block is computed
+        uint64_t kv_bytes_per_token_per_layer = 0;
     };
 
     struct Status {

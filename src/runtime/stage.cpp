@@ -85,10 +85,11 @@ Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const
     // kInvariantRows - 1 cells, freed after every forward()
     const bool pad = cfg_.invariance == StageConfig::Invariance::kFull;
     const uint32_t scratch = pad ? kScratchCells : 0;
-    kv_ = std::make_unique<KvCache>(
-        hp_, cfg_.range, cfg_.n_ctx + scratch, cfg_.n_seq_max + (scratch ? 1 : 0), cfg_.n_ctx_seq,
-        cfg_.type_k, cfg_.type_v, ggml_backend_dev_buffer_type(dev),
-        gpu_.gpu ? ggml_backend_dev_buffer_type(gpu_.gpu) : nullptr, gpu_.gpu_first);
+    kv_ = std::make_unique<KvCache>(hp_, cfg_.range, cfg_.n_ctx + scratch,
+                                    cfg_.n_seq_max + (scratch ? 1 : 0), cfg_.n_ctx_seq, cfg_.type_k,
+                                    cfg_.type_v, ggml_backend_dev_buffer_type(dev),
+                                    gpu_.gpu ? ggml_backend_dev_buffer_type(gpu_.gpu) : nullptr,
+                                    gpu_.gpu_first, weights_->skip());
     // ... at the front; every sequence's cells in position order (kv_cache.h)
     if (pad)
         kv_->place_by_sequence(cfg_.n_seq_max, kScratchCells);
@@ -155,6 +156,10 @@ void Stage::seq_add(int32_t seq, int32_t p0, int32_t p1, int32_t delta) {
     kv_->seq_add(seq, p0, p1, delta);
     if (!kv_->has_shift())
         return;
+    if (weights_->skip().covers(cfg_.range)) {  // no block holds keys
+        kv_->clear_shifts();
+        return;
+    }
     // The scheduler's buffers hold one graph at a time: the forward graph
     // kept for reuse is rebuilt on the next forward().
     graph_.reset();
@@ -172,7 +177,7 @@ void Stage::seq_add(int32_t seq, int32_t p0, int32_t p1, int32_t delta) {
 }
 
 void Stage::set_rotation(ggml_tensor *rot) {
-    if (!rot)
+    if (!rot || !rot->buffer)  // absent, or no block of the graph reads it
         return;
     const auto n = static_cast<uint32_t>(rot->ne[0]);
     std::vector<float> &h = hadamard_[n];
@@ -340,8 +345,12 @@ const float *Stage::forward(const Ubatch &in) {
             for (uint32_t r = in.n_tokens; r < ub.n_tokens; ++r)  // the padding: the last row again
                 ggml_backend_tensor_set(g.inp_embd, last, row * r, row);
         }
-        ggml_backend_tensor_set(g.inp_pos, ub.pos, 0, ub.n_tokens * sizeof(int32_t));
-        ggml_backend_tensor_set(g.inp_k_idxs, cells_.data(), 0, ub.n_tokens * sizeof(int64_t));
+        // a stage whose blocks are all skipped (model/layer_skip.h) reads
+        // neither positions nor cells: its graph holds no such input
+        if (g.inp_pos->buffer)
+            ggml_backend_tensor_set(g.inp_pos, ub.pos, 0, ub.n_tokens * sizeof(int32_t));
+        if (g.inp_k_idxs->buffer)
+            ggml_backend_tensor_set(g.inp_k_idxs, cells_.data(), 0, ub.n_tokens * sizeof(int64_t));
         mask_.resize(static_cast<size_t>(n_kv) * ub.n_tokens);
         if (g.inp_mask) {
             kv_->fill_mask(mask_.data(), n_kv, ub.seq_id, ub.pos, ub.n_tokens);

@@ -62,6 +62,39 @@ TEST(Planner, SlowDeviceIsLeftOutWhenItWouldAddTime) {
     EXPECT_EQ(left_out(plan, "slow").reason, reason);
 }
 
+TEST(Planner, SkippedBlocksCostNeitherTimeNorMemory) {
+    PlannerInput in = two_devices(1.0, 5.0);
+    in.model.layer_skipped.assign(28, 0);
+    for (int l = 10; l < 20; ++l)
+        in.model.layer_skipped[l] = 1;  // --skip-layers 10-19
+    // 18 computed blocks on the coordinator, which alone holds them: 28 x
+    // 100 MiB would not fit 2.5 GiB, 18 x 100 MiB and the extras do
+    in.devices[0].mem_available_bytes = 2560 * kMiB;
+    const Plan plan = plan_optimal(in);
+    ASSERT_EQ(plan.stages.size(), 1u);
+    EXPECT_EQ(plan.stages[0].layers, (LayerRange{0, 28}));
+    EXPECT_DOUBLE_EQ(plan.predicted_ms_per_token, 18.0);
+    in.model.layer_skipped.clear();
+    EXPECT_NE(plan_optimal(in).stages.size(), 1u);  // without skipping it needs "slow" too
+    in.model.layer_skipped.assign(27, 0);
+    expect_error(in, ErrorCode::kInvalidArgument);  // one entry per block or none
+}
+
+TEST(Planner, ADeviceWithItsOwnKvCacheTypeIsPlannedWithItsKvBytes) {
+    PlannerInput in = two_devices(1.0, 5.0);
+    in.model.n_ctx = 65536;  // f16 KV: 1024 B x 64 Ki tokens = 64 MiB per block
+    // "fast" runs a 4-bit KV cache (-ctk/-ctv q4_0): a quarter of the bytes,
+    // 28 x (100 + 16) MiB + 500 MiB of extras fit 4000 MiB, 28 x 164 would not
+    in.devices[0].mem_available_bytes = 4000 * kMiB;
+    in.devices[0].kv_bytes_per_token_per_layer = 256;
+    const Plan plan = plan_optimal(in);
+    ASSERT_EQ(plan.stages.size(), 1u);
+    EXPECT_EQ(plan.stages[0].node_id, "fast");
+    EXPECT_EQ(plan.stages[0].memory_bytes, 28 * 116 * kMiB + 500 * kMiB);
+    in.devices[0].kv_bytes_per_token_per_layer = 0;  // the model's (f16) KV bytes
+    EXPECT_EQ(plan_optimal(in).stages.size(), 2u);
+}
+
 TEST(Planner, FasterRemoteDeviceServesForASlowCoordinator) {
     PlannerInput in = two_devices(5.0, 1.0);  // the coordinator "fast" is now the slow one
     in.links = full_mesh({"fast", "slow"}, 2, 1e8);

@@ -139,8 +139,10 @@ std::vector<hostile_case> hostile_cases() {
     return {
         {"SHORT_HEADER", [] { return frame_t(31, 0); }, "shorter than the 32-byte header"},
         {"BAD_MAGIC", [] { return activations_with([](frame_t &f) { f[0] = 'X'; }); }, "bad magic"},
-        {"VERSION_9", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 9); }); },
-         "protocol version 9"},
+        {"VERSION_10", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 10); }); },
+         "protocol version 10"},
+        {"VERSION_8", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 8); }); },
+         "protocol version 8"},
         {"VERSION_7", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 7); }); },
          "protocol version 7"},
         {"VERSION_6", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 6); }); },
@@ -319,11 +321,33 @@ std::vector<hostile_case> hostile_cases() {
         {"ASSIGN_SHARD_URL_WITHOUT_HASH",
          [] {
              frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
-             // the payload ends with shard_sha256 (32 bytes) and shard_size (8)
-             std::fill(f.end() - 40, f.end() - 8, 0);
+             // the payload ends with shard_sha256 (32 bytes), shard_size (8)
+             // and the sample's skip_layers {5, 6} (4 + 2 x 4)
+             std::fill(f.end() - 52, f.end() - 20, 0);
              return f;
          },
          "shard_url without the shard's hash"},
+        {"ASSIGN_SKIP_OUTSIDE_RANGE",
+         [] {
+             frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
+             put_u32(f, f.size() - 4, 8);  // skip_layers {5, 8} of layers [4, 8)
+             return f;
+         },
+         "skip_layers names block 8 outside the stage's layers [4,8)"},
+        {"ASSIGN_SKIP_NOT_ASCENDING",
+         [] {
+             frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
+             put_u32(f, f.size() - 4, 5);  // skip_layers {5, 5}
+             return f;
+         },
+         "skip_layers is not ascending"},
+        {"ASSIGN_SKIP_COUNT_PAST_PAYLOAD",
+         [] {
+             frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
+             put_u32(f, f.size() - 12, 3);  // 3 blocks, 2 present
+             return f;
+         },
+         "n_skip_layers = 3 needs 12 bytes"},
         {"ASSIGN_EMPTY_RANGE",
          [] {
              frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));

@@ -104,6 +104,7 @@ inline std::vector<WireMessage> sample_messages() {
     as.shard_url = "https://huggingface.co/Qwen/Qwen3-8B-GGUF/resolve/main/Qwen3-8B-Q4_K_M.gguf";
     as.shard_sha256 = test_key(5);
     as.shard_size = 123456789;
+    as.skip_layers = {5, 6};
     add(as);
     add(WireReady{9, 4, 8});
     add(WireShardRequest{test_key(9), 4, 8, 1 << 20});

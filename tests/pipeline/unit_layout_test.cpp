@@ -99,6 +99,36 @@ TEST(CoordinatorLayout, ManualSplitWithMoreRangesThanNodesIsRefused) {
     }
 }
 
+TEST(CoordinatorLayout, AStageOfOnlySkippedBlocksIsBypassed) {
+    LayoutConfig c = config(8);
+    c.manual_split = std::vector<LayerRange>{{0, 3}, {3, 5}, {5, 8}};
+    c.skip = parse_layer_skip("1,3-4,6", 8);
+    const std::vector<LayoutMember> members = {member("a", 1), member("b", 1)};
+    const Layout l = plan_layout(c, members, nullptr);
+    // [3,5) is all skipped: the coordinator's range takes it, b serves [5,8)
+    EXPECT_EQ(l.stages, stages({{-1, {0, 5}}, {1, {5, 8}}}));
+    ASSERT_EQ(l.plan.stages.size(), 2u);
+    EXPECT_EQ(l.plan.stages[0].layers, (LayerRange{0, 5}));
+    EXPECT_EQ(l.plan.stages[1].node_id, "b");
+    // each ASSIGN carries its own range's skipped blocks
+    const std::vector<StageAssign> as = stage_assigns(c, members, l.stages, 3);
+    ASSERT_EQ(as.size(), 1u);
+    EXPECT_EQ(as[0].assign.skip_layers, (std::vector<uint32_t>{6}));
+    EXPECT_TRUE(as[0].assign.is_last);
+    EXPECT_EQ(local_plan(c, members, l.stages).range, (LayerRange{0, 5}));
+    // without skipping, the same split keeps its three stages
+    c.skip = {};
+    EXPECT_EQ(plan_layout(c, members, nullptr).stages.size(), 3u);
+    // the last stage bypassed: the stage before it becomes the last
+    c.skip = parse_layer_skip("5-7", 8);
+    const Layout tail = plan_layout(c, members, nullptr);
+    EXPECT_EQ(tail.stages, stages({{-1, {0, 3}}, {0, {3, 8}}}));
+    const std::vector<StageAssign> tail_as = stage_assigns(c, members, tail.stages, 4);
+    ASSERT_EQ(tail_as.size(), 1u);
+    EXPECT_TRUE(tail_as[0].assign.is_last);
+    EXPECT_EQ(tail_as[0].assign.skip_layers, (std::vector<uint32_t>{5, 6, 7}));
+}
+
 TEST(CoordinatorLayout, ManualSplitTradesWorkersOntoRangesTheyHold) {
     LayoutConfig c = config(8);
     c.manual_split = std::vector<LayerRange>{{0, 3}, {3, 5}, {5, 8}};

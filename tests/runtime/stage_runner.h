@@ -40,6 +40,22 @@ class StageChain {
         }
     }
 
+    /// Stages of the given ranges in order (a gap between two ranges: the
+    /// blocks between them are left out), each skipping `skip`'s blocks in it.
+    StageChain(const std::string &model, const std::vector<LayerRange> &ranges,
+               const LayerSkip &skip, uint32_t n_ctx = 512) {
+        file_ = GgufFile::open(model);
+        hp_ = ModelHparams::from_gguf(*file_);
+        for (const LayerRange &r : ranges) {
+            StageConfig cfg;
+            cfg.range = r;
+            cfg.n_ctx = n_ctx;
+            cfg.n_threads = 2;
+            cfg.load.skip = skip;
+            stages_.push_back(std::make_unique<Stage>(file_, hp_, cfg));
+        }
+    }
+
     /// Runs tokens at positions [pos0, pos0+n) of sequence `seq` through all
     /// stages; returns the logits of the last token.
     std::vector<float> run(const std::vector<int32_t> &tokens, int32_t pos0, int32_t seq = 0) {
