@@ -149,9 +149,11 @@ std::unique_ptr<DraftSource> make_draft_source(const SpecParams &params,
             return nullptr;
         case SpecType::kNgram:
             return std::make_unique<NgramDraft>(params.ngram_n);
-        case SpecType::kDraftModel:
-            return std::make_unique<ModelDraft>(params.draft_model, target, target_cfg,
-                                                params.p_min);
+        case SpecType::kDraftModel: {
+            StageConfig cfg = target_cfg;
+            cfg.load.skip = {};  // the target's --skip-layers name the target's blocks
+            return std::make_unique<ModelDraft>(params.draft_model, target, cfg, params.p_min);
+        }
         case SpecType::kSkip: {
             uint32_t n = static_cast<uint32_t>(params.draft_layers);
             if (n == 0) {
