@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <numeric>
 #include <sstream>
 #include <string>
 
@@ -120,10 +121,14 @@ std::string read_text(const std::string &path) {
     return s.str();
 }
 
+/// A stage of the blocks `range` (default: the whole model); with no_head a
+/// range ending at the last block gives hidden states (block influence).
 std::unique_ptr<Stage> make_stage(const PerplexityArgs &a, std::shared_ptr<const GgufFile> file,
-                                  const ModelHparams &hp, uint32_t n_ctx, const LayerSkip &skip) {
+                                  const ModelHparams &hp, uint32_t n_ctx, const LayerSkip &skip,
+                                  LayerRange range = {}, bool no_head = false) {
     StageConfig cfg;
-    cfg.range = {0, hp.n_layer};
+    cfg.range = range.empty() ? LayerRange{0, hp.n_layer} : range;
+    cfg.load.no_head = no_head;
     cfg.n_ctx = n_ctx;
     cfg.n_seq_max = 1;
     cfg.n_ctx_seq = n_ctx;
@@ -247,6 +252,14 @@ int run_layer_importance(const PerplexityArgs &a, const std::shared_ptr<const Gg
                  "colony perplexity: block importance over %d chunks of %u tokens: %u runs\n",
                  perplexity_chunks(tokens.size(), opts), opts.n_ctx,
                  hp.n_layer - skip.count_in({0, hp.n_layer}) + 1);
+    // ShortGPT's block influence first: one pass, the whole model only
+    std::vector<double> bi;
+    if (skip.empty()) {
+        bi = block_influence(tokens, opts, hp.n_layer,
+                             [&](LayerRange range, const LayerSkip &s, bool no_head) {
+                                 return make_stage(a, file, hp, a.n_ctx, s, range, no_head);
+                             });
+    }
     LayerImportanceResult r;
     try {
         r = layer_importance(tokens, opts, hp.n_layer, skip, base_path, make_eval,
@@ -265,14 +278,14 @@ int run_layer_importance(const PerplexityArgs &a, const std::shared_ptr<const Gg
                 r.base.ppl_error);
     std::printf(
         "\nrank  block   PPL(Q) without it       ln(PPL(Q)/PPL(base))   KL Divergence"
-        "            Same top p\n");
+        "            Same top p    Block influence\n");
     for (size_t i = 0; i < r.blocks.size(); ++i) {
         const BlockImportance &b = r.blocks[i];
         std::printf(
             "%4zu  %5u   %10.4lf ± %9.4lf   %10.5lf             %10.6lf ± %9.6lf   "
-            "%6.3lf %%\n",
+            "%6.3lf %%     %s\n",
             i + 1, b.block, b.ppl, b.ppl_error, b.log_ppl_ratio, b.kld, b.kld_error,
-            100.0 * b.same_top);
+            100.0 * b.same_top, bi.empty() ? "" : std::to_string(bi[b.block]).c_str());
     }
     std::string order;
     for (const BlockImportance &b : r.blocks) {
@@ -281,6 +294,25 @@ int run_layer_importance(const PerplexityArgs &a, const std::shared_ptr<const Gg
         order += std::to_string(b.block);
     }
     std::printf("\nLeast important first: %s\n", order.c_str());
+    if (bi.size() >= 2) {
+        std::vector<uint32_t> by_bi(bi.size());
+        std::iota(by_bi.begin(), by_bi.end(), 0u);
+        std::stable_sort(by_bi.begin(), by_bi.end(),
+                         [&](uint32_t x, uint32_t y) { return bi[x] < bi[y]; });
+        std::string bi_order;
+        for (uint32_t il : by_bi) {
+            if (!bi_order.empty())
+                bi_order += ',';
+            bi_order += std::to_string(il);
+        }
+        std::vector<double> kld(bi.size());
+        for (const BlockImportance &b : r.blocks)
+            kld[b.block] = b.kld;
+        std::printf(
+            "Least block influence first (ShortGPT, 1 - cos of a block's input and "
+            "output): %s; rank correlation with the KLD order: %.2f\n",
+            bi_order.c_str(), rank_correlation(bi, kld));
+    }
     return 0;
 }
 

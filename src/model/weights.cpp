@@ -121,7 +121,7 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
                                                 std::to_string(hp.n_layer) + " layers");
     }
     const bool first = range.first == 0;
-    const bool last = range.last == hp.n_layer || opts.early_exit_head;
+    const bool last = (range.last == hp.n_layer && !opts.no_head) || opts.early_exit_head;
     layers_.resize(range.size());
 
     Pending pending;

@@ -75,6 +75,10 @@ struct WeightLoadOptions {
     /// last block: the stage then gives logits of its last block's hidden
     /// state (an early exit; the self-speculative draft, --spec-type skip).
     bool early_exit_head = false;
+    /// The opposite: a range that ends at the last block stops at its
+    /// hidden state (no output norm, no head), as a middle stage does; what
+    /// block influence measures (runtime/layer_importance.h).
+    bool no_head = false;
     /// Blocks not loaded (--skip-layers, model/layer_skip.h): their
     /// LayerWeights stay empty and the graph passes the hidden state through.
     LayerSkip skip;

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@
 #include "runtime/perplexity.h"
 
 namespace colony {
+
+class Stage;
 
 /// The effect of skipping one block (besides the run's own skip list).
 struct BlockImportance {
@@ -46,6 +49,29 @@ LayerImportanceResult layer_importance(
     const std::vector<int32_t> &tokens, const PerplexityOptions &opts, uint32_t n_layer,
     const LayerSkip &skip, const std::string &base_path, const SkipEvaluatorFactory &make_eval,
     const std::function<void(const BlockImportance &)> &on_block);
+
+/// Makes a stage of the model's blocks `range` with `skip` skipped; with
+/// no_head a range that ends at the last block gives hidden states, not
+/// logits (WeightLoadOptions::no_head). The stage must hold opts.n_ctx
+/// tokens of sequence 0.
+using StageFactory =
+    std::function<std::unique_ptr<Stage>(LayerRange range, const LayerSkip &skip, bool no_head)>;
+
+/// ShortGPT's Block Influence (Men et al. 2024, eq. 1) of each of n_layer
+/// blocks over the chunks a perplexity run evaluates (every position):
+/// BI_i = 1 - mean over tokens of cos(x_i, x_i+1), x_i the hidden state
+/// entering block i. One pass through a chain of one-block stages (n_layer +
+/// 1 stages: the first gives the embeddings alone), no base run: a cheap
+/// proxy of what layer_importance measures. Returns [n_layer], each in
+/// [0, 2]. Errors: perplexity_chunks', the stages'.
+std::vector<double> block_influence(const std::vector<int32_t> &tokens,
+                                    const PerplexityOptions &opts, uint32_t n_layer,
+                                    const StageFactory &make_stage);
+
+/// Spearman's rank correlation of two score lists of the same length n >= 2
+/// (no ties expected: ties take the order of their index). 1 = the same
+/// ranking, -1 = reversed.
+double rank_correlation(const std::vector<double> &a, const std::vector<double> &b);
 
 /// The blocks of `result` in the order to skip them (least important first),
 /// as a --skip-layers prefix of `n` blocks joined to the run's own list.

@@ -10,7 +10,9 @@ Checks:
      llama-perplexity reads it and finds its own f32 model at KLD ~ 0, with
      the base perplexity colony printed;
   3. the row of the least important block is what a plain KL-divergence run
-     with that block skipped (--skip-layers) gives.
+     with that block skipped (--skip-layers) gives;
+  4. the block influence order names every block once, with a rank
+     correlation in [-1, 1].
 Exit 0 when all hold; otherwise prints what differed and exits 1.
 """
 import re
@@ -47,6 +49,9 @@ def main():
     if not order or order.group(1) != ",".join(str(r[1]) for r in rows):
         failures.append(f"the order line {order and order.group(1)} is not the table's")
     base_ppl = re.search(r"Base \(every block\): PPL = ([0-9.]+)", out)
+    corr = re.search(r"Least block influence first \(ShortGPT.*\): ([0-9,]+); rank correlation with the KLD order: (-?[0-9.]+)", out)
+    if not corr or sorted(int(b) for b in corr.group(1).split(",")) != [0, 1, 2, 3, 4] or not -1 <= float(corr.group(2)) <= 1:
+        failures.append(f"no block influence order of blocks 0-4 with a correlation in [-1, 1]: {corr and corr.group(0)}")
 
     llama_out = run([llama, "-m", model, "-t", "2", "--kl-divergence-base", str(base), "--kl-divergence"],
                     work / "llama.log", "Same top p:")

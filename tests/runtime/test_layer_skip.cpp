@@ -7,9 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <unistd.h>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 
 #include "common/test_env.h"
 #include "model/layer_skip.h"
@@ -130,7 +132,8 @@ TEST(LayerSkip, TheWindowsContextShiftSkipsTheSkippedBlocks) {
     // the logits of the same tokens prefilled at [0, 25) (test_kv_shift.cpp)
     const std::string path = stories();
     Tokenizer tok(path);
-    std::vector<int32_t> text = tok.tokenize(kPrompt + " there lived a cat named Tom.", true, false);
+    std::vector<int32_t> text =
+        tok.tokenize(kPrompt + " there lived a cat named Tom.", true, false);
     ASSERT_GE(text.size(), 10u);
     const int32_t next = text.back();
     text.pop_back();
@@ -211,6 +214,64 @@ TEST(LayerImportance, RanksEveryBlockByTheKlDivergenceOfSkippingIt) {
     std::printf("  least important: block %u (KLD %.4f), most: block %u (KLD %.4f)\n", first.block,
                 first.kld, r.blocks.back().block, r.blocks.back().kld);
     std::filesystem::remove(base);
+}
+
+TEST(LayerImportance, BlockInfluenceIsOneMinusTheCosineOfEachBlocksInputAndOutput) {
+    const std::string path = stories();
+    std::shared_ptr<const GgufFile> file = GgufFile::open(path);
+    const ModelHparams hp = ModelHparams::from_gguf(*file);
+    Tokenizer tok(path);
+    std::vector<int32_t> tokens = wiki_tokens(tok);
+    PerplexityOptions opts;
+    opts.n_ctx = 64;
+    opts.n_chunks = 1;
+    opts.bos = tok.bos();
+    opts.n_vocab = tok.n_vocab();
+    auto stage = [&](LayerRange range, const LayerSkip &skip, bool no_head) {
+        StageConfig cfg;
+        cfg.range = range;
+        cfg.n_ctx = opts.n_ctx;
+        cfg.n_threads = 2;
+        cfg.load.skip = skip;
+        cfg.load.no_head = no_head;
+        return std::make_unique<Stage>(file, hp, cfg);
+    };
+    const std::vector<double> bi = block_influence(tokens, opts, hp.n_layer, stage);
+    ASSERT_EQ(bi.size(), 5u);
+    // the reference: the hidden state after `n` blocks from one stage of the
+    // blocks [0, n) (n = 0: the embeddings of a stage whose block is skipped)
+    std::vector<int32_t> chunk(tokens.begin(), tokens.begin() + opts.n_ctx);
+    chunk[0] = tok.bos();
+    std::vector<int32_t> pos(opts.n_ctx), seq(opts.n_ctx, 0);
+    std::iota(pos.begin(), pos.end(), 0);
+    auto after = [&](uint32_t n) {
+        auto s = n == 0 ? stage({0, 1}, LayerSkip{{0}}, true) : stage({0, n}, {}, true);
+        Ubatch ub;
+        ub.n_tokens = opts.n_ctx;
+        ub.tokens = chunk.data();
+        ub.pos = pos.data();
+        ub.seq_id = seq.data();
+        const float *out = s->forward(ub);
+        return std::vector<float>(out, out + size_t{hp.n_embd} * opts.n_ctx);
+    };
+    for (uint32_t il = 0; il < hp.n_layer; ++il) {
+        const std::vector<float> x = after(il), y = after(il + 1);
+        double sum = 0;
+        for (uint32_t t = 0; t < opts.n_ctx; ++t) {
+            double xy = 0, xx = 0, yy = 0;
+            for (uint32_t e = 0; e < hp.n_embd; ++e) {
+                const double a = x[size_t{t} * hp.n_embd + e], b = y[size_t{t} * hp.n_embd + e];
+                xy += a * b;
+                xx += a * a;
+                yy += b * b;
+            }
+            sum += xy / std::sqrt(xx * yy);
+        }
+        EXPECT_NEAR(bi[il], 1.0 - sum / opts.n_ctx, 1e-4) << "block " << il;
+        EXPECT_GT(bi[il], 0.0) << "block " << il;
+    }
+    EXPECT_DOUBLE_EQ(rank_correlation({1, 2, 3}, {10, 20, 30}), 1.0);
+    EXPECT_DOUBLE_EQ(rank_correlation({1, 2, 3}, {30, 20, 10}), -1.0);
 }
 
 }  // namespace
