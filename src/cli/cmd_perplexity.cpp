@@ -29,12 +29,18 @@
 #include "runtime/stage.h"
 #include "runtime/tokenizer.h"
 #include "util/error.h"
+#ifdef COLONY_HAS_PIPELINE
+#include "cluster/layer_split.h"
+#include "net/wire_dtype.h"
+#include "pipeline/chain_evaluator.h"
+#endif
 
 namespace colony {
 namespace {
 
 struct PerplexityArgs {
     std::string model, text_file, kld_base, cache_k = "f16", cache_v = "f16", skip_layers;
+    std::string split, wire_type = "f16";  // --split: an in-process chain of stages
     uint32_t n_ctx = 512, n_batch = 2048;
     int32_t n_chunks = -1;
     CpuPlacement cpu;  // from CpuArgs (cpu_args.h)
@@ -71,6 +77,15 @@ PerplexityArgs parse_args(int argc, char **argv, bool *help) {
           &a.stream_block);
     add_kv_window_args(p, &a.window);  // streaming mode
     add_skip_layers_arg(p, &a.skip_layers);
+    p.add("", "--split", "RANGES",
+          "perplexity and KL-divergence modes: evaluate through a chain of stages of these "
+          "layer ranges in this process (e.g. 0:2,2:5), with a cluster's numerics: hidden "
+          "states packed to --wire-type between stages, ggml's reference attention",
+          &a.split);
+    p.add("", "--wire-type", "TYPE",
+          "with --split: the hidden states' type between stages: "
+          "f32, f16, q8_0",
+          &a.wire_type);
     p.flag("", "--layer-importance",
            "perplexity mode: skip each block in turn and print the KL-divergence from the "
            "whole model (with --skip-layers: from that model), least important first; the base "
@@ -103,6 +118,16 @@ PerplexityArgs parse_args(int argc, char **argv, bool *help) {
                     "--stream does not write or read KL-divergence files");
     if (a.stream > 0)
         a.window.validate(a.n_ctx);
+    if (!a.split.empty() && (a.stream > 0 || a.layer_importance))
+        throw Error(ErrorCode::kInvalidArgument,
+                    "--split is for perplexity and KL-divergence runs (not --stream or "
+                    "--layer-importance)");
+#ifdef COLONY_HAS_PIPELINE
+    (void)wire_dtype_from_name(a.wire_type);  // a bad name fails before the model loads
+#else
+    if (!a.split.empty())
+        throw Error(ErrorCode::kUnsupported, "--split needs a build with the pipeline component");
+#endif
     if (a.layer_importance && (a.kld || a.stream > 0))
         throw Error(ErrorCode::kInvalidArgument,
                     "--layer-importance is a perplexity-mode run (not with --kl-divergence or "
@@ -123,10 +148,12 @@ std::string read_text(const std::string &path) {
 
 /// A stage of the blocks `range` (default: the whole model); with no_head a
 /// range ending at the last block gives hidden states (block influence).
-std::unique_ptr<Stage> make_stage(const PerplexityArgs &a, std::shared_ptr<const GgufFile> file,
-                                  const ModelHparams &hp, uint32_t n_ctx, const LayerSkip &skip,
-                                  LayerRange range = {}, bool no_head = false) {
+std::unique_ptr<Stage> make_stage(
+    const PerplexityArgs &a, std::shared_ptr<const GgufFile> file, const ModelHparams &hp,
+    uint32_t n_ctx, const LayerSkip &skip, LayerRange range = {}, bool no_head = false,
+    StageConfig::Invariance invariance = StageConfig::Invariance::kNone) {
     StageConfig cfg;
+    cfg.invariance = invariance;
     cfg.range = range.empty() ? LayerRange{0, hp.n_layer} : range;
     cfg.load.no_head = no_head;
     cfg.n_ctx = n_ctx;
@@ -142,6 +169,35 @@ std::unique_ptr<Stage> make_stage(const PerplexityArgs &a, std::shared_ptr<const
     cfg.load.use_repack = !a.no_repack;
     cfg.load.skip = skip;
     return std::make_unique<Stage>(std::move(file), hp, cfg);
+}
+
+/// What evaluates chunks: one stage of the whole model, or with --split a
+/// chain of stages with a cluster's numerics (pipeline/chain_evaluator.h).
+struct Evaluator {
+    std::vector<std::unique_ptr<Stage>> stages;
+    ChunkEvaluator eval;
+};
+
+Evaluator make_evaluator(const PerplexityArgs &a, const std::shared_ptr<const GgufFile> &file,
+                         const ModelHparams &hp, uint32_t n_ctx, const LayerSkip &skip) {
+    Evaluator e;
+    if (a.split.empty()) {
+        e.stages.push_back(make_stage(a, file, hp, n_ctx, skip));
+        e.eval = stage_chunk_evaluator(*e.stages.front());
+        return e;
+    }
+#ifdef COLONY_HAS_PIPELINE
+    std::vector<Stage *> chain;
+    for (const LayerRange &r : parse_layer_split(a.split, hp.n_layer)) {
+        e.stages.push_back(
+            make_stage(a, file, hp, n_ctx, skip, r, false, StageConfig::Invariance::kAttention));
+        chain.push_back(e.stages.back().get());
+    }
+    e.eval = stage_chain_evaluator(std::move(chain), wire_dtype_from_name(a.wire_type));
+    std::fprintf(stderr, "colony perplexity: %zu stages (%s), hidden states as %s\n",
+                 e.stages.size(), a.split.c_str(), a.wire_type.c_str());
+#endif
+    return e;
 }
 
 void print_kld_row(int32_t chunk, const KldSums &s) {
@@ -345,13 +401,13 @@ int cmd_perplexity(int argc, char **argv) {
     if (a.kld) {
         LogprobReader base(a.kld_base);
         const LogprobHeader &h = base.header();
-        auto stage = make_stage(a, file, hp, h.n_ctx, skip);
+        const Evaluator ev = make_evaluator(a, file, hp, h.n_ctx, skip);
         std::fprintf(stderr, "colony perplexity: KL-divergence over %d chunks of %u tokens\n",
                      h.n_chunk, h.n_ctx);
         std::printf(
             "chunk             PPL               ln(PPL(Q)/PPL(base))          KL Divergence"
             "              Δp RMS            Same top p\n");
-        const KldResult r = kl_divergence(base, opts, stage_chunk_evaluator(*stage), print_kld_row);
+        const KldResult r = kl_divergence(base, opts, ev.eval, print_kld_row);
         print_kld_summary(r);
         return 0;
     }
@@ -364,7 +420,7 @@ int cmd_perplexity(int argc, char **argv) {
     const int32_t n_chunk = perplexity_chunks(tokens.size(), opts);  // before any allocation
     if (a.layer_importance)
         return run_layer_importance(a, file, hp, tokens, opts, skip);
-    auto stage = make_stage(a, file, hp, a.n_ctx, skip);
+    const Evaluator ev = make_evaluator(a, file, hp, a.n_ctx, skip);
     std::unique_ptr<LogprobWriter> writer;
     if (!a.kld_base.empty()) {
         LogprobHeader h;
@@ -375,8 +431,8 @@ int cmd_perplexity(int argc, char **argv) {
         writer = std::make_unique<LogprobWriter>(a.kld_base, h);
     }
     std::fprintf(stderr, "colony perplexity: %zu tokens, chunks of %u\n", tokens.size(), a.n_ctx);
-    const PerplexityResult r = perplexity(
-        tokens, opts, stage_chunk_evaluator(*stage), writer.get(), [](const ChunkReport &c) {
+    const PerplexityResult r =
+        perplexity(tokens, opts, ev.eval, writer.get(), [](const ChunkReport &c) {
             std::printf("[%d]%.4lf,", c.chunk, c.ppl);
             std::fflush(stdout);
             if (c.chunk == 1)
