@@ -118,6 +118,10 @@ PerplexityArgs parse_args(int argc, char **argv, bool *help) {
                     "--stream does not write or read KL-divergence files");
     if (a.stream > 0)
         a.window.validate(a.n_ctx);
+    if (a.split.empty() &&
+        (a.cache_k.find(',') != std::string::npos || a.cache_v.find(',') != std::string::npos))
+        throw Error(ErrorCode::kInvalidArgument,
+                    "a list of KV cache types (one per stage) needs --split");
     if (!a.split.empty() && (a.stream > 0 || a.layer_importance))
         throw Error(ErrorCode::kInvalidArgument,
                     "--split is for perplexity and KL-divergence runs (not --stream or "
@@ -171,6 +175,26 @@ std::unique_ptr<Stage> make_stage(
     return std::make_unique<Stage>(std::move(file), hp, cfg);
 }
 
+/// Stage i's type of a -ctk/-ctv value: the value itself, or with --split
+/// the i-th of a comma-separated list of one type per stage (a phone's
+/// stage with q4_0 beside a laptop's with f16). Error(kInvalidArgument) when
+/// a list's length is not the number of stages.
+std::string stage_cache_type(const std::string &value, size_t i, size_t n_stages,
+                             const char *option) {
+    if (value.find(',') == std::string::npos)
+        return value;
+    std::vector<std::string> types;
+    size_t start = 0;
+    for (size_t comma; (comma = value.find(',', start)) != std::string::npos; start = comma + 1)
+        types.push_back(value.substr(start, comma - start));
+    types.push_back(value.substr(start));
+    if (types.size() != n_stages)
+        throw Error(ErrorCode::kInvalidArgument, std::string(option) + " names " +
+                                                     std::to_string(types.size()) + " types for " +
+                                                     std::to_string(n_stages) + " stages");
+    return types[i];
+}
+
 /// What evaluates chunks: one stage of the whole model, or with --split a
 /// chain of stages with a cluster's numerics (pipeline/chain_evaluator.h).
 struct Evaluator {
@@ -188,9 +212,13 @@ Evaluator make_evaluator(const PerplexityArgs &a, const std::shared_ptr<const Gg
     }
 #ifdef COLONY_HAS_PIPELINE
     std::vector<Stage *> chain;
-    for (const LayerRange &r : parse_layer_split(a.split, hp.n_layer)) {
-        e.stages.push_back(
-            make_stage(a, file, hp, n_ctx, skip, r, false, StageConfig::Invariance::kAttention));
+    const std::vector<LayerRange> ranges = parse_layer_split(a.split, hp.n_layer);
+    for (size_t i = 0; i < ranges.size(); ++i) {
+        PerplexityArgs per_stage = a;  // -ctk/-ctv may name one type per stage
+        per_stage.cache_k = stage_cache_type(a.cache_k, i, ranges.size(), "-ctk");
+        per_stage.cache_v = stage_cache_type(a.cache_v, i, ranges.size(), "-ctv");
+        e.stages.push_back(make_stage(per_stage, file, hp, n_ctx, skip, ranges[i], false,
+                                      StageConfig::Invariance::kAttention));
         chain.push_back(e.stages.back().get());
     }
     e.eval = stage_chain_evaluator(std::move(chain), wire_dtype_from_name(a.wire_type));
