@@ -80,7 +80,8 @@ PerplexityArgs parse_args(int argc, char **argv, bool *help) {
     p.add("", "--split", "RANGES",
           "perplexity and KL-divergence modes: evaluate through a chain of stages of these "
           "layer ranges in this process (e.g. 0:2,2:5), with a cluster's numerics: hidden "
-          "states packed to --wire-type between stages, ggml's reference attention",
+          "states packed to --wire-type between stages, ggml's reference attention; -ctk/-ctv "
+          "may then list one type per stage (q4_0,f16)",
           &a.split);
     p.add("", "--wire-type", "TYPE",
           "with --split: the hidden states' type between stages: "

@@ -15,12 +15,28 @@ ChunkEvaluator stage_chunk_evaluator(Stage &stage) {
     if (!stage.is_first() || !stage.is_last())
         throw Error(ErrorCode::kInvalidArgument,
                     "perplexity needs a stage that holds the whole model");
-    return [&stage](std::span<const int32_t> tokens, uint32_t first, std::vector<float> &logits) {
-        const uint32_t n_ubatch = stage.config().n_ubatch;
-        const uint32_t n_vocab = stage.hparams().n_vocab;
-        stage.seq_rm(0);
+    return stage_chain_chunk_evaluator({&stage}, {});
+}
+
+ChunkEvaluator stage_chain_chunk_evaluator(std::vector<Stage *> stages, HiddenHop hop) {
+    if (stages.empty() || !stages.front()->is_first() || !stages.back()->is_last())
+        throw Error(ErrorCode::kInvalidArgument,
+                    "a stage chain must start with the embedding and end with the output head");
+    for (size_t i = 1; i < stages.size(); ++i) {
+        if (stages[i]->range().first != stages[i - 1]->range().last)
+            throw Error(ErrorCode::kInvalidArgument, "the stage chain's ranges are not contiguous");
+    }
+    return [stages, hop](std::span<const int32_t> tokens, uint32_t first,
+                         std::vector<float> &logits) {
+        Stage &last = *stages.back();
+        const uint32_t n_ubatch = stages.front()->config().n_ubatch;
+        const uint32_t n_vocab = last.hparams().n_vocab;
+        const uint32_t n_embd = last.hparams().n_embd;
+        for (Stage *s : stages)
+            s->seq_rm(0);
         logits.clear();
         std::vector<int32_t> pos(n_ubatch), seq(n_ubatch, 0), out_ids(n_ubatch);
+        std::vector<float> hidden;
         for (size_t start = 0; start < tokens.size(); start += n_ubatch) {
             const auto n = static_cast<uint32_t>(std::min<size_t>(n_ubatch, tokens.size() - start));
             std::iota(pos.begin(), pos.begin() + n, static_cast<int32_t>(start));
@@ -34,14 +50,27 @@ ChunkEvaluator stage_chunk_evaluator(Stage &stage) {
             const bool wanted = n_out > 0;
             if (!wanted)
                 out_ids[n_out++] = static_cast<int32_t>(n - 1);
-            Ubatch ub;
-            ub.n_tokens = n;
-            ub.tokens = tokens.data() + start;
-            ub.pos = pos.data();
-            ub.seq_id = seq.data();
-            ub.out_ids = out_ids.data();
-            ub.n_outputs = n_out;
-            const float *out = stage.forward(ub);
+            const float *out = nullptr;
+            for (Stage *s : stages) {
+                Ubatch ub;
+                ub.n_tokens = n;
+                ub.pos = pos.data();
+                ub.seq_id = seq.data();
+                if (s->is_first())
+                    ub.tokens = tokens.data() + start;
+                else
+                    ub.embd = hidden.data();
+                if (s->is_last()) {
+                    ub.out_ids = out_ids.data();
+                    ub.n_outputs = n_out;
+                }
+                out = s->forward(ub);
+                if (!s->is_last()) {
+                    hidden.assign(out, out + size_t{n_embd} * n);
+                    if (hop)
+                        hop(hidden, n_embd);
+                }
+            }
             if (wanted)
                 logits.insert(logits.end(), out, out + size_t{n_out} * n_vocab);
         }

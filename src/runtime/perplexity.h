@@ -31,6 +31,19 @@ using ChunkEvaluator = std::function<void(std::span<const int32_t> tokens, uint3
 /// tokens of sequence 0; the evaluator clears sequence 0 before each chunk.
 ChunkEvaluator stage_chunk_evaluator(Stage &stage);
 
+/// What happens to hidden states [n_embd * n_tokens] between two stages of
+/// a chain (e.g. the wire type's rounding, pipeline/chain_evaluator.h); in
+/// place. Empty: nothing.
+using HiddenHop = std::function<void(std::vector<float> &hidden, uint32_t n_embd)>;
+
+/// The same over a chain of stages that together hold the model (the first
+/// embeds, the last has the head, ranges contiguous), each clearing
+/// sequence 0 before a chunk, in ubatches of the first stage's n_ubatch;
+/// hidden states pass through `hop` between stages. Errors:
+/// Error(kInvalidArgument) for a chain that is empty, does not start with
+/// the embedding or end with the head, or is not contiguous.
+ChunkEvaluator stage_chain_chunk_evaluator(std::vector<Stage *> stages, HiddenHop hop);
+
 struct PerplexityOptions {
     uint32_t n_ctx = 512;   // tokens per chunk (llama-perplexity -c)
     int32_t n_chunks = -1;  // chunks to evaluate, -1 = all the text holds
