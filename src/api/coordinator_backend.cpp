@@ -15,6 +15,7 @@ CoordinatorBackend::CoordinatorBackend(Coordinator &coordinator, CoordinatorBack
     : c_(coordinator), opts_(std::move(opts)) {
     const CoordinatorOptions &o = c_.options();
     info_ = model_info_of(o.model_path, c_.hparams(), o.n_ctx_seq(), opts_.model_id);
+    info_.skip_layers = o.skip_layers.blocks;
     host_ = this_host_name();
     device_ = cpu_device_name();
     c_.scheduler().set_max_queue(opts_.max_queue);

@@ -296,7 +296,6 @@ std::string CoordinatorBackend::cluster_json() const {
           {"replanning", view.replanning},
           {"planner", view.planner},
           {"objective", view.objective},
-          {"skip_layers", c_.options().skip_layers.blocks},
           {"round_trip_ms", sched.round_trip_ms()}}},
         {"nodes", nodes},
         {"plan", view.plan ? plan_to_json(*view.plan) : json(nullptr)},

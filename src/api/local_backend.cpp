@@ -47,6 +47,7 @@ LocalBackend::LocalBackend(LocalBackendOptions opts) : opts_(scheduler_options(o
     check_layer_skip(opts_.skip_layers, hp_.n_layer);
     tok_ = std::make_unique<Tokenizer>(opts_.model_path);
     info_ = model_info_of(opts_.model_path, hp_, opts_.n_ctx_seq(), opts.model_id);
+    info_.skip_layers = opts_.skip_layers.blocks;
     device_ = cpu_device_name();
     hostname_ = this_host_name();
 

@@ -9,6 +9,7 @@
 #include "cli/cpu_args.h"
 #include "cli/gpu_args.h"
 #include "cli/kv_args.h"
+#include "cli/layer_args.h"
 #include "cli/model_source.h"
 #include "cli/spec_args.h"
 #include "model/kv_cache.h"
@@ -103,6 +104,8 @@ int cmd_serve_local(int argc, char **argv) {
           &cache_k);
     p.add("-ctv", "--cache-type-v", "TYPE", "KV cache type of V", &cache_v);
     add_kv_window_args(p, &bo.kv_window);
+    std::string skip_layers;
+    add_skip_layers_arg(p, &skip_layers);
     SpecArgs spec;
     add_spec_args(p, &spec);
     p.add("", "--ready-file", "PATH", "write the API port as JSON here once listening",
@@ -117,6 +120,7 @@ int cmd_serve_local(int argc, char **argv) {
     if (print_devices_if_asked(gpu))
         return 0;
     bo.spec = spec.resolve();
+    bo.skip_layers = parse_layer_skip(skip_layers, 0);  // checked against the model on load
     const CpuPlacement placement = resolve_cpu_args(cpu);
     bo.n_threads = placement.n_threads;
     bo.cpu = stage_affinity(placement);

@@ -76,7 +76,8 @@ nlohmann::json cluster_model_json(const BackendModelInfo &info) {
             {"arch", info.arch},
             {"n_layer", info.n_layer},
             {"n_vocab", info.n_vocab},
-            {"n_ctx_seq", info.n_ctx_seq}};
+            {"n_ctx_seq", info.n_ctx_seq},
+            {"skip_layers", info.skip_layers}};
 }
 
 }  // namespace colony

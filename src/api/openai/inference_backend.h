@@ -149,8 +149,9 @@ struct BackendModelInfo {
     std::string arch;      // "llama", "qwen2", "qwen3"
     uint32_t n_layer = 0;  // transformer blocks
     uint32_t n_vocab = 0;
-    uint32_t n_ctx_seq = 0;     // positions one sequence may use (prompt + generated)
-    uint64_t created_unix = 0;  // for /v1/models "created" (the file's modification time)
+    uint32_t n_ctx_seq = 0;             // positions one sequence may use (prompt + generated)
+    std::vector<uint32_t> skip_layers;  // blocks no stage computes (--skip-layers), ascending
+    uint64_t created_unix = 0;          // for /v1/models "created" (the file's modification time)
 };
 
 class InferenceBackend {

@@ -77,6 +77,30 @@ test('dashboard shows the cluster and streams a chat answer', async () => {
   assert.deepEqual(consoleErrors, []);
 });
 
+test('blocks skipped with --skip-layers are marked on the layer bar', async () => {
+  const skipping = await startServer(env('COLONY_STORIES'), ['--parallel', '1', '-c', '256', '--skip-layers', '1,3']);
+  try {
+    const cluster = await (await fetch(skipping.url + '/v1/cluster')).json();
+    assert.deepEqual(cluster.model.skip_layers, [1, 3]);
+    const page = await browser.context.newPage();
+    await page.goto(skipping.url + '/');
+    await page.waitForSelector('[data-testid="segment"]', { timeout: 15000 });
+    const marks = page.locator('[data-testid="skipped-block"]');
+    assert.equal(await marks.count(), 2);
+    const seen = [];
+    for (let i = 0; i < 2; i++) {
+      seen.push([await marks.nth(i).getAttribute('title'), await marks.nth(i).evaluate((e) => e.style.left)]);
+    }
+    seen.sort();
+    assert.deepEqual(seen, [['block 1 skipped (--skip-layers)', '20%'], ['block 3 skipped (--skip-layers)', '60%']]);
+    // the whole model's node is still one segment
+    assert.equal(await page.locator('[data-testid="segment"]').count(), 1);
+    await page.close();
+  } finally {
+    assert.equal(await skipping.stop(), 0);
+  }
+});
+
 test('a three-node cluster: one segment and one card per node, loading progress shown', async () => {
   // colony-cluster-demo: generation on this machine, /v1/cluster describing three nodes
   const demo = await startProcess(env('COLONY_CLUSTER_DEMO'), [env('COLONY_STORIES')]);

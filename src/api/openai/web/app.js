@@ -79,6 +79,17 @@ function renderLayerBar(cluster) {
     gap.title = 'layers without a node';
     bar.appendChild(gap);
   }
+  // blocks skipped with --skip-layers: a hatched mark over each, on top of
+  // the node that holds (but does not compute) it
+  const skipped = ((cluster.model || {}).skip_layers || []).map(Number);
+  skipped.filter((b) => nLayer > 0 && b >= 0 && b < nLayer).forEach((b) => {
+    const mark = el('div', 'skipped');
+    mark.style.left = (100 * b / nLayer) + '%';
+    mark.style.width = (100 / nLayer) + '%';
+    mark.title = 'block ' + b + ' skipped (--skip-layers)';
+    mark.dataset.testid = 'skipped-block';
+    bar.insertBefore(mark, bar.firstChild);  // the segments keep their :last-child
+  });
 }
 
 function kvRow(dl, label, value) {
