@@ -28,6 +28,7 @@ std::optional<nlohmann::json> key_json(const std::filesystem::path &shard, const
         {"slowdown", key.slowdown},
         {"prefill_tokens", key.prefill_tokens},
         {"software_version", key.software_version},
+        {"skip_layers", key.skip_layers},
         {"shard_size", size},
         {"shard_mtime", static_cast<int64_t>(mtime.time_since_epoch().count())},
     };

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "model/layer_range.h"
 
@@ -27,6 +28,7 @@ struct ProbeKey {
     double slowdown = 1.0;
     int prefill_tokens = 0;
     std::string software_version;
+    std::vector<uint32_t> skip_layers;  // blocks of the range not computed (--skip-layers)
 };
 
 /// One measurement of the whole stage, ms (see WorkerData::StageProbe).

@@ -271,6 +271,7 @@ ProbeKey WorkerData::probe_key() const {
     k.slowdown = host_.stage().slowdown();
     k.prefill_tokens = static_cast<int>(std::min<uint32_t>(kProbePrefillTokens, as.n_ubatch));
     k.software_version = kSoftwareVersion;
+    k.skip_layers = as.skip_layers;
     return k;
 }
 

@@ -58,6 +58,9 @@ TEST(ProbeCache, AnotherStageSettingOrShardIsMeasuredAgain) {
     k = key();
     k.software_version = "0.2.0";
     EXPECT_FALSE(load_cached_probe(shard, k, seconds(3600)).has_value());
+    k = key();
+    k.skip_layers = {5};  // the same range computing fewer blocks
+    EXPECT_FALSE(load_cached_probe(shard, k, seconds(3600)).has_value());
     // the shard was downloaded again: another size
     write_shard(dir, "a longer shard");
     EXPECT_FALSE(load_cached_probe(shard, key(), seconds(3600)).has_value());
