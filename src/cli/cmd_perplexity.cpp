@@ -372,31 +372,22 @@ int run_layer_importance(const PerplexityArgs &a, const std::shared_ptr<const Gg
             i + 1, b.block, b.ppl, b.ppl_error, b.log_ppl_ratio, b.kld, b.kld_error,
             100.0 * b.same_top, bi.empty() ? "" : std::to_string(bi[b.block]).c_str());
     }
-    std::string order;
-    for (const BlockImportance &b : r.blocks) {
-        if (!order.empty())
-            order += ',';
-        order += std::to_string(b.block);
-    }
-    std::printf("\nLeast important first: %s\n", order.c_str());
+    std::vector<uint32_t> order;
+    for (const BlockImportance &b : r.blocks)
+        order.push_back(b.block);
+    std::printf("\nLeast important first: %s\n", block_list(order).c_str());
     if (bi.size() >= 2) {
         std::vector<uint32_t> by_bi(bi.size());
         std::iota(by_bi.begin(), by_bi.end(), 0u);
         std::stable_sort(by_bi.begin(), by_bi.end(),
                          [&](uint32_t x, uint32_t y) { return bi[x] < bi[y]; });
-        std::string bi_order;
-        for (uint32_t il : by_bi) {
-            if (!bi_order.empty())
-                bi_order += ',';
-            bi_order += std::to_string(il);
-        }
         std::vector<double> kld(bi.size());
         for (const BlockImportance &b : r.blocks)
             kld[b.block] = b.kld;
         std::printf(
             "Least block influence first (ShortGPT, 1 - cos of a block's input and "
             "output): %s; rank correlation with the KLD order: %.2f\n",
-            bi_order.c_str(), rank_correlation(bi, kld));
+            block_list(by_bi).c_str(), rank_correlation(bi, kld));
     }
     return 0;
 }
@@ -446,18 +437,13 @@ int cmd_perplexity(int argc, char **argv) {
         return run_stream(a, file, hp, tokens);
     opts.n_ctx = a.n_ctx;
     opts.n_chunks = a.n_chunks;
-    const int32_t n_chunk = perplexity_chunks(tokens.size(), opts);  // before any allocation
+    (void)perplexity_chunks(tokens.size(), opts);  // a text too short fails before any allocation
     if (a.layer_importance)
         return run_layer_importance(a, file, hp, tokens, opts, skip);
     const Evaluator ev = make_evaluator(a, file, hp, a.n_ctx, skip);
     std::unique_ptr<LogprobWriter> writer;
     if (!a.kld_base.empty()) {
-        LogprobHeader h;
-        h.n_ctx = a.n_ctx;
-        h.n_vocab = opts.n_vocab;
-        h.n_chunk = n_chunk;
-        h.tokens.assign(tokens.begin(), tokens.begin() + size_t{h.n_ctx} * h.n_chunk);
-        writer = std::make_unique<LogprobWriter>(a.kld_base, h);
+        writer = std::make_unique<LogprobWriter>(a.kld_base, perplexity_base_header(tokens, opts));
     }
     std::fprintf(stderr, "colony perplexity: %zu tokens, chunks of %u\n", tokens.size(), a.n_ctx);
     const PerplexityResult r =

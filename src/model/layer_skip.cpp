@@ -45,6 +45,10 @@ LayerSkip LayerSkip::with(uint32_t il) const {
 }
 
 std::string LayerSkip::str() const {
+    return block_list(blocks);
+}
+
+std::string block_list(const std::vector<uint32_t> &blocks) {
     std::string out;
     for (uint32_t il : blocks) {
         if (!out.empty())

@@ -34,6 +34,9 @@ struct LayerSkip {
     bool operator!=(const LayerSkip &o) const { return !(*this == o); }
 };
 
+/// "4,3,2": blocks in the order given, comma-separated.
+std::string block_list(const std::vector<uint32_t> &blocks);
+
 /// Parses a comma-separated list of blocks and inclusive ranges ("3",
 /// "1,4-6", "" = none) of a model with n_layer blocks (0: not known yet;
 /// check_layer_skip later). Duplicates merge. Errors:

@@ -16,13 +16,7 @@ LayerImportanceResult layer_importance(
     const std::function<void(const BlockImportance &)> &on_block) {
     LayerImportanceResult result;
     {
-        const int32_t n_chunk = perplexity_chunks(tokens.size(), opts);
-        LogprobHeader h;
-        h.n_ctx = opts.n_ctx;
-        h.n_vocab = opts.n_vocab;
-        h.n_chunk = n_chunk;
-        h.tokens.assign(tokens.begin(), tokens.begin() + size_t{h.n_ctx} * h.n_chunk);
-        LogprobWriter writer(base_path, h);
+        LogprobWriter writer(base_path, perplexity_base_header(tokens, opts));
         result.base = perplexity(tokens, opts, make_eval(skip), &writer, {});
         writer.close();
     }
@@ -110,12 +104,9 @@ std::vector<double> block_influence(const std::vector<int32_t> &tokens,
     std::vector<std::vector<float>> hidden(chain.size());
     std::vector<double> sum_cos(n_layer, 0.0);
     size_t count = 0;
-    std::vector<int32_t> chunk(opts.n_ctx);
     for (int32_t c = 0; c < n_chunk; ++c) {
-        std::copy_n(tokens.begin() + static_cast<std::ptrdiff_t>(c) * opts.n_ctx, opts.n_ctx,
-                    chunk.begin());
-        if (opts.add_bos)
-            chunk[0] = opts.bos;
+        const std::vector<int32_t> chunk = chunk_tokens(
+            std::span<const int32_t>(tokens).subspan(size_t{opts.n_ctx} * c, opts.n_ctx), opts);
         // chain[0] and chain[1] both read tokens; chain[i >= 2] reads the
         // output of chain[i - 1], which run_chain passes as hidden[i - 1]
         run_chain(chain, chunk, n_embd, hidden);

@@ -86,14 +86,6 @@ void check_context(uint32_t n_ctx) {
             "perplexity needs a context of at least 4 tokens, not " + std::to_string(n_ctx));
 }
 
-/// The chunk's tokens as evaluated: the first replaced by BOS when the model adds one.
-std::vector<int32_t> chunk_tokens(std::span<const int32_t> text, const PerplexityOptions &opts) {
-    std::vector<int32_t> chunk(text.begin(), text.end());
-    if (opts.add_bos)
-        chunk[0] = opts.bos;
-    return chunk;
-}
-
 void check_rows(const std::vector<float> &logits, size_t rows, size_t n_vocab) {
     if (logits.size() != rows * n_vocab)
         throw Error(ErrorCode::kInternal, "chunk evaluator returned " +
@@ -102,6 +94,23 @@ void check_rows(const std::vector<float> &logits, size_t rows, size_t n_vocab) {
 }
 
 }  // namespace
+
+std::vector<int32_t> chunk_tokens(std::span<const int32_t> text, const PerplexityOptions &opts) {
+    std::vector<int32_t> chunk(text.begin(), text.end());
+    if (opts.add_bos)
+        chunk[0] = opts.bos;
+    return chunk;
+}
+
+LogprobHeader perplexity_base_header(const std::vector<int32_t> &tokens,
+                                     const PerplexityOptions &opts) {
+    LogprobHeader h;
+    h.n_ctx = opts.n_ctx;
+    h.n_vocab = opts.n_vocab;
+    h.n_chunk = perplexity_chunks(tokens.size(), opts);
+    h.tokens.assign(tokens.begin(), tokens.begin() + size_t{h.n_ctx} * h.n_chunk);
+    return h;
+}
 
 int32_t perplexity_chunks(size_t n_tokens, const PerplexityOptions &opts) {
     check_context(opts.n_ctx);

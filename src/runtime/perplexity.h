@@ -74,6 +74,16 @@ struct PerplexityResult {
 /// 2 x n_ctx tokens (llama-perplexity's bound).
 int32_t perplexity_chunks(size_t n_tokens, const PerplexityOptions &opts);
 
+/// A chunk's tokens as evaluated: `text` [n_ctx] with the first replaced by
+/// BOS when the model adds one (llama-perplexity's substitution).
+std::vector<int32_t> chunk_tokens(std::span<const int32_t> text, const PerplexityOptions &opts);
+
+/// The header of the base file a perplexity run of `tokens` writes: n_ctx,
+/// n_vocab, the chunks it evaluates and their tokens. Errors:
+/// perplexity_chunks'.
+LogprobHeader perplexity_base_header(const std::vector<int32_t> &tokens,
+                                     const PerplexityOptions &opts);
+
 /// Perplexity of `tokens` (the whole text, tokenized with BOS as the model
 /// adds it). With `base` set, also writes each chunk's log-probabilities
 /// (the base file of a later KL-divergence run). Errors: perplexity_chunks'.
