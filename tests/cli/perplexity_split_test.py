@@ -6,7 +6,11 @@ cluster's numerics (pipeline/chain_evaluator.h), on stories260K.
 
 Checks:
   1. with f32 hidden states between two stages, the perplexity equals one
-     node's to the printed digits (a split composes exactly);
+     node's to the printed digits (a split composes exactly) on x86-64; for
+     another architecture's build (aarch64 under qemu) within 1e-4 of it:
+     there a 2-stage split of stories260K-f32 gave 80.1781 against one
+     node's 80.1737 (6e-5), as ARM kernels already round a split prefill
+     differently (docs/testing.md); which kernel was not pinned down;
   2. against the one-node base file, q8_0 hidden states cost a KL-divergence
      above f16's and above zero, and more hops cost more (2 against 4 stages);
   3. a bad wire type is one clear line, exit 1.
@@ -21,6 +25,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from perplexity_parity import chunks_and_final, kld_summary, run  # noqa: E402
 
 
+def elf_machine(path):
+    """e_machine of an ELF file: 0x3e x86-64, 0xb7 aarch64."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+    return int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+
+
 def main():
     colony, models, work = sys.argv[1:4]
     models, work = Path(models), Path(work)
@@ -32,7 +43,8 @@ def main():
     _, one, _ = chunks_and_final(run([colony, "perplexity", "-m", model, "--kl-divergence-base", str(base)] + common))
     _, two, _ = chunks_and_final(run([colony, "perplexity", "-m", model, "--split", "0:2,2:5", "--wire-type", "f32"] + common))
     print(f"one node PPL {one}, 2 stages with f32 hidden states {two}")
-    if one != two:
+    exact = elf_machine(colony) == 0x3E
+    if (one != two) if exact else abs(two - one) > 1e-4 * one:
         failures.append(f"f32 between stages: PPL {two}, one node {one}")
 
     def kld(split, wire):
