@@ -16,7 +16,7 @@ namespace {
 // Repos and files as published on huggingface.co (checked against the hub's
 // file lists); Q4_K_M, and the file the publisher recommends where that is
 // another type (gpt-oss ships MXFP4).
-constexpr std::array<CatalogEntry, 18> kCatalog{{
+constexpr std::array<CatalogEntry, 19> kCatalog{{
     {"tinyllama-1.1b", "TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF",
      "tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf", "llama", "1.1B, 0.67 GB"},
     {"llama-3.2-1b", "bartowski/Llama-3.2-1B-Instruct-GGUF", "Llama-3.2-1B-Instruct-Q4_K_M.gguf",
@@ -48,6 +48,8 @@ constexpr std::array<CatalogEntry, 18> kCatalog{{
      "3.9B, 2.5 GB"},
     {"phi-3.5-mini", "bartowski/Phi-3.5-mini-instruct-GGUF", "Phi-3.5-mini-instruct-Q4_K_M.gguf",
      "phi3", "3.8B, 2.4 GB"},
+    {"gpt-oss-20b", "ggml-org/gpt-oss-20b-GGUF", "gpt-oss-20b-mxfp4.gguf", "gpt-oss",
+     "20.9B (3.6B active), 12.1 GB"},
 }};
 
 std::string lower(std::string s) {

@@ -9,13 +9,6 @@
 namespace colony {
 namespace {
 
-// RoPE extrapolation parameters as llama.cpp sets them without YaRN
-// (src/llama-context.cpp: yarn_ext_factor = 0, yarn_attn_factor = 1 times
-// the model's rope.scaling.attn_factor, beta 32/1).
-constexpr float kExtFactor = 0.0f;
-constexpr float kBetaFast = 32.0f;
-constexpr float kBetaSlow = 1.0f;
-
 // llama_mul_mat_hadamard (src/llama-impl.h): x in blocks of n times the
 // rotation, with ggml's hint that picks the fast transform on the CPU.
 ggml_tensor *mul_hadamard(ggml_context *ctx, ggml_tensor *x, ggml_tensor *rot) {
@@ -53,8 +46,8 @@ struct Builder {
     ggml_tensor *rope(ggml_tensor *x, uint32_t il) const {
         return ggml_rope_ext(ctx, x, g.inp_pos, w.rope_freqs, static_cast<int>(hp.n_rot),
                              static_cast<int>(hp.rope_type), static_cast<int>(hp.n_ctx_orig),
-                             hp.rope_base(il), hp.rope_scale(il), kExtFactor, hp.rope_attn_factor,
-                             kBetaFast, kBetaSlow);
+                             hp.rope_base(il), hp.rope_scale(il), hp.rope_ext_factor,
+                             hp.rope_attn_factor, hp.rope_beta_fast, hp.rope_beta_slow);
     }
 
     // Self-attention of block il on normalized input cur [n_embd, n_tokens];
@@ -137,6 +130,7 @@ struct Builder {
         const float kq_scale = q_scaled ? 1.0f : 1.0f / std::sqrt(static_cast<float>(hd));
         ggml_tensor *mask = hp.is_swa(il) ? g.inp_mask_swa : g.inp_mask;
         ggml_tensor *att = ggml_flash_attn_ext(ctx, q4, kc, vc, mask, kq_scale, 0.0f, 0.0f);
+        ggml_flash_attn_ext_add_sinks(att, l.attn_sinks);  // gpt-oss; nullptr: none
         ggml_flash_attn_ext_set_n_kv_max(att, 0);
         ggml_prec_set_acc(att, GGML_PREC_F32);
         att = ggml_reshape_2d(ctx, att, att->ne[0] * att->ne[1],
@@ -184,16 +178,25 @@ struct Builder {
         return ggml_add(ctx, out, ggml_mul(ctx, shared, gate));
     }
 
+    // gpt-oss gates by a softmax over the selected experts' logits only
+    // (SOFTMAX_WEIGHT), the others by a softmax over all experts.
     ggml_tensor *routed_experts(uint32_t il, ggml_tensor *cur) const {
         const LayerWeights &l = w.layer(il);
         const int64_t n_embd = cur->ne[0], n_tokens = cur->ne[1];
         const int64_t n_used = hp.n_expert_used;
+        const bool softmax_weight = hp.arch == Arch::kGptOss;
         ggml_tensor *logits = ggml_mul_mat(ctx, l.ffn_gate_inp, cur);  // [n_expert, n_tokens]
-        ggml_tensor *probs = ggml_soft_max(ctx, logits);
+        if (l.ffn_gate_inp_b)
+            logits = ggml_add(ctx, logits, l.ffn_gate_inp_b);
+        ggml_tensor *probs = softmax_weight ? logits : ggml_soft_max(ctx, logits);
         ggml_tensor *selected = ggml_argsort_top_k(ctx, probs, static_cast<int>(n_used));
         probs = ggml_reshape_3d(ctx, probs, 1, hp.n_expert, n_tokens);
         ggml_tensor *weights = ggml_get_rows(ctx, probs, selected);  // [1, n_used, n_tokens]
-        if (hp.arch == Arch::kQwen3Moe) {                            // norm_w
+        if (softmax_weight) {
+            weights = ggml_soft_max(ctx, ggml_reshape_2d(ctx, weights, n_used, n_tokens));
+            weights = ggml_reshape_3d(ctx, weights, 1, n_used, n_tokens);
+        }
+        if (hp.arch == Arch::kQwen3Moe) {  // norm_w
             weights = ggml_reshape_2d(ctx, weights, n_used, n_tokens);
             ggml_tensor *sum = ggml_sum_rows(ctx, weights);  // [1, n_tokens]
             sum = ggml_clamp(ctx, sum, 6.103515625e-5f, INFINITY);
@@ -203,10 +206,19 @@ struct Builder {
         ggml_build_forward_expand(g.gf, weights);  // as llama.cpp, for the fused top-k path
 
         cur = ggml_reshape_3d(ctx, cur, n_embd, 1, n_tokens);
-        ggml_tensor *up = ggml_mul_mat_id(ctx, l.ffn_up_exps, cur, selected);
-        ggml_tensor *gate = ggml_mul_mat_id(ctx, l.ffn_gate_exps, cur, selected);
-        cur = ggml_swiglu_split(ctx, gate, up);  // [n_ff_exp, n_used, n_tokens]
-        ggml_tensor *experts = ggml_mul_mat_id(ctx, l.ffn_down_exps, cur, selected);
+        // per-expert biases (gpt-oss) are added by ggml_add_id
+        auto bias = [&](ggml_tensor *x, ggml_tensor *b) {
+            return b ? ggml_add_id(ctx, x, b, selected) : x;
+        };
+        ggml_tensor *up = bias(ggml_mul_mat_id(ctx, l.ffn_up_exps, cur, selected), l.ffn_up_exps_b);
+        ggml_tensor *gate =
+            bias(ggml_mul_mat_id(ctx, l.ffn_gate_exps, cur, selected), l.ffn_gate_exps_b);
+        // [n_ff_exp, n_used, n_tokens]; gpt-oss: OpenAI's SwiGLU with alpha
+        // 1.702 and limit 7 (build_moe_ffn, LLM_FFN_SWIGLU_OAI_MOE)
+        cur = hp.arch == Arch::kGptOss ? ggml_swiglu_oai(ctx, gate, up, 1.702f, 7.0f)
+                                       : ggml_swiglu_split(ctx, gate, up);
+        ggml_tensor *experts =
+            bias(ggml_mul_mat_id(ctx, l.ffn_down_exps, cur, selected), l.ffn_down_exps_b);
         experts = ggml_mul(ctx, experts, weights);  // [n_embd, n_used, n_tokens]
         ggml_build_forward_expand(g.gf, experts);
 
@@ -331,7 +343,7 @@ std::unique_ptr<StageGraph> build_stage_graph(const ModelHparams &hp, const Stag
                                               std::vector<uint8_t> *meta) {
     auto g = std::make_unique<StageGraph>();
     g->shape = shape;
-    const size_t per_layer = 64 + (hp.is_moe() ? 48 + 2 * size_t{hp.n_expert_used} : 0);
+    const size_t per_layer = 64 + (hp.is_moe() ? 56 + 2 * size_t{hp.n_expert_used} : 0);
     const size_t max_nodes = 1024 + per_layer * static_cast<size_t>(weights.range().size());
     const size_t meta_size =
         ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false);
@@ -371,8 +383,8 @@ std::unique_ptr<KShiftGraph> build_k_shift_graph(const ModelHparams &hp,
             auto *fn = inplace ? ggml_rope_ext_inplace : ggml_rope_ext;
             return fn(ctx, x, g->inp_shift, weights.rope_freqs, static_cast<int>(hp.n_rot),
                       static_cast<int>(hp.rope_type), static_cast<int>(hp.n_ctx_orig),
-                      hp.rope_base(il), hp.rope_scale(il), kExtFactor, hp.rope_attn_factor,
-                      kBetaFast, kBetaSlow);
+                      hp.rope_base(il), hp.rope_scale(il), hp.rope_ext_factor,
+                      k_shift_attn_factor(hp, il), hp.rope_beta_fast, hp.rope_beta_slow);
         };
         ggml_tensor *out = view;
         if (!ggml_is_quantized(k->type)) {
@@ -390,6 +402,14 @@ std::unique_ptr<KShiftGraph> build_k_shift_graph(const ModelHparams &hp,
         ggml_build_forward_expand(g->gf, out);
     }
     return g;
+}
+
+float k_shift_attn_factor(const ModelHparams &hp, uint32_t il) {
+    // ggml's rope_yarn multiplies cos/sin by attn_factor, and by
+    // 1 + 0.1 ln(1/freq_scale) when ext_factor != 0 (ggml-cpu/ops.cpp)
+    const float yarn =
+        hp.rope_ext_factor != 0.0f ? 1.0f + 0.1f * std::log(1.0f / hp.rope_scale(il)) : 1.0f;
+    return 1.0f / yarn;
 }
 
 uint32_t k_rotation_size(const ModelHparams &hp, ggml_type type_k) {

@@ -71,6 +71,14 @@ struct KShiftGraph {
     ggml_tensor *inp_k_rot = nullptr;  // as StageGraph's: a rotated quantized K is un-rotated first
 };
 
+/// The attn_factor a K-shift passes to ggml_rope_ext so that re-rotating a
+/// cached key changes only its angle: 1 / (1 + 0.1 ln(1/freq_scale)) under
+/// YaRN (ext_factor != 0: ggml scales cos/sin by that factor), else 1. The
+/// model's rope.scaling.attn_factor already sits in the cached key. llama.cpp
+/// (llama_kv_cache::build_rope_shift) passes the forward factor instead, so
+/// each of its shifts scales a YaRN or phi3 key's length once more.
+float k_shift_attn_factor(const ModelHparams &hp, uint32_t il);
+
 /// llama.cpp's rotation of a quantized KV cache (llama-kv-cache.cpp,
 /// build_input_k_rot/v_rot; llama-graph.cpp, build_attn): Q and K are
 /// multiplied by an orthonormal Walsh-Hadamard matrix in blocks of n before K

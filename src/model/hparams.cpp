@@ -23,6 +23,8 @@ const char *arch_name(Arch arch) {
             return "qwen2moe";
         case Arch::kGemma3:
             return "gemma3";
+        case Arch::kGptOss:
+            return "gpt-oss";
     }
     return "?";
 }
@@ -44,9 +46,12 @@ Arch parse_arch(const std::string &path, const std::string &name) {
         return Arch::kQwen2Moe;
     if (name == "gemma3")
         return Arch::kGemma3;
-    throw Error(ErrorCode::kUnsupported,
-                path + ": unsupported architecture '" + name +
-                    "' (colony supports llama, qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma3)");
+    if (name == "gpt-oss")
+        return Arch::kGptOss;
+    throw Error(
+        ErrorCode::kUnsupported,
+        path + ": unsupported architecture '" + name +
+            "' (colony supports llama, qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma3, gpt-oss)");
 }
 
 uint32_t positive(const GgufFile &f, const std::string &key, int64_t v) {
@@ -82,6 +87,20 @@ void read_experts(const GgufFile &f, const std::string &a, ModelHparams *hp) {
     }
 }
 
+// attention.sliding_window_pattern, else the architecture's default
+// (llama_model_base::load_swa_pattern); a per-layer array is refused.
+void read_swa_pattern(const GgufFile &f, const std::string &a, uint32_t dflt, ModelHparams *hp) {
+    hp->swa_pattern = dflt;
+    if (f.get_array_size(a + "attention.sliding_window_pattern"))
+        throw Error(ErrorCode::kUnsupported,
+                    f.path() + ": a per-layer sliding_window_pattern array is not supported");
+    if (auto pat = f.get_int(a + "attention.sliding_window_pattern")) {
+        if (*pat < 0 || *pat > (1 << 16))
+            throw Error(ErrorCode::kCorrupt, f.path() + ": sliding_window_pattern out of range");
+        hp->swa_pattern = static_cast<uint32_t>(*pat);
+    }
+}
+
 // Gemma 3's sliding window and scales (llama_model_gemma3::load_arch_hparams):
 // a window when attention.sliding_window > 0, in a pattern of 6 unless
 // attention.sliding_window_pattern says otherwise (a per-layer array is not
@@ -89,16 +108,7 @@ void read_experts(const GgufFile &f, const std::string &a, ModelHparams *hp) {
 void read_gemma3(const GgufFile &f, const std::string &a, ModelHparams *hp) {
     if (auto swa = f.get_int(a + "attention.sliding_window"); swa && *swa > 0) {
         hp->n_swa = positive(f, a + "attention.sliding_window", *swa);
-        hp->swa_pattern = 6;
-        if (f.get_array_size(a + "attention.sliding_window_pattern"))
-            throw Error(ErrorCode::kUnsupported,
-                        f.path() + ": a per-layer sliding_window_pattern array is not supported");
-        if (auto pat = f.get_int(a + "attention.sliding_window_pattern")) {
-            if (*pat < 0 || *pat > (1 << 16))
-                throw Error(ErrorCode::kCorrupt,
-                            f.path() + ": sliding_window_pattern out of range");
-            hp->swa_pattern = static_cast<uint32_t>(*pat);
-        }
+        read_swa_pattern(f, a, 6, hp);
         if (auto base = f.get_float(a + "rope.freq_base_swa"))
             hp->rope_freq_base_swa = static_cast<float>(*base);
     }
@@ -109,6 +119,40 @@ void read_gemma3(const GgufFile &f, const std::string &a, ModelHparams *hp) {
                          ? 1.0f / std::sqrt(static_cast<float>(hp->n_embd / hp->n_head))
                          : 1.0f / std::sqrt(static_cast<float>(hp->head_dim_k));
     hp->has_qk_norm = true;
+}
+
+// gpt-oss's window (llama_model_openai_moe::load_arch_hparams): required,
+// in a pattern of 2 unless sliding_window_pattern says otherwise; windowed
+// blocks keep the model's RoPE scale and take rope.freq_base_swa when given,
+// else the model's base.
+void read_gpt_oss(const GgufFile &f, const std::string &a, ModelHparams *hp) {
+    hp->n_swa =
+        positive(f, a + "attention.sliding_window", f.require_int(a + "attention.sliding_window"));
+    read_swa_pattern(f, a, 2, hp);
+    hp->rope_freq_base_swa = hp->rope_freq_base;
+    if (auto base = f.get_float(a + "rope.freq_base_swa"))
+        hp->rope_freq_base_swa = static_cast<float>(*base);
+    hp->rope_freq_scale_swa = hp->rope_freq_scale;
+}
+
+// rope.scaling.type and factor (llama_model_base::load_hparams): linear
+// scales positions by 1/factor; YaRN does too and sets ext_factor 1
+// (llama_context). llama.cpp's YaRN attention factor, get_mscale(factor) /
+// (1 + 0.1 ln factor), is 1 without rope.scaling.yarn_log_multiplier (which
+// only DeepSeek reads), so rope.scaling.attn_factor is used as it is.
+void read_rope_scaling(const GgufFile &f, const std::string &a, ModelHparams *hp) {
+    auto scaling = f.get_string(a + "rope.scaling.type");
+    if (!scaling || *scaling == "none")
+        return;
+    if (*scaling != "linear" && *scaling != "yarn")
+        throw Error(ErrorCode::kUnsupported,
+                    f.path() + ": RoPE scaling '" + *scaling + "' is not supported");
+    const double factor = f.get_float(a + "rope.scaling.factor").value_or(1.0);
+    if (!(factor > 0 && factor < 1e6))
+        throw Error(ErrorCode::kCorrupt, f.path() + ": rope.scaling.factor must be > 0");
+    hp->rope_freq_scale = static_cast<float>(1.0 / factor);
+    if (*scaling == "yarn")
+        hp->rope_ext_factor = 1.0f;
 }
 
 }  // namespace
@@ -156,17 +200,7 @@ ModelHparams ModelHparams::from_gguf(const GgufFile &f) {
         hp.rms_eps = static_cast<float>(*eps);
     if (auto base = f.get_float(a + "rope.freq_base"))
         hp.rope_freq_base = static_cast<float>(*base);
-    if (auto scaling = f.get_string(a + "rope.scaling.type")) {
-        if (*scaling == "linear") {
-            const double factor = f.get_float(a + "rope.scaling.factor").value_or(1.0);
-            if (factor <= 0)
-                throw Error(ErrorCode::kCorrupt, f.path() + ": rope.scaling.factor must be > 0");
-            hp.rope_freq_scale = static_cast<float>(1.0 / factor);
-        } else if (*scaling != "none") {
-            throw Error(ErrorCode::kUnsupported,
-                        f.path() + ": RoPE scaling '" + *scaling + "' is not supported");
-        }
-    }
+    read_rope_scaling(f, a, &hp);
     hp.n_ctx_orig = f.get_int(a + "rope.scaling.original_context_length")
                         ? req("rope.scaling.original_context_length")
                         : hp.n_ctx_train;
@@ -177,10 +211,12 @@ ModelHparams ModelHparams::from_gguf(const GgufFile &f) {
     }
     hp.rope_type = hp.arch == Arch::kLlama ? RopeType::kNormal : RopeType::kNeox;
     hp.has_qk_norm = hp.arch == Arch::kQwen3 || hp.arch == Arch::kQwen3Moe;
-    if (hp.arch == Arch::kQwen3Moe || hp.arch == Arch::kQwen2Moe)
+    if (hp.arch == Arch::kQwen3Moe || hp.arch == Arch::kQwen2Moe || hp.arch == Arch::kGptOss)
         read_experts(f, a, &hp);
     if (hp.arch == Arch::kGemma3)
         read_gemma3(f, a, &hp);
+    if (hp.arch == Arch::kGptOss)
+        read_gpt_oss(f, a, &hp);
 
     if (auto n = f.get_int(a + "vocab_size")) {
         hp.n_vocab = positive(f, a + "vocab_size", *n);

@@ -134,6 +134,37 @@ SynthHparams make_gemma3_1b() {
     return hp;
 }
 
+// gpt-oss-20b (openai/gpt-oss-20b config.json, as conversion/gpt_oss.py
+// writes it): 24 blocks, 2880 wide, 64 query heads and 8 KV heads of 64, a
+// window of 128 in every other block, YaRN 32x over 4096, 32 experts (4 used)
+// of 2880. Its o200k tokenizer is not in the pinned tree: the Llama 3 one
+// (a tiktoken-style BPE of 128256 tokens) stands in.
+SynthHparams make_gpt_oss(const char *name, uint32_t n_layer, uint32_t n_expert) {
+    SynthHparams hp;
+    hp.preset = name;
+    hp.arch = SynthArch::kGptOss;
+    hp.n_layer = n_layer;
+    hp.n_embd = 2880;
+    hp.n_head = 64;
+    hp.n_head_kv = 8;
+    hp.n_ff = 2880;
+    hp.head_dim = 64;
+    hp.n_ctx_train = 131072;
+    hp.rope_freq_base = 150000.0f;
+    hp.rms_eps = 1e-5f;
+    hp.qkv_bias = true;
+    hp.write_head_dim = true;
+    hp.rope_orig_ctx = 4096;
+    hp.rope_yarn_factor = 32.0f;
+    hp.n_swa = 128;
+    hp.swa_pattern = 2;
+    hp.n_expert = n_expert;
+    hp.n_expert_used = 4;
+    hp.n_ff_exp = 2880;
+    hp.vocab_file = "ggml-vocab-llama-bpe.gguf";
+    return hp;
+}
+
 SynthHparams make_llama3(const char *name, uint32_t n_layer, uint32_t n_embd, uint32_t n_head,
                          uint32_t n_head_kv, uint32_t n_ff, bool llama3_2) {
     SynthHparams hp;
@@ -219,6 +250,8 @@ ggml_type weight_type(const SynthFtype &ft, Role role, int il, int n_layer, bool
     }
     ggml_type t = base;
     const auto ftype = static_cast<llama_ftype>(ft.llama_ftype);
+    if (ftype == LLAMA_FTYPE_MOSTLY_MXFP4_MOE)  // experts are typed by expert_type
+        return fallback_type(GGML_TYPE_Q8_0, ncols);
     if (role == Role::kOutput || (tied && role == Role::kTokenEmbd)) {
         if (ncols % ggml_blck_size(base) != 0) {
             t = GGML_TYPE_Q8_0;
@@ -241,6 +274,14 @@ ggml_type weight_type(const SynthFtype &ft, Role role, int il, int n_layer, bool
         }
     }
     return fallback_type(t, ncols);
+}
+
+// A 3-D expert tensor's type: MXFP4 in an MXFP4_MOE file (llama-quantize:
+// tensors with ne[2] > 1), else as its role's 2-D type.
+ggml_type expert_type(const SynthFtype &ft, Role role, int il, int n_layer, int64_t ncols) {
+    if (ft.llama_ftype == LLAMA_FTYPE_MOSTLY_MXFP4_MOE)
+        return fallback_type(GGML_TYPE_MXFP4, ncols);
+    return weight_type(ft, role, il, n_layer, false, ncols);
 }
 
 SynthTensor vector_tensor(std::string name, int64_t n, SynthInit init) {
@@ -298,6 +339,8 @@ const char *synth_arch_name(SynthArch arch) {
             return "qwen2moe";
         case SynthArch::kGemma3:
             return "gemma3";
+        case SynthArch::kGptOss:
+            return "gpt-oss";
     }
     return "?";
 }
@@ -327,6 +370,14 @@ const std::vector<SynthPreset> &synth_presets() {
          "Gemma-3-1B: gemma3, 26 layers, 1152 embd, 4/1 heads x 256, ff 6912, window 512 in 5 of "
          "6 blocks, QK-norm, post norms, tied",
          make_gemma3_1b()},
+        {"gpt-oss-20b",
+         "gpt-oss-20b: gpt-oss, 24 layers, 2880 embd, 64/8 heads x 64, 32 experts (4 used) x ff "
+         "2880, window 128 in every other block, attention sinks, YaRN (Llama 3 tokenizer)",
+         make_gpt_oss("gpt-oss-20b", 24, 32)},
+        {"gpt-oss-120b",
+         "gpt-oss-120b: gpt-oss, 36 layers, 2880 embd, 64/8 heads x 64, 128 experts (4 used) x "
+         "ff 2880, window 128 in every other block, attention sinks, YaRN (Llama 3 tokenizer)",
+         make_gpt_oss("gpt-oss-120b", 36, 128)},
         {"llama-3.2-1b",
          "Llama-3.2-1B: llama, 16 layers, 2048 embd, 32/8 heads, ff 8192, tied, rope_freqs",
          make_llama3("llama-3.2-1b", 16, 2048, 32, 8, 8192, true)},
@@ -374,7 +425,8 @@ void synth_validate_hparams(const SynthHparams &hp) {
     }
     if (hp.arch == SynthArch::kQwen2Moe)
         check(hp.n_ff_shexp >= 1, "n_ff_shexp must be > 0");
-    if (hp.arch == SynthArch::kQwen3Moe || hp.arch == SynthArch::kQwen2Moe) {
+    if (hp.arch == SynthArch::kQwen3Moe || hp.arch == SynthArch::kQwen2Moe ||
+        hp.arch == SynthArch::kGptOss) {
         check(hp.n_expert >= 1 && hp.n_expert <= 512, "n_expert must be in [1, 512]");
         check(hp.n_expert_used >= 1 && hp.n_expert_used <= hp.n_expert,
               "n_expert_used must be in [1, n_expert]");
@@ -426,6 +478,7 @@ const std::vector<SynthFtype> &synth_ftypes() {
         {"Q4_K_M", LLAMA_FTYPE_MOSTLY_Q4_K_M, GGML_TYPE_Q4_K},
         {"Q5_K_S", LLAMA_FTYPE_MOSTLY_Q5_K_S, GGML_TYPE_Q5_K},
         {"Q5_K_M", LLAMA_FTYPE_MOSTLY_Q5_K_M, GGML_TYPE_Q5_K},
+        {"MXFP4_MOE", LLAMA_FTYPE_MOSTLY_MXFP4_MOE, GGML_TYPE_MXFP4},
     };
     return ftypes;
 }
@@ -468,6 +521,7 @@ std::vector<SynthTensor> synth_plan_tensors(const SynthHparams &hp, uint32_t n_v
         out.push_back(vector_tensor("rope_freqs.weight", hp.head_dim / 2, SynthInit::kRopeFreqs));
     }
     const bool phi3 = hp.arch == SynthArch::kPhi3;
+    const bool gpt_oss = hp.arch == SynthArch::kGptOss;
     if (phi3 && hp.rope_orig_ctx > 0) {
         out.push_back(
             vector_tensor("rope_factors_long.weight", hp.head_dim / 2, SynthInit::kRopeLong));
@@ -511,21 +565,42 @@ std::vector<SynthTensor> synth_plan_tensors(const SynthHparams &hp, uint32_t n_v
         }
         out.push_back(matrix_tensor(blk(il, "attn_output.weight"), n_q, n_embd,
                                     wtype(Role::kAttnOut, il, n_q)));
+        if (gpt_oss) {
+            out.push_back(vector_tensor(blk(il, "attn_output.bias"), n_embd, SynthInit::kBias));
+            out.push_back(vector_tensor(blk(il, "attn_sinks.weight"), hp.n_head, SynthInit::kSink));
+        }
         if (hp.arch == SynthArch::kGemma3) {
             out.push_back(
                 vector_tensor(blk(il, "post_attention_norm.weight"), n_embd, SynthInit::kNorm));
             out.push_back(vector_tensor(blk(il, "post_ffw_norm.weight"), n_embd, SynthInit::kNorm));
         }
-        out.push_back(vector_tensor(blk(il, "ffn_norm.weight"), n_embd, SynthInit::kNorm));
+        out.push_back(
+            vector_tensor(blk(il, gpt_oss ? "post_attention_norm.weight" : "ffn_norm.weight"),
+                          n_embd, SynthInit::kNorm));
         if (hp.n_expert > 0) {
             const int64_t nx = hp.n_expert, ff = hp.n_ff_exp;
+            auto xtype = [&](Role role, int64_t ncols) {
+                return expert_type(ft, role, il, n_layer, ncols);
+            };
+            auto expert_bias = [&](const char *name, int64_t n) {
+                SynthTensor b = matrix_tensor(blk(il, name), n, nx, GGML_TYPE_F32);
+                b.init = SynthInit::kBias;
+                out.push_back(b);
+            };
             out.push_back(matrix_tensor(blk(il, "ffn_gate_inp.weight"), n_embd, nx, GGML_TYPE_F32));
+            if (gpt_oss)
+                out.push_back(vector_tensor(blk(il, "ffn_gate_inp.bias"), nx, SynthInit::kBias));
             out.push_back(experts_tensor(blk(il, "ffn_gate_exps.weight"), n_embd, ff, nx,
-                                         wtype(Role::kFfnGate, il, n_embd)));
+                                         xtype(Role::kFfnGate, n_embd)));
             out.push_back(experts_tensor(blk(il, "ffn_down_exps.weight"), ff, n_embd, nx,
-                                         wtype(Role::kFfnDown, il, ff)));
+                                         xtype(Role::kFfnDown, ff)));
             out.push_back(experts_tensor(blk(il, "ffn_up_exps.weight"), n_embd, ff, nx,
-                                         wtype(Role::kFfnUp, il, n_embd)));
+                                         xtype(Role::kFfnUp, n_embd)));
+            if (gpt_oss) {
+                expert_bias("ffn_gate_exps.bias", ff);
+                expert_bias("ffn_down_exps.bias", n_embd);
+                expert_bias("ffn_up_exps.bias", ff);
+            }
             if (hp.n_ff_shexp > 0) {
                 const int64_t fs = hp.n_ff_shexp;
                 out.push_back(vector_tensor(blk(il, "ffn_gate_inp_shexp.weight"), n_embd,

@@ -1,6 +1,6 @@
 // Synthetic GGUF models: random weights with the real shapes of known models
-// (Qwen2.5, Qwen3, Qwen3 MoE, Llama 3, Phi-3.5), a real tokenizer copied from a vocab GGUF, and a
-// quant type mixture like llama-quantize's. Used for tests and benchmarks that
+// (Qwen2.5, Qwen3, Qwen3 MoE, Llama 3, Phi-3.5, Gemma 3, gpt-oss), a real tokenizer copied from a
+// vocab GGUF, and a quant type mixture like llama-quantize's. Used for tests and benchmarks that
 // need a model of a given size without downloading one.
 //
 // Everything written is deterministic from (seed, hyper-parameters, quant type,
@@ -12,7 +12,7 @@
 // quantizers), so do not compare hashes across platforms.
 //
 // GGUF keys and tensor names/shapes follow the pinned tree: src/llama-arch.cpp
-// (LLM_KV_*, LLM_TENSOR_*), src/models/{llama,qwen2,qwen3,qwen3moe,phi3}.cpp
+// (LLM_KV_*, LLM_TENSOR_*), src/models/{llama,qwen2,qwen3,qwen3moe,phi3,gemma3,openai-moe}.cpp
 // (load_arch_tensors)
 // and the HF converters (conversion/base.py, conversion/llama.py).
 #pragma once
@@ -29,9 +29,10 @@
 namespace colony {
 
 /// Architecture of a synthetic model; its GGUF name is synth_arch_name().
-enum class SynthArch { kLlama, kQwen2, kQwen3, kQwen3Moe, kPhi3, kQwen2Moe, kGemma3 };
+enum class SynthArch { kLlama, kQwen2, kQwen3, kQwen3Moe, kPhi3, kQwen2Moe, kGemma3, kGptOss };
 
-/// "llama", "qwen2", "qwen3", "qwen3moe", "phi3", "qwen2moe", "gemma3" (general.architecture).
+/// "llama", "qwen2", "qwen3", "qwen3moe", "phi3", "qwen2moe", "gemma3", "gpt-oss"
+/// (general.architecture).
 const char *synth_arch_name(SynthArch arch);
 
 /// Hyper-parameters of a synthetic model. Shapes use ggml order (ne[0] innermost):
@@ -63,13 +64,17 @@ struct SynthHparams {
     // rope_factors_{short,long}.weight, and rope.scaling.attn_factor
     // sqrt(1 + ln(n_ctx_train / rope_orig_ctx) / ln(rope_orig_ctx)); 0 = none
     uint32_t rope_orig_ctx = 0;
+    // YaRN RoPE scaling (gpt-oss): rope.scaling.type "yarn" with this factor
+    // over rope_orig_ctx; 0 = none
+    float rope_yarn_factor = 0.0f;
     // qwen3moe: routed experts per block, used per token, and their inner size
     uint32_t n_expert = 0;
     uint32_t n_expert_used = 0;
     uint32_t n_ff_exp = 0;
     uint32_t n_ff_shexp = 0;  // qwen2moe: the shared expert's inner size
-    // gemma3: the sliding window of its local blocks and their pattern (every
-    // swa_pattern-th block global; written when not 6, llama.cpp's default)
+    // gemma3 and gpt-oss: the sliding window of their local blocks and their
+    // pattern (every swa_pattern-th block global; written when not the
+    // architecture's default in llama.cpp: 6 for gemma3, 2 for gpt-oss)
     uint32_t n_swa = 0;
     uint32_t swa_pattern = 6;
     std::string vocab_file;  // vocab GGUF name in <llama.cpp tree>/models/
@@ -125,7 +130,8 @@ struct SynthFtype {
 };
 
 /// Supported file types: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q6_K Q4_K_S
-/// Q4_K_M Q5_K_S Q5_K_M.
+/// Q4_K_M Q5_K_S Q5_K_M MXFP4_MOE (experts MXFP4, other matrices Q8_0: how
+/// gpt-oss is released).
 const std::vector<SynthFtype> &synth_ftypes();
 
 /// File type by name, case-insensitive. Errors: kInvalidArgument naming the known ones.
@@ -139,6 +145,7 @@ enum class SynthInit {
     kRopeFreqs,  // Llama 3 rope scaling factors (deterministic)
     kRopeShort,  // phi3 short factors: 1 + 0.1 i / (n - 1) (deterministic)
     kRopeLong,   // phi3 long factors: 1 + 40 (i / (n - 1))^2 (deterministic)
+    kSink,       // N(0, 1): gpt-oss attention sink logits, on the scale of a score
 };
 
 /// One tensor of the planned file: name, ggml shape, stored type, generator.
@@ -164,7 +171,10 @@ struct SynthTensor {
 /// as ffn_gate/up/down; llama-quantize's special cases for 8 experts are not
 /// applied; phi3: ffn_up of 2 n_ff rows and no ffn_gate), output_norm, [output];
 /// phi3 with LongRoPE adds rope_factors_long and rope_factors_short after
-/// token_embd.
+/// token_embd. gpt-oss: attn_q/k/v and attn_output with biases, attn_sinks
+/// [n_head], post_attention_norm (its pre-FFN norm) instead of ffn_norm,
+/// and biases for the router [n_expert] and each expert (F32 [n_ff_exp,
+/// n_expert] and [n_embd, n_expert]), as src/models/openai-moe.cpp loads them.
 /// Types follow llama-quantize's llama_tensor_get_type (src/llama-quant.cpp) for
 /// the chosen file type: 1-D tensors F32; F32/F16/BF16 files: every 2-D weight in that
 /// type; quantized files: output (and token_embd when tied) Q6_K
@@ -172,7 +182,8 @@ struct SynthTensor {
 /// Q4_K_M/Q5_K_M: attn_v and ffn_down Q6_K on "use_more_bits" layers;
 /// Q4_K_S: attn_v on layers < 4 and ffn_down on layers < n_layer/8 Q5_K;
 /// rows not a multiple of the block size fall back (Q4_K->Q5_0, Q5_K->Q5_1,
-/// Q6_K->Q8_0, else F16). `hp` must be valid.
+/// Q6_K->Q8_0, else F16); MXFP4_MOE: 3-D expert tensors MXFP4, other
+/// matrices and the output Q8_0. `hp` must be valid.
 std::vector<SynthTensor> synth_plan_tensors(const SynthHparams &hp, uint32_t n_vocab,
                                             const SynthFtype &ftype);
 

@@ -223,10 +223,16 @@ void set_model_keys(gguf_context *ctx, const SynthOptions &opts, uint32_t n_voca
                              static_cast<float>(attn));
         }
     }
-    if (hp.arch == SynthArch::kGemma3 && hp.n_swa > 0) {
+    if ((hp.arch == SynthArch::kGemma3 || hp.arch == SynthArch::kGptOss) && hp.n_swa > 0) {
         gguf_set_val_u32(ctx, key("attention.sliding_window").c_str(), hp.n_swa);
-        if (hp.swa_pattern != 6)
+        if (hp.swa_pattern != (hp.arch == SynthArch::kGemma3 ? 6u : 2u))
             gguf_set_val_u32(ctx, key("attention.sliding_window_pattern").c_str(), hp.swa_pattern);
+    }
+    if (hp.rope_yarn_factor > 0.0f) {  // conversion/gpt_oss.py's rope_scaling
+        gguf_set_val_str(ctx, key("rope.scaling.type").c_str(), "yarn");
+        gguf_set_val_f32(ctx, key("rope.scaling.factor").c_str(), hp.rope_yarn_factor);
+        gguf_set_val_u32(ctx, key("rope.scaling.original_context_length").c_str(),
+                         hp.rope_orig_ctx);
     }
     if (hp.arch == SynthArch::kLlama) {
         gguf_set_val_u32(ctx, key("vocab_size").c_str(), n_vocab);
@@ -324,6 +330,8 @@ void synth_fill_rows(const SynthTensor &t, const SynthHparams &hp, uint64_t seed
         stddev = 1.0f / std::sqrt(static_cast<float>(ncols));
     } else if (t.init == SynthInit::kNorm) {
         mean = 1.0f;
+    } else if (t.init == SynthInit::kSink) {
+        stddev = 1.0f;
     }
     const uint64_t key = mix64(seed ^ fnv1a64(t.name));
     uint64_t ctr = key + static_cast<uint64_t>(row0 * ncols + 1) * kGolden;

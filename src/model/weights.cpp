@@ -177,7 +177,11 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
         want(p + "attn_output.bias", {E}, GGML_OP_NONE, &l.bo, false);
         want(p + "attn_q_norm.weight", {hp.head_dim_k}, GGML_OP_NONE, &l.q_norm, hp.has_qk_norm);
         want(p + "attn_k_norm.weight", {hp.head_dim_k}, GGML_OP_NONE, &l.k_norm, hp.has_qk_norm);
-        want(p + "ffn_norm.weight", {E}, GGML_OP_NONE, &l.ffn_norm, true);
+        const bool gpt_oss = hp.arch == Arch::kGptOss;
+        want(p + "ffn_norm.weight", {E}, GGML_OP_NONE, &l.ffn_norm, true,
+             gpt_oss ? p + "post_attention_norm.weight" : "");
+        if (gpt_oss)
+            want(p + "attn_sinks.weight", {hp.n_head}, GGML_OP_NONE, &l.attn_sinks, true);
         if (hp.arch == Arch::kGemma3) {
             want(p + "post_attention_norm.weight", {E}, GGML_OP_NONE, &l.attn_post_norm, true);
             want(p + "post_ffw_norm.weight", {E}, GGML_OP_NONE, &l.ffn_post_norm, true);
@@ -190,6 +194,12 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
             want(p + "ffn_up_exps.weight", {E, Fx, X}, GGML_OP_MUL_MAT_ID, &l.ffn_up_exps, true);
             want(p + "ffn_down_exps.weight", {Fx, E, X}, GGML_OP_MUL_MAT_ID, &l.ffn_down_exps,
                  true);
+            if (gpt_oss) {
+                want(p + "ffn_gate_inp.bias", {X}, GGML_OP_NONE, &l.ffn_gate_inp_b, true);
+                want(p + "ffn_gate_exps.bias", {Fx, X}, GGML_OP_NONE, &l.ffn_gate_exps_b, true);
+                want(p + "ffn_up_exps.bias", {Fx, X}, GGML_OP_NONE, &l.ffn_up_exps_b, true);
+                want(p + "ffn_down_exps.bias", {E, X}, GGML_OP_NONE, &l.ffn_down_exps_b, true);
+            }
             if (hp.n_ff_shexp > 0) {
                 const int64_t Fs = hp.n_ff_shexp;
                 want(p + "ffn_gate_inp_shexp.weight", {E}, GGML_OP_MUL_MAT, &l.ffn_gate_inp_shexp,

@@ -52,6 +52,13 @@ struct LayerWeights {
     ggml_tensor *bqkv = nullptr;  // optional bias of wqkv
     // gemma3: RMS norms of the attention and FFN outputs before each residual add
     ggml_tensor *attn_post_norm = nullptr, *ffn_post_norm = nullptr;
+    // gpt-oss: one attention sink logit per head [n_head] (F32), the router's
+    // bias [n_expert] and the experts' biases: gate/up [n_ff_exp, n_expert],
+    // down [n_embd, n_expert]. Its pre-FFN norm is the file's
+    // post_attention_norm, loaded as ffn_norm (src/models/openai-moe.cpp).
+    ggml_tensor *attn_sinks = nullptr;
+    ggml_tensor *ffn_gate_inp_b = nullptr;
+    ggml_tensor *ffn_gate_exps_b = nullptr, *ffn_up_exps_b = nullptr, *ffn_down_exps_b = nullptr;
 };
 
 /// Which of a stage's weights live on a GPU (llama.cpp's -ngl): the blocks

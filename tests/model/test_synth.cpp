@@ -167,6 +167,37 @@ TEST(SynthPlan, TensorCountsMatchReleasedModels) {
     EXPECT_EQ(synth_plan_tensors(synth_find_preset("llama-3-8b"), 128256, f16).size(), 291u);
     EXPECT_EQ(synth_plan_tensors(synth_find_preset("qwen3-30b-a3b"), 151936, f16).size(), 579u);
     EXPECT_EQ(synth_plan_tensors(synth_find_preset("phi-3.5-mini"), 32064, f16).size(), 197u);
+    EXPECT_EQ(synth_plan_tensors(synth_find_preset("gpt-oss-20b"), 201088, f16).size(), 459u);
+}
+
+// gpt-oss-20b as released (ggml-org/gpt-oss-20b-GGUF, gpt-oss-20b-mxfp4.gguf:
+// 459 tensors, 12.1 GB): MXFP4 experts, Q8_0 attention, embedding and
+// output, F32 biases and sinks. With its o200k vocabulary's 201088 rows the
+// plan weighs the same within 1 %.
+TEST(SynthPlan, GptOssAsReleasedIsMxfp4ExpertsAndQ8_0) {
+    const auto plan =
+        synth_plan_tensors(synth_find_preset("gpt-oss-20b"), 201088, synth_find_ftype("MXFP4_MOE"));
+    uint64_t total = 0;
+    for (const SynthTensor &t : plan) {
+        total += t.nbytes();
+        if (t.name == "blk.0.ffn_down_exps.weight") {
+            EXPECT_EQ(t.type, GGML_TYPE_MXFP4);
+            EXPECT_EQ(t.ne[2], 32);
+        }
+        if (t.name == "blk.0.ffn_down_exps.bias") {
+            EXPECT_EQ(t.type, GGML_TYPE_F32);
+            EXPECT_EQ(t.ne[0], 2880);
+            EXPECT_EQ(t.ne[1], 32);
+        }
+        if (t.name == "blk.0.attn_q.weight" || t.name == "output.weight" ||
+            t.name == "token_embd.weight")
+            EXPECT_EQ(t.type, GGML_TYPE_Q8_0) << t.name;
+        if (t.name == "blk.0.attn_sinks.weight") {
+            EXPECT_EQ(t.type, GGML_TYPE_F32);
+            EXPECT_EQ(t.ne[0], 64);
+        }
+    }
+    EXPECT_NEAR(static_cast<double>(total), 12.1e9, 0.121e9);
 }
 
 // Qwen3-30B-A3B's experts: [2048, 768, 128] gate/up, [768, 2048, 128] down,

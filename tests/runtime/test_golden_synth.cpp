@@ -4,7 +4,10 @@
 // experts: 2 of 8 per token, ggml_mul_mat_id), qwen2moe (the same without
 // normalized weights, plus a sigmoid-gated shared expert and QKV biases), phi3 (fused QKV and
 // gate-up, Q scaled before attention, LongRoPE's short factors and attention factor), gemma3
-// (sliding-window and global blocks, post norms, GELU, scaled embeddings) and llama with
+// (sliding-window and global blocks, post norms, GELU, scaled embeddings), gpt-oss
+// (attention sinks, biased experts gated by a softmax over the chosen ones,
+// OpenAI's clamped SwiGLU, YaRN RoPE, windowed blocks; F16 and as released,
+// MXFP4 experts and Q8_0 elsewhere) and llama with
 // the Llama-3 vocabulary (rope_freqs), each at F16 and Q4_K_M (K-quant mixture). Small "tiny" sizes
 // keep the suite fast; the code paths are the full models'.
 //
@@ -75,7 +78,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"qwen3-30b-a3b", "F16"}, Case{"qwen3-30b-a3b", "Q4_K_M"},
                       Case{"phi-3.5-mini", "F16"}, Case{"phi-3.5-mini", "Q4_K_M"},
                       Case{"qwen1.5-moe-a2.7b", "F16"}, Case{"qwen1.5-moe-a2.7b", "Q4_K_M"},
-                      Case{"gemma-3-1b", "F16"}, Case{"gemma-3-1b", "Q4_K_M"}),
+                      Case{"gemma-3-1b", "F16"}, Case{"gemma-3-1b", "Q4_K_M"},
+                      Case{"gpt-oss-20b", "F16"}, Case{"gpt-oss-20b", "MXFP4_MOE"}),
     [](const ::testing::TestParamInfo<Case> &info) {
         std::string n = std::string(info.param.preset) + "_" + info.param.ftype;
         for (char &ch : n) {

@@ -125,7 +125,12 @@ INSTANTIATE_TEST_SUITE_P(
                       ShiftCase{"llama3_rope_freqs", "llama-3.2-1b", GGML_TYPE_F16, 5e-3f},
                       ShiftCase{"llama3_q8_0_keys", "llama-3.2-1b", GGML_TYPE_Q8_0, 3e-2f},
                       // a windowed block (RoPE base 10000, window 4) and a global one (1e6)
-                      ShiftCase{"gemma3_rope_per_block", "gemma-3-1b", GGML_TYPE_F16, 5e-3f}),
+                      ShiftCase{"gemma3_rope_per_block", "gemma-3-1b", GGML_TYPE_F16, 5e-3f},
+                      // YaRN (ext_factor 1) in windowed and global blocks, and
+                      // phi3's rope.scaling.attn_factor (1.17): a shift must not
+                      // scale the cached keys again (graph.h, k_shift_attn_factor)
+                      ShiftCase{"gpt_oss_yarn", "gpt-oss-20b", GGML_TYPE_F16, 5e-3f},
+                      ShiftCase{"phi3_attn_factor", "phi-3.5-mini", GGML_TYPE_F16, 5e-3f}),
     [](const auto &info) { return std::string(info.param.name); });
 
 TEST(KvWindowGenerate, CellsInUseNeverExceedTheWindow) {
