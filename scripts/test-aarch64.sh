@@ -106,7 +106,7 @@ full_exclude+='|^cli\.perplexity_matches_llama_perplexity$'
 # kernels qemu's SVE/SME/i8mm CPU selects evidently round a 4-row ubatch
 # differently from an 8-row one, which the padding to 4 rows assumes not.
 max_exclude='|^cli\.run_3_stages_seeded_with_a_draft_model_keeps_the_text$'
-# What makes the whole set fit in about two hours on two cores (qemu runs the
+# What makes the whole set fit in about 70 minutes on two cores (qemu runs the
 # CPU-bound tests about 55x slower than native). One architecture's f16
 # golden (llama) stands for the f16 kernels; the other architectures keep
 # their Q4_K_M golden, which takes their own graph through the K-quant
