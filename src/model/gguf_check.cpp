@@ -124,6 +124,16 @@ uint32_t check_alignment(Reader &r, const std::vector<KvEntry> &kvs) {
     return v;
 }
 
+// libllama's loader reads general.architecture as a string before it owns the
+// file's ggml context, so a key of another type makes it throw and leak that
+// context (llama-model-loader.cpp); the GGUF spec makes the key a string.
+void check_architecture(Reader &r, const std::vector<KvEntry> &kvs) {
+    const KvEntry *a = find_kv(kvs, "general.architecture");
+    if (a && a->type != kString)
+        r.fail(std::string("general.architecture must be a string, found ") +
+               value_type_name(a->type) + (a->type == kArray ? " (an array)" : ""));
+}
+
 struct TensorInfo {
     std::string_view name;
     uint64_t nbytes = 0;
@@ -218,6 +228,7 @@ uint64_t check_prefix(std::span<const uint8_t> bytes, uint64_t file_size, const 
             r.fail("duplicate key '" + std::string(kvs.back().key) + "'");
     }
     const uint32_t alignment = check_alignment(r, kvs);
+    check_architecture(r, kvs);
 
     std::vector<TensorInfo> tensors;
     tensors.reserve(n_tensors);

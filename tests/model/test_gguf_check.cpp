@@ -216,6 +216,10 @@ TEST(GgufCheck, TypesAreKnownAndValuesValid) {
     EXPECT_NE(rejection(g.bytes()).find("must be a u32"), std::string::npos);
     g = valid().kv_u32("general.alignment", 48);
     EXPECT_NE(rejection(g.bytes()).find("not a power of two"), std::string::npos);
+    GgufBytes arch;  // libllama leaked a ggml context on this (fuzz_gguf)
+    arch.kv_u32("general.architecture", 0);
+    EXPECT_NE(rejection(arch.bytes()).find("general.architecture must be a string, found u32"),
+              std::string::npos);
 }
 
 TEST(GgufCheck, TensorShapesTypesAndOffsetsAreChecked) {
