@@ -21,7 +21,7 @@
 #
 # Platforms: Debian/Ubuntu (apt-get), Termux on Android (pkg, no root; Termux
 # has no cppzmq package, so third_party/cppzmq stands in). macOS: install with
-#   brew install cmake ccache zeromq cppzmq openssl googletest google-benchmark node pkg-config
+#   brew install cmake ccache zeromq cppzmq openssl eigen googletest google-benchmark node pkg-config
 # then run this script (it skips the package step when brew is the package manager).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -54,6 +54,7 @@ debian_deps=(
   "libzmq3-dev:/usr/lib/$multiarch/pkgconfig/libzmq.pc" "cppzmq-dev:/usr/include/zmq.hpp"
   "libssl-dev:/usr/lib/$multiarch/libssl.so"
   "nodejs:node" "npm:npm" "openssl:openssl" "python3:python3"
+  "libeigen3-dev:/usr/include/eigen3/Eigen/Dense"
 )
 # --all: the tests (GoogleTest, the network lab, the browser test), the benchmarks
 debian_test_deps=(
@@ -88,7 +89,7 @@ install_debian() {
 # Termux package names (termux/termux-packages: packages/<name>). libzmq is
 # built with libsodium (CURVE); OpenSSL's headers are in `openssl`.
 install_termux() {
-  local pkgs=(clang cmake git ccache pkg-config libzmq openssl nodejs python)
+  local pkgs=(clang cmake git ccache pkg-config libzmq openssl nodejs python eigen)
   [ "$all" = 1 ] && pkgs+=(googletest curl procps)
   [ "$gpu" = vulkan ] && pkgs+=(vulkan-headers vulkan-loader-android shaderc spirv-headers)
   log "installing with pkg: ${pkgs[*]}"

@@ -13,6 +13,10 @@
 #define COLONY_HAS_SYNTH 1
 #endif
 
+#ifdef COLONY_HAS_COMPRESS
+#include "cli/cmd_compress.h"
+#endif
+
 namespace {
 
 struct Subcommand {
@@ -39,6 +43,10 @@ const Subcommand kCommands[] = {
 #endif
 #ifdef COLONY_HAS_SYNTH
     {"synth", colony::cmd_synth, "write a synthetic GGUF with a real model's shapes and tokenizer"},
+#endif
+#ifdef COLONY_HAS_COMPRESS
+    {"compress", colony::cmd_compress,
+     "write a GGUF whose block matrices are low-rank factors (smaller, lossy)"},
 #endif
     {"pull", colony::cmd_pull,
      "download a model from a Hugging Face-style hub (or one stage's shard of it)"},

@@ -37,6 +37,14 @@ struct Builder {
     StageGraph &g;
     ggml_context *ctx;
 
+    // W x, or lr_b (lr_a x) for a matrix stored as low-rank factors
+    // (StageWeights::low_rank_input).
+    ggml_tensor *mm(ggml_tensor *weight, ggml_tensor *x) const {
+        if (ggml_tensor *a = w.low_rank_input(weight))
+            x = ggml_mul_mat(ctx, a, x);
+        return ggml_mul_mat(ctx, weight, x);
+    }
+
     // RMS norm then scale by the weight (build_norm, LLM_NORM_RMS).
     ggml_tensor *rms_norm(ggml_tensor *x, ggml_tensor *weight) const {
         x = ggml_rms_norm(ctx, x, hp.rms_eps);
@@ -60,7 +68,7 @@ struct Builder {
         ggml_tensor *q, *k, *v;
         if (l.wqkv) {
             // fused (phi3): views of one product, as llama.cpp's build_qkv
-            ggml_tensor *qkv = ggml_mul_mat(ctx, l.wqkv, cur);
+            ggml_tensor *qkv = mm(l.wqkv, cur);
             if (l.bqkv)
                 qkv = ggml_add(ctx, qkv, l.bqkv);
             const size_t row = ggml_row_size(qkv->type, hd);
@@ -70,13 +78,13 @@ struct Builder {
             v = ggml_view_3d(ctx, qkv, hd, hp.n_head_kv, n_tokens, row, qkv->nb[1],
                              ggml_row_size(qkv->type, hp.n_embd_q() + hp.n_embd_k_gqa()));
         } else {
-            q = ggml_mul_mat(ctx, l.wq, cur);
+            q = mm(l.wq, cur);
             if (l.bq)
                 q = ggml_add(ctx, q, l.bq);
-            k = ggml_mul_mat(ctx, l.wk, cur);
+            k = mm(l.wk, cur);
             if (l.bk)
                 k = ggml_add(ctx, k, l.bk);
-            v = ggml_mul_mat(ctx, l.wv, cur);
+            v = mm(l.wv, cur);
             if (l.bv)
                 v = ggml_add(ctx, v, l.bv);
             q = ggml_reshape_3d(ctx, q, hd, hp.n_head, n_tokens);     // [hd, n_head, n_tokens]
@@ -138,7 +146,7 @@ struct Builder {
         if (g.inp_v_rot)                                 // rotate back (H H = I)
             att = mul_hadamard(ctx, att, g.inp_v_rot);
 
-        ggml_tensor *out = ggml_mul_mat(ctx, l.wo, att);
+        ggml_tensor *out = mm(l.wo, att);
         if (l.bo)
             out = ggml_add(ctx, out, l.bo);
         return out;
@@ -149,14 +157,14 @@ struct Builder {
     ggml_tensor *ffn(uint32_t il, ggml_tensor *cur) const {
         const LayerWeights &l = w.layer(il);
         if (!l.ffn_gate) {
-            cur = ggml_swiglu(ctx, ggml_mul_mat(ctx, l.ffn_up, cur));
-            return ggml_mul_mat(ctx, l.ffn_down, cur);
+            cur = ggml_swiglu(ctx, mm(l.ffn_up, cur));
+            return mm(l.ffn_down, cur);
         }
-        ggml_tensor *up = ggml_mul_mat(ctx, l.ffn_up, cur);
-        ggml_tensor *gate = ggml_mul_mat(ctx, l.ffn_gate, cur);
+        ggml_tensor *up = mm(l.ffn_up, cur);
+        ggml_tensor *gate = mm(l.ffn_gate, cur);
         cur = hp.arch == Arch::kGemma3 ? ggml_geglu_split(ctx, gate, up)  // LLM_FFN_GELU, PAR
                                        : ggml_swiglu_split(ctx, gate, up);
-        return ggml_mul_mat(ctx, l.ffn_down, cur);
+        return mm(l.ffn_down, cur);
     }
 
     // Routed experts (build_moe_ffn with softmax gating, top-k weights

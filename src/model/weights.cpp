@@ -110,6 +110,7 @@ struct FileDescriptor {
 
 struct StageWeights::Pending {
     std::vector<Want> wants;
+    std::vector<std::pair<ggml_tensor **, ggml_tensor **>> low_rank;  // (lr_b, lr_a) slots
 };
 
 StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRange range,
@@ -129,6 +130,18 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
     auto want = [&](const std::string &name, std::vector<int64_t> shape, ggml_op op,
                     ggml_tensor **slot, bool required, const std::string &source = "") {
         const GgufTensor *src = file.find(source.empty() ? name : source);
+        const GgufTensor *lr_a = src ? nullptr : file.find(name + ".lr_a");
+        const GgufTensor *lr_b = src ? nullptr : file.find(name + ".lr_b");
+        if (lr_a && lr_b && op == GGML_OP_MUL_MAT && shape.size() == 2) {
+            // low-rank factors (model/compress.h): lr_a {n_in, r}, lr_b {r, n_out}
+            const int64_t r = lr_a->meta->ne[1];
+            low_rank_slots_.push_back(nullptr);
+            pending.wants.push_back(
+                {name + ".lr_a", lr_a, {shape[0], r}, op, &low_rank_slots_.back(), to_gpu});
+            pending.wants.push_back({name + ".lr_b", lr_b, {r, shape[1]}, op, slot, to_gpu});
+            pending.low_rank.emplace_back(slot, &low_rank_slots_.back());
+            return;
+        }
         if (!src) {
             if (required)
                 throw Error(ErrorCode::kCorrupt, file.path() + ": missing tensor '" + name + "'");
@@ -239,6 +252,8 @@ StageWeights::StageWeights(const GgufFile &file, const ModelHparams &hp, LayerRa
         ggml_set_name(t, w.name.c_str());
         *w.slot = t;
     }
+    for (const auto &[b, a] : pending.low_rank)
+        low_rank_[*b] = *a;
 
     // Choose a buffer type per tensor: an extra (repacking) type when it
     // supports the op, else plain CPU memory (mapped or copied).

@@ -12,8 +12,10 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "ggml-backend.h"
@@ -122,6 +124,16 @@ class StageWeights {
     uint64_t bytes() const { return bytes_; }  // weight bytes this stage holds
     /// Names of the buffer types used, with bytes each (for logs and profiles).
     std::string describe_buffers() const;
+    /// A block matrix stored as low-rank factors (`colony compress`,
+    /// model/compress.h): its slot in LayerWeights holds `.lr_b` (ne {r,
+    /// n_out}) and this returns `.lr_a` (ne {n_in, r}), applied first, so
+    /// W x ~= lr_b (lr_a x). nullptr for a full matrix.
+    ggml_tensor *low_rank_input(const ggml_tensor *w) const {
+        const auto it = low_rank_.find(w);
+        return it == low_rank_.end() ? nullptr : it->second;
+    }
+    /// How many matrices this stage holds as low-rank factors.
+    size_t n_low_rank() const { return low_rank_.size(); }
 
     ggml_tensor *tok_embd = nullptr;     // F? [n_embd, n_vocab], first stage only
     ggml_tensor *output_norm = nullptr;  // [n_embd], last stage only
@@ -137,6 +149,8 @@ class StageWeights {
     std::vector<LayerWeights> layers_;
     std::vector<ggml_backend_buffer_ptr> buffers_;
     std::vector<std::unique_ptr<MappedRange>> maps_;
+    std::deque<ggml_tensor *> low_rank_slots_;  // stable slots of the lr_a factors
+    std::unordered_map<const ggml_tensor *, ggml_tensor *> low_rank_;  // lr_b -> lr_a
 };
 
 }  // namespace colony
