@@ -33,6 +33,7 @@ CoordinatorOptions scheduler_options(const LocalBackendOptions &o) {
     c.kv_window = o.kv_window;
     c.spec = o.spec;
     c.skip_layers = o.skip_layers;
+    c.dyn_skip = o.dyn_skip;
     if (o.batch_invariant)
         c.invariance = StageConfig::Invariance::kFull;
     return c;

@@ -49,6 +49,7 @@ struct LocalBackendOptions {
     KvWindow kv_window;             // --kv-window/--kv-sinks (runtime/kv_window.h)
     SpecParams spec;                // speculative decoding (runtime/speculative.h)
     LayerSkip skip_layers;          // --skip-layers (model/layer_skip.h; checked against the model)
+    DynamicSkip dyn_skip;           // --dynamic-skip (runtime/dynamic_skip.h)
 };
 
 class LocalBackend : public InferenceBackend {

@@ -106,6 +106,8 @@ int cmd_serve_local(int argc, char **argv) {
     add_kv_window_args(p, &bo.kv_window);
     std::string skip_layers;
     add_skip_layers_arg(p, &skip_layers);
+    DynamicSkipArgs dyn_skip;
+    add_dynamic_skip_args(p, &dyn_skip);
     SpecArgs spec;
     add_spec_args(p, &spec);
     p.add("", "--ready-file", "PATH", "write the API port as JSON here once listening",
@@ -121,6 +123,7 @@ int cmd_serve_local(int argc, char **argv) {
         return 0;
     bo.spec = spec.resolve();
     bo.skip_layers = parse_layer_skip(skip_layers, 0);  // checked against the model on load
+    bo.dyn_skip = resolve_dynamic_skip_args(dyn_skip, 0);
     const CpuPlacement placement = resolve_cpu_args(cpu);
     bo.n_threads = placement.n_threads;
     bo.cpu = stage_affinity(placement);

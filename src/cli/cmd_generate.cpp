@@ -60,6 +60,8 @@ int cmd_generate(int argc, char **argv) {
     add_cache_type_args(p, &cache_k, &cache_v);
     add_kv_window_args(p, &window);
     add_skip_layers_arg(p, &skip_layers);
+    DynamicSkipArgs dyn_skip;
+    add_dynamic_skip_args(p, &dyn_skip);
     add_spec_args(p, &spec);
     p.flag("", "--ref-attention",
            "ggml's reference flash attention, as every stage of a cluster runs it: the floats "
@@ -117,6 +119,7 @@ int cmd_generate(int argc, char **argv) {
     cfg.load.use_mmap = !no_mmap;
     cfg.load.use_repack = !no_repack;
     cfg.load.skip = parse_layer_skip(skip_layers, hp.n_layer);
+    cfg.dyn_skip = resolve_dynamic_skip_args(dyn_skip, hp.n_layer);
     if (batch_invariant)
         cfg.invariance = StageConfig::Invariance::kFull;
     Stage stage(file, hp, cfg);
@@ -148,6 +151,9 @@ int cmd_generate(int argc, char **argv) {
              std::to_string(st.kv_used_max) + " cells | ";
     if (!cfg.load.skip.empty())
         kv += "skipped blocks " + cfg.load.skip.str() + " | ";
+    if (cfg.dyn_skip.on())
+        kv += "dynamic skip: " + std::to_string(stage.dyn_skip_skipped()) + " of " +
+              std::to_string(stage.dyn_skip_evaluated()) + " block evaluations skipped | ";
     if (spec_params.enabled())
         kv += std::string("speculative (") + spec_type_name(spec_params.type) +
               "): " + std::to_string(st.spec.n_drafted) + " drafted, " +

@@ -40,6 +40,7 @@ namespace {
 
 struct PerplexityArgs {
     std::string model, text_file, kld_base, cache_k = "f16", cache_v = "f16", skip_layers;
+    DynamicSkipArgs dyn_skip;  // streaming mode
     std::string split, wire_type = "f16";  // --split: an in-process chain of stages
     uint32_t n_ctx = 512, n_batch = 2048;
     int32_t n_chunks = -1;
@@ -77,6 +78,7 @@ PerplexityArgs parse_args(int argc, char **argv, bool *help) {
           &a.stream_block);
     add_kv_window_args(p, &a.window);  // streaming mode
     add_skip_layers_arg(p, &a.skip_layers);
+    add_dynamic_skip_args(p, &a.dyn_skip);  // streaming mode
     p.add("", "--split", "RANGES",
           "perplexity and KL-divergence modes: evaluate through a chain of stages of these "
           "layer ranges in this process (e.g. 0:2,2:5), with a cluster's numerics: hidden "
@@ -123,6 +125,9 @@ PerplexityArgs parse_args(int argc, char **argv, bool *help) {
         (a.cache_k.find(',') != std::string::npos || a.cache_v.find(',') != std::string::npos))
         throw Error(ErrorCode::kInvalidArgument,
                     "a list of KV cache types (one per stage) needs --split");
+    if (a.dyn_skip.threshold != 0 && a.stream == 0)
+        throw Error(ErrorCode::kInvalidArgument,
+                    "--dynamic-skip acts on one-token decode steps: use it with --stream N");
     if (!a.split.empty() && (a.stream > 0 || a.layer_importance))
         throw Error(ErrorCode::kInvalidArgument,
                     "--split is for perplexity and KL-divergence runs (not --stream or "
@@ -173,6 +178,7 @@ std::unique_ptr<Stage> make_stage(
     cfg.load.use_mmap = !a.no_mmap;
     cfg.load.use_repack = !a.no_repack;
     cfg.load.skip = skip;
+    cfg.dyn_skip = resolve_dynamic_skip_args(a.dyn_skip, hp.n_layer);
     return std::make_unique<Stage>(std::move(file), hp, cfg);
 }
 
@@ -299,6 +305,8 @@ int run_stream(const PerplexityArgs &a, const std::shared_ptr<const GgufFile> &f
     StreamOptions so;
     so.n_tokens = a.stream;
     so.n_batch = std::min<uint32_t>(a.n_batch, 32);
+    if (a.dyn_skip.threshold > 0)
+        so.n_batch = 1;  // the gate acts on one-token decode steps (runtime/dynamic_skip.h)
     so.block = a.stream_block;
     so.window = a.window;
     std::fprintf(stderr, "colony perplexity: streaming %zu tokens through %u cells%s\n",
@@ -314,6 +322,10 @@ int run_stream(const PerplexityArgs &a, const std::shared_ptr<const GgufFile> &f
     std::printf("\nStream: PPL = %.4lf over %zu tokens | %d shifts, at most %u cells%s\n", r.ppl,
                 r.n_scored, r.n_shifts, r.kv_used_max,
                 r.context_full ? " | stopped: the context is full" : "");
+    if (stage->config().dyn_skip.on())
+        std::printf("Dynamic skip: %llu of %llu block evaluations skipped\n",
+                    static_cast<unsigned long long>(stage->dyn_skip_skipped()),
+                    static_cast<unsigned long long>(stage->dyn_skip_evaluated()));
     return 0;
 }
 

@@ -59,6 +59,7 @@ struct RunOptions {
     KvWindow kv_window;                            // the coordinator's --kv-window/--kv-sinks
     SpecArgs spec;                                 // the coordinator's speculative decoding
     std::string skip_layers;                       // the coordinator's --skip-layers
+    DynamicSkipArgs dyn_skip;                      // the coordinator's --dynamic-skip
     uint32_t workers = 1;
     int32_t n_predict = 128, threads = 0, seed = -1, top_k = 40;
     uint32_t n_ctx = 4096, parallel = 4;
@@ -394,6 +395,7 @@ int cmd_run(int argc, char **argv) {
     p.flag("", "--no-mmap", "every process reads its weights into memory", &o.no_mmap);
     add_kv_window_args(p, &o.kv_window);
     add_skip_layers_arg(p, &o.skip_layers);
+    add_dynamic_skip_args(p, &o.dyn_skip);
     add_spec_args(p, &o.spec);
     p.flag("", "--batch-invariant",
            "bit-exact recovery: every stage pads its ubatches (slower decode; docs/pipeline.md)",
@@ -495,6 +497,14 @@ int cmd_run(int argc, char **argv) {
         serve.push_back(a);
     if (!o.skip_layers.empty())
         serve.insert(serve.end(), {"--skip-layers", o.skip_layers});
+    if (o.dyn_skip.threshold > 0) {
+        char cos[32];
+        std::snprintf(cos, sizeof(cos), "%.9g", o.dyn_skip.threshold);
+        serve.insert(serve.end(), {"--dynamic-skip", cos, "--skip-probe",
+                                   std::to_string(o.dyn_skip.probe)});
+        if (!o.dyn_skip.hot.empty())
+            serve.insert(serve.end(), {"--hot-layers", o.dyn_skip.hot});
+    }
     const std::string trace_out =
         o.trace.empty() ? "" : std::filesystem::absolute(o.trace).string();
     for (const std::string &a : cluster.trace_args(trace_out, "coordinator"))

@@ -199,6 +199,8 @@ int cmd_serve(int argc, char **argv) {
     add_kv_window_args(p, &o.kv_window);
     std::string skip_layers;
     add_skip_layers_arg(p, &skip_layers);
+    DynamicSkipArgs dyn_skip;
+    add_dynamic_skip_args(p, &dyn_skip);
     SpecArgs spec;
     add_spec_args(p, &spec);
     p.flag("", "--no-recovery",
@@ -242,6 +244,7 @@ int cmd_serve(int argc, char **argv) {
         return 0;
     o.spec = spec.resolve();
     o.skip_layers = parse_layer_skip(skip_layers, 0);  // checked against the model on load
+    o.dyn_skip = resolve_dynamic_skip_args(dyn_skip, 0);
     if (workers_expected < -1)
         throw Error(ErrorCode::kInvalidArgument, "--workers-expected must be >= 0");
     const uint32_t n_ranges = split_ranges(o.split);
@@ -278,6 +281,7 @@ int cmd_serve(int argc, char **argv) {
         bo.kv_window = o.kv_window;
         bo.spec = o.spec;
         bo.skip_layers = o.skip_layers;
+        bo.dyn_skip = o.dyn_skip;
         return serve_local(bo, api_server_options(api, api_host), ready_file);
     }
 

@@ -60,7 +60,8 @@ struct Builder {
 
     // Self-attention of block il on normalized input cur [n_embd, n_tokens];
     // writes K/V of this ubatch into the cache and attends over n_kv cells.
-    ggml_tensor *attention(uint32_t il, ggml_tensor *cur) const {
+    // kv_only: only the K/V writes (a dynamically skipped block); nullptr.
+    ggml_tensor *attention(uint32_t il, ggml_tensor *cur, bool kv_only = false) const {
         const LayerWeights &l = w.layer(il);
         const int64_t n_tokens = shape.n_tokens;
         const int64_t hd = hp.head_dim_k;
@@ -112,7 +113,8 @@ struct Builder {
         if (g.inp_v_rot)
             v = mul_hadamard(ctx, v, g.inp_v_rot);
         // same expansion order as llama.cpp, then the cache stores
-        ggml_build_forward_expand(g.gf, q);
+        if (!kv_only)
+            ggml_build_forward_expand(g.gf, q);
         ggml_build_forward_expand(g.gf, v);
         ggml_build_forward_expand(g.gf, k);
         ggml_tensor *k_cache = kv.k(il);
@@ -121,6 +123,8 @@ struct Builder {
         ggml_tensor *v_rows = ggml_view_2d(ctx, v, hd * hp.n_head_kv, n_tokens, v->nb[2], 0);
         ggml_build_forward_expand(g.gf, ggml_set_rows(ctx, k_cache, k_rows, g.inp_k_idxs));
         ggml_build_forward_expand(g.gf, ggml_set_rows(ctx, v_cache, v_rows, g.inp_k_idxs));
+        if (kv_only)
+            return nullptr;
 
         const int64_t n_kv = shape.n_kv;
         ggml_tensor *kc = ggml_view_4d(
@@ -270,7 +274,7 @@ struct Builder {
         // gets no buffer
         const LayerRange r = w.range();
         for (uint32_t il = r.first; il < r.last; ++il) {
-            if (w.skipped(il))
+            if (w.skipped(il) || mode(il) == kKvOnly)
                 continue;
             ggml_tensor *&mask = hp.is_swa(il) ? g.inp_mask_swa : g.inp_mask;
             if (mask)
@@ -291,37 +295,86 @@ struct Builder {
         }
     }
 
+    // DynamicSkipGate::Mode of block il (compute when dynamic skipping is off)
+    static constexpr uint8_t kCompute = 0, kKvOnly = 1, kMixed = 2;
+    uint8_t mode(uint32_t il) const {
+        return shape.block_mode.empty() ? kCompute : shape.block_mode[il - w.range().first];
+    }
+
+    // cos(a, b) of each row [1, n_tokens] (dynamic skipping's signal)
+    ggml_tensor *row_cosine(ggml_tensor *a, ggml_tensor *b) const {
+        ggml_tensor *dot = ggml_sum_rows(ctx, ggml_mul(ctx, a, b));
+        ggml_tensor *na = ggml_sum_rows(ctx, ggml_sqr(ctx, a));
+        ggml_tensor *nb = ggml_sum_rows(ctx, ggml_sqr(ctx, b));
+        return ggml_div(ctx, dot, ggml_sqrt(ctx, ggml_mul(ctx, na, nb)));
+    }
+
+    // Block il on hidden state x [n_embd, n_tokens]; `select` picks the
+    // output rows before the feed-forward (the last block of the last stage).
+    ggml_tensor *block(uint32_t il, ggml_tensor *x, bool select) const {
+        const LayerWeights &l = w.layer(il);
+        ggml_tensor *residual = x;
+        ggml_tensor *cur = rms_norm(x, l.attn_norm);
+        cur = attention(il, cur);
+        if (select) {
+            // only the rows whose logits are wanted go through the last FFN
+            cur = ggml_get_rows(ctx, cur, g.inp_out_ids);
+            residual = ggml_get_rows(ctx, residual, g.inp_out_ids);
+        }
+        if (l.attn_post_norm)
+            cur = rms_norm(cur, l.attn_post_norm);
+        ggml_tensor *ffn_inp = ggml_add(ctx, cur, residual);
+        cur = rms_norm(ffn_inp, l.ffn_norm);
+        cur = hp.is_moe() ? moe_ffn(il, cur) : ffn(il, cur);
+        if (l.ffn_post_norm)
+            cur = rms_norm(cur, l.ffn_post_norm);
+        return ggml_add(ctx, cur, ffn_inp);
+    }
+
+    // A block under dynamic skipping: K/V only, or computed with its cosine
+    // as an output and, for a row mask, the skipping rows' input kept.
+    ggml_tensor *gated_block(uint32_t il, ggml_tensor *x) {
+        const size_t b = il - w.range().first;
+        if (mode(il) == kKvOnly) {
+            attention(il, rms_norm(x, w.layer(il).attn_norm), /*kv_only=*/true);
+            return x;
+        }
+        ggml_tensor *out = block(il, x, false);
+        ggml_tensor *cos = row_cosine(x, out);
+        ggml_set_output(cos);
+        ggml_set_name(cos, ("cos-" + std::to_string(il)).c_str());
+        ggml_build_forward_expand(g.gf, cos);
+        g.out_cos[b] = cos;
+        if (mode(il) == kMixed) {
+            ggml_tensor *keep = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, 1, shape.n_tokens);
+            ggml_set_input(keep);
+            ggml_set_name(keep, ("keep-" + std::to_string(il)).c_str());
+            g.inp_keep[b] = keep;
+            out = ggml_add(ctx, x, ggml_mul(ctx, ggml_sub(ctx, out, x), keep));
+        }
+        return out;
+    }
+
     void build() {
         ggml_tensor *x = input();
         inputs_common();
         const LayerRange r = w.range();
+        const bool gated = !shape.block_mode.empty();
+        g.inp_keep.assign(r.size(), nullptr);
+        g.out_cos.assign(r.size(), nullptr);
         // the last computed block selects the output rows (skipped blocks
-        // pass the hidden state through, model/layer_skip.h)
+        // pass the hidden state through, model/layer_skip.h); under dynamic
+        // skipping the rows are selected after the last block
         uint32_t last_kept = r.last;
         for (uint32_t il = r.first; il < r.last; ++il)
             last_kept = w.skipped(il) ? last_kept : il;
         for (uint32_t il = r.first; il < r.last; ++il) {
             if (w.skipped(il))
                 continue;
-            const LayerWeights &l = w.layer(il);
-            ggml_tensor *residual = x;
-            ggml_tensor *cur = rms_norm(x, l.attn_norm);
-            cur = attention(il, cur);
-            if (il == last_kept && g.inp_out_ids) {
-                // only the rows whose logits are wanted go through the last FFN
-                cur = ggml_get_rows(ctx, cur, g.inp_out_ids);
-                residual = ggml_get_rows(ctx, residual, g.inp_out_ids);
-            }
-            if (l.attn_post_norm)
-                cur = rms_norm(cur, l.attn_post_norm);
-            ggml_tensor *ffn_inp = ggml_add(ctx, cur, residual);
-            cur = rms_norm(ffn_inp, l.ffn_norm);
-            cur = hp.is_moe() ? moe_ffn(il, cur) : ffn(il, cur);
-            if (l.ffn_post_norm)
-                cur = rms_norm(cur, l.ffn_post_norm);
-            x = ggml_add(ctx, cur, ffn_inp);
+            x = gated ? gated_block(il, x)
+                      : block(il, x, il == last_kept && g.inp_out_ids != nullptr);
         }
-        if (last_kept == r.last && g.inp_out_ids)  // every block skipped
+        if ((gated || last_kept == r.last) && g.inp_out_ids)  // not selected by a block
             x = ggml_get_rows(ctx, x, g.inp_out_ids);
         if (w.is_last()) {
             x = rms_norm(x, w.output_norm);

@@ -24,8 +24,13 @@ struct GraphShape {
     uint32_t n_tokens = 0;   // tokens in the ubatch
     uint32_t n_kv = 0;       // KV cells attended (KvCache::n_kv)
     uint32_t n_outputs = 0;  // last stage: rows of logits wanted (<= n_tokens)
+    /// Dynamic skipping (runtime/dynamic_skip.h): per block of the range a
+    /// DynamicSkipGate::Mode (0 compute, 1 K/V only, 2 a row mask), and each
+    /// computed block's cos(input, output) per row as an output. Empty: off.
+    std::vector<uint8_t> block_mode;
     bool operator==(const GraphShape &o) const {
-        return n_tokens == o.n_tokens && n_kv == o.n_kv && n_outputs == o.n_outputs;
+        return n_tokens == o.n_tokens && n_kv == o.n_kv && n_outputs == o.n_outputs &&
+               block_mode == o.block_mode;
     }
 };
 
@@ -47,6 +52,9 @@ struct StageGraph {
     ggml_tensor *out = nullptr;  // F32 hidden [n_embd, n_tokens] or logits [n_vocab, n_outputs]
     ggml_tensor *out_hidden = nullptr;  // last stage: F32 [n_embd, n_outputs] after output_norm
                                         // (the rows' embeddings, for pooling)
+    // dynamic skipping, per block of the range (null where not used):
+    std::vector<ggml_tensor *> inp_keep;  // F32 [1, n_tokens] 1 = the row computes the block
+    std::vector<ggml_tensor *> out_cos;   // F32 [1, n_tokens] cos(block input, block output)
 };
 
 /// Builds the graph of `weights`' layer range for `shape`. The stage is first

@@ -117,6 +117,11 @@ void put(WireWriter &w, const WireAssign &m) {
     w.u32(static_cast<uint32_t>(m.skip_layers.size()));
     for (uint32_t il : m.skip_layers)
         w.u32(il);
+    w.f32(m.dyn_skip);
+    w.u32(m.dyn_skip_probe);
+    w.u32(static_cast<uint32_t>(m.hot_layers.size()));
+    for (uint32_t il : m.hot_layers)
+        w.u32(il);
 }
 void put(WireWriter &w, const WireReady &m) {
     w.u64(m.plan_epoch);
@@ -303,6 +308,11 @@ void get(WireReader &r, const WireLimits &l, WireAssign &m) {
     m.skip_layers.resize(r.count("n_skip_layers", l.max_n_layer, 4));
     for (uint32_t &il : m.skip_layers)
         il = r.u32("skip_layers");
+    m.dyn_skip = r.f32("dyn_skip");
+    m.dyn_skip_probe = r.u32("dyn_skip_probe");
+    m.hot_layers.resize(r.count("n_hot_layers", l.max_n_layer, 4));
+    for (uint32_t &il : m.hot_layers)
+        il = r.u32("hot_layers");
 }
 void get(WireReader &r, const WireLimits &, WireReady &m) {
     m.plan_epoch = r.u64("plan_epoch");

@@ -50,7 +50,9 @@
 //                                              str next_endpoint, key next_key, key prev_key,
 //                                              str shard_url, hash shard_sha256, u64 shard_size,
 //                                              u32 n, n x u32 skip_layers (ascending, inside
-//                                              [layer_first, layer_last))
+//                                              [layer_first, layer_last)), f32 dyn_skip
+//                                              (cosine, 0 = off), u32 dyn_skip_probe,
+//                                              u32 m, m x u32 hot_layers (ascending, < n_layer)
 //    6    READY         worker -> coordinator  u64 plan_epoch, u32 layer_first, u32 layer_last
 //    7    SHARD_REQUEST worker -> coordinator  hash model_hash, u32 layer_first, u32 layer_last,
 //                                              u64 offset
@@ -133,11 +135,13 @@ namespace colony {
 // (speculative decoding: drafts verified at the last stage); version 8
 // ASSIGN's shard source (a hub URL, the shard's hash and size); version 9
 // ASSIGN's skipped blocks (--skip-layers: an older worker would compute
-// them and give other text). Peers of other versions are refused.
-constexpr uint16_t kWireVersion = 9;
+// them and give other text); version 10 ASSIGN's dynamic skipping
+// (--dynamic-skip, --hot-layers, --skip-probe: likewise). Peers of other
+// versions are refused.
+constexpr uint16_t kWireVersion = 10;
 constexpr size_t kWireHeaderBytes = 32;
 constexpr uint8_t kWireMagic[4] = {'C', 'L', 'N', 'Y'};
-static_assert(kWireVersion == 9, "changing the wire layout needs a new kWireVersion");
+static_assert(kWireVersion == 10, "changing the wire layout needs a new kWireVersion");
 
 /// Message type (header offset 6). Values are part of the protocol: never renumber.
 enum WireType : uint16_t {
@@ -279,6 +283,12 @@ struct WireAssign {
     // Blocks of [layer_first, layer_last) the stage skips (model/layer_skip.h),
     // ascending; their weights are not loaded.
     std::vector<uint32_t> skip_layers;
+    // Dynamic skipping (runtime/dynamic_skip.h), the same for every stage:
+    // the cosine threshold (0 = off), the probe interval, and the blocks of
+    // the whole model never skipped, ascending.
+    float dyn_skip = 0;
+    uint32_t dyn_skip_probe = 0;
+    std::vector<uint32_t> hot_layers;
 
     friend bool operator==(const WireAssign &, const WireAssign &) = default;
 };

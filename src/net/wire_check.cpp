@@ -159,6 +159,17 @@ void check(const WireAssign &m, const WireLimits &l) {
         if (i > 0 && il <= m.skip_layers[i - 1])
             fail("skip_layers is not ascending");
     }
+    if (!(m.dyn_skip >= 0.0f && m.dyn_skip <= 1.0f))  // NaN fails too
+        fail("dyn_skip is not a cosine in [0, 1]");
+    if (m.dyn_skip > 0.0f && m.dyn_skip_probe == 0)
+        fail("dyn_skip without a probe interval");
+    for (size_t i = 0; i < m.hot_layers.size(); ++i) {
+        if (m.hot_layers[i] >= m.n_layer)
+            fail("hot_layers names block " + str(m.hot_layers[i]) + " of a model of " +
+                 str(m.n_layer) + " blocks");
+        if (i > 0 && m.hot_layers[i] <= m.hot_layers[i - 1])
+            fail("hot_layers is not ascending");
+    }
 }
 
 void check(const WireReady &m, const WireLimits &l) {

@@ -56,6 +56,7 @@ StageConfig node_stage_config(const CoordinatorOptions &opts) {
     cfg.load.use_mmap = opts.use_mmap;
     cfg.load.use_repack = opts.use_repack;
     cfg.load.skip = opts.skip_layers;
+    cfg.dyn_skip = opts.dyn_skip;
     return cfg;
 }
 

@@ -52,6 +52,7 @@ LayoutConfig make_layout_config(const CoordinatorOptions &opts, const PlannedMod
     c.secure = secure;
     check_layer_skip(opts.skip_layers, model.hp.n_layer);
     c.skip = opts.skip_layers;
+    c.dyn_skip = resolve_dynamic_skip(opts.dyn_skip, model.hp.n_layer);
     if (!opts.split.empty()) {
         c.manual_split = parse_layer_split(opts.split, model.hp.n_layer);
         if (c.manual_split->size() != opts.workers_expected + 1) {

@@ -252,6 +252,9 @@ WireAssign assign_for(const LayoutConfig &config, uint64_t epoch, LayerRange ran
     a.is_last = range.last == config.n_layer;  // a layout's ranges cover the model
     a.sampling = true;
     a.skip_layers = config.skip.within(range).blocks;
+    a.dyn_skip = config.dyn_skip.threshold;
+    a.dyn_skip_probe = config.dyn_skip.probe;
+    a.hot_layers = config.dyn_skip.hot.blocks;
     return a;
 }
 

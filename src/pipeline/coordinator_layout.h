@@ -29,6 +29,7 @@
 #include "model/layer_range.h"
 #include "model/layer_skip.h"
 #include "net/wire.h"
+#include "runtime/dynamic_skip.h"
 #include "pipeline/cluster_state.h"
 
 namespace colony {
@@ -78,6 +79,7 @@ struct LayoutConfig {
     // --skip-layers: each ASSIGN carries its range's share; a stage whose
     // blocks are all skipped is bypassed (bypass_skipped_stages)
     LayerSkip skip;
+    DynamicSkip dyn_skip;  // --dynamic-skip, resolved (hot blocks listed)
 };
 
 /// One stage of a layout: who serves `range`.

@@ -44,6 +44,9 @@ struct CoordinatorOptions {
     // stage gets its share in ASSIGN, and a stage whose blocks are all
     // skipped is left out of the pipeline (its range joins the one before)
     LayerSkip skip_layers;
+    // --dynamic-skip (runtime/dynamic_skip.h): every stage's gate, the same
+    // options in ASSIGN; resolved against the model when it is loaded
+    DynamicSkip dyn_skip;
     bool use_mmap = true;    // stage 0 maps the file (false: --no-mmap, read into memory)
     bool use_repack = true;  // CPU weight repacking (llama.cpp's extra buffer types)
     // stage 0's batch invariance in a cluster (runtime/stage.h; --batch-invariant: kFull,

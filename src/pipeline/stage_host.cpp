@@ -22,7 +22,7 @@ bool same_config(const StageConfig &a, const StageConfig &b) {
            a.n_ctx_seq == b.n_ctx_seq && a.n_ubatch == b.n_ubatch && a.type_k == b.type_k &&
            a.type_v == b.type_v && a.n_threads == b.n_threads && a.cpu == b.cpu &&
            a.load.use_mmap == b.load.use_mmap && a.load.use_repack == b.load.use_repack &&
-           a.load.skip == b.load.skip && a.invariance == b.invariance;
+           a.load.skip == b.load.skip && a.dyn_skip == b.dyn_skip && a.invariance == b.invariance;
 }
 
 double ms_between(std::chrono::steady_clock::time_point a,

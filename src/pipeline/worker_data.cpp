@@ -216,6 +216,9 @@ void WorkerData::apply(const WorkerAssignment &a) {
     cfg.type_v = opts_.type_v;
     cfg.load.use_mmap = opts_.use_mmap;
     cfg.load.skip.blocks = as.skip_layers;  // checked: ascending, inside the range (wire_check)
+    cfg.dyn_skip.threshold = as.dyn_skip;     // checked: a cosine, with a probe (wire_check)
+    cfg.dyn_skip.probe = as.dyn_skip_probe > 0 ? as.dyn_skip_probe : 1;
+    cfg.dyn_skip.hot.blocks = as.hot_layers;  // checked: ascending, inside the model
     cfg.slowdown = slowdown_.load();
     cfg.invariance = opts_.invariance;  // recovery re-computes the same floats (stage.h)
     const bool same_stage = current_ && host_.holds(a.shard_path.string(), cfg);

@@ -26,7 +26,11 @@ void Stage::ThreadpoolDeleter::operator()(ggml_threadpool *tp) const {
 }
 
 Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const StageConfig &cfg)
-    : file_(std::move(file)), hp_(hp), cfg_(cfg) {
+    : file_(std::move(file)),
+      hp_(hp),
+      cfg_(cfg),
+      gate_(resolve_dynamic_skip(cfg.dyn_skip, hp.n_layer), cfg.range, cfg.load.skip) {
+    cfg_.dyn_skip = resolve_dynamic_skip(cfg_.dyn_skip, hp_.n_layer);
     if (cfg_.n_ubatch == 0)
         throw Error(ErrorCode::kInvalidArgument, "ubatch size must be positive");
     if (cfg_.n_ctx_seq == 0)
@@ -193,6 +197,19 @@ void Stage::apply_shift(int32_t seq, const KvShift &s) {
 
 void Stage::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
     kv_->seq_rm(seq, p0, p1);
+    if (p0 <= 0 && p1 < 0)
+        gate_.forget(seq);
+}
+
+void Stage::observe_cosines(const Ubatch &ub) {
+    const StageGraph &g = *graph_;
+    std::vector<float> cos(ub.n_tokens);
+    for (uint32_t b = 0; b < g.out_cos.size(); ++b) {
+        if (!g.out_cos[b])
+            continue;
+        ggml_backend_tensor_get(g.out_cos[b], cos.data(), 0, cos.size() * sizeof(float));
+        gate_.observe(cfg_.range.first + b, cos.data(), ub.seq_id, ub.n_tokens, keep_[b]);
+    }
 }
 int32_t Stage::seq_pos_max(int32_t seq) const {
     return kv_->seq_pos_max(seq);
@@ -253,9 +270,9 @@ void Stage::validate(const Ubatch &ub) const {
     }
 }
 
-void Stage::prepare_graph(const Ubatch &ub, uint32_t n_kv) {
+void Stage::prepare_graph(const Ubatch &ub, uint32_t n_kv, std::vector<uint8_t> block_mode) {
     const uint32_t n_outputs = is_last() ? ub.n_outputs : ub.n_tokens;
-    const GraphShape shape{ub.n_tokens, n_kv, n_outputs};
+    const GraphShape shape{ub.n_tokens, n_kv, n_outputs, std::move(block_mode)};
     const int64_t t0 = now_us();
     if (graph_ && graph_->shape == shape) {
         timings_.reused = true;
@@ -333,9 +350,17 @@ const float *Stage::forward(const Ubatch &in) {
     kv_->store(ub.seq_id, ub.pos, ub.n_tokens, cells_);
     try {
         const uint32_t n_kv = kv_->n_kv();
-        prepare_graph(ub, n_kv);
+        std::vector<uint8_t> modes;
+        if (gate_.on())
+            modes = gate_.decide(ub.seq_id, ub.pos, ub.n_tokens,
+                                 static_cast<int32_t>(cfg_.n_seq_max), keep_);
+        prepare_graph(ub, n_kv, std::move(modes));
         const int64_t t0 = now_us();
         StageGraph &g = *graph_;
+        for (size_t b = 0; b < g.inp_keep.size(); ++b)
+            if (g.inp_keep[b])
+                ggml_backend_tensor_set(g.inp_keep[b], keep_[b].data(), 0,
+                                        ub.n_tokens * sizeof(float));
         if (g.inp_tokens)
             ggml_backend_tensor_set(g.inp_tokens, ub.tokens, 0, ub.n_tokens * sizeof(int32_t));
         if (g.inp_embd) {
@@ -377,6 +402,8 @@ const float *Stage::forward(const Ubatch &in) {
             hidden_.resize(ggml_nelements(g.out_hidden));
             ggml_backend_tensor_get(g.out_hidden, hidden_.data(), 0, ggml_nbytes(g.out_hidden));
         }
+        if (gate_.on())
+            observe_cosines(ub);
         timings_.compute_us = now_us() - t0;
         if (cfg_.slowdown > 1.0) {
             std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(

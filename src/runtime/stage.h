@@ -22,6 +22,7 @@
 #include "model/hparams.h"
 #include "model/layer_range.h"
 #include "model/weights.h"
+#include "runtime/dynamic_skip.h"
 #include "runtime/kv_window.h"
 
 namespace colony {
@@ -66,6 +67,9 @@ struct StageConfig {
     CpuAffinity cpu;    // where the n_threads threads run (default: anywhere)
     GpuOffload gpu;     // blocks on a GPU (default: none)
     WeightLoadOptions load;
+    /// Dynamic skipping of cold blocks per decode row (runtime/dynamic_skip.h;
+    /// default off). The same on every stage of a cluster.
+    DynamicSkip dyn_skip;
     /// Debug: emulate a slower device. After each forward() the stage sleeps
     /// (slowdown - 1) x the compute time, so it runs `slowdown` times slower.
     /// Changeable at run time with set_slowdown(). 1 = off.
@@ -180,6 +184,10 @@ class Stage {
     void set_n_threads(int n);
     int n_threads() const { return n_threads_; }
     const StageWeights &weights() const { return *weights_; }
+    /// Dynamic skipping's counts so far: block x decode-row decisions and
+    /// how many of them skipped (both 0 when it is off).
+    uint64_t dyn_skip_evaluated() const { return gate_.n_evaluated(); }
+    uint64_t dyn_skip_skipped() const { return gate_.n_skipped(); }
     /// The GPU device this stage offloads to ("" when none) and how many of
     /// its blocks are there.
     std::string gpu_device() const;
@@ -221,9 +229,13 @@ class Stage {
     /// in's (the real rows only): forward() uploads the padding's rows.
     Ubatch padded(const Ubatch &in);
     StageTimings timings_;
+    DynamicSkipGate gate_;
+    std::vector<std::vector<float>> keep_;  // the gate's rows per block, this ubatch
 
     void validate(const Ubatch &ub) const;
-    void prepare_graph(const Ubatch &ub, uint32_t n_kv);
+    void prepare_graph(const Ubatch &ub, uint32_t n_kv, std::vector<uint8_t> block_mode);
+    /// After a compute: the cosines of the gated blocks to the gate.
+    void observe_cosines(const Ubatch &ub);
 };
 
 /// Default thread count for compute: the number of online CPUs.

@@ -139,8 +139,8 @@ std::vector<hostile_case> hostile_cases() {
     return {
         {"SHORT_HEADER", [] { return frame_t(31, 0); }, "shorter than the 32-byte header"},
         {"BAD_MAGIC", [] { return activations_with([](frame_t &f) { f[0] = 'X'; }); }, "bad magic"},
-        {"VERSION_10", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 10); }); },
-         "protocol version 10"},
+        {"VERSION_11", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 11); }); },
+         "protocol version 11"},
         {"VERSION_8", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 8); }); },
          "protocol version 8"},
         {"VERSION_7", [] { return activations_with([](frame_t &f) { put_u16(f, 4, 7); }); },
@@ -321,33 +321,64 @@ std::vector<hostile_case> hostile_cases() {
         {"ASSIGN_SHARD_URL_WITHOUT_HASH",
          [] {
              frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
-             // the payload ends with shard_sha256 (32 bytes), shard_size (8)
-             // and the sample's skip_layers {5, 6} (4 + 2 x 4)
-             std::fill(f.end() - 52, f.end() - 20, 0);
+             // the payload ends with shard_sha256 (32 bytes), shard_size (8),
+             // the sample's skip_layers {5, 6} (4 + 2 x 4), dyn_skip and its
+             // probe (4 + 4) and hot_layers {0, 11} (4 + 2 x 4)
+             std::fill(f.end() - 72, f.end() - 40, 0);
              return f;
          },
          "shard_url without the shard's hash"},
         {"ASSIGN_SKIP_OUTSIDE_RANGE",
          [] {
              frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
-             put_u32(f, f.size() - 4, 8);  // skip_layers {5, 8} of layers [4, 8)
+             put_u32(f, f.size() - 24, 8);  // skip_layers {5, 8} of layers [4, 8)
              return f;
          },
          "skip_layers names block 8 outside the stage's layers [4,8)"},
         {"ASSIGN_SKIP_NOT_ASCENDING",
          [] {
              frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
-             put_u32(f, f.size() - 4, 5);  // skip_layers {5, 5}
+             put_u32(f, f.size() - 24, 5);  // skip_layers {5, 5}
              return f;
          },
          "skip_layers is not ascending"},
         {"ASSIGN_SKIP_COUNT_PAST_PAYLOAD",
          [] {
              frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
-             put_u32(f, f.size() - 12, 3);  // 3 blocks, 2 present
+             put_u32(f, f.size() - 32, 3);  // 3 blocks, 2 present: reads into dyn_skip
+             f.resize(f.size() - 20);        // ... and the payload ends there
+             fix_payload_len(f);
              return f;
          },
          "n_skip_layers = 3 needs 12 bytes"},
+        {"ASSIGN_DYN_SKIP_NAN",
+         [] {
+             frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
+             put_u32(f, f.size() - 20, 0x7FC00000u);  // dyn_skip = NaN
+             return f;
+         },
+         "dyn_skip is not a cosine in [0, 1]"},
+        {"ASSIGN_DYN_SKIP_WITHOUT_PROBE",
+         [] {
+             frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
+             put_u32(f, f.size() - 16, 0);  // dyn_skip_probe = 0
+             return f;
+         },
+         "dyn_skip without a probe interval"},
+        {"ASSIGN_HOT_OUTSIDE_MODEL",
+         [] {
+             frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
+             put_u32(f, f.size() - 4, 12);  // hot_layers {0, 12} of 12 blocks
+             return f;
+         },
+         "hot_layers names block 12 of a model of 12 blocks"},
+        {"ASSIGN_HOT_NOT_ASCENDING",
+         [] {
+             frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));
+             put_u32(f, f.size() - 4, 0);  // hot_layers {0, 0}
+             return f;
+         },
+         "hot_layers is not ascending"},
         {"ASSIGN_EMPTY_RANGE",
          [] {
              frame_t f = encode(std::get<WireAssign>(test::sample_messages()[4].body));

@@ -105,6 +105,9 @@ inline std::vector<WireMessage> sample_messages() {
     as.shard_sha256 = test_key(5);
     as.shard_size = 123456789;
     as.skip_layers = {5, 6};
+    as.dyn_skip = 0.9f;
+    as.dyn_skip_probe = 8;
+    as.hot_layers = {0, 11};
     add(as);
     add(WireReady{9, 4, 8});
     add(WireShardRequest{test_key(9), 4, 8, 1 << 20});

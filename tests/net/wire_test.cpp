@@ -36,7 +36,7 @@ TEST(WireProtocol, HeaderLayoutIsPinned) {
     const std::vector<uint8_t> header(f.begin(), f.begin() + kWireHeaderBytes);
     const std::vector<uint8_t> expected = {
         'C',  'L',  'N',  'Y',                           // magic
-        9,    0,                                         // version 9
+        10,   0,                                         // version 10
         4,    0,                                         // type HEARTBEAT
         0,    0,    0,    0,                             // flags
         0x44, 0x33, 0x22, 0x11,                          // sequence
@@ -68,11 +68,11 @@ TEST(WireProtocol, ErrorCodesArePinned) {
 
 TEST(WireProtocol, PeeksHeaderOfAnotherVersion) {
     std::vector<uint8_t> f = wire_encode(test::sample_messages()[0]);
-    f[4] = 10;  // a JOIN from a future protocol version
+    f[4] = 11;  // a JOIN from a future protocol version
     EXPECT_THROW(wire_decode(f), Error);
     const std::optional<WireHeader> h = wire_peek_header(f);
     ASSERT_TRUE(h.has_value());
-    EXPECT_EQ(h->version, 10);
+    EXPECT_EQ(h->version, 11);
     EXPECT_EQ(h->type, WIRE_TYPE_JOIN);
     EXPECT_EQ(h->payload_len, f.size() - kWireHeaderBytes);
     EXPECT_EQ(h->session, test::sample_messages()[0].session);
