@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <thread>
 
 #include "cli/args.h"
 #include "model/compress.h"
@@ -73,6 +74,12 @@ int run_compress(int argc, char **argv) {
           &o.imatrix_path);
     p.add("", "--power-iterations", "N",
           "power iterations of the randomized SVD (large matrices only)", &power);
+    int32_t threads =
+        static_cast<int32_t>(std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
+    p.add("-t", "--threads", "N",
+          "matrices factorized at once, each on a thread (memory: about 24 bytes per weight of "
+          "each; default: the cores, at most 4)",
+          &threads);
     p.flag("-q", "--quiet", "no progress or per-tensor output", &quiet);
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -98,6 +105,9 @@ int run_compress(int argc, char **argv) {
     if (power < 0 || power > 10)
         throw Error(ErrorCode::kInvalidArgument, "--power-iterations must be in [0, 10]");
     o.power_iterations = power;
+    if (threads < 1)
+        throw Error(ErrorCode::kInvalidArgument, "--threads must be at least 1");
+    o.n_threads = threads;
     const bool tty = isatty(STDERR_FILENO) != 0;
     // progress: rewritten in place on a terminal, a line every 10 s otherwise
     auto last = std::chrono::steady_clock::now();

@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <optional>
 
@@ -278,6 +280,23 @@ GgufPtr output_meta(const GgufFile &file, const CompressOptions &o, const std::v
     return out;
 }
 
+/// One matrix's factors, quantized: lr_a's and lr_b's bytes.
+struct Factored {
+    std::vector<uint8_t> a, b;
+    double rel_error = 0;
+};
+
+Factored factor(const CompressOptions &o, const CompressedTensor &c, const GgufTensor &src,
+                const uint8_t *bytes, const ImportanceMatrix *imatrix) {
+    const std::vector<float> weights = to_f32(src, bytes);
+    const std::vector<float> scale =
+        imatrix ? imatrix->input_scale(c.name, c.n_in) : std::vector<float>{};
+    const LowRankFactors f =
+        factorize_low_rank(weights.data(), c.n_in, c.n_out, c.rank, seed_for(o.seed, c.name),
+                           o.power_iterations, 1024, scale.empty() ? nullptr : scale.data());
+    return {quantize(c.type_a, f.a, c.n_in), quantize(c.type_b, f.b, c.rank), f.rel_error};
+}
+
 void write_all(const GgufFile &file, const CompressOptions &o, std::vector<Item> &items,
                const std::string &path) {
     GgmlPtr ctx(nullptr, ggml_free);
@@ -287,6 +306,22 @@ void write_all(const GgufFile &file, const CompressOptions &o, std::vector<Item>
     std::optional<ImportanceMatrix> imatrix;
     if (!o.imatrix_path.empty())
         imatrix.emplace(o.imatrix_path);
+    // the factorizations run on up to n_threads threads ahead of the writer,
+    // which writes every tensor in the table's order
+    std::deque<std::pair<size_t, std::future<Factored>>> ahead;
+    size_t next = 0;  // the next item to start factorizing
+    auto launch = [&] {
+        for (; next < items.size() && ahead.size() < static_cast<size_t>(std::max(1, o.n_threads));
+             ++next) {
+            if (!items[next].factorize)
+                continue;
+            const Item &it = items[next];
+            ahead.emplace_back(
+                next, std::async(std::launch::async, factor, std::cref(o), std::cref(it.info),
+                                 std::cref(*it.src), map.data() + it.src->offset,
+                                 imatrix ? &*imatrix : nullptr));
+        }
+    };
     Writer w(path);
     std::vector<uint8_t> header(gguf_get_meta_size(meta.get()));
     gguf_get_meta_data(meta.get(), header.data());
@@ -295,25 +330,18 @@ void write_all(const GgufFile &file, const CompressOptions &o, std::vector<Item>
         Item &it = items[i];
         if (o.on_progress)
             o.on_progress(i, items.size(), it.src->name);
-        const uint8_t *bytes = map.data() + it.src->offset;
+        launch();
         if (!it.factorize) {
-            w.put(bytes, it.src->nbytes);
+            w.put(map.data() + it.src->offset, it.src->nbytes);
             w.pad(align);
             continue;
         }
-        CompressedTensor &c = it.info;
-        const std::vector<float> weights = to_f32(*it.src, bytes);
-        const std::vector<float> scale =
-            imatrix ? imatrix->input_scale(c.name, c.n_in) : std::vector<float>{};
-        const LowRankFactors f =
-            factorize_low_rank(weights.data(), c.n_in, c.n_out, c.rank, seed_for(o.seed, c.name),
-                               o.power_iterations, 1024, scale.empty() ? nullptr : scale.data());
-        c.rel_error = f.rel_error;
-        const std::vector<uint8_t> a = quantize(c.type_a, f.a, c.n_in);
-        w.put(a.data(), a.size());
+        const Factored f = ahead.front().second.get();  // items[i]: factorized in order
+        ahead.pop_front();
+        it.info.rel_error = f.rel_error;
+        w.put(f.a.data(), f.a.size());
         w.pad(align);
-        const std::vector<uint8_t> b = quantize(c.type_b, f.b, c.rank);
-        w.put(b.data(), b.size());
+        w.put(f.b.data(), f.b.size());
         w.pad(align);
     }
     w.close();

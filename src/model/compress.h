@@ -42,6 +42,9 @@ struct CompressOptions {
     std::string imatrix_path;
     int power_iterations = 2;
     uint64_t seed = 1;
+    /// Matrices factorized at once (each on its own thread; memory grows
+    /// with it: about 3 x 8 bytes per weight of the matrix).
+    int n_threads = 1;
     /// Called before each tensor is written: (index, count, name).
     std::function<void(size_t, size_t, const std::string &)> on_progress;
 };

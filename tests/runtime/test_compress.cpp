@@ -7,6 +7,8 @@
 #include <unistd.h>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include "common/test_env.h"
@@ -214,6 +216,21 @@ TEST_F(CompressTest, QuantizedFactorsFollowTheBlockSize) {
     }
 }
 
+TEST_F(CompressTest, ThreadsDoNotChangeTheBytes) {
+    auto bytes = [](const std::string &path) {
+        std::ifstream in(path, std::ios::binary);
+        return std::vector<char>(std::istreambuf_iterator<char>(in), {});
+    };
+    CompressOptions o;
+    o.rank_ratio = 0.5;
+    o.kinds = parse_compress_kinds("all");
+    const std::vector<char> one = bytes(compress("t1.gguf", o));
+    o.n_threads = 3;
+    const std::vector<char> three = bytes(compress("t3.gguf", o));
+    EXPECT_GT(one.size(), 100000u);
+    EXPECT_EQ(one, three);
+}
+
 // An importance matrix as llama-imatrix writes it (NAME.in_sum2 [n_in, 1],
 // NAME.counts [1]) for stories260K's feed-forward matrices, every channel's
 // mean square `ms(j)`.
@@ -262,6 +279,8 @@ TEST_F(CompressTest, ImportanceMatrixWeightsTheFactors) {
     const Diff dl = compare(loud.logits.data(), plain.logits.data(), plain.logits.size());
     EXPECT_GT(dl.max_abs_diff, 1e-2f);
     // a matrix the importance matrix lacks is an error, and nothing is written
+    // (with factorizations running ahead on other threads)
+    o.n_threads = 4;
     o.imatrix_path = write_imatrix(
         dir_ / "partial.imatrix.gguf", [](int64_t) { return 1.0f; },
         /*with_down=*/false);
