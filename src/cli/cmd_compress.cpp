@@ -92,14 +92,7 @@ int run_compress(int argc, char **argv) {
     o.rank = rank;
     o.rank_ratio = ratio;
     o.kinds = parse_compress_kinds(kinds);
-    try {
-        o.blocks = parse_layer_skip(layers, 0).blocks;
-    } catch (const Error &e) {  // its messages name --skip-layers
-        std::string m = e.what();
-        if (m.rfind("--skip-layers", 0) == 0)
-            m.replace(0, 13, "--layers");
-        throw Error(e.code(), m);
-    }
+    o.blocks = parse_block_list(layers, "--layers");
     if (!type.empty())
         o.type = parse_factor_type(type);
     if (power < 0 || power > 10)

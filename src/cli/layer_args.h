@@ -45,19 +45,12 @@ inline void add_dynamic_skip_args(ArgParser &p, DynamicSkipArgs *a) {
 
 /// The options (n_layer 0: the model is not loaded yet; its first and last
 /// block become the default hot ones when it is, resolve_dynamic_skip).
-/// Errors: check_dynamic_skip's and parse_layer_skip's (naming --hot-layers).
+/// Errors: check_dynamic_skip's and parse_block_list's (naming --hot-layers).
 inline DynamicSkip resolve_dynamic_skip_args(const DynamicSkipArgs &a, uint32_t n_layer) {
     DynamicSkip d;
     d.threshold = a.threshold;
     d.probe = a.probe;
-    try {
-        d.hot = parse_layer_skip(a.hot, 0);
-    } catch (const Error &e) {  // its messages name --skip-layers
-        std::string m = e.what();
-        if (m.rfind("--skip-layers", 0) == 0)
-            m.replace(0, 13, "--hot-layers");
-        throw Error(e.code(), m);
-    }
+    d.hot.blocks = parse_block_list(a.hot, "--hot-layers");
     d.hot_default = a.hot.empty();
     return n_layer > 0 ? resolve_dynamic_skip(d, n_layer) : d;
 }

@@ -15,6 +15,7 @@
 #include "gguf.h"
 #include "model/gguf_file.h"
 #include "model/hparams.h"
+#include "model/layer_skip.h"
 #include "model/low_rank.h"
 #include "model/mapped_file.h"
 #include "util/error.h"
@@ -85,12 +86,7 @@ void plan_factors(const CompressOptions &o, Item &it) {
 }
 
 std::vector<Item> plan(const CompressOptions &o, const GgufFile &file, uint32_t n_layer) {
-    for (uint32_t b : o.blocks) {
-        if (b >= n_layer)
-            throw Error(ErrorCode::kInvalidArgument, "--layers: block " + std::to_string(b) +
-                                                         " does not exist; the model has " +
-                                                         "blocks 0-" + std::to_string(n_layer - 1));
-    }
+    check_blocks_exist(o.blocks, n_layer, "--layers");
     std::vector<Item> items;
     size_t n_factorized = 0;
     for (const GgufTensor &t : file.tensors()) {

@@ -29,7 +29,7 @@ struct CompressOptions {
     /// Matrix kinds: attn_q, attn_k, attn_v, attn_qkv, attn_output, ffn_gate,
     /// ffn_up, ffn_down (dense blocks; MoE experts are not factorized).
     std::vector<std::string> kinds;
-    /// Blocks to compress (empty: every block).
+    /// Blocks to compress, ascending (empty: every block).
     std::vector<uint32_t> blocks;
     /// The factors' type; unset: each matrix's own type where it can be
     /// quantized without an importance matrix, else F16. A factor whose row

@@ -38,6 +38,17 @@ struct LayerSkip {
 std::string block_list(const std::vector<uint32_t> &blocks);
 
 /// Parses a comma-separated list of blocks and inclusive ranges ("3",
+/// "1,4-6", "" = none) into ascending unique block numbers. Errors:
+/// Error(kInvalidArgument) naming `option` and the bad item for anything
+/// that is not a number or range, or a reversed range.
+std::vector<uint32_t> parse_block_list(const std::string &list, const std::string &option);
+
+/// Error(kInvalidArgument) naming `option` when the largest of the
+/// ascending `blocks` is not a block of a model of n_layer blocks.
+void check_blocks_exist(const std::vector<uint32_t> &blocks, uint32_t n_layer,
+                        const std::string &option);
+
+/// Parses a comma-separated list of blocks and inclusive ranges ("3",
 /// "1,4-6", "" = none) of a model with n_layer blocks (0: not known yet;
 /// check_layer_skip later). Duplicates merge. Errors:
 /// Error(kInvalidArgument) naming the bad item for anything that is not a

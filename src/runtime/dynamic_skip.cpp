@@ -15,13 +15,7 @@ void check_dynamic_skip(const DynamicSkip &d, uint32_t n_layer) {
                         std::to_string(d.threshold));
     if (d.probe == 0)
         throw Error(ErrorCode::kInvalidArgument, "--skip-probe must be at least 1");
-    for (uint32_t b : d.hot.blocks) {
-        if (b >= n_layer)
-            throw Error(ErrorCode::kInvalidArgument,
-                        "--hot-layers: block " + std::to_string(b) +
-                            " does not exist; the model has blocks 0-" +
-                            std::to_string(n_layer - 1));
-    }
+    check_blocks_exist(d.hot.blocks, n_layer, "--hot-layers");
 }
 
 LayerSkip default_hot_layers(uint32_t n_layer) {

@@ -25,12 +25,18 @@ void Stage::ThreadpoolDeleter::operator()(ggml_threadpool *tp) const {
     ggml_threadpool_free(tp);
 }
 
+namespace {
+StageConfig with_dynamic_skip_resolved(StageConfig cfg, uint32_t n_layer) {
+    cfg.dyn_skip = resolve_dynamic_skip(cfg.dyn_skip, n_layer);
+    return cfg;
+}
+}  // namespace
+
 Stage::Stage(std::shared_ptr<const GgufFile> file, const ModelHparams &hp, const StageConfig &cfg)
     : file_(std::move(file)),
       hp_(hp),
-      cfg_(cfg),
-      gate_(resolve_dynamic_skip(cfg.dyn_skip, hp.n_layer), cfg.range, cfg.load.skip) {
-    cfg_.dyn_skip = resolve_dynamic_skip(cfg_.dyn_skip, hp_.n_layer);
+      cfg_(with_dynamic_skip_resolved(cfg, hp.n_layer)),
+      gate_(cfg_.dyn_skip, cfg_.range, cfg_.load.skip) {
     if (cfg_.n_ubatch == 0)
         throw Error(ErrorCode::kInvalidArgument, "ubatch size must be positive");
     if (cfg_.n_ctx_seq == 0)
